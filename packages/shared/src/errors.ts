@@ -1,0 +1,57 @@
+// The one catalogue of Outpost errors. Callers and tests match on `code`, never on message text.
+// Each entry has the HTTP status the relay or agent answers with when the error reaches a client.
+
+export const ERRORS = {
+  OUTPOST_ERR_BAD_REQUEST: { status: 400, description: 'The request is malformed.' },
+  OUTPOST_ERR_UNAUTHORIZED: { status: 401, description: 'No credential, or a wrong one.' },
+  OUTPOST_ERR_FORBIDDEN: { status: 403, description: 'The credential may not do this.' },
+  OUTPOST_ERR_NOT_FOUND: { status: 404, description: 'No such route or resource.' },
+  OUTPOST_ERR_ENROLL_TOKEN_INVALID: { status: 401, description: 'The enrollment token is unknown, used or expired.' },
+  OUTPOST_ERR_DEVICE_NOT_FOUND: { status: 404, description: 'No device has this id.' },
+  OUTPOST_ERR_MODEL_NOT_FOUND: { status: 404, description: 'No model (or model version) has this name.' },
+  OUTPOST_ERR_MODEL_INVALID: { status: 400, description: 'The file is not a model onnxruntime can load.' },
+  OUTPOST_ERR_MODEL_NOT_READY: { status: 503, description: 'The model is known but not serving yet.' },
+  OUTPOST_ERR_DEPLOYMENT_NOT_FOUND: { status: 404, description: 'No deployment has this id.' },
+  OUTPOST_ERR_ARTIFACT_NOT_FOUND: { status: 404, description: 'No artifact with this sha256 is visible to the caller.' },
+  OUTPOST_ERR_PAYLOAD_TOO_LARGE: { status: 413, description: 'The upload is larger than the relay accepts.' },
+  OUTPOST_ERR_RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range is outside the file.' },
+  OUTPOST_ERR_TENSOR_INVALID: { status: 400, description: 'An input tensor does not match the model signature.' },
+  OUTPOST_ERR_INFERENCE_FAILED: { status: 500, description: 'onnxruntime failed to run the model.' },
+  OUTPOST_ERR_INTERNAL: { status: 500, description: 'An unexpected failure; the log has details.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+const kOutpostError = Symbol.for('outpost.error');
+
+/** An error with a stable code. `instanceof` works across duplicate installs of this package. */
+export class OutpostError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OutpostError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    Object.defineProperty(this, kOutpostError, { value: true });
+  }
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kOutpostError] === true;
+  }
+
+  toJSON(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** The body of every error answer, on the relay and on the agent. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+export function isErrorBody(value: unknown): value is ErrorBody {
+  const error = (value as ErrorBody | null)?.error;
+  return typeof error === 'object' && error !== null && typeof error.code === 'string' && typeof error.message === 'string';
+}

@@ -1,0 +1,31 @@
+export { ERRORS, OutpostError, isErrorBody, type ErrorBody, type ErrorCode } from './errors.js';
+export { TOPIC_ROOT, DEVICE_TOPICS, ALL_DEVICES_FILTER, devicePrefix, deviceTopic, parseDeviceTopic, isWithinDevicePrefix, type DeviceTopic } from './topics.js';
+export {
+  StatusMessage,
+  DesiredModel,
+  DesiredState,
+  ReportedModel,
+  ReportedState,
+  ModelHealth,
+  HealthMessage,
+  MODEL_STATES,
+  messageParser,
+  type ModelState,
+  type MessageParser,
+} from './messages.js';
+export {
+  DATATYPES,
+  ORT_TYPE_BY_DATATYPE,
+  datatypeFromOrtType,
+  validateInputs,
+  elementCount,
+  formatSignature,
+  type Datatype,
+  type TensorSpec,
+  type ModelSignature,
+  type RequestTensor,
+} from './signature.js';
+export { signatureFromSession } from './model-signature.js';
+export { probeModel, type ProbeOptions } from './model-probe.js';
+export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, type Labels } from './units.js';
+export { createLogger, type Logger, type LogOptions } from './log.js';

@@ -1,0 +1,96 @@
+// MQTT message schemas: one source for the runtime check and the TypeScript type.
+// Every message a peer receives is checked before use; a malformed one is dropped and logged.
+
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+
+const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
+const ModelName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' });
+
+/** `outpost/v1/devices/{id}/status` (retained; the agent's last will publishes `online: false`). */
+export const StatusMessage = Type.Object({
+  online: Type.Boolean(),
+  ts: Type.Number(),
+  agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
+});
+export type StatusMessage = Static<typeof StatusMessage>;
+
+export const DesiredModel = Type.Object({
+  name: ModelName,
+  version: Type.Integer({ minimum: 1 }),
+  sha256: Sha256,
+  size: Type.Integer({ minimum: 0 }),
+  deploymentId: Type.String(),
+});
+export type DesiredModel = Static<typeof DesiredModel>;
+
+/** `outpost/v1/devices/{id}/desired` (retained, written by the relay): what the device should serve. */
+export const DesiredState = Type.Object({
+  revision: Type.Integer({ minimum: 0 }),
+  models: Type.Array(DesiredModel),
+});
+export type DesiredState = Static<typeof DesiredState>;
+
+export const MODEL_STATES = ['downloading', 'loading', 'serving', 'failed'] as const;
+export type ModelState = (typeof MODEL_STATES)[number];
+
+export const ReportedModel = Type.Object({
+  name: ModelName,
+  /** The version the agent is working towards (the desired one). */
+  version: Type.Integer({ minimum: 1 }),
+  sha256: Sha256,
+  state: Type.Union(MODEL_STATES.map((s) => Type.Literal(s))),
+  reason: Type.Optional(Type.String({ maxLength: 2000 })),
+  /** The version answering requests right now; an older one while a new one loads or after it failed. */
+  serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1 }), sha256: Sha256 })),
+});
+export type ReportedModel = Static<typeof ReportedModel>;
+
+/** `outpost/v1/devices/{id}/reported` (retained, written by the agent). */
+export const ReportedState = Type.Object({
+  revision: Type.Integer({ minimum: 0 }),
+  models: Type.Array(ReportedModel, { maxItems: 256 }),
+});
+export type ReportedState = Static<typeof ReportedState>;
+
+export const ModelHealth = Type.Object({
+  requests: Type.Integer({ minimum: 0 }),
+  errors: Type.Integer({ minimum: 0 }),
+  /** Latency over the last heartbeat interval, null when no request arrived in it. */
+  p50Ms: Type.Union([Type.Number(), Type.Null()]),
+  p99Ms: Type.Union([Type.Number(), Type.Null()]),
+});
+export type ModelHealth = Static<typeof ModelHealth>;
+
+/** `outpost/v1/devices/{id}/health`: the heartbeat. */
+export const HealthMessage = Type.Object({
+  ts: Type.Number(),
+  uptimeS: Type.Number({ minimum: 0 }),
+  cpuPercent: Type.Number({ minimum: 0 }),
+  memory: Type.Object({ rssBytes: Type.Number(), usedBytes: Type.Number(), totalBytes: Type.Number() }),
+  disk: Type.Object({ freeBytes: Type.Number(), totalBytes: Type.Number() }),
+  models: Type.Record(Type.String(), ModelHealth),
+});
+export type HealthMessage = Static<typeof HealthMessage>;
+
+export interface MessageParser<T> {
+  /** Parses and checks a payload; returns the value or a one-line reason it was refused. */
+  parse(payload: Buffer | string): { ok: true; value: T } | { ok: false; reason: string };
+}
+
+export function messageParser<S extends TSchema>(schema: S): MessageParser<Static<S>> {
+  const check = TypeCompiler.Compile(schema);
+  return {
+    parse(payload) {
+      let value: unknown;
+      try {
+        value = JSON.parse(payload.toString());
+      } catch {
+        return { ok: false, reason: 'payload is not JSON' };
+      }
+      if (check.Check(value)) return { ok: true, value };
+      const first = check.Errors(value).First();
+      return { ok: false, reason: first ? `${first.path || '/'}: ${first.message}` : 'payload does not match the schema' };
+    },
+  };
+}

@@ -1,0 +1,135 @@
+// Model signatures (input/output tensors) and the check every inference request passes
+// before it reaches onnxruntime. KServe v2 datatype names are the public vocabulary.
+
+import { OutpostError } from './errors.js';
+
+export const DATATYPES = ['BOOL', 'UINT8', 'INT8', 'UINT16', 'INT16', 'UINT32', 'INT32', 'INT64', 'UINT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
+export type Datatype = (typeof DATATYPES)[number];
+
+/** One tensor of a signature. `-1` marks a dynamic dimension. */
+export interface TensorSpec {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+}
+
+export interface ModelSignature {
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
+}
+
+/** onnxruntime's tensor type names, by KServe datatype. */
+export const ORT_TYPE_BY_DATATYPE: Record<Datatype, string> = {
+  BOOL: 'bool',
+  UINT8: 'uint8',
+  INT8: 'int8',
+  UINT16: 'uint16',
+  INT16: 'int16',
+  UINT32: 'uint32',
+  INT32: 'int32',
+  INT64: 'int64',
+  UINT64: 'uint64',
+  FP16: 'float16',
+  FP32: 'float32',
+  FP64: 'float64',
+  BYTES: 'string',
+};
+
+const DATATYPE_BY_ORT_TYPE: Record<string, Datatype> = Object.fromEntries(
+  Object.entries(ORT_TYPE_BY_DATATYPE).map(([k, v]) => [v, k as Datatype]),
+);
+
+export function datatypeFromOrtType(ortType: string): Datatype | undefined {
+  return DATATYPE_BY_ORT_TYPE[ortType];
+}
+
+/** A tensor as a KServe v2 JSON request carries it. */
+export interface RequestTensor {
+  name: string;
+  shape: number[];
+  datatype: string;
+  data: unknown[];
+}
+
+const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
+  UINT8: [0, 255],
+  INT8: [-128, 127],
+  UINT16: [0, 65535],
+  INT16: [-32768, 32767],
+  UINT32: [0, 4294967295],
+  INT32: [-2147483648, 2147483647],
+  INT64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+  UINT64: [0, Number.MAX_SAFE_INTEGER],
+};
+
+function invalid(message: string): OutpostError {
+  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
+}
+
+export function elementCount(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function checkElements(tensor: RequestTensor, datatype: Datatype): void {
+  const { data, name } = tensor;
+  const range = INTEGER_RANGES[datatype];
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (datatype === 'BOOL') {
+      if (typeof v !== 'boolean') throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, BOOL data must be true or false`);
+    } else if (datatype === 'BYTES') {
+      if (typeof v !== 'string') throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, BYTES data must be strings`);
+    } else if (typeof v !== 'number') {
+      throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, ${datatype} data must be numbers`);
+    } else if (range && (!Number.isInteger(v) || v < range[0] || v > range[1])) {
+      throw invalid(`input "${name}": element ${i} is ${v}, not an integer in the ${datatype} range`);
+    }
+  }
+}
+
+/**
+ * Checks a request's input tensors against a signature and returns them in signature order.
+ * Throws OUTPOST_ERR_TENSOR_INVALID with a message naming the tensor and the problem.
+ */
+export function validateInputs(signature: ModelSignature, inputs: unknown): RequestTensor[] {
+  if (!Array.isArray(inputs)) throw invalid('"inputs" must be an array of tensors');
+  const byName = new Map<string, RequestTensor>();
+  for (const raw of inputs) {
+    const t = raw as Partial<RequestTensor> | null;
+    if (typeof t !== 'object' || t === null || typeof t.name !== 'string') throw invalid('every input needs a "name"');
+    const spec = signature.inputs.find((s) => s.name === t.name);
+    if (!spec) throw invalid(`unknown input "${t.name}": the model takes ${signature.inputs.map((s) => `"${s.name}"`).join(', ')}`);
+    if (byName.has(t.name)) throw invalid(`input "${t.name}" is given twice`);
+    if (t.datatype !== spec.datatype) throw invalid(`input "${t.name}": datatype ${JSON.stringify(t.datatype)} does not match the model's ${spec.datatype}`);
+    if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw invalid(`input "${t.name}": "shape" must be an array of non-negative integers ([] for a scalar)`);
+    }
+    if (t.shape.length !== spec.shape.length) {
+      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has rank ${t.shape.length}, the model expects [${spec.shape.join(',')}]`);
+    }
+    spec.shape.forEach((d, i) => {
+      if (d !== -1 && t.shape![i] !== d) {
+        throw invalid(`input "${t.name}": shape [${t.shape!.join(',')}] does not match the model's [${spec.shape.join(',')}] at dimension ${i}`);
+      }
+    });
+    if (!Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
+    const expected = elementCount(t.shape);
+    if (t.data.length !== expected) {
+      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${t.data.length}`);
+    }
+    checkElements(t as RequestTensor, spec.datatype);
+    byName.set(t.name, t as RequestTensor);
+  }
+  return signature.inputs.map((spec) => {
+    const t = byName.get(spec.name);
+    if (!t) throw invalid(`missing input "${spec.name}" (${spec.datatype} [${spec.shape.join(',')}])`);
+    return t;
+  });
+}
+
+export function formatSignature(signature: ModelSignature): string {
+  const f = (t: TensorSpec) => `${t.name}: ${t.datatype}[${t.shape.join(',')}]`;
+  return `inputs ${signature.inputs.map(f).join('; ')} -> outputs ${signature.outputs.map(f).join('; ')}`;
+}
