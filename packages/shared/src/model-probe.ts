@@ -40,5 +40,7 @@ export async function probeModel(file: string, opts: ProbeOptions = {}): Promise
 
 /** onnxruntime prefixes its messages with source locations; keep the part a person can act on. */
 function cleanOrtMessage(message: string): string {
-  return message.replace(/^\[[^\]]*\]\s*/, '').replace(/\s+/g, ' ').trim().slice(0, 500);
+  return message
+    .replace(/^\[[^\]]*\]\s*/, '')
+    .replace(/Load model from \S+ failed:\s*/, '').replace(/\s+/g, ' ').trim().slice(0, 500);
 }

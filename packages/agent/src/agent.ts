@@ -1,0 +1,126 @@
+// The agent as one started, closeable instance: MQTT session, reconciler, model table,
+// inference server and heartbeat. The CLI's `start` and the tests use it.
+
+import { join } from 'node:path';
+import { rmSync, writeFileSync } from 'node:fs';
+import { createLogger, type Logger } from '@outpost/shared';
+import { readDeviceFile } from './device-file.js';
+import { ArtifactCache } from './artifact-cache.js';
+import { connect, type Connection } from './connection.js';
+import { Reconciler } from './reconcile.js';
+import { ModelTable } from './runtime/model-table.js';
+import type { SessionSettings } from './runtime/served-model.js';
+import { HealthSampler } from './health.js';
+import { buildInferenceServer } from './serve/server.js';
+
+export const AGENT_VERSION = '0.1.0';
+export const STATE_FILE = 'agent-state.json';
+
+export interface AgentOptions {
+  dataDir: string;
+  host?: string;
+  port?: number;
+  heartbeatMs?: number;
+  /** Require this bearer token on the inference port. */
+  inferenceToken?: string;
+  session?: SessionSettings;
+  log?: Logger;
+}
+
+export interface Agent {
+  deviceId: string;
+  httpUrl: string;
+  /** Resolves when reconciling has settled (tests). */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** What `outpost-agent status` reads while the agent runs. */
+export interface AgentStateFile {
+  pid: number;
+  deviceId: string;
+  httpUrl: string;
+  connected: boolean;
+  updatedAt: string;
+  models: Array<{ name: string; version: number; state: string; reason?: string; serving?: { version: number } }>;
+}
+
+export async function createAgent(opts: AgentOptions): Promise<Agent> {
+  const log = opts.log ?? createLogger({ name: 'outpost-agent' });
+  const device = readDeviceFile(opts.dataDir);
+  const table = new ModelTable();
+  const cache = new ArtifactCache(join(opts.dataDir, 'models'));
+  const stateFile = join(opts.dataDir, STATE_FILE);
+  let connection: Connection | undefined;
+  let httpUrl = '';
+
+  const writeState = () => {
+    const state: AgentStateFile = {
+      pid: process.pid,
+      deviceId: device.deviceId,
+      httpUrl,
+      connected: connection?.connected ?? false,
+      updatedAt: new Date().toISOString(),
+      models: reconciler.reported.models,
+    };
+    writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
+  };
+
+  const reconciler = new Reconciler({
+    cache,
+    table,
+    log,
+    session: opts.session,
+    artifactUrl: (sha) => `${device.relayUrl}/v1/artifacts/${sha}`,
+    authHeaders: { authorization: `Bearer ${device.secret}` },
+    report: (state) => {
+      connection?.publishReported(state);
+      writeState();
+    },
+  });
+
+  const server = await buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken });
+  await server.listen({ host: opts.host ?? '0.0.0.0', port: opts.port ?? 8000 });
+  const address = server.server.address();
+  const port = typeof address === 'object' && address ? address.port : opts.port;
+  const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
+  httpUrl = `http://${host}:${port}`;
+
+  connection = connect({
+    url: device.mqttUrl,
+    deviceId: device.deviceId,
+    secret: device.secret,
+    log,
+    agentVersion: AGENT_VERSION,
+    onDesired: (desired) => reconciler.setDesired(desired),
+    onConnectionChange: () => writeState(),
+  });
+
+  const sampler = new HealthSampler(opts.dataDir, table);
+  const heartbeat = setInterval(() => {
+    sampler.sample().then(
+      (h) => connection?.publishHealth(h),
+      (err: unknown) => log.warn({ err }, 'heartbeat failed'),
+    );
+  }, opts.heartbeatMs ?? 10_000);
+  heartbeat.unref();
+  writeState();
+  log.info({ deviceId: device.deviceId, httpUrl, relay: device.relayUrl }, 'agent ready');
+
+  let closed = false;
+  return {
+    deviceId: device.deviceId,
+    httpUrl,
+    idle: () => reconciler.idle(),
+    async close() {
+      if (closed) return;
+      closed = true;
+      clearInterval(heartbeat);
+      await reconciler.close();
+      await connection?.close();
+      await server.close();
+      await table.clear();
+      rmSync(stateFile, { force: true });
+    },
+  };
+}

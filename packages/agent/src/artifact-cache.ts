@@ -1,0 +1,110 @@
+// Model files on the device, by sha256. A download goes to a `.partial` file, resumes from
+// where it stopped (HTTP Range), and becomes a cache entry only when its sha256 matches.
+
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
+import { readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+
+export class DownloadError extends Error {
+  /** Worth trying again later (network, relay restarting), as opposed to a refusal. */
+  readonly retryable: boolean;
+  constructor(message: string, retryable: boolean) {
+    super(message);
+    this.retryable = retryable;
+  }
+}
+
+async function sha256OfFile(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}
+
+export class ArtifactCache {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+
+  path(sha256: string): string {
+    return join(this.dir, sha256);
+  }
+
+  /** The cached file for a sha256, checked again (a file on disk can rot or be changed). */
+  async verified(sha256: string): Promise<string | undefined> {
+    const file = this.path(sha256);
+    try {
+      await stat(file);
+    } catch {
+      return undefined;
+    }
+    if ((await sha256OfFile(file)) === sha256) return file;
+    await rm(file, { force: true });
+    return undefined;
+  }
+
+  /** Returns the path of a verified file, downloading it first when needed. */
+  async ensure(url: string, sha256: string, headers: Record<string, string>, onProgress?: (bytes: number) => void): Promise<string> {
+    const cached = await this.verified(sha256);
+    if (cached) return cached;
+    const partial = `${this.path(sha256)}.partial`;
+    let offset = 0;
+    try {
+      offset = (await stat(partial)).size;
+    } catch {
+      offset = 0;
+    }
+    let res: Response;
+    try {
+      res = await fetch(url, { headers: offset > 0 ? { ...headers, range: `bytes=${offset}-` } : headers });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause;
+      throw new DownloadError(`download failed: cannot reach the relay (${cause?.code ?? (err as Error).message})`, true);
+    }
+    if (res.status === 416) {
+      // The partial file is already whole (or longer than the artifact): start over.
+      await rm(partial, { force: true });
+      return this.ensure(url, sha256, headers, onProgress);
+    }
+    if (!res.ok || !res.body) {
+      await res.body?.cancel();
+      throw new DownloadError(`download failed: the relay answered ${res.status}`, res.status >= 500 || res.status === 429);
+    }
+    const append = res.status === 206;
+    if (!append) offset = 0;
+    let received = offset;
+    const meter = new Transform({
+      transform(chunk: Buffer, _e, done) {
+        received += chunk.length;
+        onProgress?.(received);
+        done(null, chunk);
+      },
+    });
+    try {
+      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), meter, createWriteStream(partial, { flags: append ? 'a' : 'w', mode: 0o600 }));
+    } catch (err) {
+      throw new DownloadError(`download interrupted after ${received} bytes: ${(err as Error).message}`, true);
+    }
+    const actual = await sha256OfFile(partial);
+    if (actual !== sha256) {
+      await rm(partial, { force: true });
+      throw new DownloadError(`sha256 mismatch: expected ${sha256}, the downloaded file has ${actual}`, false);
+    }
+    const file = this.path(sha256);
+    await rename(partial, file);
+    return file;
+  }
+
+  /** Deletes cached files not in `keep` (and stale partial downloads). */
+  async prune(keep: ReadonlySet<string>): Promise<void> {
+    for (const name of await readdir(this.dir)) {
+      const sha = name.replace(/\.partial$/, '');
+      if (!keep.has(sha)) await rm(join(this.dir, name), { force: true });
+    }
+  }
+}

@@ -1,0 +1,29 @@
+// outpost-agent enroll --relay URL --token TOKEN
+
+import type { Command } from 'commander';
+import { formatLabels, type Labels } from '@outpost/shared';
+import { defaultAgentDir } from '../device-file.js';
+import { enroll } from '../enroll.js';
+import { parseLabelsOption } from './parse.js';
+
+export function enrollCommand(program: Command): void {
+  program
+    .command('enroll')
+    .description('enroll this device with a relay, using a one-time token from `outpost-relay tokens enroll`')
+    .requiredOption('--relay <url>', 'the relay\'s HTTP URL, e.g. http://relay.local:8080')
+    .requiredOption('--token <token>', 'the one-time enrollment token')
+    .option('--name <name>', 'a name for this device (default: its id)')
+    .option('--labels <k=v,...>', 'labels to ask for (the token\'s labels win)', parseLabelsOption)
+    .option('--data-dir <dir>', 'where device.json and the model cache live (env OUTPOST_AGENT_DIR)', defaultAgentDir())
+    .option('--force', 'enroll again even if this data dir holds an identity')
+    .option('--json', 'print the result as JSON (without the secret)')
+    .action(async (opts: { relay: string; token: string; name?: string; labels?: Labels; dataDir: string; force?: boolean; json?: boolean }) => {
+      const r = await enroll({ relayUrl: opts.relay, token: opts.token, dataDir: opts.dataDir, name: opts.name, labels: opts.labels, force: opts.force });
+      if (opts.json) {
+        process.stdout.write(JSON.stringify({ deviceId: r.deviceId, name: r.name, labels: r.labels, relayUrl: r.relayUrl, mqttUrl: r.mqttUrl, file: r.file }, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(`enrolled as ${r.deviceId} (${r.name})${Object.keys(r.labels).length ? ` with labels ${formatLabels(r.labels)}` : ''}\n`);
+      process.stdout.write(`identity saved to ${r.file} (mode 0600); start serving with: outpost-agent start${opts.dataDir === defaultAgentDir() ? '' : ` --data-dir ${opts.dataDir}`}\n`);
+    });
+}

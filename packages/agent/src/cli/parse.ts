@@ -1,0 +1,24 @@
+// Option value parsers: each throws a one-line message naming the bad value.
+
+import { InvalidArgumentError } from 'commander';
+import { parseLabels, type Labels } from '@outpost/shared';
+
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535.');
+  return n;
+}
+
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('use a whole number of at least 1.');
+  return n;
+}
+
+export function parseLabelsOption(value: string, previous: Labels = {}): Labels {
+  try {
+    return { ...previous, ...parseLabels(value) };
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}

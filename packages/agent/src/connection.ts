@@ -1,0 +1,92 @@
+// The agent's MQTT session. MQTT.js reconnects with backoff by itself; on every connect we
+// announce we are online and subscribe to our desired state, whose retained copy arrives at
+// once. The last will marks the device offline the moment the connection drops.
+
+import mqtt, { type MqttClient } from 'mqtt';
+import { DesiredState, deviceTopic, messageParser, type DesiredState as Desired, type HealthMessage, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+
+export interface ConnectionOptions {
+  url: string;
+  deviceId: string;
+  secret: string;
+  log: Logger;
+  agentVersion: string;
+  onDesired(desired: Desired): void;
+  onConnectionChange?(connected: boolean): void;
+}
+
+export interface Connection {
+  readonly connected: boolean;
+  publishReported(state: ReportedState): void;
+  publishHealth(health: HealthMessage): void;
+  close(): Promise<void>;
+}
+
+const parseDesired = messageParser(DesiredState);
+
+export function connect(opts: ConnectionOptions): Connection {
+  const { deviceId, log } = opts;
+  const status = (online: boolean): string => JSON.stringify({ online, ts: Date.now(), agentVersion: opts.agentVersion } satisfies StatusMessage);
+  let lastReported: string | undefined;
+
+  const client: MqttClient = mqtt.connect(opts.url, {
+    clientId: deviceId,
+    username: deviceId,
+    password: opts.secret,
+    clean: true,
+    keepalive: 30,
+    reconnectPeriod: 2000,
+    connectTimeout: 10_000,
+    resubscribe: false,
+    will: { topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(status(false)), qos: 1, retain: true },
+    // Bounded offline queue: health is state, not history (mqttjs/MQTT.js#607).
+    queueQoSZero: false,
+  });
+
+  client.on('connect', () => {
+    log.info({ url: opts.url }, 'connected to the relay broker');
+    client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
+    // Re-send the latest reported state: a restarted broker has lost the retained copy.
+    if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
+    client.subscribe(deviceTopic(deviceId, 'desired'), { qos: 1 }, (err) => {
+      if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
+    });
+    opts.onConnectionChange?.(true);
+  });
+  client.on('message', (_topic, payload) => {
+    if (payload.length === 0) return; // the relay cleared the retained state (device removed)
+    const result = parseDesired.parse(payload);
+    if (!result.ok) {
+      log.warn({ reason: result.reason }, 'malformed desired state ignored');
+      return;
+    }
+    opts.onDesired(result.value);
+  });
+  client.on('close', () => opts.onConnectionChange?.(false));
+  client.on('offline', () => log.warn('relay broker unreachable; retrying'));
+  client.on('error', (err) => {
+    const code = (err as { code?: number }).code;
+    if (code === 4 || code === 5) log.error('the relay refused this device\'s credentials: it may have been removed; enroll again');
+    else log.warn({ err: err.message }, 'mqtt error');
+  });
+
+  return {
+    get connected() {
+      return client.connected;
+    },
+    publishReported(state) {
+      lastReported = JSON.stringify(state);
+      if (client.connected) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
+    },
+    publishHealth(health) {
+      if (client.connected) client.publish(deviceTopic(deviceId, 'health'), JSON.stringify(health), { qos: 0 });
+    },
+    async close() {
+      // A clean shutdown says offline itself; the will covers crashes.
+      if (client.connected) {
+        await new Promise<void>((resolve) => client.publish(deviceTopic(deviceId, 'status'), status(false), { qos: 1, retain: true }, () => resolve()));
+      }
+      await client.endAsync();
+    },
+  };
+}

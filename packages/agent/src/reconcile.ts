@@ -1,0 +1,162 @@
+// Converges what this agent serves towards the relay's desired state. Level-triggered: it
+// compares desired with actual each time, so a lost or repeated message costs nothing.
+// Per model: download → verify sha256 → probe in a child process → load → swap. The old
+// version keeps serving until the new one is loaded; if the new one fails, the old one stays.
+
+import { probeModel, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
+import { DownloadError, type ArtifactCache } from './artifact-cache.js';
+import type { ModelTable } from './runtime/model-table.js';
+import { ServedModel, type SessionSettings } from './runtime/served-model.js';
+
+export interface ReconcilerOptions {
+  cache: ArtifactCache;
+  table: ModelTable;
+  artifactUrl(sha256: string): string;
+  authHeaders: Record<string, string>;
+  log: Logger;
+  session?: SessionSettings;
+  /** Called with the whole reported state after every change. */
+  report(state: ReportedState): void;
+  /** Delay before a download that failed for a passing reason is tried again. */
+  retryDelayMs?: number;
+}
+
+export class Reconciler {
+  readonly #opts: ReconcilerOptions;
+  readonly #reported = new Map<string, ReportedModel>();
+  #desired: DesiredState | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #revision = 0;
+  /** Models whose last failure was a passing one (network), to try again after a delay. */
+  readonly #retryable = new Set<string>();
+
+  constructor(opts: ReconcilerOptions) {
+    this.#opts = opts;
+  }
+
+  get reported(): ReportedState {
+    return { revision: this.#revision, models: [...this.#reported.values()] };
+  }
+
+  /** Takes a new desired state; reconciling starts now, or right after the pass under way. */
+  setDesired(desired: DesiredState): void {
+    this.#desired = desired;
+    this.#kick();
+  }
+
+  /** Resolves when no pass is running or queued (for tests and shutdown). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+    await this.idle();
+  }
+
+  #kick(): void {
+    if (this.#closed) return;
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
+    this.#running = (async () => {
+      do {
+        this.#again = false;
+        try {
+          await this.#pass();
+        } catch (err) {
+          this.#opts.log.error({ err }, 'reconcile pass failed');
+        }
+      } while (this.#again && !this.#closed);
+      this.#running = undefined;
+    })();
+  }
+
+  #set(entry: ReportedModel): void {
+    this.#reported.set(entry.name, entry);
+    this.#revision++;
+    this.#opts.report(this.reported);
+  }
+
+  async #pass(): Promise<void> {
+    const desired = this.#desired;
+    if (!desired) return;
+    const { table, cache, log } = this.#opts;
+    const wanted = new Set(desired.models.map((m) => m.name));
+
+    for (const name of [...this.#reported.keys()]) {
+      if (wanted.has(name)) continue;
+      await table.remove(name);
+      this.#reported.delete(name);
+      this.#revision++;
+      this.#opts.report(this.reported);
+      log.info({ model: name }, 'model no longer desired: unloaded');
+    }
+    for (const m of desired.models) {
+      if (this.#closed || this.#desired !== desired) return; // a newer desired state is waiting
+      const serving = table.get(m.name);
+      const current = this.#reported.get(m.name);
+      if (serving?.sha256 === m.sha256) {
+        if (current?.sha256 !== m.sha256 || current.state !== 'serving') this.#set(this.#entry(m, 'serving'));
+        continue;
+      }
+      // A version that failed to verify or load is not tried again until the desired state changes it.
+      if (current?.sha256 === m.sha256 && current.state === 'failed') continue;
+      await this.#install(m);
+    }
+    const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256)]);
+    await cache.prune(keep);
+  }
+
+  #entry(m: DesiredModel, state: ReportedModel['state'], reason?: string): ReportedModel {
+    const serving = this.#opts.table.get(m.name);
+    return {
+      name: m.name,
+      version: m.version,
+      sha256: m.sha256,
+      state,
+      ...(reason ? { reason: reason.slice(0, 2000) } : {}),
+      ...(serving ? { serving: { version: serving.version, sha256: serving.sha256 } } : {}),
+    };
+  }
+
+  async #install(m: DesiredModel): Promise<void> {
+    const { table, cache, log } = this.#opts;
+    const started = Date.now();
+    try {
+      this.#set(this.#entry(m, 'downloading'));
+      const file = await cache.ensure(this.#opts.artifactUrl(m.sha256), m.sha256, this.#opts.authHeaders);
+      this.#set(this.#entry(m, 'loading'));
+      // onnxruntime can crash its process on a hostile file: try it in a child process first.
+      await probeModel(file);
+      const model = await ServedModel.load(m, file, this.#opts.session, table.get(m.name)?.stats);
+      await table.swap(model);
+      this.#set(this.#entry(m, 'serving'));
+      log.info({ model: m.name, version: m.version, ms: Date.now() - started }, 'model serving');
+    } catch (err) {
+      const reason = (err as Error).message;
+      this.#set(this.#entry(m, 'failed', reason));
+      log.warn({ model: m.name, version: m.version, reason }, 'model install failed; the previous version keeps serving');
+      if (err instanceof DownloadError && err.retryable) {
+        this.#retryable.add(m.name);
+        this.#retryLater();
+      }
+    }
+  }
+
+  #retryLater(): void {
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      // Forget passing failures so the next pass tries those models again.
+      for (const name of this.#retryable) this.#reported.delete(name);
+      this.#retryable.clear();
+      this.#kick();
+    }, this.#opts.retryDelayMs ?? 15_000);
+    this.#retryTimer.unref();
+  }
+}

@@ -1,0 +1,84 @@
+// One loaded model version: its onnxruntime session, signature and stats. Sessions are
+// created with spinning off, so an idle device does not burn CPU (microsoft/onnxruntime#2741).
+
+import * as ort from 'onnxruntime-node';
+import { OutpostError, signatureFromSession, validateInputs, type ModelSignature } from '@outpost/shared';
+import { ModelStats } from './model-stats.js';
+import { fromOrtTensor, toOrtTensor, type ResponseTensor } from './tensors.js';
+
+export interface SessionSettings {
+  intraOpThreads?: number;
+  interOpThreads?: number;
+}
+
+export interface ModelIdentity {
+  name: string;
+  version: number;
+  sha256: string;
+}
+
+export class ServedModel {
+  readonly name: string;
+  readonly version: number;
+  readonly sha256: string;
+  readonly signature: ModelSignature;
+  readonly stats: ModelStats;
+  readonly #session: ort.InferenceSession;
+  #inflight = 0;
+  #retired = false;
+  #released?: Promise<void>;
+
+  private constructor(id: ModelIdentity, session: ort.InferenceSession, stats: ModelStats) {
+    this.name = id.name;
+    this.version = id.version;
+    this.sha256 = id.sha256;
+    this.#session = session;
+    this.signature = signatureFromSession(session);
+    this.stats = stats;
+  }
+
+  static async load(id: ModelIdentity, file: string, settings: SessionSettings = {}, stats = new ModelStats()): Promise<ServedModel> {
+    const session = await ort.InferenceSession.create(file, {
+      intraOpNumThreads: settings.intraOpThreads ?? 1,
+      interOpNumThreads: settings.interOpThreads ?? 1,
+      graphOptimizationLevel: 'all',
+      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+    });
+    return new ServedModel(id, session, stats);
+  }
+
+  /** Runs a KServe v2 request's inputs; throws OUTPOST_ERR_TENSOR_INVALID before running bad ones. */
+  async infer(inputs: unknown, requestedOutputs?: string[]): Promise<ResponseTensor[]> {
+    const tensors = validateInputs(this.signature, inputs);
+    const outputs = requestedOutputs ?? this.signature.outputs.map((o) => o.name);
+    for (const name of outputs) {
+      if (!this.signature.outputs.some((o) => o.name === name)) {
+        throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `unknown output "${name}": the model gives ${this.signature.outputs.map((o) => `"${o.name}"`).join(', ')}`);
+      }
+    }
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const t of tensors) feeds[t.name] = toOrtTensor(t);
+    this.#inflight++;
+    try {
+      const result = await this.#session.run(feeds, outputs);
+      return outputs.map((name) => fromOrtTensor(name, result[name]!));
+    } catch (err) {
+      if (err instanceof OutpostError) throw err;
+      throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `onnxruntime failed: ${(err as Error).message}`);
+    } finally {
+      this.#inflight--;
+      if (this.#retired && this.#inflight === 0) void this.#release();
+    }
+  }
+
+  /** Stops taking part: the session is released once requests in flight have finished. */
+  retire(): Promise<void> {
+    this.#retired = true;
+    return this.#inflight === 0 ? this.#release() : Promise.resolve();
+  }
+
+  #release(): Promise<void> {
+    this.#released ??= this.#session.release();
+    return this.#released;
+  }
+}

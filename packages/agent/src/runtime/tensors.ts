@@ -1,0 +1,116 @@
+// Conversions between KServe v2 JSON tensors and onnxruntime tensors.
+
+import * as ort from 'onnxruntime-node';
+import { OutpostError, type Datatype, type RequestTensor } from '@outpost/shared';
+
+/** IEEE 754 half precision, as onnxruntime-node stores float16 (raw bits in a Uint16Array). */
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+export function floatToHalf(value: number): number {
+  f32[0] = value;
+  const x = u32[0]!;
+  const sign = (x >>> 16) & 0x8000;
+  const exp = (x >>> 23) & 0xff;
+  let mant = x & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0); // inf or NaN
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00; // overflow to inf
+  if (e <= 0) {
+    if (e < -10) return sign; // underflow to zero
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let half = mant >> shift;
+    if ((mant >> (shift - 1)) & 1) half += 1; // round half up
+    return sign | half;
+  }
+  let half = sign | (e << 10) | (mant >> 13);
+  if (mant & 0x1000) half += 1; // round; may carry into the exponent, which is still correct
+  return half;
+}
+
+export function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+type OrtData = ort.Tensor['data'];
+
+function toOrtData(datatype: Datatype, data: unknown[]): OrtData {
+  switch (datatype) {
+    case 'FP32':
+      return Float32Array.from(data as number[]);
+    case 'FP64':
+      return Float64Array.from(data as number[]);
+    case 'FP16':
+      return Uint16Array.from(data as number[], floatToHalf);
+    case 'INT8':
+      return Int8Array.from(data as number[]);
+    case 'UINT8':
+      return Uint8Array.from(data as number[]);
+    case 'INT16':
+      return Int16Array.from(data as number[]);
+    case 'UINT16':
+      return Uint16Array.from(data as number[]);
+    case 'INT32':
+      return Int32Array.from(data as number[]);
+    case 'UINT32':
+      return Uint32Array.from(data as number[]);
+    case 'INT64':
+      return BigInt64Array.from(data as number[], (v) => BigInt(v));
+    case 'UINT64':
+      return BigUint64Array.from(data as number[], (v) => BigInt(v));
+    case 'BOOL':
+      return Uint8Array.from(data as boolean[], (v) => (v ? 1 : 0));
+    case 'BYTES':
+      return data as string[];
+  }
+}
+
+const ORT_TYPE: Record<Datatype, ort.Tensor.Type> = {
+  FP32: 'float32',
+  FP64: 'float64',
+  FP16: 'float16',
+  INT8: 'int8',
+  UINT8: 'uint8',
+  INT16: 'int16',
+  UINT16: 'uint16',
+  INT32: 'int32',
+  UINT32: 'uint32',
+  INT64: 'int64',
+  UINT64: 'uint64',
+  BOOL: 'bool',
+  BYTES: 'string',
+};
+
+/** A checked request tensor (see validateInputs) as an onnxruntime tensor. */
+export function toOrtTensor(t: RequestTensor): ort.Tensor {
+  const datatype = t.datatype as Datatype;
+  return new ort.Tensor(ORT_TYPE[datatype], toOrtData(datatype, t.data) as never, t.shape);
+}
+
+export interface ResponseTensor {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+  data: Array<number | boolean | string>;
+}
+
+const DATATYPE: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE).map(([k, v]) => [v, k as Datatype]));
+
+export function fromOrtTensor(name: string, tensor: ort.Tensor): ResponseTensor {
+  const datatype = DATATYPE[tensor.type];
+  if (!datatype) throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `output "${name}" has type ${tensor.type}, which cannot be sent as JSON`);
+  const raw = tensor.data;
+  let data: Array<number | boolean | string>;
+  if (datatype === 'INT64' || datatype === 'UINT64') data = Array.from(raw as BigInt64Array, Number);
+  else if (datatype === 'BOOL') data = Array.from(raw as Uint8Array, (v) => v !== 0);
+  else if (datatype === 'FP16') data = Array.from(raw as Uint16Array, halfToFloat);
+  else if (datatype === 'BYTES') data = raw as string[];
+  else data = Array.from(raw as Float32Array);
+  return { name, datatype, shape: [...tensor.dims], data };
+}

@@ -1,0 +1,46 @@
+// /v1/deployments: deploy a model version to devices, list, show.
+
+import type { FastifyInstance } from 'fastify';
+import { createDeployment, requireDeployment } from '../fleet/deployments.js';
+import { requireApiToken } from './auth.js';
+import { MODEL_NAME_PATTERN, idParams } from './schemas.js';
+import { deploymentView } from './views.js';
+import type { ApiDeps } from './server.js';
+
+export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { ctx } = deps;
+  app.addHook('preHandler', requireApiToken(ctx));
+
+  app.post<{ Body: { model: string; version?: number; devices: string[] } }>(
+    '/v1/deployments',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['model', 'devices'],
+          additionalProperties: false,
+          properties: {
+            model: { type: 'string', pattern: MODEL_NAME_PATTERN },
+            version: { type: 'integer', minimum: 1 },
+            devices: { type: 'array', items: { type: 'string', maxLength: 64 }, minItems: 1, maxItems: 10000 },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const deployment = await createDeployment(ctx, request.body);
+      reply.status(201);
+      return deploymentView(deployment);
+    },
+  );
+
+  app.get<{ Querystring: { limit?: number } }>(
+    '/v1/deployments',
+    { schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } } },
+    async (request) => ({ deployments: ctx.store.listDeployments(request.query.limit ?? 100).map(deploymentView) }),
+  );
+
+  app.get<{ Params: { id: string } }>('/v1/deployments/:id', { schema: { params: idParams } }, async (request) =>
+    deploymentView(requireDeployment(ctx, request.params.id)),
+  );
+}

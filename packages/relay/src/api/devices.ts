@@ -1,0 +1,44 @@
+// /v1/devices: list, show, label, remove.
+
+import type { FastifyInstance } from 'fastify';
+import { labelDevice, removeDevice, requireDevice } from '../fleet/devices.js';
+import { requireApiToken } from './auth.js';
+import { checkLabels, idParams } from './schemas.js';
+import { deviceView } from './views.js';
+import type { ApiDeps } from './server.js';
+
+export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { ctx } = deps;
+  app.addHook('preHandler', requireApiToken(ctx));
+
+  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map(deviceView) }));
+
+  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request) =>
+    deviceView(requireDevice(ctx, request.params.id)),
+  );
+
+  app.patch<{ Params: { id: string }; Body: { labels: Record<string, string | null> } }>(
+    '/v1/devices/:id/labels',
+    {
+      schema: {
+        params: idParams,
+        body: {
+          type: 'object',
+          required: ['labels'],
+          additionalProperties: false,
+          properties: { labels: { type: 'object', additionalProperties: { type: ['string', 'null'] }, maxProperties: 64 } },
+        },
+      },
+    },
+    async (request) => {
+      const set = Object.fromEntries(Object.entries(request.body.labels).filter((e): e is [string, string] => e[1] !== null));
+      checkLabels(set);
+      return deviceView(labelDevice(ctx, request.params.id, request.body.labels));
+    },
+  );
+
+  app.delete<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request, reply) => {
+    await removeDevice(ctx, request.params.id);
+    reply.status(204);
+  });
+}

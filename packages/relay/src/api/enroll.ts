@@ -1,0 +1,31 @@
+// POST /v1/enroll: a device trades a one-time enrollment token for its id and secret.
+
+import type { FastifyInstance } from 'fastify';
+import { OutpostError, type Labels } from '@outpost/shared';
+import { enrollDevice } from '../fleet/enrollment.js';
+import { bearerToken } from './auth.js';
+import { checkLabels, labelsSchema } from './schemas.js';
+import type { ApiDeps } from './server.js';
+
+export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  app.post<{ Body: { name?: string; labels?: Labels } }>(
+    '/v1/enroll',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { name: { type: 'string', maxLength: 128 }, labels: labelsSchema },
+        },
+      },
+    },
+    async (request, reply) => {
+      const token = bearerToken(request);
+      if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
+      const labels = checkLabels(request.body?.labels);
+      const enrollment = enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
+      reply.status(201);
+      return { ...enrollment, mqttUrl: deps.mqttUrlFor(request.hostname) };
+    },
+  );
+}

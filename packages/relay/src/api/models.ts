@@ -1,0 +1,79 @@
+// /v1/models: push a version (the ONNX file as the request body), list, show.
+// An upload streams to disk while it is hashed, is loaded by onnxruntime in a child process,
+// and is registered only if that succeeds; a refused upload leaves nothing behind.
+
+import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import { OutpostError, probeModel } from '@outpost/shared';
+import { requireApiToken } from './auth.js';
+import { MODEL_NAME_PATTERN } from './schemas.js';
+import { modelVersionView } from './views.js';
+import type { ApiDeps } from './server.js';
+
+const nameParams = {
+  type: 'object',
+  required: ['name'],
+  properties: { name: { type: 'string', pattern: MODEL_NAME_PATTERN } },
+} as const;
+
+export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { ctx, artifacts } = deps;
+  app.addHook('preHandler', requireApiToken(ctx));
+  // The body stays a stream: models can be hundreds of MB.
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+
+  app.post<{ Params: { name: string }; Body: Readable }>(
+    '/v1/models/:name/versions',
+    {
+      schema: { params: nameParams },
+      // Reject an over-large upload from its header, before reading a byte.
+      onRequest: async (request) => {
+        const length = Number(request.headers['content-length'] ?? 0);
+        if (length > deps.maxModelBytes) throw new OutpostError('OUTPOST_ERR_PAYLOAD_TOO_LARGE', `the model is ${length} bytes; this relay accepts up to ${deps.maxModelBytes} (--max-model-size)`);
+      },
+    },
+    async (request, reply) => {
+      if (typeof request.body?.pipe !== 'function') {
+        throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the ONNX file as the body with Content-Type: application/octet-stream');
+      }
+      const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
+      try {
+        if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
+        const signature = await probeModel(staged.path);
+        await staged.commit();
+        const { record, created } = ctx.store.addModelVersion(request.params.name, staged.sha256, staged.size, signature);
+        request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created }, 'model version registered');
+        reply.status(created ? 201 : 200);
+        return { ...modelVersionView(record), created };
+      } catch (err) {
+        await staged.discard();
+        throw err;
+      }
+    },
+  );
+
+  app.get('/v1/models', async () => ({
+    models: ctx.store.listModels().map((m) => ({ ...m, updatedAt: new Date(m.updatedAt).toISOString() })),
+  }));
+
+  app.get<{ Params: { name: string } }>('/v1/models/:name', { schema: { params: nameParams } }, async (request) => {
+    const versions = ctx.store.listModelVersions(request.params.name);
+    if (versions.length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${request.params.name}": list them with outpost-relay models list`);
+    return { name: request.params.name, versions: versions.map(modelVersionView) };
+  });
+
+  app.get<{ Params: { name: string; version: string } }>(
+    '/v1/models/:name/versions/:version',
+    {
+      schema: {
+        params: { type: 'object', required: ['name', 'version'], properties: { name: nameParams.properties.name, version: { type: 'string', pattern: '^(latest|[1-9][0-9]{0,8})$' } } },
+      },
+    },
+    async (request) => {
+      const { name, version } = request.params;
+      const record = ctx.store.getModelVersion(name, version === 'latest' ? undefined : Number(version));
+      if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}"`);
+      return modelVersionView(record);
+    },
+  );
+}

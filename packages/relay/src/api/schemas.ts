@@ -1,0 +1,30 @@
+// JSON schemas shared by several routes.
+
+import { OutpostError, checkLabel, type Labels } from '@outpost/shared';
+
+export const MODEL_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+
+export const labelsSchema = {
+  type: 'object',
+  additionalProperties: { type: 'string', maxLength: 128 },
+  maxProperties: 64,
+} as const;
+
+export const idParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'string', maxLength: 64 } },
+} as const;
+
+
+/** Checks label keys and values, as a 400 naming the bad one. */
+export function checkLabels(labels: Labels | undefined): Labels {
+  for (const [k, v] of Object.entries(labels ?? {})) {
+    try {
+      checkLabel(k, v);
+    } catch (err) {
+      throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', (err as Error).message);
+    }
+  }
+  return labels ?? {};
+}

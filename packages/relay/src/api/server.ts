@@ -1,0 +1,59 @@
+// The relay's HTTP server: fastify with one plugin per API area, one error shape for all.
+
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
+import { OutpostError, type Logger } from '@outpost/shared';
+import type { FleetContext } from '../fleet/context.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { healthRoutes } from './health.js';
+import { enrollRoutes } from './enroll.js';
+import { tokenRoutes } from './tokens.js';
+import { deviceRoutes } from './devices.js';
+import { modelRoutes } from './models.js';
+import { deploymentRoutes } from './deployments.js';
+import { artifactRoutes } from './artifacts.js';
+
+export interface ApiDeps {
+  ctx: FleetContext;
+  artifacts: ArtifactStore;
+  log: Logger;
+  /** The MQTT URL devices should use, given the host name they reached the API on. */
+  mqttUrlFor(requestHost: string | undefined): string;
+  maxModelBytes: number;
+}
+
+export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
+  });
+
+  app.setErrorHandler((err: FastifyError | OutpostError, request, reply) => {
+    if (err instanceof OutpostError) return reply.status(err.status).send(err.toJSON());
+    const fe = err as FastifyError;
+    if (fe.validation) {
+      return reply.status(400).send({ error: { code: 'OUTPOST_ERR_BAD_REQUEST', message: `${fe.validationContext ?? 'request'} ${fe.message.replace(/^(body|params|querystring)\s*/, '')}` } });
+    }
+    if (fe.statusCode && fe.statusCode < 500) {
+      return reply.status(fe.statusCode).send({ error: { code: fe.statusCode === 413 ? 'OUTPOST_ERR_PAYLOAD_TOO_LARGE' : 'OUTPOST_ERR_BAD_REQUEST', message: fe.message } });
+    }
+    request.log.error({ err, url: request.url }, 'request failed');
+    return reply.status(500).send({ error: { code: 'OUTPOST_ERR_INTERNAL', message: 'internal error; the relay log has details' } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    reply.status(404).send({ error: { code: 'OUTPOST_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.debug({ method: request.method, url: request.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime }, 'http');
+  });
+
+  await app.register(healthRoutes);
+  await app.register(enrollRoutes, deps);
+  await app.register(tokenRoutes, deps);
+  await app.register(deviceRoutes, deps);
+  await app.register(modelRoutes, deps);
+  await app.register(deploymentRoutes, deps);
+  await app.register(artifactRoutes, deps);
+  return app;
+}

@@ -1,0 +1,37 @@
+// How records look in API answers (ISO times, no secrets).
+
+import type { DeploymentRecord, DeviceRecord, ModelVersionRecord } from '../store/records.js';
+
+const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+
+export function deviceView(d: DeviceRecord) {
+  return {
+    id: d.id,
+    name: d.name,
+    labels: d.labels,
+    online: d.online,
+    lastSeen: iso(d.lastSeen),
+    createdAt: iso(d.createdAt),
+    models: d.reported?.models ?? [],
+    health: d.health,
+  };
+}
+
+export function modelVersionView(m: ModelVersionRecord) {
+  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt) };
+}
+
+export function deploymentView(d: DeploymentRecord) {
+  const counts: Record<string, number> = {};
+  for (const x of d.devices) counts[x.state] = (counts[x.state] ?? 0) + 1;
+  return {
+    id: d.id,
+    model: d.model,
+    version: d.version,
+    sha256: d.sha256,
+    state: d.state,
+    createdAt: iso(d.createdAt),
+    counts,
+    devices: d.devices.map((x) => ({ deviceId: x.deviceId, state: x.state, reason: x.reason, updatedAt: iso(x.updatedAt) })),
+  };
+}

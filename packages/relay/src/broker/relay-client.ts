@@ -1,0 +1,62 @@
+// The relay's connection to the broker, as a privileged MQTT client. It is the only way the
+// relay's logic reaches devices, so the embedded broker can be swapped for Mosquitto or EMQX.
+
+import mqtt, { type MqttClient } from 'mqtt';
+import { ALL_DEVICES_FILTER, type Logger } from '@outpost/shared';
+
+export interface RelayClientOptions {
+  url: string;
+  username?: string;
+  password?: string;
+  log: Logger;
+  /** Called for every message on a device topic. Must not throw. */
+  onMessage(topic: string, payload: Buffer): void;
+}
+
+export interface RelayClient {
+  /** Publishes a retained state message (QoS 1); resolves once the broker has it. */
+  publishRetained(topic: string, body: unknown): Promise<void>;
+  /** Removes a retained message (an empty retained payload). */
+  clearRetained(topic: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function connectRelayClient(opts: RelayClientOptions): Promise<RelayClient> {
+  const { log } = opts;
+  const client: MqttClient = mqtt.connect(opts.url, {
+    clientId: `outpost-relay-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+    username: opts.username,
+    password: opts.password,
+    clean: true,
+    reconnectPeriod: 1000,
+    // Subscriptions are made on every connect below, so MQTT.js must not replay its own copy.
+    resubscribe: false,
+  });
+  client.on('connect', () => {
+    // With a clean session the broker forgets subscriptions on every reconnect (mqttjs/MQTT.js#895).
+    client.subscribe(ALL_DEVICES_FILTER, { qos: 1 }, (err) => {
+      if (err) log.error({ err: err.message }, 'relay could not subscribe to device topics');
+    });
+  });
+  client.on('message', (topic, payload) => opts.onMessage(topic, payload));
+  client.on('error', (err) => log.error({ err: err.message }, 'relay mqtt client error'));
+  client.on('offline', () => log.warn('relay mqtt client offline; reconnecting'));
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error) => reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}`));
+    client.once('error', onError);
+    client.once('connect', () => {
+      client.off('error', onError);
+      resolve();
+    });
+  });
+
+  const publish = (topic: string, payload: string) =>
+    new Promise<void>((resolve, reject) => client.publish(topic, payload, { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve())));
+
+  return {
+    publishRetained: (topic, body) => publish(topic, JSON.stringify(body)),
+    clearRetained: (topic) => publish(topic, ''),
+    close: () => client.endAsync().then(() => undefined),
+  };
+}

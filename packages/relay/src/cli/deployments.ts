@@ -1,0 +1,27 @@
+// outpost-relay deployments list | show ID
+
+import type { Command } from 'commander';
+import { relayApi, type ClientOptions } from './client.js';
+import { summarize, type DeploymentView } from './deploy.js';
+import { clientOptions } from './options.js';
+import { print, printJson, table } from './output.js';
+
+export function deploymentsCommand(program: Command): void {
+  const deployments = program.command('deployments').description('inspect deployments');
+
+  clientOptions(deployments.command('list').description('list deployments, newest first')).action(async (opts: ClientOptions) => {
+    const { deployments: list } = await relayApi(opts).request<{ deployments: DeploymentView[] }>('GET', '/v1/deployments');
+    if (opts.json) return printJson(list);
+    if (list.length === 0) return print('no deployments yet: outpost-relay deploy NAME --device ID');
+    print(table(['ID', 'MODEL', 'STATE', 'DEVICES', 'CREATED'], list.map((d) => [d.id, `${d.model}:${d.version}`, d.state, summarize(d), d.createdAt])));
+  });
+
+  clientOptions(deployments.command('show').argument('<id>', 'deployment id').description('show a deployment and each device\'s progress')).action(
+    async (id: string, opts: ClientOptions) => {
+      const d = await relayApi(opts).request<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
+      if (opts.json) return printJson(d);
+      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}\n`);
+      print(table(['DEVICE', 'STATE', 'UPDATED', 'REASON'], d.devices.map((x) => [x.deviceId, x.state, x.updatedAt, x.reason])));
+    },
+  );
+}

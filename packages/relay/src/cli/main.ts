@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// outpost-relay: run the relay, and manage a running one.
+
+import { Command, CommanderError } from 'commander';
+import { OutpostError } from '@outpost/shared';
+import { startCommand } from './start.js';
+import { tokensCommand } from './tokens.js';
+import { devicesCommand } from './devices.js';
+import { modelsCommand } from './models.js';
+import { deployCommand } from './deploy.js';
+import { deploymentsCommand } from './deployments.js';
+import { CliError } from './output.js';
+
+const program = new Command('outpost-relay')
+  .description('Outpost relay: the workspace that tracks devices, stores models and deploys them')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+startCommand(program);
+tokensCommand(program);
+devicesCommand(program);
+modelsCommand(program);
+deployCommand(program);
+deploymentsCommand(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const message = err instanceof CliError ? err.message : err instanceof OutpostError ? `${err.code}: ${err.message}` : `${(err as Error).message}`;
+  process.stderr.write(`error: ${message}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,84 @@
+// outpost-relay models push FILE --name NAME | list | show NAME[:VERSION]
+
+import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
+import type { Command } from 'commander';
+import { formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
+import { relayApi, type ClientOptions } from './client.js';
+import { clientOptions } from './options.js';
+import { CliError, print, printJson, table } from './output.js';
+import { parseModelRef } from './parse.js';
+import { byteProgress } from './progress.js';
+
+interface ModelVersionView {
+  name: string;
+  version: number;
+  sha256: string;
+  size: number;
+  signature: ModelSignature;
+  createdAt: string;
+  created?: boolean;
+}
+
+function printVersion(m: ModelVersionView): void {
+  print(`${m.name}:${m.version}  sha256 ${m.sha256}  ${formatBytes(m.size)}`);
+  for (const t of m.signature.inputs) print(`  input  ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
+  for (const t of m.signature.outputs) print(`  output ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
+}
+
+export function modelsCommand(program: Command): void {
+  const models = program.command('models').description('push and inspect model versions');
+
+  clientOptions(
+    models
+      .command('push')
+      .argument('<file>', 'an ONNX model file')
+      .requiredOption('--name <name>', 'model name; each push of new bytes makes the next version')
+      .description('register an ONNX file as the next version of a model (it must load in onnxruntime)'),
+  ).action(async (file: string, opts: ClientOptions & { name: string }) => {
+    let size: number;
+    try {
+      size = statSync(file).size;
+    } catch {
+      throw new CliError(`cannot read ${file}: no such file`);
+    }
+    const api = relayApi(opts);
+    const progress = byteProgress(`uploading ${opts.name}`, size);
+    let sent = 0;
+    const stream = createReadStream(file).on('data', (chunk) => progress.update((sent += chunk.length)));
+    let m: ModelVersionView;
+    try {
+      m = await api.request<ModelVersionView>('POST', `/v1/models/${encodeURIComponent(opts.name)}/versions`, undefined, {
+        body: Readable.toWeb(stream) as ReadableStream,
+        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+        duplex: 'half',
+      } as RequestInit);
+    } finally {
+      progress.stop();
+    }
+    if (opts.json) return printJson(m);
+    if (m.created === false) print(`unchanged: these bytes are already ${m.name}:${m.version}`);
+    printVersion(m);
+  });
+
+  clientOptions(models.command('list').description('list models and their latest versions')).action(async (opts: ClientOptions) => {
+    const { models: list } = await relayApi(opts).request<{ models: Array<{ name: string; latestVersion: number; versions: number; updatedAt: string }> }>('GET', '/v1/models');
+    if (opts.json) return printJson(list);
+    if (list.length === 0) return print('no models yet: outpost-relay models push FILE --name NAME');
+    print(table(['NAME', 'LATEST', 'VERSIONS', 'UPDATED'], list.map((m) => [m.name, m.latestVersion, m.versions, m.updatedAt])));
+  });
+
+  clientOptions(models.command('show').argument('<model>', 'NAME or NAME:VERSION').description('show a model\'s versions, or one version')).action(
+    async (ref: string, opts: ClientOptions) => {
+      const { name, version } = parseModelRef(ref);
+      const api = relayApi(opts);
+      if (version !== undefined || ref.endsWith(':latest')) {
+        const m = await api.request<ModelVersionView>('GET', `/v1/models/${encodeURIComponent(name)}/versions/${version ?? 'latest'}`);
+        return opts.json ? printJson(m) : printVersion(m);
+      }
+      const res = await api.request<{ name: string; versions: ModelVersionView[] }>('GET', `/v1/models/${encodeURIComponent(name)}`);
+      if (opts.json) return printJson(res);
+      print(table(['VERSION', 'SHA256', 'SIZE', 'CREATED', 'SIGNATURE'], res.versions.map((m) => [m.version, m.sha256.slice(0, 12), formatBytes(m.size), m.createdAt, formatSignature(m.signature)])));
+    },
+  );
+}

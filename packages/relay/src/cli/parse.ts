@@ -1,0 +1,46 @@
+// Option value parsers for commander: each throws a one-line message naming the bad value.
+
+import { InvalidArgumentError } from 'commander';
+import { parseDuration, parseLabels, type Labels } from '@outpost/shared';
+
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535.');
+  return n;
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+export function parseSize(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new InvalidArgumentError('use a size like 500MB or 2GiB.');
+  return Math.round(Number(m[1]) * unit);
+}
+
+export function parseDurationOption(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export function parseLabelsOption(value: string, previous: Labels = {}): Labels {
+  try {
+    return { ...previous, ...parseLabels(value) };
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** `NAME` or `NAME:VERSION` (VERSION a number or `latest`). */
+export function parseModelRef(ref: string): { name: string; version?: number } {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,127})(?::(latest|[1-9]\d*))?$/.exec(ref);
+  if (!m) throw new InvalidArgumentError(`"${ref}" is not NAME or NAME:VERSION.`);
+  return { name: m[1]!, version: m[2] && m[2] !== 'latest' ? Number(m[2]) : undefined };
+}

@@ -1,0 +1,47 @@
+// outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
+
+import type { Command } from 'commander';
+import { createRelay } from '../relay.js';
+import { defaultDataDir } from './client.js';
+import { parsePort, parseSize } from './parse.js';
+
+export function startCommand(program: Command): void {
+  program
+    .command('start')
+    .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
+    .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
+    .option('--host <host>', 'interface to listen on', '0.0.0.0')
+    .option('--http-port <port>', 'HTTP API port (0 picks a free one)', parsePort, 8080)
+    .option('--mqtt-port <port>', 'embedded MQTT broker port (0 picks a free one)', parsePort, 1883)
+    .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
+    .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
+    .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number }) => {
+      const relay = await createRelay({
+        dataDir: opts.dataDir,
+        host: opts.host,
+        httpPort: opts.httpPort,
+        mqttPort: opts.mqttPort,
+        mqttUrl: opts.mqttUrl,
+        advertisedMqttUrl: opts.advertiseMqttUrl,
+        maxModelBytes: opts.maxModelSize,
+      });
+      if (relay.newAdminToken) {
+        process.stderr.write(
+          `\nAdmin token (shown once; saved with mode 0600 in ${opts.dataDir}/admin.token):\n  ${relay.newAdminToken}\n\n` +
+            `CLI commands on this host use it by themselves; elsewhere pass --token or set OUTPOST_TOKEN.\n\n`,
+        );
+      }
+      let stopping = false;
+      const stop = () => {
+        if (stopping) return;
+        stopping = true;
+        relay.close().then(
+          () => process.exit(0),
+          () => process.exit(1),
+        );
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+}

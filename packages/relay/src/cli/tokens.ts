@@ -1,0 +1,28 @@
+// outpost-relay tokens enroll: a one-time token a device enrolls with.
+
+import type { Command } from 'commander';
+import type { Labels } from '@outpost/shared';
+import { relayApi, type ClientOptions } from './client.js';
+import { clientOptions } from './options.js';
+import { note, print, printJson } from './output.js';
+import { parseDurationOption, parseLabelsOption } from './parse.js';
+
+export function tokensCommand(program: Command): void {
+  const tokens = program.command('tokens').description('make enrollment tokens for new devices');
+  clientOptions(
+    tokens
+      .command('enroll')
+      .description('print a one-time enrollment token (single use, expires after --ttl)')
+      .option('--labels <k=v,...>', 'labels the enrolled device gets', parseLabelsOption)
+      .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 2h, 7d)', parseDurationOption, 15 * 60_000),
+  ).action(async (opts: ClientOptions & { labels?: Labels; ttl: number }) => {
+    const api = relayApi(opts);
+    const res = await api.request<{ token: string; expiresAt: string; labels: Labels }>('POST', '/v1/tokens/enroll', {
+      ttlSeconds: opts.ttl / 1000,
+      labels: opts.labels ?? {},
+    });
+    if (opts.json) return printJson(res);
+    print(res.token);
+    note(`expires ${res.expiresAt}; on the device: outpost-agent enroll --relay ${api.url} --token ${res.token.slice(0, 8)}…`);
+  });
+}

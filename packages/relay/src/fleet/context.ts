@@ -1,0 +1,14 @@
+// What the fleet logic needs from the rest of the relay, passed in so each part is testable.
+
+import type { Logger } from '@outpost/shared';
+import type { Store } from '../store/store.js';
+import type { RelayClient } from '../broker/relay-client.js';
+
+export interface FleetContext {
+  store: Store;
+  mqtt: RelayClient;
+  log: Logger;
+  now(): number;
+  /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
+  disconnectDevice?(deviceId: string): void;
+}

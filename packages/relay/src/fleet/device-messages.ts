@@ -1,0 +1,67 @@
+// One handler per device message type, behind a dispatch table (as aedes does per packet).
+// Every payload is checked against its schema first; a malformed one is logged and dropped.
+
+import { HealthMessage, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
+import type { FleetContext } from './context.js';
+import { applyReportedState } from './rollout-progress.js';
+
+/** Parses a payload and acts on it; returns why it was refused, or null. */
+type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => string | null;
+
+function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => void): Handler {
+  return (ctx, deviceId, payload) => {
+    const result = parser.parse(payload);
+    if (!result.ok) return result.reason;
+    handle(ctx, deviceId, result.value);
+    return null;
+  };
+}
+
+const HANDLERS: Record<string, Handler> = {
+  status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
+    ctx.store.setDeviceOnline(deviceId, m.online, ctx.now());
+    ctx.log.info({ deviceId, online: m.online }, m.online ? 'device online' : 'device offline');
+  }),
+  reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
+    ctx.store.setDeviceReported(deviceId, m, ctx.now());
+    applyReportedState(ctx, deviceId, m);
+  }),
+  health: handler(messageParser(HealthMessage), (ctx, deviceId, m) => {
+    ctx.store.setDeviceHealth(deviceId, m, ctx.now());
+  }),
+};
+
+export interface MessageStats {
+  received: number;
+  rejected: number;
+}
+
+/** Routes one MQTT message from a device topic. Never throws: the relay outlives any payload. */
+export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: string, payload: Buffer): void; stats: MessageStats } {
+  const stats: MessageStats = { received: 0, rejected: 0 };
+  return {
+    stats,
+    route(topic, payload) {
+      stats.received++;
+      const parsed = parseDeviceTopic(topic);
+      // `desired` is the relay's own retained message coming back; an empty payload clears a retained one.
+      if (!parsed || parsed.leaf === 'desired' || payload.length === 0) return;
+      const handle = HANDLERS[parsed.leaf];
+      if (!handle) {
+        stats.rejected++;
+        ctx.log.warn({ deviceId: parsed.deviceId, topic }, 'message on an unknown device topic dropped');
+        return;
+      }
+      if (!ctx.store.getDeviceSecretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
+      try {
+        const refused = handle(ctx, parsed.deviceId, payload);
+        if (refused) {
+          stats.rejected++;
+          ctx.log.warn({ deviceId: parsed.deviceId, topic, reason: refused }, 'malformed device message dropped');
+        }
+      } catch (err) {
+        ctx.log.error({ deviceId: parsed.deviceId, topic, err }, 'device message handler failed');
+      }
+    },
+  };
+}

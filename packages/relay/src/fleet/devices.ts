@@ -1,0 +1,32 @@
+// Device registry operations an admin performs.
+
+import { OutpostError, deviceTopic, type Labels } from '@outpost/shared';
+import type { FleetContext } from './context.js';
+import type { DeviceRecord } from '../store/records.js';
+
+export function requireDevice(ctx: FleetContext, id: string): DeviceRecord {
+  const device = ctx.store.getDevice(id);
+  if (!device) throw new OutpostError('OUTPOST_ERR_DEVICE_NOT_FOUND', `no device "${id}": list them with outpost-relay devices list`);
+  return device;
+}
+
+/** Sets labels (`k: v`, already checked) and removes those whose value is null, like `kubectl label k-`. */
+export function labelDevice(ctx: FleetContext, id: string, changes: Record<string, string | null>): DeviceRecord {
+  const device = requireDevice(ctx, id);
+  const labels: Labels = { ...device.labels };
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null) delete labels[key];
+    else labels[key] = value;
+  }
+  ctx.store.setDeviceLabels(id, labels);
+  return { ...device, labels };
+}
+
+/** Forgets a device: its credentials stop working at once and its retained topics are cleared. */
+export async function removeDevice(ctx: FleetContext, id: string): Promise<void> {
+  requireDevice(ctx, id);
+  ctx.store.removeDevice(id);
+  ctx.disconnectDevice?.(id);
+  await Promise.all((['desired', 'reported', 'status'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
+  ctx.log.info({ deviceId: id }, 'device removed');
+}

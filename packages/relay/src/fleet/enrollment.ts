@@ -1,0 +1,51 @@
+// Enrollment: an admin makes a one-time token; a device trades it for its id and secret.
+
+import { OutpostError, type Labels } from '@outpost/shared';
+import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches } from '../auth/secrets.js';
+import { randomBytes } from 'node:crypto';
+import type { FleetContext } from './context.js';
+import type { Store } from '../store/store.js';
+
+export interface EnrollToken {
+  token: string;
+  expiresAt: number;
+  labels: Labels;
+}
+
+export function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labels: Labels }): EnrollToken {
+  const id = randomBytes(6).toString('hex');
+  const secret = newSecret();
+  const expiresAt = ctx.now() + opts.ttlMs;
+  ctx.store.addEnrollToken({ id, hash: hashSecret(secret), labels: opts.labels, expiresAt, usedAt: null });
+  ctx.log.info({ tokenId: id, expiresAt: new Date(expiresAt).toISOString() }, 'enrollment token created');
+  return { token: formatCredential('ope', id, secret), expiresAt, labels: opts.labels };
+}
+
+export interface Enrollment {
+  deviceId: string;
+  secret: string;
+  name: string;
+  labels: Labels;
+}
+
+export function enrollDevice(ctx: FleetContext, tokenText: string, request: { name?: string; labels?: Labels }): Enrollment {
+  const invalid = () => new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'the enrollment token is unknown, used or expired: ask the admin for a new one (outpost-relay tokens enroll)');
+  const cred = parseCredential('ope', tokenText);
+  if (!cred) throw invalid();
+  const token = ctx.store.getEnrollToken(cred.id);
+  if (!token || !secretMatches(cred.secret, token.hash)) throw invalid();
+  const deviceId = `dev_${randomBytes(6).toString('hex')}`;
+  const secret = formatCredential('ods', deviceId.slice(4), newSecret());
+  // Labels from the token (set by the admin) win over labels the device asks for.
+  const labels = { ...(request.labels ?? {}), ...token.labels };
+  const name = request.name?.trim() || deviceId;
+  if (!ctx.store.enrollDevice(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) throw invalid();
+  ctx.log.info({ deviceId, name }, 'device enrolled');
+  return { deviceId, secret, name, labels };
+}
+
+/** Checks a device's MQTT or HTTP credentials in constant time. */
+export function deviceSecretMatches(store: Store, deviceId: string, secret: string): boolean {
+  const hash = store.getDeviceSecretHash(deviceId);
+  return hash !== undefined && secretMatches(secret, hash);
+}

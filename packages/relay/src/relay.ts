@@ -1,0 +1,170 @@
+// The relay as one started, closeable instance: store, artifacts, broker, the relay's MQTT
+// client, fleet logic and HTTP API, wired together. The CLI's `start` and the tests use it.
+
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { createLogger, type Logger } from '@outpost/shared';
+import { SqliteStore } from './store/sqlite-store.js';
+import type { Store } from './store/store.js';
+import { FileArtifactStore } from './artifacts/artifact-store.js';
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
+import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
+import type { FloodLimits } from './broker/flood-guard.js';
+import { createDeviceMessageRouter } from './fleet/device-messages.js';
+import { deviceSecretMatches } from './fleet/enrollment.js';
+import { publishDesiredState } from './fleet/desired-state.js';
+import type { FleetContext } from './fleet/context.js';
+import { buildApi } from './api/server.js';
+import { formatCredential, hashSecret, newSecret } from './auth/secrets.js';
+
+export interface RelayOptions {
+  dataDir: string;
+  /** Interface to listen on (HTTP and embedded MQTT). */
+  host?: string;
+  httpPort?: number;
+  mqttPort?: number;
+  /** An external broker to use instead of the embedded one, e.g. mqtt://user:pass@host:1883. */
+  mqttUrl?: string;
+  /** The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name. */
+  advertisedMqttUrl?: string;
+  maxModelBytes?: number;
+  floodLimits?: FloodLimits;
+  log?: Logger;
+}
+
+export interface Relay {
+  httpUrl: string;
+  mqttUrl: string;
+  dataDir: string;
+  /** The admin token, only on the start that created it (to print it once). */
+  newAdminToken?: string;
+  store: Store;
+  close(): Promise<void>;
+}
+
+/** Runtime facts for CLI commands on the relay host: where the running relay listens. */
+export interface RelayRuntimeFile {
+  httpUrl: string;
+  mqttUrl: string;
+  pid: number;
+}
+
+export const ADMIN_TOKEN_FILE = 'admin.token';
+export const RUNTIME_FILE = 'relay.json';
+
+function urlHost(host: string): string {
+  if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function ensureAdminToken(store: Store, dataDir: string): string | undefined {
+  if (store.countApiTokens() > 0) return undefined;
+  const id = randomBytes(6).toString('hex');
+  const secret = newSecret();
+  store.addApiToken({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
+  const token = formatCredential('opa', id, secret);
+  const file = join(dataDir, ADMIN_TOKEN_FILE);
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return token;
+}
+
+export function readAdminToken(dataDir: string): string | undefined {
+  const file = join(dataDir, ADMIN_TOKEN_FILE);
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
+
+export async function createRelay(opts: RelayOptions): Promise<Relay> {
+  const log = opts.log ?? createLogger({ name: 'outpost-relay' });
+  const host = opts.host ?? '0.0.0.0';
+  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+
+  const store = new SqliteStore(join(opts.dataDir, 'relay.db'));
+  const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
+  const newAdminToken = ensureAdminToken(store, opts.dataDir);
+  // Statuses are retained only in the broker; until a device says otherwise it is offline.
+  for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
+
+  const ctxBase = { store, log, now: Date.now };
+  let broker: EmbeddedBroker | undefined;
+  let mqttConnectUrl: string;
+  let username: string | undefined;
+  let password: string | undefined;
+  if (opts.mqttUrl) {
+    const url = new URL(opts.mqttUrl);
+    username = decodeURIComponent(url.username) || undefined;
+    password = decodeURIComponent(url.password) || undefined;
+    url.username = '';
+    url.password = '';
+    mqttConnectUrl = url.toString().replace(/\/$/, '');
+  } else {
+    username = 'outpost-relay';
+    password = newSecret();
+    broker = await startEmbeddedBroker({
+      host,
+      port: opts.mqttPort ?? 1883,
+      log: log.child({ part: 'broker' }),
+      relayUsername: username,
+      relayPassword: password,
+      authenticateDevice: (id, secret) => deviceSecretMatches(store, id, secret),
+      floodLimits: opts.floodLimits,
+    });
+    mqttConnectUrl = `mqtt://${urlHost(host)}:${broker.port}`;
+  }
+
+  let route: (topic: string, payload: Buffer) => void = () => {};
+  let mqtt: RelayClient;
+  try {
+    mqtt = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p) });
+  } catch (err) {
+    await broker?.close();
+    store.close();
+    throw err;
+  }
+  const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined };
+  route = createDeviceMessageRouter(ctx).route;
+
+  // Retained desired states may have died with a previous broker: publish them all again.
+  for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
+
+  const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
+  const api = await buildApi({
+    ctx,
+    artifacts,
+    log,
+    maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
+    mqttUrlFor: (requestHost) => {
+      if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
+      if (!broker) return mqttConnectUrl;
+      const h = requestHost ?? urlHost(host);
+      return `mqtt://${h}:${mqttPublicPort}`;
+    },
+  });
+  await api.listen({ host, port: opts.httpPort ?? 8080 });
+  const address = api.server.address();
+  const httpPort = typeof address === 'object' && address ? address.port : opts.httpPort;
+  const httpUrl = `http://${urlHost(host)}:${httpPort}`;
+
+  const runtime: RelayRuntimeFile = { httpUrl, mqttUrl: mqttConnectUrl, pid: process.pid };
+  writeFileSync(join(opts.dataDir, RUNTIME_FILE), JSON.stringify(runtime, null, 2) + '\n', { mode: 0o600 });
+  log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker) }, 'relay ready');
+
+  let closed = false;
+  return {
+    httpUrl,
+    mqttUrl: mqttConnectUrl,
+    dataDir: opts.dataDir,
+    newAdminToken,
+    store,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await api.close();
+      await mqtt.close();
+      await broker?.close();
+      store.close();
+      rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true });
+    },
+  };
+}

@@ -1,0 +1,46 @@
+// Schema migrations, applied in order; `user_version` records how far a database has come.
+
+import type Database from 'better-sqlite3';
+
+const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE api_tokens (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL
+  );
+  CREATE TABLE enroll_tokens (
+    id TEXT PRIMARY KEY, hash TEXT NOT NULL, labels TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    used_at INTEGER, device_id TEXT
+  );
+  CREATE TABLE devices (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL, secret_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL, online INTEGER NOT NULL DEFAULT 0, last_seen INTEGER,
+    health TEXT, reported TEXT
+  );
+  CREATE TABLE models (
+    name TEXT NOT NULL, version INTEGER NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    signature TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (name, version)
+  );
+  CREATE INDEX models_sha ON models (sha256);
+  CREATE TABLE deployments (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, model TEXT NOT NULL,
+    version INTEGER NOT NULL, sha256 TEXT NOT NULL, state TEXT NOT NULL, created_at INTEGER NOT NULL
+  );
+  CREATE TABLE rollouts (
+    deployment_id TEXT NOT NULL REFERENCES deployments (id) ON DELETE CASCADE,
+    device_id TEXT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    state TEXT NOT NULL, reason TEXT, updated_at INTEGER NOT NULL,
+    PRIMARY KEY (deployment_id, device_id)
+  );
+  CREATE INDEX rollouts_device ON rollouts (device_id);
+  `,
+];
+
+export function migrate(db: Database.Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  for (let v = current; v < MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}

@@ -1,0 +1,70 @@
+// The relay's persistent state. SQLite is the embedded implementation; the interface is what
+// the rest of the relay depends on, so another database can implement it later.
+
+import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
+import type {
+  ApiTokenRecord,
+  DeploymentRecord,
+  DeploymentState,
+  DeviceRecord,
+  DeviceRolloutState,
+  EnrollTokenRecord,
+  ModelSummary,
+  ModelVersionRecord,
+} from './records.js';
+
+export interface NewDevice {
+  id: string;
+  name: string;
+  labels: Labels;
+  secretHash: string;
+}
+
+export interface NewDeployment {
+  id: string;
+  model: string;
+  version: number;
+  sha256: string;
+  deviceIds: string[];
+}
+
+export interface Store {
+  // tokens
+  addApiToken(token: ApiTokenRecord): void;
+  getApiToken(id: string): ApiTokenRecord | undefined;
+  countApiTokens(): number;
+  addEnrollToken(token: EnrollTokenRecord): void;
+  getEnrollToken(id: string): EnrollTokenRecord | undefined;
+  /** Marks the token used and creates the device, atomically; false when it was used or expired meanwhile. */
+  enrollDevice(tokenId: string, now: number, device: NewDevice): boolean;
+
+  // devices
+  getDevice(id: string): DeviceRecord | undefined;
+  getDeviceSecretHash(id: string): string | undefined;
+  listDevices(): DeviceRecord[];
+  setDeviceLabels(id: string, labels: Labels): void;
+  removeDevice(id: string): void;
+  setDeviceOnline(id: string, online: boolean, at: number): void;
+  setDeviceHealth(id: string, health: HealthMessage, at: number): void;
+  setDeviceReported(id: string, reported: ReportedState, at: number): void;
+
+  // models
+  /** Registers the next version of a model (or returns the existing one with the same bytes). */
+  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature): { record: ModelVersionRecord; created: boolean };
+  listModels(): ModelSummary[];
+  listModelVersions(name: string): ModelVersionRecord[];
+  getModelVersion(name: string, version?: number): ModelVersionRecord | undefined;
+
+  // deployments
+  createDeployment(deployment: NewDeployment, at: number): DeploymentRecord;
+  getDeployment(id: string): DeploymentRecord | undefined;
+  listDeployments(limit?: number): DeploymentRecord[];
+  /** Deployments that target a device, newest first. */
+  deploymentsForDevice(deviceId: string): DeploymentRecord[];
+  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean;
+  setDeploymentState(deploymentId: string, state: DeploymentState): void;
+  /** Whether the device may fetch this artifact: some deployment to it uses it. */
+  deviceMayFetch(deviceId: string, sha256: string): boolean;
+
+  close(): void;
+}
