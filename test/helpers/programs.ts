@@ -1,0 +1,178 @@
+// Starts the real programs (outpost-relay, outpost-agent) as child processes on loopback with
+// ephemeral ports and temporary folders, and cleans every one of them up.
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Test } from 'tap';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
+export const AGENT_BIN = join(ROOT, 'packages/agent/dist/cli/main.js');
+export const FIXTURES = join(ROOT, 'test/fixtures/models');
+
+export function tempDir(t: Test, prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `outpost-${prefix}-`));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a CLI to completion. */
+export function runCli(bin: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env, OUTPOST_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+export interface RunningProgram {
+  proc: ChildProcess;
+  /** Every log line so far, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** SIGKILL, no goodbye: the crash case. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait for a clean exit. */
+  stop(): Promise<void>;
+}
+
+/** Spawns a long-running program and resolves when it logs `readyMsg`. */
+function startProgram(t: Test, bin: string, args: string[], readyMsg: string, timeoutMs = 30_000): Promise<{ program: RunningProgram; ready: Record<string, unknown> }> {
+  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, OUTPOST_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  let stderr = '';
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const program: RunningProgram = {
+    proc,
+    logs,
+    async kill() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+  t.teardown(() => program.kill());
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${bin} did not log "${readyMsg}" within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
+    let buffered = '';
+    proc.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      buffered += d;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === readyMsg) {
+            clearTimeout(timer);
+            resolve({ program, ready: entry });
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    proc.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${bin} exited (${code ?? signal}) before it was ready; stderr: ${stderr}`));
+    });
+  });
+}
+
+export interface TestRelay extends RunningProgram {
+  httpUrl: string;
+  mqttUrl: string;
+  dataDir: string;
+  token: string;
+  /** Runs `outpost-relay ARGS` against this relay. */
+  cli(...args: string[]): Promise<CliResult>;
+  api<T = unknown>(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: T }>;
+}
+
+export async function startRelay(t: Test, opts: { dataDir?: string; extraArgs?: string[] } = {}): Promise<TestRelay> {
+  const dataDir = opts.dataDir ?? tempDir(t, 'relay');
+  const { program, ready } = await startProgram(
+    t,
+    RELAY_BIN,
+    ['start', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', ...(opts.extraArgs ?? [])],
+    'relay ready',
+  );
+  const httpUrl = ready.httpUrl as string;
+  const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+  return {
+    ...program,
+    httpUrl,
+    mqttUrl: ready.mqttUrl as string,
+    dataDir,
+    token,
+    cli: (...args) => runCli(RELAY_BIN, args, { OUTPOST_RELAY_URL: httpUrl, OUTPOST_TOKEN: token }),
+    async api<T>(method: string, path: string, body?: unknown, asToken: string | null = token) {
+      const headers: Record<string, string> = {};
+      if (asToken) headers.authorization = `Bearer ${asToken}`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+      const res = await fetch(`${httpUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await res.text();
+      return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+    },
+  };
+}
+
+export interface Device {
+  deviceId: string;
+  secret: string;
+  mqttUrl: string;
+  dataDir: string;
+}
+
+/** Enrolls a device through the agent CLI, as a person would on the device. */
+export async function enrollDevice(t: Test, relay: TestRelay, name: string, labels?: string): Promise<Device> {
+  const tok = await relay.cli('tokens', 'enroll', '--json', ...(labels ? ['--labels', labels] : []));
+  if (tok.code !== 0) throw new Error(`tokens enroll failed: ${tok.stderr}`);
+  const dataDir = tempDir(t, `agent-${name}`);
+  const res = await runCli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--name', name, '--data-dir', dataDir]);
+  if (res.code !== 0) throw new Error(`agent enroll failed: ${res.stderr}`);
+  const device = JSON.parse(readFileSync(join(dataDir, 'device.json'), 'utf8')) as { deviceId: string; secret: string; mqttUrl: string };
+  return { ...device, dataDir };
+}
+
+export interface TestAgent extends RunningProgram {
+  httpUrl: string;
+  deviceId: string;
+  infer<T = unknown>(model: string, body: unknown): Promise<{ status: number; body: T }>;
+}
+
+export async function startAgent(t: Test, device: Device, extraArgs: string[] = []): Promise<TestAgent> {
+  const { program, ready } = await startProgram(
+    t,
+    AGENT_BIN,
+    ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--heartbeat', '1', ...extraArgs],
+    'agent ready',
+  );
+  const httpUrl = ready.httpUrl as string;
+  return {
+    ...program,
+    httpUrl,
+    deviceId: device.deviceId,
+    async infer<T>(model: string, body: unknown) {
+      const res = await fetch(`${httpUrl}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });
+      return { status: res.status, body: (await res.json()) as T };
+    },
+  };
+}
