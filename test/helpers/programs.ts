@@ -50,7 +50,9 @@ export interface RunningProgram {
 
 /** Spawns a long-running program and resolves when it logs `readyMsg`. */
 function startProgram(t: Test, bin: string, args: string[], readyMsg: string, timeoutMs = 30_000): Promise<{ program: RunningProgram; ready: Record<string, unknown> }> {
-  const proc = spawn(process.execPath, [bin, ...args], { env: { ...process.env, OUTPOST_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A .js file runs with this Node.js; anything else (the packaged launcher) runs as it is.
+  const [cmd, argv] = bin.endsWith('.js') ? [process.execPath, [bin, ...args]] : [bin, args];
+  const proc = spawn(cmd, argv, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -63,10 +65,13 @@ function startProgram(t: Test, bin: string, args: string[], readyMsg: string, ti
     },
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      // A clean exit writes coverage and says goodbye; a program stuck in shutdown is killed.
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
       await exited;
+      clearTimeout(timer);
     },
   };
-  t.teardown(() => program.kill());
+  t.teardown(() => program.stop());
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${bin} did not log "${readyMsg}" within ${timeoutMs} ms; stderr: ${stderr}`)), timeoutMs);
     let buffered = '';
@@ -158,10 +163,10 @@ export interface TestAgent extends RunningProgram {
   infer<T = unknown>(model: string, body: unknown): Promise<{ status: number; body: T }>;
 }
 
-export async function startAgent(t: Test, device: Device, extraArgs: string[] = []): Promise<TestAgent> {
+export async function startAgent(t: Test, device: Device, extraArgs: string[] = [], bin = AGENT_BIN): Promise<TestAgent> {
   const { program, ready } = await startProgram(
     t,
-    AGENT_BIN,
+    bin,
     ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--heartbeat', '1', ...extraArgs],
     'agent ready',
   );

@@ -1,0 +1,54 @@
+import t from 'tap';
+import { OutpostError, validateInputs, elementCount, formatSignature, type ModelSignature } from '@outpost/shared';
+
+const sig: ModelSignature = {
+  inputs: [
+    { name: 'x', datatype: 'FP32', shape: [-1, 2] },
+    { name: 'k', datatype: 'INT64', shape: [] },
+    { name: 'flag', datatype: 'BOOL', shape: [1] },
+    { name: 's', datatype: 'BYTES', shape: [-1] },
+    { name: 'u', datatype: 'UINT8', shape: [2] },
+  ],
+  outputs: [{ name: 'y', datatype: 'FP32', shape: [-1] }],
+};
+const good = () => [
+  { name: 's', shape: [2], datatype: 'BYTES', data: ['a', 'b'] },
+  { name: 'x', shape: [3, 2], datatype: 'FP32', data: [1, 2, 3, 4, 5, 6] },
+  { name: 'k', shape: [], datatype: 'INT64', data: [9] },
+  { name: 'flag', shape: [1], datatype: 'BOOL', data: [true] },
+  { name: 'u', shape: [2], datatype: 'UINT8', data: [0, 255] },
+];
+
+t.test('valid inputs come back in signature order', async (t) => {
+  t.same(validateInputs(sig, good()).map((x) => x.name), ['x', 'k', 'flag', 's', 'u']);
+  t.equal(elementCount([]), 1, 'a scalar has one element');
+  t.equal(elementCount([3, 0]), 0);
+  t.equal(formatSignature({ inputs: [sig.inputs[0]!], outputs: sig.outputs }), 'inputs x: FP32[-1,2] -> outputs y: FP32[-1]');
+});
+
+t.test('each problem is named', async (t) => {
+  const bad = (mutate: (inputs: ReturnType<typeof good>) => unknown, message: RegExp) => {
+    const inputs = good();
+    const arg = mutate(inputs) ?? inputs;
+    t.throws(() => validateInputs(sig, arg), { code: 'OUTPOST_ERR_TENSOR_INVALID', message });
+  };
+  bad(() => 'nope', /"inputs" must be an array/);
+  bad((i) => void i.push(null as never), /every input needs a "name"/);
+  bad((i) => void i.push({ ...i[1]! }), /input "x" is given twice/);
+  bad((i) => void (i[3]!.data = [1]), /element 0 is 1, BOOL data must be true or false/);
+  bad((i) => void (i[0]!.data = ['a', 2] as never), /element 1 is 2, BYTES data must be strings/);
+  bad((i) => void (i[4]!.data = [0, 256]), /element 1 is 256, not an integer in the UINT8 range/);
+  bad((i) => void (i[2]!.data = [2 ** 60]), /not an integer in the INT64 range/);
+  bad((i) => void (i[1]!.data = 'abc' as never), /"data" must be a flat, row-major array/);
+  bad((i) => void (i[1]!.shape = [1.5, 2]), /non-negative integers/);
+  bad((i) => i.slice(1), /missing input "s" \(BYTES \[-1\]\)/);
+});
+
+t.test('OutpostError instanceof works across copies and serializes', async (t) => {
+  const err = new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', 'gone');
+  t.equal(err.status, 404);
+  t.same(err.toJSON(), { error: { code: 'OUTPOST_ERR_MODEL_NOT_FOUND', message: 'gone' } });
+  const lookalike = Object.assign(new Error('x'), { [Symbol.for('outpost.error')]: true });
+  t.ok(lookalike instanceof OutpostError, 'a copy from another install is recognised');
+  t.notOk(new Error('x') instanceof OutpostError);
+});
