@@ -2,7 +2,6 @@
 // inference server and heartbeat. The CLI's `start` and the tests use it.
 
 import { join } from 'node:path';
-import { rmSync, writeFileSync } from 'node:fs';
 import { createLogger, type Logger } from '@outpost/shared';
 import { readDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
@@ -12,9 +11,9 @@ import { ModelTable } from './runtime/model-table.js';
 import type { SessionSettings } from './runtime/served-model.js';
 import { HealthSampler } from './health.js';
 import { buildInferenceServer } from './serve/server.js';
+import { removeStateFile, writeStateFile } from './state-file.js';
+import { AGENT_VERSION } from './version.js';
 
-export const AGENT_VERSION = '0.1.0';
-export const STATE_FILE = 'agent-state.json';
 
 export interface AgentOptions {
   dataDir: string;
@@ -35,35 +34,23 @@ export interface Agent {
   close(): Promise<void>;
 }
 
-/** What `outpost-agent status` reads while the agent runs. */
-export interface AgentStateFile {
-  pid: number;
-  deviceId: string;
-  httpUrl: string;
-  connected: boolean;
-  updatedAt: string;
-  models: Array<{ name: string; version: number; state: string; reason?: string; serving?: { version: number } }>;
-}
-
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const log = opts.log ?? createLogger({ name: 'outpost-agent' });
   const device = readDeviceFile(opts.dataDir);
   const table = new ModelTable();
   const cache = new ArtifactCache(join(opts.dataDir, 'models'));
-  const stateFile = join(opts.dataDir, STATE_FILE);
   let connection: Connection | undefined;
   let httpUrl = '';
 
   const writeState = () => {
-    const state: AgentStateFile = {
+    writeStateFile(opts.dataDir, {
       pid: process.pid,
       deviceId: device.deviceId,
       httpUrl,
       connected: connection?.connected ?? false,
       updatedAt: new Date().toISOString(),
       models: reconciler.reported.models,
-    };
-    writeFileSync(stateFile, JSON.stringify(state, null, 2) + '\n');
+    });
   };
 
   const reconciler = new Reconciler({
@@ -120,7 +107,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       await connection?.close();
       await server.close();
       await table.clear();
-      rmSync(stateFile, { force: true });
+      removeStateFile(opts.dataDir);
     },
   };
 }

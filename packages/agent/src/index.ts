@@ -1,3 +1,5 @@
-export { createAgent, AGENT_VERSION, STATE_FILE, type Agent, type AgentOptions, type AgentStateFile } from './agent.js';
+export { createAgent, type Agent, type AgentOptions } from './agent.js';
+export { AGENT_VERSION } from './version.js';
+export { STATE_FILE, readStateFile, type AgentStateFile } from './state-file.js';
 export { enroll, type EnrollOptions } from './enroll.js';
 export { readDeviceFile, writeDeviceFile, defaultAgentDir, DEVICE_FILE, type DeviceFile } from './device-file.js';

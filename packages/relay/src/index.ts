@@ -1,2 +1,3 @@
-export { createRelay, readAdminToken, ADMIN_TOKEN_FILE, RUNTIME_FILE, type Relay, type RelayOptions, type RelayRuntimeFile } from './relay.js';
+export { createRelay, type Relay, type RelayOptions } from './relay.js';
+export { readAdminToken, readRuntimeFile, ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 export type { Store } from './store/store.js';

@@ -1,7 +1,8 @@
 // The relay as one started, closeable instance: store, artifacts, broker, the relay's MQTT
 // client, fleet logic and HTTP API, wired together. The CLI's `start` and the tests use it.
 
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { createLogger, type Logger } from '@outpost/shared';
@@ -43,16 +44,6 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-/** Runtime facts for CLI commands on the relay host: where the running relay listens. */
-export interface RelayRuntimeFile {
-  httpUrl: string;
-  mqttUrl: string;
-  pid: number;
-}
-
-export const ADMIN_TOKEN_FILE = 'admin.token';
-export const RUNTIME_FILE = 'relay.json';
-
 function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
   return host.includes(':') ? `[${host}]` : host;
@@ -68,11 +59,6 @@ function ensureAdminToken(store: Store, dataDir: string): string | undefined {
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   return token;
-}
-
-export function readAdminToken(dataDir: string): string | undefined {
-  const file = join(dataDir, ADMIN_TOKEN_FILE);
-  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
 
 export async function createRelay(opts: RelayOptions): Promise<Relay> {

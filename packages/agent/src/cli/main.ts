@@ -3,7 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { OutpostError } from '@outpost/shared';
-import { AGENT_VERSION } from '../agent.js';
+import { AGENT_VERSION } from '../version.js';
 import { enrollCommand } from './enroll.js';
 import { startCommand } from './start.js';
 import { statusCommand } from './status.js';

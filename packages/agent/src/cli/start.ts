@@ -1,7 +1,6 @@
 // outpost-agent start: connect to the relay, serve models, report health (foreground).
 
 import type { Command } from 'commander';
-import { createAgent } from '../agent.js';
 import { defaultAgentDir } from '../device-file.js';
 import { parsePort, parsePositiveInt } from './parse.js';
 
@@ -16,6 +15,8 @@ export function startCommand(program: Command): void {
     .option('--heartbeat <seconds>', 'seconds between health reports', parsePositiveInt, 10)
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
     .action(async (opts: { dataDir: string; host: string; port: number; token?: string; heartbeat: number; threads: number }) => {
+      // Loaded here so the other commands start fast (no onnxruntime for `status`).
+      const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
         dataDir: opts.dataDir,
         host: opts.host,

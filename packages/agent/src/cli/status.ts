@@ -1,9 +1,7 @@
 // outpost-agent status: this device's identity, and what the running agent serves.
 
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Command } from 'commander';
-import { STATE_FILE, type AgentStateFile } from '../agent.js';
+import { readStateFile } from '../state-file.js';
 import { defaultAgentDir, readDeviceFile } from '../device-file.js';
 
 function alive(pid: number): boolean {
@@ -23,8 +21,7 @@ export function statusCommand(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (opts: { dataDir: string; json?: boolean }) => {
       const device = readDeviceFile(opts.dataDir);
-      const file = join(opts.dataDir, STATE_FILE);
-      const state = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as AgentStateFile) : undefined;
+      const state = readStateFile(opts.dataDir);
       const running = state !== undefined && alive(state.pid);
       const result = {
         deviceId: device.deviceId,

@@ -1,11 +1,10 @@
 // How relay CLI commands reach a running relay: URL and token from flags, environment, or,
 // on the relay host, the relay's own data dir (relay.json and admin.token).
 
-import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isErrorBody } from '@outpost/shared';
-import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from '../relay.js';
+import { readAdminToken, readRuntimeFile } from '../data-dir.js';
 import { CliError } from './output.js';
 
 export interface ClientOptions {
@@ -27,16 +26,9 @@ export interface RelayApi {
 export function relayApi(opts: ClientOptions): RelayApi {
   const dataDir = opts.dataDir ?? defaultDataDir();
   let url = opts.relay ?? process.env.OUTPOST_RELAY_URL;
-  if (!url) {
-    const file = join(dataDir, RUNTIME_FILE);
-    if (!existsSync(file)) throw new CliError('no relay given: pass --relay URL or set OUTPOST_RELAY_URL (or run this on the relay host while it runs)');
-    url = (JSON.parse(readFileSync(file, 'utf8')) as RelayRuntimeFile).httpUrl;
-  }
-  let token = opts.token ?? process.env.OUTPOST_TOKEN;
-  if (!token) {
-    const file = join(dataDir, ADMIN_TOKEN_FILE);
-    if (existsSync(file)) token = readFileSync(file, 'utf8').trim();
-  }
+  url ??= readRuntimeFile(dataDir)?.httpUrl;
+  if (!url) throw new CliError('no relay given: pass --relay URL or set OUTPOST_RELAY_URL (or run this on the relay host while it runs)');
+  const token = opts.token ?? process.env.OUTPOST_TOKEN ?? readAdminToken(dataDir);
   const base = url.replace(/\/+$/, '');
   return {
     url: base,

@@ -1,7 +1,6 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import type { Command } from 'commander';
-import { createRelay } from '../relay.js';
 import { defaultDataDir } from './client.js';
 import { parsePort, parseSize } from './parse.js';
 
@@ -17,6 +16,8 @@ export function startCommand(program: Command): void {
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
     .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number }) => {
+      // Loaded here so the other commands start fast.
+      const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
         dataDir: opts.dataDir,
         host: opts.host,
