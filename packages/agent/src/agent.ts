@@ -13,6 +13,7 @@ import { HealthSampler } from './health.js';
 import { buildInferenceServer } from './serve/server.js';
 import { removeStateFile, writeStateFile } from './state-file.js';
 import { AGENT_VERSION } from './version.js';
+import { AgentMetrics } from './serve/agent-metrics.js';
 
 
 export interface AgentOptions {
@@ -53,7 +54,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     });
   };
 
+  const metrics = new AgentMetrics();
   const reconciler = new Reconciler({
+    onLoaded: (model, seconds) => metrics.modelLoad.observe({ model }, seconds),
     cache,
     table,
     log,
@@ -66,7 +69,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     },
   });
 
-  const server = await buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken });
+  const server = await buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
   await server.listen({ host: opts.host ?? '0.0.0.0', port: opts.port ?? 8000 });
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;

@@ -17,6 +17,8 @@ export interface ReconcilerOptions {
   session?: SessionSettings;
   /** Called with the whole reported state after every change. */
   report(state: ReportedState): void;
+  /** Called when a version has been loaded and swapped in. */
+  onLoaded?(model: string, seconds: number): void;
   /** Delay before a download that failed for a passing reason is tried again. */
   retryDelayMs?: number;
 }
@@ -132,10 +134,12 @@ export class Reconciler {
       this.#set(this.#entry(m, 'downloading'));
       const file = await cache.ensure(this.#opts.artifactUrl(m.sha256), m.sha256, this.#opts.authHeaders);
       this.#set(this.#entry(m, 'loading'));
+      const loadStarted = performance.now();
       // onnxruntime can crash its process on a hostile file: try it in a child process first.
       await probeModel(file);
       const model = await ServedModel.load(m, file, this.#opts.session, table.get(m.name)?.stats);
       await table.swap(model);
+      this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
       this.#set(this.#entry(m, 'serving'));
       log.info({ model: m.name, version: m.version, ms: Date.now() - started }, 'model serving');
     } catch (err) {

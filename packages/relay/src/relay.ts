@@ -18,6 +18,11 @@ import { publishDesiredState } from './fleet/desired-state.js';
 import type { FleetContext } from './fleet/context.js';
 import { buildApi } from './api/server.js';
 import { formatCredential, hashSecret, newSecret } from './auth/secrets.js';
+import { FleetEvents } from './fleet/fleet-events.js';
+import { HealthHistory } from './fleet/health-history.js';
+import { deploymentView, deviceView } from './fleet/views.js';
+import { FleetStream } from './stream/fleet-stream.js';
+import { RelayMetrics } from './metrics/relay-metrics.js';
 
 export interface RelayOptions {
   dataDir: string;
@@ -72,7 +77,13 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
   for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
 
-  const ctxBase = { store, log, now: Date.now };
+  const events = new FleetEvents();
+  const history = new HealthHistory(store);
+  const ctxBase = { store, log, now: Date.now, events, history };
+  const stream = new FleetStream({
+    snapshot: () => ({ devices: store.listDevices().map(deviceView), deployments: store.activeDeployments(20).map(deploymentView), jobs: [] }),
+  });
+  events.on((e) => stream.publish(e));
   let broker: EmbeddedBroker | undefined;
   let mqttConnectUrl: string;
   let username: string | undefined;
@@ -109,7 +120,15 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     throw err;
   }
   const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined };
-  route = createDeviceMessageRouter(ctx).route;
+  const router = createDeviceMessageRouter(ctx);
+  route = router.route;
+  const metrics = new RelayMetrics({
+    store,
+    streamClients: () => stream.clients,
+    mqttMessagesIn: () => router.stats.received,
+    mqttMessagesRejected: () => router.stats.rejected,
+    mqttMessagesOut: () => mqtt.published,
+  });
 
   // Retained desired states may have died with a previous broker: publish them all again.
   for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
@@ -120,6 +139,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     artifacts,
     log,
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
+    metrics,
+    stream,
     mqttUrlFor: (requestHost) => {
       if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
       if (!broker) return mqttConnectUrl;
@@ -149,6 +170,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       await api.close();
       await mqtt.close();
       await broker?.close();
+      history.close();
       store.close();
       rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true });
     },

@@ -29,3 +29,4 @@ export { signatureFromSession } from './model-signature.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
+export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary } from './stream.js';

@@ -6,6 +6,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import { OutpostError, type Logger, type ReportedState } from '@outpost/shared';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
+import type { AgentMetrics } from './agent-metrics.js';
 
 export interface ServeOptions {
   table: ModelTable;
@@ -15,6 +16,7 @@ export interface ServeOptions {
   reported(): ReportedState;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   token?: string;
+  metrics: AgentMetrics;
 }
 
 interface InferBody {
@@ -110,9 +112,16 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
       ok = true;
       return { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs };
     } finally {
-      model.stats.record(performance.now() - started, ok);
+      const ms = performance.now() - started;
+      model.stats.record(ms, ok);
+      opts.metrics.recordInference(model.name, ms / 1000, ok);
     }
   };
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', opts.metrics.registry.contentType);
+    return opts.metrics.registry.metrics();
+  });
+
   app.post('/v2/models/:name/infer', infer);
   app.post('/v2/models/:name/versions/:version/infer', infer);
 

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { createDeployment, requireDeployment } from '../fleet/deployments.js';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN, idParams } from './schemas.js';
-import { deploymentView } from './views.js';
+import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 
 export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {

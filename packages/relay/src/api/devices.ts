@@ -1,10 +1,11 @@
 // /v1/devices: list, show, label, remove.
 
 import type { FastifyInstance } from 'fastify';
+import { OutpostError, parseDuration } from '@outpost/shared';
 import { labelDevice, removeDevice, requireDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
 import { checkLabels, idParams } from './schemas.js';
-import { deviceView } from './views.js';
+import { deviceView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 
 export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
@@ -15,6 +16,23 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
 
   app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request) =>
     deviceView(requireDevice(ctx, request.params.id)),
+  );
+
+  app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
+    '/v1/devices/:id/health',
+    { schema: { params: idParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
+    async (request) => {
+      requireDevice(ctx, request.params.id);
+      let rangeMs = 60 * 60_000;
+      if (request.query.range) {
+        try {
+          rangeMs = parseDuration(request.query.range);
+        } catch (err) {
+          throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `range: ${(err as Error).message}`);
+        }
+      }
+      return ctx.history.series(request.params.id, rangeMs);
+    },
   );
 
   app.patch<{ Params: { id: string }; Body: { labels: Record<string, string | null> } }>(

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream';
 import { OutpostError, probeModel } from '@outpost/shared';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
-import { modelVersionView } from './views.js';
+import { modelVersionView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 
 const nameParams = {

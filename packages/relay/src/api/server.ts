@@ -11,6 +11,10 @@ import { deviceRoutes } from './devices.js';
 import { modelRoutes } from './models.js';
 import { deploymentRoutes } from './deployments.js';
 import { artifactRoutes } from './artifacts.js';
+import { metricsRoutes } from './metrics.js';
+import { attachFleetStream } from './stream.js';
+import type { RelayMetrics } from '../metrics/relay-metrics.js';
+import type { FleetStream } from '../stream/fleet-stream.js';
 
 export interface ApiDeps {
   ctx: FleetContext;
@@ -19,6 +23,8 @@ export interface ApiDeps {
   /** The MQTT URL devices should use, given the host name they reached the API on. */
   mqttUrlFor(requestHost: string | undefined): string;
   maxModelBytes: number;
+  metrics: RelayMetrics;
+  stream: FleetStream;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
@@ -45,7 +51,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     reply.status(404).send({ error: { code: 'OUTPOST_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
   });
   app.addHook('onResponse', async (request, reply) => {
-    request.log.debug({ method: request.method, url: request.routeOptions.url, status: reply.statusCode, ms: reply.elapsedTime }, 'http');
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    request.log.debug({ method: request.method, url: route, status: reply.statusCode, ms: reply.elapsedTime }, 'http');
   });
 
   await app.register(healthRoutes);
@@ -55,5 +63,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(modelRoutes, deps);
   await app.register(deploymentRoutes, deps);
   await app.register(artifactRoutes, deps);
+  await app.register(metricsRoutes, deps);
+  attachFleetStream(app, deps.ctx, deps.stream);
   return app;
 }

@@ -18,6 +18,8 @@ export interface RelayClient {
   publishRetained(topic: string, body: unknown): Promise<void>;
   /** Removes a retained message (an empty retained payload). */
   clearRetained(topic: string): Promise<void>;
+  /** Messages published so far. */
+  readonly published: number;
   close(): Promise<void>;
 }
 
@@ -51,10 +53,17 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     });
   });
 
+  let published = 0;
   const publish = (topic: string, payload: string) =>
-    new Promise<void>((resolve, reject) => client.publish(topic, payload, { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve())));
+    new Promise<void>((resolve, reject) => {
+      published++;
+      client.publish(topic, payload, { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve()));
+    });
 
   return {
+    get published() {
+      return published;
+    },
     publishRetained: (topic, body) => publish(topic, JSON.stringify(body)),
     clearRetained: (topic) => publish(topic, ''),
     close: () => client.endAsync().then(() => undefined),

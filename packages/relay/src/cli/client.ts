@@ -20,6 +20,7 @@ export function defaultDataDir(): string {
 
 export interface RelayApi {
   url: string;
+  token: string | undefined;
   request<T>(method: string, path: string, body?: unknown, init?: RequestInit): Promise<T>;
 }
 
@@ -32,6 +33,7 @@ export function relayApi(opts: ClientOptions): RelayApi {
   const base = url.replace(/\/+$/, '');
   return {
     url: base,
+    token,
     async request<T>(method: string, path: string, body?: unknown, init: RequestInit = {}): Promise<T> {
       const headers: Record<string, string> = { ...(init.headers as Record<string, string>) };
       if (token) headers.authorization = `Bearer ${token}`;

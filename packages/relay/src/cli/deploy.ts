@@ -1,7 +1,7 @@
 // outpost-relay deploy NAME[:VERSION] --device ID... [--wait]
 
 import type { Command } from 'commander';
-import type { deploymentView } from '../api/views.js';
+import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';

@@ -2,7 +2,7 @@
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatBytes, formatLabels } from '@outpost/shared';
-import type { deviceView } from '../api/views.js';
+import type { deviceView } from '../fleet/views.js';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { ago, print, printJson, table } from './output.js';

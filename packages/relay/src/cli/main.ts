@@ -9,6 +9,7 @@ import { devicesCommand } from './devices.js';
 import { modelsCommand } from './models.js';
 import { deployCommand } from './deploy.js';
 import { deploymentsCommand } from './deployments.js';
+import { fleetCommand } from './fleet-watch.js';
 import { CliError } from './output.js';
 
 const program = new Command('outpost-relay')
@@ -23,6 +24,7 @@ devicesCommand(program);
 modelsCommand(program);
 deployCommand(program);
 deploymentsCommand(program);
+fleetCommand(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -8,6 +8,7 @@ import type { DeploymentRecord } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
 import { applyReportedState } from './rollout-progress.js';
 import { requireDevice } from './devices.js';
+import { deploymentView } from './views.js';
 
 export interface DeployRequest {
   model: string;
@@ -28,6 +29,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   const id = `dep_${randomBytes(6).toString('hex')}`;
   ctx.store.createDeployment({ id, model: model.name, version: model.version, sha256: model.sha256, deviceIds }, ctx.now());
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
+  ctx.events.emit({ type: 'deployment.created', deployment: deploymentView(ctx.store.getDeployment(id)!) });
   for (const deviceId of deviceIds) {
     await publishDesiredState(ctx, deviceId);
     // A device that already serves these bytes reports nothing new; count what it last said.

@@ -19,15 +19,21 @@ function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, device
 
 const HANDLERS: Record<string, Handler> = {
   status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
-    ctx.store.setDeviceOnline(deviceId, m.online, ctx.now());
+    const now = ctx.now();
+    ctx.store.setDeviceOnline(deviceId, m.online, now);
+    ctx.events.emit({ type: 'device.status', deviceId, online: m.online, lastSeen: new Date(now).toISOString() });
     ctx.log.info({ deviceId, online: m.online }, m.online ? 'device online' : 'device offline');
   }),
   reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
     ctx.store.setDeviceReported(deviceId, m, ctx.now());
+    ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
     applyReportedState(ctx, deviceId, m);
   }),
   health: handler(messageParser(HealthMessage), (ctx, deviceId, m) => {
-    ctx.store.setDeviceHealth(deviceId, m, ctx.now());
+    const now = ctx.now();
+    ctx.store.setDeviceHealth(deviceId, m, now);
+    ctx.history.record(deviceId, m, now);
+    ctx.events.emit({ type: 'device.health', deviceId, health: m });
   }),
 };
 

@@ -3,6 +3,7 @@
 import { OutpostError, deviceTopic, type Labels } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import type { DeviceRecord } from '../store/records.js';
+import { deviceView } from './views.js';
 
 export function requireDevice(ctx: FleetContext, id: string): DeviceRecord {
   const device = ctx.store.getDevice(id);
@@ -19,7 +20,9 @@ export function labelDevice(ctx: FleetContext, id: string, changes: Record<strin
     else labels[key] = value;
   }
   ctx.store.setDeviceLabels(id, labels);
-  return { ...device, labels };
+  const updated = { ...device, labels };
+  ctx.events.emit({ type: 'device.updated', device: deviceView(updated) });
+  return updated;
 }
 
 /** Forgets a device: its credentials stop working at once and its retained topics are cleared. */
@@ -28,5 +31,7 @@ export async function removeDevice(ctx: FleetContext, id: string): Promise<void>
   ctx.store.removeDevice(id);
   ctx.disconnectDevice?.(id);
   await Promise.all((['desired', 'reported', 'status'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
+  ctx.history.forget(id);
+  ctx.events.emit({ type: 'device.removed', deviceId: id });
   ctx.log.info({ deviceId: id }, 'device removed');
 }

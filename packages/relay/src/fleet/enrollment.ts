@@ -5,6 +5,7 @@ import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches
 import { randomBytes } from 'node:crypto';
 import type { FleetContext } from './context.js';
 import type { Store } from '../store/store.js';
+import { deviceView } from './views.js';
 
 export interface EnrollToken {
   token: string;
@@ -41,6 +42,7 @@ export function enrollDevice(ctx: FleetContext, tokenText: string, request: { na
   const name = request.name?.trim() || deviceId;
   if (!ctx.store.enrollDevice(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) throw invalid();
   ctx.log.info({ deviceId, name }, 'device enrolled');
+  ctx.events.emit({ type: 'device.enrolled', device: deviceView(ctx.store.getDevice(deviceId)!) });
   return { deviceId, secret, name, labels };
 }
 

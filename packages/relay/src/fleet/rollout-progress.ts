@@ -18,6 +18,7 @@ function refreshDeploymentState(ctx: FleetContext, deploymentId: string): void {
   const state = deploymentState(d);
   if (state !== d.state) {
     ctx.store.setDeploymentState(d.id, state);
+    ctx.events.emit({ type: 'deployment.state', deploymentId: d.id, state });
     ctx.log.info({ deploymentId: d.id, model: d.model, version: d.version, state }, 'deployment state changed');
   }
 }
@@ -31,15 +32,19 @@ export function applyReportedState(ctx: FleetContext, deviceId: string, reported
   const all = ctx.store.deploymentsForDevice(deviceId);
   const current = new Set(effectiveDeployments(all).map((d) => d.id));
   const touched = new Set<string>();
+  const progress = (deploymentId: string, state: DeviceRolloutState, reason: string | null) => {
+    if (!ctx.store.setRolloutState(deploymentId, deviceId, state, reason, now)) return;
+    touched.add(deploymentId);
+    ctx.events.emit({ type: 'deployment.progress', deploymentId, deviceId, state, reason });
+  };
   for (const d of all) {
     const mine = d.devices.find((x) => x.deviceId === deviceId)!;
     if (!current.has(d.id)) {
-      if (!TERMINAL.has(mine.state) && ctx.store.setRolloutState(d.id, deviceId, 'superseded', null, now)) touched.add(d.id);
+      if (!TERMINAL.has(mine.state)) progress(d.id, 'superseded', null);
       continue;
     }
     const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256);
-    if (!entry) continue;
-    if (ctx.store.setRolloutState(d.id, deviceId, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null, now)) touched.add(d.id);
+    if (entry) progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
   }
   for (const id of touched) refreshDeploymentState(ctx, id);
 }

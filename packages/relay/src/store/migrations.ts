@@ -33,6 +33,22 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX rollouts_device ON rollouts (device_id);
   `,
+  `
+  CREATE TABLE health_samples (
+    device_id TEXT NOT NULL, ts INTEGER NOT NULL, cpu REAL NOT NULL, mem_used REAL NOT NULL,
+    mem_total REAL NOT NULL, rss REAL NOT NULL, req_rate REAL NOT NULL, err_rate REAL NOT NULL,
+    p50 REAL, p99 REAL
+  );
+  CREATE INDEX health_samples_device_ts ON health_samples (device_id, ts);
+  CREATE INDEX health_samples_ts ON health_samples (ts);
+  CREATE TABLE health_rollups (
+    device_id TEXT NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    cpu REAL NOT NULL, mem_used REAL NOT NULL, mem_total REAL NOT NULL, rss REAL NOT NULL,
+    req_rate REAL NOT NULL, err_rate REAL NOT NULL, n_lat INTEGER NOT NULL, p50 REAL NOT NULL, p99 REAL,
+    PRIMARY KEY (device_id, bucket)
+  );
+  CREATE INDEX health_rollups_bucket ON health_rollups (bucket);
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -49,6 +49,20 @@ export interface DeploymentRecord {
   devices: DeploymentDeviceRecord[];
 }
 
+/** One heartbeat, reduced to what the charts plot. Rates are per second. */
+export interface HealthSample {
+  deviceId: string;
+  ts: number;
+  cpu: number;
+  memUsed: number;
+  memTotal: number;
+  rss: number;
+  reqRate: number;
+  errRate: number;
+  p50: number | null;
+  p99: number | null;
+}
+
 export interface ApiTokenRecord {
   id: string;
   name: string;

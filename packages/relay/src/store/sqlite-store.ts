@@ -12,6 +12,7 @@ import type {
   DeviceRecord,
   DeviceRolloutState,
   EnrollTokenRecord,
+  HealthSample,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -86,6 +87,9 @@ export class SqliteStore implements Store {
       addDevice: db.prepare('INSERT INTO devices (id, name, labels, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
       getDevice: db.prepare('SELECT * FROM devices WHERE id = ?'),
       getSecretHash: db.prepare('SELECT secret_hash FROM devices WHERE id = ?'),
+      countDevices: db.prepare('SELECT count(*) AS total, coalesce(sum(online), 0) AS online FROM devices'),
+      activeDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"),
+      countDeployments: db.prepare('SELECT state, count(*) AS n FROM deployments GROUP BY state'),
       listDevices: db.prepare('SELECT * FROM devices ORDER BY created_at, id'),
       setLabels: db.prepare('UPDATE devices SET labels = ? WHERE id = ?'),
       removeDevice: db.prepare('DELETE FROM devices WHERE id = ?'),
@@ -110,6 +114,23 @@ export class SqliteStore implements Store {
       ),
       setRollout: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\'))'),
       setDeploymentState: db.prepare('UPDATE deployments SET state = ? WHERE id = ?'),
+      addSample: db.prepare(
+        'INSERT INTO health_samples (device_id, ts, cpu, mem_used, mem_total, rss, req_rate, err_rate, p50, p99) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      addRollup: db.prepare(
+        `INSERT INTO health_rollups (device_id, bucket, n, cpu, mem_used, mem_total, rss, req_rate, err_rate, n_lat, p50, p99)
+         VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (device_id, bucket) DO UPDATE SET n = n + 1, cpu = cpu + excluded.cpu, mem_used = mem_used + excluded.mem_used,
+           mem_total = excluded.mem_total, rss = rss + excluded.rss, req_rate = req_rate + excluded.req_rate,
+           err_rate = err_rate + excluded.err_rate, n_lat = n_lat + excluded.n_lat, p50 = p50 + excluded.p50,
+           p99 = max(coalesce(p99, excluded.p99), coalesce(excluded.p99, p99))`,
+      ),
+      samples: db.prepare('SELECT * FROM health_samples WHERE device_id = ? AND ts >= ? ORDER BY ts'),
+      rollups: db.prepare('SELECT * FROM health_rollups WHERE device_id = ? AND bucket >= ? AND bucket < ? ORDER BY bucket'),
+      pruneSamples: db.prepare('DELETE FROM health_samples WHERE ts < ?'),
+      pruneRollups: db.prepare('DELETE FROM health_rollups WHERE bucket < ?'),
+      deleteSamples: db.prepare('DELETE FROM health_samples WHERE device_id = ?'),
+      deleteRollups: db.prepare('DELETE FROM health_rollups WHERE device_id = ?'),
       mayFetch: db.prepare('SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND d.sha256 = ? LIMIT 1'),
     };
   }
@@ -152,6 +173,10 @@ export class SqliteStore implements Store {
 
   getDeviceSecretHash(id: string): string | undefined {
     return (this.#stmt.getSecretHash.get(id) as { secret_hash: string } | undefined)?.secret_hash;
+  }
+
+  countDevices(): { online: number; total: number } {
+    return this.#stmt.countDevices.get() as { online: number; total: number };
   }
 
   listDevices(): DeviceRecord[] {
@@ -233,6 +258,14 @@ export class SqliteStore implements Store {
     return (this.#stmt.listDeployments.all(limit) as DeploymentRow[]).map((r) => this.#withDevices(r));
   }
 
+  activeDeployments(recent: number): DeploymentRecord[] {
+    return (this.#stmt.activeDeployments.all(recent) as DeploymentRow[]).map((r) => this.#withDevices(r));
+  }
+
+  countDeploymentsByState(): Record<string, number> {
+    return Object.fromEntries((this.#stmt.countDeployments.all() as Array<{ state: string; n: number }>).map((r) => [r.state, r.n]));
+  }
+
   deploymentsForDevice(deviceId: string): DeploymentRecord[] {
     return (this.#stmt.deploymentsForDevice.all(deviceId) as DeploymentRow[]).map((r) => this.#withDevices(r));
   }
@@ -247,6 +280,59 @@ export class SqliteStore implements Store {
 
   deviceMayFetch(deviceId: string, sha256: string): boolean {
     return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined;
+  }
+
+  addHealthSamples(samples: HealthSample[], bucketMs: number): void {
+    this.#db.transaction(() => {
+      for (const s of samples) {
+        this.#stmt.addSample.run(s.deviceId, s.ts, s.cpu, s.memUsed, s.memTotal, s.rss, s.reqRate, s.errRate, s.p50, s.p99);
+        const bucket = s.ts - (s.ts % bucketMs);
+        this.#stmt.addRollup.run(s.deviceId, bucket, s.cpu, s.memUsed, s.memTotal, s.rss, s.reqRate, s.errRate, s.p50 === null ? 0 : 1, s.p50 ?? 0, s.p99);
+      }
+    })();
+  }
+
+  healthSamples(deviceId: string, sinceMs: number): HealthSample[] {
+    type Row = { device_id: string; ts: number; cpu: number; mem_used: number; mem_total: number; rss: number; req_rate: number; err_rate: number; p50: number | null; p99: number | null };
+    return (this.#stmt.samples.all(deviceId, sinceMs) as Row[]).map((r) => ({
+      deviceId: r.device_id,
+      ts: r.ts,
+      cpu: r.cpu,
+      memUsed: r.mem_used,
+      memTotal: r.mem_total,
+      rss: r.rss,
+      reqRate: r.req_rate,
+      errRate: r.err_rate,
+      p50: r.p50,
+      p99: r.p99,
+    }));
+  }
+
+  healthRollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): HealthSample[] {
+    type Row = { device_id: string; bucket: number; n: number; cpu: number; mem_used: number; mem_total: number; rss: number; req_rate: number; err_rate: number; n_lat: number; p50: number; p99: number | null };
+    // Buckets hold sums; a point is their average, placed at the bucket's middle.
+    return (this.#stmt.rollups.all(deviceId, sinceMs, untilMs) as Row[]).map((r) => ({
+      deviceId: r.device_id,
+      ts: r.bucket + bucketMs / 2,
+      cpu: r.cpu / r.n,
+      memUsed: r.mem_used / r.n,
+      memTotal: r.mem_total,
+      rss: r.rss / r.n,
+      reqRate: r.req_rate / r.n,
+      errRate: r.err_rate / r.n,
+      p50: r.n_lat > 0 ? r.p50 / r.n_lat : null,
+      p99: r.p99,
+    }));
+  }
+
+  pruneHealth(samplesBefore: number, rollupsBefore: number): void {
+    this.#stmt.pruneSamples.run(samplesBefore);
+    this.#stmt.pruneRollups.run(rollupsBefore);
+  }
+
+  deleteHealth(deviceId: string): void {
+    this.#stmt.deleteSamples.run(deviceId);
+    this.#stmt.deleteRollups.run(deviceId);
   }
 
   close(): void {

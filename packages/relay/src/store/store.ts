@@ -9,6 +9,7 @@ import type {
   DeviceRecord,
   DeviceRolloutState,
   EnrollTokenRecord,
+  HealthSample,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -41,6 +42,7 @@ export interface Store {
   // devices
   getDevice(id: string): DeviceRecord | undefined;
   getDeviceSecretHash(id: string): string | undefined;
+  countDevices(): { online: number; total: number };
   listDevices(): DeviceRecord[];
   setDeviceLabels(id: string, labels: Labels): void;
   removeDevice(id: string): void;
@@ -59,12 +61,22 @@ export interface Store {
   createDeployment(deployment: NewDeployment, at: number): DeploymentRecord;
   getDeployment(id: string): DeploymentRecord | undefined;
   listDeployments(limit?: number): DeploymentRecord[];
+  /** Deployments still in progress, and the newest `recent` others. */
+  activeDeployments(recent: number): DeploymentRecord[];
+  countDeploymentsByState(): Record<string, number>;
   /** Deployments that target a device, newest first. */
   deploymentsForDevice(deviceId: string): DeploymentRecord[];
   setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean;
   setDeploymentState(deploymentId: string, state: DeploymentState): void;
   /** Whether the device may fetch this artifact: some deployment to it uses it. */
   deviceMayFetch(deviceId: string, sha256: string): boolean;
+
+  // health history: raw samples (recent), and rollups (sums per bucket) for the longer range
+  addHealthSamples(samples: HealthSample[], bucketMs: number): void;
+  healthSamples(deviceId: string, sinceMs: number): HealthSample[];
+  healthRollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): HealthSample[];
+  pruneHealth(samplesBefore: number, rollupsBefore: number): void;
+  deleteHealth(deviceId: string): void;
 
   close(): void;
 }

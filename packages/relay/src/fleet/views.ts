@@ -1,10 +1,11 @@
 // How records look in API answers (ISO times, no secrets).
 
+import type { DeploymentSummary, DeviceSummary } from '@outpost/shared';
 import type { DeploymentRecord, DeviceRecord, ModelVersionRecord } from '../store/records.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
-export function deviceView(d: DeviceRecord) {
+export function deviceView(d: DeviceRecord): DeviceSummary {
   return {
     id: d.id,
     name: d.name,
@@ -21,7 +22,7 @@ export function modelVersionView(m: ModelVersionRecord) {
   return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt) };
 }
 
-export function deploymentView(d: DeploymentRecord) {
+export function deploymentView(d: DeploymentRecord): DeploymentSummary {
   const counts: Record<string, number> = {};
   for (const x of d.devices) counts[x.state] = (counts[x.state] ?? 0) + 1;
   return {

@@ -1,0 +1,39 @@
+// Prometheus metrics of the agent: requests, errors and latency per model, model load time,
+// and the process's own (memory, CPU, event loop) from prom-client's defaults.
+
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'model'>;
+  readonly errors: Counter<'model'>;
+  readonly duration: Histogram<'model'>;
+  readonly modelLoad: Histogram<'model'>;
+
+  constructor() {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'outpost_agent_' });
+    this.requests = new Counter({ name: 'outpost_agent_inference_requests_total', help: 'Inference requests, by model', labelNames: ['model'], registers });
+    this.errors = new Counter({ name: 'outpost_agent_inference_errors_total', help: 'Inference requests that failed (bad input included), by model', labelNames: ['model'], registers });
+    this.duration = new Histogram({
+      name: 'outpost_agent_inference_duration_seconds',
+      help: 'Inference latency as the server sees it, by model',
+      labelNames: ['model'],
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    });
+    this.modelLoad = new Histogram({
+      name: 'outpost_agent_model_load_seconds',
+      help: 'Time to probe, load and swap in a model version',
+      labelNames: ['model'],
+      buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers,
+    });
+  }
+
+  recordInference(model: string, seconds: number, ok: boolean): void {
+    this.requests.inc({ model });
+    if (!ok) this.errors.inc({ model });
+    this.duration.observe({ model }, seconds);
+  }
+}

@@ -1,0 +1,104 @@
+// A bounded time series per device: every heartbeat for the last hour, 5-minute averages for
+// the last 7 days. Heartbeats are buffered and written in one transaction a second, so 1,000
+// devices cost SQLite one commit a second, not a thousand.
+
+import type { HealthMessage } from '@outpost/shared';
+import type { Store } from '../store/store.js';
+import type { HealthSample } from '../store/records.js';
+
+export const RAW_WINDOW_MS = 60 * 60_000;
+export const ROLLUP_BUCKET_MS = 5 * 60_000;
+export const ROLLUP_WINDOW_MS = 7 * 24 * 60 * 60_000;
+
+export interface HealthSeries {
+  deviceId: string;
+  from: string;
+  /** Oldest first; recent points are heartbeats, older ones 5-minute averages. */
+  points: Array<Omit<HealthSample, 'deviceId'>>;
+}
+
+export class HealthHistory {
+  readonly #store: Store;
+  readonly #now: () => number;
+  #pending: HealthSample[] = [];
+  /** Last cumulative counters per device, to turn totals into rates. */
+  readonly #last = new Map<string, { ts: number; requests: number; errors: number }>();
+  readonly #flushTimer: NodeJS.Timeout;
+  readonly #pruneTimer: NodeJS.Timeout;
+
+  constructor(store: Store, now: () => number = Date.now, flushMs = 1000) {
+    this.#store = store;
+    this.#now = now;
+    this.#flushTimer = setInterval(() => this.flush(), flushMs);
+    this.#flushTimer.unref();
+    this.#pruneTimer = setInterval(() => this.prune(), 5 * 60_000);
+    this.#pruneTimer.unref();
+    this.prune();
+  }
+
+  record(deviceId: string, h: HealthMessage, at: number): void {
+    let requests = 0;
+    let errors = 0;
+    let p50: number | null = null;
+    let p99: number | null = null;
+    for (const m of Object.values(h.models)) {
+      requests += m.requests;
+      errors += m.errors;
+      // The device's latency is its slowest model's.
+      if (m.p50Ms !== null) p50 = Math.max(p50 ?? 0, m.p50Ms);
+      if (m.p99Ms !== null) p99 = Math.max(p99 ?? 0, m.p99Ms);
+    }
+    const last = this.#last.get(deviceId);
+    const dt = last ? (at - last.ts) / 1000 : 0;
+    // Counters restart with the agent; a negative delta is a restart, not negative traffic.
+    const rate = (now: number, before: number | undefined) => (dt > 0 && before !== undefined ? Math.max(0, now - before) / dt : 0);
+    this.#last.set(deviceId, { ts: at, requests, errors });
+    this.#pending.push({
+      deviceId,
+      ts: at,
+      cpu: h.cpuPercent,
+      memUsed: h.memory.usedBytes,
+      memTotal: h.memory.totalBytes,
+      rss: h.memory.rssBytes,
+      reqRate: rate(requests, last?.requests),
+      errRate: rate(errors, last?.errors),
+      p50,
+      p99,
+    });
+  }
+
+  flush(): void {
+    if (this.#pending.length === 0) return;
+    const batch = this.#pending;
+    this.#pending = [];
+    this.#store.addHealthSamples(batch, ROLLUP_BUCKET_MS);
+  }
+
+  prune(): void {
+    const now = this.#now();
+    this.#store.pruneHealth(now - RAW_WINDOW_MS, now - ROLLUP_WINDOW_MS);
+  }
+
+  forget(deviceId: string): void {
+    this.#last.delete(deviceId);
+    this.#pending = this.#pending.filter((s) => s.deviceId !== deviceId);
+    this.#store.deleteHealth(deviceId);
+  }
+
+  series(deviceId: string, rangeMs: number): HealthSeries {
+    this.flush();
+    const now = this.#now();
+    const from = now - Math.min(rangeMs, ROLLUP_WINDOW_MS);
+    const rawFrom = Math.max(from, now - RAW_WINDOW_MS);
+    const older = from < rawFrom ? this.#store.healthRollups(deviceId, from - (from % ROLLUP_BUCKET_MS), rawFrom - (rawFrom % ROLLUP_BUCKET_MS), ROLLUP_BUCKET_MS) : [];
+    const recent = this.#store.healthSamples(deviceId, rawFrom);
+    const points = [...older, ...recent].map(({ deviceId: _, ...p }) => p);
+    return { deviceId, from: new Date(from).toISOString(), points };
+  }
+
+  close(): void {
+    clearInterval(this.#flushTimer);
+    clearInterval(this.#pruneTimer);
+    this.flush();
+  }
+}

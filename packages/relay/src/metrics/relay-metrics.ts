@@ -1,0 +1,86 @@
+// Prometheus metrics of the relay (prom-client, on a registry of its own so several relays can
+// live in one process). Gauges are read from their source at scrape time.
+
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Store } from '../store/store.js';
+
+export interface RelayMetricsSources {
+  store: Store;
+  streamClients(): number;
+  mqttMessagesIn(): number;
+  mqttMessagesRejected(): number;
+  mqttMessagesOut(): number;
+}
+
+export class RelayMetrics {
+  readonly registry = new Registry();
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+
+  constructor(src: RelayMetricsSources) {
+    const registry = this.registry;
+    collectDefaultMetrics({ register: registry, prefix: 'outpost_relay_' });
+    new Gauge({
+      name: 'outpost_devices',
+      help: 'Enrolled devices, by online state',
+      labelNames: ['online'],
+      registers: [registry],
+      collect() {
+        const { online, total } = src.store.countDevices();
+        this.set({ online: 'true' }, online);
+        this.set({ online: 'false' }, total - online);
+      },
+    });
+    new Gauge({
+      name: 'outpost_deployments',
+      help: 'Deployments, by state',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [state, n] of Object.entries(src.store.countDeploymentsByState())) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'outpost_stream_clients',
+      help: 'Connected fleet stream (WebSocket) clients',
+      registers: [registry],
+      collect() {
+        this.set(src.streamClients());
+      },
+    });
+    new Counter({
+      name: 'outpost_mqtt_messages_in_total',
+      help: 'MQTT messages the relay received on device topics',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(src.mqttMessagesIn());
+      },
+    });
+    new Counter({
+      name: 'outpost_mqtt_messages_rejected_total',
+      help: 'Device messages dropped as malformed',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(src.mqttMessagesRejected());
+      },
+    });
+    new Counter({
+      name: 'outpost_mqtt_messages_out_total',
+      help: 'MQTT messages the relay published',
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(src.mqttMessagesOut());
+      },
+    });
+    this.httpDuration = new Histogram({
+      name: 'outpost_http_request_duration_seconds',
+      help: 'HTTP API latency',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [registry],
+    });
+  }
+}
