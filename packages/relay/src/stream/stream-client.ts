@@ -27,6 +27,8 @@ export class StreamClient {
   #queue: Array<QueuedMessage | undefined> = [];
   #head = 0;
   readonly #coalesced = new Map<string, number>();
+  /** Messages queued and not superseded. */
+  #live = 0;
   #waiting = false;
   #closed = false;
   lastSeq = 0;
@@ -41,18 +43,22 @@ export class StreamClient {
   }
 
   get queued(): number {
-    return this.#queue.length - this.#head;
+    return this.#live;
   }
 
   send(message: QueuedMessage): void {
     if (this.#closed) return;
     if (message.coalesceKey !== undefined) {
       const at = this.#coalesced.get(message.coalesceKey);
-      if (at !== undefined && at >= this.#head) this.#queue[at] = undefined; // superseded, skipped on flush
+      if (at !== undefined && at >= this.#head && this.#queue[at]) {
+        this.#queue[at] = undefined; // superseded, skipped on flush
+        this.#live--;
+      }
       this.#coalesced.set(message.coalesceKey, this.#queue.length);
     }
     this.#queue.push(message);
-    if (this.queued > this.#limits.maxQueue) {
+    this.#live++;
+    if (this.#live > this.#limits.maxQueue) {
       this.close(STREAM_CLOSE.TOO_SLOW, `too slow: reconnect with ?since=${this.lastSeq}`);
       return;
     }
@@ -63,6 +69,7 @@ export class StreamClient {
     while (!this.#waiting && this.#head < this.#queue.length && !this.#closed) {
       const m = this.#queue[this.#head++];
       if (!m) continue;
+      this.#live--;
       if (m.coalesceKey !== undefined && this.#coalesced.get(m.coalesceKey) === this.#head - 1) this.#coalesced.delete(m.coalesceKey);
       this.lastSeq = m.seq;
       if (this.#ws.bufferedAmount > this.#limits.highWaterBytes) {
@@ -93,6 +100,7 @@ export class StreamClient {
     this.#closed = true;
     this.#queue = [];
     this.#head = 0;
+    this.#live = 0;
     this.#coalesced.clear();
     this.#ws.close(code, reason);
   }
