@@ -34,10 +34,11 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     },
   );
 
-  app.get<{ Querystring: { limit?: number } }>(
+  // Query values are strings (types are not coerced, so bodies stay strict).
+  app.get<{ Querystring: { limit?: string } }>(
     '/v1/deployments',
-    { schema: { querystring: { type: 'object', properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 } } } } },
-    async (request) => ({ deployments: ctx.store.listDeployments(request.query.limit ?? 100).map(deploymentView) }),
+    { schema: { querystring: { type: 'object', properties: { limit: { type: 'string', pattern: '^([1-9][0-9]{0,2}|1000)$' } } } } },
+    async (request) => ({ deployments: ctx.store.listDeployments(Number(request.query.limit ?? 100)).map(deploymentView) }),
   );
 
   app.get<{ Params: { id: string } }>('/v1/deployments/:id', { schema: { params: idParams } }, async (request) =>

@@ -12,6 +12,7 @@ import { modelRoutes } from './models.js';
 import { deploymentRoutes } from './deployments.js';
 import { artifactRoutes } from './artifacts.js';
 import { metricsRoutes } from './metrics.js';
+import { dashboardRoutes } from './dashboard.js';
 import { attachFleetStream } from './stream.js';
 import type { RelayMetrics } from '../metrics/relay-metrics.js';
 import type { FleetStream } from '../stream/fleet-stream.js';
@@ -64,6 +65,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(deploymentRoutes, deps);
   await app.register(artifactRoutes, deps);
   await app.register(metricsRoutes, deps);
+  await app.register(dashboardRoutes);
   attachFleetStream(app, deps.ctx, deps.stream);
   return app;
 }

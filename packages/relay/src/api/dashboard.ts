@@ -1,0 +1,31 @@
+// GET /: the web dashboard, and its assets. Everything is served from the relay (uPlot from
+// its npm package), so the page works with no internet access.
+
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import type { FastifyInstance } from 'fastify';
+
+const require = createRequire(import.meta.url);
+const DASHBOARD = fileURLToPath(new URL('../../dashboard/', import.meta.url));
+
+const ASSETS: Record<string, { file: string; type: string }> = {
+  '/': { file: `${DASHBOARD}index.html`, type: 'text/html; charset=utf-8' },
+  '/assets/app.js': { file: `${DASHBOARD}app.js`, type: 'text/javascript; charset=utf-8' },
+  '/assets/app.css': { file: `${DASHBOARD}app.css`, type: 'text/css; charset=utf-8' },
+  '/assets/uplot.iife.min.js': { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
+  '/assets/uplot.min.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
+};
+
+export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
+  app.get('/favicon.ico', async (_request, reply) => reply.status(204).send());
+  for (const [path, { file, type }] of Object.entries(ASSETS)) {
+    const body = readFileSync(file); // small, read once
+    app.get(path, async (_request, reply) => {
+      reply.header('content-type', type).header('cache-control', 'no-cache');
+      // The page talks only to this relay.
+      if (path === '/') reply.header('content-security-policy', "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+      return reply.send(body);
+    });
+  }
+}

@@ -1,0 +1,69 @@
+// The web dashboard in real headless Chromium: log in, see a device appear, watch its row go
+// online and offline, follow a deployment's progress, and see the device's charts.
+
+import t from 'tap';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+t.test('the dashboard follows the fleet live', { skip: !existsSync(CHROMIUM) && process.env.CI !== 'true' ? `no ${CHROMIUM} (apt-get install chromium)` : false }, async (t) => {
+  const relay = await startRelay(t);
+  const browser: Browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const foreign: string[] = [];
+  page.on('request', (r) => {
+    if (!r.url().startsWith(relay.httpUrl) && !r.url().startsWith(relay.httpUrl.replace('http', 'ws'))) foreign.push(r.url());
+  });
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+
+  await page.goto(relay.httpUrl);
+  await page.locator('#login').waitFor();
+  await page.fill('#token', 'opa_000000000000_wrongwrongwrongwrongwrong');
+  await page.click('#login button[type=submit]');
+  await page.locator('#login-error', { hasText: 'refused' }).waitFor();
+  await page.fill('#token', relay.token);
+  await page.click('#login button[type=submit]');
+  await page.locator('.empty', { hasText: 'No devices yet' }).waitFor();
+  await page.locator('#conn.live').waitFor();
+
+  const d = await enrollDevice(t, relay, 'browser-cam');
+  const row = page.locator(`#device-${d.deviceId}`);
+  await row.waitFor();
+  t.equal(await row.getAttribute('data-online'), 'false', 'enrolled, not yet running');
+  const agent = await startAgent(t, d);
+  await page.locator(`#device-${d.deviceId}[data-online="true"]`).waitFor();
+  t.pass('the row turns online');
+
+  await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear');
+  await page.click('nav a[data-view=deployments]');
+  const dep = JSON.parse((await relay.cli('deploy', 'linear', '--device', d.deviceId, '--json')).stdout) as { id: string };
+  await page.locator(`#deployment-${dep.id}[data-state="succeeded"]`).waitFor();
+  t.equal(await page.locator(`#deployment-${dep.id} tr[data-device="${d.deviceId}"]`).getAttribute('data-state'), 'serving', 'per-device progress');
+  t.match(await page.locator(`#deployment-${dep.id} .counts`).textContent(), /1 serving/);
+
+  await agent.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+  await page.click('nav a[data-view=fleet]');
+  await page.click(`#device-${d.deviceId} a.device`);
+  await page.locator('#device-info h1', { hasText: 'browser-cam' }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 4);
+  t.pass('four charts drawn');
+  if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'device.png') });
+
+  await page.click('nav a[data-view=fleet]');
+  await agent.kill();
+  await page.locator(`#device-${d.deviceId}[data-online="false"]`).waitFor();
+  t.pass('the row turns offline when the agent is killed');
+  await page.click('nav a[data-view=jobs]');
+  await page.locator('.empty', { hasText: 'No jobs yet' }).waitFor();
+
+  t.same(foreign, [], 'every asset comes from the relay');
+  t.same(errors, [], 'no script errors');
+});
