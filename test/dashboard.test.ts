@@ -53,7 +53,7 @@ t.test('the dashboard follows the fleet live', { skip: !existsSync(CHROMIUM) && 
   await page.click('nav a[data-view=fleet]');
   await page.click(`#device-${d.deviceId} a.device`);
   await page.locator('#device-info h1', { hasText: 'browser-cam' }).waitFor();
-  await page.waitForFunction(() => document.querySelectorAll('#charts canvas').length >= 4);
+  await page.waitForFunction("document.querySelectorAll('#charts canvas').length >= 4");
   t.pass('four charts drawn');
   if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'device.png') });
 

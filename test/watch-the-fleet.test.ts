@@ -23,12 +23,13 @@ t.test('the fleet stream, health history and metrics', async (t) => {
   const stream = await openStream(relay.httpUrl, relay.token);
   t.teardown(() => stream.close());
   let agent: Awaited<ReturnType<typeof startAgent>>;
+  const outer = t; // the agent outlives the subtest that starts it
 
   await t.test('snapshot first, then each change, with growing seqs', async (t) => {
     const snap = await stream.next('snapshot');
     t.match(snap.devices, [{ id: d.deviceId, name: 'watched', labels: { site: 'lab' }, online: false }]);
     t.same(snap.jobs, []);
-    agent = await startAgent(t.parent!, d);
+    agent = await startAgent(outer, d);
     await stream.next('device.status', (m) => m.deviceId === d.deviceId && m.online);
     const health = await stream.next('device.health', (m) => m.deviceId === d.deviceId);
     t.ok(health.health.cpuPercent >= 0);

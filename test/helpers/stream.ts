@@ -23,16 +23,17 @@ export function openStream(httpUrl: string, token: string, query = ''): Promise<
         messages,
         ws,
         async next(type, match = () => true, timeoutMs = 20_000) {
-          return waitFor(`a ${type} stream message`, () => {
+          const found = await waitFor<StreamMessage>(`a ${type} stream message`, () => {
             for (; seen < messages.length; seen++) {
               const m = messages[seen]!;
               if (m.type === type && match(m as never)) {
                 seen++;
-                return m as never;
+                return m;
               }
             }
             return undefined;
           }, timeoutMs);
+          return found as never;
         },
         close: () =>
           new Promise<void>((r) => {
