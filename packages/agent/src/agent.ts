@@ -14,6 +14,7 @@ import { buildInferenceServer } from './serve/server.js';
 import { removeStateFile, writeStateFile } from './state-file.js';
 import { AGENT_VERSION } from './version.js';
 import { AgentMetrics } from './serve/agent-metrics.js';
+import { JobRunner } from './jobs/job-runner.js';
 
 
 export interface AgentOptions {
@@ -24,6 +25,10 @@ export interface AgentOptions {
   /** Require this bearer token on the inference port. */
   inferenceToken?: string;
   session?: SessionSettings;
+  /** The device owner's consent to run training jobs. */
+  acceptTraining?: boolean;
+  /** Local datasets jobs may ask for, by name. */
+  datasets?: Record<string, string>;
   log?: Logger;
 }
 
@@ -69,6 +74,17 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     },
   });
 
+  const jobs = new JobRunner({
+    dataDir: opts.dataDir,
+    relayUrl: device.relayUrl,
+    secret: device.secret,
+    acceptTraining: opts.acceptTraining ?? false,
+    datasets: opts.datasets ?? {},
+    log,
+    report: (state) => connection?.publishJobsReported(state),
+    publishLog: (batch) => connection?.publishJobLog(batch),
+  });
+
   const server = await buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
   await server.listen({ host: opts.host ?? '0.0.0.0', port: opts.port ?? 8000 });
   const address = server.server.address();
@@ -82,7 +98,10 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     secret: device.secret,
     log,
     agentVersion: AGENT_VERSION,
+    training: opts.acceptTraining ?? false,
+    datasets: Object.keys(opts.datasets ?? {}),
     onDesired: (desired) => reconciler.setDesired(desired),
+    onDesiredJobs: (desired) => jobs.setDesired(desired),
     onConnectionChange: () => writeState(),
   });
 
@@ -106,6 +125,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
+      jobs.close();
       await reconciler.close();
       await connection?.close();
       await server.close();

@@ -3,7 +3,7 @@
 // once. The last will marks the device offline the moment the connection drops.
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredState, deviceTopic, messageParser, type DesiredState as Desired, type HealthMessage, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DesiredState, deviceTopic, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 export interface ConnectionOptions {
   url: string;
@@ -11,7 +11,11 @@ export interface ConnectionOptions {
   secret: string;
   log: Logger;
   agentVersion: string;
+  /** Told to the relay in the status message: consent to training, and local dataset names. */
+  training: boolean;
+  datasets: string[];
   onDesired(desired: Desired): void;
+  onDesiredJobs(jobs: DesiredJobs): void;
   onConnectionChange?(connected: boolean): void;
 }
 
@@ -19,15 +23,20 @@ export interface Connection {
   readonly connected: boolean;
   publishReported(state: ReportedState): void;
   publishHealth(health: HealthMessage): void;
+  publishJobsReported(state: JobsReported): void;
+  publishJobLog(batch: JobLogBatch): void;
   close(): Promise<void>;
 }
 
 const parseDesired = messageParser(DesiredState);
+const parseDesiredJobs = messageParser(DesiredJobs);
 
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
-  const status = (online: boolean): string => JSON.stringify({ online, ts: Date.now(), agentVersion: opts.agentVersion } satisfies StatusMessage);
+  const status = (online: boolean): string =>
+    JSON.stringify({ online, ts: Date.now(), agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
   let lastReported: string | undefined;
+  let lastJobsReported: string | undefined;
 
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
@@ -48,13 +57,21 @@ export function connect(opts: ConnectionOptions): Connection {
     client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
     if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
-    client.subscribe(deviceTopic(deviceId, 'desired'), { qos: 1 }, (err) => {
+    if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs')], { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
     });
     opts.onConnectionChange?.(true);
   });
-  client.on('message', (_topic, payload) => {
+  const jobsTopic = deviceTopic(deviceId, 'jobs');
+  client.on('message', (topic, payload) => {
     if (payload.length === 0) return; // the relay cleared the retained state (device removed)
+    if (topic === jobsTopic) {
+      const jobs = parseDesiredJobs.parse(payload);
+      if (jobs.ok) opts.onDesiredJobs(jobs.value);
+      else log.warn({ reason: jobs.reason }, 'malformed desired jobs ignored');
+      return;
+    }
     const result = parseDesired.parse(payload);
     if (!result.ok) {
       log.warn({ reason: result.reason }, 'malformed desired state ignored');
@@ -80,6 +97,14 @@ export function connect(opts: ConnectionOptions): Connection {
     },
     publishHealth(health) {
       if (client.connected) client.publish(deviceTopic(deviceId, 'health'), JSON.stringify(health), { qos: 0 });
+    },
+    publishJobsReported(state) {
+      lastJobsReported = JSON.stringify(state);
+      if (client.connected) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
+    },
+    publishJobLog(batch) {
+      // QoS 1: MQTT.js queues it while reconnecting (its queue is in memory: a crash loses it).
+      client.publish(deviceTopic(deviceId, 'job-log'), JSON.stringify(batch), { qos: 1 });
     },
     async close() {
       // A clean shutdown says offline itself; the will covers crashes.

@@ -23,6 +23,8 @@ import { HealthHistory } from './fleet/health-history.js';
 import { deploymentView, deviceView } from './fleet/views.js';
 import { FleetStream } from './stream/fleet-stream.js';
 import { RelayMetrics } from './metrics/relay-metrics.js';
+import { JobScheduler } from './jobs/scheduler.js';
+import { jobView } from './jobs/job-views.js';
 
 export interface RelayOptions {
   dataDir: string;
@@ -36,6 +38,8 @@ export interface RelayOptions {
   advertisedMqttUrl?: string;
   maxModelBytes?: number;
   floodLimits?: FloodLimits;
+  /** Datasets on the relay host, by name, for jobs on `local`. */
+  datasets?: Record<string, string>;
   log?: Logger;
 }
 
@@ -81,7 +85,13 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const history = new HealthHistory(store);
   const ctxBase = { store, log, now: Date.now, events, history };
   const stream = new FleetStream({
-    snapshot: () => ({ devices: store.listDevices().map(deviceView), deployments: store.activeDeployments(20).map(deploymentView), jobs: [] }),
+    snapshot: () => ({
+      devices: store.listDevices().map(deviceView),
+      deployments: store.activeDeployments(20).map(deploymentView),
+      jobs: [...store.jobsInState('queued'), ...store.jobsInState('running'), ...store.listJobs(20).filter((j) => j.state !== 'queued' && j.state !== 'running')].map((j) =>
+        jobView(j, store.jobMetrics(j.id), store.jobOutputs(j.id)),
+      ),
+    }),
   });
   events.on((e) => stream.publish(e));
   let broker: EmbeddedBroker | undefined;
@@ -120,6 +130,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     throw err;
   }
   const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined };
+  const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes });
+  ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
   route = router.route;
   const metrics = new RelayMetrics({
@@ -132,6 +144,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 
   // Retained desired states may have died with a previous broker: publish them all again.
   for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
+  await scheduler.start();
 
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
   const api = await buildApi({
@@ -141,6 +154,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
     metrics,
     stream,
+    scheduler,
+    localDatasets: opts.datasets ?? {},
     mqttUrlFor: (requestHost) => {
       if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
       if (!broker) return mqttConnectUrl;
@@ -167,6 +182,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     async close() {
       if (closed) return;
       closed = true;
+      scheduler.close();
       await api.close();
       await mqtt.close();
       await broker?.close();

@@ -10,6 +10,13 @@ export {
   HealthMessage,
   MODEL_STATES,
   messageParser,
+  JobAssignment,
+  DesiredJobs,
+  JobRunReport,
+  JobsReported,
+  JobLogBatch,
+  JOB_RUN_STATES,
+  type JobRunState,
   type ModelState,
   type MessageParser,
 } from './messages.js';
@@ -29,4 +36,8 @@ export { signatureFromSession } from './model-signature.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
-export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary } from './stream.js';
+export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
+export { packBundle, checkBundle, unpackBundle } from './bundle.js';
+export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
+export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
+export { startJobRun, listOutputs, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';

@@ -12,6 +12,10 @@ export const StatusMessage = Type.Object({
   online: Type.Boolean(),
   ts: Type.Number(),
   agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
+  /** The device owner's consent to run training jobs (`outpost-agent start --accept-training`). */
+  training: Type.Optional(Type.Boolean()),
+  /** Named local datasets a job may ask for (`--dataset NAME=PATH`); paths stay on the device. */
+  datasets: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
 });
 export type StatusMessage = Static<typeof StatusMessage>;
 
@@ -72,6 +76,49 @@ export const HealthMessage = Type.Object({
   models: Type.Record(Type.String(), ModelHealth),
 });
 export type HealthMessage = Static<typeof HealthMessage>;
+
+export const JobAssignment = Type.Object({
+  jobId: Type.String({ maxLength: 64 }),
+  rank: Type.Integer({ minimum: 0 }),
+  worldSize: Type.Integer({ minimum: 1 }),
+  bundleSha256: Sha256,
+  command: Type.String({ maxLength: 8192 }),
+  env: Type.Record(Type.String(), Type.String()),
+  dataset: Type.Optional(Type.String({ maxLength: 64 })),
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+});
+export type JobAssignment = Static<typeof JobAssignment>;
+
+/** `outpost/v1/devices/{id}/jobs` (retained, written by the relay): the job runs the device should be running. */
+export const DesiredJobs = Type.Object({
+  revision: Type.Integer({ minimum: 0 }),
+  jobs: Type.Array(JobAssignment),
+});
+export type DesiredJobs = Static<typeof DesiredJobs>;
+
+export const JOB_RUN_STATES = ['starting', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type JobRunState = (typeof JOB_RUN_STATES)[number];
+
+export const JobRunReport = Type.Object({
+  jobId: Type.String({ maxLength: 64 }),
+  rank: Type.Integer({ minimum: 0 }),
+  state: Type.Union(JOB_RUN_STATES.map((s) => Type.Literal(s))),
+  exitCode: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  error: Type.Optional(Type.String({ maxLength: 2000 })),
+});
+export type JobRunReport = Static<typeof JobRunReport>;
+
+/** `outpost/v1/devices/{id}/jobs-reported` (retained, written by the agent). */
+export const JobsReported = Type.Object({ runs: Type.Array(JobRunReport, { maxItems: 256 }) });
+export type JobsReported = Static<typeof JobsReported>;
+
+/** `outpost/v1/devices/{id}/job-log`: a batch of output lines of one run. */
+export const JobLogBatch = Type.Object({
+  jobId: Type.String({ maxLength: 64 }),
+  rank: Type.Integer({ minimum: 0 }),
+  lines: Type.Array(Type.Object({ ts: Type.Number(), stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]), text: Type.String({ maxLength: 10_000 }) }), { maxItems: 1000 }),
+});
+export type JobLogBatch = Static<typeof JobLogBatch>;
 
 export interface MessageParser<T> {
   /** Parses and checks a payload; returns the value or a one-line reason it was refused. */

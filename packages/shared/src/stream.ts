@@ -34,6 +34,23 @@ export interface DeploymentSummary {
   devices: RolloutSummary[];
 }
 
+export interface JobSummary {
+  id: string;
+  state: string;
+  target: string;
+  command: string;
+  nodes: number;
+  createdAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
+  runs: Array<{ rank: number; target: string; state: string; exitCode: number | null; error: string | null }>;
+  /** Latest and best value of each metric (best: lowest for names with loss/error, else highest). */
+  metrics: Record<string, { latest: number; best: number; step: number | null }>;
+  outputs: Array<{ rank: number; path: string; sha256: string; size: number }>;
+  model: { name: string; version: number } | null;
+}
+
 /** A change, as the relay publishes it (the stream adds `seq` and `ts`). */
 export type FleetEvent =
   | { type: 'device.enrolled'; device: DeviceSummary }
@@ -44,14 +61,20 @@ export type FleetEvent =
   | { type: 'device.models'; deviceId: string; models: ReportedModel[] }
   | { type: 'deployment.created'; deployment: DeploymentSummary }
   | { type: 'deployment.progress'; deploymentId: string; deviceId: string; state: string; reason: string | null }
-  | { type: 'deployment.state'; deploymentId: string; state: string };
+  | { type: 'deployment.state'; deploymentId: string; state: string }
+  | { type: 'job.created'; job: JobSummary }
+  | { type: 'job.state'; jobId: string; state: string; error: string | null }
+  | { type: 'job.run'; jobId: string; rank: number; target: string; state: string; exitCode: number | null; error: string | null }
+  | { type: 'job.log'; jobId: string; lines: Array<{ seq: number; rank: number; ts: number; stream: string; text: string }> }
+  | { type: 'job.metric'; jobId: string; rank: number; points: Array<{ name: string; value: number; step: number | null }> };
 
 export interface FleetSnapshot {
   type: 'snapshot';
   devices: DeviceSummary[];
   /** Deployments still in progress, and the most recent finished ones. */
   deployments: DeploymentSummary[];
-  jobs: unknown[];
+  /** Queued and running jobs, and the 20 newest others. */
+  jobs: JobSummary[];
 }
 
 export type StreamMessage = (FleetEvent | FleetSnapshot) & { seq: number; ts: string };

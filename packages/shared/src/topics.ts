@@ -3,8 +3,8 @@
 
 export const TOPIC_ROOT = 'outpost/v1/devices';
 
-/** Topic leaves a device uses. `desired` is written by the relay; the rest by the device. */
-export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status'] as const;
+/** Topic leaves a device uses. `desired` and `jobs` are written by the relay; the rest by the device. */
+export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log'] as const;
 export type DeviceTopic = (typeof DEVICE_TOPICS)[number];
 
 export function devicePrefix(deviceId: string): string {

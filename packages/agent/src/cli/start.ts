@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { defaultAgentDir } from '../device-file.js';
-import { parsePort, parsePositiveInt } from './parse.js';
+import { collectDataset, parsePort, parsePositiveInt } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -14,7 +14,9 @@ export function startCommand(program: Command): void {
     .option('--token <token>', 'require this bearer token on the inference API (env OUTPOST_AGENT_TOKEN)')
     .option('--heartbeat <seconds>', 'seconds between health reports', parsePositiveInt, 10)
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
-    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; heartbeat: number; threads: number }) => {
+    .option('--accept-training', 'let the relay run training jobs on this device (code from the relay runs here)')
+    .option('--dataset <name=path>', 'a local dataset jobs may ask for by name; it never leaves the device (repeat for several)', collectDataset, {})
+    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset: Record<string, string> }) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
@@ -24,6 +26,8 @@ export function startCommand(program: Command): void {
         heartbeatMs: opts.heartbeat * 1000,
         inferenceToken: opts.token ?? process.env.OUTPOST_AGENT_TOKEN,
         session: { intraOpThreads: opts.threads },
+        acceptTraining: opts.acceptTraining,
+        datasets: opts.dataset,
       });
       let stopping = false;
       const stop = () => {

@@ -16,6 +16,9 @@ import { dashboardRoutes } from './dashboard.js';
 import { attachFleetStream } from './stream.js';
 import type { RelayMetrics } from '../metrics/relay-metrics.js';
 import type { FleetStream } from '../stream/fleet-stream.js';
+import type { JobScheduler } from '../jobs/scheduler.js';
+import { jobRoutes } from './jobs.js';
+import { targetRoutes } from './targets.js';
 
 export interface ApiDeps {
   ctx: FleetContext;
@@ -26,6 +29,8 @@ export interface ApiDeps {
   maxModelBytes: number;
   metrics: RelayMetrics;
   stream: FleetStream;
+  scheduler: JobScheduler;
+  localDatasets: Record<string, string>;
 }
 
 export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
@@ -65,6 +70,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(deploymentRoutes, deps);
   await app.register(artifactRoutes, deps);
   await app.register(metricsRoutes, deps);
+  await app.register(jobRoutes, deps);
+  await app.register(targetRoutes, deps);
   await app.register(dashboardRoutes);
   attachFleetStream(app, deps.ctx, deps.stream);
   return app;

@@ -10,6 +10,8 @@ import { modelsCommand } from './models.js';
 import { deployCommand } from './deploy.js';
 import { deploymentsCommand } from './deployments.js';
 import { fleetCommand } from './fleet-watch.js';
+import { targetsCommand } from './targets.js';
+import { jobsCommand } from './jobs.js';
 import { CliError } from './output.js';
 
 const program = new Command('outpost-relay')
@@ -24,6 +26,8 @@ devicesCommand(program);
 modelsCommand(program);
 deployCommand(program);
 deploymentsCommand(program);
+targetsCommand(program);
+jobsCommand(program);
 fleetCommand(program);
 
 try {

@@ -18,12 +18,17 @@ interface ModelVersionView {
   signature: ModelSignature;
   createdAt: string;
   created?: boolean;
+  lineage: { jobId: string; target: string; metrics: Record<string, { latest: number; best: number }> } | null;
 }
 
 function printVersion(m: ModelVersionView): void {
   print(`${m.name}:${m.version}  sha256 ${m.sha256}  ${formatBytes(m.size)}`);
   for (const t of m.signature.inputs) print(`  input  ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
   for (const t of m.signature.outputs) print(`  output ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
+  if (m.lineage) {
+    const metrics = Object.entries(m.lineage.metrics).map(([k, v]) => `${k} ${v.latest}`).join(', ');
+    print(`  trained by ${m.lineage.jobId} on ${m.lineage.target}${metrics ? ` (${metrics})` : ''}`);
+  }
 }
 
 export function modelsCommand(program: Command): void {

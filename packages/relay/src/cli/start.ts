@@ -2,7 +2,7 @@
 
 import type { Command } from 'commander';
 import { defaultDataDir } from './client.js';
-import { parsePort, parseSize } from './parse.js';
+import { collectDataset, parsePort, parseSize } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -15,7 +15,8 @@ export function startCommand(program: Command): void {
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number }) => {
+    .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number; dataset: Record<string, string> }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -26,6 +27,7 @@ export function startCommand(program: Command): void {
         mqttUrl: opts.mqttUrl,
         advertisedMqttUrl: opts.advertiseMqttUrl,
         maxModelBytes: opts.maxModelSize,
+        datasets: opts.dataset,
       });
       if (relay.newAdminToken) {
         process.stderr.write(

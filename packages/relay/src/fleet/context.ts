@@ -1,10 +1,16 @@
 // What the fleet logic needs from the rest of the relay, passed in so each part is testable.
 
-import type { Logger } from '@outpost/shared';
+import type { JobLine, JobRunReport, Logger } from '@outpost/shared';
 import type { Store } from '../store/store.js';
 import type { RelayClient } from '../broker/relay-client.js';
 import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
+
+export interface JobHooks {
+  onRunReports(deviceId: string, runs: JobRunReport[]): void;
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): void;
+  onTargetsChanged(): void;
+}
 
 export interface FleetContext {
   store: Store;
@@ -13,6 +19,8 @@ export interface FleetContext {
   now(): number;
   events: FleetEvents;
   history: HealthHistory;
+  /** The job scheduler's side of device messages (set once the scheduler exists). */
+  jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
   disconnectDevice?(deviceId: string): void;
 }

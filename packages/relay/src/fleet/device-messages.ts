@@ -1,7 +1,7 @@
 // One handler per device message type, behind a dispatch table (as aedes does per packet).
 // Every payload is checked against its schema first; a malformed one is logged and dropped.
 
-import { HealthMessage, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
+import { HealthMessage, JobLogBatch, JobsReported, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 
@@ -21,8 +21,16 @@ const HANDLERS: Record<string, Handler> = {
   status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
     const now = ctx.now();
     ctx.store.setDeviceOnline(deviceId, m.online, now);
+    if (m.online) ctx.store.setDeviceCapabilities(deviceId, m.training === true, m.datasets ?? []);
     ctx.events.emit({ type: 'device.status', deviceId, online: m.online, lastSeen: new Date(now).toISOString() });
     ctx.log.info({ deviceId, online: m.online }, m.online ? 'device online' : 'device offline');
+    ctx.jobs?.onTargetsChanged();
+  }),
+  'jobs-reported': handler(messageParser(JobsReported), (ctx, deviceId, m) => {
+    ctx.jobs?.onRunReports(deviceId, m.runs);
+  }),
+  'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => {
+    ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines);
   }),
   reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
     ctx.store.setDeviceReported(deviceId, m, ctx.now());
@@ -50,8 +58,8 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
     route(topic, payload) {
       stats.received++;
       const parsed = parseDeviceTopic(topic);
-      // `desired` is the relay's own retained message coming back; an empty payload clears a retained one.
-      if (!parsed || parsed.leaf === 'desired' || payload.length === 0) return;
+      // `desired` and `jobs` are the relay's own retained messages coming back; an empty payload clears a retained one.
+      if (!parsed || parsed.leaf === 'desired' || parsed.leaf === 'jobs' || payload.length === 0) return;
       const handle = HANDLERS[parsed.leaf];
       if (!handle) {
         stats.rejected++;

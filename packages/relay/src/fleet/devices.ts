@@ -22,6 +22,7 @@ export function labelDevice(ctx: FleetContext, id: string, changes: Record<strin
   ctx.store.setDeviceLabels(id, labels);
   const updated = { ...device, labels };
   ctx.events.emit({ type: 'device.updated', device: deviceView(updated) });
+  ctx.jobs?.onTargetsChanged();
   return updated;
 }
 

@@ -19,7 +19,7 @@ export function deviceView(d: DeviceRecord): DeviceSummary {
 }
 
 export function modelVersionView(m: ModelVersionRecord) {
-  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt) };
+  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt), lineage: m.lineage };
 }
 
 export function deploymentView(d: DeploymentRecord): DeploymentSummary {

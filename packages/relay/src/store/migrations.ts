@@ -49,6 +49,35 @@ const MIGRATIONS: string[] = [
   );
   CREATE INDEX health_rollups_bucket ON health_rollups (bucket);
   `,
+  `
+  ALTER TABLE devices ADD COLUMN training_attached INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE devices ADD COLUMN accepts_training INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE devices ADD COLUMN datasets TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE models ADD COLUMN lineage TEXT;
+  CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, state TEXT NOT NULL, spec TEXT NOT NULL,
+    created_at INTEGER NOT NULL, started_at INTEGER, finished_at INTEGER, error TEXT, model TEXT
+  );
+  CREATE INDEX jobs_state ON jobs (state);
+  CREATE TABLE job_runs (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, rank INTEGER NOT NULL, target TEXT NOT NULL,
+    state TEXT NOT NULL, exit_code INTEGER, error TEXT, started_at INTEGER, finished_at INTEGER,
+    PRIMARY KEY (job_id, rank)
+  );
+  CREATE INDEX job_runs_target ON job_runs (target, state);
+  CREATE TABLE job_logs (
+    job_id TEXT NOT NULL, seq INTEGER NOT NULL, rank INTEGER NOT NULL, ts INTEGER NOT NULL,
+    stream TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (job_id, seq)
+  );
+  CREATE TABLE job_metrics (
+    job_id TEXT NOT NULL, rank INTEGER NOT NULL, name TEXT NOT NULL, value REAL NOT NULL, step REAL, ts INTEGER NOT NULL
+  );
+  CREATE INDEX job_metrics_job ON job_metrics (job_id, name);
+  CREATE TABLE job_outputs (
+    job_id TEXT NOT NULL, rank INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (job_id, rank, path)
+  );
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

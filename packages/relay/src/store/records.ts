@@ -11,6 +11,11 @@ export interface DeviceRecord {
   lastSeen: number | null;
   health: HealthMessage | null;
   reported: ReportedState | null;
+  /** An admin attached it as a training target. */
+  trainingAttached: boolean;
+  /** Its agent runs with --accept-training. */
+  acceptsTraining: boolean;
+  datasets: string[];
 }
 
 export interface ModelVersionRecord {
@@ -20,6 +25,7 @@ export interface ModelVersionRecord {
   size: number;
   signature: ModelSignature;
   createdAt: number;
+  lineage: ModelLineage | null;
 }
 
 export interface ModelSummary {
@@ -61,6 +67,75 @@ export interface HealthSample {
   errRate: number;
   p50: number | null;
   p99: number | null;
+}
+
+export type JobTarget = { kind: 'local' } | { kind: 'device'; deviceId: string } | { kind: 'selector'; selector: Labels };
+
+export interface JobSpec {
+  bundleSha256: string;
+  bundleSize: number;
+  target: JobTarget;
+  nodes: number;
+  command: string;
+  env: Record<string, string>;
+  dataset?: string;
+  timeoutMs?: number;
+  registerModel?: { name: string; output: string };
+}
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+
+export interface JobRunRecord {
+  rank: number;
+  /** `local` or a device id. */
+  target: string;
+  state: string;
+  exitCode: number | null;
+  error: string | null;
+  startedAt: number | null;
+  finishedAt: number | null;
+}
+
+export interface JobRecord {
+  id: string;
+  seq: number;
+  state: JobState;
+  spec: JobSpec;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  error: string | null;
+  model: { name: string; version: number } | null;
+  runs: JobRunRecord[];
+}
+
+export interface JobLogLine {
+  seq: number;
+  rank: number;
+  ts: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface JobMetricRecord {
+  rank: number;
+  name: string;
+  value: number;
+  step: number | null;
+  ts: number;
+}
+
+export interface JobOutputRecord {
+  rank: number;
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export interface ModelLineage {
+  jobId: string;
+  target: string;
+  metrics: Record<string, { latest: number; best: number }>;
 }
 
 export interface ApiTokenRecord {

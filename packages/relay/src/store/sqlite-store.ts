@@ -13,6 +13,14 @@ import type {
   DeviceRolloutState,
   EnrollTokenRecord,
   HealthSample,
+  JobLogLine,
+  JobMetricRecord,
+  JobOutputRecord,
+  JobRecord,
+  JobRunRecord,
+  JobSpec,
+  JobState,
+  ModelLineage,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -26,6 +34,9 @@ interface DeviceRow {
   last_seen: number | null;
   health: string | null;
   reported: string | null;
+  training_attached: number;
+  accepts_training: number;
+  datasets: string;
 }
 
 interface ModelRow {
@@ -35,6 +46,19 @@ interface ModelRow {
   size: number;
   signature: string;
   created_at: number;
+  lineage: string | null;
+}
+
+interface JobRow {
+  seq: number;
+  id: string;
+  state: JobState;
+  spec: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  error: string | null;
+  model: string | null;
 }
 
 interface DeploymentRow {
@@ -55,6 +79,9 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
   lastSeen: r.last_seen,
   health: r.health ? (JSON.parse(r.health) as HealthMessage) : null,
   reported: r.reported ? (JSON.parse(r.reported) as ReportedState) : null,
+  trainingAttached: r.training_attached === 1,
+  acceptsTraining: r.accepts_training === 1,
+  datasets: JSON.parse(r.datasets) as string[],
 });
 
 const toModel = (r: ModelRow): ModelVersionRecord => ({
@@ -64,6 +91,7 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   size: r.size,
   signature: JSON.parse(r.signature) as ModelSignature,
   createdAt: r.created_at,
+  lineage: r.lineage ? (JSON.parse(r.lineage) as ModelLineage) : null,
 });
 
 export class SqliteStore implements Store {
@@ -98,7 +126,7 @@ export class SqliteStore implements Store {
       setReported: db.prepare('UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?'),
       latestModel: db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version DESC LIMIT 1'),
       modelBySha: db.prepare('SELECT * FROM models WHERE name = ? AND sha256 = ?'),
-      addModel: db.prepare('INSERT INTO models (name, version, sha256, size, signature, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      addModel: db.prepare('INSERT INTO models (name, version, sha256, size, signature, created_at, lineage) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       listModels: db.prepare(
         'SELECT name, max(version) AS latest, count(*) AS versions, max(created_at) AS updated FROM models GROUP BY name ORDER BY name',
       ),
@@ -132,6 +160,30 @@ export class SqliteStore implements Store {
       deleteSamples: db.prepare('DELETE FROM health_samples WHERE device_id = ?'),
       deleteRollups: db.prepare('DELETE FROM health_rollups WHERE device_id = ?'),
       mayFetch: db.prepare('SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND d.sha256 = ? LIMIT 1'),
+      mayFetchBundle: db.prepare("SELECT 1 FROM jobs j JOIN job_runs r ON r.job_id = j.id WHERE r.target = ? AND json_extract(j.spec, '$.bundleSha256') = ? LIMIT 1"),
+      setAttached: db.prepare('UPDATE devices SET training_attached = ? WHERE id = ?'),
+      setCapabilities: db.prepare('UPDATE devices SET accepts_training = ?, datasets = ? WHERE id = ?'),
+      addJob: db.prepare("INSERT INTO jobs (id, state, spec, created_at) VALUES (?, 'queued', ?, ?)"),
+      getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
+      listJobs: db.prepare('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?'),
+      jobsInState: db.prepare('SELECT * FROM jobs WHERE state = ? ORDER BY seq'),
+      setJobState: db.prepare(
+        "UPDATE jobs SET state = ?, started_at = CASE WHEN ? = 'running' THEN ? ELSE started_at END, finished_at = CASE WHEN ? IN ('succeeded','failed','canceled') THEN ? ELSE finished_at END, error = coalesce(?, error) WHERE id = ?",
+      ),
+      setJobModel: db.prepare('UPDATE jobs SET model = ? WHERE id = ?'),
+      addRun: db.prepare("INSERT INTO job_runs (job_id, rank, target, state, started_at) VALUES (?, ?, ?, 'starting', ?)"),
+      runsOf: db.prepare('SELECT * FROM job_runs WHERE job_id = ? ORDER BY rank'),
+      setRun: db.prepare(
+        "UPDATE job_runs SET state = ?, exit_code = coalesce(?, exit_code), error = coalesce(?, error), finished_at = CASE WHEN ? IN ('succeeded','failed','canceled') THEN ? ELSE finished_at END WHERE job_id = ? AND rank = ? AND state NOT IN ('succeeded','failed','canceled') AND state != ?",
+      ),
+      logCount: db.prepare('SELECT coalesce(max(seq), 0) AS n FROM job_logs WHERE job_id = ?'),
+      addLog: db.prepare('INSERT INTO job_logs (job_id, seq, rank, ts, stream, text) VALUES (?, ?, ?, ?, ?, ?)'),
+      logs: db.prepare('SELECT seq, rank, ts, stream, text FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      addMetric: db.prepare('INSERT INTO job_metrics (job_id, rank, name, value, step, ts) VALUES (?, ?, ?, ?, ?, ?)'),
+      metrics: db.prepare('SELECT rank, name, value, step, ts FROM job_metrics WHERE job_id = ? ORDER BY rowid'),
+      addOutput: db.prepare('INSERT OR REPLACE INTO job_outputs (job_id, rank, path, sha256, size) VALUES (?, ?, ?, ?, ?)'),
+      outputs: db.prepare('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = ? ORDER BY rank, path'),
+      busy: db.prepare("SELECT DISTINCT r.target FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'running' AND r.state IN ('starting', 'running')"),
     };
   }
 
@@ -203,7 +255,7 @@ export class SqliteStore implements Store {
     this.#stmt.setReported.run(JSON.stringify(reported), at, id);
   }
 
-  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature): { record: ModelVersionRecord; created: boolean } {
+  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, lineage?: ModelLineage): { record: ModelVersionRecord; created: boolean } {
     return this.#db.transaction(() => {
       // Pushing the same bytes again is idempotent: it names the version that already holds them.
       const existing = this.#stmt.modelBySha.get(name, sha256) as ModelRow | undefined;
@@ -211,8 +263,8 @@ export class SqliteStore implements Store {
       const latest = this.#stmt.latestModel.get(name) as ModelRow | undefined;
       const version = (latest?.version ?? 0) + 1;
       const createdAt = Date.now();
-      this.#stmt.addModel.run(name, version, sha256, size, JSON.stringify(signature), createdAt);
-      return { record: { name, version, sha256, size, signature, createdAt }, created: true };
+      this.#stmt.addModel.run(name, version, sha256, size, JSON.stringify(signature), createdAt, lineage ? JSON.stringify(lineage) : null);
+      return { record: { name, version, sha256, size, signature, createdAt, lineage: lineage ?? null }, created: true };
     })();
   }
 
@@ -279,7 +331,110 @@ export class SqliteStore implements Store {
   }
 
   deviceMayFetch(deviceId: string, sha256: string): boolean {
-    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined;
+    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchBundle.get(deviceId, sha256) !== undefined;
+  }
+
+  setDeviceTrainingAttached(id: string, attached: boolean): void {
+    this.#stmt.setAttached.run(attached ? 1 : 0, id);
+  }
+
+  setDeviceCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): void {
+    this.#stmt.setCapabilities.run(acceptsTraining ? 1 : 0, JSON.stringify(datasets), id);
+  }
+
+  #job(r: JobRow): JobRecord {
+    type RunRow = { rank: number; target: string; state: string; exit_code: number | null; error: string | null; started_at: number | null; finished_at: number | null };
+    const runs = (this.#stmt.runsOf.all(r.id) as RunRow[]).map(
+      (x): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at }),
+    );
+    return {
+      id: r.id,
+      seq: r.seq,
+      state: r.state,
+      spec: JSON.parse(r.spec) as JobSpec,
+      createdAt: r.created_at,
+      startedAt: r.started_at,
+      finishedAt: r.finished_at,
+      error: r.error,
+      model: r.model ? (JSON.parse(r.model) as { name: string; version: number }) : null,
+      runs,
+    };
+  }
+
+  createJob(id: string, spec: JobSpec, at: number): JobRecord {
+    this.#stmt.addJob.run(id, JSON.stringify(spec), at);
+    return this.getJob(id)!;
+  }
+
+  getJob(id: string): JobRecord | undefined {
+    const r = this.#stmt.getJob.get(id) as JobRow | undefined;
+    return r && this.#job(r);
+  }
+
+  listJobs(limit = 100): JobRecord[] {
+    return (this.#stmt.listJobs.all(limit) as JobRow[]).map((r) => this.#job(r));
+  }
+
+  jobsInState(state: JobState): JobRecord[] {
+    return (this.#stmt.jobsInState.all(state) as JobRow[]).map((r) => this.#job(r));
+  }
+
+  setJobState(id: string, state: JobState, at: number, error: string | null = null): void {
+    this.#stmt.setJobState.run(state, state, at, state, at, error, id);
+  }
+
+  setJobModel(id: string, model: { name: string; version: number }): void {
+    this.#stmt.setJobModel.run(JSON.stringify(model), id);
+  }
+
+  addJobRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): void {
+    this.#db.transaction(() => {
+      for (const r of runs) this.#stmt.addRun.run(jobId, r.rank, r.target, at);
+    })();
+  }
+
+  setJobRunState(jobId: string, rank: number, state: string, at: number, exitCode: number | null = null, error: string | null = null): boolean {
+    return this.#stmt.setRun.run(state, exitCode, error, state, at, jobId, rank, state).changes > 0;
+  }
+
+  appendJobLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): JobLogLine[] {
+    return this.#db.transaction(() => {
+      let seq = (this.#stmt.logCount.get(jobId) as { n: number }).n;
+      const kept: JobLogLine[] = [];
+      for (const l of lines) {
+        if (seq >= maxLines) break;
+        seq++;
+        this.#stmt.addLog.run(jobId, seq, l.rank, l.ts, l.stream, l.text);
+        kept.push({ ...l, seq });
+      }
+      return kept;
+    })();
+  }
+
+  jobLogs(jobId: string, afterSeq: number, limit: number): JobLogLine[] {
+    return this.#stmt.logs.all(jobId, afterSeq, limit) as JobLogLine[];
+  }
+
+  addJobMetrics(jobId: string, points: JobMetricRecord[]): void {
+    this.#db.transaction(() => {
+      for (const p of points) this.#stmt.addMetric.run(jobId, p.rank, p.name, p.value, p.step, p.ts);
+    })();
+  }
+
+  jobMetrics(jobId: string): JobMetricRecord[] {
+    return this.#stmt.metrics.all(jobId) as JobMetricRecord[];
+  }
+
+  addJobOutput(jobId: string, o: JobOutputRecord): void {
+    this.#stmt.addOutput.run(jobId, o.rank, o.path, o.sha256, o.size);
+  }
+
+  jobOutputs(jobId: string): JobOutputRecord[] {
+    return this.#stmt.outputs.all(jobId) as JobOutputRecord[];
+  }
+
+  busyTargets(): Set<string> {
+    return new Set((this.#stmt.busy.all() as Array<{ target: string }>).map((r) => r.target));
   }
 
   addHealthSamples(samples: HealthSample[], bucketMs: number): void {

@@ -10,6 +10,13 @@ import type {
   DeviceRolloutState,
   EnrollTokenRecord,
   HealthSample,
+  JobLogLine,
+  JobMetricRecord,
+  JobOutputRecord,
+  JobRecord,
+  JobSpec,
+  JobState,
+  ModelLineage,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -52,7 +59,7 @@ export interface Store {
 
   // models
   /** Registers the next version of a model (or returns the existing one with the same bytes). */
-  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature): { record: ModelVersionRecord; created: boolean };
+  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, lineage?: ModelLineage): { record: ModelVersionRecord; created: boolean };
   listModels(): ModelSummary[];
   listModelVersions(name: string): ModelVersionRecord[];
   getModelVersion(name: string, version?: number): ModelVersionRecord | undefined;
@@ -77,6 +84,27 @@ export interface Store {
   healthRollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): HealthSample[];
   pruneHealth(samplesBefore: number, rollupsBefore: number): void;
   deleteHealth(deviceId: string): void;
+
+  // training
+  setDeviceTrainingAttached(id: string, attached: boolean): void;
+  setDeviceCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): void;
+  createJob(id: string, spec: JobSpec, at: number): JobRecord;
+  getJob(id: string): JobRecord | undefined;
+  listJobs(limit?: number): JobRecord[];
+  jobsInState(state: JobState): JobRecord[];
+  setJobState(id: string, state: JobState, at: number, error?: string | null): void;
+  setJobModel(id: string, model: { name: string; version: number }): void;
+  addJobRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): void;
+  setJobRunState(jobId: string, rank: number, state: string, at: number, exitCode?: number | null, error?: string | null): boolean;
+  /** Appends lines up to a cap per job; returns how many were kept. */
+  appendJobLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): JobLogLine[];
+  jobLogs(jobId: string, afterSeq: number, limit: number): JobLogLine[];
+  addJobMetrics(jobId: string, points: JobMetricRecord[]): void;
+  jobMetrics(jobId: string): JobMetricRecord[];
+  addJobOutput(jobId: string, output: JobOutputRecord): void;
+  jobOutputs(jobId: string): JobOutputRecord[];
+  /** Device id → job run it is busy with (running jobs), for the scheduler. */
+  busyTargets(): Set<string>;
 
   close(): void;
 }

@@ -1,0 +1,146 @@
+// Training jobs on the device, when its owner allows them (`--accept-training`). Follows the
+// relay's retained desired jobs: starts assigned runs, kills runs no longer assigned, streams
+// their output over MQTT, uploads their outputs over HTTP, and reports each run's state.
+// A job runs in its own process group with capped output, so it cannot take the agent down.
+
+import { createReadStream, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
+import { ArtifactCache } from '../artifact-cache.js';
+
+export interface JobRunnerOptions {
+  dataDir: string;
+  relayUrl: string;
+  secret: string;
+  acceptTraining: boolean;
+  datasets: Record<string, string>;
+  log: Logger;
+  report(state: JobsReported): void;
+  publishLog(batch: JobLogBatch): void;
+}
+
+interface Run {
+  report: JobRunReport;
+  process?: JobProcess;
+  assigned: boolean;
+}
+
+/** MQTT payloads stay well under the broker's 256 KiB cap. */
+const MAX_BATCH_BYTES = 64 * 1024;
+const KEEP_FINISHED = 50;
+
+export class JobRunner {
+  readonly #opts: JobRunnerOptions;
+  readonly #bundles: ArtifactCache;
+  readonly #runs = new Map<string, Run>();
+
+  constructor(opts: JobRunnerOptions) {
+    this.#opts = opts;
+    this.#bundles = new ArtifactCache(join(opts.dataDir, 'job-bundles'));
+  }
+
+  get reported(): JobsReported {
+    return { runs: [...this.#runs.values()].map((r) => r.report) };
+  }
+
+  setDesired(desired: DesiredJobs): void {
+    const wanted = new Set(desired.jobs.map((a) => `${a.jobId}:${a.rank}`));
+    for (const [key, run] of this.#runs) {
+      run.assigned = wanted.has(key);
+      if (!run.assigned && run.process && (run.report.state === 'running' || run.report.state === 'starting')) {
+        this.#opts.log.info({ jobId: run.report.jobId, rank: run.report.rank }, 'job run no longer assigned: killing it');
+        run.process.cancel('canceled');
+      }
+    }
+    for (const a of desired.jobs) if (!this.#runs.has(`${a.jobId}:${a.rank}`)) void this.#start(a);
+    this.#prune();
+  }
+
+  #update(key: string, report: JobRunReport): void {
+    const run = this.#runs.get(key);
+    if (run) run.report = report;
+    this.#opts.report(this.reported);
+  }
+
+  async #start(a: JobAssignment): Promise<void> {
+    const key = `${a.jobId}:${a.rank}`;
+    const base = { jobId: a.jobId, rank: a.rank };
+    this.#runs.set(key, { report: { ...base, state: 'starting' }, assigned: true });
+    if (!this.#opts.acceptTraining) return this.#update(key, { ...base, state: 'failed', error: 'this device does not accept training jobs (outpost-agent start --accept-training)' });
+    let dataDir: string | undefined;
+    if (a.dataset) {
+      dataDir = this.#opts.datasets[a.dataset];
+      if (!dataDir) return this.#update(key, { ...base, state: 'failed', error: `this device has no dataset "${a.dataset}"` });
+    }
+    const root = join(this.#opts.dataDir, 'jobs', `${a.jobId}-${a.rank}`);
+    const auth = { authorization: `Bearer ${this.#opts.secret}` };
+    try {
+      this.#opts.report(this.reported);
+      const bundle = await this.#bundles.ensure(`${this.#opts.relayUrl}/v1/artifacts/${a.bundleSha256}`, a.bundleSha256, auth);
+      const run = this.#runs.get(key)!;
+      if (!run.assigned) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
+      const started = await startJobRun({
+        root,
+        jobId: a.jobId,
+        rank: a.rank,
+        worldSize: a.worldSize,
+        bundleFile: bundle,
+        command: a.command,
+        env: a.env,
+        dataDir,
+        timeoutMs: a.timeoutMs,
+        // A device's uplink is narrow: cap what one job may print.
+        maxLinesPerSec: 200,
+        maxLineBytes: 2048,
+        onLines: (lines) => this.#sendLines(a, lines),
+      });
+      run.process = started.process;
+      this.#update(key, { ...base, state: 'running' });
+      this.#opts.log.info({ jobId: a.jobId, rank: a.rank }, 'job run started');
+      const result = await started.process.result;
+      for (const o of listOutputs(started.outputDir)) {
+        const url = `${this.#opts.relayUrl}/v1/jobs/${a.jobId}/outputs?rank=${a.rank}&path=${encodeURIComponent(o.path)}`;
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(o.size) },
+          body: Readable.toWeb(createReadStream(o.file)) as ReadableStream,
+          duplex: 'half',
+        } as RequestInit);
+        if (!res.ok) throw new Error(`uploading output ${o.path} failed: the relay answered ${res.status} ${await res.text()}`);
+      }
+      this.#update(key, { ...base, state: result.state, exitCode: result.exitCode, ...(result.error ? { error: result.error } : {}) });
+      this.#opts.log.info({ jobId: a.jobId, rank: a.rank, state: result.state }, 'job run ended');
+    } catch (err) {
+      this.#update(key, { ...base, state: 'failed', error: (err as Error).message.slice(0, 2000) });
+      this.#opts.log.warn({ jobId: a.jobId, rank: a.rank, err: (err as Error).message }, 'job run failed');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  #sendLines(a: JobAssignment, lines: JobLine[]): void {
+    let batch: JobLine[] = [];
+    let bytes = 0;
+    for (const l of lines) {
+      if (bytes + l.text.length > MAX_BATCH_BYTES && batch.length) {
+        this.#opts.publishLog({ jobId: a.jobId, rank: a.rank, lines: batch });
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(l);
+      bytes += l.text.length + 40;
+    }
+    if (batch.length) this.#opts.publishLog({ jobId: a.jobId, rank: a.rank, lines: batch });
+  }
+
+  /** Forget old finished runs that the relay no longer assigns. */
+  #prune(): void {
+    const finished = [...this.#runs.entries()].filter(([, r]) => !r.assigned && ['succeeded', 'failed', 'canceled'].includes(r.report.state));
+    for (const [key] of finished.slice(0, Math.max(0, finished.length - KEEP_FINISHED))) this.#runs.delete(key);
+  }
+
+  close(): void {
+    for (const run of this.#runs.values()) run.process?.cancel('the agent is shutting down');
+  }
+}

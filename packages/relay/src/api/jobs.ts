@@ -1,0 +1,106 @@
+// /v1/bundles and /v1/jobs: upload a job bundle, submit, list, show, logs, cancel, outputs.
+
+import type { FastifyInstance } from 'fastify';
+import type { Readable } from 'node:stream';
+import { OutpostError, checkBundle } from '@outpost/shared';
+import { requireApiToken, requireCaller } from './auth.js';
+import { MODEL_NAME_PATTERN, idParams } from './schemas.js';
+import type { ApiDeps } from './server.js';
+
+export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { ctx, artifacts, scheduler } = deps;
+  const admin = requireApiToken(ctx);
+  app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
+
+  app.post<{ Body: Readable }>('/v1/bundles', { preHandler: admin }, async (request, reply) => {
+    if (typeof request.body?.pipe !== 'function') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the bundle (tar.gz) as the body with Content-Type: application/octet-stream');
+    const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
+    try {
+      const { files, bytes } = await checkBundle(staged.path);
+      await staged.commit();
+      reply.status(201);
+      return { sha256: staged.sha256, size: staged.size, files, bytes };
+    } catch (err) {
+      await staged.discard();
+      throw err;
+    }
+  });
+
+  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; registerModel?: { name: string; output: string } } }>(
+    '/v1/jobs',
+    {
+      preHandler: admin,
+      schema: {
+        body: {
+          type: 'object',
+          required: ['bundleSha256', 'target', 'command'],
+          additionalProperties: false,
+          properties: {
+            bundleSha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            target: { type: 'string', minLength: 1, maxLength: 512 },
+            nodes: { type: 'integer', minimum: 1, maximum: 1000 },
+            command: { type: 'string', minLength: 1, maxLength: 8192 },
+            env: { type: 'object', additionalProperties: { type: 'string', maxLength: 8192 }, maxProperties: 128 },
+            dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+            registerModel: {
+              type: 'object',
+              required: ['name', 'output'],
+              additionalProperties: false,
+              properties: { name: { type: 'string', pattern: MODEL_NAME_PATTERN }, output: { type: 'string', minLength: 1, maxLength: 512 } },
+            },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const { timeoutSeconds, ...rest } = request.body;
+      for (const key of Object.keys(rest.env ?? {})) {
+        if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || key.startsWith('OUTPOST_')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--env ${key}: use a variable name that does not start with OUTPOST_`);
+      }
+      const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}) });
+      reply.status(201);
+      return scheduler.summary(job.id);
+    },
+  );
+
+  app.get('/v1/jobs', { preHandler: admin }, async () => ({ jobs: ctx.store.listJobs(200).map((j) => scheduler.summary(j.id)) }));
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { preHandler: admin, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
+
+  app.get<{ Params: { id: string }; Querystring: { after?: string; limit?: string } }>(
+    '/v1/jobs/:id/logs',
+    {
+      preHandler: admin,
+      schema: { params: idParams, querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^[0-9]{1,9}$' }, limit: { type: 'string', pattern: '^[0-9]{1,5}$' } } } },
+    },
+    async (request) => {
+      const job = scheduler.require(request.params.id);
+      const lines = ctx.store.jobLogs(job.id, Number(request.query.after ?? 0), Math.min(10_000, Number(request.query.limit ?? 1000)));
+      return { jobId: job.id, state: job.state, lines };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id/metrics', { preHandler: admin, schema: { params: idParams } }, async (request) => {
+    const job = scheduler.require(request.params.id);
+    return { jobId: job.id, points: ctx.store.jobMetrics(job.id) };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', { preHandler: admin, schema: { params: idParams } }, async (request) => {
+    await scheduler.cancel(request.params.id);
+    return scheduler.summary(request.params.id);
+  });
+
+  // A device uploads what its run wrote to OUTPOST_OUTPUT_DIR, one file per request.
+  app.post<{ Params: { id: string }; Querystring: { rank: string; path: string }; Body: Readable }>(
+    '/v1/jobs/:id/outputs',
+    { schema: { params: idParams, querystring: { type: 'object', required: ['rank', 'path'], properties: { rank: { type: 'string', pattern: '^[0-9]{1,4}$' }, path: { type: 'string', minLength: 1, maxLength: 512 } } } } },
+    async (request, reply) => {
+      const caller = requireCaller(ctx, request);
+      if (caller.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only the device running the job uploads its outputs');
+      await scheduler.addOutput(caller.deviceId, request.params.id, Number(request.query.rank), request.query.path, request.body);
+      reply.status(201);
+      return { ok: true };
+    },
+  );
+}

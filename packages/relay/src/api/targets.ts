@@ -1,0 +1,51 @@
+// /v1/targets: the compute targets (the relay host and every device), and training attachment.
+
+import type { FastifyInstance } from 'fastify';
+import { requireDevice } from '../fleet/devices.js';
+import { requireApiToken } from './auth.js';
+import { idParams } from './schemas.js';
+import type { ApiDeps } from './server.js';
+import type { DeviceRecord } from '../store/records.js';
+
+export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
+  const { ctx, scheduler } = deps;
+  app.addHook('preHandler', requireApiToken(ctx));
+
+  const running = () => {
+    const byTarget = new Map<string, string>();
+    for (const job of ctx.store.jobsInState('running')) for (const r of job.runs) if (['starting', 'running'].includes(r.state)) byTarget.set(r.target, job.id);
+    return byTarget;
+  };
+  const deviceTarget = (d: DeviceRecord, busy: Map<string, string>) => ({
+    name: d.id,
+    kind: 'device',
+    deviceName: d.name,
+    online: d.online,
+    deploys: true,
+    trains: d.trainingAttached && d.acceptsTraining,
+    attached: d.trainingAttached,
+    acceptsTraining: d.acceptsTraining,
+    datasets: d.datasets,
+    running: busy.get(d.id) ?? null,
+  });
+
+  app.get('/v1/targets', async () => {
+    const busy = running();
+    return {
+      targets: [
+        { name: 'local', kind: 'local', online: true, deploys: false, trains: true, attached: true, acceptsTraining: true, datasets: Object.keys(deps.localDatasets), running: busy.get('local') ?? null },
+        ...ctx.store.listDevices().map((d) => deviceTarget(d, busy)),
+      ],
+    };
+  });
+
+  for (const [action, attached] of [['attach', true], ['detach', false]] as const) {
+    app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { schema: { params: idParams } }, async (request) => {
+      requireDevice(ctx, request.params.id);
+      ctx.store.setDeviceTrainingAttached(request.params.id, attached);
+      ctx.log.info({ deviceId: request.params.id, attached }, attached ? 'device attached for training' : 'device detached from training');
+      scheduler.onTargetsChanged();
+      return deviceTarget(ctx.store.getDevice(request.params.id)!, running());
+    });
+  }
+}

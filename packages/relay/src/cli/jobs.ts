@@ -1,0 +1,157 @@
+// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID
+
+import { mkdtempSync, rmSync, statSync, createReadStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import type { Command } from 'commander';
+import { formatBytes, packBundle, type JobSummary } from '@outpost/shared';
+import { relayApi, type ClientOptions, type RelayApi } from './client.js';
+import { clientOptions } from './options.js';
+import { CliError, note, print, printJson, table } from './output.js';
+import { parseDurationOption } from './parse.js';
+import { byteProgress } from './progress.js';
+
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+
+function collectEnv(value: string, previous: Record<string, string> = {}): Record<string, string> {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new CliError(`--env ${value}: use KEY=VALUE`);
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+interface LogLine {
+  seq: number;
+  rank: number;
+  stream: string;
+  text: string;
+}
+
+/** Prints a job's logs from the start; with `follow`, until the job ends. Returns the job. */
+async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: boolean): Promise<JobSummary> {
+  let after = 0;
+  for (;;) {
+    const page = await api.request<{ state: string; lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`);
+    for (const l of page.lines) {
+      const text = multiRank ? `[${l.rank}] ${l.text}` : l.text;
+      (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${text}\n`);
+      after = l.seq;
+    }
+    if (page.lines.length === 5000) continue;
+    if (!follow || TERMINAL.has(page.state)) {
+      // One more page: lines that arrived with the final state.
+      const last = await api.request<{ lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`);
+      for (const l of last.lines) (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${multiRank ? `[${l.rank}] ` : ''}${l.text}\n`);
+      return api.request<JobSummary>('GET', `/v1/jobs/${id}`);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+function printJob(j: JobSummary): void {
+  print(`${j.id}  ${j.state}  on ${j.target}${j.nodes > 1 ? ` (${j.nodes} nodes)` : ''}\ncommand  ${j.command}\ncreated  ${j.createdAt}${j.startedAt ? `  started ${j.startedAt}` : ''}${j.finishedAt ? `  finished ${j.finishedAt}` : ''}`);
+  if (j.error) print(`error    ${j.error}`);
+  if (j.runs.length) {
+    print('\nruns');
+    print(table(['RANK', 'TARGET', 'STATE', 'EXIT', 'ERROR'], j.runs.map((r) => [r.rank, r.target, r.state, r.exitCode, r.error])));
+  }
+  const metrics = Object.entries(j.metrics);
+  if (metrics.length) {
+    print('\nmetrics');
+    print(table(['NAME', 'LATEST', 'BEST', 'STEP'], metrics.map(([name, m]) => [name, m.latest, m.best, m.step])));
+  }
+  if (j.outputs.length) {
+    print('\noutputs');
+    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, o.path, formatBytes(o.size), o.sha256.slice(0, 16)])));
+  }
+  if (j.model) print(`\nregistered model ${j.model.name}:${j.model.version}`);
+}
+
+export function jobsCommand(program: Command): void {
+  const jobs = program.command('jobs').description('run training jobs on local or on devices');
+
+  clientOptions(
+    jobs
+      .command('submit')
+      .argument('<dir>', 'the folder to send (the bundle); the command runs inside it')
+      .requiredOption('--target <target>', 'local, a device id, or a selector k=v,... (with --nodes)')
+      .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
+      .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE)', (v) => Number(v), 1)
+      .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv, {})
+      .option('--dataset <name>', 'a dataset on the target, mounted at OUTPOST_DATA_DIR')
+      .option('--timeout <duration>', 'kill the job after this long (e.g. 30m)', parseDurationOption)
+      .option('--register-model <name>', 'register an output file as the next version of this model')
+      .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
+      .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
+      .description('pack a folder and run a command from it on a target'),
+  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+    if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
+    if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
+    if (Boolean(opts.registerModel) !== Boolean(opts.output)) throw new CliError('--register-model NAME and --output FILE go together');
+    const api = relayApi(opts);
+    const tmp = mkdtempSync(join(tmpdir(), 'outpost-bundle-'));
+    let bundle: { sha256: string; size: number; files: number };
+    try {
+      const file = join(tmp, 'bundle.tar.gz');
+      await packBundle(dir, file);
+      const size = statSync(file).size;
+      const progress = byteProgress('uploading bundle', size);
+      let sent = 0;
+      const stream = createReadStream(file).on('data', (c) => progress.update((sent += c.length)));
+      try {
+        bundle = await api.request('POST', '/v1/bundles', undefined, {
+          body: Readable.toWeb(stream) as ReadableStream,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+          duplex: 'half',
+        } as RequestInit);
+      } finally {
+        progress.stop();
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    const job = await api.request<JobSummary>('POST', '/v1/jobs', {
+      bundleSha256: bundle.sha256,
+      target: opts.target,
+      command: opts.command,
+      ...(opts.nodes > 1 ? { nodes: opts.nodes } : {}),
+      env: opts.env,
+      ...(opts.dataset ? { dataset: opts.dataset } : {}),
+      ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
+      ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output } } : {}),
+    });
+    if (!opts.follow) return opts.json ? printJson(job) : print(job.id);
+    note(`job ${job.id} ${job.state} on ${job.target} (bundle ${formatBytes(bundle.size)}, ${bundle.files} files)`);
+    const done = await printLogs(api, job.id, true, opts.nodes > 1);
+    if (opts.json) printJson(done);
+    else note(`job ${done.id} ${done.state}${done.error ? `: ${done.error}` : ''}${done.model ? `; registered ${done.model.name}:${done.model.version}` : ''}`);
+    if (done.state !== 'succeeded') process.exitCode = 1;
+  });
+
+  clientOptions(jobs.command('list').description('list jobs, newest first')).action(async (opts: ClientOptions) => {
+    const { jobs: list } = await relayApi(opts).request<{ jobs: JobSummary[] }>('GET', '/v1/jobs');
+    if (opts.json) return printJson(list);
+    if (list.length === 0) return print('no jobs yet: outpost-relay jobs submit DIR --target local --command "..."');
+    print(table(['ID', 'STATE', 'TARGET', 'COMMAND', 'CREATED'], list.map((j) => [j.id, j.state, j.nodes > 1 ? `${j.target} ×${j.nodes}` : j.target, j.command.length > 40 ? `${j.command.slice(0, 39)}…` : j.command, j.createdAt])));
+  });
+
+  clientOptions(jobs.command('show').argument('<id>', 'job id').description('state, runs, latest and best metrics, outputs')).action(async (id: string, opts: ClientOptions) => {
+    const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    return opts.json ? printJson(j) : printJob(j);
+  });
+
+  clientOptions(jobs.command('logs').argument('<id>', 'job id').option('--follow', 'keep printing until the job ends').description('print a job\'s output')).action(
+    async (id: string, opts: ClientOptions & { follow?: boolean }) => {
+      const api = relayApi(opts);
+      const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+      const done = await printLogs(api, j.id, Boolean(opts.follow), j.nodes > 1);
+      if (opts.follow && done.state !== 'succeeded') process.exitCode = 1;
+    },
+  );
+
+  clientOptions(jobs.command('cancel').argument('<id>', 'job id').description('stop a job: its whole process tree is killed on every target')).action(async (id: string, opts: ClientOptions) => {
+    const j = await relayApi(opts).request<JobSummary>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+    if (opts.json) return printJson(j);
+    print(`${j.id} ${j.state}`);
+  });
+}

@@ -1,0 +1,51 @@
+// How jobs look in API answers and on the stream.
+
+import type { JobSummary } from '@outpost/shared';
+import type { JobMetricRecord, JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
+
+const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
+
+export function describeTarget(t: JobTarget): string {
+  if (t.kind === 'local') return 'local';
+  if (t.kind === 'device') return t.deviceId;
+  return Object.entries(t.selector)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** Lower is better for losses and errors; higher for everything else (accuracy, …). */
+export function lowerIsBetter(name: string): boolean {
+  return /loss|error|err|mse|mae|rmse|perplexity/i.test(name);
+}
+
+export function summarizeMetrics(points: JobMetricRecord[]): JobSummary['metrics'] {
+  const out: JobSummary['metrics'] = {};
+  for (const p of points) {
+    const m = out[p.name];
+    if (!m) out[p.name] = { latest: p.value, best: p.value, step: p.step };
+    else {
+      m.latest = p.value;
+      m.step = p.step;
+      m.best = lowerIsBetter(p.name) ? Math.min(m.best, p.value) : Math.max(m.best, p.value);
+    }
+  }
+  return out;
+}
+
+export function jobView(j: JobRecord, metrics: JobMetricRecord[], outputs: JobOutputRecord[]): JobSummary {
+  return {
+    id: j.id,
+    state: j.state,
+    target: describeTarget(j.spec.target),
+    command: j.spec.command,
+    nodes: j.spec.nodes,
+    createdAt: iso(j.createdAt),
+    startedAt: iso(j.startedAt),
+    finishedAt: iso(j.finishedAt),
+    error: j.error,
+    runs: j.runs.map((r) => ({ rank: r.rank, target: r.target, state: r.state, exitCode: r.exitCode, error: r.error })),
+    metrics: summarizeMetrics(metrics),
+    outputs,
+    model: j.model,
+  };
+}

@@ -1,0 +1,399 @@
+// The job scheduler: jobs wait in the queue in submission order, one at a time per target
+// (`local`, or a device), and a job for N nodes starts only when N matching training devices
+// are free at once. The queue lives in the store, so it survives a relay restart.
+// Runs on `local` are child processes of the relay; runs on devices are published to the
+// device as its retained desired jobs, and come back as reports, log batches and uploads.
+
+import { randomBytes } from 'node:crypto';
+import { createReadStream, readFileSync, rmSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import {
+  OutpostError,
+  deviceTopic,
+  listOutputs,
+  parseMetricJson,
+  parseMetricLine,
+  probeModel,
+  startJobRun,
+  type DesiredJobs,
+  type JobLine,
+  type JobProcess,
+  type JobRunReport,
+  type Labels,
+} from '@outpost/shared';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { FleetContext } from '../fleet/context.js';
+import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
+import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
+
+export const MAX_LOG_LINES_PER_JOB = 50_000;
+const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export interface SubmitRequest {
+  bundleSha256: string;
+  target: string;
+  nodes?: number;
+  command: string;
+  env?: Record<string, string>;
+  dataset?: string;
+  timeoutMs?: number;
+  registerModel?: { name: string; output: string };
+}
+
+export interface SchedulerOptions {
+  ctx: FleetContext;
+  artifacts: ArtifactStore;
+  /** Where `local` runs get their folders. */
+  workRoot: string;
+  /** Datasets on the relay host, for jobs on `local`. */
+  localDatasets?: Record<string, string>;
+  maxOutputBytes?: number;
+}
+
+/** Why a device cannot take training jobs, or null when it can. */
+export function trainingProblem(d: DeviceRecord): string | null {
+  const missing: string[] = [];
+  if (!d.trainingAttached) missing.push(`it is not attached for training (outpost-relay targets attach ${d.id} --training)`);
+  if (!d.acceptsTraining) missing.push(`its agent does not accept training jobs (on the device: outpost-agent start --accept-training)`);
+  return missing.length ? `device ${d.id} cannot train: ${missing.join('; and ')}` : null;
+}
+
+function parseTarget(text: string): JobTarget {
+  if (text === 'local') return { kind: 'local' };
+  if (!text.includes('=')) return { kind: 'device', deviceId: text };
+  const selector: Labels = {};
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `target "${text}": use local, a device id, or a selector k=v,...`);
+    selector[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  return { kind: 'selector', selector };
+}
+
+const matches = (d: DeviceRecord, selector: Labels) => Object.entries(selector).every(([k, v]) => d.labels[k] === v);
+
+export class JobScheduler {
+  readonly #opts: SchedulerOptions;
+  readonly #ctx: FleetContext;
+  readonly #local = new Map<string, JobProcess>();
+  readonly #watchdogs = new Map<string, NodeJS.Timeout>();
+  #closed = false;
+
+  constructor(opts: SchedulerOptions) {
+    this.#opts = opts;
+    this.#ctx = opts.ctx;
+  }
+
+  /** After a restart: local runs died with the old process; device runs go on. */
+  async start(): Promise<void> {
+    const { store } = this.#ctx;
+    for (const job of store.jobsInState('running')) {
+      for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
+      this.#armWatchdog(store.getJob(job.id)!);
+    }
+    for (const id of this.#devicesWithRuns()) await this.#publishJobs(id);
+    this.tick();
+  }
+
+  summary(id: string) {
+    const { store } = this.#ctx;
+    const job = this.require(id);
+    return jobView(job, store.jobMetrics(id), store.jobOutputs(id));
+  }
+
+  require(id: string): JobRecord {
+    const job = this.#ctx.store.getJob(id);
+    if (!job) throw new OutpostError('OUTPOST_ERR_JOB_NOT_FOUND', `no job "${id}": list them with outpost-relay jobs list`);
+    return job;
+  }
+
+  async submit(req: SubmitRequest): Promise<JobRecord> {
+    const { store } = this.#ctx;
+    const bundleSize = await this.#opts.artifacts.size(req.bundleSha256);
+    if (bundleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no bundle ${req.bundleSha256}: upload it first (POST /v1/bundles)`);
+    if (!req.command.trim()) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a job needs a command (--command "...")');
+    const target = parseTarget(req.target);
+    const nodes = req.nodes ?? 1;
+    if (target.kind !== 'selector' && nodes !== 1) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--nodes ${nodes} needs a selector target (k=v,...), not ${req.target}`);
+    if (req.registerModel) {
+      if (!MODEL_NAME.test(req.registerModel.name)) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `"${req.registerModel.name}" is not a model name`);
+      const out = posix.normalize(req.registerModel.output);
+      if (posix.isAbsolute(out) || out.startsWith('..')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--output must be a path inside OUTPOST_OUTPUT_DIR, not ${req.registerModel.output}`);
+      req.registerModel.output = out;
+    }
+    if (target.kind === 'local') {
+      if (req.dataset && !this.#opts.localDatasets?.[req.dataset]) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `the relay host has no dataset "${req.dataset}" (outpost-relay start --dataset ${req.dataset}=PATH)`);
+    } else if (target.kind === 'device') {
+      const d = store.getDevice(target.deviceId);
+      if (!d) throw new OutpostError('OUTPOST_ERR_DEVICE_NOT_FOUND', `no device "${target.deviceId}": use local, a device id, or a selector k=v,...`);
+      const problem = trainingProblem(d);
+      if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
+      if (req.dataset && !d.datasets.includes(req.dataset)) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `device ${d.id} has no dataset "${req.dataset}" (outpost-agent start --dataset ${req.dataset}=PATH)`);
+    } else {
+      const matching = store.listDevices().filter((d) => matches(d, target.selector));
+      const able = matching.filter((d) => trainingProblem(d) === null && (!req.dataset || d.datasets.includes(req.dataset)));
+      if (able.length < nodes) {
+        const why = matching.map((d) => trainingProblem(d) ?? (req.dataset && !d.datasets.includes(req.dataset) ? `device ${d.id} has no dataset "${req.dataset}"` : null)).filter(Boolean);
+        throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `${able.length} of ${matching.length} devices matching ${req.target} can run this job; it needs ${nodes}${why.length ? `: ${why.join('; ')}` : ''}`);
+      }
+    }
+    const spec: JobSpec = {
+      bundleSha256: req.bundleSha256,
+      bundleSize,
+      target,
+      nodes,
+      command: req.command,
+      env: req.env ?? {},
+      ...(req.dataset ? { dataset: req.dataset } : {}),
+      ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
+      ...(req.registerModel ? { registerModel: req.registerModel } : {}),
+    };
+    const job = store.createJob(`job_${randomBytes(6).toString('hex')}`, spec, this.#ctx.now());
+    this.#ctx.log.info({ jobId: job.id, target: describeTarget(target), nodes }, 'job queued');
+    this.#ctx.events.emit({ type: 'job.created', job: jobView(job, [], []) });
+    this.tick();
+    return store.getJob(job.id)!;
+  }
+
+  /** Starts every queued job whose targets are free, in submission order. */
+  tick(): void {
+    if (this.#closed) return;
+    const { store } = this.#ctx;
+    const busy = store.busyTargets();
+    const held = new Set<string>();
+    const devices = store.listDevices();
+    for (const job of store.jobsInState('queued')) {
+      const candidates = this.#candidates(job, devices);
+      const free = candidates.filter((c) => !busy.has(c) && !held.has(c));
+      if (free.length >= job.spec.nodes) {
+        const chosen = free.slice(0, job.spec.nodes);
+        for (const c of chosen) busy.add(c);
+        void this.#start(job, chosen);
+      } else {
+        // Later jobs may not jump the queue on the targets this one waits for.
+        for (const c of candidates) held.add(c);
+      }
+    }
+  }
+
+  #candidates(job: JobRecord, devices: DeviceRecord[]): string[] {
+    const t = job.spec.target;
+    if (t.kind === 'local') return ['local'];
+    const ok = (d: DeviceRecord) => d.online && trainingProblem(d) === null && (!job.spec.dataset || d.datasets.includes(job.spec.dataset));
+    if (t.kind === 'device') return devices.filter((d) => d.id === t.deviceId && ok(d)).map((d) => d.id);
+    return devices.filter((d) => matches(d, t.selector) && ok(d)).map((d) => d.id);
+  }
+
+  async #start(job: JobRecord, targets: string[]): Promise<void> {
+    const { store, events, log } = this.#ctx;
+    const now = this.#ctx.now();
+    store.addJobRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
+    store.setJobState(job.id, 'running', now);
+    events.emit({ type: 'job.state', jobId: job.id, state: 'running', error: null });
+    log.info({ jobId: job.id, targets }, 'job started');
+    const started = store.getJob(job.id)!;
+    this.#armWatchdog(started);
+    for (const [rank, target] of targets.entries()) {
+      if (target === 'local') void this.#runLocal(started, rank, targets.length);
+      else await this.#publishJobs(target);
+    }
+  }
+
+  /** Devices enforce their own timeouts; this catches a device that went silent. */
+  #armWatchdog(job: JobRecord): void {
+    if (!job.spec.timeoutMs || !job.startedAt) return;
+    const left = job.startedAt + job.spec.timeoutMs + 30_000 - this.#ctx.now();
+    const timer = setTimeout(() => {
+      this.#watchdogs.delete(job.id);
+      const now = this.#ctx.store.getJob(job.id);
+      if (now?.state === 'running') void this.#endJob(now, 'failed', `timed out after ${Math.round(job.spec.timeoutMs! / 1000)} s`);
+    }, Math.max(0, left));
+    timer.unref();
+    this.#watchdogs.set(job.id, timer);
+  }
+
+  async #runLocal(job: JobRecord, rank: number, worldSize: number): Promise<void> {
+    const key = `${job.id}:${rank}`;
+    const root = join(this.#opts.workRoot, job.id, String(rank));
+    try {
+      const run = await startJobRun({
+        root,
+        jobId: job.id,
+        rank,
+        worldSize,
+        bundleFile: this.#opts.artifacts.path(job.spec.bundleSha256),
+        command: job.spec.command,
+        env: job.spec.env,
+        dataDir: job.spec.dataset ? this.#opts.localDatasets?.[job.spec.dataset] : undefined,
+        timeoutMs: job.spec.timeoutMs,
+        onLines: (lines) => this.onLogs('local', job.id, rank, lines),
+      });
+      this.#local.set(key, run.process);
+      this.#runUpdate(job.id, rank, 'running');
+      const result = await run.process.result;
+      for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
+      this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
+    } catch (err) {
+      this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
+    } finally {
+      this.#local.delete(key);
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  #devicesWithRuns(): Set<string> {
+    const ids = new Set<string>();
+    for (const job of this.#ctx.store.jobsInState('running')) for (const r of job.runs) if (r.target !== 'local') ids.add(r.target);
+    return ids;
+  }
+
+  desiredJobsFor(deviceId: string): DesiredJobs {
+    const jobs: DesiredJobs['jobs'] = [];
+    for (const job of this.#ctx.store.jobsInState('running')) {
+      for (const r of job.runs) {
+        if (r.target !== deviceId || TERMINAL.has(r.state)) continue;
+        jobs.push({
+          jobId: job.id,
+          rank: r.rank,
+          worldSize: job.runs.length,
+          bundleSha256: job.spec.bundleSha256,
+          command: job.spec.command,
+          env: job.spec.env,
+          ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
+          ...(job.spec.timeoutMs ? { timeoutMs: job.spec.timeoutMs } : {}),
+        });
+      }
+    }
+    return { revision: this.#ctx.now(), jobs };
+  }
+
+  async #publishJobs(deviceId: string): Promise<void> {
+    await this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), this.desiredJobsFor(deviceId));
+  }
+
+  /** A device's report of its runs; only runs assigned to that device count. */
+  onRunReports(deviceId: string, runs: JobRunReport[]): void {
+    for (const r of runs) {
+      const job = this.#ctx.store.getJob(r.jobId);
+      const run = job?.runs.find((x) => x.rank === r.rank);
+      if (!job || run?.target !== deviceId) continue;
+      this.#runUpdate(r.jobId, r.rank, r.state, r.exitCode ?? null, r.error ?? null);
+    }
+  }
+
+  /** A device came online, changed labels or capabilities: queued jobs may fit now. */
+  onTargetsChanged(): void {
+    this.tick();
+  }
+
+  #runUpdate(jobId: string, rank: number, state: string, exitCode: number | null = null, error: string | null = null): void {
+    const { store, events } = this.#ctx;
+    if (!store.setJobRunState(jobId, rank, state, this.#ctx.now(), exitCode, error)) return;
+    const job = store.getJob(jobId)!;
+    const run = job.runs.find((r) => r.rank === rank)!;
+    events.emit({ type: 'job.run', jobId, rank, target: run.target, state, exitCode, error });
+    if (job.state !== 'running') {
+      if (job.runs.every((r) => TERMINAL.has(r.state))) this.tick();
+      return;
+    }
+    if (state === 'failed') void this.#endJob(job, 'failed', `rank ${rank} on ${run.target}: ${error ?? 'failed'}`);
+    else if (job.runs.every((r) => TERMINAL.has(r.state))) {
+      const failed = job.runs.find((r) => r.state !== 'succeeded');
+      if (failed) void this.#endJob(job, failed.state === 'canceled' ? 'canceled' : 'failed', failed.error);
+      else void this.#succeed(job);
+    }
+  }
+
+  async #succeed(job: JobRecord): Promise<void> {
+    const reg = job.spec.registerModel;
+    if (reg) {
+      try {
+        const model = await this.#register(job, reg);
+        this.#ctx.store.setJobModel(job.id, model);
+      } catch (err) {
+        return this.#endJob(job, 'failed', `the job succeeded but its model was not registered: ${(err as Error).message}`);
+      }
+    }
+    await this.#endJob(job, 'succeeded', null);
+  }
+
+  async #register(job: JobRecord, reg: { name: string; output: string }): Promise<{ name: string; version: number }> {
+    const { store } = this.#ctx;
+    const output = store.jobOutputs(job.id).find((o) => o.rank === 0 && o.path === reg.output);
+    if (!output) throw new Error(`the job wrote no ${reg.output} in OUTPOST_OUTPUT_DIR (rank 0)`);
+    const signature = await probeModel(this.#opts.artifacts.path(output.sha256));
+    const metrics = Object.fromEntries(Object.entries(summarizeMetrics(store.jobMetrics(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
+    const { record } = store.addModelVersion(reg.name, output.sha256, output.size, signature, { jobId: job.id, target: describeTarget(job.spec.target), metrics });
+    this.#ctx.log.info({ jobId: job.id, model: record.name, version: record.version }, 'job output registered as a model version');
+    return { name: record.name, version: record.version };
+  }
+
+  /** Ends a job: its other runs are stopped, its devices told, the queue moves on. */
+  async #endJob(job: JobRecord, state: JobState, error: string | null): Promise<void> {
+    const { store, events, log } = this.#ctx;
+    const current = store.getJob(job.id);
+    if (!current || TERMINAL.has(current.state)) return;
+    store.setJobState(job.id, state, this.#ctx.now(), error);
+    clearTimeout(this.#watchdogs.get(job.id));
+    this.#watchdogs.delete(job.id);
+    events.emit({ type: 'job.state', jobId: job.id, state, error });
+    log.info({ jobId: job.id, state, error }, 'job ended');
+    for (const r of current.runs) {
+      if (TERMINAL.has(r.state)) continue;
+      if (r.target === 'local') this.#local.get(`${job.id}:${r.rank}`)?.cancel(state === 'canceled' ? 'canceled' : (error ?? state));
+      else await this.#publishJobs(r.target);
+    }
+    this.tick();
+  }
+
+  async cancel(id: string): Promise<JobRecord> {
+    const job = this.require(id);
+    if (job.state === 'queued') {
+      this.#ctx.store.setJobState(id, 'canceled', this.#ctx.now(), 'canceled before it started');
+      this.#ctx.events.emit({ type: 'job.state', jobId: id, state: 'canceled', error: 'canceled before it started' });
+      this.tick();
+    } else if (job.state === 'running') {
+      await this.#endJob(job, 'canceled', 'canceled');
+    }
+    return this.require(id);
+  }
+
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): void {
+    const { store, events } = this.#ctx;
+    const job = store.getJob(jobId);
+    if (job?.runs.find((r) => r.rank === rank)?.target !== source) return;
+    const kept = store.appendJobLogs(jobId, lines.map((l) => ({ rank, ts: l.ts, stream: l.stream, text: l.text })), MAX_LOG_LINES_PER_JOB);
+    if (kept.length) events.emit({ type: 'job.log', jobId, lines: kept });
+    const points = lines.flatMap((l) => (l.stream === 'stdout' ? (parseMetricLine(l.text) ?? []) : []));
+    if (points.length) this.#addMetrics(jobId, rank, points);
+  }
+
+  #addMetrics(jobId: string, rank: number, points: Array<{ name: string; value: number; step: number | null }>): void {
+    const ts = this.#ctx.now();
+    this.#ctx.store.addJobMetrics(jobId, points.map((p) => ({ rank, ts, ...p })));
+    this.#ctx.events.emit({ type: 'job.metric', jobId, rank, points });
+  }
+
+  /** Stores one file a run wrote to its output folder. */
+  async addOutput(source: string, jobId: string, rank: number, path: string, body: Readable): Promise<void> {
+    const job = this.#ctx.store.getJob(jobId);
+    if (job?.runs.find((r) => r.rank === rank)?.target !== source) throw new OutpostError('OUTPOST_ERR_FORBIDDEN', `run ${rank} of ${jobId} is not this caller's`);
+    const clean = posix.normalize(path);
+    if (!clean || posix.isAbsolute(clean) || clean.startsWith('..') || clean.length > 512) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `output path "${path}" is not inside the output folder`);
+    const staged = await this.#opts.artifacts.stage(body, { maxBytes: this.#opts.maxOutputBytes ?? 2 * 1024 ** 3 });
+    await staged.commit();
+    this.#ctx.store.addJobOutput(jobId, { rank, path: clean, sha256: staged.sha256, size: staged.size });
+    if (clean === 'metrics.jsonl') {
+      const points = readFileSync(this.#opts.artifacts.path(staged.sha256), 'utf8').split('\n').flatMap((l) => parseMetricJson(l) ?? []);
+      if (points.length) this.#addMetrics(jobId, rank, points);
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const t of this.#watchdogs.values()) clearTimeout(t);
+    for (const p of this.#local.values()) p.cancel('the relay is shutting down');
+  }
+}

@@ -1,0 +1,121 @@
+// Runs one job command, on the relay host or a device: a shell in a fresh work folder, in its
+// own process group so that cancel and timeout kill the whole tree. Output is split into
+// lines (each capped) and rate-limited, so a job that prints megabytes cannot drown its host.
+
+import { spawn } from 'node:child_process';
+
+export interface JobProcessOptions {
+  command: string;
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs?: number;
+  /** Lines of output; called at most `maxLinesPerSec` times a second (the rest are counted). */
+  onLine(stream: 'stdout' | 'stderr', text: string): void;
+  maxLineBytes?: number;
+  maxLinesPerSec?: number;
+}
+
+export interface JobProcessResult {
+  state: 'succeeded' | 'failed' | 'canceled';
+  exitCode: number | null;
+  signal: string | null;
+  error?: string;
+  droppedLines: number;
+}
+
+export interface JobProcess {
+  pid: number | undefined;
+  result: Promise<JobProcessResult>;
+  cancel(reason?: string): void;
+}
+
+export function runJobProcess(opts: JobProcessOptions): JobProcess {
+  const maxLine = opts.maxLineBytes ?? 8192;
+  const maxRate = opts.maxLinesPerSec ?? 2000;
+  const child = spawn('/bin/sh', ['-c', opts.command], {
+    cwd: opts.cwd,
+    // Only what the job is given: no credentials of the agent or relay leak into it.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.cwd, LANG: process.env.LANG ?? 'C.UTF-8', ...opts.env },
+    detached: true, // own process group: kill(-pid) reaches every descendant
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let windowStart = Date.now();
+  let inWindow = 0;
+  let dropped = 0;
+  const emit = (stream: 'stdout' | 'stderr', text: string) => {
+    const now = Date.now();
+    if (now - windowStart >= 1000) {
+      if (dropped > 0) opts.onLine('stderr', `[outpost] ${dropped} lines of output dropped (over ${maxRate} lines/s)`);
+      windowStart = now;
+      inWindow = 0;
+    }
+    if (++inWindow > maxRate) {
+      dropped++;
+      return;
+    }
+    opts.onLine(stream, text.length > maxLine ? `${text.slice(0, maxLine)}… [line cut at ${maxLine} bytes]` : text);
+  };
+  let totalDropped = 0;
+  const split = (stream: 'stdout' | 'stderr') => {
+    let rest = '';
+    child[stream]!.setEncoding('utf8');
+    child[stream]!.on('data', (chunk: string) => {
+      rest += chunk;
+      let nl: number;
+      while ((nl = rest.indexOf('\n')) >= 0) {
+        emit(stream, rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+      // A line with no end in sight is cut rather than buffered forever.
+      if (rest.length > maxLine) {
+        emit(stream, rest);
+        rest = '';
+      }
+    });
+    child[stream]!.on('end', () => {
+      if (rest) emit(stream, rest);
+    });
+  };
+  split('stdout');
+  split('stderr');
+
+  let canceled: string | undefined;
+  let timedOut: string | undefined;
+  const killTree = () => {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  const timer = opts.timeoutMs ? setTimeout(() => {
+    timedOut = `timed out after ${Math.round(opts.timeoutMs! / 1000)} s; the whole process tree was killed`;
+    killTree();
+  }, opts.timeoutMs) : undefined;
+
+  const result = new Promise<JobProcessResult>((resolve) => {
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      resolve({ state: 'failed', exitCode: null, signal: null, error: `could not start the command: ${err.message}`, droppedLines: 0 });
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      // The shell may be gone while its children live on: make sure the group is.
+      killTree();
+      totalDropped += dropped;
+      if (canceled) return resolve({ state: 'canceled', exitCode: code, signal, error: canceled, droppedLines: totalDropped });
+      if (timedOut) return resolve({ state: 'failed', exitCode: code, signal, error: timedOut, droppedLines: totalDropped });
+      if (code === 0) return resolve({ state: 'succeeded', exitCode: 0, signal: null, droppedLines: totalDropped });
+      resolve({ state: 'failed', exitCode: code, signal, error: signal ? `killed by ${signal}` : `exited with code ${code}`, droppedLines: totalDropped });
+    });
+  });
+
+  return {
+    pid: child.pid,
+    result,
+    cancel(reason = 'canceled') {
+      canceled ??= reason;
+      killTree();
+    },
+  };
+}

@@ -1,0 +1,101 @@
+// One job run's folders and environment, the same on the relay host (`local`) and on a device:
+// a fresh work folder holding the unpacked bundle, an output folder, and the OUTPOST_*
+// variables that let the same bundle run unchanged on any target.
+
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { unpackBundle } from './bundle.js';
+import { runJobProcess, type JobProcess } from './job-process.js';
+
+export interface JobLine {
+  ts: number;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+export interface JobRunOptions {
+  /** Folder under which this run's folders are made (removed first if it exists). */
+  root: string;
+  jobId: string;
+  rank: number;
+  worldSize: number;
+  bundleFile: string;
+  command: string;
+  env: Record<string, string>;
+  /** A dataset folder on this host, or undefined for an empty data folder. */
+  dataDir?: string;
+  timeoutMs?: number;
+  /** Output limits (see runJobProcess). */
+  maxLinesPerSec?: number;
+  maxLineBytes?: number;
+  /** Output lines, in batches (every 100 ms, or 200 lines). */
+  onLines(lines: JobLine[]): void;
+}
+
+export interface JobRun {
+  process: JobProcess;
+  outputDir: string;
+}
+
+export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
+  rmSync(opts.root, { recursive: true, force: true });
+  const workDir = join(opts.root, 'work');
+  const outputDir = join(opts.root, 'output');
+  mkdirSync(outputDir, { recursive: true });
+  await unpackBundle(opts.bundleFile, workDir);
+  let dataDir = opts.dataDir;
+  if (!dataDir) {
+    dataDir = join(opts.root, 'data');
+    mkdirSync(dataDir, { recursive: true });
+  }
+  let batch: JobLine[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (batch.length === 0) return;
+    const lines = batch;
+    batch = [];
+    opts.onLines(lines);
+  };
+  const proc = runJobProcess({
+    command: opts.command,
+    cwd: workDir,
+    timeoutMs: opts.timeoutMs,
+    maxLinesPerSec: opts.maxLinesPerSec,
+    maxLineBytes: opts.maxLineBytes,
+    env: {
+      ...opts.env,
+      OUTPOST_JOB_ID: opts.jobId,
+      OUTPOST_OUTPUT_DIR: outputDir,
+      OUTPOST_DATA_DIR: dataDir,
+      OUTPOST_RANK: String(opts.rank),
+      OUTPOST_WORLD_SIZE: String(opts.worldSize),
+    },
+    onLine: (stream, text) => {
+      batch.push({ ts: Date.now(), stream, text });
+      if (batch.length >= 200) flush();
+      else timer ??= setTimeout(flush, 100);
+    },
+  });
+  // Lines still batched when the process ends go out before its result is seen.
+  const result = proc.result.then((r) => {
+    flush();
+    return r;
+  });
+  return { process: { ...proc, result }, outputDir };
+}
+
+/** Files the job wrote to its output folder, as paths relative to it. */
+export function listOutputs(outputDir: string): Array<{ path: string; file: string; size: number }> {
+  const out: Array<{ path: string; file: string; size: number }> = [];
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const file = join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (entry.isFile()) out.push({ path: relative(outputDir, file).split('\\').join('/'), file, size: statSync(file).size });
+    }
+  };
+  walk(outputDir);
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
