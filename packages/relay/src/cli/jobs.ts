@@ -27,21 +27,25 @@ interface LogLine {
   text: string;
 }
 
-/** Prints a job's logs from the start; with `follow`, until the job ends. Returns the job. */
-async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: boolean): Promise<JobSummary> {
+/**
+ * Prints a job's logs from the start; with `follow`, until the job ends. Returns the job.
+ * With `toStderr` (for --json) every line goes to stderr, keeping stdout for the JSON.
+ */
+async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: boolean, toStderr = false): Promise<JobSummary> {
   let after = 0;
-  for (;;) {
-    const page = await api.request<{ state: string; lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`);
-    for (const l of page.lines) {
-      const text = multiRank ? `[${l.rank}] ${l.text}` : l.text;
-      (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${text}\n`);
+  const write = (lines: LogLine[]) => {
+    for (const l of lines) {
+      (toStderr || l.stream === 'stderr' ? process.stderr : process.stdout).write(`${multiRank ? `[${l.rank}] ` : ''}${l.text}\n`);
       after = l.seq;
     }
+  };
+  for (;;) {
+    const page = await api.request<{ state: string; lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`);
+    write(page.lines);
     if (page.lines.length === 5000) continue;
     if (!follow || TERMINAL.has(page.state)) {
       // One more page: lines that arrived with the final state.
-      const last = await api.request<{ lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`);
-      for (const l of last.lines) (l.stream === 'stderr' ? process.stderr : process.stdout).write(`${multiRank ? `[${l.rank}] ` : ''}${l.text}\n`);
+      write((await api.request<{ lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`)).lines);
       return api.request<JobSummary>('GET', `/v1/jobs/${id}`);
     }
     await new Promise((r) => setTimeout(r, 300));
@@ -122,7 +126,7 @@ export function jobsCommand(program: Command): void {
     });
     if (!opts.follow) return opts.json ? printJson(job) : print(job.id);
     note(`job ${job.id} ${job.state} on ${job.target} (bundle ${formatBytes(bundle.size)}, ${bundle.files} files)`);
-    const done = await printLogs(api, job.id, true, opts.nodes > 1);
+    const done = await printLogs(api, job.id, true, opts.nodes > 1, opts.json);
     if (opts.json) printJson(done);
     else note(`job ${done.id} ${done.state}${done.error ? `: ${done.error}` : ''}${done.model ? `; registered ${done.model.name}:${done.model.version}` : ''}`);
     if (done.state !== 'succeeded') process.exitCode = 1;
