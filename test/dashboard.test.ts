@@ -3,11 +3,13 @@
 
 import t from 'tap';
 import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const EXAMPLE = fileURLToPath(new URL('../examples/classifier', import.meta.url));
 
 t.test('the dashboard follows the fleet live', { skip: !existsSync(CHROMIUM) && process.env.CI !== 'true' ? `no ${CHROMIUM} (apt-get install chromium)` : false }, async (t) => {
   const relay = await startRelay(t);
@@ -63,6 +65,12 @@ t.test('the dashboard follows the fleet live', { skip: !existsSync(CHROMIUM) && 
   t.pass('the row turns offline when the agent is killed');
   await page.click('nav a[data-view=jobs]');
   await page.locator('.empty', { hasText: 'No jobs yet' }).waitFor();
+  const job = (await relay.cli('jobs', 'submit', EXAMPLE, '--target', 'local', '--command', 'node train.js')).stdout.trim();
+  await page.locator(`#job-${job}[data-state="succeeded"]`).waitFor();
+  await page.locator(`#job-${job} tr[data-metric="accuracy"]`).waitFor();
+  await page.locator(`#job-${job} .logs`, { hasText: 'outpost:metric loss=' }).waitFor();
+  t.ok(await page.locator(`#job-${job} .job-chart canvas`).count() > 0, 'the job\'s metrics are plotted');
+  if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'jobs.png') });
 
   t.same(foreign, [], 'every asset comes from the relay');
   t.same(errors, [], 'no script errors');

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-t.test('the demo deploys, predicts, and stops on SIGINT', async (t) => {
+t.test('the demo trains, deploys, predicts, and stops on SIGINT', async (t) => {
   const proc = spawn(process.execPath, [join(ROOT, 'node_modules/tsx/dist/cli.mjs'), join(ROOT, 'scripts/demo.ts')], {
     cwd: ROOT,
     env: { ...process.env, OUTPOST_DEMO_PORT: '0' },
@@ -30,8 +30,10 @@ t.test('the demo deploys, predicts, and stops on SIGINT', async (t) => {
     });
     proc.once('exit', () => reject(new Error(`the demo exited early; stdout: ${out}; stderr: ${err}`)));
   });
+  t.match(out, /training\s+job_[0-9a-f]+ on local/);
+  t.match(out, /succeeded: loss 0\.\d+, accuracy 0\.\d+; registered classifier:1/);
   t.match(out, /deployment\s+dep_[0-9a-f]+ succeeded/);
-  t.match(out, /→ 200 \{"model_name":"linear","model_version":"1","outputs":\[\{"name":"y","datatype":"FP32","shape":\[1,3\]/);
+  t.match(out, /→ 200 \{"model_name":"classifier","model_version":"1","outputs":\[.*\{"name":"label","datatype":"INT64","shape":\[2\],"data":\[0,2\]\}/);
   t.match(out, /demo ready: relay at http:\/\/127\.0\.0\.1:\d+/);
   proc.kill('SIGINT');
   t.equal(await exited, 0, 'Ctrl-C stops it cleanly');

@@ -29,7 +29,7 @@ const ago = (iso) => {
 };
 
 // ---- state, kept current by the stream ----
-const state = { devices: new Map(), deployments: new Map(), jobs: [], lastSeq: 0 };
+const state = { devices: new Map(), deployments: new Map(), jobs: new Map(), logs: new Map(), metricPoints: new Map(), lastSeq: 0 };
 
 function apply(m) {
   state.lastSeq = m.seq;
@@ -37,8 +37,43 @@ function apply(m) {
     case 'snapshot':
       state.devices = new Map(m.devices.map((d) => [d.id, d]));
       for (const d of m.deployments) state.deployments.set(d.id, d);
-      state.jobs = m.jobs;
+      for (const j of m.jobs) state.jobs.set(j.id, j);
       break;
+    case 'job.created':
+      state.jobs.set(m.job.id, m.job);
+      break;
+    case 'job.state': {
+      const j = state.jobs.get(m.jobId);
+      if (j) Object.assign(j, { state: m.state, error: m.error });
+      break;
+    }
+    case 'job.run': {
+      const j = state.jobs.get(m.jobId);
+      if (!j) break;
+      const r = j.runs.find((x) => x.rank === m.rank);
+      if (r) Object.assign(r, { state: m.state, exitCode: m.exitCode, error: m.error });
+      else j.runs.push({ rank: m.rank, target: m.target, state: m.state, exitCode: m.exitCode, error: m.error });
+      break;
+    }
+    case 'job.log': {
+      const lines = state.logs.get(m.jobId) || [];
+      lines.push(...m.lines);
+      state.logs.set(m.jobId, lines.slice(-200)); // the tail is what a person reads live
+      break;
+    }
+    case 'job.metric': {
+      const j = state.jobs.get(m.jobId);
+      const points = state.metricPoints.get(m.jobId) || [];
+      for (const p of m.points) {
+        points.push(p);
+        if (!j) continue;
+        const cur = j.metrics[p.name];
+        const lower = /loss|error|err|mse|mae|rmse|perplexity/i.test(p.name);
+        j.metrics[p.name] = cur ? { latest: p.value, step: p.step, best: lower ? Math.min(cur.best, p.value) : Math.max(cur.best, p.value) } : { latest: p.value, best: p.value, step: p.step };
+      }
+      state.metricPoints.set(m.jobId, points);
+      break;
+    }
     case 'device.enrolled':
     case 'device.updated':
       state.devices.set(m.device.id, { ...state.devices.get(m.device.id), ...m.device });
@@ -273,9 +308,37 @@ function renderDeployments() {
   );
 }
 
+let jobCharts = [];
 function renderJobs() {
-  $('#view').replaceChildren(el('div', { class: 'card' }, el('h1', {}, 'Jobs'),
-    state.jobs.length === 0 ? el('p', { class: 'empty' }, 'No jobs yet.') : el('pre', {}, JSON.stringify(state.jobs, null, 2))));
+  for (const c of jobCharts) c.destroy();
+  jobCharts = [];
+  const list = [...state.jobs.values()].sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt))).slice(0, 20);
+  $('#view').replaceChildren(
+    el('div', { class: 'card' }, el('h1', {}, 'Jobs'),
+      list.length === 0 ? el('p', { class: 'empty' }, 'No jobs yet. Submit one with outpost-relay jobs submit DIR --target local --command "…"') : null),
+    ...list.map((j) => {
+      const metrics = Object.entries(j.metrics);
+      const logs = state.logs.get(j.id) || [];
+      const card = el('div', { class: 'card job', id: `job-${j.id}`, 'data-state': j.state },
+        el('h2', {}, `${j.id} `, badge(j.state), ' ', el('span', { class: 'muted' }, `on ${j.target}${j.nodes > 1 ? ` ×${j.nodes}` : ''}`)),
+        el('p', { class: 'summary' }, el('code', {}, j.command), j.error ? el('span', { class: 'error' }, ` ${j.error}`) : null, j.model ? ` → model ${j.model.name}:${j.model.version}` : ''),
+        metrics.length ? el('table', { class: 'metrics' }, el('thead', {}, el('tr', {}, ['Metric', 'Latest', 'Best', 'Step'].map((h) => el('th', {}, h)))),
+          el('tbody', {}, metrics.map(([name, m]) => el('tr', { 'data-metric': name }, el('td', {}, name), el('td', { class: 'num' }, m.latest), el('td', { class: 'num' }, m.best), el('td', { class: 'num' }, m.step ?? '-'))))) : null,
+        el('div', { class: 'job-chart' }),
+        logs.length ? el('pre', { class: 'logs' }, logs.slice(-20).map((l) => `${j.nodes > 1 ? `[${l.rank}] ` : ''}${l.text}`).join('\n')) : null,
+      );
+      return card;
+    }),
+  );
+  for (const j of list) {
+    const points = state.metricPoints.get(j.id);
+    if (!points || points.length < 2) continue;
+    const names = [...new Set(points.map((p) => p.name))];
+    const steps = [...new Set(points.map((p, i) => p.step ?? i))].sort((a, b) => a - b);
+    const data = [steps, ...names.map((n) => steps.map((s) => { const p = points.find((q, i) => q.name === n && (q.step ?? i) === s); return p ? p.value : null; }))];
+    const host = document.querySelector(`#job-${j.id} .job-chart`);
+    jobCharts.push(new uPlot({ width: Math.max(300, host.clientWidth), height: 160, scales: { x: { time: false } }, series: [{ label: 'step' }, ...names.map((n, i) => ({ label: n, stroke: ['#2f6fde', '#1f9d55', '#c27c0e', '#c0392b'][i % 4], width: 2, spanGaps: true }))] }, data, host));
+  }
 }
 
 // ---- log in and out ----
@@ -284,6 +347,7 @@ function logout(message) {
   if (socket) { const s = socket; socket = null; s.close(); }
   state.devices.clear();
   state.deployments.clear();
+  state.jobs.clear();
   state.lastSeq = 0;
   $('#view').replaceChildren();
   for (const id of ['#nav', '#logout', '#conn']) $(id).hidden = true;
@@ -297,6 +361,8 @@ async function start() {
   try {
     const { deployments } = await api('/v1/deployments?limit=50');
     for (const d of deployments) if (!state.deployments.has(d.id)) state.deployments.set(d.id, d);
+    const { jobs } = await api('/v1/jobs');
+    for (const j of jobs) if (!state.jobs.has(j.id)) state.jobs.set(j.id, j);
   } catch {
     return;
   }
