@@ -3,7 +3,8 @@
 
 import t from 'tap';
 import { join } from 'node:path';
-import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
+import { writeFileSync } from 'node:fs';
+import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 
 interface DeviceView {
@@ -39,4 +40,24 @@ t.test('a restarted relay and its agents converge again', async (t) => {
   t.equal(dep.code, 0, dep.stderr);
   const v2 = await agent.infer<{ model_version: string }>('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
   t.equal(v2.body.model_version, '2');
+});
+
+t.test('the job queue survives a relay restart', async (t) => {
+  const first = await startRelay(t);
+  const dir = tempDir(t, 'gate');
+  writeFileSync(join(dir, 'wait.sh'), 'while [ ! -f "$GATE" ]; do sleep 0.05; done\n');
+  const blocker = JSON.parse((await first.cli('jobs', 'submit', dir, '--target', 'local', '--command', 'sh wait.sh', '--env', `GATE=${join(dir, 'never')}`, '--json')).stdout) as { id: string };
+  const queued = JSON.parse((await first.cli('jobs', 'submit', dir, '--target', 'local', '--command', 'echo after-restart', '--json')).stdout) as { id: string; state: string };
+  t.equal(queued.state, 'queued');
+  await first.stop();
+  const relay = await startRelay(t, { dataDir: first.dataDir });
+  const done = await waitFor('the queued job to run after the restart', async () => {
+    const j = (await relay.api<{ state: string }>('GET', `/v1/jobs/${queued.id}`)).body;
+    return j.state === 'succeeded' ? j : undefined;
+  });
+  t.equal(done.state, 'succeeded');
+  t.equal((await relay.cli('jobs', 'logs', queued.id)).stdout, 'after-restart\n');
+  const lost = (await relay.api<{ state: string; runs: Array<{ error: string }> }>('GET', `/v1/jobs/${blocker.id}`)).body;
+  t.equal(lost.state, 'failed');
+  t.match(lost.runs[0]!.error, /the relay shut down while this run was going/);
 });

@@ -233,10 +233,11 @@ export class JobScheduler {
       this.#local.set(key, run.process);
       this.#runUpdate(job.id, rank, 'running');
       const result = await run.process.result;
+      if (this.#closed) return; // close() has recorded how this run ended
       for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
       this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
     } catch (err) {
-      this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
+      if (!this.#closed) this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
     } finally {
       this.#local.delete(key);
       rmSync(root, { recursive: true, force: true });
@@ -391,9 +392,18 @@ export class JobScheduler {
     }
   }
 
+  /** Local runs die with the relay: they are recorded as failed, then killed. */
   close(): void {
     this.#closed = true;
     for (const t of this.#watchdogs.values()) clearTimeout(t);
-    for (const p of this.#local.values()) p.cancel('the relay is shutting down');
+    const { store } = this.#ctx;
+    const now = this.#ctx.now();
+    const why = 'the relay shut down while this run was going';
+    for (const [key, p] of this.#local) {
+      const [jobId, rank] = key.split(':') as [string, string];
+      store.setJobRunState(jobId, Number(rank), 'failed', now, null, why);
+      if (store.getJob(jobId)?.state === 'running') store.setJobState(jobId, 'failed', now, why);
+      p.cancel(why);
+    }
   }
 }
