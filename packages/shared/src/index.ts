@@ -34,7 +34,7 @@ export {
 } from './signature.js';
 export { signatureFromSession } from './model-signature.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
-export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, type Labels } from './units.js';
+export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
 export { packBundle, checkBundle, unpackBundle } from './bundle.js';

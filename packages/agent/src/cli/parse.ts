@@ -1,9 +1,7 @@
 // Option value parsers: each throws a one-line message naming the bad value.
 
-import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { InvalidArgumentError } from 'commander';
-import { parseLabels, type Labels } from '@outpost/shared';
+import { parseDataset, parseLabels, type Labels } from '@outpost/shared';
 
 export function parsePort(value: string): number {
   const n = Number(value);
@@ -25,12 +23,12 @@ export function parseLabelsOption(value: string, previous: Labels = {}): Labels 
   }
 }
 
-/** `--dataset NAME=PATH`, repeatable; the path must be a folder that exists. */
+/** `--dataset NAME=PATH`, repeatable. */
 export function collectDataset(value: string, previous: Record<string, string> = {}): Record<string, string> {
-  const eq = value.indexOf('=');
-  const name = value.slice(0, eq);
-  if (eq <= 0 || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(name)) throw new InvalidArgumentError('use NAME=PATH, e.g. --dataset images=/data/images.');
-  const path = resolve(value.slice(eq + 1));
-  if (!existsSync(path) || !statSync(path).isDirectory()) throw new InvalidArgumentError(`${path} is not a folder.`);
-  return { ...previous, [name]: path };
+  try {
+    const [name, path] = parseDataset(value);
+    return { ...previous, [name]: path };
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }

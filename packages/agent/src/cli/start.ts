@@ -1,6 +1,7 @@
 // outpost-agent start: connect to the relay, serve models, report health (foreground).
 
 import type { Command } from 'commander';
+import { closeOnSignals } from '@outpost/shared';
 import { defaultAgentDir } from '../device-file.js';
 import { collectDataset, parsePort, parsePositiveInt } from './parse.js';
 
@@ -29,16 +30,6 @@ export function startCommand(program: Command): void {
         acceptTraining: opts.acceptTraining,
         datasets: opts.dataset,
       });
-      let stopping = false;
-      const stop = () => {
-        if (stopping) return;
-        stopping = true;
-        agent.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      closeOnSignals(agent);
     });
 }

@@ -1,16 +1,15 @@
 // outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID
 
-import { mkdtempSync, rmSync, statSync, createReadStream } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { formatBytes, packBundle, type JobSummary } from '@outpost/shared';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
 import { parseDurationOption } from './parse.js';
-import { byteProgress } from './progress.js';
+import { uploadFile } from './upload.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
@@ -98,19 +97,7 @@ export function jobsCommand(program: Command): void {
     try {
       const file = join(tmp, 'bundle.tar.gz');
       await packBundle(dir, file);
-      const size = statSync(file).size;
-      const progress = byteProgress('uploading bundle', size);
-      let sent = 0;
-      const stream = createReadStream(file).on('data', (c) => progress.update((sent += c.length)));
-      try {
-        bundle = await api.request('POST', '/v1/bundles', undefined, {
-          body: Readable.toWeb(stream) as ReadableStream,
-          headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-          duplex: 'half',
-        } as RequestInit);
-      } finally {
-        progress.stop();
-      }
+      bundle = await uploadFile(api, '/v1/bundles', file, 'uploading bundle');
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

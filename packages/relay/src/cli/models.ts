@@ -1,14 +1,12 @@
 // outpost-relay models push FILE --name NAME | list | show NAME[:VERSION]
 
-import { createReadStream, statSync } from 'node:fs';
-import { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
-import { CliError, print, printJson, table } from './output.js';
+import { print, printJson, table } from './output.js';
 import { parseModelRef } from './parse.js';
-import { byteProgress } from './progress.js';
+import { uploadFile } from './upload.js';
 
 interface ModelVersionView {
   name: string;
@@ -41,26 +39,7 @@ export function modelsCommand(program: Command): void {
       .requiredOption('--name <name>', 'model name; each push of new bytes makes the next version')
       .description('register an ONNX file as the next version of a model (it must load in onnxruntime)'),
   ).action(async (file: string, opts: ClientOptions & { name: string }) => {
-    let size: number;
-    try {
-      size = statSync(file).size;
-    } catch {
-      throw new CliError(`cannot read ${file}: no such file`);
-    }
-    const api = relayApi(opts);
-    const progress = byteProgress(`uploading ${opts.name}`, size);
-    let sent = 0;
-    const stream = createReadStream(file).on('data', (chunk) => progress.update((sent += chunk.length)));
-    let m: ModelVersionView;
-    try {
-      m = await api.request<ModelVersionView>('POST', `/v1/models/${encodeURIComponent(opts.name)}/versions`, undefined, {
-        body: Readable.toWeb(stream) as ReadableStream,
-        headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
-        duplex: 'half',
-      } as RequestInit);
-    } finally {
-      progress.stop();
-    }
+    const m = await uploadFile<ModelVersionView>(relayApi(opts), `/v1/models/${encodeURIComponent(opts.name)}/versions`, file, `uploading ${opts.name}`);
     if (opts.json) return printJson(m);
     if (m.created === false) print(`unchanged: these bytes are already ${m.name}:${m.version}`);
     printVersion(m);

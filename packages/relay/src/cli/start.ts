@@ -1,6 +1,7 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import type { Command } from 'commander';
+import { closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
 import { collectDataset, parsePort, parseSize } from './parse.js';
 
@@ -35,16 +36,6 @@ export function startCommand(program: Command): void {
             `CLI commands on this host use it by themselves; elsewhere pass --token or set OUTPOST_TOKEN.\n\n`,
         );
       }
-      let stopping = false;
-      const stop = () => {
-        if (stopping) return;
-        stopping = true;
-        relay.close().then(
-          () => process.exit(0),
-          () => process.exit(1),
-        );
-      };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
+      closeOnSignals(relay);
     });
 }
