@@ -29,6 +29,8 @@ export interface DeploymentSummary {
   version: number;
   sha256: string;
   state: string;
+  /** Labels every device it targets has, now and later; null for named devices. */
+  selector: Labels | null;
   createdAt: string | null;
   counts: Record<string, number>;
   devices: RolloutSummary[];

@@ -6,6 +6,8 @@ import { labelDevice, removeDevice, requireDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
 import { checkLabels, idParams } from './schemas.js';
 import { deviceView } from '../fleet/views.js';
+import { syncSelectorMembership } from '../fleet/deployments.js';
+import { explainDevice } from '../fleet/desired-state.js';
 import type { ApiDeps } from './server.js';
 
 export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
@@ -14,9 +16,10 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
 
   app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map(deviceView) }));
 
-  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request) =>
-    deviceView(requireDevice(ctx, request.params.id)),
-  );
+  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request) => ({
+    ...deviceView(requireDevice(ctx, request.params.id)),
+    follows: explainDevice(ctx, request.params.id),
+  }));
 
   app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
     '/v1/devices/:id/health',
@@ -51,7 +54,9 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     async (request) => {
       const set = Object.fromEntries(Object.entries(request.body.labels).filter((e): e is [string, string] => e[1] !== null));
       checkLabels(set);
-      return deviceView(labelDevice(ctx, request.params.id, request.body.labels));
+      const device = labelDevice(ctx, request.params.id, request.body.labels);
+      await syncSelectorMembership(ctx, device.id);
+      return deviceView(device);
     },
   );
 

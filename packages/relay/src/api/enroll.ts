@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { OutpostError, type Labels } from '@outpost/shared';
 import { enrollDevice } from '../fleet/enrollment.js';
+import { syncSelectorMembership } from '../fleet/deployments.js';
 import { bearerToken } from './auth.js';
 import { checkLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
@@ -24,6 +25,8 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
       const labels = checkLabels(request.body?.labels);
       const enrollment = enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
+      // Selector deployments reach a device that enrolls later.
+      await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);
       return { ...enrollment, mqttUrl: deps.mqttUrlFor(request.hostname) };
     },

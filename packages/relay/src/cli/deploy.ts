@@ -5,7 +5,8 @@ import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';
-import { collect, parseDurationOption, parseModelRef } from './parse.js';
+import { collect, parseDurationOption, parseLabelsOption, parseModelRef } from './parse.js';
+import { formatLabels, type Labels } from '@outpost/shared';
 import { countProgress } from './progress.js';
 
 export type DeploymentView = ReturnType<typeof deploymentView>;
@@ -23,7 +24,7 @@ export async function waitForDeployment(api: RelayApi, id: string, timeoutMs: nu
   const bar = countProgress(`deploying ${d.model}:${d.version}`, d.devices.length);
   try {
     while (d.state === 'in-progress') {
-      const done = d.devices.filter((x) => x.state === 'serving' || x.state === 'failed' || x.state === 'superseded').length;
+      const done = d.devices.filter((x) => x.state !== 'pending' && x.state !== 'downloading' && x.state !== 'loading').length;
       bar.update(done, { detail: summarize(d) });
       if (Date.now() > deadline) throw new CliError(`timed out waiting for ${id} (${summarize(d)}): see outpost-relay deployments show ${id}`);
       await new Promise((r) => setTimeout(r, pollMs));
@@ -42,15 +43,18 @@ export function deployCommand(program: Command): void {
       .command('deploy')
       .argument('<model>', 'NAME or NAME:VERSION (default: the latest version)')
       .option('--device <id>', 'a device to deploy to (repeat for several)', collect, [])
+      .option('--selector <k=v,...>', 'every device with these labels, now and later (instead of --device)', parseLabelsOption)
       .option('--wait', 'wait until every device serves it; exit 1 if any fails')
       .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
       .description('send a model version to devices'),
-  ).action(async (ref: string, opts: ClientOptions & { device: string[]; wait?: boolean; timeout: number }) => {
+  ).action(async (ref: string, opts: ClientOptions & { device: string[]; selector?: Labels; wait?: boolean; timeout: number }) => {
     const { name, version } = parseModelRef(ref);
-    if (opts.device.length === 0) throw new CliError('name at least one device: --device ID (see outpost-relay devices list)');
+    if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');
+    if (opts.device.length > 0 && opts.selector) throw new CliError('use --device or --selector, not both');
     const api = relayApi(opts);
-    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, devices: opts.device });
-    if (!opts.json) note(`deployment ${d.id}: ${d.model}:${d.version} to ${d.devices.length} device(s)`);
+    const target = opts.selector ? { selector: opts.selector } : { devices: opts.device };
+    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target });
+    if (!opts.json) note(`deployment ${d.id}: ${d.model}:${d.version} to ${d.devices.length} device(s)${d.selector ? ` matching ${formatLabels(d.selector)} (and any that match later)` : ''}`);
     if (opts.wait) d = await waitForDeployment(api, d.id, opts.timeout);
     if (opts.json) printJson(d);
     else {

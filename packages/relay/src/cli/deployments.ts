@@ -1,6 +1,7 @@
 // outpost-relay deployments list | show ID
 
 import type { Command } from 'commander';
+import { formatLabels } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { summarize, type DeploymentView } from './deploy.js';
 import { clientOptions } from './options.js';
@@ -16,11 +17,22 @@ export function deploymentsCommand(program: Command): void {
     print(table(['ID', 'MODEL', 'STATE', 'DEVICES', 'CREATED'], list.map((d) => [d.id, `${d.model}:${d.version}`, d.state, summarize(d), d.createdAt])));
   });
 
+  for (const [action, help] of [
+    ['cancel', 'stop a rollout where it is: devices serving it keep it, the others go back'],
+    ['rollback', 'return every device of the deployment to what it had before'],
+  ] as const) {
+    clientOptions(deployments.command(action).argument('<id>', 'deployment id').description(help)).action(async (id: string, opts: ClientOptions) => {
+      const d = await relayApi(opts).request<DeploymentView>('POST', `/v1/deployments/${encodeURIComponent(id)}/${action}`);
+      if (opts.json) return printJson(d);
+      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  (${summarize(d)})`);
+    });
+  }
+
   clientOptions(deployments.command('show').argument('<id>', 'deployment id').description('show a deployment and each device\'s progress')).action(
     async (id: string, opts: ClientOptions) => {
       const d = await relayApi(opts).request<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
       if (opts.json) return printJson(d);
-      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}\n`);
+      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}\n`);
       print(table(['DEVICE', 'STATE', 'UPDATED', 'REASON'], d.devices.map((x) => [x.deviceId, x.state, x.updatedAt, x.reason])));
     },
   );

@@ -7,7 +7,7 @@ import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { ago, print, printJson, table } from './output.js';
 
-export type DeviceView = ReturnType<typeof deviceView>;
+export type DeviceView = ReturnType<typeof deviceView> & { follows?: Array<{ model: string; deploymentId: string; version: number; why: string }> };
 
 function modelsCell(d: DeviceView): string {
   return d.models.map((m) => `${m.name}:${m.version} ${m.state}`).join(', ') || '-';
@@ -52,6 +52,10 @@ export function devicesCommand(program: Command): void {
       const serving = m.serving && m.serving.version !== m.version ? ` (serving v${m.serving.version})` : '';
       const extra = stats ? `, ${stats.requests} requests, ${stats.errors} errors, p50 ${stats.p50Ms ?? '-'} ms` : '';
       print(`  ${m.name}:${m.version} ${m.state}${serving}${m.reason ? `: ${m.reason}` : ''}${extra}`);
+    }
+    if (d.follows?.length) {
+      print('why');
+      for (const f of d.follows) print(`  ${f.model}:${f.version} from ${f.why}`);
     }
   });
 

@@ -2,18 +2,24 @@
 // new desired state to each device.
 
 import { randomBytes } from 'node:crypto';
-import { OutpostError } from '@outpost/shared';
+import { OutpostError, type Labels } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import type { DeploymentRecord } from '../store/records.js';
+import { MEMBER_STATES, type DeploymentRecord } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
-import { applyReportedState } from './rollout-progress.js';
+import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
 import { requireDevice } from './devices.js';
 import { deploymentView } from './views.js';
 
 export interface DeployRequest {
   model: string;
   version?: number;
-  devices: string[];
+  devices?: string[];
+  /** Every device with these labels, now and later. */
+  selector?: Labels;
+}
+
+export function matchesSelector(labels: Labels, selector: Labels): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
 export async function createDeployment(ctx: FleetContext, req: DeployRequest): Promise<DeploymentRecord> {
@@ -22,21 +28,86 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
     const what = req.version === undefined ? `model "${req.model}"` : `version ${req.version} of model "${req.model}"`;
     throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no ${what}: push it first (outpost-relay models push FILE --name ${req.model})`);
   }
-  const deviceIds = [...new Set(req.devices)];
-  if (deviceIds.length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID)');
+  if (req.selector && req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'give devices or a selector, not both');
+  if (req.selector && Object.keys(req.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a selector needs at least one label (k=v)');
+  const deviceIds = req.selector
+    ? ctx.store.listDevices().filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
+    : [...new Set(req.devices ?? [])];
+  if (!req.selector && deviceIds.length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID) or a selector (--selector k=v)');
   for (const id of deviceIds) requireDevice(ctx, id);
 
   const id = `dep_${randomBytes(6).toString('hex')}`;
-  ctx.store.createDeployment({ id, model: model.name, version: model.version, sha256: model.sha256, deviceIds }, ctx.now());
+  ctx.store.createDeployment({ id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector }, ctx.now());
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
   ctx.events.emit({ type: 'deployment.created', deployment: deploymentView(ctx.store.getDeployment(id)!) });
+  await converge(ctx, deviceIds);
+  refreshDeploymentState(ctx, id);
+  return ctx.store.getDeployment(id)!;
+}
+
+/** Publishes the devices' desired states and counts what they already report. */
+export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): Promise<void> {
   for (const deviceId of deviceIds) {
     await publishDesiredState(ctx, deviceId);
     // A device that already serves these bytes reports nothing new; count what it last said.
     const reported = ctx.store.getDevice(deviceId)?.reported;
     applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
   }
+}
+
+/** Stops a rollout where it is: devices that serve it keep it, the others go back. */
+export async function cancelDeployment(ctx: FleetContext, id: string): Promise<DeploymentRecord> {
+  return endDeployment(ctx, id, 'canceled', (state) => state !== 'serving');
+}
+
+/** Returns every device of the deployment to what it had before. */
+export async function rollbackDeployment(ctx: FleetContext, id: string): Promise<DeploymentRecord> {
+  return endDeployment(ctx, id, 'rolled-back', () => true);
+}
+
+async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 'rolled-back', leaves: (s: string) => boolean): Promise<DeploymentRecord> {
+  const d = requireDeployment(ctx, id);
+  if (d.state === 'rolled-back' || (d.state === 'canceled' && state === 'canceled')) return d;
+  const now = ctx.now();
+  const touched: string[] = [];
+  for (const x of d.devices) {
+    if (!MEMBER_STATES.has(x.state) || !leaves(x.state)) continue;
+    ctx.store.setRolloutState(id, x.deviceId, state, null, now);
+    ctx.events.emit({ type: 'deployment.progress', deploymentId: id, deviceId: x.deviceId, state, reason: null });
+    touched.push(x.deviceId);
+  }
+  ctx.store.setDeploymentState(id, state);
+  ctx.events.emit({ type: 'deployment.state', deploymentId: id, state });
+  ctx.log.info({ deploymentId: id, state, devices: touched.length }, state === 'canceled' ? 'deployment canceled' : 'deployment rolled back');
+  await converge(ctx, touched);
   return ctx.store.getDeployment(id)!;
+}
+
+/**
+ * Keeps selector deployments true for one device after it enrolled or its labels changed:
+ * it joins those it now matches and leaves those it no longer matches.
+ */
+export async function syncSelectorMembership(ctx: FleetContext, deviceId: string): Promise<void> {
+  const device = ctx.store.getDevice(deviceId);
+  if (!device) return;
+  const now = ctx.now();
+  let changed = false;
+  for (const d of ctx.store.selectorDeployments()) {
+    const row = d.devices.find((x) => x.deviceId === deviceId);
+    const member = row !== undefined && MEMBER_STATES.has(row.state);
+    const matches = matchesSelector(device.labels, d.selector!);
+    if (matches && !member && row?.state !== 'canceled' && row?.state !== 'rolled-back') {
+      ctx.store.addRollout(d.id, deviceId, now);
+      ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'pending', reason: null });
+      changed = true;
+    } else if (!matches && member) {
+      ctx.store.setRolloutState(d.id, deviceId, 'removed', 'no longer matches the selector', now);
+      ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'removed', reason: 'no longer matches the selector' });
+      changed = true;
+    }
+    if (changed) refreshDeploymentState(ctx, d.id);
+  }
+  if (changed) await converge(ctx, [deviceId]);
 }
 
 export function requireDeployment(ctx: FleetContext, id: string): DeploymentRecord {

@@ -23,3 +23,18 @@ export function desiredStateFor(ctx: FleetContext, deviceId: string): DesiredSta
 export async function publishDesiredState(ctx: FleetContext, deviceId: string): Promise<void> {
   await ctx.mqtt.publishRetained(deviceTopic(deviceId, 'desired'), desiredStateFor(ctx, deviceId));
 }
+
+/** Why a device has what it has: per model, the deployment it follows and the others. */
+export function explainDevice(ctx: FleetContext, deviceId: string): Array<{ model: string; deploymentId: string; version: number; why: string }> {
+  const all = ctx.store.deploymentsForDevice(deviceId);
+  return effectiveDeployments(all).map((d) => {
+    const others = all.filter((x) => x.model === d.model && x.id !== d.id).length;
+    const how = d.selector ? `its labels match ${Object.entries(d.selector).map(([k, v]) => `${k}=${v}`).join(',')}` : 'it was named';
+    return {
+      model: d.model,
+      deploymentId: d.id,
+      version: d.version,
+      why: `${d.id} (${how}) is the newest deployment of ${d.model} for this device${others ? `; it overrides ${others} older one${others > 1 ? 's' : ''}` : ''}`,
+    };
+  });
+}

@@ -2,17 +2,20 @@
 
 import type { ReportedState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import type { DeploymentRecord, DeploymentState, DeviceRolloutState } from '../store/records.js';
+import { MEMBER_STATES, type DeploymentRecord, type DeploymentState, type DeviceRolloutState } from '../store/records.js';
 import { effectiveDeployments } from './desired-state.js';
 
 const TERMINAL: ReadonlySet<DeviceRolloutState> = new Set(['serving', 'failed', 'superseded']);
 
-export function deploymentState(d: DeploymentRecord): DeploymentState {
-  if (d.devices.some((x) => !TERMINAL.has(x.state))) return 'in-progress';
-  return d.devices.some((x) => x.state === 'failed') ? 'failed' : 'succeeded';
+/** The state of a deployment from its member devices (canceled and rolled back ones stay so). */
+export function deploymentState(d: Pick<DeploymentRecord, 'devices'> & { state?: DeploymentState }): DeploymentState {
+  if (d.state === 'canceled' || d.state === 'rolled-back') return d.state;
+  const members = d.devices.filter((x) => MEMBER_STATES.has(x.state));
+  if (members.some((x) => !TERMINAL.has(x.state))) return 'in-progress';
+  return members.some((x) => x.state === 'failed') ? 'failed' : 'succeeded';
 }
 
-function refreshDeploymentState(ctx: FleetContext, deploymentId: string): void {
+export function refreshDeploymentState(ctx: FleetContext, deploymentId: string): void {
   const d = ctx.store.getDeployment(deploymentId);
   if (!d) return;
   const state = deploymentState(d);

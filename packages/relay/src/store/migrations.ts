@@ -78,6 +78,9 @@ const MIGRATIONS: string[] = [
     PRIMARY KEY (job_id, rank, path)
   );
   `,
+  `
+  ALTER TABLE deployments ADD COLUMN selector TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -35,8 +35,16 @@ export interface ModelSummary {
   updatedAt: number;
 }
 
-export type DeviceRolloutState = 'pending' | ModelState | 'superseded';
-export type DeploymentState = 'in-progress' | 'succeeded' | 'failed';
+/**
+ * A device's place in a deployment. `superseded`: a newer deployment of the same model targets
+ * it (it comes back if that one is rolled back). `removed`: it stopped matching the selector.
+ * `canceled` and `rolled-back`: the deployment no longer applies to it.
+ */
+export type DeviceRolloutState = 'pending' | ModelState | 'superseded' | 'removed' | 'canceled' | 'rolled-back';
+export type DeploymentState = 'in-progress' | 'succeeded' | 'failed' | 'canceled' | 'rolled-back';
+
+/** Rollout states in which a deployment still applies to the device. */
+export const MEMBER_STATES: ReadonlySet<DeviceRolloutState> = new Set(['pending', 'downloading', 'loading', 'serving', 'failed', 'superseded']);
 
 export interface DeploymentDeviceRecord {
   deviceId: string;
@@ -51,6 +59,8 @@ export interface DeploymentRecord {
   version: number;
   sha256: string;
   state: DeploymentState;
+  /** Set for a deployment to every device matching these labels, now and later. */
+  selector: Labels | null;
   createdAt: number;
   devices: DeploymentDeviceRecord[];
 }

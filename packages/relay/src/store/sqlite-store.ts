@@ -67,6 +67,7 @@ interface DeploymentRow {
   version: number;
   sha256: string;
   state: DeploymentState;
+  selector: string | null;
   created_at: number;
 }
 
@@ -132,13 +133,14 @@ export class SqliteStore implements Store {
       ),
       listModelVersions: db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version'),
       getModelVersion: db.prepare('SELECT * FROM models WHERE name = ? AND version = ?'),
-      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
-      addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?)"),
+      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, selector, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET state = 'pending', reason = NULL, updated_at = excluded.updated_at"),
+      selectorDeployments: db.prepare("SELECT * FROM deployments WHERE selector IS NOT NULL AND state NOT IN ('canceled', 'rolled-back') ORDER BY seq"),
       getDeployment: db.prepare('SELECT * FROM deployments WHERE id = ?'),
       listDeployments: db.prepare('SELECT * FROM deployments ORDER BY seq DESC LIMIT ?'),
       rolloutsOf: db.prepare('SELECT device_id, state, reason, updated_at FROM rollouts WHERE deployment_id = ? ORDER BY device_id'),
       deploymentsForDevice: db.prepare(
-        'SELECT d.* FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? ORDER BY d.seq DESC',
+        "SELECT d.* FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN ('pending', 'downloading', 'loading', 'serving', 'failed', 'superseded') AND d.state NOT IN ('rolled-back') ORDER BY d.seq DESC",
       ),
       setRollout: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\'))'),
       setDeploymentState: db.prepare('UPDATE deployments SET state = ? WHERE id = ?'),
@@ -288,7 +290,7 @@ export class SqliteStore implements Store {
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {
     this.#db.transaction(() => {
-      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', at);
+      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', d.selector ? JSON.stringify(d.selector) : null, at);
       for (const deviceId of d.deviceIds) this.#stmt.addRollout.run(d.id, deviceId, at);
     })();
     return this.getDeployment(d.id)!;
@@ -298,7 +300,7 @@ export class SqliteStore implements Store {
     const devices = (this.#stmt.rolloutsOf.all(r.id) as Array<{ device_id: string; state: DeviceRolloutState; reason: string | null; updated_at: number }>).map(
       (x): DeploymentDeviceRecord => ({ deviceId: x.device_id, state: x.state, reason: x.reason, updatedAt: x.updated_at }),
     );
-    return { id: r.id, model: r.model, version: r.version, sha256: r.sha256, state: r.state, createdAt: r.created_at, devices };
+    return { id: r.id, model: r.model, version: r.version, sha256: r.sha256, state: r.state, selector: r.selector ? (JSON.parse(r.selector) as Labels) : null, createdAt: r.created_at, devices };
   }
 
   getDeployment(id: string): DeploymentRecord | undefined {
@@ -316,6 +318,14 @@ export class SqliteStore implements Store {
 
   countDeploymentsByState(): Record<string, number> {
     return Object.fromEntries((this.#stmt.countDeployments.all() as Array<{ state: string; n: number }>).map((r) => [r.state, r.n]));
+  }
+
+  selectorDeployments(): DeploymentRecord[] {
+    return (this.#stmt.selectorDeployments.all() as DeploymentRow[]).map((r) => this.#withDevices(r));
+  }
+
+  addRollout(deploymentId: string, deviceId: string, at: number): void {
+    this.#stmt.addRollout.run(deploymentId, deviceId, at);
   }
 
   deploymentsForDevice(deviceId: string): DeploymentRecord[] {

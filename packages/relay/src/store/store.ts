@@ -34,6 +34,7 @@ export interface NewDeployment {
   version: number;
   sha256: string;
   deviceIds: string[];
+  selector?: Labels;
 }
 
 export interface Store {
@@ -71,8 +72,11 @@ export interface Store {
   /** Deployments still in progress, and the newest `recent` others. */
   activeDeployments(recent: number): DeploymentRecord[];
   countDeploymentsByState(): Record<string, number>;
-  /** Deployments that target a device, newest first. */
+  /** Deployments that still apply to a device (see MEMBER_STATES), newest first. */
   deploymentsForDevice(deviceId: string): DeploymentRecord[];
+  /** Selector deployments that are not canceled or rolled back. */
+  selectorDeployments(): DeploymentRecord[];
+  addRollout(deploymentId: string, deviceId: string, at: number): void;
   setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean;
   setDeploymentState(deploymentId: string, state: DeploymentState): void;
   /** Whether the device may fetch this artifact: some deployment to it uses it. */
