@@ -9,7 +9,7 @@ import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/progra
 import { waitFor } from './helpers/wait.js';
 
 interface DeviceView {
-  models: Array<{ name: string; version: number; state: string }>;
+  models: Array<{ name: string; version: number; state: string; serving?: { version: number } }>;
   follows: Array<{ model: string; deploymentId: string; version: number; why: string }>;
 }
 interface Deployment {
@@ -82,4 +82,14 @@ t.test('selector deployments, cancel and rollback', async (t) => {
   t.notOk(dep3after.devices.some((d) => d.deviceId === late.deviceId), 'a canceled selector deployment takes no new devices');
   const bad = await relay.cli('deploy', 'linear', '--selector', 'site=lab', '--device', a.deviceId);
   t.match(bad.stderr, /use --device or --selector, not both/);
+
+  // A version that loads but cannot run fails its self-test; the device keeps what it served.
+  const broken = await relay.cli('models', 'push', join(FIXTURES, 'fails-at-runtime.onnx'), '--name', 'linear', '--json');
+  t.equal(broken.code, 0, 'it is a valid, loadable ONNX file');
+  const v3 = (JSON.parse(broken.stdout) as { version: number }).version;
+  const failed = await relay.cli('deploy', `linear:${v3}`, '--device', a.deviceId, '--wait');
+  t.equal(failed.code, 1);
+  t.match(failed.stdout, /failed: self-test inference failed: .*Reshape/);
+  t.equal(await version(agentA), 2, 'the previous version keeps serving');
+  t.match((await relay.api<DeviceView>('GET', `/v1/devices/${a.deviceId}`)).body.models, [{ name: 'linear', version: v3, state: 'failed', serving: { version: 2 } }]);
 });

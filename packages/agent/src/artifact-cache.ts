@@ -8,6 +8,9 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 
+/** How often a download waits out a busy relay (503) before it counts as failed. */
+const MAX_BUSY_RETRIES = 120;
+
 export class DownloadError extends Error {
   /** Worth trying again later (network, relay restarting), as opposed to a refusal. */
   readonly retryable: boolean;
@@ -49,7 +52,7 @@ export class ArtifactCache {
   }
 
   /** Returns the path of a verified file, downloading it first when needed. */
-  async ensure(url: string, sha256: string, headers: Record<string, string>, onProgress?: (bytes: number) => void): Promise<string> {
+  async ensure(url: string, sha256: string, headers: Record<string, string>, onProgress?: (bytes: number) => void, busyRetries = 0): Promise<string> {
     const cached = await this.verified(sha256);
     if (cached) return cached;
     const partial = `${this.path(sha256)}.partial`;
@@ -65,6 +68,13 @@ export class ArtifactCache {
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause;
       throw new DownloadError(`download failed: cannot reach the relay (${cause?.code ?? (err as Error).message})`, true);
+    }
+    if (res.status === 503 && busyRetries < MAX_BUSY_RETRIES) {
+      // The relay paces rollouts: wait as told, plus jitter so a fleet does not come back at once.
+      await res.body?.cancel();
+      const after = Number(res.headers.get('retry-after') ?? 1);
+      await new Promise((r) => setTimeout(r, (Number.isFinite(after) ? after : 1) * 1000 + Math.random() * 1000));
+      return this.ensure(url, sha256, headers, onProgress, busyRetries + 1);
     }
     if (res.status === 416) {
       // The partial file is already whole (or longer than the artifact): start over.

@@ -1,6 +1,6 @@
 // Converges what this agent serves towards the relay's desired state. Level-triggered: it
 // compares desired with actual each time, so a lost or repeated message costs nothing.
-// Per model: download → verify sha256 → probe in a child process → load → swap. The old
+// Per model: download → verify sha256 → probe in a child process → load → self-test → swap. The old
 // version keeps serving until the new one is loaded; if the new one fails, the old one stays.
 
 import { probeModel, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
@@ -138,6 +138,7 @@ export class Reconciler {
       // onnxruntime can crash its process on a hostile file: try it in a child process first.
       await probeModel(file);
       const model = await ServedModel.load(m, file, this.#opts.session, table.get(m.name)?.stats);
+      await model.selfTest();
       await table.swap(model);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
       this.#set(this.#entry(m, 'serving'));

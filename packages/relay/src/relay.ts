@@ -38,6 +38,8 @@ export interface RelayOptions {
   advertisedMqttUrl?: string;
   maxModelBytes?: number;
   floodLimits?: FloodLimits;
+  /** Bound on artifact downloads served at once (the rest get 503 + Retry-After). */
+  maxDownloads?: number;
   /** Datasets on the relay host, by name, for jobs on `local`. */
   datasets?: Record<string, string>;
   log?: Logger;
@@ -152,6 +154,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     artifacts,
     log,
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
+    maxDownloads: opts.maxDownloads ?? 64,
     metrics,
     stream,
     scheduler,

@@ -25,6 +25,7 @@ export {
   ORT_TYPE_BY_DATATYPE,
   datatypeFromOrtType,
   validateInputs,
+  sampleInputs,
   elementCount,
   formatSignature,
   type Datatype,

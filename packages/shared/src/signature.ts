@@ -133,3 +133,12 @@ export function formatSignature(signature: ModelSignature): string {
   const f = (t: TensorSpec) => `${t.name}: ${t.datatype}[${t.shape.join(',')}]`;
   return `inputs ${signature.inputs.map(f).join('; ')} -> outputs ${signature.outputs.map(f).join('; ')}`;
 }
+
+/** A valid input for every tensor of a signature (dynamic dimensions 1, zero values): the self-test. */
+export function sampleInputs(signature: ModelSignature): RequestTensor[] {
+  return signature.inputs.map((spec) => {
+    const shape = spec.shape.map((d) => (d === -1 ? 1 : d));
+    const zero = spec.datatype === 'BOOL' ? false : spec.datatype === 'BYTES' ? '' : 0;
+    return { name: spec.name, datatype: spec.datatype, shape, data: new Array(elementCount(shape)).fill(zero) };
+  });
+}

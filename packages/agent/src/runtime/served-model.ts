@@ -2,7 +2,7 @@
 // created with spinning off, so an idle device does not burn CPU (microsoft/onnxruntime#2741).
 
 import * as ort from 'onnxruntime-node';
-import { OutpostError, signatureFromSession, validateInputs, type ModelSignature } from '@outpost/shared';
+import { OutpostError, sampleInputs, signatureFromSession, validateInputs, type ModelSignature } from '@outpost/shared';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type ResponseTensor } from './tensors.js';
 
@@ -68,6 +68,19 @@ export class ServedModel {
     } finally {
       this.#inflight--;
       if (this.#retired && this.#inflight === 0) void this.#release();
+    }
+  }
+
+  /**
+   * Runs one inference on a sample input derived from the signature. A model that loads but
+   * cannot run is caught here, before it takes traffic; its session is released.
+   */
+  async selfTest(): Promise<void> {
+    try {
+      await this.infer(sampleInputs(this.signature));
+    } catch (err) {
+      await this.retire();
+      throw new Error(`self-test inference failed: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -24,6 +24,9 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts } = deps;
+  // A rollout to thousands of devices must not open thousands of file streams at once:
+  // past the bound, devices are told to come back (agents add jitter to Retry-After).
+  let active = 0;
   app.get<{ Params: { sha256: string } }>(
     '/v1/artifacts/:sha256',
     { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
@@ -46,6 +49,12 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
         reply.header('content-range', `bytes */${size}`);
         throw new OutpostError('OUTPOST_ERR_RANGE_NOT_SATISFIABLE', `range "${request.headers.range}" is outside the file (${size} bytes)`);
       }
+      if (active >= deps.maxDownloads) {
+        reply.header('retry-after', '1');
+        throw new OutpostError('OUTPOST_ERR_BUSY', `${active} downloads under way; retry in a second`);
+      }
+      active++;
+      reply.raw.once('close', () => active--);
       if (range) {
         reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', range.end - range.start + 1);
         return reply.send(artifacts.read(sha256, range));

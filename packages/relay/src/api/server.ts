@@ -27,6 +27,8 @@ export interface ApiDeps {
   /** The MQTT URL devices should use, given the host name they reached the API on. */
   mqttUrlFor(requestHost: string | undefined): string;
   maxModelBytes: number;
+  /** Bound on artifact downloads served at once. */
+  maxDownloads: number;
   metrics: RelayMetrics;
   stream: FleetStream;
   scheduler: JobScheduler;

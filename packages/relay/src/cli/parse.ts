@@ -3,6 +3,12 @@
 import { InvalidArgumentError } from 'commander';
 import { parseDataset, parseDuration, parseLabels, type Labels } from '@outpost/shared';
 
+export function parsePositiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('use a whole number of at least 1.');
+  return n;
+}
+
 export function parsePort(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535.');

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
-import { collectDataset, parsePort, parseSize } from './parse.js';
+import { collectDataset, parsePort, parsePositiveInt, parseSize } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -16,8 +16,9 @@ export function startCommand(program: Command): void {
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
+    .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait and retry', parsePositiveInt, 64)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number; dataset: Record<string, string> }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; dataset: Record<string, string> }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -29,6 +30,7 @@ export function startCommand(program: Command): void {
         advertisedMqttUrl: opts.advertiseMqttUrl,
         maxModelBytes: opts.maxModelSize,
         datasets: opts.dataset,
+        maxDownloads: opts.maxDownloads,
       });
       if (relay.newAdminToken) {
         process.stderr.write(
