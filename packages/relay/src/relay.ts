@@ -24,6 +24,7 @@ import { deploymentView, deviceView } from './fleet/views.js';
 import { FleetStream } from './stream/fleet-stream.js';
 import { RelayMetrics } from './metrics/relay-metrics.js';
 import { JobScheduler } from './jobs/scheduler.js';
+import { RolloutController } from './fleet/rollout-controller.js';
 import { jobView } from './jobs/job-views.js';
 
 export interface RelayOptions {
@@ -147,6 +148,9 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   // Retained desired states may have died with a previous broker: publish them all again.
   for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
   await scheduler.start();
+  // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
+  const rollouts = new RolloutController(ctx);
+  rollouts.evaluate();
 
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
   const api = await buildApi({
@@ -186,6 +190,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       if (closed) return;
       closed = true;
       scheduler.close();
+      rollouts.close();
       await api.close();
       await mqtt.close();
       await broker?.close();

@@ -31,6 +31,8 @@ export interface DeploymentSummary {
   state: string;
   /** Labels every device it targets has, now and later; null for named devices. */
   selector: Labels | null;
+  /** The rollout strategy of a staged rollout; null when every device got it at once. */
+  strategy: { kind: string; batch: number | string; canary: number; failureThreshold: number | string | null; healthWindowMs: number } | null;
   createdAt: string | null;
   counts: Record<string, number>;
   devices: RolloutSummary[];

@@ -1,17 +1,39 @@
 // /v1/deployments: deploy a model version to devices, list, show.
 
 import type { FastifyInstance } from 'fastify';
+import type { RolloutStrategy } from '../store/records.js';
 import { cancelDeployment, createDeployment, requireDeployment, rollbackDeployment } from '../fleet/deployments.js';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 
+interface StrategyBody {
+  kind?: 'all' | 'rolling';
+  batch?: number | string;
+  canary?: number;
+  failureThreshold?: number | string;
+  healthWindowSeconds?: number;
+}
+
+/** Defaults: `all` releases every device at once; a staged rollout stops at its first failure. */
+export function toStrategy(b: StrategyBody): RolloutStrategy {
+  const kind = b.kind ?? 'all';
+  const staged = kind === 'rolling' || (b.canary ?? 0) > 0;
+  return {
+    kind,
+    batch: kind === 'rolling' ? (b.batch ?? 1) : '100%',
+    canary: b.canary ?? 0,
+    failureThreshold: b.failureThreshold ?? (staged ? 0 : null),
+    healthWindowMs: Math.round((b.healthWindowSeconds ?? 0) * 1000),
+  };
+}
+
 export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx } = deps;
   app.addHook('preHandler', requireApiToken(ctx));
 
-  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string> } }>(
+  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody } }>(
     '/v1/deployments',
     {
       schema: {
@@ -24,13 +46,25 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
             version: { type: 'integer', minimum: 1 },
             devices: { type: 'array', items: { type: 'string', maxLength: 64 }, minItems: 1, maxItems: 10000 },
             selector: labelsSchema,
+            strategy: {
+              type: 'object',
+              additionalProperties: false,
+              properties: {
+                kind: { type: 'string', enum: ['all', 'rolling'] },
+                batch: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^([1-9][0-9]?|100)%$' }] },
+                canary: { type: 'integer', minimum: 0 },
+                failureThreshold: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^([0-9][0-9]?|100)%$' }] },
+                healthWindowSeconds: { type: 'number', minimum: 0, maximum: 86400 },
+              },
+            },
           },
         },
       },
     },
     async (request, reply) => {
       if (request.body.selector) checkLabels(request.body.selector);
-      const deployment = await createDeployment(ctx, request.body);
+      const { strategy, ...rest } = request.body;
+      const deployment = await createDeployment(ctx, { ...rest, ...(strategy ? { strategy: toStrategy(strategy) } : {}) });
       reply.status(201);
       return deploymentView(deployment);
     },

@@ -5,7 +5,7 @@ import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';
-import { collect, parseDurationOption, parseLabelsOption, parseModelRef } from './parse.js';
+import { collect, parseCountOrPercent, parseDurationOption, parseLabelsOption, parseModelRef, parseStrategy } from './parse.js';
 import { formatLabels, type Labels } from '@outpost/shared';
 import { countProgress } from './progress.js';
 
@@ -24,7 +24,7 @@ export async function waitForDeployment(api: RelayApi, id: string, timeoutMs: nu
   const bar = countProgress(`deploying ${d.model}:${d.version}`, d.devices.length);
   try {
     while (d.state === 'in-progress') {
-      const done = d.devices.filter((x) => x.state !== 'pending' && x.state !== 'downloading' && x.state !== 'loading').length;
+      const done = d.devices.filter((x) => !['waiting', 'pending', 'downloading', 'loading'].includes(x.state) && !(x.state === 'serving' && (d.strategy?.healthWindowMs ?? 0) > 0)).length;
       bar.update(done, { detail: summarize(d) });
       if (Date.now() > deadline) throw new CliError(`timed out waiting for ${id} (${summarize(d)}): see outpost-relay deployments show ${id}`);
       await new Promise((r) => setTimeout(r, pollMs));
@@ -44,16 +44,30 @@ export function deployCommand(program: Command): void {
       .argument('<model>', 'NAME or NAME:VERSION (default: the latest version)')
       .option('--device <id>', 'a device to deploy to (repeat for several)', collect, [])
       .option('--selector <k=v,...>', 'every device with these labels, now and later (instead of --device)', parseLabelsOption)
-      .option('--wait', 'wait until every device serves it; exit 1 if any fails')
+      .option('--strategy <all|rolling>', 'all devices at once (default), or in batches', parseStrategy)
+      .option('--batch <n|n%>', 'with --strategy rolling: devices per batch (default 1)', parseCountOrPercent)
+      .option('--canary <n>', 'release to the first N devices, then the rest', (v) => parseCountOrPercent(v) as number)
+      .option('--failure-threshold <n|n%>', 'failed devices tolerated before the rollout stops and rolls back (staged default: 0)', parseCountOrPercent)
+      .option('--health-window <duration>', 'a device counts as done after serving and staying healthy this long (e.g. 30s)', parseDurationOption)
+      .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
       .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
       .description('send a model version to devices'),
-  ).action(async (ref: string, opts: ClientOptions & { device: string[]; selector?: Labels; wait?: boolean; timeout: number }) => {
+  ).action(async (ref: string, opts: ClientOptions & { device: string[]; selector?: Labels; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
     const { name, version } = parseModelRef(ref);
     if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');
     if (opts.device.length > 0 && opts.selector) throw new CliError('use --device or --selector, not both');
     const api = relayApi(opts);
     const target = opts.selector ? { selector: opts.selector } : { devices: opts.device };
-    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target });
+    if (opts.batch !== undefined && opts.strategy !== 'rolling') throw new CliError('--batch goes with --strategy rolling');
+    if (typeof opts.canary === 'string') throw new CliError('--canary takes a number of devices');
+    const strategy = {
+      ...(opts.strategy ? { kind: opts.strategy } : {}),
+      ...(opts.batch !== undefined ? { batch: opts.batch } : {}),
+      ...(opts.canary !== undefined ? { canary: opts.canary } : {}),
+      ...(opts.failureThreshold !== undefined ? { failureThreshold: opts.failureThreshold } : {}),
+      ...(opts.healthWindow !== undefined ? { healthWindowSeconds: opts.healthWindow / 1000 } : {}),
+    };
+    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target, ...(Object.keys(strategy).length ? { strategy } : {}) });
     if (!opts.json) note(`deployment ${d.id}: ${d.model}:${d.version} to ${d.devices.length} device(s)${d.selector ? ` matching ${formatLabels(d.selector)} (and any that match later)` : ''}`);
     if (opts.wait) d = await waitForDeployment(api, d.id, opts.timeout);
     if (opts.json) printJson(d);
@@ -62,5 +76,6 @@ export function deployCommand(program: Command): void {
       for (const x of d.devices.filter((x) => x.state === 'failed')) print(`  ${x.deviceId} failed: ${x.reason}`);
     }
     if (opts.wait && d.state === 'failed') throw new CliError(`deployment ${d.id} failed on ${d.devices.filter((x) => x.state === 'failed').length} device(s)`);
+    if (opts.wait && d.state === 'rolled-back') throw new CliError(`deployment ${d.id} was rolled back: ${d.devices.filter((x) => x.reason).map((x) => `${x.deviceId}: ${x.reason}`).join('; ') || 'see outpost-relay deployments show ' + d.id}`);
   });
 }

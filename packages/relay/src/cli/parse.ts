@@ -60,3 +60,15 @@ export function parseModelRef(ref: string): { name: string; version?: number } {
   if (!m) throw new InvalidArgumentError(`"${ref}" is not NAME or NAME:VERSION.`);
   return { name: m[1]!, version: m[2] && m[2] !== 'latest' ? Number(m[2]) : undefined };
 }
+
+/** `N` or `N%` (a share of the deployment's devices). */
+export function parseCountOrPercent(value: string): number | string {
+  if (/^\d+$/.test(value)) return Number(value);
+  if (/^([1-9]\d?|100)%$/.test(value)) return value;
+  throw new InvalidArgumentError('use a number of devices (3) or a percentage (25%).');
+}
+
+export function parseStrategy(value: string): 'all' | 'rolling' {
+  if (value === 'all' || value === 'rolling') return value;
+  throw new InvalidArgumentError('use all or rolling.');
+}

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import { OutpostError, type Labels } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import { MEMBER_STATES, type DeploymentRecord } from '../store/records.js';
+import { MEMBER_STATES, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
 import { requireDevice } from './devices.js';
@@ -16,6 +16,7 @@ export interface DeployRequest {
   devices?: string[];
   /** Every device with these labels, now and later. */
   selector?: Labels;
+  strategy?: RolloutStrategy;
 }
 
 export function matchesSelector(labels: Labels, selector: Labels): boolean {
@@ -37,10 +38,15 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   for (const id of deviceIds) requireDevice(ctx, id);
 
   const id = `dep_${randomBytes(6).toString('hex')}`;
-  ctx.store.createDeployment({ id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector }, ctx.now());
+  // A staged rollout starts with every device waiting; the rollout controller releases them.
+  const staged = req.strategy && (req.strategy.kind === 'rolling' || req.strategy.canary > 0 || req.strategy.healthWindowMs > 0 || req.strategy.failureThreshold !== null);
+  ctx.store.createDeployment(
+    { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector, strategy: staged ? req.strategy : undefined, initialState: staged ? 'waiting' : 'pending' },
+    ctx.now(),
+  );
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
   ctx.events.emit({ type: 'deployment.created', deployment: deploymentView(ctx.store.getDeployment(id)!) });
-  await converge(ctx, deviceIds);
+  if (!staged) await converge(ctx, deviceIds);
   refreshDeploymentState(ctx, id);
   return ctx.store.getDeployment(id)!;
 }
@@ -57,7 +63,7 @@ export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): 
 
 /** Stops a rollout where it is: devices that serve it keep it, the others go back. */
 export async function cancelDeployment(ctx: FleetContext, id: string): Promise<DeploymentRecord> {
-  return endDeployment(ctx, id, 'canceled', (state) => state !== 'serving');
+  return endDeployment(ctx, id, 'canceled', (state) => state !== 'serving' && state !== 'healthy');
 }
 
 /** Returns every device of the deployment to what it had before. */
@@ -71,9 +77,10 @@ async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 
   const now = ctx.now();
   const touched: string[] = [];
   for (const x of d.devices) {
-    if (!MEMBER_STATES.has(x.state) || !leaves(x.state)) continue;
-    ctx.store.setRolloutState(id, x.deviceId, state, null, now);
-    ctx.events.emit({ type: 'deployment.progress', deploymentId: id, deviceId: x.deviceId, state, reason: null });
+    if (!(MEMBER_STATES.has(x.state) || x.state === 'waiting') || !leaves(x.state)) continue;
+    // A failed device keeps the reason it failed; it explains the rollback.
+    ctx.store.setRolloutState(id, x.deviceId, state, x.reason, now);
+    ctx.events.emit({ type: 'deployment.progress', deploymentId: id, deviceId: x.deviceId, state, reason: x.reason });
     touched.push(x.deviceId);
   }
   ctx.store.setDeploymentState(id, state);

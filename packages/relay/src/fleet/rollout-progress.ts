@@ -2,16 +2,19 @@
 
 import type { ReportedState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import { MEMBER_STATES, type DeploymentRecord, type DeploymentState, type DeviceRolloutState } from '../store/records.js';
+import { MEMBER_STATES, type DeploymentRecord, type DeploymentState, type DeviceRolloutState, type RolloutStrategy } from '../store/records.js';
 import { effectiveDeployments } from './desired-state.js';
 
-const TERMINAL: ReadonlySet<DeviceRolloutState> = new Set(['serving', 'failed', 'superseded']);
+const TERMINAL: ReadonlySet<DeviceRolloutState> = new Set(['serving', 'healthy', 'failed', 'superseded']);
 
 /** The state of a deployment from its member devices (canceled and rolled back ones stay so). */
-export function deploymentState(d: Pick<DeploymentRecord, 'devices'> & { state?: DeploymentState }): DeploymentState {
+export function deploymentState(d: Pick<DeploymentRecord, 'devices'> & { state?: DeploymentState; strategy?: RolloutStrategy | null }): DeploymentState {
   if (d.state === 'canceled' || d.state === 'rolled-back') return d.state;
+  if (d.devices.some((x) => x.state === 'waiting')) return 'in-progress';
   const members = d.devices.filter((x) => MEMBER_STATES.has(x.state));
-  if (members.some((x) => !TERMINAL.has(x.state))) return 'in-progress';
+  // With a health window, serving is not done yet: the rollout controller says when it is.
+  const done = (s: DeviceRolloutState) => TERMINAL.has(s) && !(s === 'serving' && (d.strategy?.healthWindowMs ?? 0) > 0);
+  if (members.some((x) => !done(x.state))) return 'in-progress';
   return members.some((x) => x.state === 'failed') ? 'failed' : 'succeeded';
 }
 
@@ -47,7 +50,8 @@ export function applyReportedState(ctx: FleetContext, deviceId: string, reported
       continue;
     }
     const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256);
-    if (entry) progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
+    // A device found healthy stays so while it keeps serving (reports repeat on reconnect).
+    if (entry && !(mine.state === 'healthy' && entry.state === 'serving')) progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
   }
   for (const id of touched) refreshDeploymentState(ctx, id);
 }

@@ -32,6 +32,7 @@ export function deploymentView(d: DeploymentRecord): DeploymentSummary {
     sha256: d.sha256,
     state: d.state,
     selector: d.selector,
+    strategy: d.strategy,
     createdAt: iso(d.createdAt),
     counts,
     devices: d.devices.map((x) => ({ deviceId: x.deviceId, state: x.state, reason: x.reason, updatedAt: iso(x.updatedAt) })),

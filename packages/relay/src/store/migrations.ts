@@ -81,6 +81,9 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE deployments ADD COLUMN selector TEXT;
   `,
+  `
+  ALTER TABLE deployments ADD COLUMN strategy TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

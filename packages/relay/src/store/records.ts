@@ -40,11 +40,27 @@ export interface ModelSummary {
  * it (it comes back if that one is rolled back). `removed`: it stopped matching the selector.
  * `canceled` and `rolled-back`: the deployment no longer applies to it.
  */
-export type DeviceRolloutState = 'pending' | ModelState | 'superseded' | 'removed' | 'canceled' | 'rolled-back';
+export type DeviceRolloutState = 'waiting' | 'pending' | ModelState | 'healthy' | 'superseded' | 'removed' | 'canceled' | 'rolled-back';
+
+/**
+ * How a deployment rolls out. Devices start `waiting` and are released in batches (the
+ * first `canary` devices, then `batch` at a time), each batch once the previous one is done:
+ * serving, and (with a health window) healthy for that long. Past `failureThreshold` failed
+ * devices the rollout stops and rolls back.
+ */
+export interface RolloutStrategy {
+  kind: 'all' | 'rolling';
+  /** Devices per batch: a count, or a percentage of the deployment's devices ("25%"). */
+  batch: number | string;
+  canary: number;
+  /** Failures tolerated: a count or a percentage; null for no limit (no automatic rollback). */
+  failureThreshold: number | string | null;
+  healthWindowMs: number;
+}
 export type DeploymentState = 'in-progress' | 'succeeded' | 'failed' | 'canceled' | 'rolled-back';
 
 /** Rollout states in which a deployment still applies to the device. */
-export const MEMBER_STATES: ReadonlySet<DeviceRolloutState> = new Set(['pending', 'downloading', 'loading', 'serving', 'failed', 'superseded']);
+export const MEMBER_STATES: ReadonlySet<DeviceRolloutState> = new Set(['pending', 'downloading', 'loading', 'serving', 'healthy', 'failed', 'superseded']);
 
 export interface DeploymentDeviceRecord {
   deviceId: string;
@@ -61,6 +77,7 @@ export interface DeploymentRecord {
   state: DeploymentState;
   /** Set for a deployment to every device matching these labels, now and later. */
   selector: Labels | null;
+  strategy: RolloutStrategy | null;
   createdAt: number;
   devices: DeploymentDeviceRecord[];
 }

@@ -21,6 +21,7 @@ import type {
   JobSpec,
   JobState,
   ModelLineage,
+  RolloutStrategy,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -68,6 +69,7 @@ interface DeploymentRow {
   sha256: string;
   state: DeploymentState;
   selector: string | null;
+  strategy: string | null;
   created_at: number;
 }
 
@@ -133,7 +135,9 @@ export class SqliteStore implements Store {
       ),
       listModelVersions: db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version'),
       getModelVersion: db.prepare('SELECT * FROM models WHERE name = ? AND version = ?'),
-      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, selector, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, selector, strategy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      addRolloutAs: db.prepare('INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, ?, NULL, ?)'),
+      stagedDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' AND strategy IS NOT NULL ORDER BY seq"),
       addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET state = 'pending', reason = NULL, updated_at = excluded.updated_at"),
       selectorDeployments: db.prepare("SELECT * FROM deployments WHERE selector IS NOT NULL AND state NOT IN ('canceled', 'rolled-back') ORDER BY seq"),
       getDeployment: db.prepare('SELECT * FROM deployments WHERE id = ?'),
@@ -290,8 +294,8 @@ export class SqliteStore implements Store {
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {
     this.#db.transaction(() => {
-      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', d.selector ? JSON.stringify(d.selector) : null, at);
-      for (const deviceId of d.deviceIds) this.#stmt.addRollout.run(d.id, deviceId, at);
+      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', d.selector ? JSON.stringify(d.selector) : null, d.strategy ? JSON.stringify(d.strategy) : null, at);
+      for (const deviceId of d.deviceIds) this.#stmt.addRolloutAs.run(d.id, deviceId, d.initialState ?? 'pending', at);
     })();
     return this.getDeployment(d.id)!;
   }
@@ -300,7 +304,7 @@ export class SqliteStore implements Store {
     const devices = (this.#stmt.rolloutsOf.all(r.id) as Array<{ device_id: string; state: DeviceRolloutState; reason: string | null; updated_at: number }>).map(
       (x): DeploymentDeviceRecord => ({ deviceId: x.device_id, state: x.state, reason: x.reason, updatedAt: x.updated_at }),
     );
-    return { id: r.id, model: r.model, version: r.version, sha256: r.sha256, state: r.state, selector: r.selector ? (JSON.parse(r.selector) as Labels) : null, createdAt: r.created_at, devices };
+    return { id: r.id, model: r.model, version: r.version, sha256: r.sha256, state: r.state, selector: r.selector ? (JSON.parse(r.selector) as Labels) : null, strategy: r.strategy ? (JSON.parse(r.strategy) as RolloutStrategy) : null, createdAt: r.created_at, devices };
   }
 
   getDeployment(id: string): DeploymentRecord | undefined {
@@ -322,6 +326,10 @@ export class SqliteStore implements Store {
 
   selectorDeployments(): DeploymentRecord[] {
     return (this.#stmt.selectorDeployments.all() as DeploymentRow[]).map((r) => this.#withDevices(r));
+  }
+
+  stagedDeployments(): DeploymentRecord[] {
+    return (this.#stmt.stagedDeployments.all() as DeploymentRow[]).map((r) => this.#withDevices(r));
   }
 
   addRollout(deploymentId: string, deviceId: string, at: number): void {

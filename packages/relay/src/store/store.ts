@@ -17,6 +17,7 @@ import type {
   JobSpec,
   JobState,
   ModelLineage,
+  RolloutStrategy,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -35,6 +36,9 @@ export interface NewDeployment {
   sha256: string;
   deviceIds: string[];
   selector?: Labels;
+  strategy?: RolloutStrategy;
+  /** The devices' first state: `pending` (released) or `waiting` (a staged rollout). */
+  initialState?: 'pending' | 'waiting';
 }
 
 export interface Store {
@@ -77,6 +81,8 @@ export interface Store {
   /** Selector deployments that are not canceled or rolled back. */
   selectorDeployments(): DeploymentRecord[];
   addRollout(deploymentId: string, deviceId: string, at: number): void;
+  /** In-progress deployments with a staged rollout, oldest first. */
+  stagedDeployments(): DeploymentRecord[];
   setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean;
   setDeploymentState(deploymentId: string, state: DeploymentState): void;
   /** Whether the device may fetch this artifact: some deployment to it uses it. */
