@@ -7,6 +7,7 @@ import { probeModel, type DesiredModel, type DesiredState, type Logger, type Rep
 import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
 import { ServedModel, type SessionSettings } from './runtime/served-model.js';
+import type { ModelStats } from './runtime/model-stats.js';
 
 export interface ReconcilerOptions {
   cache: ArtifactCache;
@@ -17,6 +18,11 @@ export interface ReconcilerOptions {
   session?: SessionSettings;
   /** Called with the whole reported state after every change. */
   report(state: ReportedState): void;
+  /**
+   * Turns a verified file into a model ready to serve. Default: probe it in a child process,
+   * load it, run the self-test. (The fleet simulator shares one session per file instead.)
+   */
+  load?(m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel>;
   /** Called when a version has been loaded and swapped in. */
   onLoaded?(model: string, seconds: number): void;
   /** Delay before a download that failed for a passing reason is tried again. */
@@ -127,6 +133,14 @@ export class Reconciler {
     };
   }
 
+  #loadModel = async (m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel> => {
+    // onnxruntime can crash its process on a hostile file: try it in a child process first.
+    await probeModel(file);
+    const model = await ServedModel.load(m, file, this.#opts.session, stats);
+    await model.selfTest();
+    return model;
+  };
+
   async #install(m: DesiredModel): Promise<void> {
     const { table, cache, log } = this.#opts;
     const started = Date.now();
@@ -135,10 +149,7 @@ export class Reconciler {
       const file = await cache.ensure(this.#opts.artifactUrl(m.sha256), m.sha256, this.#opts.authHeaders);
       this.#set(this.#entry(m, 'loading'));
       const loadStarted = performance.now();
-      // onnxruntime can crash its process on a hostile file: try it in a child process first.
-      await probeModel(file);
-      const model = await ServedModel.load(m, file, this.#opts.session, table.get(m.name)?.stats);
-      await model.selfTest();
+      const model = await (this.#opts.load ?? this.#loadModel)(m, file, table.get(m.name)?.stats);
       await table.swap(model);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
       this.#set(this.#entry(m, 'serving'));

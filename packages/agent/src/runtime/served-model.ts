@@ -28,7 +28,11 @@ export class ServedModel {
   #retired = false;
   #released?: Promise<void>;
 
-  private constructor(id: ModelIdentity, session: ort.InferenceSession, stats: ModelStats) {
+  /** False for a session borrowed from elsewhere (the fleet simulator shares one per file). */
+  readonly #ownsSession: boolean;
+
+  private constructor(id: ModelIdentity, session: ort.InferenceSession, stats: ModelStats, ownsSession = true) {
+    this.#ownsSession = ownsSession;
     this.name = id.name;
     this.version = id.version;
     this.sha256 = id.sha256;
@@ -37,14 +41,22 @@ export class ServedModel {
     this.stats = stats;
   }
 
-  static async load(id: ModelIdentity, file: string, settings: SessionSettings = {}, stats = new ModelStats()): Promise<ServedModel> {
-    const session = await ort.InferenceSession.create(file, {
+  /** Serves a session created elsewhere; retiring this model leaves the session alone. */
+  static borrow(id: ModelIdentity, session: ort.InferenceSession, stats = new ModelStats()): ServedModel {
+    return new ServedModel(id, session, stats, false);
+  }
+
+  static async createSession(file: string, settings: SessionSettings = {}): Promise<ort.InferenceSession> {
+    return ort.InferenceSession.create(file, {
       intraOpNumThreads: settings.intraOpThreads ?? 1,
       interOpNumThreads: settings.interOpThreads ?? 1,
       graphOptimizationLevel: 'all',
       extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     });
-    return new ServedModel(id, session, stats);
+  }
+
+  static async load(id: ModelIdentity, file: string, settings: SessionSettings = {}, stats = new ModelStats()): Promise<ServedModel> {
+    return new ServedModel(id, await ServedModel.createSession(file, settings), stats);
   }
 
   /** Runs a KServe v2 request's inputs; throws OUTPOST_ERR_TENSOR_INVALID before running bad ones. */
@@ -91,6 +103,7 @@ export class ServedModel {
   }
 
   #release(): Promise<void> {
+    if (!this.#ownsSession) return Promise.resolve();
     this.#released ??= this.#session.release();
     return this.#released;
   }

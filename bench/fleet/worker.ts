@@ -1,0 +1,90 @@
+// One fleet simulator process: K simulated devices on the agent's real code paths (MQTT
+// session, reconcile, download with sha256 check, state reports, heartbeats). Devices in this
+// process share one onnxruntime session per model file; each still downloads and verifies its
+// own copy, as a real device would.
+
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { createLogger, probeModel, type HealthMessage } from '@outpost/shared';
+import type { InferenceSession } from 'onnxruntime-node';
+import { connect } from '../../packages/agent/dist/connection.js';
+import { Reconciler } from '../../packages/agent/dist/reconcile.js';
+import { ArtifactCache } from '../../packages/agent/dist/artifact-cache.js';
+import { ModelTable } from '../../packages/agent/dist/runtime/model-table.js';
+import { ServedModel } from '../../packages/agent/dist/runtime/served-model.js';
+
+interface Start {
+  devices: Array<{ deviceId: string; secret: string; mqttUrl: string; relayUrl: string }>;
+  heartbeatMs: number;
+  dir: string;
+}
+
+const log = createLogger({ name: 'sim', level: 'silent' });
+const sessions = new Map<string, Promise<InferenceSession>>();
+let connected = 0;
+let serving = 0;
+let failed = 0;
+
+function health(): HealthMessage {
+  return { ts: Date.now(), uptimeS: process.uptime(), cpuPercent: 5, memory: { rssBytes: 60e6, usedBytes: 1e9, totalBytes: 4e9 }, disk: { freeBytes: 1e10, totalBytes: 3e10 }, models: {} };
+}
+
+process.once('message', (msg: Start) => {
+  for (const d of msg.devices) {
+    const seen = new Set<string>();
+    const reconciler = new Reconciler({
+      cache: new ArtifactCache(join(msg.dir, d.deviceId)),
+      table: new ModelTable(),
+      log,
+      artifactUrl: (sha) => `${d.relayUrl}/v1/artifacts/${sha}`,
+      authHeaders: { authorization: `Bearer ${d.secret}` },
+      report: (state) => {
+        conn.publishReported(state);
+        for (const m of state.models) {
+          const key = `${m.sha256}:${m.state}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          if (m.state === 'serving') serving++;
+          if (m.state === 'failed') failed++;
+        }
+      },
+      // One probe and one session per file in this process; the self-test runs per device.
+      load: async (m, file, stats) => {
+        let session = sessions.get(m.sha256);
+        if (!session) {
+          session = probeModel(file).then(() => ServedModel.createSession(file));
+          sessions.set(m.sha256, session);
+        }
+        const model = ServedModel.borrow(m, await session, stats);
+        await model.selfTest();
+        return model;
+      },
+    });
+    let first = true;
+    const conn = connect({
+      url: d.mqttUrl,
+      deviceId: d.deviceId,
+      secret: d.secret,
+      log,
+      agentVersion: 'sim',
+      training: false,
+      datasets: [],
+      onDesired: (desired) => reconciler.setDesired(desired),
+      onDesiredJobs: () => {},
+      onConnectionChange: (up) => {
+        if (up && first) {
+          first = false;
+          connected++;
+        }
+      },
+    });
+    // Heartbeats spread over the interval, as a real fleet's would be.
+    setTimeout(() => setInterval(() => conn.publishHealth(health()), msg.heartbeatMs), Math.random() * msg.heartbeatMs);
+  }
+  setInterval(() => process.send!({ connected, serving, failed }), 200);
+});
+
+process.on('SIGTERM', () => {
+  rmSync((process.env.SIM_DIR ?? '/nonexistent'), { recursive: true, force: true });
+  process.exit(0);
+});
