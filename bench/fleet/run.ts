@@ -19,6 +19,9 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '4' },
     heartbeat: { type: 'string', default: '10' },
     'model-mb': { type: 'string', default: '5' },
+    'max-downloads': { type: 'string', default: '64' },
+    /** Where simulated devices keep their model caches: every device writes its own copy. */
+    'cache-dir': { type: 'string', default: tmpdir() },
   },
 });
 const N = Number(values.devices);
@@ -28,10 +31,10 @@ const HEARTBEAT_MS = Number(values.heartbeat) * 1000;
 const MODEL_MB = Number(values['model-mb']);
 const RELAY_BIN = new URL('../../packages/relay/dist/cli/main.js', import.meta.url).pathname;
 const WORKER = new URL('./worker.ts', import.meta.url).pathname;
-const dir = mkdtempSync(join(tmpdir(), 'outpost-fleet-'));
+const dir = mkdtempSync(join(values['cache-dir']!, 'outpost-fleet-'));
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
-const relay = spawn(process.execPath, [RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0'], {
+const relay = spawn(process.execPath, [RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', '--max-downloads', values['max-downloads']!], {
   stdio: 'ignore',
   env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' },
 });
@@ -109,7 +112,8 @@ await until('every device connected', async () => ((await metric('outpost_device
 const connectS = (performance.now() - t) / 1000;
 say(`all ${N} devices connected and online at the relay in ${connectS.toFixed(1)} s (${WORKERS} simulator processes)`);
 
-// Heartbeats ingested per second, measured at the relay.
+// Heartbeats ingested per second, measured at the relay once every device has started its beat.
+await new Promise((r) => setTimeout(r, HEARTBEAT_MS));
 const in0 = await metric('outpost_mqtt_messages_in_total');
 await new Promise((r) => setTimeout(r, Math.max(10_000, HEARTBEAT_MS)));
 const in1 = await metric('outpost_mqtt_messages_in_total');

@@ -5,11 +5,22 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
 import { readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Readable, Transform } from 'node:stream';
+import { Transform } from 'node:stream';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
 
 /** How often a download waits out a busy relay (503) before it counts as failed. */
 const MAX_BUSY_RETRIES = 120;
+
+/** A GET with node:http(s): streams with less overhead per chunk than fetch's web streams. */
+function get(url: string, headers: Record<string, string>): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { headers }, resolve);
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 export class DownloadError extends Error {
   /** Worth trying again later (network, relay restarting), as opposed to a refusal. */
@@ -62,45 +73,52 @@ export class ArtifactCache {
     } catch {
       offset = 0;
     }
-    let res: Response;
+    let res: IncomingMessage;
     try {
-      res = await fetch(url, { headers: offset > 0 ? { ...headers, range: `bytes=${offset}-` } : headers });
+      res = await get(url, offset > 0 ? { ...headers, range: `bytes=${offset}-` } : headers);
     } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      throw new DownloadError(`download failed: cannot reach the relay (${cause?.code ?? (err as Error).message})`, true);
+      throw new DownloadError(`download failed: cannot reach the relay (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, true);
     }
-    if (res.status === 503 && busyRetries < MAX_BUSY_RETRIES) {
+    const status = res.statusCode ?? 0;
+    if (status === 503 && busyRetries < MAX_BUSY_RETRIES) {
       // The relay paces rollouts: wait as told, plus jitter so a fleet does not come back at once.
-      await res.body?.cancel();
-      const after = Number(res.headers.get('retry-after') ?? 1);
+      res.resume();
+      const after = Number(res.headers['retry-after'] ?? 1);
       await new Promise((r) => setTimeout(r, (Number.isFinite(after) ? after : 1) * 1000 + Math.random() * 1000));
       return this.ensure(url, sha256, headers, onProgress, busyRetries + 1);
     }
-    if (res.status === 416) {
+    if (status === 416) {
       // The partial file is already whole (or longer than the artifact): start over.
+      res.resume();
       await rm(partial, { force: true });
       return this.ensure(url, sha256, headers, onProgress);
     }
-    if (!res.ok || !res.body) {
-      await res.body?.cancel();
-      throw new DownloadError(`download failed: the relay answered ${res.status}`, res.status >= 500 || res.status === 429);
+    if (status !== 200 && status !== 206) {
+      res.resume();
+      throw new DownloadError(`download failed: the relay answered ${status}`, status >= 500 || status === 429);
     }
-    const append = res.status === 206;
+    const append = status === 206;
     if (!append) offset = 0;
     let received = offset;
+    // Hash while writing: one pass over the bytes (a resumed download hashes its prefix first).
+    const hash = createHash('sha256');
+    if (append) await pipeline(createReadStream(partial, { end: offset - 1 }), async function* (source: AsyncIterable<Buffer>) {
+      for await (const chunk of source) hash.update(chunk);
+    });
     const meter = new Transform({
       transform(chunk: Buffer, _e, done) {
         received += chunk.length;
+        hash.update(chunk);
         onProgress?.(received);
         done(null, chunk);
       },
     });
     try {
-      await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), meter, createWriteStream(partial, { flags: append ? 'a' : 'w', mode: 0o600 }));
+      await pipeline(res, meter, createWriteStream(partial, { flags: append ? 'a' : 'w', mode: 0o600 }));
     } catch (err) {
       throw new DownloadError(`download interrupted after ${received} bytes: ${(err as Error).message}`, true);
     }
-    const actual = await sha256OfFile(partial);
+    const actual = hash.digest('hex');
     if (actual !== sha256) {
       await rm(partial, { force: true });
       throw new DownloadError(`sha256 mismatch: expected ${sha256}, the downloaded file has ${actual}`, false);
