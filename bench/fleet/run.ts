@@ -108,7 +108,13 @@ for (let w = 0; w < WORKERS; w++) {
   workers.push(child);
 }
 const sum = (k: 'connected' | 'serving' | 'failed') => counts.reduce((s, c) => s + c[k], 0);
-await until('every device connected', async () => ((await metric('outpost_devices\\{online="true"\\}')) >= N ? true : undefined), 300_000, 250);
+let online = 0;
+await until('every device connected', async () => {
+  online = await metric('outpost_devices\\{online="true"\\}');
+  return online >= N ? true : undefined;
+}, 600_000, 500).catch((err: Error) => {
+  throw new Error(`${err.message}: ${online} of ${N} online at the relay, simulators report ${sum('connected')} connected`);
+});
 const connectS = (performance.now() - t) / 1000;
 say(`all ${N} devices connected and online at the relay in ${connectS.toFixed(1)} s (${WORKERS} simulator processes)`);
 

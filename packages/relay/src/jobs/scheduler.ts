@@ -161,10 +161,13 @@ export class JobScheduler {
   tick(): void {
     if (this.#closed) return;
     const { store } = this.#ctx;
+    // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
+    const queued = store.jobsInState('queued');
+    if (queued.length === 0) return;
     const busy = store.busyTargets();
     const held = new Set<string>();
     const devices = store.listDevices();
-    for (const job of store.jobsInState('queued')) {
+    for (const job of queued) {
       const candidates = this.#candidates(job, devices);
       const free = candidates.filter((c) => !busy.has(c) && !held.has(c));
       if (free.length >= job.spec.nodes) {
