@@ -21,6 +21,8 @@ export class HealthHistory {
   readonly #store: Store;
   readonly #now: () => number;
   #pending: HealthSample[] = [];
+  /** Each device's newest heartbeat since the last flush. */
+  #latest = new Map<string, { deviceId: string; health: HealthMessage; at: number }>();
   /** Last cumulative counters per device, to turn totals into rates. */
   readonly #last = new Map<string, { ts: number; requests: number; errors: number }>();
   readonly #flushTimer: NodeJS.Timeout;
@@ -48,6 +50,7 @@ export class HealthHistory {
       if (m.p50Ms !== null) p50 = Math.max(p50 ?? 0, m.p50Ms);
       if (m.p99Ms !== null) p99 = Math.max(p99 ?? 0, m.p99Ms);
     }
+    this.#latest.set(deviceId, { deviceId, health: h, at });
     const last = this.#last.get(deviceId);
     const dt = last ? (at - last.ts) / 1000 : 0;
     // Counters restart with the agent; a negative delta is a restart, not negative traffic.
@@ -70,8 +73,10 @@ export class HealthHistory {
   flush(): void {
     if (this.#pending.length === 0) return;
     const batch = this.#pending;
+    const latest = [...this.#latest.values()];
     this.#pending = [];
-    this.#store.addHealthSamples(batch, ROLLUP_BUCKET_MS);
+    this.#latest = new Map();
+    this.#store.addHealthSamples(batch, ROLLUP_BUCKET_MS, latest);
   }
 
   prune(): void {
@@ -81,6 +86,7 @@ export class HealthHistory {
 
   forget(deviceId: string): void {
     this.#last.delete(deviceId);
+    this.#latest.delete(deviceId);
     this.#pending = this.#pending.filter((s) => s.deviceId !== deviceId);
     this.#store.deleteHealth(deviceId);
   }

@@ -253,10 +253,6 @@ export class SqliteStore implements Store {
     this.#stmt.setOnline.run(online ? 1 : 0, at, id);
   }
 
-  setDeviceHealth(id: string, health: HealthMessage, at: number): void {
-    this.#stmt.setHealth.run(JSON.stringify(health), at, id);
-  }
-
   setDeviceReported(id: string, reported: ReportedState, at: number): void {
     this.#stmt.setReported.run(JSON.stringify(reported), at, id);
   }
@@ -455,8 +451,9 @@ export class SqliteStore implements Store {
     return new Set((this.#stmt.busy.all() as Array<{ target: string }>).map((r) => r.target));
   }
 
-  addHealthSamples(samples: HealthSample[], bucketMs: number): void {
+  addHealthSamples(samples: HealthSample[], bucketMs: number, latest: Array<{ deviceId: string; health: HealthMessage; at: number }> = []): void {
     this.#db.transaction(() => {
+      for (const l of latest) this.#stmt.setHealth.run(JSON.stringify(l.health), l.at, l.deviceId);
       for (const s of samples) {
         this.#stmt.addSample.run(s.deviceId, s.ts, s.cpu, s.memUsed, s.memTotal, s.rss, s.reqRate, s.errRate, s.p50, s.p99);
         const bucket = s.ts - (s.ts % bucketMs);

@@ -59,7 +59,6 @@ export interface Store {
   setDeviceLabels(id: string, labels: Labels): void;
   removeDevice(id: string): void;
   setDeviceOnline(id: string, online: boolean, at: number): void;
-  setDeviceHealth(id: string, health: HealthMessage, at: number): void;
   setDeviceReported(id: string, reported: ReportedState, at: number): void;
 
   // models
@@ -89,7 +88,8 @@ export interface Store {
   deviceMayFetch(deviceId: string, sha256: string): boolean;
 
   // health history: raw samples (recent), and rollups (sums per bucket) for the longer range
-  addHealthSamples(samples: HealthSample[], bucketMs: number): void;
+  /** One transaction: the samples, their rollups, and each device's latest heartbeat. */
+  addHealthSamples(samples: HealthSample[], bucketMs: number, latest?: Array<{ deviceId: string; health: HealthMessage; at: number }>): void;
   healthSamples(deviceId: string, sinceMs: number): HealthSample[];
   healthRollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): HealthSample[];
   pruneHealth(samplesBefore: number, rollupsBefore: number): void;
