@@ -42,20 +42,22 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
   let windowStart = Date.now();
   let inWindow = 0;
   let dropped = 0;
+  let droppedInWindow = 0;
   const emit = (stream: 'stdout' | 'stderr', text: string) => {
     const now = Date.now();
     if (now - windowStart >= 1000) {
-      if (dropped > 0) opts.onLine('stderr', `[outpost] ${dropped} lines of output dropped (over ${maxRate} lines/s)`);
+      if (droppedInWindow > 0) opts.onLine('stderr', `[outpost] ${droppedInWindow} lines of output dropped (over ${maxRate} lines/s)`);
+      droppedInWindow = 0;
       windowStart = now;
       inWindow = 0;
     }
     if (++inWindow > maxRate) {
       dropped++;
+      droppedInWindow++;
       return;
     }
     opts.onLine(stream, text.length > maxLine ? `${text.slice(0, maxLine)}… [line cut at ${maxLine} bytes]` : text);
   };
-  let totalDropped = 0;
   const split = (stream: 'stdout' | 'stderr') => {
     let rest = '';
     child[stream]!.setEncoding('utf8');
@@ -102,11 +104,10 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
       clearTimeout(timer);
       // The shell may be gone while its children live on: make sure the group is.
       killTree();
-      totalDropped += dropped;
-      if (canceled) return resolve({ state: 'canceled', exitCode: code, signal, error: canceled, droppedLines: totalDropped });
-      if (timedOut) return resolve({ state: 'failed', exitCode: code, signal, error: timedOut, droppedLines: totalDropped });
-      if (code === 0) return resolve({ state: 'succeeded', exitCode: 0, signal: null, droppedLines: totalDropped });
-      resolve({ state: 'failed', exitCode: code, signal, error: signal ? `killed by ${signal}` : `exited with code ${code}`, droppedLines: totalDropped });
+      if (canceled) return resolve({ state: 'canceled', exitCode: code, signal, error: canceled, droppedLines: dropped });
+      if (timedOut) return resolve({ state: 'failed', exitCode: code, signal, error: timedOut, droppedLines: dropped });
+      if (code === 0) return resolve({ state: 'succeeded', exitCode: 0, signal: null, droppedLines: dropped });
+      resolve({ state: 'failed', exitCode: code, signal, error: signal ? `killed by ${signal}` : `exited with code ${code}`, droppedLines: dropped });
     });
   });
 

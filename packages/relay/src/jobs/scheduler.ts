@@ -26,6 +26,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { FleetContext } from '../fleet/context.js';
 import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
+import { matchesSelector } from '../fleet/deployments.js';
 
 export const MAX_LOG_LINES_PER_JOB = 50_000;
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -72,7 +73,7 @@ function parseTarget(text: string): JobTarget {
   return { kind: 'selector', selector };
 }
 
-const matches = (d: DeviceRecord, selector: Labels) => Object.entries(selector).every(([k, v]) => d.labels[k] === v);
+const matches = (d: DeviceRecord, selector: Labels) => matchesSelector(d.labels, selector);
 
 export class JobScheduler {
   readonly #opts: SchedulerOptions;
