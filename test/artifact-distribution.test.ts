@@ -11,7 +11,7 @@ import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir } from './helpe
 import { waitFor } from './helpers/wait.js';
 
 t.test('paced downloads and resumed downloads', async (t) => {
-  const relay = await startRelay(t, { extraArgs: ['--max-downloads', '1'] });
+  const relay = await startRelay(t, { extraArgs: ['--max-downloads', '1', '--download-wait', '0'] });
   const d = await enrollDevice(t, relay, 'edge-1');
   const agent = await startAgent(t, d);
 
@@ -60,4 +60,48 @@ t.test('paced downloads and resumed downloads', async (t) => {
   const metrics = await (await fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
   t.match(metrics, /route="\/v1\/artifacts\/:sha256",status="206"\} 1/, 'the rest was fetched with Range');
   t.same(readFileSync(join(d.dataDir, 'models', v2.sha256)), bytes, 'and the file is whole and verified');
+});
+
+t.test('a download waits its turn for a slot, and leaves the queue when its client goes', async (t) => {
+  const relay = await startRelay(t, { extraArgs: ['--max-downloads', '1', '--download-wait', '60s'] });
+  const dir = tempDir(t, 'big');
+  mkdirSync(join(dir, 'src'));
+  writeFileSync(join(dir, 'src', 'noise.bin'), randomBytes(32 * 1024 * 1024));
+  await packBundle(join(dir, 'src'), join(dir, 'big.tgz'));
+  const upload = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(join(dir, 'big.tgz')) });
+  const { sha256: big } = (await upload.json()) as { sha256: string };
+  const url = `${relay.httpUrl}/v1/artifacts/${big}`;
+  const auth = { authorization: `Bearer ${relay.token}` };
+  const downloads = async () => {
+    const text = await (await fetch(`${relay.httpUrl}/metrics`, { headers: auth })).text();
+    const get = (state: string) => Number(new RegExp(`^outpost_artifact_downloads\\{state="${state}"\\} (\\d+)`, 'm').exec(text)?.[1]);
+    return { active: get('active'), waiting: get('waiting') };
+  };
+  const held = await new Promise<IncomingMessage>((resolve, reject) => {
+    request(url, { headers: auth }, (res) => {
+      res.pause();
+      resolve(res);
+    })
+      .on('error', reject)
+      .end();
+  });
+  t.equal(held.statusCode, 200);
+
+  // A client that gives up while waiting leaves the queue.
+  const quitter = new AbortController();
+  const quit = fetch(url, { headers: auth, signal: quitter.signal }).catch((err: Error) => err);
+  await waitFor('the first waiter queued', async () => ((await downloads()).waiting === 1 ? true : undefined));
+  quitter.abort();
+  t.match(await quit, { name: 'AbortError' });
+  await waitFor('the queue to empty', async () => ((await downloads()).waiting === 0 ? true : undefined));
+
+  // A waiting download gets the slot the moment it frees, and the whole file.
+  const waiter = fetch(url, { headers: auth });
+  await waitFor('the second waiter queued', async () => ((await downloads()).waiting === 1 ? true : undefined));
+  t.same(await downloads(), { active: 1, waiting: 1 });
+  held.destroy();
+  const res = await waiter;
+  t.equal(res.status, 200, 'served once the slot was free, not sent away');
+  t.equal((await res.arrayBuffer()).byteLength, readFileSync(join(dir, 'big.tgz')).length);
+  await waitFor('every slot back', async () => ((await downloads()).active === 0 ? true : undefined));
 });

@@ -192,8 +192,9 @@ t.test('enroll two devices, push, deploy, infer', async (t) => {
     t.equal(res.body.model_version, '2');
     t.same(res.body.outputs, await referenceInfer(join(FIXTURES, 'linear-v2.onnx'), [x]));
 
-    // A model that is valid when pushed, then its stored bytes rot on the relay's disk.
-    const v3 = JSON.parse((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear-copy', '--json')).stdout) as { sha256: string };
+    // A model that is valid when pushed, then its stored bytes rot on the relay's disk (one no
+    // device fetched yet: the relay keeps files it is rolling out in memory).
+    const v3 = JSON.parse((await relay.cli('models', 'push', join(FIXTURES, 'fails-at-runtime.onnx'), '--name', 'linear-copy', '--json')).stdout) as { sha256: string };
     t.not(v3.sha256, v2sha);
     const stored = join(relay.dataDir, 'artifacts', v3.sha256);
     const bytes = readFileSync(stored);

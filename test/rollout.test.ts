@@ -56,6 +56,9 @@ t.test('staged rollouts', async (t) => {
       t.ok(healthyAt >= 0 && healthyAt < releasedAt, `device ${i + 1} was released after device ${i} was healthy`);
     }
     t.same(await versions(), [String(good.version), String(good.version), String(good.version)]);
+    // A healthy device still follows the deployment (it once fell back to the older one).
+    const follows = (await relay.api<{ follows: Array<{ deploymentId: string }> }>('GET', `/v1/devices/${devices[0]!.deviceId}`)).body.follows;
+    t.match(follows, [{ deploymentId: d.id }], 'a healthy device follows the deployment that made it healthy');
   });
 
   await t.test('cancel stops a rollout where it is', async (t) => {

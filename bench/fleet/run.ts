@@ -22,6 +22,8 @@ const { values } = parseArgs({
     'max-downloads': { type: 'string', default: '64' },
     /** Where simulated devices keep their model caches: every device writes its own copy. */
     'cache-dir': { type: 'string', default: tmpdir() },
+    /** Writes V8 CPU profiles of the relay and the simulator processes into this folder. */
+    profile: { type: 'string' },
   },
 });
 const N = Number(values.devices);
@@ -34,14 +36,16 @@ const WORKER = new URL('./worker.ts', import.meta.url).pathname;
 const dir = mkdtempSync(join(values['cache-dir']!, 'outpost-fleet-'));
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
-const relay = spawn(process.execPath, [RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', '--max-downloads', values['max-downloads']!], {
+const profileArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
+const relay = spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', '--max-downloads', values['max-downloads']!], {
   stdio: 'ignore',
   env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' },
 });
 const workers: ReturnType<typeof fork>[] = [];
+// SIGTERM when profiling: a process writes its profile only when it exits on its own.
 const cleanup = () => {
-  for (const w of workers) w.kill('SIGKILL');
-  relay.kill('SIGKILL');
+  for (const w of workers) w.kill(values.profile ? 'SIGTERM' : 'SIGKILL');
+  relay.kill(values.profile ? 'SIGTERM' : 'SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 };
 process.on('exit', cleanup);
@@ -102,7 +106,7 @@ const relayPid = relay.pid!;
 const cpuStart = cpuSeconds(relayPid);
 t = performance.now();
 for (let w = 0; w < WORKERS; w++) {
-  const child = fork(WORKER, [], { execArgv: ['--import', 'tsx'], env: { ...process.env, SIM_DIR: join(dir, `w${w}`) }, stdio: 'ignore' });
+  const child = fork(WORKER, [], { execArgv: ['--import', 'tsx', ...profileArgs], env: { ...process.env, SIM_DIR: join(dir, `w${w}`) }, stdio: 'ignore' });
   child.on('message', (m) => (counts[w] = m as (typeof counts)[number]));
   child.send({ devices: devices.filter((_, i) => i % WORKERS === w), heartbeatMs: HEARTBEAT_MS, dir: join(dir, `w${w}`) });
   workers.push(child);
@@ -142,6 +146,8 @@ writeFileSync(join(dir, 'big.onnx'), model);
 await api('POST', '/v1/models/big/versions', undefined, token, model);
 
 const cpuBefore = cpuSeconds(relayPid);
+const simCpu = () => workers.reduce((s, w) => s + cpuSeconds(w.pid!), 0);
+const simCpuBefore = simCpu();
 t = performance.now();
 const dep = await api<{ id: string }>('POST', '/v1/deployments', { model: 'big', selector: { group: 'rollout' } });
 const final = await until(
@@ -155,8 +161,10 @@ const final = await until(
 );
 const rolloutS = (performance.now() - t) / 1000;
 const rolloutCpu = ((cpuSeconds(relayPid) - cpuBefore) / rolloutS) * 100;
+const simRolloutCpu = ((simCpu() - simCpuBefore) / rolloutS) * 100;
 const mem = memory(relayPid);
 say(`rollout of a ${(model.length / 1024 / 1024).toFixed(1)} MB model to ${ROLLOUT} devices: ${final.state} in ${rolloutS.toFixed(1)} s (${JSON.stringify(final.counts)}); simulators saw ${sum('serving')} serving, ${sum('failed')} failed`);
 say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
+say(`simulators during the rollout: CPU ${simRolloutCpu.toFixed(0)}% of one core (all ${WORKERS} together; the machine has 2 cores)`);
 say(`relay over the whole run: CPU ${(((cpuSeconds(relayPid) - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
 process.exit(0);

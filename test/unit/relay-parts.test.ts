@@ -2,8 +2,14 @@ import t from 'tap';
 import { parseRange } from '../../packages/relay/dist/api/artifacts.js';
 import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches } from '../../packages/relay/dist/auth/secrets.js';
 import { deploymentState } from '../../packages/relay/dist/fleet/rollout-progress.js';
+import { rolloutSettled, type DeviceRolloutState } from '../../packages/relay/dist/store/records.js';
 import { parseLabelChanges } from '../../packages/relay/dist/cli/devices.js';
 import { parseModelRef, parseSize } from '../../packages/relay/dist/cli/parse.js';
+import { HotArtifacts } from '../../packages/relay/dist/artifacts/hot-artifacts.js';
+import { DownloadSlots } from '../../packages/relay/dist/artifacts/download-slots.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 t.test('byte ranges', async (t) => {
   t.equal(parseRange(undefined, 100), undefined);
@@ -30,12 +36,28 @@ t.test('credentials', async (t) => {
 });
 
 t.test('deployment state from device states', async (t) => {
-  const d = (...states: string[]) => ({ devices: states.map((state, i) => ({ deviceId: `d${i}`, state, reason: null, updatedAt: 0 })) }) as never;
+  const counts = (...states: DeviceRolloutState[]) => {
+    const c: Partial<Record<DeviceRolloutState, number>> = {};
+    for (const s of states) c[s] = (c[s] ?? 0) + 1;
+    return c;
+  };
+  const d = (...states: DeviceRolloutState[]) => ({ counts: counts(...states) });
   t.equal(deploymentState(d('serving', 'serving')), 'succeeded');
   t.equal(deploymentState(d('serving', 'superseded')), 'succeeded');
+  t.equal(deploymentState(d('serving', 'removed')), 'succeeded', 'a device that left does not hold the rollout');
   t.equal(deploymentState(d('serving', 'loading')), 'in-progress');
   t.equal(deploymentState(d('failed', 'pending')), 'in-progress');
   t.equal(deploymentState(d('failed', 'serving')), 'failed');
+  t.equal(deploymentState(d('serving', 'waiting')), 'in-progress', 'devices not yet released');
+  t.equal(deploymentState({ ...d('serving', 'healthy'), strategy: { kind: 'rolling', batch: 1, canary: 0, failureThreshold: null, healthWindowMs: 1000 } }), 'in-progress', 'serving is not done inside a health window');
+  t.equal(deploymentState({ ...d('healthy', 'healthy'), strategy: { kind: 'rolling', batch: 1, canary: 0, failureThreshold: null, healthWindowMs: 1000 } }), 'succeeded');
+  t.equal(deploymentState({ ...d('pending'), state: 'canceled' }), 'canceled', 'an ended deployment stays ended');
+});
+
+t.test('rollout settled', async (t) => {
+  for (const s of ['waiting', 'pending', 'downloading', 'loading'] as const) t.notOk(rolloutSettled(s, 0), s);
+  for (const s of ['serving', 'healthy', 'failed', 'superseded', 'removed', 'canceled'] as const) t.ok(rolloutSettled(s, 0), s);
+  t.notOk(rolloutSettled('serving', 5000), 'serving waits for its health window');
 });
 
 t.test('CLI argument parsing', async (t) => {
@@ -48,4 +70,48 @@ t.test('CLI argument parsing', async (t) => {
   t.equal(parseSize('500MB'), 500e6);
   t.equal(parseSize('2GiB'), 2 * 1024 ** 3);
   t.throws(() => parseSize('lots'), /size like/);
+});
+
+t.test('hot artifacts: shared reads, least recently used leave first, big files stream', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hot-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = { path: (sha: string) => join(dir, sha) } as never;
+  for (const [name, size] of [['a', 40], ['b', 40], ['c', 40], ['big', 60]] as const) writeFileSync(join(dir, name), Buffer.alloc(size, name));
+  const hot = new HotArtifacts(store, 100, 50);
+  const [a1, a2] = await Promise.all([hot.get('a', 40), hot.get('a', 40)]);
+  t.equal(a1, a2, 'two devices asking at once share one read');
+  t.equal(await hot.get('big', 60), undefined, 'a file over the per-file bound is not kept');
+  await hot.get('b', 40);
+  await hot.get('a', 40); // a is now the most recently used
+  await hot.get('c', 40); // over budget: b leaves
+  t.equal(hot.bytes, 80);
+  writeFileSync(join(dir, 'a'), Buffer.alloc(40, 'x'));
+  t.equal((await hot.get('a', 40))!.toString()[0], 'a', 'a stayed in memory');
+  t.equal((await hot.get('b', 40))!.toString()[0], 'b', 'b is read again');
+});
+
+t.test('download slots: first come, first served', async (t) => {
+  const slots = new DownloadSlots(1);
+  t.equal(await slots.take(0), true);
+  t.equal(await slots.take(0), false, 'no wait: turned away at once');
+  const order: string[] = [];
+  const first = slots.take(10_000).then((ok) => order.push(`first ${ok}`));
+  const second = slots.take(10_000).then((ok) => order.push(`second ${ok}`));
+  const late = slots.take(1).then((ok) => order.push(`late ${ok}`));
+  await late;
+  t.equal(slots.waiting, 2, 'a waiter whose time ran out left the queue');
+  slots.release();
+  await first;
+  slots.release();
+  await second;
+  t.same(order, ['late false', 'first true', 'second true']);
+  t.equal(slots.active, 1);
+  slots.release();
+  t.equal(slots.active, 0);
+  const gone = new AbortController();
+  t.equal(await slots.take(0), true);
+  const aborted = slots.take(10_000, gone.signal);
+  gone.abort();
+  t.equal(await aborted, false, 'a client that went away stops waiting');
+  t.equal(slots.waiting, 0);
 });

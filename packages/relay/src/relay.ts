@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '@outpost/shared';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
+import { DownloadSlots } from './artifacts/download-slots.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
 import type { FloodLimits } from './broker/flood-guard.js';
@@ -39,8 +40,10 @@ export interface RelayOptions {
   advertisedMqttUrl?: string;
   maxModelBytes?: number;
   floodLimits?: FloodLimits;
-  /** Bound on artifact downloads served at once (the rest get 503 + Retry-After). */
+  /** Bound on artifact downloads served at once; the rest wait their turn, then get 503 + Retry-After. */
   maxDownloads?: number;
+  /** How long a download waits for a free slot before it is answered 503 (default 10 s). */
+  downloadWaitMs?: number;
   /** Datasets on the relay host, by name, for jobs on `local`. */
   datasets?: Record<string, string>;
   log?: Logger;
@@ -137,8 +140,10 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
   route = router.route;
+  const downloads = new DownloadSlots(opts.maxDownloads ?? 64);
   const metrics = new RelayMetrics({
     store,
+    downloads,
     streamClients: () => stream.clients,
     mqttMessagesIn: () => router.stats.received,
     mqttMessagesRejected: () => router.stats.rejected,
@@ -158,7 +163,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     artifacts,
     log,
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
-    maxDownloads: opts.maxDownloads ?? 64,
+    downloads,
+    downloadWaitMs: opts.downloadWaitMs ?? 10_000,
     metrics,
     stream,
     scheduler,

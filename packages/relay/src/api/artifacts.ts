@@ -5,6 +5,10 @@ import type { FastifyInstance } from 'fastify';
 import { OutpostError } from '@outpost/shared';
 import { requireCaller } from './auth.js';
 import type { ApiDeps } from './server.js';
+import { HotArtifacts } from '../artifacts/hot-artifacts.js';
+
+/** Memory for the files being rolled out (each up to a quarter of it); bigger ones stream from disk. */
+const HOT_ARTIFACT_BYTES = 256 * 1024 * 1024;
 
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined | 'invalid' {
   if (!header) return undefined;
@@ -24,9 +28,9 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts } = deps;
-  // A rollout to thousands of devices must not open thousands of file streams at once:
-  // past the bound, devices are told to come back (agents add jitter to Retry-After).
-  let active = 0;
+  // A rollout to thousands of devices must not serve thousands of downloads at once: past the
+  // bound, a device waits its turn, and past the wait it is told to come back (agents add jitter).
+  const hot = new HotArtifacts(artifacts, HOT_ARTIFACT_BYTES);
   app.get<{ Params: { sha256: string } }>(
     '/v1/artifacts/:sha256',
     { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
@@ -49,18 +53,23 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
         reply.header('content-range', `bytes */${size}`);
         throw new OutpostError('OUTPOST_ERR_RANGE_NOT_SATISFIABLE', `range "${request.headers.range}" is outside the file (${size} bytes)`);
       }
-      if (active >= deps.maxDownloads) {
+      const gone = new AbortController();
+      const onClose = () => gone.abort();
+      reply.raw.once('close', onClose);
+      const slot = await deps.downloads.take(deps.downloadWaitMs, gone.signal);
+      reply.raw.off('close', onClose);
+      if (!slot) {
         reply.header('retry-after', '1');
-        throw new OutpostError('OUTPOST_ERR_BUSY', `${active} downloads under way; retry in a second`);
+        throw new OutpostError('OUTPOST_ERR_BUSY', `${deps.downloads.active} downloads under way and ${deps.downloads.waiting} waiting; retry in a second`);
       }
-      active++;
-      reply.raw.once('close', () => active--);
+      reply.raw.once('close', () => deps.downloads.release());
+      const bytes = await hot.get(sha256, size);
       if (range) {
         reply.status(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', range.end - range.start + 1);
-        return reply.send(artifacts.read(sha256, range));
+        return reply.send(bytes ? bytes.subarray(range.start, range.end + 1) : artifacts.read(sha256, range));
       }
       reply.header('content-length', size);
-      return reply.send(artifacts.read(sha256));
+      return reply.send(bytes ?? artifacts.read(sha256));
     },
   );
 }

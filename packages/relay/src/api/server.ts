@@ -4,6 +4,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { OutpostError, type Logger } from '@outpost/shared';
 import type { FleetContext } from '../fleet/context.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import type { DownloadSlots } from '../artifacts/download-slots.js';
 import { healthRoutes } from './health.js';
 import { enrollRoutes } from './enroll.js';
 import { tokenRoutes } from './tokens.js';
@@ -28,7 +29,9 @@ export interface ApiDeps {
   mqttUrlFor(requestHost: string | undefined): string;
   maxModelBytes: number;
   /** Bound on artifact downloads served at once. */
-  maxDownloads: number;
+  /** Bound on concurrent artifact downloads, and how long one waits for a slot. */
+  downloads: DownloadSlots;
+  downloadWaitMs: number;
   metrics: RelayMetrics;
   stream: FleetStream;
   scheduler: JobScheduler;

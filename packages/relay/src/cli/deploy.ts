@@ -8,6 +8,7 @@ import { CliError, note, print, printJson } from './output.js';
 import { collect, parseCountOrPercent, parseDurationOption, parseLabelsOption, parseModelRef, parseStrategy } from './parse.js';
 import { formatLabels, type Labels } from '@outpost/shared';
 import { countProgress } from './progress.js';
+import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 
 export type DeploymentView = ReturnType<typeof deploymentView>;
 
@@ -24,7 +25,7 @@ export async function waitForDeployment(api: RelayApi, id: string, timeoutMs: nu
   const bar = countProgress(`deploying ${d.model}:${d.version}`, d.devices.length);
   try {
     while (d.state === 'in-progress') {
-      const done = d.devices.filter((x) => !['waiting', 'pending', 'downloading', 'loading'].includes(x.state) && !(x.state === 'serving' && (d.strategy?.healthWindowMs ?? 0) > 0)).length;
+      const done = d.devices.filter((x) => rolloutSettled(x.state as DeviceRolloutState, d.strategy?.healthWindowMs ?? 0)).length;
       bar.update(done, { detail: summarize(d) });
       if (Date.now() > deadline) throw new CliError(`timed out waiting for ${id} (${summarize(d)}): see outpost-relay deployments show ${id}`);
       await new Promise((r) => setTimeout(r, pollMs));

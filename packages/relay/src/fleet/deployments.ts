@@ -99,9 +99,9 @@ export async function syncSelectorMembership(ctx: FleetContext, deviceId: string
   if (!device) return;
   const now = ctx.now();
   let changed = false;
-  for (const d of ctx.store.selectorDeployments()) {
-    const row = d.devices.find((x) => x.deviceId === deviceId);
-    const member = row !== undefined && MEMBER_STATES.has(row.state);
+  for (const d of ctx.store.selectorDeployments(deviceId)) {
+    const row = d.rollout;
+    const member = row !== null && MEMBER_STATES.has(row.state);
     const matches = matchesSelector(device.labels, d.selector!);
     if (matches && !member && row?.state !== 'canceled' && row?.state !== 'rolled-back') {
       ctx.store.addRollout(d.id, deviceId, now);

@@ -3,11 +3,11 @@
 
 import { deviceTopic, type DesiredModel, type DesiredState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import type { DeploymentRecord } from '../store/records.js';
+import type { DeploymentInfo } from '../store/records.js';
 
 /** The deployment each model name on the device follows: the newest one per name. */
-export function effectiveDeployments(deployments: DeploymentRecord[]): DeploymentRecord[] {
-  const byModel = new Map<string, DeploymentRecord>();
+export function effectiveDeployments<D extends DeploymentInfo>(deployments: D[]): D[] {
+  const byModel = new Map<string, D>();
   for (const d of deployments) if (!byModel.has(d.model)) byModel.set(d.model, d); // newest first
   return [...byModel.values()];
 }

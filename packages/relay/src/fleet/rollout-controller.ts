@@ -3,7 +3,7 @@
 // threshold. Everything it knows is in the store, so a relay killed mid-rollout resumes it.
 
 import type { FleetContext } from './context.js';
-import type { DeploymentRecord, RolloutStrategy } from '../store/records.js';
+import { rolloutSettled, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
 import { converge, rollbackDeployment } from './deployments.js';
 import { refreshDeploymentState } from './rollout-progress.js';
 
@@ -22,13 +22,20 @@ export class RolloutController {
   /** Model counters when a device started serving, to judge its window. */
   readonly #baseline = new Map<string, { requests: number; errors: number }>();
   readonly #timer: NodeJS.Timeout;
+  #soon: NodeJS.Immediate | undefined;
   #running = false;
   #again = false;
 
   constructor(ctx: FleetContext, tickMs = 500) {
     this.#ctx = ctx;
+    // A rollout to thousands of devices sends thousands of progress events: look once per burst.
     ctx.events.on((e) => {
-      if (e.type === 'deployment.progress' || e.type === 'deployment.created') this.evaluate();
+      if ((e.type === 'deployment.progress' || e.type === 'deployment.created') && !this.#soon) {
+        this.#soon = setImmediate(() => {
+          this.#soon = undefined;
+          this.evaluate();
+        });
+      }
     });
     // Health windows end with no message to announce it: look again now and then.
     this.#timer = setInterval(() => this.evaluate(), tickMs);
@@ -91,8 +98,7 @@ export class RolloutController {
     const waiting = rows.filter((r) => r.state === 'waiting');
     if (waiting.length === 0) return refreshDeploymentState(this.#ctx, d.id);
     const released = rows.filter((r) => r.state !== 'waiting');
-    const done = (state: string) => state === 'healthy' || state === 'failed' || state === 'superseded' || state === 'removed' || (state === 'serving' && s.healthWindowMs <= 0);
-    if (!released.every((r) => done(r.state))) return;
+    if (!released.every((r) => rolloutSettled(r.state, s.healthWindowMs))) return;
     const size = released.length < s.canary ? s.canary - released.length : resolveCount(s.batch, rows.length);
     const batch = waiting.slice(0, size);
     for (const r of batch) {
@@ -105,5 +111,6 @@ export class RolloutController {
 
   close(): void {
     clearInterval(this.#timer);
+    if (this.#soon) clearImmediate(this.#soon);
   }
 }

@@ -2,26 +2,29 @@
 
 import type { ReportedState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import { MEMBER_STATES, type DeploymentRecord, type DeploymentState, type DeviceRolloutState, type RolloutStrategy } from '../store/records.js';
+import { MEMBER_STATES, rolloutSettled, type DeploymentState, type DeviceRolloutState, type RolloutStrategy } from '../store/records.js';
 import { effectiveDeployments } from './desired-state.js';
 
-const TERMINAL: ReadonlySet<DeviceRolloutState> = new Set(['serving', 'healthy', 'failed', 'superseded']);
-
-/** The state of a deployment from its member devices (canceled and rolled back ones stay so). */
-export function deploymentState(d: Pick<DeploymentRecord, 'devices'> & { state?: DeploymentState; strategy?: RolloutStrategy | null }): DeploymentState {
+/**
+ * The state of a deployment from how many of its devices are in each rollout state
+ * (canceled and rolled back deployments stay so).
+ */
+export function deploymentState(d: { state?: DeploymentState; strategy?: RolloutStrategy | null; counts: Partial<Record<DeviceRolloutState, number>> }): DeploymentState {
   if (d.state === 'canceled' || d.state === 'rolled-back') return d.state;
-  if (d.devices.some((x) => x.state === 'waiting')) return 'in-progress';
-  const members = d.devices.filter((x) => MEMBER_STATES.has(x.state));
-  // With a health window, serving is not done yet: the rollout controller says when it is.
-  const done = (s: DeviceRolloutState) => TERMINAL.has(s) && !(s === 'serving' && (d.strategy?.healthWindowMs ?? 0) > 0);
-  if (members.some((x) => !done(x.state))) return 'in-progress';
-  return members.some((x) => x.state === 'failed') ? 'failed' : 'succeeded';
+  const windowMs = d.strategy?.healthWindowMs ?? 0;
+  let failed = false;
+  for (const [state, n] of Object.entries(d.counts) as Array<[DeviceRolloutState, number]>) {
+    if (!n) continue;
+    if (state === 'waiting' || (MEMBER_STATES.has(state) && !rolloutSettled(state, windowMs))) return 'in-progress';
+    if (state === 'failed') failed = true;
+  }
+  return failed ? 'failed' : 'succeeded';
 }
 
 export function refreshDeploymentState(ctx: FleetContext, deploymentId: string): void {
-  const d = ctx.store.getDeployment(deploymentId);
+  const d = ctx.store.getDeploymentInfo(deploymentId);
   if (!d) return;
-  const state = deploymentState(d);
+  const state = deploymentState({ ...d, counts: ctx.store.rolloutCounts(deploymentId) });
   if (state !== d.state) {
     ctx.store.setDeploymentState(d.id, state);
     ctx.events.emit({ type: 'deployment.state', deploymentId: d.id, state });
@@ -44,9 +47,9 @@ export function applyReportedState(ctx: FleetContext, deviceId: string, reported
     ctx.events.emit({ type: 'deployment.progress', deploymentId, deviceId, state, reason });
   };
   for (const d of all) {
-    const mine = d.devices.find((x) => x.deviceId === deviceId)!;
+    const mine = d.rollout;
     if (!current.has(d.id)) {
-      if (!TERMINAL.has(mine.state)) progress(d.id, 'superseded', null);
+      if (!rolloutSettled(mine.state, 0)) progress(d.id, 'superseded', null);
       continue;
     }
     const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256);

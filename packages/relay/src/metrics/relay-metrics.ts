@@ -3,9 +3,11 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Store } from '../store/store.js';
+import type { DownloadSlots } from '../artifacts/download-slots.js';
 
 export interface RelayMetricsSources {
   store: Store;
+  downloads: DownloadSlots;
   streamClients(): number;
   mqttMessagesIn(): number;
   mqttMessagesRejected(): number;
@@ -38,6 +40,16 @@ export class RelayMetrics {
       collect() {
         this.reset();
         for (const [state, n] of Object.entries(src.store.countDeploymentsByState())) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'outpost_artifact_downloads',
+      help: 'Artifact downloads being served, and waiting for a slot',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        this.set({ state: 'active' }, src.downloads.active);
+        this.set({ state: 'waiting' }, src.downloads.waiting);
       },
     });
     new Gauge({

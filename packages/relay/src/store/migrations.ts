@@ -84,6 +84,10 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE deployments ADD COLUMN strategy TEXT;
   `,
+  // A deployment's state is recounted from its devices' states on every change: from the index alone.
+  `
+  CREATE INDEX rollouts_deployment_state ON rollouts (deployment_id, state);
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -62,6 +62,15 @@ export type DeploymentState = 'in-progress' | 'succeeded' | 'failed' | 'canceled
 /** Rollout states in which a deployment still applies to the device. */
 export const MEMBER_STATES: ReadonlySet<DeviceRolloutState> = new Set(['pending', 'downloading', 'loading', 'serving', 'healthy', 'failed', 'superseded']);
 
+/**
+ * Whether a device's part of a rollout is settled: it needs nothing more from the rollout.
+ * Serving is settled only without a health window; with one, healthy (or failed) is.
+ */
+export function rolloutSettled(state: DeviceRolloutState, healthWindowMs: number): boolean {
+  if (state === 'waiting' || state === 'pending' || state === 'downloading' || state === 'loading') return false;
+  return !(state === 'serving' && healthWindowMs > 0);
+}
+
 export interface DeploymentDeviceRecord {
   deviceId: string;
   state: DeviceRolloutState;
@@ -69,7 +78,8 @@ export interface DeploymentDeviceRecord {
   updatedAt: number;
 }
 
-export interface DeploymentRecord {
+/** A deployment without its per-device rows (a deployment can have thousands). */
+export interface DeploymentInfo {
   id: string;
   model: string;
   version: number;
@@ -79,7 +89,15 @@ export interface DeploymentRecord {
   selector: Labels | null;
   strategy: RolloutStrategy | null;
   createdAt: number;
+}
+
+export interface DeploymentRecord extends DeploymentInfo {
   devices: DeploymentDeviceRecord[];
+}
+
+/** A deployment as one device sees it: with that device's row only. */
+export interface DeviceDeployment extends DeploymentInfo {
+  rollout: { state: DeviceRolloutState; reason: string | null };
 }
 
 /** One heartbeat, reduced to what the charts plot. Rates are per second. */

@@ -3,11 +3,14 @@
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
 import { migrate } from './migrations.js';
+import { MEMBER_STATES } from './records.js';
 import type { NewDeployment, NewDevice, Store } from './store.js';
 import type {
   ApiTokenRecord,
   DeploymentDeviceRecord,
+  DeploymentInfo,
   DeploymentRecord,
+  DeviceDeployment,
   DeploymentState,
   DeviceRecord,
   DeviceRolloutState,
@@ -72,6 +75,23 @@ interface DeploymentRow {
   strategy: string | null;
   created_at: number;
 }
+
+/** A deployment row joined with one device's rollout row (absent in a LEFT JOIN: null). */
+interface RolloutJoinRow extends DeploymentRow {
+  rollout_state: DeviceRolloutState | null;
+  rollout_reason: string | null;
+}
+
+const toDeploymentInfo = (r: DeploymentRow): DeploymentInfo => ({
+  id: r.id,
+  model: r.model,
+  version: r.version,
+  sha256: r.sha256,
+  state: r.state,
+  selector: r.selector ? (JSON.parse(r.selector) as Labels) : null,
+  strategy: r.strategy ? (JSON.parse(r.strategy) as RolloutStrategy) : null,
+  createdAt: r.created_at,
+});
 
 const toDevice = (r: DeviceRow): DeviceRecord => ({
   id: r.id,
@@ -139,12 +159,15 @@ export class SqliteStore implements Store {
       addRolloutAs: db.prepare('INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, ?, NULL, ?)'),
       stagedDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' AND strategy IS NOT NULL ORDER BY seq"),
       addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET state = 'pending', reason = NULL, updated_at = excluded.updated_at"),
-      selectorDeployments: db.prepare("SELECT * FROM deployments WHERE selector IS NOT NULL AND state NOT IN ('canceled', 'rolled-back') ORDER BY seq"),
+      selectorDeployments: db.prepare(
+        "SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d LEFT JOIN rollouts r ON r.deployment_id = d.id AND r.device_id = ? WHERE d.selector IS NOT NULL AND d.state NOT IN ('canceled', 'rolled-back') ORDER BY d.seq",
+      ),
+      rolloutCounts: db.prepare('SELECT state, count(*) AS n FROM rollouts WHERE deployment_id = ? GROUP BY state'),
       getDeployment: db.prepare('SELECT * FROM deployments WHERE id = ?'),
       listDeployments: db.prepare('SELECT * FROM deployments ORDER BY seq DESC LIMIT ?'),
       rolloutsOf: db.prepare('SELECT device_id, state, reason, updated_at FROM rollouts WHERE deployment_id = ? ORDER BY device_id'),
       deploymentsForDevice: db.prepare(
-        "SELECT d.* FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN ('pending', 'downloading', 'loading', 'serving', 'failed', 'superseded') AND d.state NOT IN ('rolled-back') ORDER BY d.seq DESC",
+        `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN (${[...MEMBER_STATES].map((x) => `'${x}'`).join(', ')}) AND d.state NOT IN ('rolled-back') ORDER BY d.seq DESC`,
       ),
       setRollout: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\'))'),
       setDeploymentState: db.prepare('UPDATE deployments SET state = ? WHERE id = ?'),
@@ -300,12 +323,21 @@ export class SqliteStore implements Store {
     const devices = (this.#stmt.rolloutsOf.all(r.id) as Array<{ device_id: string; state: DeviceRolloutState; reason: string | null; updated_at: number }>).map(
       (x): DeploymentDeviceRecord => ({ deviceId: x.device_id, state: x.state, reason: x.reason, updatedAt: x.updated_at }),
     );
-    return { id: r.id, model: r.model, version: r.version, sha256: r.sha256, state: r.state, selector: r.selector ? (JSON.parse(r.selector) as Labels) : null, strategy: r.strategy ? (JSON.parse(r.strategy) as RolloutStrategy) : null, createdAt: r.created_at, devices };
+    return { ...toDeploymentInfo(r), devices };
   }
 
   getDeployment(id: string): DeploymentRecord | undefined {
     const r = this.#stmt.getDeployment.get(id) as DeploymentRow | undefined;
     return r && this.#withDevices(r);
+  }
+
+  getDeploymentInfo(id: string): DeploymentInfo | undefined {
+    const r = this.#stmt.getDeployment.get(id) as DeploymentRow | undefined;
+    return r && toDeploymentInfo(r);
+  }
+
+  rolloutCounts(deploymentId: string): Partial<Record<DeviceRolloutState, number>> {
+    return Object.fromEntries((this.#stmt.rolloutCounts.all(deploymentId) as Array<{ state: DeviceRolloutState; n: number }>).map((r) => [r.state, r.n]));
   }
 
   listDeployments(limit = 100): DeploymentRecord[] {
@@ -320,8 +352,11 @@ export class SqliteStore implements Store {
     return Object.fromEntries((this.#stmt.countDeployments.all() as Array<{ state: string; n: number }>).map((r) => [r.state, r.n]));
   }
 
-  selectorDeployments(): DeploymentRecord[] {
-    return (this.#stmt.selectorDeployments.all() as DeploymentRow[]).map((r) => this.#withDevices(r));
+  selectorDeployments(deviceId: string): Array<DeploymentInfo & { rollout: DeviceDeployment['rollout'] | null }> {
+    return (this.#stmt.selectorDeployments.all(deviceId) as RolloutJoinRow[]).map((r) => ({
+      ...toDeploymentInfo(r),
+      rollout: r.rollout_state === null ? null : { state: r.rollout_state, reason: r.rollout_reason },
+    }));
   }
 
   stagedDeployments(): DeploymentRecord[] {
@@ -332,8 +367,11 @@ export class SqliteStore implements Store {
     this.#stmt.addRollout.run(deploymentId, deviceId, at);
   }
 
-  deploymentsForDevice(deviceId: string): DeploymentRecord[] {
-    return (this.#stmt.deploymentsForDevice.all(deviceId) as DeploymentRow[]).map((r) => this.#withDevices(r));
+  deploymentsForDevice(deviceId: string): DeviceDeployment[] {
+    return (this.#stmt.deploymentsForDevice.all(deviceId) as RolloutJoinRow[]).map((r) => ({
+      ...toDeploymentInfo(r),
+      rollout: { state: r.rollout_state!, reason: r.rollout_reason },
+    }));
   }
 
   setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean {

@@ -4,8 +4,10 @@
 import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
 import type {
   ApiTokenRecord,
+  DeploymentInfo,
   DeploymentRecord,
   DeploymentState,
+  DeviceDeployment,
   DeviceRecord,
   DeviceRolloutState,
   EnrollTokenRecord,
@@ -71,14 +73,18 @@ export interface Store {
   // deployments
   createDeployment(deployment: NewDeployment, at: number): DeploymentRecord;
   getDeployment(id: string): DeploymentRecord | undefined;
+  /** The deployment without its device rows. */
+  getDeploymentInfo(id: string): DeploymentInfo | undefined;
+  /** How many of its devices are in each rollout state. */
+  rolloutCounts(deploymentId: string): Partial<Record<DeviceRolloutState, number>>;
   listDeployments(limit?: number): DeploymentRecord[];
   /** Deployments still in progress, and the newest `recent` others. */
   activeDeployments(recent: number): DeploymentRecord[];
   countDeploymentsByState(): Record<string, number>;
   /** Deployments that still apply to a device (see MEMBER_STATES), newest first. */
-  deploymentsForDevice(deviceId: string): DeploymentRecord[];
-  /** Selector deployments that are not canceled or rolled back. */
-  selectorDeployments(): DeploymentRecord[];
+  deploymentsForDevice(deviceId: string): DeviceDeployment[];
+  /** Selector deployments that are not canceled or rolled back, with the device's row if it has one. */
+  selectorDeployments(deviceId: string): Array<DeploymentInfo & { rollout: DeviceDeployment['rollout'] | null }>;
   addRollout(deploymentId: string, deviceId: string, at: number): void;
   /** In-progress deployments with a staged rollout, oldest first. */
   stagedDeployments(): DeploymentRecord[];
