@@ -1,4 +1,5 @@
 import t from 'tap';
+import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
 import { mayPublish, maySubscribe, mayReceive } from '../../packages/relay/dist/broker/access-policy.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
 
@@ -31,4 +32,33 @@ t.test('the flood guard allows bursts, then the rate, and forgets', async (t) =>
   t.notOk(guard.allow('d'));
   guard.forget('d');
   t.ok(guard.allow('d'), 'a forgotten client starts full');
+});
+
+t.test('retained index: MQTT topic matching', async (t) => {
+  t.ok(topicMatches('a/b/c', 'a/b/c'));
+  t.notOk(topicMatches('a/b/c', 'a/b'));
+  t.ok(topicMatches('a/+/c', 'a/x/c'));
+  t.notOk(topicMatches('a/+/c', 'a/x/y/c'));
+  t.ok(topicMatches('a/#', 'a/x/y'));
+  t.ok(topicMatches('a/#', 'a'), '# also matches the parent level');
+  t.ok(topicMatches('#', 'outpost/v1/devices/d/desired'));
+  t.notOk(topicMatches('#', '$SYS/broker/uptime'), 'wildcards at the start skip $ topics');
+  t.notOk(topicMatches('+/x', 'a/y'));
+});
+
+t.test('retained index: exact and wildcard lookups, deletes', async (t) => {
+  const p = new IndexedRetainedPersistence();
+  const packet = (topic: string, payload: string) => ({ cmd: 'publish', topic, payload: Buffer.from(payload), qos: 1, retain: true });
+  await p.storeRetained(packet('outpost/v1/devices/a/desired', '1'));
+  await p.storeRetained(packet('outpost/v1/devices/b/desired', '2'));
+  await p.storeRetained(packet('outpost/v1/devices/a/status', '3'));
+  const read = async (s: NodeJS.ReadableStream) => {
+    const out: string[] = [];
+    for await (const x of s as AsyncIterable<{ payload: Buffer }>) out.push(x.payload.toString());
+    return out.sort();
+  };
+  t.same(await read(p.createRetainedStream('outpost/v1/devices/a/desired')), ['1']);
+  t.same(await read(p.createRetainedStreamCombi(['outpost/v1/devices/+/desired', 'outpost/v1/devices/a/status'])), ['1', '2', '3']);
+  await p.storeRetained(packet('outpost/v1/devices/a/desired', ''));
+  t.same(await read(p.createRetainedStream('outpost/v1/devices/a/desired')), [], 'an empty retained message deletes');
 });

@@ -7,6 +7,7 @@ import { Aedes, type Client, type AuthenticateError } from 'aedes';
 import type { Logger } from '@outpost/shared';
 import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, type BrokerIdentity } from './access-policy.js';
 import { FloodGuard, type FloodLimits } from './flood-guard.js';
+import { IndexedRetainedPersistence } from './retained-index.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -47,6 +48,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const flood = new FloodGuard(opts.floodLimits);
 
   const broker = await Aedes.createBroker({
+    persistence: new IndexedRetainedPersistence() as never,
     maxClientsIdLength: 64,
     drainTimeout: 10_000,
     authenticate(client, username, password, done) {
