@@ -1,5 +1,5 @@
 import t from 'tap';
-import { OutpostError, validateInputs, elementCount, formatSignature, type ModelSignature } from '@outpost/shared';
+import { OutpostError, validateInputs, elementCount, formatSignature, sampleInputs, toTensorBytes, fromTensorBytes, encodeBinaryBody, parseBinaryBody, type ModelSignature } from '@outpost/shared';
 
 const sig: ModelSignature = {
   inputs: [
@@ -51,4 +51,30 @@ t.test('OutpostError instanceof works across copies and serializes', async (t) =
   const lookalike = Object.assign(new Error('x'), { [Symbol.for('outpost.error')]: true });
   t.ok(lookalike instanceof OutpostError, 'a copy from another install is recognised');
   t.notOk(new Error('x') instanceof OutpostError);
+});
+
+t.test('binary tensor data: round trips, alignment, BYTES, errors', async (t) => {
+  const f = Float32Array.from([1.5, -2, 3.25]);
+  const bytes = toTensorBytes(f);
+  t.same(Array.from(fromTensorBytes('x', 'FP32', bytes, 3) as Float32Array), [1.5, -2, 3.25]);
+  const unaligned = Buffer.concat([Buffer.alloc(1), Buffer.from(bytes)]).subarray(1);
+  t.same(Array.from(fromTensorBytes('x', 'FP32', unaligned, 3) as Float32Array), [1.5, -2, 3.25], 'unaligned bytes are copied, not misread');
+  const strings = ['', 'héllo', 'a'];
+  t.same(fromTensorBytes('s', 'BYTES', toTensorBytes(strings), 3), strings, 'BYTES: a 4-byte length before each element');
+  t.throws(() => fromTensorBytes('s', 'BYTES', toTensorBytes(strings), 2), /needs 2 BYTES elements, the binary data has 3/);
+  t.throws(() => fromTensorBytes('s', 'BYTES', Buffer.from([9, 0, 0, 0, 1]), 1), /claims 9 bytes/);
+  t.throws(() => fromTensorBytes('s', 'BYTES', Buffer.from([1, 0]), 1), /cut off/);
+  t.throws(() => fromTensorBytes('x', 'INT64', Buffer.alloc(12), 2), /needs 16 bytes of INT64, binary_data_size is 12/);
+
+  const { body, headerLength } = encodeBinaryBody({ outputs: [{ name: 'y', parameters: { binary_data_size: 12 } }, { name: 'z' }] }, [bytes]);
+  const parsed = parseBinaryBody(body, headerLength, 'outputs') as { outputs: Array<{ raw?: Uint8Array }> };
+  t.same(Buffer.from(parsed.outputs[0]!.raw!), Buffer.from(bytes));
+  t.equal(parsed.outputs[1]!.raw, undefined, 'a tensor without binary_data_size has no raw bytes');
+
+  // Checked against a signature: binary inputs arrive as typed arrays; "data" and binary together are refused.
+  const sig = { inputs: [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 3] }], outputs: [] };
+  const [x] = validateInputs(sig, [{ name: 'x', datatype: 'FP32', shape: [1, 3], raw: bytes }]);
+  t.ok(x!.data instanceof Float32Array);
+  t.throws(() => validateInputs(sig, [{ name: 'x', datatype: 'FP32', shape: [1, 3], raw: bytes, data: [1, 2, 3] }]), /give "data" or binary_data_size, not both/);
+  t.same(sampleInputs(sig, 4)[0]!.shape, [4, 3], 'warm-up inputs at a batch size');
 });

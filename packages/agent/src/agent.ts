@@ -59,9 +59,10 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     });
   };
 
-  const metrics = new AgentMetrics();
+  const metrics = new AgentMetrics(() => table.all().map((m) => ({ model: m.name, depth: m.queueDepth })));
   const reconciler = new Reconciler({
     onLoaded: (model, seconds) => metrics.modelLoad.observe({ model }, seconds),
+    onBatch: (model, rows) => metrics.batchSize.observe({ model }, rows),
     cache,
     table,
     log,

@@ -6,7 +6,7 @@
 import { probeModel, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
 import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
-import { ServedModel, type SessionSettings } from './runtime/served-model.js';
+import { ServedModel, servingKey, type SessionSettings } from './runtime/served-model.js';
 import type { ModelStats } from './runtime/model-stats.js';
 
 export interface ReconcilerOptions {
@@ -15,7 +15,10 @@ export interface ReconcilerOptions {
   artifactUrl(sha256: string): string;
   authHeaders: Record<string, string>;
   log: Logger;
+  /** The agent's serving defaults (e.g. `--threads`); a deployment's own settings win. */
   session?: SessionSettings;
+  /** Hears the rows of every inference run, per model (batch sizes for /metrics). */
+  onBatch?(model: string, rows: number): void;
   /** Called with the whole reported state after every change. */
   report(state: ReportedState): void;
   /**
@@ -32,6 +35,8 @@ export interface ReconcilerOptions {
 export class Reconciler {
   readonly #opts: ReconcilerOptions;
   readonly #reported = new Map<string, ReportedModel>();
+  /** What was last tried per model name: sha256 and serving settings. */
+  readonly #attempted = new Map<string, string>();
   #desired: DesiredState | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -109,16 +114,22 @@ export class Reconciler {
       if (this.#closed || this.#desired !== desired) return; // a newer desired state is waiting
       const serving = table.get(m.name);
       const current = this.#reported.get(m.name);
-      if (serving?.sha256 === m.sha256) {
+      if (serving?.sha256 === m.sha256 && serving.servingKey === servingKey(this.#settingsFor(m))) {
         if (current?.sha256 !== m.sha256 || current.state !== 'serving') this.#set(this.#entry(m, 'serving'));
         continue;
       }
-      // A version that failed to verify or load is not tried again until the desired state changes it.
-      if (current?.sha256 === m.sha256 && current.state === 'failed') continue;
+      // A version that failed to verify or load is not tried again until the desired state
+      // changes it (another version, or other serving settings).
+      if (current?.sha256 === m.sha256 && current.state === 'failed' && this.#attempted.get(m.name) === this.#attemptKey(m)) continue;
       await this.#install(m);
     }
     const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256)]);
     await cache.prune(keep);
+  }
+
+  /** The deployment's serving settings over the agent's defaults. */
+  #settingsFor(m: DesiredModel): SessionSettings {
+    return { ...this.#opts.session, ...m.serving };
   }
 
   #entry(m: DesiredModel, state: ReportedModel['state'], reason?: string): ReportedModel {
@@ -136,14 +147,20 @@ export class Reconciler {
   #loadModel = async (m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel> => {
     // onnxruntime can crash its process on a hostile file: try it in a child process first.
     await probeModel(file);
-    const model = await ServedModel.load(m, file, this.#opts.session, stats);
+    const model = await ServedModel.load(m, file, this.#settingsFor(m), stats, (rows) => this.#opts.onBatch?.(m.name, rows));
     await model.selfTest();
+    await model.warmUp();
     return model;
   };
+
+  #attemptKey(m: DesiredModel): string {
+    return `${m.sha256}:${servingKey(this.#settingsFor(m))}`;
+  }
 
   async #install(m: DesiredModel): Promise<void> {
     const { table, cache, log } = this.#opts;
     const started = Date.now();
+    this.#attempted.set(m.name, this.#attemptKey(m));
     try {
       this.#set(this.#entry(m, 'downloading'));
       const file = await cache.ensure(this.#opts.artifactUrl(m.sha256), m.sha256, this.#opts.authHeaders);

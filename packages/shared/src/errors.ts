@@ -20,6 +20,7 @@ export const ERRORS = {
   OUTPOST_ERR_TARGET_NOT_READY: { status: 409, description: 'The target cannot train: not attached, or its agent does not accept training.' },
   OUTPOST_ERR_TENSOR_INVALID: { status: 400, description: 'An input tensor does not match the model signature.' },
   OUTPOST_ERR_INFERENCE_FAILED: { status: 500, description: 'onnxruntime failed to run the model.' },
+  OUTPOST_ERR_OVERLOADED: { status: 429, description: "The model's request queue is full; retry shortly (or deploy with a larger --max-queue)." },
   OUTPOST_ERR_BUSY: { status: 503, description: 'The relay is at its bound of concurrent downloads; retry after Retry-After.' },
   OUTPOST_ERR_INTERNAL: { status: 500, description: 'An unexpected failure; the log has details.' },
 } as const satisfies Record<string, { status: number; description: string }>;

@@ -2,6 +2,7 @@ export { ERRORS, OutpostError, isErrorBody, type ErrorBody, type ErrorCode } fro
 export { TOPIC_ROOT, DEVICE_TOPICS, ALL_DEVICES_FILTER, devicePrefix, deviceTopic, parseDeviceTopic, isWithinDevicePrefix, type DeviceTopic } from './topics.js';
 export {
   StatusMessage,
+  ServingConfig,
   DesiredModel,
   DesiredState,
   ReportedModel,
@@ -34,6 +35,16 @@ export {
   type RequestTensor,
 } from './signature.js';
 export { signatureFromSession } from './model-signature.js';
+export {
+  INFERENCE_HEADER_LENGTH,
+  TYPED_ARRAY,
+  fromTensorBytes,
+  toTensorBytes,
+  parseBinaryBody,
+  encodeBinaryBody,
+  type NumericArray,
+  type TensorArray,
+} from './kserve-binary.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';

@@ -19,12 +19,34 @@ export const StatusMessage = Type.Object({
 });
 export type StatusMessage = Static<typeof StatusMessage>;
 
+/**
+ * How devices serve a deployment's model: onnxruntime session options and dynamic batching.
+ * Every field is optional; the agent's defaults fill the rest (see DEFAULT_SERVING).
+ */
+export const ServingConfig = Type.Object({
+  /** Rows merged into one run; 1 (the default) turns dynamic batching off. */
+  maxBatchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+  /** How long the oldest request may wait for a fuller batch (default 0: batches form under load). */
+  maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0, maximum: 10_000 })),
+  /** Requests waiting past which new ones get 429 (default 64). */
+  maxQueue: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  interOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
+  graphOptimization: Type.Optional(Type.Union([Type.Literal('disabled'), Type.Literal('basic'), Type.Literal('extended'), Type.Literal('all')])),
+  /** onnxruntime execution providers in order of preference (default ["cpu"]). */
+  executionProviders: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' }), { minItems: 1, maxItems: 8 })),
+  /** Inference runs on sample inputs at load, before the model takes traffic (default 1). */
+  warmup: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+});
+export type ServingConfig = Static<typeof ServingConfig>;
+
 export const DesiredModel = Type.Object({
   name: ModelName,
   version: Type.Integer({ minimum: 1 }),
   sha256: Sha256,
   size: Type.Integer({ minimum: 0 }),
   deploymentId: Type.String(),
+  serving: Type.Optional(ServingConfig),
 });
 export type DesiredModel = Static<typeof DesiredModel>;
 

@@ -2,6 +2,7 @@
 // before it reaches onnxruntime. KServe v2 datatype names are the public vocabulary.
 
 import { OutpostError } from './errors.js';
+import { fromTensorBytes, type TensorArray } from './kserve-binary.js';
 
 export const DATATYPES = ['BOOL', 'UINT8', 'INT8', 'UINT16', 'INT16', 'UINT32', 'INT32', 'INT64', 'UINT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
 export type Datatype = (typeof DATATYPES)[number];
@@ -43,12 +44,15 @@ export function datatypeFromOrtType(ortType: string): Datatype | undefined {
   return DATATYPE_BY_ORT_TYPE[ortType];
 }
 
-/** A tensor as a KServe v2 JSON request carries it. */
+/**
+ * A tensor as a KServe v2 request carries it: `data` a flat JSON array, or (binary extension,
+ * once checked) a typed array.
+ */
 export interface RequestTensor {
   name: string;
   shape: number[];
   datatype: string;
-  data: unknown[];
+  data: unknown[] | TensorArray;
 }
 
 const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
@@ -72,8 +76,7 @@ export function elementCount(shape: readonly number[]): number {
   return n;
 }
 
-function checkElements(tensor: RequestTensor, datatype: Datatype): void {
-  const { data, name } = tensor;
+function checkElements(name: string, data: unknown[], datatype: Datatype): void {
   const range = INTEGER_RANGES[datatype];
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
@@ -96,8 +99,8 @@ function checkElements(tensor: RequestTensor, datatype: Datatype): void {
 export function validateInputs(signature: ModelSignature, inputs: unknown): RequestTensor[] {
   if (!Array.isArray(inputs)) throw invalid('"inputs" must be an array of tensors');
   const byName = new Map<string, RequestTensor>();
-  for (const raw of inputs) {
-    const t = raw as Partial<RequestTensor> | null;
+  for (const input of inputs) {
+    const t = input as Partial<RequestTensor> | null;
     if (typeof t !== 'object' || t === null || typeof t.name !== 'string') throw invalid('every input needs a "name"');
     const spec = signature.inputs.find((s) => s.name === t.name);
     if (!spec) throw invalid(`unknown input "${t.name}": the model takes ${signature.inputs.map((s) => `"${s.name}"`).join(', ')}`);
@@ -114,12 +117,19 @@ export function validateInputs(signature: ModelSignature, inputs: unknown): Requ
         throw invalid(`input "${t.name}": shape [${t.shape!.join(',')}] does not match the model's [${spec.shape.join(',')}] at dimension ${i}`);
       }
     });
-    if (!Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
     const expected = elementCount(t.shape);
+    // Binary extension: the bytes after the JSON header (see kserve-binary.ts).
+    const raw = (t as { raw?: unknown }).raw;
+    if (raw instanceof Uint8Array) {
+      if (t.data !== undefined) throw invalid(`input "${t.name}": give "data" or binary_data_size, not both`);
+      byName.set(t.name, { name: t.name, datatype: spec.datatype, shape: t.shape, data: fromTensorBytes(t.name, spec.datatype, raw, expected) });
+      continue;
+    }
+    if (!Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
     if (t.data.length !== expected) {
       throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${t.data.length}`);
     }
-    checkElements(t as RequestTensor, spec.datatype);
+    checkElements(t.name, t.data, spec.datatype);
     byName.set(t.name, t as RequestTensor);
   }
   return signature.inputs.map((spec) => {
@@ -134,10 +144,13 @@ export function formatSignature(signature: ModelSignature): string {
   return `inputs ${signature.inputs.map(f).join('; ')} -> outputs ${signature.outputs.map(f).join('; ')}`;
 }
 
-/** A valid input for every tensor of a signature (dynamic dimensions 1, zero values): the self-test. */
-export function sampleInputs(signature: ModelSignature): RequestTensor[] {
+/**
+ * A valid input for every tensor of a signature (zero values; a dynamic first dimension
+ * `rows`, other dynamic dimensions 1): the self-test and the warm-up.
+ */
+export function sampleInputs(signature: ModelSignature, rows = 1): RequestTensor[] {
   return signature.inputs.map((spec) => {
-    const shape = spec.shape.map((d) => (d === -1 ? 1 : d));
+    const shape = spec.shape.map((d, i) => (d === -1 ? (i === 0 ? rows : 1) : d));
     const zero = spec.datatype === 'BOOL' ? false : spec.datatype === 'BYTES' ? '' : 0;
     return { name: spec.name, datatype: spec.datatype, shape, data: new Array(elementCount(shape)).fill(zero) };
   });

@@ -2,7 +2,7 @@
 // change. Every message has a `type`, a `seq` that only grows, and a timestamp `ts`.
 // A client that reconnects with `?since=SEQ` gets what it missed, or a fresh snapshot.
 
-import type { HealthMessage, ReportedModel } from './messages.js';
+import type { HealthMessage, ReportedModel, ServingConfig } from './messages.js';
 import type { Labels } from './units.js';
 
 export interface DeviceSummary {
@@ -33,6 +33,8 @@ export interface DeploymentSummary {
   selector: Labels | null;
   /** The rollout strategy of a staged rollout; null when every device got it at once. */
   strategy: { kind: string; batch: number | string; canary: number; failureThreshold: number | string | null; healthWindowMs: number } | null;
+  /** How devices serve it (dynamic batching, session options); null for the agents' defaults. */
+  serving: ServingConfig | null;
   createdAt: string | null;
   counts: Record<string, number>;
   devices: RolloutSummary[];

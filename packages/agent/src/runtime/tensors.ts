@@ -1,7 +1,8 @@
-// Conversions between KServe v2 JSON tensors and onnxruntime tensors.
+// Conversions between KServe v2 tensors (JSON arrays, or typed arrays from the binary
+// extension) and onnxruntime tensors.
 
 import * as ort from 'onnxruntime-node';
-import { OutpostError, type Datatype, type RequestTensor } from '@outpost/shared';
+import { OutpostError, toTensorBytes, type Datatype, type RequestTensor, type TensorArray } from '@outpost/shared';
 
 /** IEEE 754 half precision, as onnxruntime-node stores float16 (raw bits in a Uint16Array). */
 const f32 = new Float32Array(1);
@@ -87,12 +88,22 @@ const ORT_TYPE: Record<Datatype, ort.Tensor.Type> = {
   BYTES: 'string',
 };
 
-/** A checked request tensor (see validateInputs) as an onnxruntime tensor. */
+/** A checked request tensor (see validateInputs) as an onnxruntime tensor; binary data is used as is. */
 export function toOrtTensor(t: RequestTensor): ort.Tensor {
   const datatype = t.datatype as Datatype;
-  return new ort.Tensor(ORT_TYPE[datatype], toOrtData(datatype, t.data) as never, t.shape);
+  const data = ArrayBuffer.isView(t.data) ? t.data : toOrtData(datatype, t.data as unknown[]);
+  return new ort.Tensor(ORT_TYPE[datatype], data as never, t.shape);
 }
 
+/** A model output, as onnxruntime gave it. */
+export interface OutputTensor {
+  name: string;
+  datatype: Datatype;
+  shape: number[];
+  data: TensorArray;
+}
+
+/** A KServe v2 JSON response tensor. */
 export interface ResponseTensor {
   name: string;
   datatype: Datatype;
@@ -102,15 +113,25 @@ export interface ResponseTensor {
 
 const DATATYPE: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE).map(([k, v]) => [v, k as Datatype]));
 
-export function fromOrtTensor(name: string, tensor: ort.Tensor): ResponseTensor {
+export function fromOrtTensor(name: string, tensor: ort.Tensor): OutputTensor {
   const datatype = DATATYPE[tensor.type];
-  if (!datatype) throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `output "${name}" has type ${tensor.type}, which cannot be sent as JSON`);
-  const raw = tensor.data;
+  if (!datatype) throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `output "${name}" has type ${tensor.type}, which KServe v2 cannot carry`);
+  return { name, datatype, shape: [...tensor.dims], data: tensor.data as TensorArray };
+}
+
+/** The binary extension's bytes for an output. */
+export function outputBytes(t: OutputTensor): Uint8Array {
+  return toTensorBytes(t.data);
+}
+
+export function toJsonTensor(t: OutputTensor): ResponseTensor {
+  const { name, datatype, shape } = t;
+  const raw = t.data;
   let data: Array<number | boolean | string>;
   if (datatype === 'INT64' || datatype === 'UINT64') data = Array.from(raw as BigInt64Array, Number);
   else if (datatype === 'BOOL') data = Array.from(raw as Uint8Array, (v) => v !== 0);
   else if (datatype === 'FP16') data = Array.from(raw as Uint16Array, halfToFloat);
   else if (datatype === 'BYTES') data = raw as string[];
   else data = Array.from(raw as Float32Array);
-  return { name, datatype, shape: [...tensor.dims], data };
+  return { name, datatype, shape, data };
 }

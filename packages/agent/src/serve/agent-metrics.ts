@@ -1,7 +1,8 @@
 // Prometheus metrics of the agent: requests, errors and latency per model, model load time,
-// and the process's own (memory, CPU, event loop) from prom-client's defaults.
+// queue depth and batch sizes, and the process's own (memory, CPU, event loop) from
+// prom-client's defaults.
 
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -9,8 +10,10 @@ export class AgentMetrics {
   readonly errors: Counter<'model'>;
   readonly duration: Histogram<'model'>;
   readonly modelLoad: Histogram<'model'>;
+  readonly batchSize: Histogram<'model'>;
 
-  constructor() {
+  /** `queueDepths` is read at each scrape: requests waiting per model. */
+  constructor(queueDepths: () => Array<{ model: string; depth: number }> = () => []) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'outpost_agent_' });
     this.requests = new Counter({ name: 'outpost_agent_inference_requests_total', help: 'Inference requests, by model', labelNames: ['model'], registers });
@@ -28,6 +31,23 @@ export class AgentMetrics {
       labelNames: ['model'],
       buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'outpost_agent_batch_size',
+      help: 'Rows per onnxruntime run (more than 1 when dynamic batching merged requests), by model',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128],
+      registers,
+    });
+    new Gauge({
+      name: 'outpost_agent_queue_depth',
+      help: 'Inference requests waiting for a run, by model',
+      labelNames: ['model'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { model, depth } of queueDepths()) this.set({ model }, depth);
+      },
     });
   }
 

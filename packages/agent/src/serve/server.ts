@@ -1,9 +1,11 @@
-// The Open Inference Protocol (KServe v2) over HTTP. Errors follow KServe's shape,
-// `{ "error": "message" }`, with Outpost's stable `code` beside it.
+// The Open Inference Protocol (KServe v2) over HTTP, with the binary tensor data extension
+// (see @outpost/shared kserve-binary). Errors follow KServe's shape, `{ "error": "message" }`,
+// with Outpost's stable `code` beside it.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { OutpostError, type Logger, type ReportedState } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, type Logger, type ReportedState } from '@outpost/shared';
+import { outputBytes, toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
 import type { AgentMetrics } from './agent-metrics.js';
@@ -20,9 +22,26 @@ export interface ServeOptions {
 }
 
 interface InferBody {
-  id?: string;
+  id?: unknown;
   inputs: unknown;
-  outputs?: Array<{ name: string }>;
+  outputs?: Array<{ name?: unknown; parameters?: { binary_data?: unknown } }>;
+  parameters?: { binary_data_output?: unknown };
+}
+
+/** The request body: JSON, or a JSON header and binary tensors when the header length is given. */
+function parseInferBody(body: Buffer, headerLength: string | string[] | undefined): InferBody {
+  let parsed: unknown;
+  if (headerLength !== undefined) {
+    parsed = parseBinaryBody(body, Number(headerLength), 'inputs');
+  } else {
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `the body is not valid JSON (${(err as Error).message}); binary tensors need an Inference-Header-Content-Length header`);
+    }
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the body must be a JSON object with "inputs"');
+  return parsed as InferBody;
 }
 
 function digest(s: string): Buffer {
@@ -30,6 +49,7 @@ function digest(s: string): Buffer {
 }
 
 function sendError(reply: FastifyReply, err: OutpostError): FastifyReply {
+  if (err.code === 'OUTPOST_ERR_OVERLOADED') reply.header('retry-after', '1');
   return reply.status(err.status).send({ error: err.message, code: err.code });
 }
 
@@ -40,6 +60,9 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 64 * 1024 * 1024,
   });
+  // Bodies arrive as bytes: the infer route parses JSON or the binary extension itself.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   if (opts.token) {
     const expected = digest(opts.token);
@@ -81,7 +104,7 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
     if (notReady.length > 0) return reply.status(503).send({ ready: false, waiting: notReady.map((m) => m.name) });
     return { ready: true };
   });
-  app.get('/v2', async () => ({ name: 'outpost-agent', version: opts.agentVersion, extensions: [] }));
+  app.get('/v2', async () => ({ name: 'outpost-agent', version: opts.agentVersion, extensions: ['binary_tensor_data'] }));
 
   const metadata = async (request: FastifyRequest<{ Params: { name: string; version?: string } }>) => {
     const m = requireModel(request.params.name, request.params.version);
@@ -99,18 +122,30 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
   app.get('/v2/models/:name/ready', ready);
   app.get('/v2/models/:name/versions/:version/ready', ready);
 
-  const infer = async (request: FastifyRequest<{ Params: { name: string; version?: string }; Body: InferBody }>) => {
+  const infer = async (request: FastifyRequest<{ Params: { name: string; version?: string }; Body: Buffer | undefined }>, reply: FastifyReply) => {
     const model = requireModel(request.params.name, request.params.version);
-    const body = request.body;
-    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the body must be a JSON object with "inputs"');
     const started = performance.now();
     let ok = false;
     try {
+      const body = parseInferBody(request.body ?? Buffer.alloc(0), request.headers[INFERENCE_HEADER_LENGTH]);
       const requested = Array.isArray(body.outputs) ? body.outputs.map((o) => o?.name) : undefined;
       if (requested?.some((n) => typeof n !== 'string')) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'every entry of "outputs" needs a "name"');
-      const outputs = await model.infer(body.inputs, requested);
+      const outputs = await model.infer(body.inputs, requested as string[] | undefined);
       ok = true;
-      return { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}), outputs };
+      // Binary outputs: all of them with parameters.binary_data_output, or each one asked so.
+      const allBinary = body.parameters?.binary_data_output === true;
+      const binary = (o: OutputTensor) => body.outputs?.find((r) => r?.name === o.name)?.parameters?.binary_data ?? allBinary;
+      const head = { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}) };
+      if (!outputs.some((o) => binary(o) === true)) return { ...head, outputs: outputs.map(toJsonTensor) };
+      const blobs: Uint8Array[] = [];
+      const described = outputs.map((o) => {
+        if (binary(o) !== true) return toJsonTensor(o);
+        const bytes = outputBytes(o);
+        blobs.push(bytes);
+        return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
+      });
+      const { body: out, headerLength } = encodeBinaryBody({ ...head, outputs: described }, blobs);
+      return reply.header(INFERENCE_HEADER_LENGTH, headerLength).type('application/octet-stream').send(out);
     } finally {
       const ms = performance.now() - started;
       model.stats.record(ms, ok);

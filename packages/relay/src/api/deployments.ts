@@ -7,6 +7,7 @@ import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
+import { ServingConfig } from '@outpost/shared';
 
 interface StrategyBody {
   kind?: 'all' | 'rolling';
@@ -33,7 +34,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   const { ctx } = deps;
   app.addHook('preHandler', requireApiToken(ctx));
 
-  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody } }>(
+  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody; serving?: ServingConfig } }>(
     '/v1/deployments',
     {
       schema: {
@@ -57,6 +58,8 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
                 healthWindowSeconds: { type: 'number', minimum: 0, maximum: 86400 },
               },
             },
+            // Strict here (a typo is a 400); agents accept fields they do not know yet.
+            serving: { ...ServingConfig, additionalProperties: false },
           },
         },
       },

@@ -1,16 +1,57 @@
 // outpost-relay deploy NAME[:VERSION] --device ID... [--wait]
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';
-import { collect, parseCountOrPercent, parseDurationOption, parseLabelsOption, parseModelRef, parseStrategy } from './parse.js';
-import { formatLabels, type Labels } from '@outpost/shared';
+import { collect, parseCountOrPercent, parseDurationOption, parseLabelsOption, parseModelRef, parsePositiveInt, parseStrategy } from './parse.js';
+import { formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 
 export type DeploymentView = ReturnType<typeof deploymentView>;
+
+interface ServingFlags {
+  maxBatchSize?: number;
+  maxQueueDelay?: number;
+  maxQueue?: number;
+  intraOpThreads?: number;
+  interOpThreads?: number;
+  graphOptimization?: ServingConfig['graphOptimization'];
+  executionProvider?: string[];
+  warmup?: number;
+}
+
+/** The deployment's serving settings from the --serving flags; undefined when none was given. */
+function servingConfig(f: ServingFlags): ServingConfig | undefined {
+  const s: ServingConfig = {
+    ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),
+    ...(f.maxQueueDelay !== undefined ? { maxQueueDelayMs: f.maxQueueDelay } : {}),
+    ...(f.maxQueue !== undefined ? { maxQueue: f.maxQueue } : {}),
+    ...(f.intraOpThreads !== undefined ? { intraOpThreads: f.intraOpThreads } : {}),
+    ...(f.interOpThreads !== undefined ? { interOpThreads: f.interOpThreads } : {}),
+    ...(f.graphOptimization !== undefined ? { graphOptimization: f.graphOptimization } : {}),
+    ...(f.executionProvider?.length ? { executionProviders: f.executionProvider } : {}),
+    ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
+  };
+  return Object.keys(s).length > 0 ? s : undefined;
+}
+
+function parseDelayOption(value: string): number {
+  return value.trim() === '0' ? 0 : parseDurationOption(value);
+}
+
+function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('use a whole number (0 or more).');
+  return n;
+}
+
+function parseGraphOptimization(value: string): NonNullable<ServingConfig['graphOptimization']> {
+  if (value === 'disabled' || value === 'basic' || value === 'extended' || value === 'all') return value;
+  throw new InvalidArgumentError('use disabled, basic, extended or all.');
+}
 
 export function summarize(d: DeploymentView): string {
   return Object.entries(d.counts)
@@ -50,10 +91,18 @@ export function deployCommand(program: Command): void {
       .option('--canary <n>', 'release to the first N devices, then the rest', (v) => parseCountOrPercent(v) as number)
       .option('--failure-threshold <n|n%>', 'failed devices tolerated before the rollout stops and rolls back (staged default: 0)', parseCountOrPercent)
       .option('--health-window <duration>', 'a device counts as done after serving and staying healthy this long (e.g. 30s)', parseDurationOption)
+      .option('--max-batch-size <n>', 'serving: merge concurrent requests into batches of up to N rows (dynamic batching; default 1, off)', parsePositiveInt)
+      .option('--max-queue-delay <duration>', 'serving: how long a request may wait for a fuller batch (default 0, e.g. 2ms)', parseDelayOption)
+      .option('--max-queue <n>', 'serving: requests waiting per model before new ones get 429 (default 64)', parsePositiveInt)
+      .option('--intra-op-threads <n>', 'serving: onnxruntime threads within an operator (default 1)', parsePositiveInt)
+      .option('--inter-op-threads <n>', 'serving: onnxruntime threads across operators (default 1)', parsePositiveInt)
+      .option('--graph-optimization <level>', 'serving: disabled, basic, extended or all (default all)', parseGraphOptimization)
+      .option('--execution-provider <name>', 'serving: an onnxruntime execution provider, in order of preference (repeat; default cpu)', collect)
+      .option('--warmup <n>', 'serving: warm-up runs on sample inputs at load (default 1)', parseNonNegativeInt)
       .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
       .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
       .description('send a model version to devices'),
-  ).action(async (ref: string, opts: ClientOptions & { device: string[]; selector?: Labels; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
+  ).action(async (ref: string, opts: ClientOptions & ServingFlags & { device: string[]; selector?: Labels; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
     const { name, version } = parseModelRef(ref);
     if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');
     if (opts.device.length > 0 && opts.selector) throw new CliError('use --device or --selector, not both');
@@ -68,7 +117,8 @@ export function deployCommand(program: Command): void {
       ...(opts.failureThreshold !== undefined ? { failureThreshold: opts.failureThreshold } : {}),
       ...(opts.healthWindow !== undefined ? { healthWindowSeconds: opts.healthWindow / 1000 } : {}),
     };
-    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target, ...(Object.keys(strategy).length ? { strategy } : {}) });
+    const serving = servingConfig(opts);
+    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target, ...(Object.keys(strategy).length ? { strategy } : {}), ...(serving ? { serving } : {}) });
     if (!opts.json) note(`deployment ${d.id}: ${d.model}:${d.version} to ${d.devices.length} device(s)${d.selector ? ` matching ${formatLabels(d.selector)} (and any that match later)` : ''}`);
     if (opts.wait) d = await waitForDeployment(api, d.id, opts.timeout);
     if (opts.json) printJson(d);

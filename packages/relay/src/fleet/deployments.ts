@@ -2,7 +2,7 @@
 // new desired state to each device.
 
 import { randomBytes } from 'node:crypto';
-import { OutpostError, type Labels } from '@outpost/shared';
+import { OutpostError, type Labels, type ServingConfig } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { MEMBER_STATES, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
@@ -17,6 +17,7 @@ export interface DeployRequest {
   /** Every device with these labels, now and later. */
   selector?: Labels;
   strategy?: RolloutStrategy;
+  serving?: ServingConfig;
 }
 
 export function matchesSelector(labels: Labels, selector: Labels): boolean {
@@ -41,7 +42,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   // A staged rollout starts with every device waiting; the rollout controller releases them.
   const staged = req.strategy && (req.strategy.kind === 'rolling' || req.strategy.canary > 0 || req.strategy.healthWindowMs > 0 || req.strategy.failureThreshold !== null);
   ctx.store.createDeployment(
-    { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector, strategy: staged ? req.strategy : undefined, initialState: staged ? 'waiting' : 'pending' },
+    { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector, strategy: staged ? req.strategy : undefined, serving: req.serving && Object.keys(req.serving).length > 0 ? req.serving : undefined, initialState: staged ? 'waiting' : 'pending' },
     ctx.now(),
   );
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');

@@ -33,6 +33,7 @@ export function deploymentView(d: DeploymentRecord): DeploymentSummary {
     state: d.state,
     selector: d.selector,
     strategy: d.strategy,
+    serving: d.serving,
     createdAt: iso(d.createdAt),
     counts,
     devices: d.devices.map((x) => ({ deviceId: x.deviceId, state: x.state, reason: x.reason, updatedAt: iso(x.updatedAt) })),

@@ -88,6 +88,10 @@ const MIGRATIONS: string[] = [
   `
   CREATE INDEX rollouts_deployment_state ON rollouts (deployment_id, state);
   `,
+  // How devices serve the deployment's model (ServingConfig JSON): batching, session options.
+  `
+  ALTER TABLE deployments ADD COLUMN serving TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

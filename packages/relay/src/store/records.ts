@@ -1,6 +1,6 @@
 // The records the relay keeps. The store interface and its implementations speak these.
 
-import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState } from '@outpost/shared';
+import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState, ServingConfig } from '@outpost/shared';
 
 export interface DeviceRecord {
   id: string;
@@ -88,6 +88,8 @@ export interface DeploymentInfo {
   /** Set for a deployment to every device matching these labels, now and later. */
   selector: Labels | null;
   strategy: RolloutStrategy | null;
+  /** How devices serve it (batching, session options); null for the agent's defaults. */
+  serving: ServingConfig | null;
   createdAt: number;
 }
 

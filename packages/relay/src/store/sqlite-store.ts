@@ -1,7 +1,7 @@
 // The Store on SQLite (better-sqlite3): synchronous, prepared statements, WAL journal.
 
 import Database from 'better-sqlite3';
-import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
+import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
 import { MEMBER_STATES } from './records.js';
 import type { NewDeployment, NewDevice, Store } from './store.js';
@@ -73,6 +73,7 @@ interface DeploymentRow {
   state: DeploymentState;
   selector: string | null;
   strategy: string | null;
+  serving: string | null;
   created_at: number;
 }
 
@@ -90,6 +91,7 @@ const toDeploymentInfo = (r: DeploymentRow): DeploymentInfo => ({
   state: r.state,
   selector: r.selector ? (JSON.parse(r.selector) as Labels) : null,
   strategy: r.strategy ? (JSON.parse(r.strategy) as RolloutStrategy) : null,
+  serving: r.serving ? (JSON.parse(r.serving) as ServingConfig) : null,
   createdAt: r.created_at,
 });
 
@@ -155,7 +157,7 @@ export class SqliteStore implements Store {
       ),
       listModelVersions: db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version'),
       getModelVersion: db.prepare('SELECT * FROM models WHERE name = ? AND version = ?'),
-      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, selector, strategy, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      addDeployment: db.prepare('INSERT INTO deployments (id, model, version, sha256, state, selector, strategy, serving, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       addRolloutAs: db.prepare('INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, ?, NULL, ?)'),
       stagedDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' AND strategy IS NOT NULL ORDER BY seq"),
       addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET state = 'pending', reason = NULL, updated_at = excluded.updated_at"),
@@ -313,7 +315,7 @@ export class SqliteStore implements Store {
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {
     this.#db.transaction(() => {
-      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', d.selector ? JSON.stringify(d.selector) : null, d.strategy ? JSON.stringify(d.strategy) : null, at);
+      this.#stmt.addDeployment.run(d.id, d.model, d.version, d.sha256, 'in-progress', d.selector ? JSON.stringify(d.selector) : null, d.strategy ? JSON.stringify(d.strategy) : null, d.serving ? JSON.stringify(d.serving) : null, at);
       for (const deviceId of d.deviceIds) this.#stmt.addRolloutAs.run(d.id, deviceId, d.initialState ?? 'pending', at);
     })();
     return this.getDeployment(d.id)!;

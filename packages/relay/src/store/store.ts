@@ -1,7 +1,7 @@
 // The relay's persistent state. SQLite is the embedded implementation; the interface is what
 // the rest of the relay depends on, so another database can implement it later.
 
-import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
+import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
 import type {
   ApiTokenRecord,
   DeploymentInfo,
@@ -39,6 +39,7 @@ export interface NewDeployment {
   deviceIds: string[];
   selector?: Labels;
   strategy?: RolloutStrategy;
+  serving?: ServingConfig;
   /** The devices' first state: `pending` (released) or `waiting` (a staged rollout). */
   initialState?: 'pending' | 'waiting';
 }
