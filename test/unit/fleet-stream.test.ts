@@ -93,7 +93,7 @@ t.test('fleet watch renders what the stream says', async (t) => {
   view.apply({ type: 'device.status', deviceId: 'dev_1', online: true, lastSeen: ts, seq: 2, ts });
   view.apply({ type: 'device.health', deviceId: 'dev_1', health: { ...health(42), models: { m: { requests: 1, errors: 0, p50Ms: 0.75, p99Ms: 1 } } }, seq: 3, ts });
   view.apply({ type: 'device.models', deviceId: 'dev_1', models: [{ name: 'm', version: 2, sha256: 'a'.repeat(64), state: 'serving' }], seq: 4, ts });
-  view.apply({ type: 'deployment.created', deployment: { id: 'dep_1', model: 'm', version: 2, sha256: 'a'.repeat(64), state: 'in-progress', selector: null, strategy: null, createdAt: ts, counts: { pending: 1 }, devices: [{ deviceId: 'dev_1', state: 'pending', reason: null, updatedAt: ts }] }, seq: 5, ts });
+  view.apply({ type: 'deployment.created', deployment: { id: 'dep_1', model: 'm', version: 2, sha256: 'a'.repeat(64), state: 'in-progress', selector: null, strategy: null, serving: null, createdAt: ts, counts: { pending: 1 }, devices: [{ deviceId: 'dev_1', state: 'pending', reason: null, updatedAt: ts }] }, seq: 5, ts });
   view.apply({ type: 'deployment.progress', deploymentId: 'dep_1', deviceId: 'dev_1', state: 'loading', reason: null, seq: 6, ts });
   const lines = view.render(120, 20, 'live', 15_000);
   t.match(lines[0], /^outpost fleet — 1 devices, 1 online — live/);
