@@ -6,12 +6,13 @@
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { createLogger, probeModel, type HealthMessage } from '@outpost/shared';
-import type { InferenceSession } from 'onnxruntime-node';
+
 import { connect } from '../../packages/agent/dist/connection.js';
 import { Reconciler } from '../../packages/agent/dist/reconcile.js';
 import { ArtifactCache } from '../../packages/agent/dist/artifact-cache.js';
 import { ModelTable } from '../../packages/agent/dist/runtime/model-table.js';
 import { ServedModel } from '../../packages/agent/dist/runtime/served-model.js';
+import { InferenceEngine } from '../../packages/agent/dist/runtime/inference-engine.js';
 
 interface Start {
   devices: Array<{ deviceId: string; secret: string; mqttUrl: string; relayUrl: string }>;
@@ -20,7 +21,7 @@ interface Start {
 }
 
 const log = createLogger({ name: 'sim', level: 'silent' });
-const sessions = new Map<string, Promise<InferenceSession>>();
+const engines = new Map<string, Promise<InferenceEngine>>();
 let connected = 0;
 let serving = 0;
 let failed = 0;
@@ -48,14 +49,14 @@ process.once('message', (msg: Start) => {
           if (m.state === 'failed') failed++;
         }
       },
-      // One probe and one session per file in this process; the self-test runs per device.
+      // One probe and one engine per file in this process; the self-test runs per device.
       load: async (m, file, stats) => {
-        let session = sessions.get(m.sha256);
-        if (!session) {
-          session = probeModel(file).then(() => ServedModel.createSession(file));
-          sessions.set(m.sha256, session);
+        let engine = engines.get(m.sha256);
+        if (!engine) {
+          engine = probeModel(file).then(() => InferenceEngine.start(file));
+          engines.set(m.sha256, engine);
         }
-        const model = ServedModel.borrow(m, await session, stats);
+        const model = ServedModel.borrow(m, await engine, stats);
         await model.selfTest();
         return model;
       },

@@ -20,7 +20,7 @@ export interface InferResult {
   outputs: Tensor[];
 }
 
-const keepAlive = new Agent({ keepAlive: true, maxSockets: 256 });
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as ConstructorParameters<typeof Agent>[0]);
 
 export function post(url: string, body: Buffer, headers: Record<string, string | number>): Promise<{ status: number; headers: InferResult['headers']; body: Buffer }> {
   return new Promise((resolve, reject) => {

@@ -30,6 +30,8 @@ export const ServingConfig = Type.Object({
   maxQueueDelayMs: Type.Optional(Type.Number({ minimum: 0, maximum: 10_000 })),
   /** Requests waiting past which new ones get 429 (default 64). */
   maxQueue: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  /** Inference runs under way at once on the model's session (default 1). */
+  instances: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
   intraOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   interOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   graphOptimization: Type.Optional(Type.Union([Type.Literal('disabled'), Type.Literal('basic'), Type.Literal('extended'), Type.Literal('all')])),

@@ -1,12 +1,13 @@
-// Dynamic batching for one model, as Triton does it: requests wait in a bounded queue; one
-// run at a time takes the oldest request and every queued request that can be stacked with it
-// along the batch dimension (same shapes past dimension 0), up to `maxBatchSize` rows, runs
-// them as one, and splits the outputs back. While a run is under way the next batch forms, so
-// batches grow with load without any delay at low load; `maxQueueDelayMs` may hold a run back
-// for a fuller batch. A model without a batch dimension runs one request at a time.
+// Dynamic batching for one model, as Triton does it: requests wait in a bounded queue; a run
+// takes the oldest request and every queued request that can be stacked with it along the
+// batch dimension (same shapes past dimension 0), up to `maxBatchSize` rows, runs them as one,
+// and splits the outputs back. While runs are under way the next batch forms, so batches grow
+// with load without any delay at low load; `maxQueueDelayMs` may hold a run back for a fuller
+// batch. A model without a batch dimension runs each request on its own. `instances` runs
+// may be under way at once (Triton's instance count: one per core the model may use).
 
-import * as ort from 'onnxruntime-node';
 import { OutpostError, type NumericArray } from '@outpost/shared';
+import type { WireTensor } from './worker-protocol.js';
 
 export interface BatchingOptions {
   /** Rows per run; 1 turns batching off. */
@@ -15,15 +16,17 @@ export interface BatchingOptions {
   maxQueueDelayMs: number;
   /** Requests waiting (not yet running) past which new ones are refused with 429. */
   maxQueue: number;
+  /** Runs under way at once. */
+  instances: number;
 }
 
-export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueue: 64 };
+export const DEFAULT_BATCHING: BatchingOptions = { maxBatchSize: 1, maxQueueDelayMs: 0, maxQueue: 64, instances: 1 };
 
-type Outputs = Record<string, ort.Tensor>;
-export type RunFn = (feeds: Record<string, ort.Tensor>, outputs: string[]) => Promise<Outputs>;
+type Outputs = Record<string, WireTensor>;
+export type RunFn = (feeds: Record<string, WireTensor>, outputs: string[]) => Promise<Outputs>;
 
 interface Job {
-  feeds: ort.Tensor[];
+  feeds: WireTensor[];
   outputs: string[];
   rows: number;
   /** Requests with the same key can share a run; null: never merged. */
@@ -43,7 +46,7 @@ export class BatchQueue {
   readonly #opts: BatchingOptions;
   readonly #onBatch: (rows: number) => void;
   readonly #queue: Job[] = [];
-  #running = false;
+  #running = 0;
   #timer: NodeJS.Timeout | undefined;
 
   /**
@@ -68,7 +71,7 @@ export class BatchQueue {
   }
 
   /** Queues one request (inputs in the model's input order); refuses it at once when full. */
-  submit(feeds: ort.Tensor[], outputs: string[]): Promise<Outputs> {
+  submit(feeds: WireTensor[], outputs: string[]): Promise<Outputs> {
     if (this.#queue.length >= this.#opts.maxQueue) {
       return Promise.reject(new OutpostError('OUTPOST_ERR_OVERLOADED', `${this.#queue.length} requests are already waiting for this model; retry shortly`));
     }
@@ -79,7 +82,7 @@ export class BatchQueue {
   }
 
   /** Shapes past dimension 0, for every input: requests agreeing on them can be stacked. */
-  #keyOf(feeds: ort.Tensor[]): string | null {
+  #keyOf(feeds: WireTensor[]): string | null {
     if (!this.#batchable || feeds.length === 0) return null;
     const rows = feeds[0]!.dims[0];
     if (feeds.some((f) => f.dims.length === 0 || f.dims[0] !== rows)) return null;
@@ -87,7 +90,7 @@ export class BatchQueue {
   }
 
   #pump(): void {
-    if (this.#running || this.#queue.length === 0) return;
+    if (this.#running >= this.#opts.instances || this.#queue.length === 0) return;
     const head = this.#queue[0]!;
     if (this.#batchable && this.#opts.maxQueueDelayMs > 0 && head.key !== null) {
       const left = head.at + this.#opts.maxQueueDelayMs - performance.now();
@@ -103,11 +106,12 @@ export class BatchQueue {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const batch = this.#take();
-    this.#running = true;
+    this.#running++;
     void this.#execute(batch).finally(() => {
-      this.#running = false;
+      this.#running--;
       this.#pump();
     });
+    this.#pump(); // another instance may take the next batch
   }
 
   /** The oldest request and the queued ones that stack with it, in arrival order. */
@@ -158,18 +162,18 @@ export class BatchQueue {
 }
 
 /** Tensors with equal shapes past dimension 0, stacked into one of `rows` rows. */
-function stack(tensors: ort.Tensor[], rows: number): ort.Tensor {
+function stack(tensors: WireTensor[], rows: number): WireTensor {
   const first = tensors[0]!;
   const dims = [rows, ...first.dims.slice(1)];
-  if (first.type === 'string') return new ort.Tensor('string', tensors.flatMap((t) => t.data as string[]), dims);
+  if (first.type === 'string') return { type: 'string', dims, data: tensors.flatMap((t) => t.data as string[]) };
   const Ctor = (first.data as NumericArray).constructor as new (n: number) => NumericArray;
-  const out = new Ctor(tensors.reduce((n, t) => n + t.size, 0));
+  const out = new Ctor(tensors.reduce((n, t) => n + t.data.length, 0));
   let at = 0;
   for (const t of tensors) {
     (out as Float32Array).set(t.data as Float32Array, at);
-    at += t.size;
+    at += t.data.length;
   }
-  return new ort.Tensor(first.type, out as never, dims);
+  return { type: first.type, dims, data: out };
 }
 
 /** A merged run's outputs, cut back into each request's rows. */
@@ -178,13 +182,13 @@ function split(result: Outputs, rowsPerJob: number[]): Outputs[] {
   const parts: Outputs[] = rowsPerJob.map(() => ({}));
   for (const [name, t] of Object.entries(result)) {
     if (t.dims.length === 0 || t.dims[0] !== total) throw new UnsplittableError(`output "${name}" has ${t.dims[0]} rows for a batch of ${total}`);
-    const rowSize = t.size / total;
+    const rowSize = t.data.length / total;
     let row = 0;
     rowsPerJob.forEach((rows, k) => {
       const from = row * rowSize;
       const to = (row + rows) * rowSize;
       const data = t.type === 'string' ? (t.data as string[]).slice(from, to) : (t.data as NumericArray).subarray(from, to);
-      parts[k]![name] = new ort.Tensor(t.type, data as never, [rows, ...t.dims.slice(1)]);
+      parts[k]![name] = { type: t.type, dims: [rows, ...t.dims.slice(1)], data };
       row += rows;
     });
   }

@@ -1,8 +1,8 @@
-// One loaded model version: its onnxruntime session, signature and stats. Sessions are
-// created with spinning off, so an idle device does not burn CPU (microsoft/onnxruntime#2741).
+// One loaded model version: its inference engine (sessions on worker threads), batch queue,
+// signature and stats.
 
-import * as ort from 'onnxruntime-node';
-import { OutpostError, sampleInputs, signatureFromSession, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
+import { OutpostError, sampleInputs, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
+import { InferenceEngine } from './inference-engine.js';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type OutputTensor } from './tensors.js';
 import { BatchQueue, DEFAULT_BATCHING, hasBatchDimension } from './batch-queue.js';
@@ -30,23 +30,23 @@ export class ServedModel {
   readonly stats: ModelStats;
   /** The serving settings it was loaded with (servingKey). */
   readonly servingKey: string;
-  readonly #session: ort.InferenceSession;
+  readonly #engine: InferenceEngine;
   readonly #queue: BatchQueue;
   readonly #settings: ServingConfig;
   #inflight = 0;
   #retired = false;
   #released?: Promise<void>;
 
-  /** False for a session borrowed from elsewhere (the fleet simulator shares one per file). */
-  readonly #ownsSession: boolean;
+  /** False for an engine borrowed from elsewhere (the fleet simulator shares one per file). */
+  readonly #ownsEngine: boolean;
 
-  private constructor(id: ModelIdentity, session: ort.InferenceSession, stats: ModelStats, settings: ServingConfig, onBatch: ((rows: number) => void) | undefined, ownsSession: boolean) {
-    this.#ownsSession = ownsSession;
+  private constructor(id: ModelIdentity, engine: InferenceEngine, stats: ModelStats, settings: ServingConfig, onBatch: ((rows: number) => void) | undefined, ownsEngine: boolean) {
+    this.#ownsEngine = ownsEngine;
     this.name = id.name;
     this.version = id.version;
     this.sha256 = id.sha256;
-    this.#session = session;
-    this.signature = signatureFromSession(session);
+    this.#engine = engine;
+    this.signature = engine.signature;
     this.stats = stats;
     this.#settings = settings;
     this.servingKey = servingKey(settings);
@@ -54,28 +54,18 @@ export class ServedModel {
       maxBatchSize: settings.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize,
       maxQueueDelayMs: settings.maxQueueDelayMs ?? DEFAULT_BATCHING.maxQueueDelayMs,
       maxQueue: settings.maxQueue ?? DEFAULT_BATCHING.maxQueue,
+      instances: engine.instances,
     };
-    const run = (feeds: Record<string, ort.Tensor>, outputs: string[]) => session.run(feeds, outputs);
-    this.#queue = new BatchQueue(run, this.signature.inputs.map((i) => i.name), hasBatchDimension(this.signature), batching, onBatch);
+    this.#queue = new BatchQueue((feeds, outputs) => engine.run(feeds, outputs), this.signature.inputs.map((i) => i.name), hasBatchDimension(this.signature), batching, onBatch);
   }
 
-  /** Serves a session created elsewhere; retiring this model leaves the session alone. */
-  static borrow(id: ModelIdentity, session: ort.InferenceSession, stats = new ModelStats(), settings: ServingConfig = {}): ServedModel {
-    return new ServedModel(id, session, stats, settings, undefined, false);
-  }
-
-  static async createSession(file: string, settings: SessionSettings = {}): Promise<ort.InferenceSession> {
-    return ort.InferenceSession.create(file, {
-      intraOpNumThreads: settings.intraOpThreads ?? 1,
-      interOpNumThreads: settings.interOpThreads ?? 1,
-      graphOptimizationLevel: settings.graphOptimization ?? 'all',
-      executionProviders: settings.executionProviders ?? ['cpu'],
-      extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-    });
+  /** Serves an engine started elsewhere; retiring this model leaves the engine alone. */
+  static borrow(id: ModelIdentity, engine: InferenceEngine, stats = new ModelStats(), settings: ServingConfig = {}): ServedModel {
+    return new ServedModel(id, engine, stats, settings, undefined, false);
   }
 
   static async load(id: ModelIdentity, file: string, settings: ServingConfig = {}, stats = new ModelStats(), onBatch?: (rows: number) => void): Promise<ServedModel> {
-    return new ServedModel(id, await ServedModel.createSession(file, settings), stats, settings, onBatch, true);
+    return new ServedModel(id, await InferenceEngine.start(file, settings), stats, settings, onBatch, true);
   }
 
   /** Requests waiting for a run. */
@@ -134,7 +124,11 @@ export class ServedModel {
   async warmUp(): Promise<void> {
     const runs = this.#settings.warmup ?? 1;
     const sizes = this.batching ? [1, this.#settings.maxBatchSize ?? 1] : [1];
-    for (const rows of sizes) for (let i = 0; i < runs; i++) await this.infer(sampleInputs(this.signature, rows));
+    const outputs = this.signature.outputs.map((o) => o.name);
+    for (const rows of sizes) {
+      const feeds = Object.fromEntries(validateInputs(this.signature, sampleInputs(this.signature, rows)).map((t) => [t.name, toOrtTensor(t)]));
+      for (let i = 0; i < runs; i++) await this.#engine.runOnEach(feeds, outputs);
+    }
   }
 
   /** Stops taking part: the session is released once requests in flight have finished. */
@@ -144,8 +138,8 @@ export class ServedModel {
   }
 
   #release(): Promise<void> {
-    if (!this.#ownsSession) return Promise.resolve();
-    this.#released ??= this.#session.release();
+    if (!this.#ownsEngine) return Promise.resolve();
+    this.#released ??= this.#engine.release();
     return this.#released;
   }
 }

@@ -1,8 +1,8 @@
 // Conversions between KServe v2 tensors (JSON arrays, or typed arrays from the binary
 // extension) and onnxruntime tensors.
 
-import * as ort from 'onnxruntime-node';
-import { OutpostError, toTensorBytes, type Datatype, type RequestTensor, type TensorArray } from '@outpost/shared';
+import { ORT_TYPE_BY_DATATYPE, OutpostError, toTensorBytes, type Datatype, type RequestTensor, type TensorArray } from '@outpost/shared';
+import type { WireTensor } from './worker-protocol.js';
 
 /** IEEE 754 half precision, as onnxruntime-node stores float16 (raw bits in a Uint16Array). */
 const f32 = new Float32Array(1);
@@ -39,7 +39,7 @@ export function halfToFloat(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-type OrtData = ort.Tensor['data'];
+type OrtData = TensorArray;
 
 function toOrtData(datatype: Datatype, data: unknown[]): OrtData {
   switch (datatype) {
@@ -72,27 +72,12 @@ function toOrtData(datatype: Datatype, data: unknown[]): OrtData {
   }
 }
 
-const ORT_TYPE: Record<Datatype, ort.Tensor.Type> = {
-  FP32: 'float32',
-  FP64: 'float64',
-  FP16: 'float16',
-  INT8: 'int8',
-  UINT8: 'uint8',
-  INT16: 'int16',
-  UINT16: 'uint16',
-  INT32: 'int32',
-  UINT32: 'uint32',
-  INT64: 'int64',
-  UINT64: 'uint64',
-  BOOL: 'bool',
-  BYTES: 'string',
-};
 
-/** A checked request tensor (see validateInputs) as an onnxruntime tensor; binary data is used as is. */
-export function toOrtTensor(t: RequestTensor): ort.Tensor {
+/** A checked request tensor (see validateInputs) as onnxruntime will take it; binary data is used as is. */
+export function toOrtTensor(t: RequestTensor): WireTensor {
   const datatype = t.datatype as Datatype;
-  const data = ArrayBuffer.isView(t.data) ? t.data : toOrtData(datatype, t.data as unknown[]);
-  return new ort.Tensor(ORT_TYPE[datatype], data as never, t.shape);
+  const data = ArrayBuffer.isView(t.data) ? (t.data as TensorArray) : toOrtData(datatype, t.data as unknown[]);
+  return { type: ORT_TYPE_BY_DATATYPE[datatype], dims: t.shape, data };
 }
 
 /** A model output, as onnxruntime gave it. */
@@ -111,9 +96,9 @@ export interface ResponseTensor {
   data: Array<number | boolean | string>;
 }
 
-const DATATYPE: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE).map(([k, v]) => [v, k as Datatype]));
+const DATATYPE: Record<string, Datatype> = Object.fromEntries(Object.entries(ORT_TYPE_BY_DATATYPE).map(([k, v]) => [v, k as Datatype]));
 
-export function fromOrtTensor(name: string, tensor: ort.Tensor): OutputTensor {
+export function fromOrtTensor(name: string, tensor: WireTensor): OutputTensor {
   const datatype = DATATYPE[tensor.type];
   if (!datatype) throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `output "${name}" has type ${tensor.type}, which KServe v2 cannot carry`);
   return { name, datatype, shape: [...tensor.dims], data: tensor.data as TensorArray };

@@ -16,6 +16,7 @@ interface ServingFlags {
   maxBatchSize?: number;
   maxQueueDelay?: number;
   maxQueue?: number;
+  instances?: number;
   intraOpThreads?: number;
   interOpThreads?: number;
   graphOptimization?: ServingConfig['graphOptimization'];
@@ -29,6 +30,7 @@ function servingConfig(f: ServingFlags): ServingConfig | undefined {
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),
     ...(f.maxQueueDelay !== undefined ? { maxQueueDelayMs: f.maxQueueDelay } : {}),
     ...(f.maxQueue !== undefined ? { maxQueue: f.maxQueue } : {}),
+    ...(f.instances !== undefined ? { instances: f.instances } : {}),
     ...(f.intraOpThreads !== undefined ? { intraOpThreads: f.intraOpThreads } : {}),
     ...(f.interOpThreads !== undefined ? { interOpThreads: f.interOpThreads } : {}),
     ...(f.graphOptimization !== undefined ? { graphOptimization: f.graphOptimization } : {}),
@@ -94,6 +96,7 @@ export function deployCommand(program: Command): void {
       .option('--max-batch-size <n>', 'serving: merge concurrent requests into batches of up to N rows (dynamic batching; default 1, off)', parsePositiveInt)
       .option('--max-queue-delay <duration>', 'serving: how long a request may wait for a fuller batch (default 0, e.g. 2ms)', parseDelayOption)
       .option('--max-queue <n>', 'serving: requests waiting per model before new ones get 429 (default 64)', parsePositiveInt)
+      .option('--instances <n>', 'serving: inference runs under way at once per model (default 1; one per core it may use)', parsePositiveInt)
       .option('--intra-op-threads <n>', 'serving: onnxruntime threads within an operator (default 1)', parsePositiveInt)
       .option('--inter-op-threads <n>', 'serving: onnxruntime threads across operators (default 1)', parsePositiveInt)
       .option('--graph-optimization <level>', 'serving: disabled, basic, extended or all (default all)', parseGraphOptimization)

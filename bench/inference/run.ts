@@ -1,0 +1,172 @@
+// bench/inference: the agent's serving path against onnxruntime in-process, side by side on
+// one model and one machine. A real relay and a real agent process; the model is the fixture
+// CNN (test/fixtures/models/cnn.onnx, 4.8 MB, image [batch, 3, 48, 192] → logits [batch, 10]).
+//
+//   (a) in-process onnxruntime, batch 1 (sequential, and 16 runs in flight)
+//   (b) the agent over HTTP, JSON tensors
+//   (c) the agent over HTTP, binary tensors (KServe binary extension)
+//
+// each at concurrency 1 and 16, for --seconds each. Prints items/s, p50 and p99 latency and
+// the ratios to (a) sequential, and the agent's RSS idle (no model) and with the model loaded.
+//
+//   npx tsx bench/inference/run.ts [--seconds 5] [--max-batch-size 16] [--instances 2] [--threads 1]
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { memory, quantile } from '../proc-stats.js';
+import { infer, type Tensor } from '../../test/helpers/kserve.js';
+import { seededRandom } from '../../test/fixtures/onnx-builder.js';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    'max-batch-size': { type: 'string', default: '16' },
+    threads: { type: 'string', default: '1' },
+    instances: { type: 'string', default: '2' },
+    /** Writes a V8 CPU profile of the agent into this folder. */
+    profile: { type: 'string' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const MAX_BATCH = values['max-batch-size']!;
+const THREADS = Number(values.threads);
+const ROOT = new URL('../../', import.meta.url).pathname;
+const MODEL = join(ROOT, 'test/fixtures/models/cnn.onnx');
+const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
+const AGENT_BIN = join(ROOT, 'packages/agent/dist/cli/main.js');
+const say = (s: string) => process.stdout.write(`${s}\n`);
+
+const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-inference-'));
+const children: ChildProcess[] = [];
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+process.on('SIGINT', () => process.exit(130));
+
+async function until<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await Promise.resolve().then(get).catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+const run = (bin: string, args: string[], execArgv: string[] = []) => {
+  const child = spawn(process.execPath, [...execArgv, bin, ...args], { stdio: 'ignore', env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' } });
+  children.push(child);
+  return child;
+};
+const cli = (bin: string, args: string[]) =>
+  new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c));
+    child.stderr.on('data', (c: Buffer) => (err += c));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${args.join(' ')}: ${err}`))));
+  });
+
+// A relay, one enrolled device, its agent.
+run(RELAY_BIN, ['start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0']);
+const relay = await until('the relay', () => JSON.parse(readFileSync(join(dir, 'relay', 'relay.json'), 'utf8')) as { httpUrl: string });
+const relayArgs = ['--relay', relay.httpUrl, '--token', readFileSync(join(dir, 'relay', 'admin.token'), 'utf8').trim(), '--json'];
+const { token } = JSON.parse(await cli(RELAY_BIN, ['tokens', 'enroll', ...relayArgs])) as { token: string };
+await cli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', token, '--name', 'bench', '--data-dir', join(dir, 'agent')]);
+const { deviceId } = JSON.parse(readFileSync(join(dir, 'agent', 'device.json'), 'utf8')) as { deviceId: string };
+const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []);
+const agentUrl = await until('the agent', () => {
+  const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; connected: boolean };
+  return s.connected && s.httpUrl ? s.httpUrl : undefined;
+});
+await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage settle before reading RSS
+const idle = memory(agent.pid!);
+
+await cli(RELAY_BIN, ['models', 'push', MODEL, '--name', 'cnn', ...relayArgs]);
+await cli(RELAY_BIN, ['deploy', 'cnn', '--device', deviceId, '--max-batch-size', MAX_BATCH, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
+const loaded = memory(agent.pid!);
+say(`model: ${MODEL} (${(readFileSync(MODEL).length / 1e6).toFixed(1)} MB), image FP32 [1, 3, 48, 192] per item; onnxruntime ${ort.env.versions.common}, ${THREADS} intra-op thread(s); agent batching up to ${MAX_BATCH} rows, ${values.instances} run(s) at once`);
+say(`agent RSS: idle (no model) ${idle.rssMiB.toFixed(0)} MiB; model loaded ${loaded.rssMiB.toFixed(0)} MiB`);
+
+// BENCH_HOLD=S: keep the agent up for S seconds for an outside load generator, then stop.
+if (process.env.BENCH_HOLD) {
+  say(`agent at ${agentUrl}; holding`);
+  await new Promise((r) => setTimeout(r, Number(process.env.BENCH_HOLD) * 1000));
+  agent.kill('SIGTERM');
+  await new Promise((r) => agent.once('exit', r));
+  process.exit(0);
+}
+const rnd = seededRandom(1);
+const images = Array.from({ length: 32 }, () => Float32Array.from({ length: 3 * 48 * 192 }, () => rnd()));
+const inputFor = (i: number): Tensor[] => [{ name: 'image', datatype: 'FP32', shape: [1, 3, 48, 192], data: images[i % images.length]! }];
+
+interface Figures {
+  itemsPerS: number;
+  p50: number;
+  p99: number;
+}
+
+/** `concurrency` loops calling `once` for SECONDS (after a second of warm-up); latency per call. */
+async function measure(concurrency: number, once: (i: number) => Promise<void>): Promise<Figures> {
+  const warm = Date.now() + 1000;
+  const end = warm + SECONDS * 1000;
+  const latencies: number[] = [];
+  let i = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (;;) {
+        const started = performance.now();
+        if (Date.now() >= end) return;
+        await once(i++);
+        if (Date.now() > warm) latencies.push(performance.now() - started);
+      }
+    }),
+  );
+  latencies.sort((a, b) => a - b);
+  return { itemsPerS: latencies.length / SECONDS, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
+}
+
+const session = await ort.InferenceSession.create(MODEL, {
+  intraOpNumThreads: THREADS,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+});
+const tensors = images.map((d) => new ort.Tensor('float32', d, [1, 3, 48, 192]));
+const inProcess = async (i: number) => {
+  await session.run({ image: tensors[i % tensors.length]! });
+};
+const http = (binary: boolean) => async (i: number) => {
+  const res = await infer(agentUrl, 'cnn', inputFor(i), { binaryInputs: binary, binaryOutputs: binary });
+  if (res.status !== 200) throw new Error(`agent answered ${res.status}: ${JSON.stringify(res.body)}`);
+};
+
+const rows: Array<[string, number, Figures]> = [];
+for (const concurrency of [1, 16]) {
+  rows.push(['(a) in-process onnxruntime', concurrency, await measure(concurrency, inProcess)]);
+  rows.push(['(b) agent, HTTP + JSON', concurrency, await measure(concurrency, http(false))]);
+  rows.push(['(c) agent, HTTP + binary', concurrency, await measure(concurrency, http(true))]);
+}
+const base = rows[0]![2];
+say('');
+say('| path | concurrency | items/s | p50 ms | p99 ms | items/s vs (a)@1 | p50 over (a)@1 |');
+say('|---|---|---|---|---|---|---|');
+for (const [name, c, f] of rows) {
+  say(`| ${name} | ${c} | ${f.itemsPerS.toFixed(0)} | ${f.p50.toFixed(2)} | ${f.p99.toFixed(2)} | ${(f.itemsPerS / base.itemsPerS).toFixed(2)}× | ${c === 1 ? `${(f.p50 - base.p50 >= 0 ? '+' : '')}${(f.p50 - base.p50).toFixed(2)} ms` : '—'} |`);
+}
+const batches = await (await fetch(`${agentUrl}/metrics`)).text();
+const count = Number(/^outpost_agent_batch_size_count\{model="cnn"\} (\S+)$/m.exec(batches)?.[1] ?? 0);
+const sum = Number(/^outpost_agent_batch_size_sum\{model="cnn"\} (\S+)$/m.exec(batches)?.[1] ?? 0);
+say('');
+say(`agent: ${count} onnxruntime runs for ${sum} items (mean batch ${(sum / Math.max(1, count)).toFixed(1)}); RSS after the runs ${memory(agent.pid!).rssMiB.toFixed(0)} MiB, peak ${memory(agent.pid!).peakMiB.toFixed(0)} MiB`);
+await session.release();
+if (values.profile) {
+  agent.kill('SIGTERM'); // the profile is written when the agent exits on its own
+  await new Promise((r) => agent.once('exit', r));
+}
+process.exit(0);

@@ -1,0 +1,142 @@
+// The sessions of one model file: `instances` worker threads (session-worker.ts), each with
+// its own onnxruntime session, so runs proceed in parallel with each other and with the HTTP
+// server on the main thread. The main thread never loads onnxruntime itself.
+
+import { Worker } from 'node:worker_threads';
+import type { ModelSignature, ServingConfig } from '@outpost/shared';
+import type { WireTensor, WorkerReply, WorkerRequest } from './worker-protocol.js';
+
+const WORKER = new URL('./session-worker.js', import.meta.url);
+
+/**
+ * The feeds with each typed array in an ArrayBuffer of its own, and those buffers, to move
+ * (not copy) to the session thread: cloning a 100 KB tensor costs more than copying it once.
+ * A view into a larger buffer (the request body) is copied first; strings are cloned.
+ */
+function movable(feeds: Record<string, WireTensor>): { feeds: Record<string, WireTensor>; transfer: ArrayBuffer[] } {
+  const transfer: ArrayBuffer[] = [];
+  const out: Record<string, WireTensor> = {};
+  for (const [name, t] of Object.entries(feeds)) {
+    if (Array.isArray(t.data)) {
+      out[name] = t;
+      continue;
+    }
+    const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer;
+    const data = whole && !transfer.includes(t.data.buffer as ArrayBuffer) ? t.data : t.data.slice();
+    transfer.push(data.buffer as ArrayBuffer);
+    out[name] = { ...t, data };
+  }
+  return { feeds: out, transfer };
+}
+
+interface Pending {
+  resolve(out: Record<string, WireTensor>): void;
+  reject(err: Error): void;
+}
+
+class SessionThread {
+  readonly worker: Worker;
+  readonly #pending = new Map<number, Pending>();
+  #next = 0;
+  #dead: Error | undefined;
+
+  constructor(file: string, settings: ServingConfig) {
+    this.worker = new Worker(WORKER, { workerData: { file, settings } });
+    this.worker.on('message', (msg: WorkerReply) => {
+      if (msg.kind !== 'result' && msg.kind !== 'error') return;
+      const p = this.#pending.get(msg.id);
+      this.#pending.delete(msg.id);
+      if (msg.kind === 'result') p?.resolve(msg.outputs);
+      else p?.reject(new Error(msg.message));
+    });
+    const die = (err: Error) => {
+      this.#dead ??= err;
+      for (const p of this.#pending.values()) p.reject(err);
+      this.#pending.clear();
+    };
+    this.worker.on('error', die);
+    this.worker.on('exit', (code) => die(new Error(`the session thread exited (${code})`)));
+  }
+
+  ready(): Promise<ModelSignature> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (msg: WorkerReply) => {
+        if (msg.kind === 'ready') resolve(msg.signature);
+        else if (msg.kind === 'failed') reject(new Error(msg.message));
+        else return;
+        this.worker.off('message', onMessage);
+      };
+      this.worker.on('message', onMessage);
+      this.worker.once('error', reject);
+    });
+  }
+
+  /** One run; the feeds' buffers move to the thread (see movable), so callers must not reuse them. */
+  run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
+    if (this.#dead) return Promise.reject(this.#dead);
+    const id = this.#next++;
+    const moved = movable(feeds);
+    return new Promise((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      this.worker.postMessage({ kind: 'run', id, feeds: moved.feeds, outputs } satisfies WorkerRequest, moved.transfer);
+    });
+  }
+
+  async release(): Promise<void> {
+    if (this.#dead) return;
+    const exited = new Promise((r) => this.worker.once('exit', r));
+    this.worker.postMessage({ kind: 'release' } satisfies WorkerRequest);
+    await exited;
+  }
+}
+
+export class InferenceEngine {
+  readonly signature: ModelSignature;
+  readonly #threads: SessionThread[];
+  readonly #idle: SessionThread[];
+  #released: Promise<void> | undefined;
+
+  private constructor(signature: ModelSignature, threads: SessionThread[]) {
+    this.signature = signature;
+    this.#threads = threads;
+    this.#idle = [...threads];
+  }
+
+  /** Starts `settings.instances` (default 1) session threads on the file; fails with onnxruntime's reason. */
+  static async start(file: string, settings: ServingConfig = {}): Promise<InferenceEngine> {
+    const threads = Array.from({ length: settings.instances ?? 1 }, () => new SessionThread(file, settings));
+    try {
+      const [signature] = await Promise.all(threads.map((t) => t.ready()));
+      return new InferenceEngine(signature!, threads);
+    } catch (err) {
+      await Promise.all(threads.map((t) => t.worker.terminate()));
+      throw err;
+    }
+  }
+
+  get instances(): number {
+    return this.#threads.length;
+  }
+
+  /** One run on an idle session thread (callers keep at most `instances` runs under way). */
+  async run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
+    const thread = this.#idle.pop();
+    if (!thread) throw new Error(`more than ${this.#threads.length} runs at once`);
+    try {
+      return await thread.run(feeds, outputs);
+    } finally {
+      this.#idle.push(thread);
+    }
+  }
+
+  /** The same run on every session thread (warm-up: each session sizes its buffers once). */
+  async runOnEach(feeds: Record<string, WireTensor>, outputs: string[]): Promise<void> {
+    const copy = () => Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { ...t, data: t.data.slice() as WireTensor['data'] }]));
+    await Promise.all(this.#threads.map((t) => t.run(copy(), outputs)));
+  }
+
+  release(): Promise<void> {
+    this.#released ??= Promise.all(this.#threads.map((t) => t.release())).then(() => undefined);
+    return this.#released;
+  }
+}
