@@ -1,14 +1,25 @@
 // Artifact distribution at scale: the relay bounds concurrent downloads (503 + Retry-After)
 // and agents wait with jitter; an agent resumes an interrupted download with Range.
 
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request, type IncomingMessage } from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packBundle } from '@outpost/shared';
-import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir } from './helpers/programs.js';
+import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
+
+/** A 32 MiB artifact (a job bundle of random bytes): downloads of it take a while. */
+async function uploadBigArtifact(t: Test, relay: TestRelay): Promise<{ sha256: string; size: number }> {
+  const dir = tempDir(t, 'big');
+  mkdirSync(join(dir, 'src'));
+  writeFileSync(join(dir, 'src', 'noise.bin'), randomBytes(32 * 1024 * 1024));
+  await packBundle(join(dir, 'src'), join(dir, 'big.tgz'));
+  const body = readFileSync(join(dir, 'big.tgz'));
+  const upload = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body });
+  return { sha256: ((await upload.json()) as { sha256: string }).sha256, size: body.length };
+}
 
 t.test('paced downloads and resumed downloads', async (t) => {
   const relay = await startRelay(t, { extraArgs: ['--max-downloads', '1', '--download-wait', '0'] });
@@ -16,12 +27,7 @@ t.test('paced downloads and resumed downloads', async (t) => {
   const agent = await startAgent(t, d);
 
   // Hold the only download slot: a large artifact whose response we do not read.
-  const dir = tempDir(t, 'big');
-  mkdirSync(join(dir, 'src'));
-  writeFileSync(join(dir, 'src', 'noise.bin'), randomBytes(32 * 1024 * 1024));
-  await packBundle(join(dir, 'src'), join(dir, 'big.tgz'));
-  const upload = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(join(dir, 'big.tgz')) });
-  const { sha256: big } = (await upload.json()) as { sha256: string };
+  const { sha256: big } = await uploadBigArtifact(t, relay);
   const held = await new Promise<IncomingMessage>((resolve, reject) => {
     request(`${relay.httpUrl}/v1/artifacts/${big}`, { headers: { authorization: `Bearer ${relay.token}` } }, (res) => {
       res.pause(); // never read: the relay's send buffer fills and the download stays open
@@ -64,12 +70,7 @@ t.test('paced downloads and resumed downloads', async (t) => {
 
 t.test('a download waits its turn for a slot, and leaves the queue when its client goes', async (t) => {
   const relay = await startRelay(t, { extraArgs: ['--max-downloads', '1', '--download-wait', '60s'] });
-  const dir = tempDir(t, 'big');
-  mkdirSync(join(dir, 'src'));
-  writeFileSync(join(dir, 'src', 'noise.bin'), randomBytes(32 * 1024 * 1024));
-  await packBundle(join(dir, 'src'), join(dir, 'big.tgz'));
-  const upload = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(join(dir, 'big.tgz')) });
-  const { sha256: big } = (await upload.json()) as { sha256: string };
+  const { sha256: big, size } = await uploadBigArtifact(t, relay);
   const url = `${relay.httpUrl}/v1/artifacts/${big}`;
   const auth = { authorization: `Bearer ${relay.token}` };
   const downloads = async () => {
@@ -102,6 +103,6 @@ t.test('a download waits its turn for a slot, and leaves the queue when its clie
   held.destroy();
   const res = await waiter;
   t.equal(res.status, 200, 'served once the slot was free, not sent away');
-  t.equal((await res.arrayBuffer()).byteLength, readFileSync(join(dir, 'big.tgz')).length);
+  t.equal((await res.arrayBuffer()).byteLength, size);
   await waitFor('every slot back', async () => ((await downloads()).active === 0 ? true : undefined));
 });

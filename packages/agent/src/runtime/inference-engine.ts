@@ -94,6 +94,8 @@ export class InferenceEngine {
   readonly signature: ModelSignature;
   readonly #threads: SessionThread[];
   readonly #idle: SessionThread[];
+  /** Runs waiting for a thread (when several served models share this engine). */
+  readonly #waiting: Array<(thread: SessionThread) => void> = [];
   #released: Promise<void> | undefined;
 
   private constructor(signature: ModelSignature, threads: SessionThread[]) {
@@ -118,14 +120,15 @@ export class InferenceEngine {
     return this.#threads.length;
   }
 
-  /** One run on an idle session thread (callers keep at most `instances` runs under way). */
+  /** One run on an idle session thread; waits for one when all are busy. */
   async run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
-    const thread = this.#idle.pop();
-    if (!thread) throw new Error(`more than ${this.#threads.length} runs at once`);
+    const thread = this.#idle.pop() ?? (await new Promise<SessionThread>((resolve) => this.#waiting.push(resolve)));
     try {
       return await thread.run(feeds, outputs);
     } finally {
-      this.#idle.push(thread);
+      const next = this.#waiting.shift();
+      if (next) next(thread);
+      else this.#idle.push(thread);
     }
   }
 
