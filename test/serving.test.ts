@@ -162,6 +162,7 @@ t.test('serving: batching, binary tensors, overload, session settings', async (t
     const before = await loads();
     const d = await deploy('cnn', '--intra-op-threads', '2', '--inter-op-threads', '1', '--graph-optimization', 'basic', '--warmup', '2', '--execution-provider', 'cpu');
     t.same(d.serving, { intraOpThreads: 2, interOpThreads: 1, graphOptimization: 'basic', warmup: 2, executionProviders: ['cpu'] });
+    t.match((await relay.cli('deployments', 'show', d.id)).stdout, /serving .*intraOpThreads=2.*executionProviders=cpu/, 'deployments show lists the serving settings');
     t.equal(await loads(), before + 1, 'the same model version with other settings is loaded again');
     const image = [{ name: 'image', datatype: 'FP32' as const, shape: [1, 3, 48, 192], data: floats(3 * 48 * 192) }];
     t.equal((await infer(agent.httpUrl, 'cnn', image, { binaryInputs: true })).status, 200);

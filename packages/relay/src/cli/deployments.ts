@@ -32,7 +32,8 @@ export function deploymentsCommand(program: Command): void {
     async (id: string, opts: ClientOptions) => {
       const d = await relayApi(opts).request<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
       if (opts.json) return printJson(d);
-      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}\n`);
+      const serving = d.serving ? Object.entries(d.serving).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(' ') : '';
+      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}${serving ? `\nserving ${serving}` : ''}\n`);
       print(table(['DEVICE', 'STATE', 'UPDATED', 'REASON'], d.devices.map((x) => [x.deviceId, x.state, x.updatedAt, x.reason])));
     },
   );
