@@ -3,6 +3,7 @@ import { floatToHalf, halfToFloat } from '../../packages/agent/dist/runtime/tens
 import { ModelStats } from '../../packages/agent/dist/runtime/model-stats.js';
 import { renderUnit } from '../../packages/agent/dist/cli/install.js';
 import { InferenceEngine } from '../../packages/agent/dist/runtime/inference-engine.js';
+import { BatchQueue, hasBatchDimension } from '../../packages/agent/dist/runtime/batch-queue.js';
 import { ServedModel } from '../../packages/agent/dist/runtime/served-model.js';
 import { FIXTURE_DIR } from '../fixtures/models.js';
 import { join } from 'node:path';
@@ -50,4 +51,38 @@ t.test('inference engine: models sharing one engine wait their turn; a bad setti
   await a.retire();
   t.equal((await b.infer(x)).length, 1, 'a borrowed engine outlives the models that borrowed it');
   await t.rejects(InferenceEngine.start(join(FIXTURE_DIR, 'linear.onnx'), { executionProviders: ['nosuchep'] }), /nosuchep/i);
+});
+
+t.test('batch queue: merges same-shape requests in order, falls back to one by one', async (t) => {
+  const f32 = (rows: number, cols: number, start: number) => ({ type: 'float32', dims: [rows, cols], data: Float32Array.from({ length: rows * cols }, (_, i) => start + i) });
+  const runs: number[][] = [];
+  // Doubles its input; a row of 99 anywhere fails the whole run.
+  const double = async (feeds: Record<string, { type: string; dims: readonly number[]; data: unknown }>) => {
+    const x = feeds.x!;
+    runs.push([...x.dims]);
+    const data = x.data as Float32Array;
+    if (data.includes(99)) throw new Error('bad row');
+    return { y: { type: 'float32', dims: x.dims, data: data.map((v) => v * 2) } };
+  };
+  const queue = new BatchQueue(double, ['x'], true, { maxBatchSize: 4, maxQueueDelayMs: 0, maxQueue: 10, instances: 1 });
+  const jobs = [f32(1, 2, 0), f32(2, 3, 10), f32(2, 2, 20), f32(1, 2, 30), f32(1, 2, 40)].map((x) => queue.submit([x], ['y']));
+  const out = await Promise.all(jobs);
+  t.same(Array.from(out[2]!.y!.data as Float32Array), [40, 42, 44, 46], 'a request gets its own rows back');
+  t.same(runs, [[1, 2], [2, 3], [4, 2]], 'the first alone (nothing queued yet), then the oldest waiting one (another shape, alone), then the rest stacked to 4 rows');
+
+  runs.length = 0;
+  const mixed = await Promise.allSettled([f32(1, 2, 0), f32(1, 2, 98), f32(1, 2, 5)].map((x) => queue.submit([x], ['y'])));
+  t.same(mixed.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled'], 'a failed merged run is retried request by request: only the bad one fails');
+
+  // Outputs that do not follow the batch: re-run one by one, each answer right.
+  const summing = new BatchQueue(async (feeds) => ({ s: { type: 'float32', dims: [1], data: Float32Array.of((feeds.x!.data as Float32Array).reduce((a, b) => a + b, 0)) } }), ['x'], true, { maxBatchSize: 8, maxQueueDelayMs: 0, maxQueue: 10, instances: 1 });
+  const sums = await Promise.all([f32(1, 2, 1), f32(1, 2, 3), f32(1, 2, 5)].map((x) => summing.submit([x], ['s'])));
+  t.same(sums.map((o) => (o.s!.data as Float32Array)[0]), [3, 7, 11]);
+
+  // A queue delay holds the first request until the batch is full.
+  runs.length = 0;
+  const patient = new BatchQueue(double, ['x'], true, { maxBatchSize: 3, maxQueueDelayMs: 60_000, maxQueue: 10, instances: 1 });
+  await Promise.all([0, 1, 2].map((i) => patient.submit([f32(1, 2, i)], ['y'])));
+  t.same(runs, [[3, 2]], 'one run once three rows were there, long before the delay');
+  t.equal(hasBatchDimension({ inputs: [{ shape: [-1, 4] }], outputs: [{ shape: [3, -1] }] }), false, 'an output without a batch dimension turns batching off');
 });
