@@ -40,7 +40,7 @@ function pruneOnnxruntime(dir: string, arch: string): void {
 const LAUNCHER = `#!/bin/sh
 # Runs the Outpost agent from this folder with the system's Node.js (20 or newer).
 here="$(dirname "$(readlink -f "$0")")"
-exec node "$here/../dist/cli/main.js" "$@"
+exec node --max-semi-space-size=1 "$here/../dist/cli/main.js" "$@"
 `;
 
 const staging = join(out, '.staging');

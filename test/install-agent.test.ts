@@ -30,7 +30,7 @@ t.test('the packaged agent runs on its own and installs as a service', async (t)
   const unit = execFileSync(bin, ['install', '--systemd', '--dry-run', '--user', 'edge'], { encoding: 'utf8' });
   t.match(unit, /^User=edge$/m);
   t.match(unit, /^Restart=on-failure$/m);
-  t.match(unit, new RegExp(`^ExecStart=\\S*node ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/cli/main.js start --data-dir /var/lib/outpost-agent --port 8000$`, 'm'));
+  t.match(unit, new RegExp(`^ExecStart=\\S*node --max-semi-space-size=1 ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/cli/main.js start --data-dir /var/lib/outpost-agent --port 8000$`, 'm'));
   t.match(unit, /^ProtectSystem=strict$/m);
   const unitPath = join(device, 'outpost-agent.service');
   const wrote = execFileSync(bin, ['install', '--systemd', '--unit-path', unitPath], { encoding: 'utf8' });

@@ -20,6 +20,8 @@ import * as ort from 'onnxruntime-node';
 import { memory, quantile } from '../proc-stats.js';
 import { infer, type Tensor } from '../../test/helpers/kserve.js';
 import { seededRandom } from '../../test/fixtures/onnx-builder.js';
+// The agent runs with the V8 flags its systemd unit and launcher use.
+import { AGENT_NODE_FLAGS } from '../../packages/agent/dist/cli/install.js';
 
 const { values } = parseArgs({
   options: {
@@ -79,7 +81,7 @@ const relayArgs = ['--relay', relay.httpUrl, '--token', readFileSync(join(dir, '
 const { token } = JSON.parse(await cli(RELAY_BIN, ['tokens', 'enroll', ...relayArgs])) as { token: string };
 await cli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', token, '--name', 'bench', '--data-dir', join(dir, 'agent')]);
 const { deviceId } = JSON.parse(readFileSync(join(dir, 'agent', 'device.json'), 'utf8')) as { deviceId: string };
-const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : []);
+const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...AGENT_NODE_FLAGS, ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])]);
 const agentUrl = await until('the agent', () => {
   const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; connected: boolean };
   return s.connected && s.httpUrl ? s.httpUrl : undefined;

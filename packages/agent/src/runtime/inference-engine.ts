@@ -41,7 +41,9 @@ class SessionThread {
   #dead: Error | undefined;
 
   constructor(file: string, settings: ServingConfig) {
-    this.worker = new Worker(WORKER, { workerData: { file, settings } });
+    // A session thread allocates few JS objects (tensor data lives outside the JS heap): a
+    // small young generation saves tens of MiB per instance.
+    this.worker = new Worker(WORKER, { workerData: { file, settings }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
     this.worker.on('message', (msg: WorkerReply) => {
       if (msg.kind !== 'result' && msg.kind !== 'error') return;
       const p = this.#pending.get(msg.id);
