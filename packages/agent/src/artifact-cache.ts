@@ -12,8 +12,6 @@ import { pipeline } from 'node:stream/promises';
 
 /** How often a download waits out a busy relay (503) before it counts as failed. */
 const MAX_BUSY_RETRIES = 120;
-/** Bytes written to the file at a time. */
-const WRITE_BYTES = 1024 * 1024;
 
 /** A GET with node:http(s): streams with less overhead per chunk than fetch's web streams. */
 function get(url: string, headers: Record<string, string>): Promise<IncomingMessage> {
@@ -107,25 +105,12 @@ export class ArtifactCache {
     if (append) await pipeline(createReadStream(partial, { end: offset - 1 }), async function* (source: AsyncIterable<Buffer>) {
       for await (const chunk of source) hash.update(chunk);
     });
-    // Network chunks are small (about 64 KiB); writing them in 1 MiB pieces costs the device
-    // a sixteenth of the write calls (and flash storage prefers big writes).
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
     const meter = new Transform({
       transform(chunk: Buffer, _e, done) {
         received += chunk.length;
         hash.update(chunk);
         onProgress?.(received);
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes < WRITE_BYTES) return done();
-        const piece = Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        done(null, piece);
-      },
-      flush(done) {
-        done(null, pendingBytes > 0 ? Buffer.concat(pending, pendingBytes) : undefined);
+        done(null, chunk);
       },
     });
     try {
