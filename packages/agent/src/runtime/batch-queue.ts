@@ -139,7 +139,7 @@ export class BatchQueue {
     const rows = batch.reduce((n, j) => n + j.rows, 0);
     let result: Outputs;
     try {
-      result = await this.#run(Object.fromEntries(this.#inputNames.map((name, i) => [name, stack(batch.map((j) => j.feeds[i]!), rows)])), outputs);
+      result = await this.#run(this.#named((i) => stack(batch.map((j) => j.feeds[i]!), rows)), outputs);
       this.#onBatch(rows);
       const parts = split(result, batch.map((j) => j.rows));
       batch.forEach((j, k) => j.resolve(parts[k]!));
@@ -150,9 +150,14 @@ export class BatchQueue {
     }
   }
 
+  /** Feeds by input name, the i-th input given by `input(i)`. */
+  #named(input: (i: number) => WireTensor): Record<string, WireTensor> {
+    return Object.fromEntries(this.#inputNames.map((name, i) => [name, input(i)]));
+  }
+
   async #runOne(job: Job): Promise<void> {
     try {
-      const out = await this.#run(Object.fromEntries(this.#inputNames.map((name, i) => [name, job.feeds[i]!])), job.outputs);
+      const out = await this.#run(this.#named((i) => job.feeds[i]!), job.outputs);
       this.#onBatch(job.rows);
       job.resolve(out);
     } catch (err) {

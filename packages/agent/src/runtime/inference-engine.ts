@@ -62,14 +62,18 @@ class SessionThread {
 
   ready(): Promise<ModelSignature> {
     return new Promise((resolve, reject) => {
-      const onMessage = (msg: WorkerReply) => {
-        if (msg.kind === 'ready') resolve(msg.signature);
-        else if (msg.kind === 'failed') reject(new Error(msg.message));
-        else return;
+      const settle = (err: Error | undefined, signature?: ModelSignature) => {
         this.worker.off('message', onMessage);
+        this.worker.off('error', settle);
+        if (err) reject(err);
+        else resolve(signature!);
+      };
+      const onMessage = (msg: WorkerReply) => {
+        if (msg.kind === 'ready') settle(undefined, msg.signature);
+        else if (msg.kind === 'failed') settle(new Error(msg.message));
       };
       this.worker.on('message', onMessage);
-      this.worker.once('error', reject);
+      this.worker.on('error', settle);
     });
   }
 

@@ -1,7 +1,7 @@
 // Conversions between KServe v2 tensors (JSON arrays, or typed arrays from the binary
 // extension) and onnxruntime tensors.
 
-import { ORT_TYPE_BY_DATATYPE, OutpostError, toTensorBytes, type Datatype, type RequestTensor, type TensorArray } from '@outpost/shared';
+import { ORT_TYPE_BY_DATATYPE, OutpostError, TYPED_ARRAY, type Datatype, type RequestTensor, type TensorArray } from '@outpost/shared';
 import type { WireTensor } from './worker-protocol.js';
 
 /** IEEE 754 half precision, as onnxruntime-node stores float16 (raw bits in a Uint16Array). */
@@ -41,35 +41,14 @@ export function halfToFloat(h: number): number {
 
 type OrtData = TensorArray;
 
+/** JSON values as the typed array the datatype lives in (TYPED_ARRAY); only the values need converting. */
 function toOrtData(datatype: Datatype, data: unknown[]): OrtData {
-  switch (datatype) {
-    case 'FP32':
-      return Float32Array.from(data as number[]);
-    case 'FP64':
-      return Float64Array.from(data as number[]);
-    case 'FP16':
-      return Uint16Array.from(data as number[], floatToHalf);
-    case 'INT8':
-      return Int8Array.from(data as number[]);
-    case 'UINT8':
-      return Uint8Array.from(data as number[]);
-    case 'INT16':
-      return Int16Array.from(data as number[]);
-    case 'UINT16':
-      return Uint16Array.from(data as number[]);
-    case 'INT32':
-      return Int32Array.from(data as number[]);
-    case 'UINT32':
-      return Uint32Array.from(data as number[]);
-    case 'INT64':
-      return BigInt64Array.from(data as number[], (v) => BigInt(v));
-    case 'UINT64':
-      return BigUint64Array.from(data as number[], (v) => BigInt(v));
-    case 'BOOL':
-      return Uint8Array.from(data as boolean[], (v) => (v ? 1 : 0));
-    case 'BYTES':
-      return data as string[];
-  }
+  if (datatype === 'BYTES') return data as string[];
+  if (datatype === 'FP16') return Uint16Array.from(data as number[], floatToHalf);
+  if (datatype === 'INT64') return BigInt64Array.from(data as number[], (v) => BigInt(v));
+  if (datatype === 'UINT64') return BigUint64Array.from(data as number[], (v) => BigInt(v));
+  if (datatype === 'BOOL') return Uint8Array.from(data as boolean[], (v) => (v ? 1 : 0));
+  return (TYPED_ARRAY[datatype] as unknown as { from(values: ArrayLike<number>): OrtData }).from(data as number[]);
 }
 
 
@@ -102,11 +81,6 @@ export function fromOrtTensor(name: string, tensor: WireTensor): OutputTensor {
   const datatype = DATATYPE[tensor.type];
   if (!datatype) throw new OutpostError('OUTPOST_ERR_INFERENCE_FAILED', `output "${name}" has type ${tensor.type}, which KServe v2 cannot carry`);
   return { name, datatype, shape: [...tensor.dims], data: tensor.data as TensorArray };
-}
-
-/** The binary extension's bytes for an output. */
-export function outputBytes(t: OutputTensor): Uint8Array {
-  return toTensorBytes(t.data);
 }
 
 export function toJsonTensor(t: OutputTensor): ResponseTensor {

@@ -4,8 +4,8 @@
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, type Logger, type ReportedState } from '@outpost/shared';
-import { outputBytes, toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
+import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
+import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
 import type { AgentMetrics } from './agent-metrics.js';
@@ -140,7 +140,7 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
       const blobs: Uint8Array[] = [];
       const described = outputs.map((o) => {
         if (binary(o) !== true) return toJsonTensor(o);
-        const bytes = outputBytes(o);
+        const bytes = toTensorBytes(o.data);
         blobs.push(bytes);
         return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
       });

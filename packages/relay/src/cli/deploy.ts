@@ -1,11 +1,11 @@
 // outpost-relay deploy NAME[:VERSION] --device ID... [--wait]
 
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';
-import { collect, parseCountOrPercent, parseDurationOption, parseLabelsOption, parseModelRef, parsePositiveInt, parseStrategy } from './parse.js';
+import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseLabelsOption, parseModelRef, parseNonNegativeInt, parsePositiveInt, parseStrategy } from './parse.js';
 import { formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
@@ -38,21 +38,6 @@ function servingConfig(f: ServingFlags): ServingConfig | undefined {
     ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
   };
   return Object.keys(s).length > 0 ? s : undefined;
-}
-
-function parseDelayOption(value: string): number {
-  return value.trim() === '0' ? 0 : parseDurationOption(value);
-}
-
-function parseNonNegativeInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('use a whole number (0 or more).');
-  return n;
-}
-
-function parseGraphOptimization(value: string): NonNullable<ServingConfig['graphOptimization']> {
-  if (value === 'disabled' || value === 'basic' || value === 'extended' || value === 'all') return value;
-  throw new InvalidArgumentError('use disabled, basic, extended or all.');
 }
 
 export function summarize(d: DeploymentView): string {
@@ -94,7 +79,7 @@ export function deployCommand(program: Command): void {
       .option('--failure-threshold <n|n%>', 'failed devices tolerated before the rollout stops and rolls back (staged default: 0)', parseCountOrPercent)
       .option('--health-window <duration>', 'a device counts as done after serving and staying healthy this long (e.g. 30s)', parseDurationOption)
       .option('--max-batch-size <n>', 'serving: merge concurrent requests into batches of up to N rows (dynamic batching; default 1, off)', parsePositiveInt)
-      .option('--max-queue-delay <duration>', 'serving: how long a request may wait for a fuller batch (default 0, e.g. 2ms)', parseDelayOption)
+      .option('--max-queue-delay <duration>', 'serving: how long a request may wait for a fuller batch (default 0, e.g. 2ms)', parseDurationOrZero)
       .option('--max-queue <n>', 'serving: requests waiting per model before new ones get 429 (default 64)', parsePositiveInt)
       .option('--instances <n>', 'serving: inference runs under way at once per model (default 1; one per core it may use)', parsePositiveInt)
       .option('--intra-op-threads <n>', 'serving: onnxruntime threads within an operator (default 1)', parsePositiveInt)

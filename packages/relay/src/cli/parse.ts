@@ -1,11 +1,17 @@
 // Option value parsers for commander: each throws a one-line message naming the bad value.
 
 import { InvalidArgumentError } from 'commander';
-import { parseDataset, parseDuration, parseLabels, type Labels } from '@outpost/shared';
+import { parseDataset, parseDuration, parseLabels, type Labels, type ServingConfig } from '@outpost/shared';
 
 export function parsePositiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('use a whole number of at least 1.');
+  return n;
+}
+
+export function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('use a whole number (0 or more).');
   return n;
 }
 
@@ -30,6 +36,16 @@ export function parseDurationOption(value: string): number {
   } catch (err) {
     throw new InvalidArgumentError((err as Error).message);
   }
+}
+
+/** A duration, or `0` for none (durations themselves must be more than zero). */
+export function parseDurationOrZero(value: string): number {
+  return value.trim() === '0' ? 0 : parseDurationOption(value);
+}
+
+export function parseGraphOptimization(value: string): NonNullable<ServingConfig['graphOptimization']> {
+  if (value === 'disabled' || value === 'basic' || value === 'extended' || value === 'all') return value;
+  throw new InvalidArgumentError('use disabled, basic, extended or all.');
 }
 
 export function parseLabelsOption(value: string, previous: Labels = {}): Labels {

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
-import { collectDataset, parseDurationOption, parsePort, parsePositiveInt, parseSize } from './parse.js';
+import { collectDataset, parseDurationOrZero, parsePort, parsePositiveInt, parseSize } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -17,7 +17,7 @@ export function startCommand(program: Command): void {
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, 64)
-    .option('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', (v: string) => (v.trim() === '0' ? 0 : parseDurationOption(v)), 10_000)
+    .option('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
     .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string> }) => {
       // Loaded here so the other commands start fast.

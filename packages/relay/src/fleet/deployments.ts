@@ -107,13 +107,14 @@ export async function syncSelectorMembership(ctx: FleetContext, deviceId: string
     if (matches && !member && row?.state !== 'canceled' && row?.state !== 'rolled-back') {
       ctx.store.addRollout(d.id, deviceId, now);
       ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'pending', reason: null });
-      changed = true;
     } else if (!matches && member) {
       ctx.store.setRolloutState(d.id, deviceId, 'removed', 'no longer matches the selector', now);
       ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'removed', reason: 'no longer matches the selector' });
-      changed = true;
+    } else {
+      continue;
     }
-    if (changed) refreshDeploymentState(ctx, d.id);
+    changed = true;
+    refreshDeploymentState(ctx, d.id);
   }
   if (changed) await converge(ctx, [deviceId]);
 }

@@ -1,7 +1,7 @@
 // A device's desired state is derived, never stored: for each model name, the newest
 // deployment that targets the device. The relay publishes it retained; agents converge on it.
 
-import { deviceTopic, type DesiredModel, type DesiredState } from '@outpost/shared';
+import { deviceTopic, formatLabels, type DesiredModel, type DesiredState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import type { DeploymentInfo } from '../store/records.js';
 
@@ -29,7 +29,7 @@ export function explainDevice(ctx: FleetContext, deviceId: string): Array<{ mode
   const all = ctx.store.deploymentsForDevice(deviceId);
   return effectiveDeployments(all).map((d) => {
     const others = all.filter((x) => x.model === d.model && x.id !== d.id).length;
-    const how = d.selector ? `its labels match ${Object.entries(d.selector).map(([k, v]) => `${k}=${v}`).join(',')}` : 'it was named';
+    const how = d.selector ? `its labels match ${formatLabels(d.selector)}` : 'it was named';
     return {
       model: d.model,
       deploymentId: d.id,
