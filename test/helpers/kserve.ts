@@ -2,7 +2,7 @@
 // (typed arrays in, typed arrays out) through node:http with keep-alive.
 
 import { Agent, request } from 'node:http';
-import { INFERENCE_HEADER_LENGTH, elementCount, encodeBinaryBody, fromTensorBytes, parseBinaryBody, toTensorBytes, type Datatype, type TensorArray } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, elementCount, fromTensorBytes, parseBinaryBody, toTensorBytes, type Datatype, type TensorArray } from '@outpost/shared';
 
 export interface Tensor {
   name: string;
@@ -22,16 +22,21 @@ export interface InferResult {
 
 const keepAlive = new Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as ConstructorParameters<typeof Agent>[0]);
 
-export function post(url: string, body: Buffer, headers: Record<string, string | number>): Promise<{ status: number; headers: InferResult['headers']; body: Buffer }> {
+/** A POST of `body` (chunks are written as they are, in one writev: no copy into one buffer). */
+export function post(url: string, body: Uint8Array | Uint8Array[], headers: Record<string, string | number>): Promise<{ status: number; headers: InferResult['headers']; body: Buffer }> {
+  const chunks = Array.isArray(body) ? body : [body];
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', agent: keepAlive, headers: { 'content-length': body.length, ...headers } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+    const req = request(url, { method: 'POST', agent: keepAlive, headers: { 'content-length': chunks.reduce((n, c) => n + c.byteLength, 0), ...headers } }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(parts) }));
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end(body);
+    req.cork();
+    for (const c of chunks) req.write(c);
+    req.end();
+    req.uncork();
   });
 }
 
@@ -53,8 +58,8 @@ export async function infer(baseUrl: string, model: string, inputs: Tensor[], op
         return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { binary_data_size: bytes.length } };
       }),
     };
-    const { body, headerLength } = encodeBinaryBody(header, blobs);
-    res = await post(url, body, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: headerLength });
+    const json = Buffer.from(JSON.stringify(header));
+    res = await post(url, [json, ...blobs], { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: json.length });
   } else {
     const json = { ...parameters, inputs: inputs.map((t) => ({ ...t, data: jsonData(t.data) })) };
     res = await post(url, Buffer.from(JSON.stringify(json)), { 'content-type': 'application/json' });

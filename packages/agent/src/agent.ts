@@ -86,9 +86,15 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     publishLog: (batch) => connection?.publishJobLog(batch),
   });
 
-  const server = await buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
-  await server.listen({ host: opts.host ?? '0.0.0.0', port: opts.port ?? 8000 });
-  const address = server.server.address();
+  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8000, opts.host ?? '0.0.0.0', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
   httpUrl = `http://${host}:${port}`;
@@ -129,7 +135,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       jobs.close();
       await reconciler.close();
       await connection?.close();
-      await server.close();
+      await new Promise((resolve) => server.close(resolve));
       await table.clear();
       removeStateFile(opts.dataDir);
     },

@@ -3,10 +3,10 @@
 // Per model: download → verify sha256 → probe in a child process → load → self-test → swap. The old
 // version keeps serving until the new one is loaded; if the new one fails, the old one stays.
 
-import { probeModel, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
+import { probeModel, servingKey, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
 import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
-import { ServedModel, servingKey, type SessionSettings } from './runtime/served-model.js';
+import { ServedModel, type SessionSettings } from './runtime/served-model.js';
 import type { ModelStats } from './runtime/model-stats.js';
 
 export interface ReconcilerOptions {
@@ -115,7 +115,7 @@ export class Reconciler {
       const serving = table.get(m.name);
       const current = this.#reported.get(m.name);
       if (serving?.sha256 === m.sha256 && serving.servingKey === servingKey(this.#settingsFor(m))) {
-        if (current?.sha256 !== m.sha256 || current.state !== 'serving') this.#set(this.#entry(m, 'serving'));
+        if (current?.sha256 !== m.sha256 || current.state !== 'serving' || current.servingKey !== servingKey(m.serving)) this.#set(this.#entry(m, 'serving'));
         continue;
       }
       // A version that failed to verify or load is not tried again until the desired state
@@ -138,6 +138,7 @@ export class Reconciler {
       name: m.name,
       version: m.version,
       sha256: m.sha256,
+      servingKey: servingKey(m.serving),
       state,
       ...(reason ? { reason: reason.slice(0, 2000) } : {}),
       ...(serving ? { serving: { version: serving.version, sha256: serving.sha256 } } : {}),

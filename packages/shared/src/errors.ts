@@ -13,7 +13,7 @@ export const ERRORS = {
   OUTPOST_ERR_MODEL_NOT_READY: { status: 503, description: 'The model is known but not serving yet.' },
   OUTPOST_ERR_DEPLOYMENT_NOT_FOUND: { status: 404, description: 'No deployment has this id.' },
   OUTPOST_ERR_ARTIFACT_NOT_FOUND: { status: 404, description: 'No artifact with this sha256 is visible to the caller.' },
-  OUTPOST_ERR_PAYLOAD_TOO_LARGE: { status: 413, description: 'The upload is larger than the relay accepts.' },
+  OUTPOST_ERR_PAYLOAD_TOO_LARGE: { status: 413, description: 'The upload or request body is larger than the server accepts.' },
   OUTPOST_ERR_RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range is outside the file.' },
   OUTPOST_ERR_BUNDLE_INVALID: { status: 400, description: 'The job bundle is not a safe tar.gz (it would write outside its folder).' },
   OUTPOST_ERR_JOB_NOT_FOUND: { status: 404, description: 'No job has this id.' },

@@ -11,6 +11,7 @@ export {
   HealthMessage,
   MODEL_STATES,
   messageParser,
+  servingKey,
   JobAssignment,
   DesiredJobs,
   JobRunReport,

@@ -42,6 +42,13 @@ export const ServingConfig = Type.Object({
 });
 export type ServingConfig = Static<typeof ServingConfig>;
 
+/** Serving settings as a comparable string (keys sorted): equal settings, equal keys. */
+export function servingKey(serving: ServingConfig | null | undefined): string {
+  const s = serving ?? {};
+  const keys = Object.keys(s).filter((k) => s[k as keyof ServingConfig] !== undefined);
+  return JSON.stringify(keys.sort().map((k) => [k, s[k as keyof ServingConfig]]));
+}
+
 export const DesiredModel = Type.Object({
   name: ModelName,
   version: Type.Integer({ minimum: 1 }),
@@ -69,6 +76,11 @@ export const ReportedModel = Type.Object({
   sha256: Sha256,
   state: Type.Union(MODEL_STATES.map((s) => Type.Literal(s))),
   reason: Type.Optional(Type.String({ maxLength: 2000 })),
+  /**
+   * servingKey() of the desired entry's serving settings, so the relay can tell a report about
+   * this deployment from one about the same file under other settings (agents before 0.2 omit it).
+   */
+  servingKey: Type.Optional(Type.String({ maxLength: 4000 })),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */
   serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1 }), sha256: Sha256 })),
 });

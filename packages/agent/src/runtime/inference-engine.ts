@@ -9,24 +9,17 @@ import type { WireTensor, WorkerReply, WorkerRequest } from './worker-protocol.j
 const WORKER = new URL('./session-worker.js', import.meta.url);
 
 /**
- * The feeds with each typed array in an ArrayBuffer of its own, and those buffers, to move
- * (not copy) to the session thread: cloning a 100 KB tensor costs more than copying it once.
- * A view into a larger buffer (the request body) is copied first; strings are cloned.
+ * The ArrayBuffers under the feeds, to move (not copy) to the session thread: cloning a 100 KB
+ * tensor costs more than the run of a small model. Views keep their offsets across the move,
+ * so a tensor inside a request body moves with the body. The caller hands the buffers over
+ * (ServedModel.infer takes ownership of its inputs); strings are cloned.
  */
-function movable(feeds: Record<string, WireTensor>): { feeds: Record<string, WireTensor>; transfer: ArrayBuffer[] } {
-  const transfer: ArrayBuffer[] = [];
-  const out: Record<string, WireTensor> = {};
-  for (const [name, t] of Object.entries(feeds)) {
-    if (Array.isArray(t.data)) {
-      out[name] = t;
-      continue;
-    }
-    const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength && t.data.buffer instanceof ArrayBuffer;
-    const data = whole && !transfer.includes(t.data.buffer as ArrayBuffer) ? t.data : t.data.slice();
-    transfer.push(data.buffer as ArrayBuffer);
-    out[name] = { ...t, data };
+function buffersOf(feeds: Record<string, WireTensor>): ArrayBuffer[] {
+  const transfer = new Set<ArrayBuffer>();
+  for (const t of Object.values(feeds)) {
+    if (!Array.isArray(t.data) && t.data.buffer instanceof ArrayBuffer) transfer.add(t.data.buffer);
   }
-  return { feeds: out, transfer };
+  return [...transfer];
 }
 
 interface Pending {
@@ -77,14 +70,13 @@ class SessionThread {
     });
   }
 
-  /** One run; the feeds' buffers move to the thread (see movable), so callers must not reuse them. */
+  /** One run; the feeds' buffers move to the thread (see buffersOf), so callers must not reuse them. */
   run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
     if (this.#dead) return Promise.reject(this.#dead);
     const id = this.#next++;
-    const moved = movable(feeds);
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      this.worker.postMessage({ kind: 'run', id, feeds: moved.feeds, outputs } satisfies WorkerRequest, moved.transfer);
+      this.worker.postMessage({ kind: 'run', id, feeds, outputs } satisfies WorkerRequest, buffersOf(feeds));
     });
   }
 

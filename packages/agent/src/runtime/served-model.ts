@@ -1,7 +1,7 @@
 // One loaded model version: its inference engine (sessions on worker threads), batch queue,
 // signature and stats.
 
-import { OutpostError, sampleInputs, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
+import { OutpostError, sampleInputs, servingKey, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
 import { InferenceEngine } from './inference-engine.js';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type OutputTensor } from './tensors.js';
@@ -9,12 +9,6 @@ import { BatchQueue, DEFAULT_BATCHING, hasBatchDimension } from './batch-queue.j
 
 /** What a deployment may set about serving (see ServingConfig); the agent's defaults fill the rest. */
 export type SessionSettings = ServingConfig;
-
-/** A deployment's serving settings as a comparable key: a change reloads the model. */
-export function servingKey(serving: ServingConfig | undefined): string {
-  const s = serving ?? {};
-  return JSON.stringify(Object.keys(s).sort().map((k) => [k, s[k as keyof ServingConfig]]));
-}
 
 export interface ModelIdentity {
   name: string;
@@ -28,7 +22,7 @@ export class ServedModel {
   readonly sha256: string;
   readonly signature: ModelSignature;
   readonly stats: ModelStats;
-  /** The serving settings it was loaded with (servingKey). */
+  /** servingKey() of the settings it was loaded with: a change of settings reloads the model. */
   readonly servingKey: string;
   readonly #engine: InferenceEngine;
   readonly #queue: BatchQueue;
@@ -81,6 +75,7 @@ export class ServedModel {
   /**
    * Runs a KServe v2 request's inputs (through the model's batch queue); throws
    * OUTPOST_ERR_TENSOR_INVALID before running bad ones, OUTPOST_ERR_OVERLOADED when the queue is full.
+   * Typed-array inputs (binary tensors) are handed over: their buffers move to a session thread.
    */
   async infer(inputs: unknown, requestedOutputs?: string[]): Promise<OutputTensor[]> {
     const tensors = validateInputs(this.signature, inputs);

@@ -2,13 +2,14 @@
 // (see @outpost/shared kserve-binary). Errors follow KServe's shape, `{ "error": "message" }`,
 // with Outpost's stable `code` beside it.
 
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Server } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, OutpostError, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
 import type { AgentMetrics } from './agent-metrics.js';
+import { Router, type Reply, type Request } from './router.js';
 
 export interface ServeOptions {
   table: ModelTable;
@@ -48,38 +49,20 @@ function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
 
-function sendError(reply: FastifyReply, err: OutpostError): FastifyReply {
-  if (err.code === 'OUTPOST_ERR_OVERLOADED') reply.header('retry-after', '1');
-  return reply.status(err.status).send({ error: err.message, code: err.code });
-}
-
-export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyInstance> {
+/** The Open Inference Protocol routes, on a node:http server (not listening yet). */
+export function buildInferenceServer(opts: ServeOptions): Server {
   const { table } = opts;
-  const app = Fastify({
-    loggerInstance: opts.log as FastifyBaseLogger,
-    logController: new LogController({ disableRequestLogging: true }),
+  const expected = opts.token ? digest(opts.token) : undefined;
+  const router = new Router({
+    log: opts.log,
     bodyLimit: 64 * 1024 * 1024,
+    guard: expected
+      ? (request) => {
+          const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
+          if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'this agent requires a token: Authorization: Bearer TOKEN');
+        }
+      : undefined,
   });
-  // Bodies arrive as bytes: the infer route parses JSON or the binary extension itself.
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
-
-  if (opts.token) {
-    const expected = digest(opts.token);
-    app.addHook('onRequest', async (request: FastifyRequest) => {
-      const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
-      if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'this agent requires a token: Authorization: Bearer TOKEN');
-    });
-  }
-
-  app.setErrorHandler((err: FastifyError | OutpostError, request, reply) => {
-    if (err instanceof OutpostError) return sendError(reply, err);
-    const fe = err as FastifyError;
-    if (fe.statusCode && fe.statusCode < 500) return reply.status(fe.statusCode).send({ error: fe.message, code: 'OUTPOST_ERR_BAD_REQUEST' });
-    request.log.error({ err }, 'request failed');
-    return reply.status(500).send({ error: 'internal error; the agent log has details', code: 'OUTPOST_ERR_INTERNAL' });
-  });
-  app.setNotFoundHandler((request, reply) => sendError(reply, new OutpostError('OUTPOST_ERR_NOT_FOUND', `no route ${request.method} ${request.url}`)));
 
   const stateOf = (name: string) => opts.reported().models.find((m) => m.name === name);
 
@@ -98,36 +81,38 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
     return model;
   }
 
-  app.get('/v2/health/live', async () => ({ live: true }));
-  app.get('/v2/health/ready', async (_request, reply) => {
+  router.on('GET', '/v2/health/live', () => ({ json: { live: true } }));
+  router.on('GET', '/v2/health/ready', () => {
     const notReady = opts.reported().models.filter((m) => !table.get(m.name));
-    if (notReady.length > 0) return reply.status(503).send({ ready: false, waiting: notReady.map((m) => m.name) });
-    return { ready: true };
+    if (notReady.length > 0) return { status: 503, json: { ready: false, waiting: notReady.map((m) => m.name) } };
+    return { json: { ready: true } };
   });
-  app.get('/v2', async () => ({ name: 'outpost-agent', version: opts.agentVersion, extensions: ['binary_tensor_data'] }));
+  router.on('GET', '/v2', () => ({ json: { name: 'outpost-agent', version: opts.agentVersion, extensions: ['binary_tensor_data'] } }));
 
-  const metadata = async (request: FastifyRequest<{ Params: { name: string; version?: string } }>) => {
-    const m = requireModel(request.params.name, request.params.version);
-    return { name: m.name, versions: [String(m.version)], platform: 'onnxruntime_onnx', inputs: m.signature.inputs, outputs: m.signature.outputs };
+  const metadata = ({ params }: Request): Reply => {
+    const m = requireModel(params.name!, params.version);
+    return { json: { name: m.name, versions: [String(m.version)], platform: 'onnxruntime_onnx', inputs: m.signature.inputs, outputs: m.signature.outputs } };
   };
-  app.get('/v2/models/:name', metadata);
-  app.get('/v2/models/:name/versions/:version', metadata);
+  router.on('GET', '/v2/models/:name', metadata);
+  router.on('GET', '/v2/models/:name/versions/:version', metadata);
 
-  const ready = async (request: FastifyRequest<{ Params: { name: string; version?: string } }>, reply: FastifyReply) => {
-    const m = table.get(request.params.name);
-    if (m && (request.params.version === undefined || request.params.version === String(m.version))) return { name: m.name, ready: true };
-    requireModel(request.params.name, request.params.version); // throws the reason
-    return reply.status(503).send({ name: request.params.name, ready: false });
+  const ready = ({ params }: Request): Reply => {
+    const m = table.get(params.name!);
+    if (m && (params.version === undefined || params.version === String(m.version))) return { json: { name: m.name, ready: true } };
+    requireModel(params.name!, params.version); // throws the reason
+    return { status: 503, json: { name: params.name, ready: false } };
   };
-  app.get('/v2/models/:name/ready', ready);
-  app.get('/v2/models/:name/versions/:version/ready', ready);
+  router.on('GET', '/v2/models/:name/ready', ready);
+  router.on('GET', '/v2/models/:name/versions/:version/ready', ready);
 
-  const infer = async (request: FastifyRequest<{ Params: { name: string; version?: string }; Body: Buffer | undefined }>, reply: FastifyReply) => {
-    const model = requireModel(request.params.name, request.params.version);
+  const infer = async (request: Request): Promise<Reply> => {
+    const model = requireModel(request.params.name!, request.params.version);
     const started = performance.now();
     let ok = false;
     try {
-      const body = parseInferBody(request.body ?? Buffer.alloc(0), request.headers[INFERENCE_HEADER_LENGTH]);
+      const headerLength = request.headers[INFERENCE_HEADER_LENGTH];
+      // Binary tensors follow the JSON header: aligned there, they need no copy.
+      const body = parseInferBody(await request.body(Number(headerLength) || 0), headerLength);
       const requested = Array.isArray(body.outputs) ? body.outputs.map((o) => o?.name) : undefined;
       if (requested?.some((n) => typeof n !== 'string')) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'every entry of "outputs" needs a "name"');
       const outputs = await model.infer(body.inputs, requested as string[] | undefined);
@@ -136,7 +121,7 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
       const allBinary = body.parameters?.binary_data_output === true;
       const binary = (o: OutputTensor) => body.outputs?.find((r) => r?.name === o.name)?.parameters?.binary_data ?? allBinary;
       const head = { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}) };
-      if (!outputs.some((o) => binary(o) === true)) return { ...head, outputs: outputs.map(toJsonTensor) };
+      if (!outputs.some((o) => binary(o) === true)) return { json: { ...head, outputs: outputs.map(toJsonTensor) } };
       const blobs: Uint8Array[] = [];
       const described = outputs.map((o) => {
         if (binary(o) !== true) return toJsonTensor(o);
@@ -144,21 +129,18 @@ export async function buildInferenceServer(opts: ServeOptions): Promise<FastifyI
         blobs.push(bytes);
         return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
       });
-      const { body: out, headerLength } = encodeBinaryBody({ ...head, outputs: described }, blobs);
-      return reply.header(INFERENCE_HEADER_LENGTH, headerLength).type('application/octet-stream').send(out);
+      const json = Buffer.from(JSON.stringify({ ...head, outputs: described }));
+      return { headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: json.length }, chunks: [json, ...blobs] };
     } finally {
       const ms = performance.now() - started;
       model.stats.record(ms, ok);
       opts.metrics.recordInference(model.name, ms / 1000, ok);
     }
   };
-  app.get('/metrics', async (_request, reply) => {
-    reply.header('content-type', opts.metrics.registry.contentType);
-    return opts.metrics.registry.metrics();
-  });
+  router.on('POST', '/v2/models/:name/infer', infer);
+  router.on('POST', '/v2/models/:name/versions/:version/infer', infer);
 
-  app.post('/v2/models/:name/infer', infer);
-  app.post('/v2/models/:name/versions/:version/infer', infer);
+  router.on('GET', '/metrics', async () => ({ headers: { 'content-type': opts.metrics.registry.contentType }, chunks: [await opts.metrics.registry.metrics()] }));
 
-  return app;
+  return router.server();
 }

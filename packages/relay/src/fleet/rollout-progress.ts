@@ -1,6 +1,6 @@
 // Turns what devices report into per-device deployment progress, and a deployment's overall state.
 
-import type { ReportedState } from '@outpost/shared';
+import { servingKey, type ReportedState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { MEMBER_STATES, rolloutSettled, type DeploymentState, type DeviceRolloutState, type RolloutStrategy } from '../store/records.js';
 import { effectiveDeployments } from './desired-state.js';
@@ -52,7 +52,10 @@ export function applyReportedState(ctx: FleetContext, deviceId: string, reported
       if (!rolloutSettled(mine.state, 0)) progress(d.id, 'superseded', null);
       continue;
     }
-    const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256);
+    // The same file under other serving settings is another deployment's report (older agents
+    // do not say which settings they report on).
+    const key = servingKey(d.serving);
+    const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256 && (m.servingKey === undefined || m.servingKey === key));
     // A device found healthy stays so while it keeps serving (reports repeat on reconnect).
     if (entry && !(mine.state === 'healthy' && entry.state === 'serving')) progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
   }

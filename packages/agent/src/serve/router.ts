@@ -1,0 +1,162 @@
+// The agent's HTTP plumbing on node:http: a route table matched by path segments, bodies read
+// into one buffer up to a limit, replies as JSON or raw byte chunks. The agent serves a dozen
+// fixed routes on small devices; a framework cost it ~5 MiB of heap and a few tenths of a
+// millisecond per request, measured (docs/benchmarks.md).
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { OutpostError, type Logger } from '@outpost/shared';
+
+export type Params = Record<string, string>;
+
+export interface Request {
+  method: string;
+  /** The path without its query string. */
+  path: string;
+  headers: IncomingMessage['headers'];
+  params: Params;
+  /**
+   * The whole body as one buffer (read on first call), in an ArrayBuffer of its own so it can be
+   * moved to another thread; 413 past the server's limit. The byte at `alignAt` starts on an
+   * 8-byte boundary, so typed arrays there are views, not copies.
+   */
+  body(alignAt?: number): Promise<Buffer>;
+}
+
+/** A reply: a JSON value, or raw bytes in chunks written as they are (no copy into one buffer). */
+export type Reply = { status?: number; headers?: Record<string, string | number>; json: unknown } | { status?: number; headers: Record<string, string | number>; chunks: Array<Uint8Array | string> };
+
+export type Handler = (request: Request) => Reply | Promise<Reply>;
+
+interface Route {
+  method: string;
+  segments: string[];
+  handler: Handler;
+}
+
+export interface RouterOptions {
+  log: Logger;
+  bodyLimit: number;
+  /** Runs before routing (authorization); throw an OutpostError to refuse the request. */
+  guard?: (request: Request) => void;
+}
+
+export class Router {
+  readonly #routes: Route[] = [];
+  readonly #opts: RouterOptions;
+
+  constructor(opts: RouterOptions) {
+    this.#opts = opts;
+  }
+
+  /** `path` segments starting with ':' capture that segment as a param. */
+  on(method: 'GET' | 'POST', path: string, handler: Handler): this {
+    this.#routes.push({ method, segments: path.split('/'), handler });
+    return this;
+  }
+
+  /** A node:http server answering with these routes. */
+  server(): Server {
+    return createServer((req, res) => void this.#handle(req, res));
+  }
+
+  #match(method: string, path: string): { route: Route; params: Params } | undefined {
+    const parts = path.split('/');
+    for (const route of this.#routes) {
+      if (route.method !== method || route.segments.length !== parts.length) continue;
+      const params: Params = {};
+      const ok = route.segments.every((seg, i) => {
+        if (seg.startsWith(':')) {
+          params[seg.slice(1)] = decodeURIComponent(parts[i]!);
+          return parts[i] !== '';
+        }
+        return seg === parts[i];
+      });
+      if (ok) return { route, params };
+    }
+    return undefined;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    const head = req.method === 'HEAD';
+    let body: Promise<Buffer> | undefined;
+    const request: Request = { method: req.method ?? 'GET', path, headers: req.headers, params: {}, body: (alignAt = 0) => (body ??= readBody(req, this.#opts.bodyLimit, alignAt)) };
+    try {
+      this.#opts.guard?.(request);
+      let found;
+      try {
+        found = this.#match(head ? 'GET' : request.method, path);
+      } catch {
+        throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `the path ${path} is not validly percent-encoded`);
+      }
+      if (!found) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', `no route ${request.method} ${url}`);
+      request.params = found.params;
+      send(res, await found.route.handler(request), head);
+    } catch (err) {
+      if (err instanceof OutpostError) {
+        const headers: Record<string, string> = err.code === 'OUTPOST_ERR_OVERLOADED' ? { 'retry-after': '1' } : {};
+        // A refused body is not read: close the connection rather than drain it.
+        if (err.code === 'OUTPOST_ERR_PAYLOAD_TOO_LARGE') headers.connection = 'close';
+        send(res, { status: err.status, headers, json: { error: err.message, code: err.code } }, head);
+      } else {
+        this.#opts.log.error({ err, method: request.method, path }, 'request failed');
+        send(res, { status: 500, json: { error: 'internal error; the agent log has details', code: 'OUTPOST_ERR_INTERNAL' } }, head);
+      }
+    }
+  }
+}
+
+function send(res: ServerResponse, reply: Reply, head: boolean): void {
+  if (res.headersSent || res.destroyed) return;
+  const chunks = 'json' in reply ? [JSON.stringify(reply.json)] : reply.chunks;
+  const length = chunks.reduce((n, c) => n + (typeof c === 'string' ? Buffer.byteLength(c) : c.byteLength), 0);
+  res.writeHead(reply.status ?? 200, {
+    ...('json' in reply ? { 'content-type': 'application/json; charset=utf-8' } : {}),
+    ...reply.headers,
+    'content-length': length,
+  });
+  if (head) {
+    res.end();
+    return;
+  }
+  // Corked, the chunks leave in one writev.
+  res.cork();
+  for (const c of chunks) res.write(c);
+  res.end();
+  res.uncork();
+}
+
+/** The body in one buffer, sized from Content-Length when given; 413 past `limit` bytes. */
+function readBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
+  const tooLarge = () => new OutpostError('OUTPOST_ERR_PAYLOAD_TOO_LARGE', `the body is larger than ${limit} bytes`);
+  const declared = Number(req.headers['content-length']);
+  if (declared > limit) return Promise.reject(tooLarge());
+  const pad = (8 - (alignAt % 8)) % 8;
+  // Never from Node's shared pool: the buffer may be moved to a session thread whole.
+  const own = (size: number) => Buffer.from(Buffer.allocUnsafeSlow(size + pad).buffer, pad, size);
+  return new Promise((resolve, reject) => {
+    // node's parser ends the body at Content-Length, so a known length fills exactly one buffer.
+    const whole = Number.isInteger(declared) && declared >= 0 ? own(declared) : undefined;
+    const parts: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      if (whole) chunk.copy(whole, size);
+      else parts.push(chunk);
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        reject(tooLarge());
+      }
+    });
+    req.on('end', () => {
+      if (whole) return resolve(whole);
+      const body = own(size);
+      let at = 0;
+      for (const p of parts) at += p.copy(body, at);
+      resolve(body);
+    });
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,96 @@
+// The agent's HTTP router (node:http): routing, params, bodies and their limit, errors, HEAD.
+
+import t from 'tap';
+import { request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { OutpostError, type Logger } from '@outpost/shared';
+import { Router } from '../../packages/agent/src/serve/router.js';
+
+const logged: string[] = [];
+// Only the log's error lines are of interest here.
+const log = { error: (obj: { err: Error }, msg: string) => logged.push(`${msg}: ${obj.err.message}`) } as unknown as Logger;
+
+const router = new Router({
+  log,
+  bodyLimit: 1000,
+  guard: (r) => {
+    if (r.headers['x-deny']) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'denied');
+  },
+})
+  .on('GET', '/items/:id', ({ params }) => ({ json: { id: params.id } }))
+  .on('POST', '/echo', async (r) => {
+    const body = await r.body();
+    return { headers: { 'content-type': 'application/octet-stream' }, chunks: ['<', body, '>'] };
+  })
+  .on('GET', '/busy', () => {
+    throw new OutpostError('OUTPOST_ERR_OVERLOADED', 'full');
+  })
+  .on('GET', '/boom', () => {
+    throw new Error('secret detail');
+  });
+const server = router.server();
+await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+t.teardown(() => new Promise((r) => server.close(r)));
+const port = (server.address() as AddressInfo).port;
+
+function call(method: string, path: string, opts: { body?: Buffer; chunked?: boolean; headers?: Record<string, string> } = {}) {
+  return new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+    const headers: Record<string, string | number> = { ...opts.headers };
+    if (opts.body && !opts.chunked) headers['content-length'] = opts.body.length;
+    const req = request({ port, host: '127.0.0.1', method, path, headers }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    if (opts.chunked && opts.body) req.write(opts.body);
+    req.end(opts.chunked ? undefined : opts.body);
+  });
+}
+
+t.test('routes by method and path, with params and query strings', async (t) => {
+  const r = await call('GET', '/items/a%20b?x=1');
+  t.equal(r.status, 200);
+  t.match(r.headers['content-type'], /application\/json/);
+  t.same(JSON.parse(r.body), { id: 'a b' });
+  const missing = await call('POST', '/items/a');
+  t.equal(missing.status, 404);
+  t.same(JSON.parse(missing.body), { error: 'no route POST /items/a', code: 'OUTPOST_ERR_NOT_FOUND' });
+  t.equal((await call('GET', '/items/')).status, 404, 'an empty param does not match');
+  const bad = await call('GET', '/items/%E0%A4%A');
+  t.equal(bad.status, 400);
+  t.match(JSON.parse(bad.body).error, /percent-encoded/);
+});
+
+t.test('HEAD answers a GET route without a body', async (t) => {
+  const r = await call('HEAD', '/items/7');
+  t.equal(r.status, 200);
+  t.equal(r.body, '');
+  t.equal(r.headers['content-length'], String(JSON.stringify({ id: '7' }).length));
+});
+
+t.test('bodies: known length, chunked, and past the limit', async (t) => {
+  const known = await call('POST', '/echo', { body: Buffer.from('hello') });
+  t.equal(known.body, '<hello>');
+  t.equal(known.headers['content-length'], '7');
+  const chunked = await call('POST', '/echo', { body: Buffer.from('chunks'), chunked: true });
+  t.equal(chunked.body, '<chunks>');
+  const declared = await call('POST', '/echo', { body: Buffer.alloc(2000) });
+  t.equal(declared.status, 413);
+  t.equal(JSON.parse(declared.body).code, 'OUTPOST_ERR_PAYLOAD_TOO_LARGE');
+  const streamed = await call('POST', '/echo', { body: Buffer.alloc(2000), chunked: true });
+  t.equal(streamed.status, 413, 'a chunked body is cut off at the limit too');
+  t.equal((await call('GET', '/items/1')).status, 200, 'the server keeps serving');
+});
+
+t.test('errors: the guard, OutpostErrors with their status, others as a logged 500', async (t) => {
+  const denied = await call('GET', '/items/1', { headers: { 'x-deny': '1' } });
+  t.equal(denied.status, 401);
+  const busy = await call('GET', '/busy');
+  t.equal(busy.status, 429);
+  t.equal(busy.headers['retry-after'], '1');
+  const boom = await call('GET', '/boom');
+  t.equal(boom.status, 500);
+  t.notMatch(boom.body, /secret detail/, 'the reason stays in the log');
+  t.match(logged.join(''), /secret detail/);
+});
