@@ -4,7 +4,7 @@ import t from 'tap';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { OutpostError, type Logger } from '@outpost/shared';
-import { Router } from '../../packages/agent/src/serve/router.js';
+import { Router } from '../../packages/agent/dist/serve/router.js';
 
 const logged: string[] = [];
 // Only the log's error lines are of interest here.

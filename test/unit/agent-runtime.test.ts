@@ -86,3 +86,28 @@ t.test('batch queue: merges same-shape requests in order, falls back to one by o
   t.same(runs, [[3, 2]], 'one run once three rows were there, long before the delay');
   t.equal(hasBatchDimension({ inputs: [{ shape: [-1, 4] }], outputs: [{ shape: [3, -1] }] }), false, 'an output without a batch dimension turns batching off');
 });
+
+t.test('a session thread that dies is replaced, up to 3 times a minute', async (t) => {
+  const lost: boolean[] = [];
+  const engine = await InferenceEngine.start(join(FIXTURE_DIR, 'linear.onnx'), {}, { onThreadLost: (_err, replacing) => lost.push(replacing) });
+  t.teardown(() => engine.release());
+  const x = () => ({ x: { type: 'float32', dims: [1, 4], data: new Float32Array([1, 2, 3, 4]) } });
+  const serving = async (what: string) => {
+    const deadline = Date.now() + 20_000;
+    while (engine.instances !== 1) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  for (let i = 1; i <= 3; i++) {
+    const old = engine.workers[0]!;
+    await old.terminate();
+    t.same(lost, Array(i).fill(true), `loss ${i} is heard, and a new thread starts`);
+    await serving(`replacement ${i}`);
+    t.not(engine.workers[0], old);
+    t.same((await engine.run(x(), ['y'])).y!.dims, [1, 3], `replacement ${i} serves`);
+  }
+  await engine.workers[0]!.terminate();
+  t.same(lost, [true, true, true, false], 'the fourth loss in a minute is not replaced');
+  await t.rejects(engine.run(x(), ['y']), /no session thread is running/, 'and runs fail at once with the reason');
+});

@@ -63,6 +63,10 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const reconciler = new Reconciler({
     onLoaded: (model, seconds) => metrics.modelLoad.observe({ model }, seconds),
     onBatch: (model, rows) => metrics.batchSize.observe({ model }, rows),
+    onThreadLost: (model, err, replacing) => {
+      metrics.threadsLost.inc({ model });
+      log.error({ model, err, replacing }, replacing ? 'a session thread died; starting another' : 'a session thread died again; the model is not restarted until it is deployed again');
+    },
     cache,
     table,
     log,

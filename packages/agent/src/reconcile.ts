@@ -19,6 +19,8 @@ export interface ReconcilerOptions {
   session?: SessionSettings;
   /** Hears the rows of every inference run, per model (batch sizes for /metrics). */
   onBatch?(model: string, rows: number): void;
+  /** A model's session thread died; `replacing`: another is starting in its place. */
+  onThreadLost?(model: string, err: Error, replacing: boolean): void;
   /** Called with the whole reported state after every change. */
   report(state: ReportedState): void;
   /**
@@ -148,7 +150,10 @@ export class Reconciler {
   #loadModel = async (m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel> => {
     // onnxruntime can crash its process on a hostile file: try it in a child process first.
     await probeModel(file);
-    const model = await ServedModel.load(m, file, this.#settingsFor(m), stats, (rows) => this.#opts.onBatch?.(m.name, rows));
+    const model = await ServedModel.load(m, file, this.#settingsFor(m), stats, {
+      onBatch: (rows) => this.#opts.onBatch?.(m.name, rows),
+      onThreadLost: (err, replacing) => this.#opts.onThreadLost?.(m.name, err, replacing),
+    });
     await model.selfTest();
     await model.warmUp();
     return model;

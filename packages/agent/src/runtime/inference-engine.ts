@@ -1,6 +1,7 @@
 // The sessions of one model file: `instances` worker threads (session-worker.ts), each with
 // its own onnxruntime session, so runs proceed in parallel with each other and with the HTTP
-// server on the main thread. The main thread never loads onnxruntime itself.
+// server on the main thread. The main thread never loads onnxruntime itself. A thread that
+// dies is replaced, so the model keeps serving without waiting for another deployment.
 
 import { Worker } from 'node:worker_threads';
 import type { ModelSignature, ServingConfig } from '@outpost/shared';
@@ -32,8 +33,10 @@ class SessionThread {
   readonly #pending = new Map<number, Pending>();
   #next = 0;
   #dead: Error | undefined;
+  #releasing = false;
 
-  constructor(file: string, settings: ServingConfig) {
+  /** `onDeath` hears of an exit nobody asked for (not release()). */
+  constructor(file: string, settings: ServingConfig, onDeath: (err: Error) => void) {
     // A session thread allocates few JS objects (tensor data lives outside the JS heap): a
     // small young generation saves tens of MiB per instance.
     this.worker = new Worker(WORKER, { workerData: { file, settings }, resourceLimits: { maxYoungGenerationSizeMb: 4 } });
@@ -45,9 +48,11 @@ class SessionThread {
       else p?.reject(new Error(msg.message));
     });
     const die = (err: Error) => {
-      this.#dead ??= err;
+      if (this.#dead) return;
+      this.#dead = err;
       for (const p of this.#pending.values()) p.reject(err);
       this.#pending.clear();
+      if (!this.#releasing) onDeath(err);
     };
     this.worker.on('error', die);
     this.worker.on('exit', (code) => die(new Error(`the session thread exited (${code})`)));
@@ -58,6 +63,7 @@ class SessionThread {
       const settle = (err: Error | undefined, signature?: ModelSignature) => {
         this.worker.off('message', onMessage);
         this.worker.off('error', settle);
+        this.worker.off('exit', onExit);
         if (err) reject(err);
         else resolve(signature!);
       };
@@ -65,8 +71,10 @@ class SessionThread {
         if (msg.kind === 'ready') settle(undefined, msg.signature);
         else if (msg.kind === 'failed') settle(new Error(msg.message));
       };
+      const onExit = (code: number) => settle(new Error(`the session thread exited (${code}) before its session was ready`));
       this.worker.on('message', onMessage);
       this.worker.on('error', settle);
+      this.worker.on('exit', onExit);
     });
   }
 
@@ -81,6 +89,7 @@ class SessionThread {
   }
 
   async release(): Promise<void> {
+    this.#releasing = true;
     if (this.#dead) return;
     const exited = new Promise((r) => this.worker.once('exit', r));
     this.worker.postMessage({ kind: 'release' } satisfies WorkerRequest);
@@ -88,26 +97,48 @@ class SessionThread {
   }
 }
 
+export interface EngineEvents {
+  /** A session thread died (an exit nobody asked for); `replacing` tells whether a new one starts. */
+  onThreadLost?(err: Error, replacing: boolean): void;
+}
+
+/** Replacements past this many in a minute stop: a thread that keeps dying is not restarted forever. */
+const MAX_RESTARTS_PER_MINUTE = 3;
+
 export class InferenceEngine {
   readonly signature: ModelSignature;
-  readonly #threads: SessionThread[];
-  readonly #idle: SessionThread[];
-  /** Runs waiting for a thread (when several served models share this engine). */
-  readonly #waiting: Array<(thread: SessionThread) => void> = [];
+  readonly #file: string;
+  readonly #settings: ServingConfig;
+  readonly #events: EngineEvents;
+  readonly #threads: SessionThread[] = [];
+  readonly #idle: SessionThread[] = [];
+  /** Runs waiting for a thread (all busy, or when several served models share this engine). */
+  readonly #waiting: Array<{ resolve(thread: SessionThread): void; reject(err: Error): void }> = [];
+  readonly #restarts: number[] = [];
+  #starting = 0;
+  #lastLoss: Error | undefined;
   #released: Promise<void> | undefined;
 
-  private constructor(signature: ModelSignature, threads: SessionThread[]) {
+  private constructor(signature: ModelSignature, file: string, settings: ServingConfig, events: EngineEvents) {
     this.signature = signature;
-    this.#threads = threads;
-    this.#idle = [...threads];
+    this.#file = file;
+    this.#settings = settings;
+    this.#events = events;
   }
 
   /** Starts `settings.instances` (default 1) session threads on the file; fails with onnxruntime's reason. */
-  static async start(file: string, settings: ServingConfig = {}): Promise<InferenceEngine> {
-    const threads = Array.from({ length: settings.instances ?? 1 }, () => new SessionThread(file, settings));
+  static async start(file: string, settings: ServingConfig = {}, events: EngineEvents = {}): Promise<InferenceEngine> {
+    let engine: InferenceEngine | undefined;
+    const threads: SessionThread[] = [];
+    for (let i = 0; i < (settings.instances ?? 1); i++) {
+      const thread: SessionThread = new SessionThread(file, settings, (err) => engine && engine.#lost(thread, err));
+      threads.push(thread);
+    }
     try {
       const [signature] = await Promise.all(threads.map((t) => t.ready()));
-      return new InferenceEngine(signature!, threads);
+      engine = new InferenceEngine(signature!, file, settings, events);
+      for (const t of threads) engine.#add(t);
+      return engine;
     } catch (err) {
       await Promise.all(threads.map((t) => t.worker.terminate()));
       throw err;
@@ -118,15 +149,18 @@ export class InferenceEngine {
     return this.#threads.length;
   }
 
+  /** The session threads' workers (health checks and tests). */
+  get workers(): Worker[] {
+    return this.#threads.map((t) => t.worker);
+  }
+
   /** One run on an idle session thread; waits for one when all are busy. */
   async run(feeds: Record<string, WireTensor>, outputs: string[]): Promise<Record<string, WireTensor>> {
-    const thread = this.#idle.pop() ?? (await new Promise<SessionThread>((resolve) => this.#waiting.push(resolve)));
+    const thread = this.#idle.pop() ?? (await this.#waitForThread());
     try {
       return await thread.run(feeds, outputs);
     } finally {
-      const next = this.#waiting.shift();
-      if (next) next(thread);
-      else this.#idle.push(thread);
+      if (this.#threads.includes(thread)) this.#handOver(thread);
     }
   }
 
@@ -138,6 +172,62 @@ export class InferenceEngine {
 
   release(): Promise<void> {
     this.#released ??= Promise.all(this.#threads.map((t) => t.release())).then(() => undefined);
+    this.#failWaiting(new Error('the model was unloaded'));
     return this.#released;
+  }
+
+  #waitForThread(): Promise<SessionThread> {
+    if (this.#threads.length === 0 && this.#starting === 0) {
+      return Promise.reject(new Error(`no session thread is running (${this.#lastLoss?.message ?? 'released'})`));
+    }
+    return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  #add(thread: SessionThread): void {
+    this.#threads.push(thread);
+    this.#handOver(thread);
+  }
+
+  /** A free thread goes to the oldest waiting run, or back to the idle ones. */
+  #handOver(thread: SessionThread): void {
+    const next = this.#waiting.shift();
+    if (next) next.resolve(thread);
+    else this.#idle.push(thread);
+  }
+
+  #failWaiting(err: Error): void {
+    for (const w of this.#waiting.splice(0)) w.reject(err);
+  }
+
+  /** A session thread died: drop it, and start another in its place unless that keeps happening. */
+  #lost(thread: SessionThread, err: Error): void {
+    for (const list of [this.#threads, this.#idle]) {
+      const i = list.indexOf(thread);
+      if (i !== -1) list.splice(i, 1);
+    }
+    this.#lastLoss = err;
+    const now = Date.now();
+    while (this.#restarts.length > 0 && this.#restarts[0]! < now - 60_000) this.#restarts.shift();
+    const replacing = !this.#released && this.#restarts.length < MAX_RESTARTS_PER_MINUTE;
+    this.#events.onThreadLost?.(err, replacing);
+    if (!replacing) {
+      if (this.#threads.length === 0 && this.#starting === 0) this.#failWaiting(new Error(`no session thread is running (${err.message})`));
+      return;
+    }
+    this.#restarts.push(now);
+    this.#starting++;
+    const fresh: SessionThread = new SessionThread(this.#file, this.#settings, (e) => this.#lost(fresh, e));
+    fresh.ready().then(
+      () => {
+        this.#starting--;
+        if (this.#released) void fresh.release();
+        else this.#add(fresh);
+      },
+      (startErr: Error) => {
+        this.#starting--;
+        this.#lastLoss = startErr;
+        if (this.#threads.length === 0 && this.#starting === 0) this.#failWaiting(new Error(`no session thread is running (${startErr.message})`));
+      },
+    );
   }
 }

@@ -2,7 +2,7 @@
 // signature and stats.
 
 import { OutpostError, sampleInputs, servingKey, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
-import { InferenceEngine } from './inference-engine.js';
+import { InferenceEngine, type EngineEvents } from './inference-engine.js';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type OutputTensor } from './tensors.js';
 import { BatchQueue, DEFAULT_BATCHING, hasBatchDimension } from './batch-queue.js';
@@ -58,8 +58,9 @@ export class ServedModel {
     return new ServedModel(id, engine, stats, settings, undefined, false);
   }
 
-  static async load(id: ModelIdentity, file: string, settings: ServingConfig = {}, stats = new ModelStats(), onBatch?: (rows: number) => void): Promise<ServedModel> {
-    return new ServedModel(id, await InferenceEngine.start(file, settings), stats, settings, onBatch, true);
+  /** `hooks.onBatch` hears the rows of every run; `hooks.onThreadLost` of a session thread that died. */
+  static async load(id: ModelIdentity, file: string, settings: ServingConfig = {}, stats = new ModelStats(), hooks: { onBatch?: (rows: number) => void } & EngineEvents = {}): Promise<ServedModel> {
+    return new ServedModel(id, await InferenceEngine.start(file, settings, hooks), stats, settings, hooks.onBatch, true);
   }
 
   /** Requests waiting for a run. */

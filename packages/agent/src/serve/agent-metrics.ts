@@ -11,6 +11,7 @@ export class AgentMetrics {
   readonly duration: Histogram<'model'>;
   readonly modelLoad: Histogram<'model'>;
   readonly batchSize: Histogram<'model'>;
+  readonly threadsLost: Counter<'model'>;
 
   /** `queueDepths` is read at each scrape: requests waiting per model. */
   constructor(queueDepths: () => Array<{ model: string; depth: number }> = () => []) {
@@ -39,6 +40,7 @@ export class AgentMetrics {
       buckets: [1, 2, 4, 8, 16, 32, 64, 128],
       registers,
     });
+    this.threadsLost = new Counter({ name: 'outpost_agent_session_threads_lost_total', help: 'Session threads that died and were replaced (or not, past 3 a minute), by model', labelNames: ['model'], registers });
     new Gauge({
       name: 'outpost_agent_queue_depth',
       help: 'Inference requests waiting for a run, by model',
