@@ -23,6 +23,17 @@ t.test('relay CLI', async (t) => {
     t.match(badToken.stderr, /^error: OUTPOST_ERR_UNAUTHORIZED: /m);
   });
 
+  await t.test('the API describes itself at /v1/openapi.json, without a token', async (t) => {
+    const res = await fetch(`${relay.httpUrl}/v1/openapi.json`);
+    t.equal(res.status, 200);
+    const doc = (await res.json()) as { openapi: string; info: { title: string }; paths: Record<string, Record<string, { parameters?: Array<{ name: string }>; requestBody?: unknown }>> };
+    t.match(doc.openapi, /^3\./);
+    t.equal(doc.info.title, 'Outpost relay API');
+    t.ok(doc.paths['/v1/deployments']?.post?.requestBody, 'a route with a body schema has it described');
+    t.same(doc.paths['/v1/devices/{id}']?.get?.parameters?.map((p) => p.name), ['id']);
+    t.notOk(doc.paths['/v1/openapi.json'], 'the description leaves itself out');
+  });
+
   await t.test('labels', async (t) => {
     const set = await relay.cli('devices', 'label', d.deviceId, 'zone=a', 'tier-');
     t.equal(set.code, 0, set.stderr);

@@ -6,6 +6,8 @@ import type { FleetContext } from '../fleet/context.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { DownloadSlots } from '../artifacts/download-slots.js';
 import { healthRoutes } from './health.js';
+import { openapiRoutes } from './openapi.js';
+import { RELAY_VERSION } from '../version.js';
 import { enrollRoutes } from './enroll.js';
 import { tokenRoutes } from './tokens.js';
 import { deviceRoutes } from './devices.js';
@@ -67,6 +69,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     request.log.debug({ method: request.method, url: route, status: reply.statusCode, ms: reply.elapsedTime }, 'http');
   });
 
+  await openapiRoutes(app, { version: RELAY_VERSION });
   await app.register(healthRoutes);
   await app.register(enrollRoutes, deps);
   await app.register(tokenRoutes, deps);

@@ -3,6 +3,7 @@
 
 import { Command, CommanderError } from 'commander';
 import { OutpostError } from '@outpost/shared';
+import { RELAY_VERSION } from '../version.js';
 import { startCommand } from './start.js';
 import { tokensCommand } from './tokens.js';
 import { devicesCommand } from './devices.js';
@@ -16,7 +17,7 @@ import { CliError } from './output.js';
 
 const program = new Command('outpost-relay')
   .description('Outpost relay: the workspace that tracks devices, stores models and deploys them')
-  .version('0.1.0')
+  .version(RELAY_VERSION)
   .showHelpAfterError('(run with --help for usage)')
   .exitOverride();
 
