@@ -47,6 +47,7 @@ export {
   type TensorArray,
 } from './kserve-binary.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
+export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset } from './cli-options.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';

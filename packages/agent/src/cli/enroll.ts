@@ -1,10 +1,9 @@
 // outpost-agent enroll --relay URL --token TOKEN
 
 import type { Command } from 'commander';
-import { formatLabels, type Labels } from '@outpost/shared';
+import { parseLabelsOption, formatLabels, type Labels } from '@outpost/shared';
 import { defaultAgentDir } from '../device-file.js';
 import { enroll } from '../enroll.js';
-import { parseLabelsOption } from './parse.js';
 
 export function enrollCommand(program: Command): void {
   program

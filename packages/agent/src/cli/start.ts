@@ -1,9 +1,8 @@
 // outpost-agent start: connect to the relay, serve models, report health (foreground).
 
 import type { Command } from 'commander';
-import { closeOnSignals } from '@outpost/shared';
+import { collectDataset, parsePort, parsePositiveInt, closeOnSignals } from '@outpost/shared';
 import { defaultAgentDir } from '../device-file.js';
-import { collectDataset, parsePort, parsePositiveInt } from './parse.js';
 
 export function startCommand(program: Command): void {
   program

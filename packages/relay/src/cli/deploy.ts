@@ -5,8 +5,8 @@ import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson } from './output.js';
-import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseLabelsOption, parseModelRef, parseNonNegativeInt, parsePositiveInt, parseStrategy } from './parse.js';
-import { formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
+import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseModelRef, parseNonNegativeInt, parseStrategy } from './parse.js';
+import { parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 

@@ -1,23 +1,12 @@
-// Option value parsers for commander: each throws a one-line message naming the bad value.
+// The relay CLI's own option value parsers (the ones both CLIs use are in @outpost/shared
+// cli-options.ts): each throws a one-line message naming the bad value.
 
 import { InvalidArgumentError } from 'commander';
-import { parseDataset, parseDuration, parseLabels, type Labels, type ServingConfig } from '@outpost/shared';
-
-export function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('use a whole number of at least 1.');
-  return n;
-}
+import { parseDuration, type ServingConfig } from '@outpost/shared';
 
 export function parseNonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('use a whole number (0 or more).');
-  return n;
-}
-
-export function parsePort(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535.');
   return n;
 }
 
@@ -46,24 +35,6 @@ export function parseDurationOrZero(value: string): number {
 export function parseGraphOptimization(value: string): NonNullable<ServingConfig['graphOptimization']> {
   if (value === 'disabled' || value === 'basic' || value === 'extended' || value === 'all') return value;
   throw new InvalidArgumentError('use disabled, basic, extended or all.');
-}
-
-export function parseLabelsOption(value: string, previous: Labels = {}): Labels {
-  try {
-    return { ...previous, ...parseLabels(value) };
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
-}
-
-/** `--dataset NAME=PATH`, repeatable. */
-export function collectDataset(value: string, previous: Record<string, string> = {}): Record<string, string> {
-  try {
-    const [name, path] = parseDataset(value);
-    return { ...previous, [name]: path };
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 export function collect(value: string, previous: string[] = []): string[] {

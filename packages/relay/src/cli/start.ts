@@ -1,9 +1,9 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import type { Command } from 'commander';
-import { closeOnSignals } from '@outpost/shared';
+import { collectDataset, parsePort, parsePositiveInt, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
-import { collectDataset, parseDurationOrZero, parsePort, parsePositiveInt, parseSize } from './parse.js';
+import { parseDurationOrZero, parseSize } from './parse.js';
 
 export function startCommand(program: Command): void {
   program

@@ -1,11 +1,11 @@
 // outpost-relay tokens enroll: a one-time token a device enrolls with.
 
 import type { Command } from 'commander';
-import type { Labels } from '@outpost/shared';
+import { parseLabelsOption, type Labels } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { note, print, printJson } from './output.js';
-import { parseDurationOption, parseLabelsOption } from './parse.js';
+import { parseDurationOption } from './parse.js';
 
 export function tokensCommand(program: Command): void {
   const tokens = program.command('tokens').description('make enrollment tokens for new devices');

@@ -1,7 +1,8 @@
-// Option value parsers: each throws a one-line message naming the bad value.
+// Option value parsers both CLIs use (commander): each throws a one-line message naming the
+// bad value, which commander prints after the option's name.
 
 import { InvalidArgumentError } from 'commander';
-import { parseDataset, parseLabels, type Labels } from '@outpost/shared';
+import { parseDataset, parseLabels, type Labels } from './units.js';
 
 export function parsePort(value: string): number {
   const n = Number(value);
@@ -15,6 +16,7 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+/** `--labels k=v,k2=v2`, repeatable; later values win. */
 export function parseLabelsOption(value: string, previous: Labels = {}): Labels {
   try {
     return { ...previous, ...parseLabels(value) };
