@@ -63,6 +63,9 @@ t.test('training jobs', async (t) => {
     t.match(list, [{ name: 'local', trains: true, deploys: false }]);
     t.equal(list.find((x) => x.name === a.deviceId)!.trains, true);
     t.equal(list.find((x) => x.name === b.deviceId)!.trains, false);
+    const badSelector = await relay.cli('jobs', 'submit', EXAMPLE, '--target', 'pool=gpu,=x', '--command', 'node train.js');
+    t.equal(badSelector.code, 1);
+    t.match(badSelector.stderr, /OUTPOST_ERR_BAD_REQUEST: target "pool=gpu,=x": invalid label "=x": use key=value; use local, a device id, or a selector/);
   });
 
   let localJob: Job;

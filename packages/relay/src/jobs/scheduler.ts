@@ -20,6 +20,7 @@ import {
   type JobLine,
   type JobProcess,
   type JobRunReport,
+  parseLabels,
   type Labels,
 } from '@outpost/shared';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
@@ -64,13 +65,11 @@ export function trainingProblem(d: DeviceRecord): string | null {
 function parseTarget(text: string): JobTarget {
   if (text === 'local') return { kind: 'local' };
   if (!text.includes('=')) return { kind: 'device', deviceId: text };
-  const selector: Labels = {};
-  for (const part of text.split(',')) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `target "${text}": use local, a device id, or a selector k=v,...`);
-    selector[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  try {
+    return { kind: 'selector', selector: parseLabels(text) };
+  } catch (err) {
+    throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `target "${text}": ${(err as Error).message}; use local, a device id, or a selector k=v,...`);
   }
-  return { kind: 'selector', selector };
 }
 
 const matches = (d: DeviceRecord, selector: Labels) => matchesSelector(d.labels, selector);
