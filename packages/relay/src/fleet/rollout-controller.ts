@@ -68,6 +68,7 @@ export class RolloutController {
     const s = d.strategy as RolloutStrategy;
     const now = this.#ctx.now();
     // 1. Verify devices whose health window has passed.
+    let changed = false;
     for (const row of d.devices) {
       if (row.state !== 'serving' || s.healthWindowMs <= 0) continue;
       const key = `${d.id}:${row.deviceId}`;
@@ -82,11 +83,12 @@ export class RolloutController {
       const reason = healthy ? null : `unhealthy in its health window: ${errors} of ${requests} requests failed`;
       if (store.setRolloutState(d.id, row.deviceId, state, reason, now)) {
         events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state, reason });
+        changed = true;
       }
       this.#baseline.delete(key);
     }
-    const fresh = store.getDeployment(d.id)!;
-    const rows = fresh.devices;
+    // Read the rows again only when this pass changed some.
+    const rows = changed ? store.getDeployment(d.id)!.devices : d.devices;
     // 2. Too many failures: stop, and send every device that received it back.
     const failed = rows.filter((r) => r.state === 'failed').length;
     if (s.failureThreshold !== null && failed > resolveCount(s.failureThreshold, rows.length)) {
