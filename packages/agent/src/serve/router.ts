@@ -1,7 +1,7 @@
 // The agent's HTTP plumbing on node:http: a route table matched by path segments, bodies read
 // into one buffer up to a limit, replies as JSON or raw byte chunks. The agent serves a dozen
-// fixed routes on small devices; a framework cost it ~5 MiB of heap and a few tenths of a
-// millisecond per request, measured (docs/benchmarks.md).
+// fixed routes on small devices, where fastify and its dependencies cost 5–8 MiB of RSS at
+// idle (docs/benchmarks.md) for features these routes do not use.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { OutpostError, type Logger } from '@outpost/shared';
