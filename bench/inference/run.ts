@@ -12,7 +12,7 @@
 // each at concurrency 1 and 16, for --seconds each. Prints items/s, p50 and p99 latency and
 // the ratios to (a) sequential, and the agent's RSS idle (no model) and with the model loaded.
 //
-//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--max-batch-size 16] [--instances 2] [--threads 1]
+//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--instances 2] [--threads 1]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -31,6 +31,8 @@ const { values } = parseArgs({
   options: {
     model: { type: 'string', default: 'cls' },
     seconds: { type: 'string', default: '5' },
+    /** Rounds over every path; the table shows medians. */
+    rounds: { type: 'string', default: '3' },
     'max-batch-size': { type: 'string', default: '16' },
     threads: { type: 'string', default: '1' },
     instances: { type: 'string', default: '2' },
@@ -39,6 +41,7 @@ const { values } = parseArgs({
   },
 });
 const SECONDS = Number(values.seconds);
+const ROUNDS = Number(values.rounds);
 const MAX_BATCH = values['max-batch-size']!;
 const THREADS = Number(values.threads);
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -170,23 +173,37 @@ const floor = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/infe
 children.push(floor);
 const floorUrl = await new Promise<string>((resolve) => floor.stdout!.once('data', (c: Buffer) => resolve(c.toString().trim())));
 
-const rows: Array<[string, number, Figures]> = [];
-for (const concurrency of [1, 16]) {
-  rows.push(['(a) in-process onnxruntime, default session', concurrency, await measure(concurrency, inProcess(plain))]);
-  rows.push(["(a') in-process onnxruntime, agent's session options", concurrency, await measure(concurrency, inProcess(tuned))]);
-  rows.push(['(b) agent, HTTP + JSON', concurrency, await measure(concurrency, http(agentUrl, false))]);
-  rows.push(['(c) agent, HTTP + binary', concurrency, await measure(concurrency, http(agentUrl, true))]);
-  rows.push(['(h) bare node:http, same requests, no model', concurrency, await measure(concurrency, http(floorUrl, true))]);
+// Rounds alternate every path, so drift on the shared machine reaches all of them alike; each
+// ratio is taken within a round, and the table shows medians over the rounds.
+const PATHS: Array<[string, (i: number) => Promise<void>]> = [
+  ['(a) in-process onnxruntime, default session', inProcess(plain)],
+  ["(a') in-process onnxruntime, agent's session options", inProcess(tuned)],
+  ['(b) agent, HTTP + JSON', http(agentUrl, false)],
+  ['(c) agent, HTTP + binary', http(agentUrl, true)],
+  ['(h) bare node:http, same requests, no model', http(floorUrl, true)],
+];
+const rounds: Array<Map<string, Figures>> = [];
+for (let r = 0; r < ROUNDS; r++) {
+  const round = new Map<string, Figures>();
+  for (const concurrency of [1, 16]) for (const [name, once] of PATHS) round.set(`${name}@${concurrency}`, await measure(concurrency, once));
+  rounds.push(round);
 }
-const base = rows[0]![2];
-const baseTuned = rows[1]![2];
+const median = (xs: number[]) => quantile([...xs].sort((x, y) => x - y), 0.5);
+const each = (f: (round: Map<string, Figures>) => number) => median(rounds.map(f));
+const at = (round: Map<string, Figures>, name: string, c: number) => round.get(`${name}@${c}`)!;
+const [A, A2] = [PATHS[0]![0], PATHS[1]![0]];
 say('');
+say(`medians over ${ROUNDS} round(s); ratios taken within each round`);
 say("| path | concurrency | items/s | p50 ms | p99 ms | items/s vs (a)@1 | vs (a')@1 | p50 over (a)@1 | over (a')@1 |");
 say('|---|---|---|---|---|---|---|---|---|');
-const over = (f: Figures, b: Figures) => `${f.p50 - b.p50 >= 0 ? '+' : ''}${(f.p50 - b.p50).toFixed(2)} ms`;
-for (const [name, c, f] of rows) {
-  const ratios = `${(f.itemsPerS / base.itemsPerS).toFixed(2)}× | ${(f.itemsPerS / baseTuned.itemsPerS).toFixed(2)}×`;
-  say(`| ${name} | ${c} | ${f.itemsPerS.toFixed(0)} | ${f.p50.toFixed(2)} | ${f.p99.toFixed(2)} | ${ratios} | ${c === 1 ? `${over(f, base)} | ${over(f, baseTuned)}` : '— | —'} |`);
+const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)} ms`;
+for (const c of [1, 16]) {
+  for (const [name] of PATHS) {
+    const f = (g: (x: Figures) => number) => each((r) => g(at(r, name, c)));
+    const ratio = (base: string) => `${each((r) => at(r, name, c).itemsPerS / at(r, base, 1).itemsPerS).toFixed(2)}×`;
+    const over = (base: string) => signed(each((r) => at(r, name, c).p50 - at(r, base, 1).p50));
+    say(`| ${name} | ${c} | ${f((x) => x.itemsPerS).toFixed(0)} | ${f((x) => x.p50).toFixed(2)} | ${f((x) => x.p99).toFixed(2)} | ${ratio(A)} | ${ratio(A2)} | ${c === 1 ? `${over(A)} | ${over(A2)}` : '— | —'} |`);
+  }
 }
 const batches = await (await fetch(`${agentUrl}/metrics`)).text();
 const count = Number(new RegExp(`^outpost_agent_batch_size_count\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
