@@ -12,7 +12,7 @@
 // each at concurrency 1 and 16, for --seconds each. Prints items/s, p50 and p99 latency and
 // the ratios to (a) sequential, and the agent's RSS idle (no model) and with the model loaded.
 //
-//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--instances 2] [--threads 1]
+//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--max-queue-delay 0] [--instances 2] [--threads 1]
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -34,6 +34,8 @@ const { values } = parseArgs({
     /** Rounds over every path; the table shows medians. */
     rounds: { type: 'string', default: '3' },
     'max-batch-size': { type: 'string', default: '16' },
+    /** The deployment's --max-queue-delay (default 0: batches form only under load). */
+    'max-queue-delay': { type: 'string', default: '0' },
     threads: { type: 'string', default: '1' },
     instances: { type: 'string', default: '2' },
     /** Writes a V8 CPU profile of the agent into this folder. */
@@ -104,7 +106,7 @@ await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage settle be
 const idle = memory(agent.pid!);
 
 await cli(RELAY_BIN, ['models', 'push', MODEL, '--name', NAME, ...relayArgs]);
-await cli(RELAY_BIN, ['deploy', NAME, '--device', deviceId, '--max-batch-size', MAX_BATCH, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
+await cli(RELAY_BIN, ['deploy', NAME, '--device', deviceId, '--max-batch-size', MAX_BATCH, '--max-queue-delay', values['max-queue-delay']!, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
 const loaded = memory(agent.pid!);
 say(`model: ${MODEL} (${(readFileSync(MODEL).length / 1e6).toFixed(1)} MB), image FP32 [1, 3, 48, 192] per item; onnxruntime ${ort.env.versions.common}, ${THREADS} intra-op thread(s); agent batching up to ${MAX_BATCH} rows, ${values.instances} run(s) at once`);
 say(`agent RSS: idle (no model) ${idle.rssMiB.toFixed(0)} MiB; model loaded ${loaded.rssMiB.toFixed(0)} MiB`);
