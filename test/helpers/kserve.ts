@@ -2,7 +2,7 @@
 // (typed arrays in, typed arrays out) through node:http with keep-alive.
 
 import { Agent, request } from 'node:http';
-import { INFERENCE_HEADER_LENGTH, elementCount, fromTensorBytes, parseBinaryBody, toTensorBytes, type Datatype, type TensorArray } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, elementCount, encodeBinaryBody, fromTensorBytes, parseBinaryBody, toTensorBytes, type Datatype, type TensorArray } from '@outpost/shared';
 
 export interface Tensor {
   name: string;
@@ -58,8 +58,8 @@ export async function infer(baseUrl: string, model: string, inputs: Tensor[], op
         return { name: t.name, datatype: t.datatype, shape: t.shape, parameters: { binary_data_size: bytes.length } };
       }),
     };
-    const json = Buffer.from(JSON.stringify(header));
-    res = await post(url, [json, ...blobs], { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: json.length });
+    const { chunks, headerLength } = encodeBinaryBody(header, blobs);
+    res = await post(url, chunks, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: headerLength });
   } else {
     const json = { ...parameters, inputs: inputs.map((t) => ({ ...t, data: jsonData(t.data) })) };
     res = await post(url, Buffer.from(JSON.stringify(json)), { 'content-type': 'application/json' });

@@ -66,8 +66,8 @@ t.test('binary tensor data: round trips, alignment, BYTES, errors', async (t) =>
   t.throws(() => fromTensorBytes('s', 'BYTES', Buffer.from([1, 0]), 1), /cut off/);
   t.throws(() => fromTensorBytes('x', 'INT64', Buffer.alloc(12), 2), /needs 16 bytes of INT64, binary_data_size is 12/);
 
-  const { body, headerLength } = encodeBinaryBody({ outputs: [{ name: 'y', parameters: { binary_data_size: 12 } }, { name: 'z' }] }, [bytes]);
-  const parsed = parseBinaryBody(body, headerLength, 'outputs') as { outputs: Array<{ raw?: Uint8Array }> };
+  const { chunks, headerLength } = encodeBinaryBody({ outputs: [{ name: 'y', parameters: { binary_data_size: 12 } }, { name: 'z' }] }, [bytes]);
+  const parsed = parseBinaryBody(Buffer.concat(chunks), headerLength, 'outputs') as { outputs: Array<{ raw?: Uint8Array }> };
   t.same(Buffer.from(parsed.outputs[0]!.raw!), Buffer.from(bytes));
   t.equal(parsed.outputs[1]!.raw, undefined, 'a tensor without binary_data_size has no raw bytes');
 

@@ -111,8 +111,11 @@ export function parseBinaryBody(body: Buffer, headerLength: number, field: 'inpu
   return header as Record<string, unknown>;
 }
 
-/** A JSON header and the binary tensors after it, as one body. */
-export function encodeBinaryBody(header: unknown, blobs: Uint8Array[]): { body: Buffer; headerLength: number } {
+/**
+ * A JSON header and the binary tensors after it, as the chunks of one body: written in order
+ * (one writev), they need no copy into a single buffer.
+ */
+export function encodeBinaryBody(header: unknown, blobs: Uint8Array[]): { chunks: Uint8Array[]; headerLength: number } {
   const json = Buffer.from(JSON.stringify(header), 'utf8');
-  return { body: Buffer.concat([json, ...blobs]), headerLength: json.length };
+  return { chunks: [json, ...blobs], headerLength: json.length };
 }

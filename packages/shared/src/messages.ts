@@ -78,7 +78,7 @@ export const ReportedModel = Type.Object({
   reason: Type.Optional(Type.String({ maxLength: 2000 })),
   /**
    * servingKey() of the desired entry's serving settings, so the relay can tell a report about
-   * this deployment from one about the same file under other settings (agents before 0.2 omit it).
+   * this deployment from one about the same file under other settings (older agents omit it).
    */
   servingKey: Type.Optional(Type.String({ maxLength: 4000 })),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */

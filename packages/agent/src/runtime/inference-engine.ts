@@ -177,10 +177,17 @@ export class InferenceEngine {
   }
 
   #waitForThread(): Promise<SessionThread> {
-    if (this.#threads.length === 0 && this.#starting === 0) {
-      return Promise.reject(new Error(`no session thread is running (${this.#lastLoss?.message ?? 'released'})`));
-    }
+    if (this.#noThreads()) return Promise.reject(this.#noThreadError());
     return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
+  }
+
+  /** No thread is running and none is starting: runs cannot wait for one. */
+  #noThreads(): boolean {
+    return this.#threads.length === 0 && this.#starting === 0;
+  }
+
+  #noThreadError(): Error {
+    return new Error(`no session thread is running (${this.#lastLoss?.message ?? 'released'})`);
   }
 
   #add(thread: SessionThread): void {
@@ -211,7 +218,7 @@ export class InferenceEngine {
     const replacing = !this.#released && this.#restarts.length < MAX_RESTARTS_PER_MINUTE;
     this.#events.onThreadLost?.(err, replacing);
     if (!replacing) {
-      if (this.#threads.length === 0 && this.#starting === 0) this.#failWaiting(new Error(`no session thread is running (${err.message})`));
+      if (this.#noThreads()) this.#failWaiting(this.#noThreadError());
       return;
     }
     this.#restarts.push(now);
@@ -226,7 +233,7 @@ export class InferenceEngine {
       (startErr: Error) => {
         this.#starting--;
         this.#lastLoss = startErr;
-        if (this.#threads.length === 0 && this.#starting === 0) this.#failWaiting(new Error(`no session thread is running (${startErr.message})`));
+        if (this.#noThreads()) this.#failWaiting(this.#noThreadError());
       },
     );
   }

@@ -4,7 +4,7 @@
 
 import type { Server } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
-import { INFERENCE_HEADER_LENGTH, OutpostError, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
@@ -129,8 +129,8 @@ export function buildInferenceServer(opts: ServeOptions): Server {
         blobs.push(bytes);
         return { name: o.name, datatype: o.datatype, shape: o.shape, parameters: { binary_data_size: bytes.length } };
       });
-      const json = Buffer.from(JSON.stringify({ ...head, outputs: described }));
-      return { headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: json.length }, chunks: [json, ...blobs] };
+      const { chunks, headerLength: replyHeaderLength } = encodeBinaryBody({ ...head, outputs: described }, blobs);
+      return { headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: replyHeaderLength }, chunks };
     } finally {
       const ms = performance.now() - started;
       model.stats.record(ms, ok);
