@@ -4,10 +4,13 @@
 
 import { mkdirSync } from 'node:fs';
 import { posix } from 'node:path';
-import * as tar from 'tar';
 import { OutpostError } from './errors.js';
 
+// tar is loaded on first use: an agent that never runs a job does not carry it in memory.
+const loadTar = () => import('tar');
+
 export async function packBundle(dir: string, file: string): Promise<void> {
+  const tar = await loadTar();
   await tar.c({ gzip: true, cwd: dir, file, portable: true, filter: (p) => !/(^|\/)(node_modules|\.git)(\/|$)/.test(p) }, ['.']);
 }
 
@@ -21,6 +24,7 @@ export async function checkBundle(file: string): Promise<{ files: number; bytes:
   let files = 0;
   let bytes = 0;
   let problem: string | undefined;
+  const tar = await loadTar();
   try {
     await tar.t({
       file,
@@ -51,5 +55,6 @@ export async function checkBundle(file: string): Promise<{ files: number; bytes:
 export async function unpackBundle(file: string, dir: string): Promise<void> {
   await checkBundle(file);
   mkdirSync(dir, { recursive: true });
+  const tar = await loadTar();
   await tar.x({ file, cwd: dir, strict: true, preservePaths: false, preserveOwner: false });
 }

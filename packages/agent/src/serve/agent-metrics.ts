@@ -1,8 +1,8 @@
 // Prometheus metrics of the agent: requests, errors and latency per model, model load time,
-// queue depth and batch sizes, and the process's own (memory, CPU, event loop) from
-// prom-client's defaults.
+// queue depth and batch sizes, and the process's own (CPU, memory).
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from './prom.js';
+import { registerProcessMetrics } from './process-metrics.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
@@ -16,7 +16,7 @@ export class AgentMetrics {
   /** `queueDepths` is read at each scrape: requests waiting per model. */
   constructor(queueDepths: () => Array<{ model: string; depth: number }> = () => []) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'outpost_agent_' });
+    registerProcessMetrics(this.registry, 'outpost_agent_');
     this.requests = new Counter({ name: 'outpost_agent_inference_requests_total', help: 'Inference requests, by model', labelNames: ['model'], registers });
     this.errors = new Counter({ name: 'outpost_agent_inference_errors_total', help: 'Inference requests that failed (bad input included), by model', labelNames: ['model'], registers });
     this.duration = new Histogram({
