@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { AGENT_NODE_FLAGS } from '../packages/agent/dist/cli/install.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values } = parseArgs({ options: { arch: { type: 'string', default: 'all' }, out: { type: 'string', default: join(ROOT, 'out') } } });
@@ -37,10 +38,11 @@ function pruneOnnxruntime(dir: string, arch: string): void {
   }
 }
 
+// The same V8 flags as the systemd unit (AGENT_NODE_FLAGS), for an agent started by hand.
 const LAUNCHER = `#!/bin/sh
 # Runs the Outpost agent from this folder with the system's Node.js (20 or newer).
 here="$(dirname "$(readlink -f "$0")")"
-exec node --max-semi-space-size=1 "$here/../dist/cli/main.js" "$@"
+exec node ${AGENT_NODE_FLAGS.join(' ')} "$here/../dist/cli/main.js" "$@"
 `;
 
 const staging = join(out, '.staging');

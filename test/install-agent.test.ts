@@ -23,6 +23,7 @@ t.test('the packaged agent runs on its own and installs as a service', async (t)
   t.same(readdirSync(join(pkg, 'node_modules/.pnpm', ort, 'node_modules/onnxruntime-node/bin/napi-v6')), ['linux'], 'only linux binaries');
   t.same(readdirSync(join(pkg, 'node_modules/.pnpm', ort, 'node_modules/onnxruntime-node/bin/napi-v6/linux')), ['x64']);
 
+  t.match(readFileSync(bin, 'utf8'), /^exec node --max-semi-space-size=1 --no-concurrent-recompilation "/m, 'the launcher runs node with the unit\'s V8 flags');
   const help = execFileSync(bin, ['--help'], { encoding: 'utf8' });
   t.match(help, /enroll/);
   t.match(help, /install/);
@@ -30,7 +31,7 @@ t.test('the packaged agent runs on its own and installs as a service', async (t)
   const unit = execFileSync(bin, ['install', '--systemd', '--dry-run', '--user', 'edge'], { encoding: 'utf8' });
   t.match(unit, /^User=edge$/m);
   t.match(unit, /^Restart=on-failure$/m);
-  t.match(unit, new RegExp(`^ExecStart=\\S*node --max-semi-space-size=1 ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/cli/main.js start --data-dir /var/lib/outpost-agent --port 8000$`, 'm'));
+  t.match(unit, new RegExp(`^ExecStart=\\S*node --max-semi-space-size=1 --no-concurrent-recompilation ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/cli/main.js start --data-dir /var/lib/outpost-agent --port 8000$`, 'm'));
   t.match(unit, /^ProtectSystem=strict$/m);
   const unitPath = join(device, 'outpost-agent.service');
   const wrote = execFileSync(bin, ['install', '--systemd', '--unit-path', unitPath], { encoding: 'utf8' });

@@ -34,7 +34,7 @@ t.test('model stats count and estimate latency per interval', async (t) => {
 
 t.test('systemd unit quoting', async (t) => {
   const unit = renderUnit({ user: 'outpost', dataDir: '/srv/my models', nodePath: '/usr/bin/node', mainPath: '/opt/agent/main.js', port: 8000, extraArgs: [] });
-  t.match(unit, /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 \/opt\/agent\/main.js start --data-dir "\/srv\/my models" --port 8000$/m);
+  t.match(unit, /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --no-concurrent-recompilation \/opt\/agent\/main.js start --data-dir "\/srv\/my models" --port 8000$/m);
   t.match(unit, /^StateDirectory=outpost-agent$/m);
 });
 
