@@ -1,24 +1,25 @@
 // The MQTT contract on a broker that is not ours: the relay started with --mqtt-url against a
 // real Mosquitto, agents enrolled to it, a deployment served end to end, heartbeats back, and
-// Mosquitto's pattern ACL (docs/architecture.md) keeping each device to its own topics.
+// each device kept to its own topics: by Mosquitto's pattern ACL (docs/architecture.md), or by
+// the accounts the relay keeps in Mosquitto's dynamic security plugin (--mosquitto-dynsec).
 
 import t, { type Test } from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, closedPort, enrollDevice, startAgent, startRelay, tempDir } from './helpers/programs.js';
+import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 
 if (spawnSync('mosquitto', ['-h']).error) throw new Error('this test needs Mosquitto: apt-get install -y mosquitto');
+const DYNSEC_PLUGIN = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].map((d) => join(d, 'mosquitto_dynamic_security.so'));
 
-/** Starts Mosquitto on a free loopback port with the ACL the docs give; resolves with its URL. */
-async function startMosquitto(t: Test): Promise<string> {
+/** Starts Mosquitto on a free loopback port with these config lines; resolves with its URL. */
+async function startMosquitto(t: Test, config: (dir: string) => string[]): Promise<string> {
   const dir = tempDir(t, 'mosquitto');
   chmodSync(dir, 0o755); // started as root, Mosquitto drops to its own user before reading the ACL
   const port = await closedPort();
-  writeFileSync(join(dir, 'acl'), ['user outpost-relay', 'topic readwrite outpost/#', '', 'pattern readwrite outpost/v1/devices/%u/#', ''].join('\n'));
-  writeFileSync(join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, 'allow_anonymous true', `acl_file ${join(dir, 'acl')}`, 'persistence false', 'log_dest stderr', ''].join('\n'));
+  writeFileSync(join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, ...config(dir), 'persistence false', 'log_dest stderr', ''].join('\n'));
   const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
@@ -36,8 +37,38 @@ async function startMosquitto(t: Test): Promise<string> {
   return `mqtt://127.0.0.1:${port}`;
 }
 
+/** The ACL docs/architecture.md gives: the relay's user on everything, each device on its own prefix. */
+const withAclFile = (dir: string) => {
+  writeFileSync(join(dir, 'acl'), ['user outpost-relay', 'topic readwrite outpost/#', '', 'pattern readwrite outpost/v1/devices/%u/#', ''].join('\n'));
+  return ['allow_anonymous true', `acl_file ${join(dir, 'acl')}`];
+};
+
+/** Connects as a device; rejects with the broker's refusal. */
+function connectAs(broker: string, username: string | undefined, password: string | undefined): Promise<MqttClient> {
+  return new Promise<MqttClient>((resolve, reject) => {
+    const c = mqtt.connect(broker, { clientId: `${username ?? 'anon'}-probe-${Math.random().toString(16).slice(2, 6)}`, username, password, reconnectPeriod: 0 });
+    c.once('connect', () => resolve(c));
+    c.once('error', (err) => {
+      c.end(true);
+      reject(err);
+    });
+  });
+}
+
+/** Device B subscribes to A's desired state and its own: only its own arrives. */
+async function assertOwnTopicsOnly(t: Test, broker: string, a: Device, b: Device): Promise<void> {
+  const client = await connectAs(broker, b.deviceId, b.secret);
+  t.teardown(() => client.endAsync());
+  const seen: string[] = [];
+  client.on('message', (topic) => seen.push(topic));
+  // Retained messages come back in the order of the subscription: A's first, if it were allowed.
+  await client.subscribeAsync([`outpost/v1/devices/${a.deviceId}/desired`, `outpost/v1/devices/${b.deviceId}/desired`], { qos: 1 }).catch(() => undefined);
+  await waitFor("the device's own desired state", () => (seen.length > 0 ? true : undefined));
+  t.same(seen, [`outpost/v1/devices/${b.deviceId}/desired`], "device B never sees device A's desired state");
+}
+
 t.test('relay and agents over an external Mosquitto broker', async (t) => {
-  const broker = await startMosquitto(t);
+  const broker = await startMosquitto(t, withAclFile);
   const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', broker] });
   t.equal(relay.mqttUrl, broker, 'the relay talks to the external broker');
   const a = await enrollDevice(t, relay, 'ext-a');
@@ -61,18 +92,52 @@ t.test('relay and agents over an external Mosquitto broker', async (t) => {
     return d.body.health ? true : undefined;
   });
 
-  await t.test("the broker's ACL keeps a device to its own topics", async (t) => {
-    const client = await new Promise<MqttClient>((resolve, reject) => {
-      const c = mqtt.connect(broker, { clientId: `${b.deviceId}-probe`, username: b.deviceId, password: b.secret, reconnectPeriod: 0 });
-      c.once('connect', () => resolve(c));
-      c.once('error', reject);
-    });
-    t.teardown(() => client.endAsync());
-    const seen: string[] = [];
-    client.on('message', (topic) => seen.push(topic));
-    // Retained messages come back in the order of the subscription: A's first, if it were allowed.
-    await client.subscribeAsync([`outpost/v1/devices/${a.deviceId}/desired`, `outpost/v1/devices/${b.deviceId}/desired`], { qos: 1 });
-    await waitFor("the device's own desired state", () => (seen.length > 0 ? true : undefined));
-    t.same(seen, [`outpost/v1/devices/${b.deviceId}/desired`], "device B never sees device A's desired state");
+  await t.test("the broker's ACL keeps a device to its own topics", (t) => assertOwnTopicsOnly(t, broker, a, b));
+});
+
+t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async (t) => {
+  const plugin = DYNSEC_PLUGIN.find((p) => spawnSync('test', ['-f', p]).status === 0);
+  if (!plugin) throw new Error("this test needs Mosquitto's dynamic security plugin (Debian's mosquitto package ships it)");
+  const broker = await startMosquitto(t, (dir) => {
+    // The plugin's own bootstrap: an admin client; the relay sets up everything else itself.
+    execFileSync('mosquitto_ctrl', ['dynsec', 'init', join(dir, 'dynsec.json'), 'admin', 'admin-pass'], { stdio: 'ignore' });
+    // Mosquitto must write the file as it changes; root keeps the test's temp folder usable.
+    return ['allow_anonymous false', 'user root', `plugin ${plugin}`, `plugin_opt_config_file ${join(dir, 'dynsec.json')}`];
   });
+  const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:admin-pass@'), '--mosquitto-dynsec', '--advertise-mqtt-url', broker] });
+  const a = await enrollDevice(t, relay, 'dyn-a');
+  const b = await enrollDevice(t, relay, 'dyn-b');
+  const agentA = await startAgent(t, a);
+  await startAgent(t, b);
+  await waitFor('both devices online', async () => {
+    const res = await relay.api<{ devices: Array<{ online: boolean }> }>('GET', '/v1/devices');
+    return res.body.devices.length === 2 && res.body.devices.every((d) => d.online) ? true : undefined;
+  });
+  t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);
+  const deploy = await relay.cli('deploy', 'linear', '--device', a.deviceId, '--device', b.deviceId, '--wait');
+  t.equal(deploy.code, 0, deploy.stderr);
+  t.equal((await agentA.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).status, 200, 'a deployment over the accounts the relay made');
+
+  await t.test('a wrong secret and no credentials are refused', async (t) => {
+    await t.rejects(connectAs(broker, a.deviceId, `${a.secret}x`), /Not authorized/);
+    await t.rejects(connectAs(broker, undefined, undefined), /Not authorized/);
+    await t.rejects(connectAs(broker, 'dev_000000000000', a.secret), /Not authorized/, "another device's secret under an unknown id");
+  });
+
+  await t.test('each device reaches only its own topics', (t) => assertOwnTopicsOnly(t, broker, a, b));
+
+  await t.test('a removed device loses its account at once', async (t) => {
+    const removed = await relay.cli('devices', 'remove', b.deviceId);
+    t.equal(removed.code, 0, removed.stderr);
+    await t.rejects(connectAs(broker, b.deviceId, b.secret), /Not authorized/);
+    const connected = () => (JSON.parse(readFileSync(join(b.dataDir, 'agent-state.json'), 'utf8')) as { connected: boolean }).connected;
+    await waitFor('the removed agent to lose its connection', () => (connected() ? undefined : true));
+    t.equal((await agentA.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).status, 200, 'the other device serves on');
+  });
+});
+
+t.test('--mosquitto-dynsec without --mqtt-url is a usage error', async (t) => {
+  const res = await runCli(RELAY_BIN, ['start', '--mosquitto-dynsec', '--data-dir', tempDir(t, 'relay'), '--http-port', '0', '--mqtt-port', '0', '--host', '127.0.0.1']);
+  t.equal(res.code, 1);
+  t.match(res.stderr, /--mosquitto-dynsec needs --mqtt-url/);
 });

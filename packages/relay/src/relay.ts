@@ -12,6 +12,7 @@ import { FileArtifactStore } from './artifacts/artifact-store.js';
 import { DownloadSlots } from './artifacts/download-slots.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
+import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
 import type { FloodLimits } from './broker/flood-guard.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
@@ -36,6 +37,12 @@ export interface RelayOptions {
   mqttPort?: number;
   /** An external broker to use instead of the embedded one, e.g. mqtt://user:pass@host:1883. */
   mqttUrl?: string;
+  /**
+   * With `mqttUrl`: keep device accounts on that Mosquitto through its dynamic security plugin
+   * (the URL's user needs the plugin's admin role). Without it, the external broker must
+   * authenticate devices by its own means.
+   */
+  mosquittoDynsec?: boolean;
   /** The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name. */
   advertisedMqttUrl?: string;
   maxModelBytes?: number;
@@ -128,14 +135,22 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 
   let route: (topic: string, payload: Buffer) => void = () => {};
   let mqtt: RelayClient;
+  let accounts: BrokerAccounts | undefined;
   try {
+    if (opts.mosquittoDynsec) {
+      if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port');
+      accounts = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, log: log.child({ part: 'broker-accounts' }) });
+      // The relay's own client uses the account made for it, not the plugin's admin.
+      ({ username, password } = accounts.relayUser);
+    }
     mqtt = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p) });
   } catch (err) {
+    await accounts?.close();
     await broker?.close();
     store.close();
     throw err;
   }
-  const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined };
+  const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes });
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
@@ -199,6 +214,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       rollouts.close();
       await api.close();
       await mqtt.close();
+      await accounts?.close();
       await broker?.close();
       history.close();
       store.close();

@@ -24,7 +24,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       const token = bearerToken(request);
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
       const labels = checkLabels(request.body?.labels);
-      const enrollment = enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
+      const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);

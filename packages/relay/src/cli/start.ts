@@ -14,12 +14,13 @@ export function startCommand(program: Command): void {
     .option('--http-port <port>', 'HTTP API port (0 picks a free one)', parsePort, 8080)
     .option('--mqtt-port <port>', 'embedded MQTT broker port (0 picks a free one)', parsePort, 1883)
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
+    .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, 64)
     .option('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string> }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string> }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -28,6 +29,7 @@ export function startCommand(program: Command): void {
         httpPort: opts.httpPort,
         mqttPort: opts.mqttPort,
         mqttUrl: opts.mqttUrl,
+        mosquittoDynsec: opts.mosquittoDynsec,
         advertisedMqttUrl: opts.advertiseMqttUrl,
         maxModelBytes: opts.maxModelSize,
         datasets: opts.dataset,

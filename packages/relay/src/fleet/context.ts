@@ -3,6 +3,7 @@
 import type { JobLine, JobRunReport, Logger } from '@outpost/shared';
 import type { Store } from '../store/store.js';
 import type { RelayClient } from '../broker/relay-client.js';
+import type { BrokerAccounts } from '../broker/mosquitto-dynsec.js';
 import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
 
@@ -23,4 +24,6 @@ export interface FleetContext {
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
   disconnectDevice?(deviceId: string): void;
+  /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */
+  brokerAccounts?: BrokerAccounts;
 }

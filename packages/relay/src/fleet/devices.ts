@@ -31,6 +31,11 @@ export async function removeDevice(ctx: FleetContext, id: string): Promise<void>
   requireDevice(ctx, id);
   ctx.store.removeDevice(id);
   ctx.disconnectDevice?.(id);
+  // Deleting the Mosquitto client also disconnects it. The device is gone from the store either
+  // way, so the relay ignores it; an account left behind is reported for the operator to delete.
+  await ctx.brokerAccounts?.removeDevice(id).catch((err: Error) =>
+    ctx.log.error({ deviceId: id, err: err.message }, `the device's broker account is still there: delete it by hand (mosquitto_ctrl dynsec deleteClient ${id})`),
+  );
   await Promise.all((['desired', 'reported', 'status'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
   ctx.history.forget(id);
   ctx.events.emit({ type: 'device.removed', deviceId: id });

@@ -29,7 +29,7 @@ export interface Enrollment {
   labels: Labels;
 }
 
-export function enrollDevice(ctx: FleetContext, tokenText: string, request: { name?: string; labels?: Labels }): Enrollment {
+export async function enrollDevice(ctx: FleetContext, tokenText: string, request: { name?: string; labels?: Labels }): Promise<Enrollment> {
   const invalid = () => new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'the enrollment token is unknown, used or expired: ask the admin for a new one (outpost-relay tokens enroll)');
   const cred = parseCredential('ope', tokenText);
   if (!cred) throw invalid();
@@ -40,7 +40,15 @@ export function enrollDevice(ctx: FleetContext, tokenText: string, request: { na
   // Labels from the token (set by the admin) win over labels the device asks for.
   const labels = { ...(request.labels ?? {}), ...token.labels };
   const name = request.name?.trim() || deviceId;
-  if (!ctx.store.enrollDevice(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) throw invalid();
+  // The broker account exists before the device learns its secret, so its first connect works.
+  // The token is spent only after that: a broker failure leaves it valid for a retry.
+  await ctx.brokerAccounts?.addDevice(deviceId, secret).catch((err: Error) => {
+    throw new OutpostError('OUTPOST_ERR_BROKER_UNAVAILABLE', `the MQTT broker did not take the device's account (${err.message}); the enrollment token is still valid: retry`);
+  });
+  if (!ctx.store.enrollDevice(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) {
+    await ctx.brokerAccounts?.removeDevice(deviceId).catch(() => {});
+    throw invalid();
+  }
   ctx.log.info({ deviceId, name }, 'device enrolled');
   ctx.events.emit({ type: 'device.enrolled', device: deviceView(ctx.store.getDevice(deviceId)!) });
   return { deviceId, secret, name, labels };

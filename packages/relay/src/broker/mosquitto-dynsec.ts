@@ -1,0 +1,169 @@
+// Device accounts on an external Mosquitto, kept by the relay through Mosquitto's dynamic
+// security plugin (commands on `$CONTROL/dynamic-security/v1`). Each enrolled device gets a
+// Mosquitto client named by its id, with its secret, and a role of its own that allows only
+// `outpost/v1/devices/{id}/#`; removing the device deletes both, which also disconnects it.
+// Mosquitto stores the password hashed; the relay hands it over once, at enrollment, the only
+// time it knows it. One role per device because Mosquitto 2.0.11 (Debian 12) does not expand
+// %u in dynamic-security ACLs.
+//
+// The relay's own MQTT client does not use the admin account: it gets a client of its own,
+// `outpost-relay`, with a fresh password at each start and rights on Outpost's topics only.
+// (Giving the admin client a role instead would make Mosquitto drop its connection.)
+
+import mqtt, { type MqttClient } from 'mqtt';
+import { randomBytes } from 'node:crypto';
+import { TOPIC_ROOT, devicePrefix, type Logger } from '@outpost/shared';
+
+const COMMANDS = '$CONTROL/dynamic-security/v1';
+const RESPONSES = `${COMMANDS}/response`;
+/** The client and role the relay's own MQTT client uses: every Outpost topic, nothing else. */
+export const RELAY_USER = 'outpost-relay';
+const deviceRole = (deviceId: string) => `outpost-device-${deviceId}`;
+/** Answers that mean the thing is already as wanted (setup and removal are idempotent). */
+const ALREADY = /already exists|not found/i;
+
+export interface BrokerAccounts {
+  /** The credentials for the relay's own MQTT client (the password is new at each start). */
+  readonly relayUser: { username: string; password: string };
+  /** Creates the device's client and role; resolves once Mosquitto has them. */
+  addDevice(deviceId: string, secret: string): Promise<void>;
+  /** Deletes the device's client (disconnecting it) and role. */
+  removeDevice(deviceId: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Command {
+  command: string;
+  [key: string]: unknown;
+}
+
+interface Response {
+  command: string;
+  error?: string;
+  correlationData?: string;
+}
+
+const aclsFor = (topic: string) =>
+  ['publishClientSend', 'publishClientReceive', 'subscribePattern'].map((acltype) => ({ acltype, topic, allow: true }));
+
+export interface DynsecOptions {
+  /** The broker URL without credentials, e.g. mqtt://broker:1883. */
+  url: string;
+  /** A Mosquitto client with the plugin's admin role (`mosquitto_ctrl dynsec init`). */
+  username: string;
+  password?: string;
+  log: Logger;
+  /** How long to wait for Mosquitto's answer to a command (default 10 s). */
+  timeoutMs?: number;
+}
+
+/** Connects as the plugin's admin and sets up the relay's own client (see above). */
+export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<BrokerAccounts> {
+  if (opts.username === RELAY_USER) throw new Error(`the dynamic-security admin must not be named "${RELAY_USER}": the relay makes that client for itself`);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const client: MqttClient = await mqtt.connectAsync(opts.url, {
+    clientId: `outpost-relay-dynsec-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+    username: opts.username,
+    password: opts.password,
+    clean: true,
+    reconnectPeriod: 1000,
+    resubscribe: false,
+  });
+  const waiting = new Map<string, (r: Response) => void>();
+  client.on('message', (topic, payload) => {
+    if (topic !== RESPONSES) return;
+    let responses: Response[] = [];
+    try {
+      responses = (JSON.parse(payload.toString()) as { responses?: Response[] }).responses ?? [];
+    } catch {
+      opts.log.warn('Mosquitto dynamic-security answer is not JSON; ignored');
+    }
+    for (const r of responses) {
+      const settle = r.correlationData !== undefined ? waiting.get(r.correlationData) : undefined;
+      if (settle) {
+        waiting.delete(r.correlationData!);
+        settle(r);
+      }
+    }
+  });
+  const subscribe = () => client.subscribeAsync(RESPONSES, { qos: 1 });
+  client.on('connect', () => void subscribe().catch((err: Error) => opts.log.error({ err: err.message }, 'cannot subscribe to Mosquitto dynamic-security answers')));
+  const granted = await subscribe().catch(() => []);
+  if (granted.length === 0 || (granted[0]!.qos as number) === 128) {
+    await client.endAsync();
+    throw new Error(`the MQTT user "${opts.username}" may not use Mosquitto's dynamic security plugin: give it the plugin's admin role (mosquitto_ctrl dynsec init)`);
+  }
+
+  let next = 0;
+  /** Sends commands in one message; resolves with each one's error ('' when it succeeded). */
+  async function run(commands: Command[]): Promise<string[]> {
+    const base = `${++next}`;
+    const answers = commands.map(
+      (_, i) =>
+        new Promise<string>((resolve, reject) => {
+          const id = `${base}.${i}`;
+          const timer = setTimeout(() => {
+            waiting.delete(id);
+            reject(new Error(`Mosquitto did not answer "${commands[i]!.command}" within ${timeoutMs} ms: is the dynamic security plugin loaded?`));
+          }, timeoutMs);
+          waiting.set(id, (r) => {
+            clearTimeout(timer);
+            resolve(r.error ?? '');
+          });
+        }),
+    );
+    await client.publishAsync(COMMANDS, JSON.stringify({ commands: commands.map((c, i) => ({ ...c, correlationData: `${base}.${i}` })) }), { qos: 1 });
+    return Promise.all(answers);
+  }
+  /** Runs commands and throws on the first error that is not "already exists" / "not found". */
+  async function apply(commands: Command[], what: string): Promise<void> {
+    const errors = await run(commands);
+    const failed = errors.findIndex((e) => e !== '' && !ALREADY.test(e));
+    if (failed >= 0) throw new Error(`Mosquitto refused to ${what}: ${commands[failed]!.command}: ${errors[failed]}`);
+  }
+
+  const relayUser = { username: RELAY_USER, password: randomBytes(24).toString('base64url') };
+  const roles = [{ rolename: RELAY_USER }];
+  try {
+    await apply(
+      [
+        { command: 'createRole', rolename: RELAY_USER, acls: aclsFor(`${TOPIC_ROOT}/#`) },
+        { command: 'createClient', ...relayUser, roles },
+        // It existed from an earlier start: a new password, and the role in case it was taken.
+        { command: 'modifyClient', ...relayUser, roles },
+      ],
+      "set up the relay's own client",
+    );
+  } catch (err) {
+    await client.endAsync();
+    throw err;
+  }
+  opts.log.info({ url: opts.url }, 'device accounts kept on Mosquitto (dynamic security)');
+
+  return {
+    relayUser,
+    async addDevice(deviceId, secret) {
+      await apply(
+        [
+          { command: 'createRole', rolename: deviceRole(deviceId), acls: aclsFor(`${devicePrefix(deviceId)}#`) },
+          { command: 'createClient', username: deviceId, password: secret, roles: [{ rolename: deviceRole(deviceId) }] },
+        ],
+        `create device ${deviceId}'s account`,
+      );
+    },
+    async removeDevice(deviceId) {
+      await apply(
+        [
+          { command: 'deleteClient', username: deviceId },
+          { command: 'deleteRole', rolename: deviceRole(deviceId) },
+        ],
+        `delete device ${deviceId}'s account`,
+      );
+    },
+    async close() {
+      for (const settle of waiting.values()) settle({ command: '', error: 'the relay is closing' });
+      waiting.clear();
+      await client.endAsync();
+    },
+  };
+}
