@@ -134,6 +134,18 @@ t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async
     await waitFor('the removed agent to lose its connection', () => (connected() ? undefined : true));
     t.equal((await agentA.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).status, 200, 'the other device serves on');
   });
+
+  await t.test('a restarted relay names the devices that have no Mosquitto account', async (t) => {
+    await relay.stop();
+    // As if A had been enrolled before --mosquitto-dynsec was turned on.
+    const port = new URL(broker).port;
+    execFileSync('mosquitto_ctrl', ['-h', '127.0.0.1', '-p', port, '-u', 'admin', '-P', 'admin-pass', 'dynsec', 'deleteClient', a.deviceId], { stdio: 'ignore' });
+    // Ready means its own client connected again, with the new password it set for itself.
+    const again = await startRelay(t, { dataDir: relay.dataDir, extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:admin-pass@'), '--mosquitto-dynsec'] });
+    const warning = again.logs.find((l) => Array.isArray(l.devices));
+    t.same(warning?.devices, [a.deviceId]);
+    t.match(warning?.msg, /no Mosquitto account.*enroll them again/);
+  });
 });
 
 t.test('--mosquitto-dynsec without --mqtt-url is a usage error', async (t) => {

@@ -165,6 +165,11 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     mqttMessagesOut: () => mqtt.published,
   });
 
+  if (accounts) {
+    // Devices enrolled before --mosquitto-dynsec cannot connect: their secrets exist only hashed.
+    const missing = await accounts.missing(store.listDevices().map((d) => d.id));
+    if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
+  }
   // Retained desired states may have died with a previous broker: publish them all again.
   for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
   await scheduler.start();

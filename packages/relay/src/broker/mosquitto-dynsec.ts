@@ -27,6 +27,8 @@ export interface BrokerAccounts {
   readonly relayUser: { username: string; password: string };
   /** Creates the device's client and role; resolves once Mosquitto has them. */
   addDevice(deviceId: string, secret: string): Promise<void>;
+  /** The devices among these that have no Mosquitto client (enrolled before dynsec was on). */
+  missing(deviceIds: string[]): Promise<string[]>;
   /** Deletes the device's client (disconnecting it) and role. */
   removeDevice(deviceId: string): Promise<void>;
   close(): Promise<void>;
@@ -41,6 +43,7 @@ interface Response {
   command: string;
   error?: string;
   correlationData?: string;
+  data?: { clients?: string[] };
 }
 
 const aclsFor = (topic: string) =>
@@ -95,12 +98,12 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
   }
 
   let next = 0;
-  /** Sends commands in one message; resolves with each one's error ('' when it succeeded). */
-  async function run(commands: Command[]): Promise<string[]> {
+  /** Sends commands in one message; resolves with each one's answer. */
+  async function run(commands: Command[]): Promise<Response[]> {
     const base = `${++next}`;
     const answers = commands.map(
       (_, i) =>
-        new Promise<string>((resolve, reject) => {
+        new Promise<Response>((resolve, reject) => {
           const id = `${base}.${i}`;
           const timer = setTimeout(() => {
             waiting.delete(id);
@@ -108,7 +111,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
           }, timeoutMs);
           waiting.set(id, (r) => {
             clearTimeout(timer);
-            resolve(r.error ?? '');
+            resolve(r);
           });
         }),
     );
@@ -117,7 +120,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
   }
   /** Runs commands and throws on the first error that is not "already exists" / "not found". */
   async function apply(commands: Command[], what: string): Promise<void> {
-    const errors = await run(commands);
+    const errors = (await run(commands)).map((r) => r.error ?? '');
     const failed = errors.findIndex((e) => e !== '' && !ALREADY.test(e));
     if (failed >= 0) throw new Error(`Mosquitto refused to ${what}: ${commands[failed]!.command}: ${errors[failed]}`);
   }
@@ -150,6 +153,12 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
         ],
         `create device ${deviceId}'s account`,
       );
+    },
+    async missing(deviceIds) {
+      const [answer] = await run([{ command: 'listClients', verbose: false }]);
+      if (answer!.error) throw new Error(`Mosquitto refused to list its clients: ${answer!.error}`);
+      const known = new Set(answer!.data?.clients ?? []);
+      return deviceIds.filter((id) => !known.has(id));
     },
     async removeDevice(deviceId) {
       await apply(
