@@ -8,7 +8,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device } from './helpers/programs.js';
+import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 
 if (spawnSync('mosquitto', ['-h']).error) throw new Error('this test needs Mosquitto: apt-get install -y mosquitto');
@@ -67,24 +67,30 @@ async function assertOwnTopicsOnly(t: Test, broker: string, a: Device, b: Device
   t.same(seen, [`outpost/v1/devices/${b.deviceId}/desired`], "device B never sees device A's desired state");
 }
 
-t.test('relay and agents over an external Mosquitto broker', async (t) => {
-  const broker = await startMosquitto(t, withAclFile);
-  const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', broker] });
-  t.equal(relay.mqttUrl, broker, 'the relay talks to the external broker');
-  const a = await enrollDevice(t, relay, 'ext-a');
-  const b = await enrollDevice(t, relay, 'ext-b');
-  t.equal(a.mqttUrl, broker, 'enrolled devices are told the broker to use');
+/** Two enrolled devices with running agents, both online, both serving `linear`. */
+async function twoServingDevices(t: Test, relay: TestRelay) {
+  const a = await enrollDevice(t, relay, 'dev-a');
+  const b = await enrollDevice(t, relay, 'dev-b');
   const agentA = await startAgent(t, a);
   await startAgent(t, b);
   await waitFor('both devices online', async () => {
     const res = await relay.api<{ devices: Array<{ online: boolean }> }>('GET', '/v1/devices');
     return res.body.devices.length === 2 && res.body.devices.every((d) => d.online) ? true : undefined;
   });
-
   t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);
   const deploy = await relay.cli('deploy', 'linear', '--device', a.deviceId, '--device', b.deviceId, '--wait');
   t.equal(deploy.code, 0, deploy.stderr);
-  const res = await agentA.infer<{ outputs: Array<{ shape: number[] }> }>('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+  const infer = () => agentA.infer<{ outputs: Array<{ shape: number[] }> }>('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+  return { a, b, infer };
+}
+
+t.test('relay and agents over an external Mosquitto broker', async (t) => {
+  const broker = await startMosquitto(t, withAclFile);
+  const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', broker] });
+  t.equal(relay.mqttUrl, broker, 'the relay talks to the external broker');
+  const { a, b, infer } = await twoServingDevices(t, relay);
+  t.equal(a.mqttUrl, broker, 'enrolled devices are told the broker to use');
+  const res = await infer();
   t.equal(res.status, 200);
   t.same(res.body.outputs[0]!.shape, [1, 3]);
   await waitFor('a heartbeat through the broker', async () => {
@@ -105,18 +111,8 @@ t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async
     return ['allow_anonymous false', 'user root', `plugin ${plugin}`, `plugin_opt_config_file ${join(dir, 'dynsec.json')}`];
   });
   const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:admin-pass@'), '--mosquitto-dynsec', '--advertise-mqtt-url', broker] });
-  const a = await enrollDevice(t, relay, 'dyn-a');
-  const b = await enrollDevice(t, relay, 'dyn-b');
-  const agentA = await startAgent(t, a);
-  await startAgent(t, b);
-  await waitFor('both devices online', async () => {
-    const res = await relay.api<{ devices: Array<{ online: boolean }> }>('GET', '/v1/devices');
-    return res.body.devices.length === 2 && res.body.devices.every((d) => d.online) ? true : undefined;
-  });
-  t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);
-  const deploy = await relay.cli('deploy', 'linear', '--device', a.deviceId, '--device', b.deviceId, '--wait');
-  t.equal(deploy.code, 0, deploy.stderr);
-  t.equal((await agentA.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).status, 200, 'a deployment over the accounts the relay made');
+  const { a, b, infer } = await twoServingDevices(t, relay);
+  t.equal((await infer()).status, 200, 'a deployment over the accounts the relay made');
 
   await t.test('a wrong secret and no credentials are refused', async (t) => {
     await t.rejects(connectAs(broker, a.deviceId, `${a.secret}x`), /Not authorized/);
@@ -132,7 +128,7 @@ t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async
     await t.rejects(connectAs(broker, b.deviceId, b.secret), /Not authorized/);
     const connected = () => (JSON.parse(readFileSync(join(b.dataDir, 'agent-state.json'), 'utf8')) as { connected: boolean }).connected;
     await waitFor('the removed agent to lose its connection', () => (connected() ? undefined : true));
-    t.equal((await agentA.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] })).status, 200, 'the other device serves on');
+    t.equal((await infer()).status, 200, 'the other device serves on');
   });
 
   await t.test('a restarted relay names the devices that have no Mosquitto account', async (t) => {
