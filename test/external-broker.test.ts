@@ -110,6 +110,10 @@ t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async
     // Mosquitto must write the file as it changes; root keeps the test's temp folder usable.
     return ['allow_anonymous false', 'user root', `plugin ${plugin}`, `plugin_opt_config_file ${join(dir, 'dynsec.json')}`];
   });
+  const wrong = await runCli(RELAY_BIN, ['start', '--data-dir', tempDir(t, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:wrong@'), '--mosquitto-dynsec']);
+  t.equal(wrong.code, 1, 'a wrong admin password stops the relay at start');
+  t.match(wrong.stderr, /cannot connect to Mosquitto at mqtt:\/\/127\.0\.0\.1:\d+ as "admin" \(the plugin's admin\): .*Not authorized/);
+  t.notMatch(wrong.stderr, /wrong/, 'the password is not echoed');
   const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:admin-pass@'), '--mosquitto-dynsec', '--advertise-mqtt-url', broker] });
   const { a, b, infer } = await twoServingDevices(t, relay);
   t.equal((await infer()).status, 200, 'a deployment over the accounts the relay made');

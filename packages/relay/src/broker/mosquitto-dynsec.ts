@@ -64,14 +64,18 @@ export interface DynsecOptions {
 export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<BrokerAccounts> {
   if (opts.username === RELAY_USER) throw new Error(`the dynamic-security admin must not be named "${RELAY_USER}": the relay makes that client for itself`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
-  const client: MqttClient = await mqtt.connectAsync(opts.url, {
-    clientId: `outpost-relay-dynsec-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
-    username: opts.username,
-    password: opts.password,
-    clean: true,
-    reconnectPeriod: 1000,
-    resubscribe: false,
-  });
+  const client: MqttClient = await mqtt
+    .connectAsync(opts.url, {
+      clientId: `outpost-relay-dynsec-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
+      username: opts.username,
+      password: opts.password,
+      clean: true,
+      reconnectPeriod: 1000,
+      resubscribe: false,
+    })
+    .catch((err: Error) => {
+      throw new Error(`cannot connect to Mosquitto at ${opts.url} as "${opts.username}" (the plugin's admin): ${err.message}`);
+    });
   const waiting = new Map<string, (r: Response) => void>();
   client.on('message', (topic, payload) => {
     if (topic !== RESPONSES) return;
@@ -83,10 +87,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
     }
     for (const r of responses) {
       const settle = r.correlationData !== undefined ? waiting.get(r.correlationData) : undefined;
-      if (settle) {
-        waiting.delete(r.correlationData!);
-        settle(r);
-      }
+      settle?.(r);
     }
   });
   const subscribe = () => client.subscribeAsync(RESPONSES, { qos: 1 });
@@ -111,11 +112,16 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
           }, timeoutMs);
           waiting.set(id, (r) => {
             clearTimeout(timer);
+            waiting.delete(id);
             resolve(r);
           });
         }),
     );
-    await client.publishAsync(COMMANDS, JSON.stringify({ commands: commands.map((c, i) => ({ ...c, correlationData: `${base}.${i}` })) }), { qos: 1 });
+    const payload = JSON.stringify({ commands: commands.map((c, i) => ({ ...c, correlationData: `${base}.${i}` })) });
+    await client.publishAsync(COMMANDS, payload, { qos: 1 }).catch((err: Error) => {
+      // Nothing will answer: settle each command now, as failed.
+      commands.forEach((c, i) => waiting.get(`${base}.${i}`)?.({ command: c.command, error: `not sent (${err.message})` }));
+    });
     return Promise.all(answers);
   }
   /** Runs commands and throws on the first error that is not "already exists" / "not found". */
@@ -146,10 +152,14 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
   return {
     relayUser,
     async addDevice(deviceId, secret) {
+      const account = { username: deviceId, password: secret };
+      const roles = [{ rolename: deviceRole(deviceId) }];
       await apply(
         [
           { command: 'createRole', rolename: deviceRole(deviceId), acls: aclsFor(`${devicePrefix(deviceId)}#`) },
-          { command: 'createClient', username: deviceId, password: secret, roles: [{ rolename: deviceRole(deviceId) }] },
+          { command: 'createClient', ...account, roles },
+          // A client left behind under this id (removed while Mosquitto was away) gets the new secret.
+          { command: 'modifyClient', ...account, roles },
         ],
         `create device ${deviceId}'s account`,
       );
@@ -170,8 +180,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
       );
     },
     async close() {
-      for (const settle of waiting.values()) settle({ command: '', error: 'the relay is closing' });
-      waiting.clear();
+      for (const settle of [...waiting.values()]) settle({ command: '', error: 'the relay is closing' });
       await client.endAsync();
     },
   };
