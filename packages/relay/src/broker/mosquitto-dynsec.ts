@@ -131,18 +131,24 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
     if (failed >= 0) throw new Error(`Mosquitto refused to ${what}: ${commands[failed]!.command}: ${errors[failed]}`);
   }
 
-  const relayUser = { username: RELAY_USER, password: randomBytes(24).toString('base64url') };
-  const roles = [{ rolename: RELAY_USER }];
-  try {
-    await apply(
+  /**
+   * A client with this password and a role of its own on `topic`. One that exists already (an
+   * earlier relay start; a device removed while Mosquitto was away) gets the new password, and
+   * the role in case it was taken.
+   */
+  const ensureClient = (username: string, password: string, rolename: string, topic: string, what: string) =>
+    apply(
       [
-        { command: 'createRole', rolename: RELAY_USER, acls: aclsFor(`${TOPIC_ROOT}/#`) },
-        { command: 'createClient', ...relayUser, roles },
-        // It existed from an earlier start: a new password, and the role in case it was taken.
-        { command: 'modifyClient', ...relayUser, roles },
+        { command: 'createRole', rolename, acls: aclsFor(topic) },
+        { command: 'createClient', username, password, roles: [{ rolename }] },
+        { command: 'modifyClient', username, password, roles: [{ rolename }] },
       ],
-      "set up the relay's own client",
+      what,
     );
+
+  const relayUser = { username: RELAY_USER, password: randomBytes(24).toString('base64url') };
+  try {
+    await ensureClient(relayUser.username, relayUser.password, RELAY_USER, `${TOPIC_ROOT}/#`, "set up the relay's own client");
   } catch (err) {
     await client.endAsync();
     throw err;
@@ -151,19 +157,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
 
   return {
     relayUser,
-    async addDevice(deviceId, secret) {
-      const account = { username: deviceId, password: secret };
-      const roles = [{ rolename: deviceRole(deviceId) }];
-      await apply(
-        [
-          { command: 'createRole', rolename: deviceRole(deviceId), acls: aclsFor(`${devicePrefix(deviceId)}#`) },
-          { command: 'createClient', ...account, roles },
-          // A client left behind under this id (removed while Mosquitto was away) gets the new secret.
-          { command: 'modifyClient', ...account, roles },
-        ],
-        `create device ${deviceId}'s account`,
-      );
-    },
+    addDevice: (deviceId, secret) => ensureClient(deviceId, secret, deviceRole(deviceId), `${devicePrefix(deviceId)}#`, `create device ${deviceId}'s account`),
     async missing(deviceIds) {
       const [answer] = await run([{ command: 'listClients', verbose: false }]);
       if (answer!.error) throw new Error(`Mosquitto refused to list its clients: ${answer!.error}`);
