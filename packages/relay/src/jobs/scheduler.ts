@@ -5,15 +5,13 @@
 // device as its retained desired jobs, and come back as reports, log batches and uploads.
 
 import { randomBytes } from 'node:crypto';
-import { createReadStream, readFileSync, rmSync } from 'node:fs';
+import { createReadStream, rmSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   OutpostError,
   deviceTopic,
   listOutputs,
-  parseMetricJson,
-  parseMetricLine,
   probeModel,
   startJobRun,
   type DesiredJobs,
@@ -28,8 +26,8 @@ import type { FleetContext } from '../fleet/context.js';
 import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
 import { matchesSelector } from '../fleet/deployments.js';
+import { RunIngest } from './run-ingest.js';
 
-export const MAX_LOG_LINES_PER_JOB = 50_000;
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -79,11 +77,13 @@ export class JobScheduler {
   readonly #ctx: FleetContext;
   readonly #local = new Map<string, JobProcess>();
   readonly #watchdogs = new Map<string, NodeJS.Timeout>();
+  readonly #ingest: RunIngest;
   #closed = false;
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#ctx = opts.ctx;
+    this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, maxOutputBytes: opts.maxOutputBytes });
   }
 
   /** After a restart: local runs died with the old process; device runs go on. */
@@ -365,34 +365,12 @@ export class JobScheduler {
   }
 
   onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): void {
-    const { store, events } = this.#ctx;
-    const job = store.getJob(jobId);
-    if (job?.runs.find((r) => r.rank === rank)?.target !== source) return;
-    const kept = store.appendJobLogs(jobId, lines.map((l) => ({ rank, ts: l.ts, stream: l.stream, text: l.text })), MAX_LOG_LINES_PER_JOB);
-    if (kept.length) events.emit({ type: 'job.log', jobId, lines: kept });
-    const points = lines.flatMap((l) => (l.stream === 'stdout' ? (parseMetricLine(l.text) ?? []) : []));
-    if (points.length) this.#addMetrics(jobId, rank, points);
-  }
-
-  #addMetrics(jobId: string, rank: number, points: Array<{ name: string; value: number; step: number | null }>): void {
-    const ts = this.#ctx.now();
-    this.#ctx.store.addJobMetrics(jobId, points.map((p) => ({ rank, ts, ...p })));
-    this.#ctx.events.emit({ type: 'job.metric', jobId, rank, points });
+    this.#ingest.logs(source, jobId, rank, lines);
   }
 
   /** Stores one file a run wrote to its output folder. */
-  async addOutput(source: string, jobId: string, rank: number, path: string, body: Readable): Promise<void> {
-    const job = this.#ctx.store.getJob(jobId);
-    if (job?.runs.find((r) => r.rank === rank)?.target !== source) throw new OutpostError('OUTPOST_ERR_FORBIDDEN', `run ${rank} of ${jobId} is not this caller's`);
-    const clean = posix.normalize(path);
-    if (!clean || posix.isAbsolute(clean) || clean.startsWith('..') || clean.length > 512) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `output path "${path}" is not inside the output folder`);
-    const staged = await this.#opts.artifacts.stage(body, { maxBytes: this.#opts.maxOutputBytes ?? 2 * 1024 ** 3 });
-    await staged.commit();
-    this.#ctx.store.addJobOutput(jobId, { rank, path: clean, sha256: staged.sha256, size: staged.size });
-    if (clean === 'metrics.jsonl') {
-      const points = readFileSync(this.#opts.artifacts.path(staged.sha256), 'utf8').split('\n').flatMap((l) => parseMetricJson(l) ?? []);
-      if (points.length) this.#addMetrics(jobId, rank, points);
-    }
+  addOutput(source: string, jobId: string, rank: number, path: string, body: Readable): Promise<void> {
+    return this.#ingest.output(source, jobId, rank, path, body);
   }
 
   /** Local runs die with the relay: they are recorded as failed, then killed. */
