@@ -94,8 +94,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
   for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
 
-  const events = new FleetEvents();
-  const history = new HealthHistory(store);
+  const events = new FleetEvents(log);
+  const history = new HealthHistory(store, log);
   const ctxBase = { store, log, now: Date.now, events, history };
   const stream = new FleetStream({
     snapshot: () => ({

@@ -55,3 +55,5 @@ export { packBundle, checkBundle, unpackBundle } from './bundle.js';
 export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
 export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
 export { startJobRun, listOutputs, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';
+export { runGuarded, guarded, guardedInterval, guardedTimeout, background } from './guarded.js';
+export { LogThrottle } from './log-throttle.js';

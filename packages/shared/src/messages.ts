@@ -4,13 +4,28 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 
+// Every number from outside has a bound, so a schema-valid message can never carry a value that
+// turns into Infinity or NaN in arithmetic (two counters near Number.MAX_VALUE subtract and
+// divide into a non-finite rate) or that no real device could send. TypeBox already refuses
+// the non-finite numbers JSON.parse makes of 1e400.
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
-const ModelName = Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' });
+const MODEL_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
+const ModelName = Type.String({ pattern: MODEL_NAME_PATTERN });
+/** Milliseconds since the epoch, up to the last date JavaScript can hold. */
+const Timestamp = Type.Number({ minimum: 0, maximum: 8.64e15 });
+/** A count that only grows: an integer that stays exact in a double. */
+const Counter = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** Bytes of memory or disk: up to an exbibyte. */
+const Bytes = Type.Number({ minimum: 0, maximum: 2 ** 60 });
+/** A latency in ms: up to a day. */
+const LatencyMs = Type.Number({ minimum: 0, maximum: 86_400_000 });
+const Revision = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const Id = Type.String({ minLength: 1, maxLength: 64 });
 
 /** `outpost/v1/devices/{id}/status` (retained; the agent's last will publishes `online: false`). */
 export const StatusMessage = Type.Object({
   online: Type.Boolean(),
-  ts: Type.Number(),
+  ts: Timestamp,
   agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
   /** The device owner's consent to run training jobs (`outpost-agent start --accept-training`). */
   training: Type.Optional(Type.Boolean()),
@@ -51,18 +66,18 @@ export function servingKey(serving: ServingConfig | null | undefined): string {
 
 export const DesiredModel = Type.Object({
   name: ModelName,
-  version: Type.Integer({ minimum: 1 }),
+  version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   sha256: Sha256,
-  size: Type.Integer({ minimum: 0 }),
-  deploymentId: Type.String(),
+  size: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  deploymentId: Id,
   serving: Type.Optional(ServingConfig),
 });
 export type DesiredModel = Static<typeof DesiredModel>;
 
 /** `outpost/v1/devices/{id}/desired` (retained, written by the relay): what the device should serve. */
 export const DesiredState = Type.Object({
-  revision: Type.Integer({ minimum: 0 }),
-  models: Type.Array(DesiredModel),
+  revision: Revision,
+  models: Type.Array(DesiredModel, { maxItems: 256 }),
 });
 export type DesiredState = Static<typeof DesiredState>;
 
@@ -72,7 +87,7 @@ export type ModelState = (typeof MODEL_STATES)[number];
 export const ReportedModel = Type.Object({
   name: ModelName,
   /** The version the agent is working towards (the desired one). */
-  version: Type.Integer({ minimum: 1 }),
+  version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
   sha256: Sha256,
   state: Type.Union(MODEL_STATES.map((s) => Type.Literal(s))),
   reason: Type.Optional(Type.String({ maxLength: 2000 })),
@@ -82,53 +97,58 @@ export const ReportedModel = Type.Object({
    */
   servingKey: Type.Optional(Type.String({ maxLength: 4000 })),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */
-  serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1 }), sha256: Sha256 })),
+  serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), sha256: Sha256 })),
 });
 export type ReportedModel = Static<typeof ReportedModel>;
 
 /** `outpost/v1/devices/{id}/reported` (retained, written by the agent). */
 export const ReportedState = Type.Object({
-  revision: Type.Integer({ minimum: 0 }),
+  revision: Revision,
   models: Type.Array(ReportedModel, { maxItems: 256 }),
 });
 export type ReportedState = Static<typeof ReportedState>;
 
 export const ModelHealth = Type.Object({
-  requests: Type.Integer({ minimum: 0 }),
-  errors: Type.Integer({ minimum: 0 }),
+  /** Requests that reached the model (answered, or failed on the device's side), since the agent started. */
+  requests: Counter,
+  /** Of those, the ones that failed on the device's side (5xx): what health windows judge. */
+  errors: Counter,
+  /** Requests refused before the model ran (malformed: 4xx; overloaded: 429); not the model's fault. */
+  rejected: Type.Optional(Counter),
   /** Latency over the last heartbeat interval, null when no request arrived in it. */
-  p50Ms: Type.Union([Type.Number(), Type.Null()]),
-  p99Ms: Type.Union([Type.Number(), Type.Null()]),
+  p50Ms: Type.Union([LatencyMs, Type.Null()]),
+  p99Ms: Type.Union([LatencyMs, Type.Null()]),
 });
 export type ModelHealth = Static<typeof ModelHealth>;
 
 /** `outpost/v1/devices/{id}/health`: the heartbeat. */
 export const HealthMessage = Type.Object({
-  ts: Type.Number(),
-  uptimeS: Type.Number({ minimum: 0 }),
-  cpuPercent: Type.Number({ minimum: 0 }),
-  memory: Type.Object({ rssBytes: Type.Number(), usedBytes: Type.Number(), totalBytes: Type.Number() }),
-  disk: Type.Object({ freeBytes: Type.Number(), totalBytes: Type.Number() }),
-  models: Type.Record(Type.String(), ModelHealth),
+  ts: Timestamp,
+  uptimeS: Type.Number({ minimum: 0, maximum: 1e10 }),
+  /** Of all the device's cores together, 0–100. */
+  cpuPercent: Type.Number({ minimum: 0, maximum: 100 }),
+  memory: Type.Object({ rssBytes: Bytes, usedBytes: Bytes, totalBytes: Bytes }),
+  disk: Type.Object({ freeBytes: Bytes, totalBytes: Bytes }),
+  models: Type.Record(Type.String({ pattern: MODEL_NAME_PATTERN }), ModelHealth, { maxProperties: 256, additionalProperties: false }),
 });
 export type HealthMessage = Static<typeof HealthMessage>;
 
 export const JobAssignment = Type.Object({
-  jobId: Type.String({ maxLength: 64 }),
-  rank: Type.Integer({ minimum: 0 }),
-  worldSize: Type.Integer({ minimum: 1 }),
+  jobId: Id,
+  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
+  worldSize: Type.Integer({ minimum: 1, maximum: 10000 }),
   bundleSha256: Sha256,
   command: Type.String({ maxLength: 8192 }),
-  env: Type.Record(Type.String(), Type.String()),
+  env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }), Type.String({ maxLength: 8192 }), { maxProperties: 128, additionalProperties: false }),
   dataset: Type.Optional(Type.String({ maxLength: 64 })),
-  timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
 });
 export type JobAssignment = Static<typeof JobAssignment>;
 
 /** `outpost/v1/devices/{id}/jobs` (retained, written by the relay): the job runs the device should be running. */
 export const DesiredJobs = Type.Object({
-  revision: Type.Integer({ minimum: 0 }),
-  jobs: Type.Array(JobAssignment),
+  revision: Revision,
+  jobs: Type.Array(JobAssignment, { maxItems: 256 }),
 });
 export type DesiredJobs = Static<typeof DesiredJobs>;
 
@@ -136,10 +156,10 @@ export const JOB_RUN_STATES = ['starting', 'running', 'succeeded', 'failed', 'ca
 export type JobRunState = (typeof JOB_RUN_STATES)[number];
 
 export const JobRunReport = Type.Object({
-  jobId: Type.String({ maxLength: 64 }),
-  rank: Type.Integer({ minimum: 0 }),
+  jobId: Id,
+  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
   state: Type.Union(JOB_RUN_STATES.map((s) => Type.Literal(s))),
-  exitCode: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+  exitCode: Type.Optional(Type.Union([Type.Integer({ minimum: -(2 ** 31), maximum: 2 ** 31 }), Type.Null()])),
   error: Type.Optional(Type.String({ maxLength: 2000 })),
 });
 export type JobRunReport = Static<typeof JobRunReport>;
@@ -150,9 +170,9 @@ export type JobsReported = Static<typeof JobsReported>;
 
 /** `outpost/v1/devices/{id}/job-log`: a batch of output lines of one run. */
 export const JobLogBatch = Type.Object({
-  jobId: Type.String({ maxLength: 64 }),
-  rank: Type.Integer({ minimum: 0 }),
-  lines: Type.Array(Type.Object({ ts: Type.Number(), stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]), text: Type.String({ maxLength: 10_000 }) }), { maxItems: 1000 }),
+  jobId: Id,
+  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
+  lines: Type.Array(Type.Object({ ts: Timestamp, stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]), text: Type.String({ maxLength: 10_000 }) }), { maxItems: 1000 }),
 });
 export type JobLogBatch = Static<typeof JobLogBatch>;
 

@@ -2,7 +2,7 @@
 // relay's logic reaches devices, so the embedded broker can be swapped for Mosquitto or EMQX.
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { ALL_DEVICES_FILTER, type Logger } from '@outpost/shared';
+import { ALL_DEVICES_FILTER, guarded, type Logger } from '@outpost/shared';
 
 export interface RelayClientOptions {
   url: string;
@@ -40,7 +40,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
       if (err) log.error({ err: err.message }, 'relay could not subscribe to device topics');
     });
   });
-  client.on('message', (topic, payload) => opts.onMessage(topic, payload));
+  client.on('message', guarded(log, 'handling a device message', (topic: string, payload: Buffer) => opts.onMessage(topic, payload)));
   client.on('error', (err) => log.error({ err: err.message }, 'relay mqtt client error'));
   client.on('offline', () => log.warn('relay mqtt client offline; reconnecting'));
 

@@ -1,11 +1,16 @@
 // Every change in the fleet, published once; the stream and the metrics listen.
 
-import type { FleetEvent } from '@outpost/shared';
+import { runGuarded, type FleetEvent, type Logger } from '@outpost/shared';
 
 export type FleetListener = (event: FleetEvent) => void;
 
 export class FleetEvents {
   readonly #listeners = new Set<FleetListener>();
+  readonly #log: Logger;
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
 
   on(listener: FleetListener): () => void {
     this.#listeners.add(listener);
@@ -13,6 +18,7 @@ export class FleetEvents {
   }
 
   emit(event: FleetEvent): void {
-    for (const listener of this.#listeners) listener(event);
+    // A listener that fails costs its own work on this event, not the emitter's or the others'.
+    for (const listener of this.#listeners) runGuarded(this.#log, `handling a ${event.type} event`, () => listener(event));
   }
 }

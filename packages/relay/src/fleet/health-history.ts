@@ -2,7 +2,7 @@
 // the last 7 days. Heartbeats are buffered and written in one transaction a second, so 1,000
 // devices cost SQLite one commit a second, not a thousand.
 
-import type { HealthMessage } from '@outpost/shared';
+import { guardedInterval, type HealthMessage, type Logger } from '@outpost/shared';
 import type { Store } from '../store/store.js';
 import type { HealthSample } from '../store/records.js';
 
@@ -17,6 +17,14 @@ export interface HealthSeries {
   points: Array<Omit<HealthSample, 'deviceId'>>;
 }
 
+/**
+ * The schemas bound every input, so this is the second line: SQLite refuses a non-finite REAL,
+ * and a figure derived from outside values (a rate) is checked before it is stored.
+ */
+function finite(value: number): number {
+  return Number.isFinite(value) ? value : 0;
+}
+
 export class HealthHistory {
   readonly #store: Store;
   readonly #now: () => number;
@@ -28,13 +36,12 @@ export class HealthHistory {
   readonly #flushTimer: NodeJS.Timeout;
   readonly #pruneTimer: NodeJS.Timeout;
 
-  constructor(store: Store, now: () => number = Date.now, flushMs = 1000) {
+  constructor(store: Store, log: Logger, now: () => number = Date.now, flushMs = 1000) {
     this.#store = store;
     this.#now = now;
-    this.#flushTimer = setInterval(() => this.flush(), flushMs);
-    this.#flushTimer.unref();
-    this.#pruneTimer = setInterval(() => this.prune(), 5 * 60_000);
-    this.#pruneTimer.unref();
+    // A failed write (a full disk) loses that second's samples, never the relay.
+    this.#flushTimer = guardedInterval(log, 'writing health samples', flushMs, () => this.flush());
+    this.#pruneTimer = guardedInterval(log, 'pruning health history', 5 * 60_000, () => this.prune());
     this.prune();
   }
 
@@ -54,19 +61,19 @@ export class HealthHistory {
     const last = this.#last.get(deviceId);
     const dt = last ? (at - last.ts) / 1000 : 0;
     // Counters restart with the agent; a negative delta is a restart, not negative traffic.
-    const rate = (now: number, before: number | undefined) => (dt > 0 && before !== undefined ? Math.max(0, now - before) / dt : 0);
+    const rate = (now: number, before: number | undefined) => (dt > 0 && before !== undefined ? finite(Math.max(0, now - before) / dt) : 0);
     this.#last.set(deviceId, { ts: at, requests, errors });
     this.#pending.push({
       deviceId,
       ts: at,
-      cpu: h.cpuPercent,
-      memUsed: h.memory.usedBytes,
-      memTotal: h.memory.totalBytes,
-      rss: h.memory.rssBytes,
+      cpu: finite(h.cpuPercent),
+      memUsed: finite(h.memory.usedBytes),
+      memTotal: finite(h.memory.totalBytes),
+      rss: finite(h.memory.rssBytes),
       reqRate: rate(requests, last?.requests),
       errRate: rate(errors, last?.errors),
-      p50,
-      p99,
+      p50: p50 === null ? null : finite(p50),
+      p99: p99 === null ? null : finite(p99),
     });
   }
 

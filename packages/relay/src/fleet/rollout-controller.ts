@@ -2,6 +2,7 @@
 // device over the health window, and rolls the whole deployment back when failures pass the
 // threshold. Everything it knows is in the store, so a relay killed mid-rollout resumes it.
 
+import { guarded, guardedInterval } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { rolloutSettled, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
 import { converge, rollbackDeployment } from './deployments.js';
@@ -31,15 +32,14 @@ export class RolloutController {
     // A rollout to thousands of devices sends thousands of progress events: look once per burst.
     ctx.events.on((e) => {
       if ((e.type === 'deployment.progress' || e.type === 'deployment.created') && !this.#soon) {
-        this.#soon = setImmediate(() => {
+        this.#soon = setImmediate(guarded(ctx.log, 'rollout evaluation', () => {
           this.#soon = undefined;
           this.evaluate();
-        });
+        }));
       }
     });
     // Health windows end with no message to announce it: look again now and then.
-    this.#timer = setInterval(() => this.evaluate(), tickMs);
-    this.#timer.unref();
+    this.#timer = guardedInterval(ctx.log, 'rollout evaluation', tickMs, () => this.evaluate());
   }
 
   /** Looks at every staged rollout in progress; serialized, and coalesced when busy. */
