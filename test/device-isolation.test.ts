@@ -98,8 +98,9 @@ t.test('a device reaches only its own topics and artifacts', async (t) => {
     t.same(d.models, [], 'the malformed report was not stored');
     t.equal(d.health, null, 'the malformed heartbeat was not stored');
     // Three refused payloads plus one on an unknown topic, each logged (logs are written asynchronously).
-    await waitFor('the warnings in the relay log', () => relay.logs.filter((l) => l.msg === 'malformed device message dropped').length >= 3);
-    await waitFor('the unknown topic warning', () => relay.logs.some((l) => l.msg === 'message on an unknown device topic dropped'));
+    await waitFor('the warnings in the relay log', () => relay.logs.filter((l) => l.msg === 'device message dropped').length >= 3);
+    // A topic a device does not write is refused at the broker (a quota strike), before the relay's logic.
+    await waitFor('the unknown topic refusal', () => relay.logs.some((l) => l.msg === 'device message refused: past its quota' && l.quota === 'topic' && l.deviceId === m.deviceId));
     t.pass('each malformed message was logged');
     t.notOk(relay.logs.some((l) => JSON.stringify(l).includes(m.secret)), 'no log line holds the secret');
   });
@@ -116,7 +117,7 @@ t.test('a device reaches only its own topics and artifacts', async (t) => {
     }
     await closed;
     flood.end(true);
-    await waitFor('the flood warning', () => relay.logs.some((l) => l.msg === 'device is flooding the broker: disconnecting' && l.deviceId === m.deviceId));
+    await waitFor('the flood warning', () => relay.logs.some((l) => l.msg === 'device disconnected: past its quota' && l.quota === 'rate' && l.deviceId === m.deviceId));
     t.equal((await relay.api<{ status: string }>('GET', '/v1/health', undefined, null)).body.status, 'ok');
     const res = await fetch(`${agentB.httpUrl}/v2/models/linear/infer`, {
       method: 'POST',

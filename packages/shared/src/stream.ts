@@ -65,6 +65,8 @@ export type FleetEvent =
   | { type: 'device.status'; deviceId: string; online: boolean; lastSeen: string }
   | { type: 'device.health'; deviceId: string; health: HealthMessage }
   | { type: 'device.models'; deviceId: string; models: ReportedModel[] }
+  /** A device past a quota (at most one a minute per device; `suppressed` counts the rest). */
+  | { type: 'device.quota'; deviceId: string; quota: string; action: 'dropped' | 'unretained' | 'disconnected' | 'refused'; detail: string; suppressed: number }
   | { type: 'deployment.created'; deployment: DeploymentSummary }
   | { type: 'deployment.progress'; deploymentId: string; deviceId: string; state: string; reason: string | null }
   | { type: 'deployment.state'; deploymentId: string; state: string }

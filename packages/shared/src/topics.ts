@@ -7,6 +7,11 @@ export const TOPIC_ROOT = 'outpost/v1/devices';
 export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log'] as const;
 export type DeviceTopic = (typeof DEVICE_TOPICS)[number];
 
+/** The leaves a device writes; it may publish to no other topic, even under its own prefix. */
+export const DEVICE_WRITTEN_LEAVES: readonly DeviceTopic[] = ['status', 'reported', 'health', 'jobs-reported', 'job-log'];
+/** Of those, the ones that are state and so retained; a retained publish elsewhere is not kept. */
+export const DEVICE_RETAINED_LEAVES: readonly DeviceTopic[] = ['status', 'reported', 'jobs-reported'];
+
 export function devicePrefix(deviceId: string): string {
   return `${TOPIC_ROOT}/${deviceId}/`;
 }

@@ -1,13 +1,15 @@
 // The embedded MQTT broker: aedes on a TCP port, with Outpost's authentication and access rules.
 // The relay's own logic does not call into it; it connects to it as a client like any broker.
 
-import { createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError } from 'aedes';
-import type { Logger } from '@outpost/shared';
+import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
 import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, type BrokerIdentity } from './access-policy.js';
-import { FloodGuard, type FloodLimits } from './flood-guard.js';
+import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
+import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
 import { IndexedRetainedPersistence } from './retained-index.js';
+import type { QuotaAction } from '../fleet/quota-events.js';
 
 export interface EmbeddedBrokerOptions {
   host: string;
@@ -18,18 +20,36 @@ export interface EmbeddedBrokerOptions {
   relayPassword: string;
   /** Checks a device's id and secret (constant time, against the stored hash). */
   authenticateDevice(deviceId: string, secret: string): boolean;
-  floodLimits?: FloodLimits;
+  deviceLimits?: Partial<DeviceLimits>;
+  packetLimits?: Partial<PacketLimits>;
+  /** Bytes all connections that have not authenticated yet may hold together (default 16 MiB). */
+  preAuthBudgetBytes?: number;
+  /** Told of every device past a quota (the relay counts, logs and streams it). */
+  onQuota?(deviceId: string, quota: string, action: QuotaAction, detail: string): void;
 }
 
 export interface EmbeddedBroker {
   url: string;
   port: number;
-  /** Drops a device's connection (when it is removed). */
+  /** Drops a device's connection and forgets its quota state (when it is removed). */
   disconnect(clientId: string): void;
+  /** Bytes unauthenticated connections hold right now. */
+  readonly preAuthBytes: number;
   close(): Promise<void>;
 }
 
 const identities = new WeakMap<Client, BrokerIdentity>();
+
+/** Largest packet from a device: its largest payload, with room for the topic and header. */
+const MAX_DEVICE_PACKET_BYTES = MAX_DEVICE_PAYLOAD_BYTES + 1024;
+/** The relay's own client publishes desired states; it is trusted, but not without bound. */
+const MAX_RELAY_PACKET_BYTES = 64 * 1024 * 1024;
+/**
+ * aedes refuses a publish only by disconnecting (authorizePublish's error). To drop one quietly
+ * and keep the session, it is sent to a `$` topic: no device may subscribe there, and the
+ * relay's `+/+` filter does not match topics that start with `$`.
+ */
+const DROPPED_TOPIC = '$outpost/dropped';
 
 function refuse(code: 4 | 5, message: string): AuthenticateError {
   const err = new Error(message) as AuthenticateError;
@@ -45,25 +65,42 @@ function equalStrings(a: string, b: string): boolean {
 
 export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
   const { log } = opts;
-  const flood = new FloodGuard(opts.floodLimits);
+  const quotas = new DeviceQuotas(opts.deviceLimits);
+  const packetLimits = { ...DEFAULT_PACKET_LIMITS, ...opts.packetLimits };
+  const budget = new PreAuthBudget(opts.preAuthBudgetBytes ?? 16 * 1024 * 1024);
+  const refusedLog = new LogThrottle();
+  const connected = new Map<string, Client>();
+  const onQuota = (deviceId: string, v: Exclude<Verdict, { action: 'allow' }>) => {
+    const action: QuotaAction = v.action === 'drop' ? 'dropped' : v.action === 'unretain' ? 'unretained' : 'disconnected';
+    opts.onQuota?.(deviceId, v.quota, action, v.detail);
+  };
 
   const broker = await Aedes.createBroker({
     persistence: new IndexedRetainedPersistence() as never,
     maxClientsIdLength: 64,
     drainTimeout: 10_000,
+    // A socket that sends no CONNECT is closed after 10 s (Mosquitto has no such wait at all).
+    connectTimeout: 10_000,
     authenticate(client, username, password, done) {
       const secret = password?.toString() ?? '';
+      const conn = client.conn as unknown as PacketGuard;
       if (username === opts.relayUsername && equalStrings(secret, opts.relayPassword)) {
         identities.set(client, { kind: 'relay' });
+        conn.authenticated(MAX_RELAY_PACKET_BYTES);
         return done(null, true);
       }
       // A device must connect with its own id as client id, or it could take over another
       // device's session (a second CONNECT with the same client id evicts the first).
       if (username && client.id === username && opts.authenticateDevice(username, secret)) {
+        if (!quotas.mayConnect(username)) {
+          opts.onQuota?.(username, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
+          return done(refuse(5, 'cooling down after a quota disconnect'), false);
+        }
         identities.set(client, { kind: 'device', deviceId: username });
+        conn.authenticated(MAX_DEVICE_PACKET_BYTES);
         return done(null, true);
       }
-      log.warn({ clientId: client.id, username }, 'mqtt connection refused: bad credentials');
+      if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username }, 'mqtt connection refused: bad credentials');
       done(refuse(4, 'bad username or password'), false);
     },
     authorizePublish(client, packet, done) {
@@ -72,24 +109,37 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       if (client && !who) return done(new Error('not authenticated'));
       if (!who || who.kind === 'relay') return done(null);
       if (!mayPublish(who, packet.topic)) {
-        log.warn({ deviceId: who.deviceId, topic: packet.topic }, 'device published outside its prefix: dropped, disconnecting');
+        opts.onQuota?.(who.deviceId, 'topic', 'disconnected', `published to "${packet.topic}", outside its own prefix`);
         return done(new Error('publish outside the device prefix'));
       }
       if (packet.payload.length > MAX_DEVICE_PAYLOAD_BYTES) {
-        log.warn({ deviceId: who.deviceId, bytes: packet.payload.length }, 'device payload too large: dropped, disconnecting');
+        opts.onQuota?.(who.deviceId, 'payload', 'disconnected', `a ${packet.payload.length}-byte payload (at most ${MAX_DEVICE_PAYLOAD_BYTES})`);
         return done(new Error('payload too large'));
       }
-      if (!flood.allow(who.deviceId)) {
-        log.warn({ deviceId: who.deviceId }, 'device is flooding the broker: disconnecting');
-        return done(new Error('publish rate exceeded'));
+      const leaf = parseDeviceTopic(packet.topic)?.leaf ?? '';
+      const verdict = quotas.publish(who.deviceId, leaf, packet.payload.length, packet.retain);
+      if (verdict.action === 'allow') return done(null);
+      onQuota(who.deviceId, verdict);
+      if (verdict.action === 'disconnect') return done(new Error(`quota: ${verdict.detail}`));
+      if (verdict.action === 'unretain') packet.retain = false;
+      else {
+        packet.topic = DROPPED_TOPIC;
+        packet.retain = false;
       }
       done(null);
     },
     authorizeSubscribe(client, sub, done) {
       const who = identities.get(client);
-      if (who && maySubscribe(who, sub.topic)) return done(null, sub);
-      log.warn({ clientId: client.id, filter: sub.topic }, 'subscription outside the device prefix denied');
-      // A null grant denies quietly; an error would disconnect (moscajs/aedes#48).
+      if (who?.kind === 'relay') return done(null, sub);
+      if (!who) return done(null, null);
+      const verdict = quotas.subscribe(who.deviceId, maySubscribe(who, sub.topic), sub.topic);
+      if (verdict.action === 'allow') return done(null, sub);
+      onQuota(who.deviceId, verdict);
+      // Past its strikes the session ends; otherwise a null grant denies quietly (an error would disconnect: moscajs/aedes#48).
+      if (verdict.action === 'disconnect') {
+        done(null, null);
+        return setImmediate(() => client.close());
+      }
       done(null, null);
     },
     authorizeForward(client, packet) {
@@ -98,17 +148,23 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   });
 
-  const connected = new Map<string, Client>();
   broker.on('client', (client) => connected.set(client.id, client));
   broker.on('clientDisconnect', (client) => {
     if (connected.get(client.id) === client) connected.delete(client.id);
-    const who = identities.get(client);
-    if (who?.kind === 'device') flood.forget(who.deviceId);
   });
   broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
   broker.on('connectionError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt connection error'));
 
-  const server: Server = createServer(broker.handle);
+  const server: Server = createServer(
+    guarded(log, 'accepting an mqtt connection', (socket: Socket) => {
+      const conn = new PacketGuard(socket, packetLimits, budget);
+      conn.once('refused', (why: string) => {
+        if (refusedLog.take(`packet ${socket.remoteAddress}`)) log.warn({ remote: socket.remoteAddress, why }, 'mqtt connection closed: packet limits');
+      });
+      broker.handle(conn as never);
+    }),
+  );
+  server.on('error', (err) => log.error({ err }, 'mqtt listener error'));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -121,6 +177,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     port,
     disconnect(clientId) {
       connected.get(clientId)?.close();
+      quotas.forget(clientId);
+    },
+    get preAuthBytes() {
+      return budget.used;
     },
     async close() {
       await new Promise<void>((resolve) => broker.close(() => resolve()));

@@ -1,19 +1,19 @@
 // One handler per device message type, behind a dispatch table (as aedes does per packet).
 // Every payload is checked against its schema first; a malformed one is logged and dropped.
 
-import { HealthMessage, JobLogBatch, JobsReported, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
+import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 
 /** Parses a payload and acts on it; returns why it was refused, or null. */
 type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => string | null;
 
-function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => void): Handler {
+/** A handler may refuse a valid message too (log lines for a run that has ended): it returns why. */
+function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => string | null | void): Handler {
   return (ctx, deviceId, payload) => {
     const result = parser.parse(payload);
     if (!result.ok) return result.reason;
-    handle(ctx, deviceId, result.value);
-    return null;
+    return handle(ctx, deviceId, result.value) ?? null;
   };
 }
 
@@ -29,9 +29,7 @@ const HANDLERS: Record<string, Handler> = {
   'jobs-reported': handler(messageParser(JobsReported), (ctx, deviceId, m) => {
     ctx.jobs?.onRunReports(deviceId, m.runs);
   }),
-  'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => {
-    ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines);
-  }),
+  'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines)),
   reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
     ctx.store.setDeviceReported(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
@@ -49,9 +47,13 @@ export interface MessageStats {
   rejected: number;
 }
 
-/** Routes one MQTT message from a device topic. Never throws: the relay outlives any payload. */
+/**
+ * Routes one MQTT message from a device topic. Never throws: the relay outlives any payload.
+ * Refusals are logged once a minute per device and topic, with how many were left out.
+ */
 export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: string, payload: Buffer): void; stats: MessageStats } {
   const stats: MessageStats = { received: 0, rejected: 0 };
+  const throttle = new LogThrottle(60_000, ctx.now);
   return {
     stats,
     route(topic, payload) {
@@ -62,7 +64,8 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
       const handle = HANDLERS[parsed.leaf];
       if (!handle) {
         stats.rejected++;
-        ctx.log.warn({ deviceId: parsed.deviceId, topic }, 'message on an unknown device topic dropped');
+        const told = throttle.take(`${parsed.deviceId} unknown`);
+        if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, suppressed: told.suppressed }, 'message on an unknown device topic dropped');
         return;
       }
       if (!ctx.store.getDeviceSecretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
@@ -70,10 +73,13 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
         const refused = handle(ctx, parsed.deviceId, payload);
         if (refused) {
           stats.rejected++;
-          ctx.log.warn({ deviceId: parsed.deviceId, topic, reason: refused }, 'malformed device message dropped');
+          const told = throttle.take(`${parsed.deviceId} ${parsed.leaf}`);
+          if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, reason: refused, suppressed: told.suppressed }, 'device message dropped');
         }
       } catch (err) {
-        ctx.log.error({ deviceId: parsed.deviceId, topic, err }, 'device message handler failed');
+        stats.rejected++;
+        const told = throttle.take(`${parsed.deviceId} ${parsed.leaf} failed`);
+        if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, 'device message handler failed');
       }
     },
   };

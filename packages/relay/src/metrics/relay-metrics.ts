@@ -12,6 +12,8 @@ export interface RelayMetricsSources {
   mqttMessagesIn(): number;
   mqttMessagesRejected(): number;
   mqttMessagesOut(): number;
+  /** Device quota events by `quota action`. */
+  quotaEvents(): Map<string, number>;
 }
 
 export class RelayMetrics {
@@ -85,6 +87,19 @@ export class RelayMetrics {
       collect() {
         this.reset();
         this.inc(src.mqttMessagesOut());
+      },
+    });
+    new Counter({
+      name: 'outpost_device_quota_events_total',
+      help: 'Device messages, subscriptions and connections refused for a quota, by quota and action',
+      labelNames: ['quota', 'action'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [key, n] of src.quotaEvents()) {
+          const [quota, action] = key.split(' ') as [string, string];
+          this.inc({ quota, action }, n);
+        }
       },
     });
     this.httpDuration = new Histogram({
