@@ -98,7 +98,13 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     async (request, reply) => {
       const caller = requireCaller(ctx, request);
       if (caller.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only the device running the job uploads its outputs');
-      await scheduler.addOutput(caller.deviceId, request.params.id, Number(request.query.rank), request.query.path, request.body);
+      try {
+        await scheduler.addOutput(caller.deviceId, request.params.id, Number(request.query.rank), request.query.path, request.body);
+      } catch (err) {
+        // A refused upload is not read to its end: the connection closes after the answer.
+        reply.header('connection', 'close');
+        throw err;
+      }
       reply.status(201);
       return { ok: true };
     },

@@ -1,7 +1,10 @@
 // How jobs look in API answers and on the stream.
 
 import type { JobSummary } from '@outpost/shared';
-import type { JobMetricRecord, JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
+import type { JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
+import type { Store } from '../store/store.js';
+
+export type MetricSummaryRow = ReturnType<Store['jobMetricSummary']>[number];
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
@@ -18,21 +21,14 @@ export function lowerIsBetter(name: string): boolean {
   return /loss|error|err|mse|mae|rmse|perplexity/i.test(name);
 }
 
-export function summarizeMetrics(points: JobMetricRecord[]): JobSummary['metrics'] {
+/** The store's per-name aggregates as latest and best (the store does the work in SQL). */
+export function summarizeMetrics(rows: MetricSummaryRow[]): JobSummary['metrics'] {
   const out: JobSummary['metrics'] = {};
-  for (const p of points) {
-    const m = out[p.name];
-    if (!m) out[p.name] = { latest: p.value, best: p.value, step: p.step };
-    else {
-      m.latest = p.value;
-      m.step = p.step;
-      m.best = lowerIsBetter(p.name) ? Math.min(m.best, p.value) : Math.max(m.best, p.value);
-    }
-  }
+  for (const r of rows) out[r.name] = { latest: r.latest, best: lowerIsBetter(r.name) ? r.lowest : r.highest, step: r.step };
   return out;
 }
 
-export function jobView(j: JobRecord, metrics: JobMetricRecord[], outputs: JobOutputRecord[]): JobSummary {
+export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobOutputRecord[]): JobSummary {
   return {
     id: j.id,
     state: j.state,

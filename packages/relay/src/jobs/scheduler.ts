@@ -10,6 +10,8 @@ import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   OutpostError,
+  background,
+  guardedTimeout,
   deviceTopic,
   listOutputs,
   probeModel,
@@ -26,7 +28,7 @@ import type { FleetContext } from '../fleet/context.js';
 import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
 import { matchesSelector } from '../fleet/deployments.js';
-import { RunIngest } from './run-ingest.js';
+import { RunIngest, type RunQuotas } from './run-ingest.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -50,6 +52,8 @@ export interface SchedulerOptions {
   /** Datasets on the relay host, for jobs on `local`. */
   localDatasets?: Record<string, string>;
   maxOutputBytes?: number;
+  /** Log lines, metric points and output files one run may send. */
+  runQuotas?: Partial<RunQuotas>;
 }
 
 /** Why a device cannot take training jobs, or null when it can. */
@@ -83,7 +87,7 @@ export class JobScheduler {
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#ctx = opts.ctx;
-    this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, maxOutputBytes: opts.maxOutputBytes });
+    this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, quotas: { ...opts.runQuotas, ...(opts.maxOutputBytes ? { outputBytes: opts.maxOutputBytes } : {}) } });
   }
 
   /** After a restart: local runs died with the old process; device runs go on. */
@@ -100,7 +104,7 @@ export class JobScheduler {
   summary(id: string) {
     const { store } = this.#ctx;
     const job = this.require(id);
-    return jobView(job, store.jobMetrics(id), store.jobOutputs(id));
+    return jobView(job, store.jobMetricSummary(id), store.jobOutputs(id));
   }
 
   require(id: string): JobRecord {
@@ -173,7 +177,7 @@ export class JobScheduler {
       if (free.length >= job.spec.nodes) {
         const chosen = free.slice(0, job.spec.nodes);
         for (const c of chosen) busy.add(c);
-        void this.#start(job, chosen);
+        background(this.#ctx.log, `starting job ${job.id}`, this.#start(job, chosen));
       } else {
         // Later jobs may not jump the queue on the targets this one waits for.
         for (const c of candidates) held.add(c);
@@ -199,7 +203,7 @@ export class JobScheduler {
     const started = store.getJob(job.id)!;
     this.#armWatchdog(started);
     for (const [rank, target] of targets.entries()) {
-      if (target === 'local') void this.#runLocal(started, rank, targets.length);
+      if (target === 'local') background(log, `running job ${job.id} on local`, this.#runLocal(started, rank, targets.length));
       else await this.#publishJobs(target);
     }
   }
@@ -208,12 +212,11 @@ export class JobScheduler {
   #armWatchdog(job: JobRecord): void {
     if (!job.spec.timeoutMs || !job.startedAt) return;
     const left = job.startedAt + job.spec.timeoutMs + 30_000 - this.#ctx.now();
-    const timer = setTimeout(() => {
+    const timer = guardedTimeout(this.#ctx.log, `job ${job.id} watchdog`, Math.max(0, left), () => {
       this.#watchdogs.delete(job.id);
       const now = this.#ctx.store.getJob(job.id);
-      if (now?.state === 'running') void this.#endJob(now, 'failed', `timed out after ${Math.round(job.spec.timeoutMs! / 1000)} s`);
-    }, Math.max(0, left));
-    timer.unref();
+      if (now?.state === 'running') return this.#endJob(now, 'failed', `timed out after ${Math.round(job.spec.timeoutMs! / 1000)} s`);
+    });
     this.#watchdogs.set(job.id, timer);
   }
 
@@ -302,11 +305,12 @@ export class JobScheduler {
       if (job.runs.every((r) => TERMINAL.has(r.state))) this.tick();
       return;
     }
-    if (state === 'failed') void this.#endJob(job, 'failed', `rank ${rank} on ${run.target}: ${error ?? 'failed'}`);
+    const { log } = this.#ctx;
+    if (state === 'failed') background(log, `ending job ${jobId}`, this.#endJob(job, 'failed', `rank ${rank} on ${run.target}: ${error ?? 'failed'}`));
     else if (job.runs.every((r) => TERMINAL.has(r.state))) {
       const failed = job.runs.find((r) => r.state !== 'succeeded');
-      if (failed) void this.#endJob(job, failed.state === 'canceled' ? 'canceled' : 'failed', failed.error);
-      else void this.#succeed(job);
+      if (failed) background(log, `ending job ${jobId}`, this.#endJob(job, failed.state === 'canceled' ? 'canceled' : 'failed', failed.error));
+      else background(log, `ending job ${jobId}`, this.#succeed(job));
     }
   }
 
@@ -328,7 +332,7 @@ export class JobScheduler {
     const output = store.jobOutputs(job.id).find((o) => o.rank === 0 && o.path === reg.output);
     if (!output) throw new Error(`the job wrote no ${reg.output} in OUTPOST_OUTPUT_DIR (rank 0)`);
     const signature = await probeModel(this.#opts.artifacts.path(output.sha256));
-    const metrics = Object.fromEntries(Object.entries(summarizeMetrics(store.jobMetrics(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
+    const metrics = Object.fromEntries(Object.entries(summarizeMetrics(store.jobMetricSummary(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
     const { record } = store.addModelVersion(reg.name, output.sha256, output.size, signature, { jobId: job.id, target: describeTarget(job.spec.target), metrics });
     this.#ctx.log.info({ jobId: job.id, model: record.name, version: record.version }, 'job output registered as a model version');
     return { name: record.name, version: record.version };
@@ -364,8 +368,8 @@ export class JobScheduler {
     return this.require(id);
   }
 
-  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): void {
-    this.#ingest.logs(source, jobId, rank, lines);
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): string | null {
+    return this.#ingest.logs(source, jobId, rank, lines);
   }
 
   /** Stores one file a run wrote to its output folder. */

@@ -92,6 +92,10 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE deployments ADD COLUMN serving TEXT;
   `,
+  // Labels come from the admin: a device may add its own only when its token says so.
+  `
+  ALTER TABLE enroll_tokens ADD COLUMN allow_device_labels INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

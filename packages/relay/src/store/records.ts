@@ -196,6 +196,8 @@ export interface EnrollTokenRecord {
   id: string;
   hash: string;
   labels: Labels;
+  /** Whether the enrolling device may add labels of its own (`tokens enroll --allow-device-labels`). */
+  allowDeviceLabels: boolean;
   expiresAt: number;
   usedAt: number | null;
 }

@@ -134,8 +134,8 @@ export class SqliteStore implements Store {
       addApiToken: db.prepare('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?, ?, ?, ?, ?)'),
       getApiToken: db.prepare('SELECT id, name, hash, role FROM api_tokens WHERE id = ?'),
       countApiTokens: db.prepare('SELECT count(*) AS n FROM api_tokens'),
-      addEnrollToken: db.prepare('INSERT INTO enroll_tokens (id, hash, labels, expires_at, used_at) VALUES (?, ?, ?, ?, NULL)'),
-      getEnrollToken: db.prepare('SELECT id, hash, labels, expires_at, used_at FROM enroll_tokens WHERE id = ?'),
+      addEnrollToken: db.prepare('INSERT INTO enroll_tokens (id, hash, labels, expires_at, used_at, allow_device_labels) VALUES (?, ?, ?, ?, NULL, ?)'),
+      getEnrollToken: db.prepare('SELECT id, hash, labels, expires_at, used_at, allow_device_labels FROM enroll_tokens WHERE id = ?'),
       useEnrollToken: db.prepare('UPDATE enroll_tokens SET used_at = ?, device_id = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?'),
       addDevice: db.prepare('INSERT INTO devices (id, name, labels, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
       getDevice: db.prepare('SELECT * FROM devices WHERE id = ?'),
@@ -212,6 +212,12 @@ export class SqliteStore implements Store {
       logs: db.prepare('SELECT seq, rank, ts, stream, text FROM job_logs WHERE job_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
       addMetric: db.prepare('INSERT INTO job_metrics (job_id, rank, name, value, step, ts) VALUES (?, ?, ?, ?, ?, ?)'),
       metrics: db.prepare('SELECT rank, name, value, step, ts FROM job_metrics WHERE job_id = ? ORDER BY rowid'),
+      metricSummary: db.prepare(
+        'SELECT g.name, m.value AS latest, m.step, g.lowest, g.highest FROM (SELECT name, min(value) AS lowest, max(value) AS highest, max(rowid) AS last FROM job_metrics WHERE job_id = ? GROUP BY name) g JOIN job_metrics m ON m.rowid = g.last ORDER BY g.name',
+      ),
+      countRunLogs: db.prepare('SELECT count(*) AS n FROM job_logs WHERE job_id = ? AND rank = ?'),
+      countRunMetrics: db.prepare('SELECT count(*) AS n FROM job_metrics WHERE job_id = ? AND rank = ?'),
+      countRunOutputs: db.prepare('SELECT count(*) AS n FROM job_outputs WHERE job_id = ? AND rank = ?'),
       addOutput: db.prepare('INSERT OR REPLACE INTO job_outputs (job_id, rank, path, sha256, size) VALUES (?, ?, ?, ?, ?)'),
       outputs: db.prepare('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = ? ORDER BY rank, path'),
       busy: db.prepare("SELECT DISTINCT r.target FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'running' AND r.state IN ('starting', 'running')"),
@@ -231,14 +237,14 @@ export class SqliteStore implements Store {
   }
 
   addEnrollToken(t: EnrollTokenRecord): void {
-    this.#stmt.addEnrollToken.run(t.id, t.hash, JSON.stringify(t.labels), t.expiresAt);
+    this.#stmt.addEnrollToken.run(t.id, t.hash, JSON.stringify(t.labels), t.expiresAt, t.allowDeviceLabels ? 1 : 0);
   }
 
   getEnrollToken(id: string): EnrollTokenRecord | undefined {
     const r = this.#stmt.getEnrollToken.get(id) as
-      | { id: string; hash: string; labels: string; expires_at: number; used_at: number | null }
+      | { id: string; hash: string; labels: string; expires_at: number; used_at: number | null; allow_device_labels: number }
       | undefined;
-    return r && { id: r.id, hash: r.hash, labels: JSON.parse(r.labels) as Labels, expiresAt: r.expires_at, usedAt: r.used_at };
+    return r && { id: r.id, hash: r.hash, labels: JSON.parse(r.labels) as Labels, expiresAt: r.expires_at, usedAt: r.used_at, allowDeviceLabels: r.allow_device_labels === 1 };
   }
 
   enrollDevice(tokenId: string, now: number, device: NewDevice): boolean {
@@ -477,6 +483,15 @@ export class SqliteStore implements Store {
 
   jobMetrics(jobId: string): JobMetricRecord[] {
     return this.#stmt.metrics.all(jobId) as JobMetricRecord[];
+  }
+
+  jobMetricSummary(jobId: string): Array<{ name: string; latest: number; step: number | null; lowest: number; highest: number }> {
+    return this.#stmt.metricSummary.all(jobId) as Array<{ name: string; latest: number; step: number | null; lowest: number; highest: number }>;
+  }
+
+  countRunRecords(jobId: string, rank: number): { logs: number; metrics: number; outputs: number } {
+    const n = (s: Database.Statement) => (s.get(jobId, rank) as { n: number }).n;
+    return { logs: n(this.#stmt.countRunLogs), metrics: n(this.#stmt.countRunMetrics), outputs: n(this.#stmt.countRunOutputs) };
   }
 
   addJobOutput(jobId: string, o: JobOutputRecord): void {

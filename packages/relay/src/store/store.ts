@@ -118,6 +118,10 @@ export interface Store {
   jobLogs(jobId: string, afterSeq: number, limit: number): JobLogLine[];
   addJobMetrics(jobId: string, points: JobMetricRecord[]): void;
   jobMetrics(jobId: string): JobMetricRecord[];
+  /** Per metric name: the latest value (and its step), the lowest and the highest. */
+  jobMetricSummary(jobId: string): Array<{ name: string; latest: number; step: number | null; lowest: number; highest: number }>;
+  /** What one run has stored so far, for its quotas. */
+  countRunRecords(jobId: string, rank: number): { logs: number; metrics: number; outputs: number };
   addJobOutput(jobId: string, output: JobOutputRecord): void;
   jobOutputs(jobId: string): JobOutputRecord[];
   /** Device id → job run it is busy with (running jobs), for the scheduler. */
