@@ -37,13 +37,15 @@ t.test('process metrics are read at each scrape, under the usual names', async (
 t.test('inference, batch and queue metrics per model', async (t) => {
   let depth = 3;
   const metrics = new AgentMetrics(() => [{ model: 'cls', depth }]);
-  metrics.recordInference('cls', 0.002, true);
-  metrics.recordInference('cls', 0.02, false);
+  metrics.recordInference('cls', 0.002, 'ok');
+  metrics.recordInference('cls', 0.02, 'error');
+  metrics.recordInference('cls', 0.0001, 'rejected');
   metrics.batchSize.observe({ model: 'cls' }, 4);
   metrics.threadsLost.inc({ model: 'cls' });
   const m = parse(await metrics.registry.metrics());
   t.equal(m.get('outpost_agent_inference_requests_total{model="cls"}'), 2);
   t.equal(m.get('outpost_agent_inference_errors_total{model="cls"}'), 1);
+  t.equal(m.get('outpost_agent_inference_rejected_total{model="cls"}'), 1, 'a refused request is counted apart');
   t.equal(m.get('outpost_agent_inference_duration_seconds_bucket{le="0.0025",model="cls"}'), 1);
   t.equal(m.get('outpost_agent_inference_duration_seconds_count{model="cls"}'), 2);
   t.equal(m.get('outpost_agent_batch_size_sum{model="cls"}'), 4);

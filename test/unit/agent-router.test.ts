@@ -6,6 +6,8 @@ import type { AddressInfo } from 'node:net';
 import { OutpostError, type Logger } from '@outpost/shared';
 import { Router } from '../../packages/agent/dist/serve/router.js';
 
+let release!: () => void;
+const held = new Promise<void>((r) => (release = r));
 const logged: string[] = [];
 // Only the log's error lines are of interest here.
 const log = { error: (obj: { err: Error }, msg: string) => logged.push(`${msg}: ${obj.err.message}`) } as unknown as Logger;
@@ -13,6 +15,8 @@ const log = { error: (obj: { err: Error }, msg: string) => logged.push(`${msg}: 
 const router = new Router({
   log,
   bodyLimit: 1000,
+  bodyBudget: 1500,
+  timeouts: { bodyIdleMs: 300 },
   guard: (r) => {
     if (r.headers['x-deny']) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'denied');
   },
@@ -21,6 +25,15 @@ const router = new Router({
   .on('POST', '/echo', async (r) => {
     const body = await r.body();
     return { headers: { 'content-type': 'application/octet-stream' }, chunks: ['<', body, '>'] };
+  })
+  .on('POST', '/hold', async (r) => {
+    await r.body();
+    await held;
+    return { json: { held: true } };
+  })
+  .on('POST', '/small', async (r) => {
+    await r.body(0, { bytes: 10, why: 'the most this route needs' });
+    return { json: { ok: true } };
   })
   .on('GET', '/busy', () => {
     throw new OutpostError('OUTPOST_ERR_OVERLOADED', 'full');
@@ -93,4 +106,40 @@ t.test('errors: the guard, OutpostErrors with their status, others as a logged 5
   t.equal(boom.status, 500);
   t.notMatch(boom.body, /secret detail/, 'the reason stays in the log');
   t.match(logged.join(''), /secret detail/);
+});
+
+t.test('a route may allow less than the server; the limit names why', async (t) => {
+  const r = await call('POST', '/small', { body: Buffer.alloc(11) });
+  t.equal(r.status, 413);
+  t.match(JSON.parse(r.body).error, /larger than 10 bytes, the most this route needs/);
+  t.equal(r.headers.connection, 'close', 'the unread body is not drained');
+  t.equal((await call('POST', '/small', { body: Buffer.alloc(10) })).status, 200);
+});
+
+t.test('bodies share one memory budget; past it requests get 429 until the held ones are done', async (t) => {
+  const first = call('POST', '/hold', { body: Buffer.alloc(900) });
+  await new Promise<void>((resolve) => {
+    const poll = () => (router.budget.used >= 900 ? resolve() : setTimeout(poll, 5));
+    poll();
+  });
+  const second = await call('POST', '/echo', { body: Buffer.alloc(900) });
+  t.equal(second.status, 429, 'a second 900-byte body does not fit a 1500-byte budget');
+  t.equal(JSON.parse(second.body).code, 'OUTPOST_ERR_OVERLOADED');
+  const chunked = await call('POST', '/echo', { body: Buffer.alloc(400), chunked: true });
+  t.equal(chunked.status, 429, 'a chunked body is counted as it arrives (its parts and their copy)');
+  release();
+  t.equal((await first).status, 200);
+  t.equal(router.budget.used, 0, 'every reserved byte is given back');
+  t.equal((await call('POST', '/echo', { body: Buffer.alloc(900) })).status, 200);
+});
+
+t.test('a body that stalls is cut off, and its bytes are given back', async (t) => {
+  const { connect } = await import('node:net');
+  const socket = connect(port, '127.0.0.1');
+  socket.write('POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n0123456789');
+  const started = Date.now();
+  await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  t.ok(Date.now() - started >= 200, 'closed after the idle time, not at once');
+  t.equal(router.budget.used, 0);
+  t.equal((await call('GET', '/items/1')).status, 200, 'the server keeps serving');
 });

@@ -20,16 +20,18 @@ t.test('float16 round trips', async (t) => {
 
 t.test('model stats count and estimate latency per interval', async (t) => {
   const s = new ModelStats();
-  t.same(s.snapshot(), { requests: 0, errors: 0, p50Ms: null, p99Ms: null });
-  for (let i = 0; i < 98; i++) s.record(0.9, true);
-  s.record(40, false);
-  s.record(20_000, false);
+  t.same(s.snapshot(), { requests: 0, errors: 0, rejected: 0, p50Ms: null, p99Ms: null });
+  for (let i = 0; i < 98; i++) s.record(0.9, 'ok');
+  s.record(40, 'error');
+  s.record(20_000, 'error');
+  for (let i = 0; i < 1000; i++) s.record(0.01, 'rejected');
   const snap = s.snapshot();
   t.equal(snap.requests, 100);
   t.equal(snap.errors, 2);
   t.equal(snap.p50Ms, 1, 'p50 is the bucket holding 0.9 ms');
   t.equal(snap.p99Ms, 50);
-  t.same(s.snapshot(), { requests: 100, errors: 2, p50Ms: null, p99Ms: null }, 'quantiles reset, totals stay');
+  t.equal(snap.rejected, 1000, 'refused requests are counted apart: they neither fail the model nor dilute its error rate');
+  t.same(s.snapshot(), { requests: 100, errors: 2, rejected: 1000, p50Ms: null, p99Ms: null }, 'quantiles reset, totals stay');
 });
 
 t.test('systemd unit quoting', async (t) => {

@@ -118,6 +118,9 @@ export function validateInputs(signature: ModelSignature, inputs: unknown): Requ
       }
     });
     const expected = elementCount(t.shape);
+    // onnxruntime fails (500) on many models given an empty tensor: it is the caller's mistake.
+    if (expected === 0 && t.shape.length > 0) throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has no elements`);
+    if (!Number.isSafeInteger(expected)) throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has more elements than any request can carry`);
     // Binary extension: the bytes after the JSON header (see kserve-binary.ts).
     const raw = (t as { raw?: unknown }).raw;
     if (raw instanceof Uint8Array) {
@@ -137,6 +140,33 @@ export function validateInputs(signature: ModelSignature, inputs: unknown): Requ
     if (!t) throw invalid(`missing input "${spec.name}" (${spec.datatype} [${spec.shape.join(',')}])`);
     return t;
   });
+}
+
+/** Bytes one element takes in the binary extension. */
+const ELEMENT_BYTES: Record<Exclude<Datatype, 'BYTES'>, number> = { BOOL: 1, UINT8: 1, INT8: 1, UINT16: 2, INT16: 2, UINT32: 4, INT32: 4, INT64: 8, UINT64: 8, FP16: 2, FP32: 4, FP64: 8 };
+/** The most a JSON number takes with its comma and some space ("-1.2345678901234567e-308, "). */
+const JSON_BYTES_PER_ELEMENT = 32;
+/** Room for the JSON header around the data: names, shapes, parameters. */
+const REQUEST_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * The largest body a legal request to this signature can need, JSON or binary, with a dynamic
+ * first dimension up to `maxRows` rows; null when a dynamic inner dimension or a BYTES input
+ * leaves it unbounded. A request body larger than this cannot be valid, so it is refused before
+ * it is read.
+ */
+export function largestLegalRequest(signature: ModelSignature, maxRows: number): { bytes: number; why: string } | null {
+  let elements = 0;
+  let binary = 0;
+  for (const input of signature.inputs) {
+    if (input.datatype === 'BYTES' || input.shape.some((d, i) => d === -1 && i > 0)) return null;
+    const n = elementCount(input.shape.map((d) => (d === -1 ? maxRows : d)));
+    elements += n;
+    binary += n * ELEMENT_BYTES[input.datatype];
+  }
+  const bytes = Math.max(elements * JSON_BYTES_PER_ELEMENT, binary) + REQUEST_OVERHEAD_BYTES;
+  const rows = signature.inputs.some((i) => i.shape[0] === -1) ? `${maxRows} rows of ` : '';
+  return { bytes, why: `the most a request for ${rows}this model's inputs can need (${formatSignature({ inputs: signature.inputs, outputs: [] }).replace(/ -> outputs $/, '')})` };
 }
 
 export function formatSignature(signature: ModelSignature): string {

@@ -6,16 +6,25 @@ import type { ModelHealth } from '@outpost/shared';
 /** Bucket upper bounds in ms, roughly logarithmic from 50 µs to 10 s. */
 export const LATENCY_BUCKETS_MS = [0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1, 1.5, 2, 3, 5, 7.5, 10, 15, 25, 50, 75, 100, 250, 500, 1000, 2500, 5000, 10000];
 
+/** How a request ended: answered, failed on the device's side, or refused before the model ran. */
+export type InferenceOutcome = 'ok' | 'error' | 'rejected';
+
 export class ModelStats {
   requests = 0;
   errors = 0;
+  rejected = 0;
   /** Interval histogram, reset by each heartbeat. */
   readonly #interval = new Uint32Array(LATENCY_BUCKETS_MS.length + 1);
   #intervalCount = 0;
 
-  record(ms: number, ok: boolean): void {
+  record(ms: number, outcome: InferenceOutcome): void {
+    // A refused request never reached the model: it neither fails it nor dilutes its error rate.
+    if (outcome === 'rejected') {
+      this.rejected++;
+      return;
+    }
     this.requests++;
-    if (!ok) this.errors++;
+    if (outcome === 'error') this.errors++;
     let i = 0;
     while (i < LATENCY_BUCKETS_MS.length && ms > LATENCY_BUCKETS_MS[i]!) i++;
     this.#interval[i]!++;
@@ -35,7 +44,7 @@ export class ModelStats {
 
   /** Totals since start, and latency quantiles (bucket upper bounds) since the last snapshot. */
   snapshot(): ModelHealth {
-    const health = { requests: this.requests, errors: this.errors, p50Ms: this.#quantile(0.5), p99Ms: this.#quantile(0.99) };
+    const health = { requests: this.requests, errors: this.errors, rejected: this.rejected, p50Ms: this.#quantile(0.5), p99Ms: this.#quantile(0.99) };
     this.#interval.fill(0);
     this.#intervalCount = 0;
     return health;

@@ -1,7 +1,7 @@
 // One loaded model version: its inference engine (sessions on worker threads), batch queue,
 // signature and stats.
 
-import { OutpostError, sampleInputs, servingKey, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
+import { OutpostError, largestLegalRequest, sampleInputs, servingKey, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
 import { InferenceEngine, type EngineEvents } from './inference-engine.js';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type OutputTensor } from './tensors.js';
@@ -9,6 +9,9 @@ import { BatchQueue, DEFAULT_BATCHING, hasBatchDimension } from './batch-queue.j
 
 /** What a deployment may set about serving (see ServingConfig); the agent's defaults fill the rest. */
 export type SessionSettings = ServingConfig;
+
+/** Rows one request may carry when the first dimension is dynamic (more when batches are larger). */
+export const MAX_REQUEST_ROWS = 64;
 
 export interface ModelIdentity {
   name: string;
@@ -24,6 +27,8 @@ export class ServedModel {
   readonly stats: ModelStats;
   /** servingKey() of the settings it was loaded with: a change of settings reloads the model. */
   readonly servingKey: string;
+  /** The largest request body that can be legal for this model (null: unbounded by the signature). */
+  readonly maxRequest: { bytes: number; why: string } | null;
   readonly #engine: InferenceEngine;
   readonly #queue: BatchQueue;
   readonly #settings: ServingConfig;
@@ -44,6 +49,7 @@ export class ServedModel {
     this.stats = stats;
     this.#settings = settings;
     this.servingKey = servingKey(settings);
+    this.maxRequest = largestLegalRequest(this.signature, Math.max(MAX_REQUEST_ROWS, settings.maxBatchSize ?? 1));
     const batching = {
       maxBatchSize: settings.maxBatchSize ?? DEFAULT_BATCHING.maxBatchSize,
       maxQueueDelayMs: settings.maxQueueDelayMs ?? DEFAULT_BATCHING.maxQueueDelayMs,

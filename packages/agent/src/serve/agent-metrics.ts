@@ -3,11 +3,13 @@
 
 import { Counter, Gauge, Histogram, Registry } from './prom.js';
 import { registerProcessMetrics } from './process-metrics.js';
+import type { InferenceOutcome } from '../runtime/model-stats.js';
 
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly requests: Counter<'model'>;
   readonly errors: Counter<'model'>;
+  readonly rejected: Counter<'model'>;
   readonly duration: Histogram<'model'>;
   readonly modelLoad: Histogram<'model'>;
   readonly batchSize: Histogram<'model'>;
@@ -18,7 +20,8 @@ export class AgentMetrics {
     const registers = [this.registry];
     registerProcessMetrics(this.registry, 'outpost_agent_');
     this.requests = new Counter({ name: 'outpost_agent_inference_requests_total', help: 'Inference requests, by model', labelNames: ['model'], registers });
-    this.errors = new Counter({ name: 'outpost_agent_inference_errors_total', help: 'Inference requests that failed (bad input included), by model', labelNames: ['model'], registers });
+    this.errors = new Counter({ name: 'outpost_agent_inference_errors_total', help: "Inference requests that failed on the device's side (5xx), by model", labelNames: ['model'], registers });
+    this.rejected = new Counter({ name: 'outpost_agent_inference_rejected_total', help: 'Inference requests refused before the model ran (malformed: 4xx; queue full: 429), by model', labelNames: ['model'], registers });
     this.duration = new Histogram({
       name: 'outpost_agent_inference_duration_seconds',
       help: 'Inference latency as the server sees it, by model',
@@ -53,9 +56,13 @@ export class AgentMetrics {
     });
   }
 
-  recordInference(model: string, seconds: number, ok: boolean): void {
+  recordInference(model: string, seconds: number, outcome: InferenceOutcome): void {
+    if (outcome === 'rejected') {
+      this.rejected.inc({ model });
+      return;
+    }
     this.requests.inc({ model });
-    if (!ok) this.errors.inc({ model });
+    if (outcome === 'error') this.errors.inc({ model });
     this.duration.observe({ model }, seconds);
   }
 }

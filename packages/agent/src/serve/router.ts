@@ -16,10 +16,11 @@ export interface Request {
   params: Params;
   /**
    * The whole body as one buffer (read on first call), in an ArrayBuffer of its own so it can be
-   * moved to another thread; 413 past the server's limit. The byte at `alignAt` starts on an
-   * 8-byte boundary, so typed arrays there are views, not copies.
+   * moved to another thread; 413 past `limit` (at most the server's), 429 when the bodies being
+   * read already hold the server's memory budget. The byte at `alignAt` starts on an 8-byte
+   * boundary, so typed arrays there are views, not copies.
    */
-  body(alignAt?: number): Promise<Buffer>;
+  body(alignAt?: number, limit?: { bytes: number; why: string }): Promise<Buffer>;
 }
 
 /** A reply: a JSON value, or raw bytes in chunks written as they are (no copy into one buffer). */
@@ -35,17 +36,51 @@ interface Route {
 
 export interface RouterOptions {
   log: Logger;
+  /** Largest body of any request. */
   bodyLimit: number;
+  /** Bytes all request bodies being read or used may hold together. */
+  bodyBudget: number;
+  /** Time to receive a request's headers, the whole request, and between two body chunks (ms). */
+  timeouts?: Partial<HttpTimeouts>;
   /** Runs before routing (authorization); throw an OutpostError to refuse the request. */
   guard?: (request: Request) => void;
+}
+
+export interface HttpTimeouts {
+  headersMs: number;
+  requestMs: number;
+  bodyIdleMs: number;
+}
+
+/** nginx-like: 10 s for the headers, 10 s between body chunks, a minute for a whole request. */
+export const DEFAULT_HTTP_TIMEOUTS: HttpTimeouts = { headersMs: 10_000, requestMs: 60_000, bodyIdleMs: 10_000 };
+
+/** The bytes that request bodies hold, reserved before they are read and freed when the reply is done. */
+export class BodyBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+
+  reserve(bytes: number): boolean {
+    if (this.used + bytes > this.limit) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used -= bytes;
+  }
 }
 
 export class Router {
   readonly #routes: Route[] = [];
   readonly #opts: RouterOptions;
+  readonly budget: BodyBudget;
+  readonly #timeouts: HttpTimeouts;
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
+    this.budget = new BodyBudget(opts.bodyBudget);
+    this.#timeouts = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts };
   }
 
   /** `path` segments starting with ':' capture that segment as a param. */
@@ -56,7 +91,12 @@ export class Router {
 
   /** A node:http server answering with these routes. */
   server(): Server {
-    return createServer((req, res) => void this.#handle(req, res));
+    // Timeouts are checked every second rather than Node's default 30.
+    const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => void this.#handle(req, res));
+    // Node keeps an unfinished request for 5 minutes by default; a stranger's half-sent body must not.
+    server.headersTimeout = this.#timeouts.headersMs;
+    server.requestTimeout = this.#timeouts.requestMs;
+    return server;
   }
 
   #match(method: string, path: string): { route: Route; params: Params } | undefined {
@@ -82,7 +122,11 @@ export class Router {
     const path = q === -1 ? url : url.slice(0, q);
     const head = req.method === 'HEAD';
     let body: Promise<Buffer> | undefined;
-    const request: Request = { method: req.method ?? 'GET', path, headers: req.headers, params: {}, body: (alignAt = 0) => (body ??= readBody(req, this.#opts.bodyLimit, alignAt)) };
+    const read = (alignAt: number, limit?: { bytes: number; why: string }) => {
+      const bounded = limit && limit.bytes < this.#opts.bodyLimit ? limit : { bytes: this.#opts.bodyLimit, why: 'the most this agent accepts' };
+      return readBody(req, res, bounded, alignAt, this.budget, this.#timeouts.bodyIdleMs);
+    };
+    const request: Request = { method: req.method ?? 'GET', path, headers: req.headers, params: {}, body: (alignAt = 0, limit) => (body ??= read(alignAt, limit)) };
     try {
       this.#opts.guard?.(request);
       let found;
@@ -98,7 +142,7 @@ export class Router {
       if (err instanceof OutpostError) {
         const headers: Record<string, string> = err.code === 'OUTPOST_ERR_OVERLOADED' ? { 'retry-after': '1' } : {};
         // A refused body is not read: close the connection rather than drain it.
-        if (err.code === 'OUTPOST_ERR_PAYLOAD_TOO_LARGE') headers.connection = 'close';
+        if (err.code === 'OUTPOST_ERR_PAYLOAD_TOO_LARGE' || (err as { unreadBody?: boolean }).unreadBody) headers.connection = 'close';
         send(res, { status: err.status, headers, json: { error: err.message, code: err.code } }, head);
       } else {
         this.#opts.log.error({ err, method: request.method, path }, 'request failed');
@@ -128,35 +172,64 @@ function send(res: ServerResponse, reply: Reply, head: boolean): void {
   res.uncork();
 }
 
-/** The body in one buffer, sized from Content-Length when given; 413 past `limit` bytes. */
-function readBody(req: IncomingMessage, limit: number, alignAt: number): Promise<Buffer> {
-  const tooLarge = () => new OutpostError('OUTPOST_ERR_PAYLOAD_TOO_LARGE', `the body is larger than ${limit} bytes`);
+/**
+ * The body in one buffer, sized from Content-Length when given; 413 past `limit` bytes, 429 when
+ * the budget cannot hold it. The bytes stay reserved until the reply is done (the buffer lives as
+ * long as the request). A body that stalls for `idleMs` ends the connection.
+ */
+function readBody(req: IncomingMessage, res: ServerResponse, limit: { bytes: number; why: string }, alignAt: number, budget: BodyBudget, idleMs: number): Promise<Buffer> {
+  const tooLarge = () => new OutpostError('OUTPOST_ERR_PAYLOAD_TOO_LARGE', `the body is larger than ${limit.bytes} bytes, ${limit.why}`);
+  const overloaded = () => Object.assign(new OutpostError('OUTPOST_ERR_OVERLOADED', 'the agent is already holding as many request bodies as its memory budget allows (--max-body-memory); retry shortly'), { unreadBody: true });
   const declared = Number(req.headers['content-length']);
-  if (declared > limit) return Promise.reject(tooLarge());
+  if (declared > limit.bytes) return Promise.reject(tooLarge());
+  const known = Number.isInteger(declared) && declared >= 0;
+  let reserved = 0;
+  const reserve = (bytes: number) => {
+    if (!budget.reserve(bytes)) return false;
+    reserved += bytes;
+    return true;
+  };
+  if (known && !reserve(declared)) return Promise.reject(overloaded());
+  res.once('close', () => budget.release(reserved));
   const pad = (8 - (alignAt % 8)) % 8;
   // Never from Node's shared pool: the buffer may be moved to a session thread whole.
   const own = (size: number) => Buffer.from(Buffer.allocUnsafeSlow(size + pad).buffer, pad, size);
   return new Promise((resolve, reject) => {
     // node's parser ends the body at Content-Length, so a known length fills exactly one buffer.
-    const whole = Number.isInteger(declared) && declared >= 0 ? own(declared) : undefined;
+    const whole = known ? own(declared) : undefined;
     const parts: Buffer[] = [];
     let size = 0;
+    let idle: NodeJS.Timeout | undefined;
+    const stall = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => req.destroy(new Error(`no body bytes for ${idleMs} ms`)), idleMs);
+    };
+    const fail = (err: Error) => {
+      clearTimeout(idle);
+      req.removeAllListeners('data');
+      reject(err);
+    };
+    stall();
     req.on('data', (chunk: Buffer) => {
-      if (whole) chunk.copy(whole, size);
-      else parts.push(chunk);
+      stall();
       size += chunk.length;
-      if (size > limit) {
-        req.removeAllListeners('data');
-        reject(tooLarge());
+      if (size > limit.bytes) return fail(tooLarge());
+      if (whole) chunk.copy(whole, size - chunk.length);
+      else {
+        // A chunked body holds its parts and then one copy of them.
+        if (!reserve(2 * chunk.length)) return fail(overloaded());
+        parts.push(chunk);
       }
     });
     req.on('end', () => {
+      clearTimeout(idle);
       if (whole) return resolve(whole);
       const body = own(size);
       let at = 0;
       for (const p of parts) at += p.copy(body, at);
       resolve(body);
     });
-    req.on('error', reject);
+    req.on('error', fail);
+    req.on('close', () => clearTimeout(idle));
   });
 }

@@ -8,8 +8,9 @@ import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBod
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
+import type { InferenceOutcome } from '../runtime/model-stats.js';
 import type { AgentMetrics } from './agent-metrics.js';
-import { Router, type Reply, type Request } from './router.js';
+import { Router, type HttpTimeouts, type Reply, type Request } from './router.js';
 
 export interface ServeOptions {
   table: ModelTable;
@@ -20,13 +21,41 @@ export interface ServeOptions {
   /** When set, every request needs `Authorization: Bearer <token>`. */
   token?: string;
   metrics: AgentMetrics;
+  /** Largest request body of any model (default 64 MiB); a model's own signature may allow less. */
+  maxRequestBytes?: number;
+  /** Bytes all request bodies may hold at once (default 128 MiB); past it requests get 429. */
+  maxBodyMemory?: number;
+  timeouts?: Partial<HttpTimeouts>;
 }
+
+export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
+export const DEFAULT_MAX_BODY_MEMORY = 128 * 1024 * 1024;
 
 interface InferBody {
   id?: unknown;
   inputs: unknown;
-  outputs?: Array<{ name?: unknown; parameters?: { binary_data?: unknown } }>;
+  outputs?: Array<{ name: string; parameters?: { binary_data?: unknown } }>;
   parameters?: { binary_data_output?: unknown };
+}
+
+function invalid(message: string): OutpostError {
+  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
+}
+
+/** The parts of a request body that are not tensors, checked so that no shape of them reaches a 500. */
+function checkInferBody(body: Record<string, unknown>): InferBody {
+  const { id, outputs, parameters } = body;
+  if (id !== undefined && (typeof id !== 'string' || id.length > 256)) throw invalid('"id" must be a string of at most 256 characters');
+  if (parameters !== undefined && (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))) throw invalid('"parameters" must be an object');
+  if (outputs !== undefined) {
+    if (!Array.isArray(outputs)) throw invalid('"outputs" must be an array of { "name": ... }');
+    for (const o of outputs as unknown[]) {
+      if (typeof o !== 'object' || o === null || typeof (o as { name?: unknown }).name !== 'string') throw invalid('every entry of "outputs" needs a "name"');
+      const p = (o as { parameters?: unknown }).parameters;
+      if (p !== undefined && (typeof p !== 'object' || p === null || Array.isArray(p))) throw invalid(`output "${(o as { name: string }).name}": "parameters" must be an object`);
+    }
+  }
+  return body as unknown as InferBody;
 }
 
 /** The request body: JSON, or a JSON header and binary tensors when the header length is given. */
@@ -42,7 +71,7 @@ function parseInferBody(body: Buffer, headerLength: string | string[] | undefine
     }
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the body must be a JSON object with "inputs"');
-  return parsed as InferBody;
+  return checkInferBody(parsed as Record<string, unknown>);
 }
 
 function digest(s: string): Buffer {
@@ -55,7 +84,9 @@ export function buildInferenceServer(opts: ServeOptions): Server {
   const expected = opts.token ? digest(opts.token) : undefined;
   const router = new Router({
     log: opts.log,
-    bodyLimit: 64 * 1024 * 1024,
+    bodyLimit: opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
+    bodyBudget: opts.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY,
+    timeouts: opts.timeouts,
     guard: expected
       ? (request) => {
           const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
@@ -108,18 +139,16 @@ export function buildInferenceServer(opts: ServeOptions): Server {
   const infer = async (request: Request): Promise<Reply> => {
     const model = requireModel(request.params.name!, request.params.version);
     const started = performance.now();
-    let ok = false;
+    let outcome: InferenceOutcome = 'error';
     try {
       const headerLength = request.headers[INFERENCE_HEADER_LENGTH];
       // Binary tensors follow the JSON header: aligned there, they need no copy.
-      const body = parseInferBody(await request.body(Number(headerLength) || 0), headerLength);
-      const requested = Array.isArray(body.outputs) ? body.outputs.map((o) => o?.name) : undefined;
-      if (requested?.some((n) => typeof n !== 'string')) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'every entry of "outputs" needs a "name"');
-      const outputs = await model.infer(body.inputs, requested as string[] | undefined);
-      ok = true;
+      const body = parseInferBody(await request.body(Number(headerLength) || 0, model.maxRequest ?? undefined), headerLength);
+      const outputs = await model.infer(body.inputs, body.outputs?.map((o) => o.name));
+      outcome = 'ok';
       // Binary outputs: all of them with parameters.binary_data_output, or each one asked so.
       const allBinary = body.parameters?.binary_data_output === true;
-      const binary = (o: OutputTensor) => body.outputs?.find((r) => r?.name === o.name)?.parameters?.binary_data ?? allBinary;
+      const binary = (o: OutputTensor) => body.outputs?.find((r) => r.name === o.name)?.parameters?.binary_data ?? allBinary;
       const head = { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}) };
       if (!outputs.some((o) => binary(o) === true)) return { json: { ...head, outputs: outputs.map(toJsonTensor) } };
       const blobs: Uint8Array[] = [];
@@ -131,10 +160,15 @@ export function buildInferenceServer(opts: ServeOptions): Server {
       });
       const { chunks, headerLength: replyHeaderLength } = encodeBinaryBody({ ...head, outputs: described }, blobs);
       return { headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: replyHeaderLength }, chunks };
+    } catch (err) {
+      // The caller's mistakes (4xx) and a full queue (429) are not the model's failures: only
+      // what fails on the device's side counts against it in a rollout's health window.
+      if (err instanceof OutpostError && err.status < 500) outcome = 'rejected';
+      throw err;
     } finally {
       const ms = performance.now() - started;
-      model.stats.record(ms, ok);
-      opts.metrics.recordInference(model.name, ms / 1000, ok);
+      model.stats.record(ms, outcome);
+      opts.metrics.recordInference(model.name, ms / 1000, outcome);
     }
   };
   router.on('POST', '/v2/models/:name/infer', infer);
