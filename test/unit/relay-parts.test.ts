@@ -4,7 +4,8 @@ import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches
 import { deploymentState } from '../../packages/relay/dist/fleet/rollout-progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../../packages/relay/dist/store/records.js';
 import { parseLabelChanges } from '../../packages/relay/dist/cli/devices.js';
-import { parseModelRef, parseSize } from '../../packages/relay/dist/cli/parse.js';
+import { parseModelRef } from '../../packages/relay/dist/cli/parse.js';
+import { parseSize } from '@outpost/shared';
 import { HotArtifacts } from '../../packages/relay/dist/artifacts/hot-artifacts.js';
 import { DownloadSlots } from '../../packages/relay/dist/artifacts/download-slots.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';

@@ -2,7 +2,7 @@
 // inference server and heartbeat. The CLI's `start` and the tests use it.
 
 import { join } from 'node:path';
-import { createLogger, type Logger } from '@outpost/shared';
+import { createLogger, guardedInterval, type Logger } from '@outpost/shared';
 import { readDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
 import { connect, type Connection } from './connection.js';
@@ -24,6 +24,9 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Require this bearer token on the inference port. */
   inferenceToken?: string;
+  /** Largest inference request body; bytes all bodies may hold at once. */
+  maxRequestBytes?: number;
+  maxBodyMemory?: number;
   session?: SessionSettings;
   /** The device owner's consent to run training jobs. */
   acceptTraining?: boolean;
@@ -90,7 +93,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     publishLog: (batch) => connection?.publishJobLog(batch),
   });
 
-  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
+  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 8000, opts.host ?? '0.0.0.0', () => {
@@ -117,13 +120,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   });
 
   const sampler = new HealthSampler(opts.dataDir, table);
-  const heartbeat = setInterval(() => {
-    sampler.sample().then(
-      (h) => connection?.publishHealth(h),
-      (err: unknown) => log.warn({ err }, 'heartbeat failed'),
-    );
-  }, opts.heartbeatMs ?? 10_000);
-  heartbeat.unref();
+  const heartbeat = guardedInterval(log, 'heartbeat', opts.heartbeatMs ?? 10_000, async () => connection?.publishHealth(await sampler.sample()));
   writeState();
   log.info({ deviceId: device.deviceId, httpUrl, relay: device.relayUrl }, 'agent ready');
 

@@ -3,7 +3,7 @@
 // once. The last will marks the device offline the moment the connection drops.
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DesiredState, deviceTopic, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 export interface ConnectionOptions {
   url: string;
@@ -67,7 +67,7 @@ export function connect(opts: ConnectionOptions): Connection {
     opts.onConnectionChange?.(true);
   });
   const jobsTopic = deviceTopic(deviceId, 'jobs');
-  client.on('message', (topic, payload) => {
+  client.on('message', guarded(log, 'handling the desired state', (topic: string, payload: Buffer) => {
     if (payload.length === 0) return; // the relay cleared the retained state (device removed)
     if (topic === jobsTopic) {
       const jobs = parseDesiredJobs.parse(payload);
@@ -81,7 +81,7 @@ export function connect(opts: ConnectionOptions): Connection {
       return;
     }
     opts.onDesired(result.value);
-  });
+  }));
   client.on('close', () => opts.onConnectionChange?.(false));
   client.on('offline', () => log.warn('relay broker unreachable; retrying'));
   client.on('error', (err) => {

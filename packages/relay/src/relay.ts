@@ -1,7 +1,7 @@
 // The relay as one started, closeable instance: store, artifacts, broker, the relay's MQTT
 // client, fleet logic and HTTP API, wired together. The CLI's `start` and the tests use it.
 
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -13,7 +13,9 @@ import { DownloadSlots } from './artifacts/download-slots.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
 import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
-import type { FloodLimits } from './broker/flood-guard.js';
+import type { DeviceLimits } from './broker/device-quotas.js';
+import type { PacketLimits } from './broker/packet-guard.js';
+import { QuotaEvents } from './fleet/quota-events.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
@@ -26,6 +28,7 @@ import { deploymentView, deviceView } from './fleet/views.js';
 import { FleetStream } from './stream/fleet-stream.js';
 import { RelayMetrics } from './metrics/relay-metrics.js';
 import { JobScheduler } from './jobs/scheduler.js';
+import type { RunQuotas } from './jobs/run-ingest.js';
 import { RolloutController } from './fleet/rollout-controller.js';
 import { jobView } from './jobs/job-views.js';
 
@@ -46,7 +49,12 @@ export interface RelayOptions {
   /** The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name. */
   advertisedMqttUrl?: string;
   maxModelBytes?: number;
-  floodLimits?: FloodLimits;
+  /** Per-device quotas of the embedded broker (rate, retained bytes, subscriptions, strikes). */
+  deviceLimits?: Partial<DeviceLimits>;
+  /** Log lines and metric points one job run may send. */
+  runQuotas?: Partial<RunQuotas>;
+  /** Packet limits of the embedded broker before authentication. */
+  packetLimits?: Partial<PacketLimits>;
   /** Bound on artifact downloads served at once; the rest wait their turn, then get 503 + Retry-After. */
   maxDownloads?: number;
   /** How long a download waits for a free slot before it is answered 503 (default 10 s). */
@@ -71,6 +79,16 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * The file, made (or kept) readable by the relay's user alone: the database holds token and
+ * secret hashes and job env values, which must not rely on the data dir's mode alone.
+ */
+function privateFile(file: string): string {
+  if (!existsSync(file)) writeFileSync(file, '', { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return file;
+}
+
 function ensureAdminToken(store: Store, dataDir: string): string | undefined {
   if (store.countApiTokens() > 0) return undefined;
   const id = randomBytes(6).toString('hex');
@@ -87,8 +105,11 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? createLogger({ name: 'outpost-relay' });
   const host = opts.host ?? '0.0.0.0';
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(opts.dataDir, 0o700);
 
-  const store = new SqliteStore(join(opts.dataDir, 'relay.db'));
+  const store = new SqliteStore(privateFile(join(opts.dataDir, 'relay.db')));
+  // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
+  for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
   const newAdminToken = ensureAdminToken(store, opts.dataDir);
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
@@ -96,13 +117,14 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 
   const events = new FleetEvents(log);
   const history = new HealthHistory(store, log);
-  const ctxBase = { store, log, now: Date.now, events, history };
+  const quota = new QuotaEvents(events, log);
+  const ctxBase = { store, log, now: Date.now, events, history, quota };
   const stream = new FleetStream({
     snapshot: () => ({
       devices: store.listDevices().map(deviceView),
       deployments: store.activeDeployments(20).map(deploymentView),
       jobs: [...store.jobsInState('queued'), ...store.jobsInState('running'), ...store.listJobs(20).filter((j) => j.state !== 'queued' && j.state !== 'running')].map((j) =>
-        jobView(j, store.jobMetrics(j.id), store.jobOutputs(j.id)),
+        jobView(j, store.jobMetricSummary(j.id), store.jobOutputs(j.id)),
       ),
     }),
   });
@@ -128,7 +150,9 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       relayUsername: username,
       relayPassword: password,
       authenticateDevice: (id, secret) => deviceSecretMatches(store, id, secret),
-      floodLimits: opts.floodLimits,
+      deviceLimits: opts.deviceLimits,
+      packetLimits: opts.packetLimits,
+      onQuota: (deviceId, name, action, detail) => quota.exceeded(deviceId, name, action, detail),
     });
     mqttConnectUrl = `mqtt://${urlHost(host)}:${broker.port}`;
   }
@@ -151,7 +175,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     throw err;
   }
   const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
-  const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes });
+  const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
   route = router.route;
@@ -163,6 +187,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     mqttMessagesIn: () => router.stats.received,
     mqttMessagesRejected: () => router.stats.rejected,
     mqttMessagesOut: () => mqtt.published,
+    quotaEvents: () => quota.counts,
   });
 
   if (accounts) {

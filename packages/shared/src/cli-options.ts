@@ -34,3 +34,13 @@ export function collectDataset(value: string, previous: Record<string, string> =
     throw new InvalidArgumentError((err as Error).message);
   }
 }
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** `500MB`, `2GiB`, `1048576`. */
+export function parseSize(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new InvalidArgumentError('use a size like 500MB or 2GiB.');
+  return Math.round(Number(m[1]) * unit);
+}

@@ -1,5 +1,5 @@
 export { ERRORS, OutpostError, isErrorBody, type ErrorBody, type ErrorCode } from './errors.js';
-export { TOPIC_ROOT, DEVICE_TOPICS, ALL_DEVICES_FILTER, devicePrefix, deviceTopic, parseDeviceTopic, isWithinDevicePrefix, type DeviceTopic } from './topics.js';
+export { TOPIC_ROOT, DEVICE_TOPICS, DEVICE_WRITTEN_LEAVES, DEVICE_RETAINED_LEAVES, ALL_DEVICES_FILTER, devicePrefix, deviceTopic, parseDeviceTopic, isWithinDevicePrefix, type DeviceTopic } from './topics.js';
 export {
   StatusMessage,
   ServingConfig,
@@ -29,6 +29,7 @@ export {
   validateInputs,
   sampleInputs,
   elementCount,
+  largestLegalRequest,
   formatSignature,
   type Datatype,
   type TensorSpec,
@@ -47,13 +48,14 @@ export {
   type TensorArray,
 } from './kserve-binary.js';
 export { probeModel, type ProbeOptions } from './model-probe.js';
-export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset } from './cli-options.js';
+export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset, parseSize } from './cli-options.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
-export { packBundle, checkBundle, unpackBundle } from './bundle.js';
+export { packBundle, checkBundle, unpackBundle, bundleProblem, resolveInBundle } from './bundle.js';
 export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
 export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
 export { startJobRun, listOutputs, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';
 export { runGuarded, guarded, guardedInterval, guardedTimeout, background } from './guarded.js';
 export { LogThrottle } from './log-throttle.js';
+export { containRun, pidsWithMarker, RUN_MARKER_VARIABLE, type Containment, type ContainmentKind } from './job-containment.js';

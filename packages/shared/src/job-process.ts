@@ -1,8 +1,11 @@
-// Runs one job command, on the relay host or a device: a shell in a fresh work folder, in its
-// own process group so that cancel and timeout kill the whole tree. Output is split into
-// lines (each capped) and rate-limited, so a job that prints megabytes cannot drown its host.
+// Runs one job command, on the relay host or a device: a shell in a fresh work folder, held by a
+// containment (a cgroup of its own, else environment tracking: job-containment.ts) so that
+// cancel, timeout and the end of the run kill every process it started, however it detached.
+// Output is split into lines (each capped) and rate-limited, so a job that prints megabytes
+// cannot drown its host.
 
 import { spawn } from 'node:child_process';
+import { containRun, type ContainmentKind } from './job-containment.js';
 
 export interface JobProcessOptions {
   command: string;
@@ -25,6 +28,10 @@ export interface JobProcessResult {
 
 export interface JobProcess {
   pid: number | undefined;
+  /** How the run's processes are held. */
+  containment: ContainmentKind;
+  /** Pids of the run's processes alive now (tests, diagnostics). */
+  pids(): number[];
   result: Promise<JobProcessResult>;
   cancel(reason?: string): void;
 }
@@ -32,13 +39,19 @@ export interface JobProcess {
 export function runJobProcess(opts: JobProcessOptions): JobProcess {
   const maxLine = opts.maxLineBytes ?? 8192;
   const maxRate = opts.maxLinesPerSec ?? 2000;
-  const child = spawn('/bin/sh', ['-c', opts.command], {
+  const containment = containRun();
+  // The shell waits for a line on stdin before it runs the command, so it is in its cgroup
+  // before it can fork; then stdin is at its end, as /dev/null would be.
+  const child = spawn('/bin/sh', ['-c', 'read -r _ || :; exec /bin/sh -c "$1"', 'outpost-job', opts.command], {
     cwd: opts.cwd,
     // Only what the job is given: no credentials of the agent or relay leak into it.
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.cwd, LANG: process.env.LANG ?? 'C.UTF-8', ...opts.env },
-    detached: true, // own process group: kill(-pid) reaches every descendant
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: opts.cwd, LANG: process.env.LANG ?? 'C.UTF-8', ...opts.env, ...containment.env },
+    detached: true, // own process group as well: kill(-pid) is the first, quickest sweep
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  if (child.pid) containment.adopt(child.pid);
+  child.stdin!.on('error', () => {}); // a shell that died at once: its result says so
+  child.stdin!.end('\n');
   let windowStart = Date.now();
   let inWindow = 0;
   let dropped = 0;
@@ -83,12 +96,19 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
 
   let canceled: string | undefined;
   let timedOut: string | undefined;
-  const killTree = () => {
+  const killGroup = () => {
     try {
       if (child.pid) process.kill(-child.pid, 'SIGKILL');
     } catch {
       // already gone
     }
+  };
+  let swept: Promise<void> | undefined;
+  /** Every process of the run, the group and whatever left it. */
+  const killTree = () => {
+    killGroup();
+    swept = containment.killAll();
+    return swept;
   };
   const timer = opts.timeoutMs ? setTimeout(() => {
     timedOut = `timed out after ${Math.round(opts.timeoutMs! / 1000)} s; the whole process tree was killed`;
@@ -98,25 +118,37 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
   const result = new Promise<JobProcessResult>((resolve) => {
     child.once('error', (err) => {
       clearTimeout(timer);
+      void containment.killAll();
       resolve({ state: 'failed', exitCode: null, signal: null, error: `could not start the command: ${err.message}`, droppedLines: 0 });
     });
-    child.once('close', (code, signal) => {
+    // The shell has exited; what it started may live on (and hold its output pipes open, so
+    // 'close' would not come). The run is over: end them all, then read what is left.
+    child.once('exit', (code, signal) => {
       clearTimeout(timer);
-      // The shell may be gone while its children live on: make sure the group is.
-      killTree();
-      if (canceled) return resolve({ state: 'canceled', exitCode: code, signal, error: canceled, droppedLines: dropped });
-      if (timedOut) return resolve({ state: 'failed', exitCode: code, signal, error: timedOut, droppedLines: dropped });
-      if (code === 0) return resolve({ state: 'succeeded', exitCode: 0, signal: null, droppedLines: dropped });
-      resolve({ state: 'failed', exitCode: code, signal, error: signal ? `killed by ${signal}` : `exited with code ${code}`, droppedLines: dropped });
+      void (async () => {
+        await (swept ?? Promise.resolve());
+        await killTree();
+        const closed = new Promise<void>((r) => (child.stdout!.closed && child.stderr!.closed ? r() : child.once('close', () => r())));
+        const grace = new Promise<void>((r) => setTimeout(r, 2000).unref());
+        await Promise.race([closed, grace]);
+        child.stdout!.destroy();
+        child.stderr!.destroy();
+        if (canceled) return resolve({ state: 'canceled', exitCode: code, signal, error: canceled, droppedLines: dropped });
+        if (timedOut) return resolve({ state: 'failed', exitCode: code, signal, error: timedOut, droppedLines: dropped });
+        if (code === 0) return resolve({ state: 'succeeded', exitCode: 0, signal: null, droppedLines: dropped });
+        resolve({ state: 'failed', exitCode: code, signal, error: signal ? `killed by ${signal}` : `exited with code ${code}`, droppedLines: dropped });
+      })();
     });
   });
 
   return {
     pid: child.pid,
+    containment: containment.kind,
+    pids: () => containment.pids(),
     result,
     cancel(reason = 'canceled') {
       canceled ??= reason;
-      killTree();
+      void killTree();
     },
   };
 }

@@ -41,12 +41,12 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
   rmSync(opts.root, { recursive: true, force: true });
   const workDir = join(opts.root, 'work');
   const outputDir = join(opts.root, 'output');
-  mkdirSync(outputDir, { recursive: true });
+  mkdirSync(outputDir, { recursive: true, mode: 0o700 });
   await unpackBundle(opts.bundleFile, workDir);
   let dataDir = opts.dataDir;
   if (!dataDir) {
     dataDir = join(opts.root, 'data');
-    mkdirSync(dataDir, { recursive: true });
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   }
   let batch: JobLine[] = [];
   let timer: NodeJS.Timeout | undefined;

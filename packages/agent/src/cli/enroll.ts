@@ -12,7 +12,7 @@ export function enrollCommand(program: Command): void {
     .requiredOption('--relay <url>', 'the relay\'s HTTP URL, e.g. http://relay.local:8080')
     .requiredOption('--token <token>', 'the one-time enrollment token')
     .option('--name <name>', 'a name for this device (default: its id)')
-    .option('--labels <k=v,...>', 'labels to ask for (the token\'s labels win)', parseLabelsOption)
+    .option('--labels <k=v,...>', 'labels to ask for, when the token allows it (tokens enroll --allow-device-labels); the token\'s labels win', parseLabelsOption)
     .option('--data-dir <dir>', 'where device.json and the model cache live (env OUTPOST_AGENT_DIR)', defaultAgentDir())
     .option('--force', 'enroll again even if this data dir holds an identity')
     .option('--json', 'print the result as JSON (without the secret)')

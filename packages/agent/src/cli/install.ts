@@ -51,7 +51,9 @@ ProtectSystem=strict
 ProtectHome=true
 PrivateTmp=true
 ProtectKernelTunables=true
-ProtectControlGroups=true
+# The agent puts each training job in a cgroup of its own, so that every process a job starts
+# ends with it; that needs its subtree delegated and the cgroup tree writable there.
+Delegate=yes
 RestrictSUIDSGID=true
 
 [Install]

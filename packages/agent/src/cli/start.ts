@@ -1,7 +1,8 @@
 // outpost-agent start: connect to the relay, serve models, report health (foreground).
 
 import type { Command } from 'commander';
-import { collectDataset, parsePort, parsePositiveInt, closeOnSignals } from '@outpost/shared';
+import { readFileSync } from 'node:fs';
+import { collectDataset, parsePort, parsePositiveInt, parseSize, closeOnSignals, OutpostError } from '@outpost/shared';
 import { defaultAgentDir } from '../device-file.js';
 
 export function startCommand(program: Command): void {
@@ -11,12 +12,21 @@ export function startCommand(program: Command): void {
     .option('--data-dir <dir>', 'where device.json and the model cache live (env OUTPOST_AGENT_DIR)', defaultAgentDir())
     .option('--host <host>', 'interface for the inference API', '0.0.0.0')
     .option('--port <port>', 'inference API port (0 picks a free one)', parsePort, 8000)
-    .option('--token <token>', 'require this bearer token on the inference API (env OUTPOST_AGENT_TOKEN)')
+    .option('--token-file <file>', 'require the bearer token in this file on the inference API (or set env OUTPOST_AGENT_TOKEN)')
+    .option('--token <token>', 'deprecated: visible to every user in the process list; use --token-file or OUTPOST_AGENT_TOKEN')
+    .option('--max-request-size <size>', "largest inference request body (a model's own signature may allow less)", parseSize, 64 * 1024 * 1024)
+    .option('--max-body-memory <size>', 'memory all inference request bodies may hold at once; past it requests get 429', parseSize, 128 * 1024 * 1024)
     .option('--heartbeat <seconds>', 'seconds between health reports', parsePositiveInt, 10)
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
     .option('--accept-training', 'let the relay run training jobs on this device (code from the relay runs here)')
     .option('--dataset <name=path>', 'a local dataset jobs may ask for by name; it never leaves the device (repeat for several)', collectDataset, {})
-    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset: Record<string, string> }) => {
+    .addHelpText('after', `
+Examples:
+  outpost-agent start
+  outpost-agent start --accept-training --dataset images=/data/images
+  OUTPOST_AGENT_TOKEN=… outpost-agent start --port 8000        # or: --token-file /etc/outpost/inference.token
+`)
+    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
@@ -24,11 +34,29 @@ export function startCommand(program: Command): void {
         host: opts.host,
         port: opts.port,
         heartbeatMs: opts.heartbeat * 1000,
-        inferenceToken: opts.token ?? process.env.OUTPOST_AGENT_TOKEN,
+        inferenceToken: inferenceToken(opts),
+        maxRequestBytes: opts.maxRequestSize,
+        maxBodyMemory: opts.maxBodyMemory,
         session: { intraOpThreads: opts.threads },
         acceptTraining: opts.acceptTraining,
         datasets: opts.dataset,
       });
       closeOnSignals(agent);
     });
+}
+
+/** The inference token from a file, the environment, or (deprecated, it shows in `ps`) the command line. */
+function inferenceToken(opts: { token?: string; tokenFile?: string }): string | undefined {
+  if (opts.token) process.stderr.write('warning: --token is visible to every user of this machine in the process list; use --token-file FILE or OUTPOST_AGENT_TOKEN instead\n');
+  if (opts.tokenFile) {
+    let text: string;
+    try {
+      text = readFileSync(opts.tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `cannot read --token-file ${opts.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    if (!text) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--token-file ${opts.tokenFile} is empty`);
+    return text;
+  }
+  return process.env.OUTPOST_AGENT_TOKEN || opts.token;
 }

@@ -6,7 +6,7 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
+import { background, listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
 import { ArtifactCache } from '../artifact-cache.js';
 
 export interface JobRunnerOptions {
@@ -53,7 +53,7 @@ export class JobRunner {
         run.process.cancel('canceled');
       }
     }
-    for (const a of desired.jobs) if (!this.#runs.has(`${a.jobId}:${a.rank}`)) void this.#start(a);
+    for (const a of desired.jobs) if (!this.#runs.has(`${a.jobId}:${a.rank}`)) background(this.#opts.log, `job ${a.jobId} rank ${a.rank}`, this.#start(a));
     this.#prune();
   }
 

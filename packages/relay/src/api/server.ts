@@ -45,8 +45,16 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
+    // A connection that sends or takes nothing for two minutes is closed (an upgraded fleet
+    // stream is not: Node drops its timeout handler on upgrade). Uploads may be long, so there
+    // is no bound on a whole request, only on its silences.
+    connectionTimeout: 120_000,
+    requestTimeout: 0,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
+
+  // nginx's client_header_timeout: a stranger has 10 s to send the request's headers.
+  app.server.headersTimeout = 10_000;
 
   app.setErrorHandler((err: FastifyError | OutpostError, request, reply) => {
     if (err instanceof OutpostError) return reply.status(err.status).send(err.toJSON());

@@ -3,7 +3,7 @@
 // and nothing lands under its final name until the caller has checked it and commits.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync } from 'node:fs';
+import { chmodSync, createReadStream, createWriteStream, mkdirSync } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -36,7 +36,10 @@ export class FileArtifactStore implements ArtifactStore {
   constructor(dir: string) {
     this.#dir = dir;
     this.#tmp = join(dir, '.staging');
-    mkdirSync(this.#tmp, { recursive: true });
+    // Models and job outputs may be someone's property: private to the relay's user.
+    mkdirSync(this.#tmp, { recursive: true, mode: 0o700 });
+    chmodSync(dir, 0o700);
+    chmodSync(this.#tmp, 0o700);
   }
 
   path(sha256: string): string {

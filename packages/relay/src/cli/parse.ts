@@ -10,15 +10,6 @@ export function parseNonNegativeInt(value: string): number {
   return n;
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
-
-export function parseSize(value: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new InvalidArgumentError('use a size like 500MB or 2GiB.');
-  return Math.round(Number(m[1]) * unit);
-}
-
 export function parseDurationOption(value: string): number {
   try {
     return parseDuration(value);

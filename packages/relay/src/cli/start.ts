@@ -1,9 +1,9 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import type { Command } from 'commander';
-import { collectDataset, parsePort, parsePositiveInt, closeOnSignals } from '@outpost/shared';
+import { collectDataset, parsePort, parsePositiveInt, parseSize, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
-import { parseDurationOrZero, parseSize } from './parse.js';
+import { parseDurationOrZero } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -19,8 +19,23 @@ export function startCommand(program: Command): void {
     .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, 64)
     .option('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000)
+    .option('--device-rate <n>', 'MQTT messages a second one device may publish, sustained (embedded broker)', parsePositiveInt, 20)
+    .option('--device-burst <n>', 'messages one device may publish in a burst above --device-rate', parsePositiveInt, 200)
+    .option('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', parseSize, 128 * 1024)
+    .option('--run-log-lines <n>', 'log lines kept per job run', parsePositiveInt, 50_000)
+    .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, 20_000)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string> }) => {
+    .addHelpText('after', `
+Devices past their quotas are throttled (messages dropped), then disconnected for 10 s; each
+time is counted in /metrics (outpost_device_quota_events_total) and told once a minute per
+device in the log and on the fleet stream. docs/api.md lists every limit.
+
+Examples:
+  outpost-relay start --data-dir ~/.outpost/relay
+  outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
+  outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
+`)
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -35,6 +50,8 @@ export function startCommand(program: Command): void {
         datasets: opts.dataset,
         maxDownloads: opts.maxDownloads,
         downloadWaitMs: opts.downloadWait,
+        deviceLimits: { ratePerSec: opts.deviceRate, burst: opts.deviceBurst, retainedBytes: opts.deviceRetained },
+        runQuotas: { logLines: opts.runLogLines, metricPoints: opts.runMetricPoints },
       });
       if (relay.newAdminToken) {
         process.stderr.write(

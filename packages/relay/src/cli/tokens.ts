@@ -14,12 +14,22 @@ export function tokensCommand(program: Command): void {
       .command('enroll')
       .description('print a one-time enrollment token (single use, expires after --ttl)')
       .option('--labels <k=v,...>', 'labels the enrolled device gets', parseLabelsOption)
-      .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 2h, 7d)', parseDurationOption, 15 * 60_000),
-  ).action(async (opts: ClientOptions & { labels?: Labels; ttl: number }) => {
+      .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 2h, 7d)', parseDurationOption, 15 * 60_000)
+      .option('--allow-device-labels', 'let the enrolling device add labels of its own (outpost-agent enroll --labels); the token\'s labels still win')
+      .addHelpText('after', `
+Labels decide which selector deployments and jobs reach a device, so by default only the
+token's labels count and a device that asks for labels of its own is refused.
+
+Examples:
+  outpost-relay tokens enroll --labels site=lab --ttl 1h
+  outpost-relay tokens enroll --labels site=lab --allow-device-labels   # the device may add e.g. camera=front
+`),
+  ).action(async (opts: ClientOptions & { labels?: Labels; ttl: number; allowDeviceLabels?: boolean }) => {
     const api = relayApi(opts);
-    const res = await api.request<{ token: string; expiresAt: string; labels: Labels }>('POST', '/v1/tokens/enroll', {
+    const res = await api.request<{ token: string; expiresAt: string; labels: Labels; allowDeviceLabels: boolean }>('POST', '/v1/tokens/enroll', {
       ttlSeconds: opts.ttl / 1000,
       labels: opts.labels ?? {},
+      allowDeviceLabels: opts.allowDeviceLabels ?? false,
     });
     if (opts.json) return printJson(res);
     print(res.token);

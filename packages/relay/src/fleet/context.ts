@@ -6,10 +6,12 @@ import type { RelayClient } from '../broker/relay-client.js';
 import type { BrokerAccounts } from '../broker/mosquitto-dynsec.js';
 import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
+import type { QuotaEvents } from './quota-events.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
-  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): void;
+  /** Returns why the lines were refused, or null. */
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): string | null;
   onTargetsChanged(): void;
 }
 
@@ -20,6 +22,8 @@ export interface FleetContext {
   now(): number;
   events: FleetEvents;
   history: HealthHistory;
+  /** Devices past a quota: counted, logged once a minute, streamed. */
+  quota: QuotaEvents;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */

@@ -1,6 +1,6 @@
 // Enrollment: an admin makes a one-time token; a device trades it for its id and secret.
 
-import { OutpostError, type Labels } from '@outpost/shared';
+import { OutpostError, formatLabels, type Labels } from '@outpost/shared';
 import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches } from '../auth/secrets.js';
 import { randomBytes } from 'node:crypto';
 import type { FleetContext } from './context.js';
@@ -11,15 +11,17 @@ export interface EnrollToken {
   token: string;
   expiresAt: number;
   labels: Labels;
+  allowDeviceLabels: boolean;
 }
 
-export function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labels: Labels }): EnrollToken {
+export function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labels: Labels; allowDeviceLabels?: boolean }): EnrollToken {
   const id = randomBytes(6).toString('hex');
   const secret = newSecret();
   const expiresAt = ctx.now() + opts.ttlMs;
-  ctx.store.addEnrollToken({ id, hash: hashSecret(secret), labels: opts.labels, expiresAt, usedAt: null });
-  ctx.log.info({ tokenId: id, expiresAt: new Date(expiresAt).toISOString() }, 'enrollment token created');
-  return { token: formatCredential('ope', id, secret), expiresAt, labels: opts.labels };
+  const allowDeviceLabels = opts.allowDeviceLabels ?? false;
+  ctx.store.addEnrollToken({ id, hash: hashSecret(secret), labels: opts.labels, allowDeviceLabels, expiresAt, usedAt: null });
+  ctx.log.info({ tokenId: id, expiresAt: new Date(expiresAt).toISOString(), allowDeviceLabels }, 'enrollment token created');
+  return { token: formatCredential('ope', id, secret), expiresAt, labels: opts.labels, allowDeviceLabels };
 }
 
 export interface Enrollment {
@@ -35,10 +37,19 @@ export async function enrollDevice(ctx: FleetContext, tokenText: string, request
   if (!cred) throw invalid();
   const token = ctx.store.getEnrollToken(cred.id);
   if (!token || !secretMatches(cred.secret, token.hash)) throw invalid();
+  // Labels decide which selector deployments and jobs (with their env values) reach a device,
+  // so they come from the admin: a device may add its own only when the token allows it.
+  const asked = request.labels ?? {};
+  if (Object.keys(asked).length > 0 && !token.allowDeviceLabels) {
+    throw new OutpostError(
+      'OUTPOST_ERR_FORBIDDEN',
+      `this enrollment token does not let the device choose labels (asked for ${formatLabels(asked)}): enroll without --labels${Object.keys(token.labels).length ? ` (the token gives ${formatLabels(token.labels)})` : ''}, or ask the admin for a token made with --allow-device-labels`,
+    );
+  }
   const deviceId = `dev_${randomBytes(6).toString('hex')}`;
   const secret = formatCredential('ods', deviceId.slice(4), newSecret());
   // Labels from the token (set by the admin) win over labels the device asks for.
-  const labels = { ...(request.labels ?? {}), ...token.labels };
+  const labels = { ...asked, ...token.labels };
   const name = request.name?.trim() || deviceId;
   // The broker account exists before the device learns its secret, so its first connect works.
   // The token is spent only after that: a broker failure leaves it valid for a retry.
