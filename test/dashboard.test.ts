@@ -2,16 +2,16 @@
 // online and offline, follow a deployment's progress, and see the device's charts.
 
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
+import { needPackage } from './helpers/system-package.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const EXAMPLE = fileURLToPath(new URL('../examples/classifier', import.meta.url));
 
-t.test('the dashboard follows the fleet live', { skip: !existsSync(CHROMIUM) && process.env.CI !== 'true' ? `no ${CHROMIUM} (apt-get install chromium)` : false }, async (t) => {
+t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'chromium') }, async (t) => {
   const relay = await startRelay(t);
   const browser: Browser = await chromium.launch({
     executablePath: CHROMIUM,

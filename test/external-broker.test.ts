@@ -10,8 +10,9 @@ import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
+import { needPackage } from './helpers/system-package.js';
 
-if (spawnSync('mosquitto', ['-h']).error) throw new Error('this test needs Mosquitto: apt-get install -y mosquitto');
+const skip = needPackage('mosquitto', 'mosquitto');
 const DYNSEC_PLUGIN = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].map((d) => join(d, 'mosquitto_dynamic_security.so'));
 
 /** Starts Mosquitto on a free loopback port with these config lines; resolves with its URL. */
@@ -84,7 +85,7 @@ async function twoServingDevices(t: Test, relay: TestRelay) {
   return { a, b, infer };
 }
 
-t.test('relay and agents over an external Mosquitto broker', async (t) => {
+t.test('relay and agents over an external Mosquitto broker', { skip }, async (t) => {
   const broker = await startMosquitto(t, withAclFile);
   const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', broker] });
   t.equal(relay.mqttUrl, broker, 'the relay talks to the external broker');
@@ -101,7 +102,7 @@ t.test('relay and agents over an external Mosquitto broker', async (t) => {
   await t.test("the broker's ACL keeps a device to its own topics", (t) => assertOwnTopicsOnly(t, broker, a, b));
 });
 
-t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', async (t) => {
+t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', { skip }, async (t) => {
   const plugin = DYNSEC_PLUGIN.find((p) => spawnSync('test', ['-f', p]).status === 0);
   if (!plugin) throw new Error("this test needs Mosquitto's dynamic security plugin (Debian's mosquitto package ships it)");
   const broker = await startMosquitto(t, (dir) => {

@@ -49,10 +49,10 @@ export interface RunningProgram {
 }
 
 /** Spawns a long-running program and resolves when it logs `readyMsg`. */
-function startProgram(t: Test, bin: string, args: string[], readyMsg: string, timeoutMs = 30_000): Promise<{ program: RunningProgram; ready: Record<string, unknown> }> {
+function startProgram(t: Test, bin: string, args: string[], readyMsg: string, timeoutMs = 30_000, env: Record<string, string> = {}): Promise<{ program: RunningProgram; ready: Record<string, unknown> }> {
   // A .js file runs with this Node.js; anything else (the packaged launcher) runs as it is.
   const [cmd, argv] = bin.endsWith('.js') ? [process.execPath, [bin, ...args]] : [bin, args];
-  const proc = spawn(cmd, argv, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd, argv, { env: { ...process.env, OUTPOST_LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Array<Record<string, unknown>> = [];
   let stderr = '';
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -163,12 +163,14 @@ export interface TestAgent extends RunningProgram {
   infer<T = unknown>(model: string, body: unknown): Promise<{ status: number; body: T }>;
 }
 
-export async function startAgent(t: Test, device: Device, extraArgs: string[] = [], bin = AGENT_BIN): Promise<TestAgent> {
+export async function startAgent(t: Test, device: Device, extraArgs: string[] = [], bin = AGENT_BIN, env: Record<string, string> = {}): Promise<TestAgent> {
   const { program, ready } = await startProgram(
     t,
     bin,
     ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--heartbeat', '1', ...extraArgs],
     'agent ready',
+    30_000,
+    env,
   );
   const httpUrl = ready.httpUrl as string;
   return {

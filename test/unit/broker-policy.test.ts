@@ -2,6 +2,8 @@ import t from 'tap';
 import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
 import { mayPublish, maySubscribe, mayReceive } from '../../packages/relay/dist/broker/access-policy.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
+import { DeviceQuotas } from '../../packages/relay/dist/broker/device-quotas.js';
+import { LogThrottle, guarded, guardedInterval, runGuarded, type Logger } from '@outpost/shared';
 
 t.test('a device reaches only its own prefix; the relay reaches all', async (t) => {
   const dev = { kind: 'device', deviceId: 'dev_a' } as const;
@@ -61,4 +63,69 @@ t.test('retained index: exact and wildcard lookups, deletes', async (t) => {
   t.same(await read(p.createRetainedStreamCombi(['outpost/v1/devices/+/desired', 'outpost/v1/devices/a/status'])), ['1', '2', '3']);
   await p.storeRetained(packet('outpost/v1/devices/a/desired', ''));
   t.same(await read(p.createRetainedStream('outpost/v1/devices/a/desired')), [], 'an empty retained message deletes');
+});
+
+t.test('device quotas: only written leaves, rate held across reconnects, strikes then a cool-down', async (t) => {
+  let now = 0;
+  const q = new DeviceQuotas({ ratePerSec: 10, burst: 6, strikes: 3, strikeRefillMs: 1000, cooldownMs: 5000, retainedBytes: 100, maxSubscriptions: 2 }, () => now);
+  t.ok(q.mayConnect('d'));
+  t.same(q.publish('d', 'health', 10, false), { action: 'allow' });
+  t.equal(q.publish('d', 'desired', 10, false).action, 'drop', 'desired is the relay\'s to write');
+  t.equal(q.publish('d', 'junk', 10, false).action, 'drop');
+  t.equal(q.publish('d', 'health', 10, true).action, 'unretain', 'a heartbeat is not kept retained');
+  t.same(q.publish('d', 'status', 60, true), { action: 'allow' });
+  t.equal(q.publish('d', 'reported', 60, true).action, 'unretain', 'past the retained bytes');
+  t.same(q.publish('d', 'status', 20, true), { action: 'allow' }, 'replacing a retained message counts its new size');
+  t.same(q.publish('d', 'reported', 60, true), { action: 'allow' });
+  t.equal(q.retainedBytes('d'), 80);
+  // Six publishes took the burst's six tokens (the refused topics took none, but two strikes).
+  t.equal(q.publish('d', 'health', 1, false).action, 'drop', 'past the burst: throttled');
+  t.equal(q.publish('d', 'health', 1, false).action, 'disconnect', 'out of strikes');
+  t.notOk(q.mayConnect('d'), 'a reconnect in the cool-down is refused');
+  now += 5000;
+  t.ok(q.mayConnect('d'), 'and allowed after it');
+  t.same(q.publish('d', 'health', 1, false), { action: 'allow' }, 'the bucket refilled with time, not with the reconnect');
+  t.same(q.subscribe('d', true, 'a'), { action: 'allow' });
+  t.same(q.subscribe('d', true, 'b'), { action: 'allow' });
+  t.equal(q.subscribe('d', true, 'c').action, 'drop', 'past the subscriptions');
+  t.equal(q.subscribe('d', false, '#').action, 'drop', 'a denied filter is a strike');
+  q.forget('d');
+  t.equal(q.retainedBytes('d'), 0, 'a removed device is forgotten');
+});
+
+t.test('log throttle: one line per key per interval, with the count left out', async (t) => {
+  let now = 0;
+  const th = new LogThrottle(1000, () => now);
+  t.same(th.take('a'), { suppressed: 0 });
+  t.equal(th.take('a'), null);
+  t.equal(th.take('a'), null);
+  t.same(th.take('b'), { suppressed: 0 }, 'keys are apart');
+  now += 1000;
+  t.same(th.take('a'), { suppressed: 2 });
+});
+
+t.test('guarded timers and handlers log instead of throwing', async (t) => {
+  const errors: string[] = [];
+  const log = { error: (_o: unknown, msg: string) => errors.push(msg) } as unknown as Logger;
+  runGuarded(log, 'sync work', () => {
+    throw new Error('x');
+  });
+  runGuarded(log, 'async work', async () => {
+    throw new Error('y');
+  });
+  guarded(log, 'a handler', (n: number) => {
+    if (n > 0) throw new Error('z');
+  })(1);
+  await new Promise((r) => setImmediate(r));
+  t.same(errors.sort(), ['a handler failed', 'async work failed', 'sync work failed']);
+  const keepAlive = setTimeout(() => {}, 10_000); // the guarded timer is unref'd
+  await new Promise<void>((resolve) => {
+    const timer = guardedInterval(log, 'a tick', 5, () => {
+      clearInterval(timer);
+      resolve();
+      throw new Error('tick');
+    });
+  });
+  clearTimeout(keepAlive);
+  t.ok(errors.includes('a tick failed'), 'an interval that throws is logged');
 });

@@ -188,6 +188,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     mqttMessagesRejected: () => router.stats.rejected,
     mqttMessagesOut: () => mqtt.published,
     quotaEvents: () => quota.counts,
+    preAuthBytes: () => broker?.preAuthBytes ?? 0,
   });
 
   if (accounts) {

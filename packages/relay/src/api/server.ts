@@ -50,6 +50,8 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // is no bound on a whole request, only on its silences.
     connectionTimeout: 120_000,
     requestTimeout: 0,
+    // Timeouts are checked every second rather than Node's default 30.
+    http: { connectionsCheckingInterval: 1000 },
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
 

@@ -14,6 +14,8 @@ export interface RelayMetricsSources {
   mqttMessagesOut(): number;
   /** Device quota events by `quota action`. */
   quotaEvents(): Map<string, number>;
+  /** Bytes held by MQTT connections that have not authenticated yet (embedded broker). */
+  preAuthBytes(): number;
 }
 
 export class RelayMetrics {
@@ -100,6 +102,14 @@ export class RelayMetrics {
           const [quota, action] = key.split(' ') as [string, string];
           this.inc({ quota, action }, n);
         }
+      },
+    });
+    new Gauge({
+      name: 'outpost_mqtt_preauth_bytes',
+      help: 'Bytes sent by MQTT connections that have not authenticated yet (bounded by the broker)',
+      registers: [registry],
+      collect() {
+        this.set(src.preAuthBytes());
       },
     });
     this.httpDuration = new Histogram({
