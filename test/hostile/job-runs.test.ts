@@ -94,8 +94,12 @@ t.test('hostile job runs', async (t) => {
       };
       pump();
     });
-    t.equal(answer.status, 409, `an ended run takes no output (answered after ${answer.sent / 1024 ** 2} MiB were written)`);
-    t.equal(answer.connection, 'close', 'and the rest of the body is not read');
+    // The relay answers 409 and closes; a client still writing may see the reset before the answer.
+    t.ok(answer.sent < 64 * 1024 ** 2, `the relay stopped reading after ${answer.sent / 1024 ** 2} MiB of the declared gigabyte`);
+    if (answer.status !== 0) {
+      t.equal(answer.status, 409, 'an ended run takes no output');
+      t.equal(answer.connection, 'close', 'and the rest of the body is not read');
+    }
     trainerAgent = await startAgent(top, trainer, ['--accept-training'], undefined, { OUTPOST_JOB_CONTAINMENT: 'tracking' });
     await waitFor('the trainer back', async () => (await relay.api<{ online: boolean }>('GET', `/v1/devices/${trainer.deviceId}`)).body.online || undefined);
   });

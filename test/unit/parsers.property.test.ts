@@ -13,6 +13,7 @@ import {
   OutpostError,
   ReportedState,
   StatusMessage,
+  bundleEntryKey,
   bundleProblem,
   checkLabel,
   messageParser,
@@ -141,14 +142,15 @@ t.test('bundle checks: whatever the entries, the answer is a reason or a bundle 
     fc.property(fc.array(entry, { maxLength: 8 }), (list) => {
       const problem = bundleProblem(list);
       if (problem !== null) return typeof problem === 'string';
-      const entries = new Map(list.map((e) => [e.path.replace(/\/+$/, ''), e]));
-      return list.every((e) => e.type !== 'SymbolicLink' || resolveInBundle(entries, [...e.path.split('/').slice(0, -1), ...(e.linkpath ?? '').split('/')]) !== null);
+      const entries = new Map(list.map((e) => [bundleEntryKey(e.path)!, e]));
+      return [...entries].every(([key, e]) => e.type !== 'SymbolicLink' || resolveInBundle(entries, [...key.split('/').slice(0, -1), ...(e.linkpath ?? '').split('/')]) !== null);
     }),
     { numRuns: 2000 },
   );
   t.equal(bundleProblem([{ path: 'q', type: 'SymbolicLink', linkpath: '.' }, { path: 'up1', type: 'SymbolicLink', linkpath: 'q/..' }]), 'link "up1" points outside the job folder', 'the chain from the report');
   t.equal(bundleProblem([{ path: 'd', type: 'Directory' }, { path: 'd/l', type: 'SymbolicLink', linkpath: '../x' }, { path: 'x', type: 'File' }]), null, 'a link to a sibling folder is fine');
   t.match(bundleProblem([{ path: 'x', type: 'File' }, { path: 'x', type: 'SymbolicLink', linkpath: 'y' }]), /appears twice/, 'a name given twice');
+  t.match(bundleProblem([{ path: '', type: 'SymbolicLink', linkpath: '../a' }]), /names the job folder itself/, 'a link in place of the folder itself (found by this property)');
 });
 
 t.test('labels, metric lines and bounded lines', async (t) => {

@@ -53,13 +53,22 @@ export function resolveInBundle(entries: ReadonlyMap<string, BundleEntry>, compo
 
 const split = (path: string) => path.replace(/\\/g, '/').split('/');
 
+/** An entry's path as the bundle's own key (`a/b`, `.` for the folder), or null when it leaves the folder. */
+export function bundleEntryKey(path: string): string | null {
+  const clean = posix.normalize(path.replace(/\\/g, '/'));
+  if (posix.isAbsolute(clean) || clean === '..' || clean.startsWith('../')) return null;
+  return clean.replace(/\/+$/, '') || '.';
+}
+
 /** Why the bundle's entries are unsafe, or null: every path and link target is resolved through the bundle's own links. */
 export function bundleProblem(list: Array<{ path: string; type: string; linkpath?: string }>): string | null {
   const entries = new Map<string, BundleEntry>();
   for (const e of list) {
-    const key = posix.normalize(e.path.replace(/\\/g, '/')).replace(/\/+$/, '');
-    if (posix.isAbsolute(key) || key === '..' || key.startsWith('../')) return `"${e.path}" would be written outside the job folder`;
+    const key = bundleEntryKey(e.path);
+    if (key === null) return `"${e.path}" would be written outside the job folder`;
     if (e.type !== 'File' && e.type !== 'OldFile' && e.type !== 'ContiguousFile' && e.type !== 'Directory' && e.type !== 'SymbolicLink' && e.type !== 'Link') return `"${e.path}" is a ${e.type}, not a file or folder`;
+    // The folder itself may only be a folder: a link in its place would move the whole bundle.
+    if (key === '.' && e.type !== 'Directory') return `"${e.path}" names the job folder itself`;
     const before = entries.get(key);
     // A second entry under one name replaces the first when unpacked: a file checked as a file could land as a link.
     if (before && !(before.type === 'Directory' && e.type === 'Directory')) return `"${e.path}" appears twice in the bundle`;

@@ -52,7 +52,7 @@ export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset, parseSi
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
-export { packBundle, checkBundle, unpackBundle, bundleProblem, resolveInBundle } from './bundle.js';
+export { packBundle, checkBundle, unpackBundle, bundleProblem, bundleEntryKey, resolveInBundle } from './bundle.js';
 export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
 export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
 export { startJobRun, listOutputs, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';
