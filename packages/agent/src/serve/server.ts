@@ -42,17 +42,18 @@ function invalid(message: string): OutpostError {
   return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
 /** The parts of a request body that are not tensors, checked so that no shape of them reaches a 500. */
 function checkInferBody(body: Record<string, unknown>): InferBody {
   const { id, outputs, parameters } = body;
   if (id !== undefined && (typeof id !== 'string' || id.length > 256)) throw invalid('"id" must be a string of at most 256 characters');
-  if (parameters !== undefined && (typeof parameters !== 'object' || parameters === null || Array.isArray(parameters))) throw invalid('"parameters" must be an object');
+  if (parameters !== undefined && !isObject(parameters)) throw invalid('"parameters" must be an object');
   if (outputs !== undefined) {
     if (!Array.isArray(outputs)) throw invalid('"outputs" must be an array of { "name": ... }');
     for (const o of outputs as unknown[]) {
-      if (typeof o !== 'object' || o === null || typeof (o as { name?: unknown }).name !== 'string') throw invalid('every entry of "outputs" needs a "name"');
-      const p = (o as { parameters?: unknown }).parameters;
-      if (p !== undefined && (typeof p !== 'object' || p === null || Array.isArray(p))) throw invalid(`output "${(o as { name: string }).name}": "parameters" must be an object`);
+      if (!isObject(o) || typeof o.name !== 'string') throw invalid('every entry of "outputs" needs a "name"');
+      if (o.parameters !== undefined && !isObject(o.parameters)) throw invalid(`output "${o.name}": "parameters" must be an object`);
     }
   }
   return body as unknown as InferBody;
@@ -70,8 +71,8 @@ function parseInferBody(body: Buffer, headerLength: string | string[] | undefine
       throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `the body is not valid JSON (${(err as Error).message}); binary tensors need an Inference-Header-Content-Length header`);
     }
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the body must be a JSON object with "inputs"');
-  return checkInferBody(parsed as Record<string, unknown>);
+  if (!isObject(parsed)) throw invalid('the body must be a JSON object with "inputs"');
+  return checkInferBody(parsed);
 }
 
 function digest(s: string): Buffer {

@@ -79,7 +79,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     persistence: new IndexedRetainedPersistence() as never,
     maxClientsIdLength: 64,
     drainTimeout: 10_000,
-    // A socket that sends no CONNECT is closed after 10 s (Mosquitto has no such wait at all).
+    // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
     connectTimeout: 10_000,
     authenticate(client, username, password, done) {
       const secret = password?.toString() ?? '';
@@ -135,12 +135,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       const verdict = quotas.subscribe(who.deviceId, maySubscribe(who, sub.topic), sub.topic);
       if (verdict.action === 'allow') return done(null, sub);
       onQuota(who.deviceId, verdict);
-      // Past its strikes the session ends; otherwise a null grant denies quietly (an error would disconnect: moscajs/aedes#48).
-      if (verdict.action === 'disconnect') {
-        done(null, null);
-        return setImmediate(() => client.close());
-      }
+      // A null grant denies quietly (an error would disconnect: moscajs/aedes#48); past its
+      // strikes the session ends as well, once the SUBACK is out.
       done(null, null);
+      if (verdict.action === 'disconnect') setImmediate(() => client.close());
     },
     authorizeForward(client, packet) {
       const who = identities.get(client);
