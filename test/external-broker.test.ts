@@ -5,44 +5,16 @@
 
 import t, { type Test } from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestRelay } from './helpers/programs.js';
+import { FIXTURES, RELAY_BIN, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 import { needPackage } from './helpers/system-package.js';
+import { startMosquitto, withAclFile } from './helpers/mosquitto.js';
 
 const skip = needPackage('mosquitto', 'mosquitto');
 const DYNSEC_PLUGIN = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu', '/usr/lib'].map((d) => join(d, 'mosquitto_dynamic_security.so'));
-
-/** Starts Mosquitto on a free loopback port with these config lines; resolves with its URL. */
-async function startMosquitto(t: Test, config: (dir: string) => string[]): Promise<string> {
-  const dir = tempDir(t, 'mosquitto');
-  chmodSync(dir, 0o755); // started as root, Mosquitto drops to its own user before reading the ACL
-  const port = await closedPort();
-  writeFileSync(join(dir, 'mosquitto.conf'), [`listener ${port} 127.0.0.1`, ...config(dir), 'persistence false', 'log_dest stderr', ''].join('\n'));
-  const proc = spawn('mosquitto', ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  proc.stderr.setEncoding('utf8').on('data', (d: string) => (log += d));
-  const exited = new Promise((r) => proc.once('exit', r));
-  t.teardown(async () => {
-    proc.kill('SIGTERM');
-    await exited;
-  });
-  let gone = false;
-  void exited.then(() => (gone = true));
-  await waitFor(`Mosquitto listening on ${port}`, () => {
-    if (gone) throw new Error(`Mosquitto exited: ${log}`);
-    return /mosquitto version \S+ running/.test(log) ? true : undefined;
-  }, 10_000);
-  return `mqtt://127.0.0.1:${port}`;
-}
-
-/** The ACL docs/architecture.md gives: the relay's user on everything, each device on its own prefix. */
-const withAclFile = (dir: string) => {
-  writeFileSync(join(dir, 'acl'), ['user outpost-relay', 'topic readwrite outpost/#', '', 'pattern readwrite outpost/v1/devices/%u/#', ''].join('\n'));
-  return ['allow_anonymous true', `acl_file ${join(dir, 'acl')}`];
-};
 
 /** Connects as a device; rejects with the broker's refusal. */
 function connectAs(broker: string, username: string | undefined, password: string | undefined): Promise<MqttClient> {
@@ -86,7 +58,7 @@ async function twoServingDevices(t: Test, relay: TestRelay) {
 }
 
 t.test('relay and agents over an external Mosquitto broker', { skip }, async (t) => {
-  const broker = await startMosquitto(t, withAclFile);
+  const broker = (await startMosquitto(t, withAclFile)).url;
   const relay = await startRelay(t, { extraArgs: ['--mqtt-url', broker.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', broker] });
   t.equal(relay.mqttUrl, broker, 'the relay talks to the external broker');
   const { a, b, infer } = await twoServingDevices(t, relay);
@@ -110,7 +82,7 @@ t.test('--mosquitto-dynsec: the relay keeps device accounts in Mosquitto', { ski
     execFileSync('mosquitto_ctrl', ['dynsec', 'init', join(dir, 'dynsec.json'), 'admin', 'admin-pass'], { stdio: 'ignore' });
     // Mosquitto must write the file as it changes; root keeps the test's temp folder usable.
     return ['allow_anonymous false', 'user root', `plugin ${plugin}`, `plugin_opt_config_file ${join(dir, 'dynsec.json')}`];
-  });
+  }).then((m) => m.url);
   const wrong = await runCli(RELAY_BIN, ['start', '--data-dir', tempDir(t, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-url', broker.replace('mqtt://', 'mqtt://admin:wrong@'), '--mosquitto-dynsec']);
   t.equal(wrong.code, 1, 'a wrong admin password stops the relay at start');
   t.match(wrong.stderr, /cannot connect to Mosquitto at mqtt:\/\/127\.0\.0\.1:\d+ as "admin" \(the plugin's admin\): .*Not authorized/);

@@ -33,8 +33,11 @@ const parseDesiredJobs = messageParser(DesiredJobs);
 
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
+  // Each connection has its session: its online message and its will carry it (see StatusMessage).
+  let session = Date.now();
   const status = (online: boolean): string =>
-    JSON.stringify({ online, ts: Date.now(), agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
+    JSON.stringify({ online, ts: Date.now(), session, agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
+  const will = () => ({ topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(status(false)), qos: 1 as const, retain: true });
   let lastReported: string | undefined;
   let lastJobsReported: string | undefined;
 
@@ -47,7 +50,7 @@ export function connect(opts: ConnectionOptions): Connection {
     reconnectPeriod: 2000,
     connectTimeout: 10_000,
     resubscribe: false,
-    will: { topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(status(false)), qos: 1, retain: true },
+    will: will(),
     // Bounded offline queue: health is state, not history (mqttjs/MQTT.js#607).
     queueQoSZero: false,
     // mqtt-packet otherwise pre-builds a Buffer for every 16-bit number on the first packet:
@@ -82,7 +85,12 @@ export function connect(opts: ConnectionOptions): Connection {
     }
     opts.onDesired(result.value);
   }));
-  client.on('close', () => opts.onConnectionChange?.(false));
+  client.on('close', () => {
+    // The next CONNECT (MQTT.js builds it from its options) starts a new session, with a will of its own.
+    session = Math.max(Date.now(), session + 1);
+    client.options.will = will();
+    opts.onConnectionChange?.(false);
+  });
   client.on('offline', () => log.warn('relay broker unreachable; retrying'));
   client.on('error', (err) => {
     const code = (err as { code?: number }).code;

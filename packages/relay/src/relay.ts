@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { createLogger, type Logger } from '@outpost/shared';
+import { background, createLogger, type Logger } from '@outpost/shared';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
@@ -16,9 +16,11 @@ import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-
 import type { DeviceLimits } from './broker/device-quotas.js';
 import type { PacketLimits } from './broker/packet-guard.js';
 import { QuotaEvents } from './fleet/quota-events.js';
+import { Presence } from './fleet/presence.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
+import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
 import type { FleetContext } from './fleet/context.js';
 import { buildApi } from './api/server.js';
 import { formatCredential, hashSecret, newSecret } from './auth/secrets.js';
@@ -118,7 +120,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const events = new FleetEvents(log);
   const history = new HealthHistory(store, log);
   const quota = new QuotaEvents(events, log);
-  const ctxBase = { store, log, now: Date.now, events, history, quota };
+  const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence() };
   const stream = new FleetStream({
     snapshot: () => ({
       devices: store.listDevices().map(deviceView),
@@ -158,6 +160,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   }
 
   let route: (topic: string, payload: Buffer) => void = () => {};
+  let republish: () => void = () => {};
   let mqtt: RelayClient;
   let accounts: BrokerAccounts | undefined;
   try {
@@ -167,7 +170,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       // The relay's own client uses the account made for it, not the plugin's admin.
       ({ username, password } = accounts.relayUser);
     }
-    mqtt = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p) });
+    mqtt = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   } catch (err) {
     await accounts?.close();
     await broker?.close();
@@ -196,8 +199,11 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     const missing = await accounts.missing(store.listDevices().map((d) => d.id));
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
-  // Retained desired states may have died with a previous broker: publish them all again.
-  for (const d of store.listDevices()) await publishDesiredState(ctx, d.id);
+  // Retained desired states may have died with a previous broker: publish them all again, at
+  // start and whenever the relay's broker connection is new.
+  const publishFleet = () => eachBounded(store.listDevices().map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
+  await publishFleet();
+  republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
   await scheduler.start();
   // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
   const rollouts = new RolloutController(ctx);

@@ -26,6 +26,12 @@ const Id = Type.String({ minLength: 1, maxLength: 64 });
 export const StatusMessage = Type.Object({
   online: Type.Boolean(),
   ts: Timestamp,
+  /**
+   * The connection this status belongs to (its start, ms): the online message and the last will
+   * of one connection share it, and a later connection has a larger one, so the relay can tell
+   * a late will of an old connection from the end of the current one.
+   */
+  session: Type.Optional(Timestamp),
   agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
   /** The device owner's consent to run training jobs (`outpost-agent start --accept-training`). */
   training: Type.Optional(Type.Boolean()),

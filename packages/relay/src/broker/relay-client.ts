@@ -11,6 +11,11 @@ export interface RelayClientOptions {
   log: Logger;
   /** Called for every message on a device topic. Must not throw. */
   onMessage(topic: string, payload: Buffer): void;
+  /**
+   * Called on every connect after the first: the broker may have restarted and lost every
+   * retained message (Mosquitto without persistence), so the relay publishes its state again.
+   */
+  onReconnect?(): void;
 }
 
 export interface RelayClient {
@@ -34,11 +39,16 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     // Subscriptions are made on every connect below, so MQTT.js must not replay its own copy.
     resubscribe: false,
   });
+  let connects = 0;
   client.on('connect', () => {
     // With a clean session the broker forgets subscriptions on every reconnect (mqttjs/MQTT.js#895).
     client.subscribe(ALL_DEVICES_FILTER, { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'relay could not subscribe to device topics');
     });
+    if (connects++ > 0) {
+      log.info('relay mqtt client reconnected: publishing every desired state and job again');
+      opts.onReconnect?.();
+    }
   });
   client.on('message', guarded(log, 'handling a device message', (topic: string, payload: Buffer) => opts.onMessage(topic, payload)));
   client.on('error', (err) => log.error({ err: err.message }, 'relay mqtt client error'));

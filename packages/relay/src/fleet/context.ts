@@ -7,6 +7,7 @@ import type { BrokerAccounts } from '../broker/mosquitto-dynsec.js';
 import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
 import type { QuotaEvents } from './quota-events.js';
+import type { Presence } from './presence.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -24,6 +25,8 @@ export interface FleetContext {
   history: HealthHistory;
   /** Devices past a quota: counted, logged once a minute, streamed. */
   quota: QuotaEvents;
+  /** Which status messages are news, whatever order they arrive in. */
+  presence: Presence;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */

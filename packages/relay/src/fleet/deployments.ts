@@ -2,10 +2,11 @@
 // new desired state to each device.
 
 import { randomBytes } from 'node:crypto';
-import { OutpostError, type Labels, type ServingConfig } from '@outpost/shared';
+import { OutpostError, background, type Labels, type ServingConfig } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { MEMBER_STATES, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
+import { PUBLISH_CONCURRENCY, eachBounded } from './bounded.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
 import { requireDevice } from './devices.js';
 import { deploymentView } from './views.js';
@@ -47,19 +48,21 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   );
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
   ctx.events.emit({ type: 'deployment.created', deployment: deploymentView(ctx.store.getDeployment(id)!) });
-  if (!staged) await converge(ctx, deviceIds);
+  // The call is answered at once; thousands of desired states go out behind it, a bounded
+  // number at a time (a failed publish is logged; the relay republishes on every reconnect).
+  if (!staged) background(ctx.log, `publishing deployment ${id}`, converge(ctx, deviceIds).then(() => refreshDeploymentState(ctx, id)));
   refreshDeploymentState(ctx, id);
   return ctx.store.getDeployment(id)!;
 }
 
 /** Publishes the devices' desired states and counts what they already report. */
 export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): Promise<void> {
-  for (const deviceId of deviceIds) {
+  await eachBounded([...deviceIds], PUBLISH_CONCURRENCY, async (deviceId) => {
     await publishDesiredState(ctx, deviceId);
     // A device that already serves these bytes reports nothing new; count what it last said.
     const reported = ctx.store.getDevice(deviceId)?.reported;
     applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
-  }
+  });
 }
 
 /** Stops a rollout where it is: devices that serve it keep it, the others go back. */

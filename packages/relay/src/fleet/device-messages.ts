@@ -17,13 +17,19 @@ function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, device
   };
 }
 
+function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): void {
+  const now = ctx.now();
+  ctx.store.setDeviceOnline(deviceId, online, now);
+  ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString() });
+  ctx.log.info({ deviceId, online }, message);
+}
+
 const HANDLERS: Record<string, Handler> = {
   status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
-    const now = ctx.now();
-    ctx.store.setDeviceOnline(deviceId, m.online, now);
+    // A late will of an earlier connection is not news (see fleet/presence.ts).
+    if (!ctx.presence.status(deviceId, m)) return;
+    setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
     if (m.online) ctx.store.setDeviceCapabilities(deviceId, m.training === true, m.datasets ?? []);
-    ctx.events.emit({ type: 'device.status', deviceId, online: m.online, lastSeen: new Date(now).toISOString() });
-    ctx.log.info({ deviceId, online: m.online }, m.online ? 'device online' : 'device offline');
     ctx.jobs?.onTargetsChanged();
   }),
   'jobs-reported': handler(messageParser(JobsReported), (ctx, deviceId, m) => {
@@ -36,6 +42,8 @@ const HANDLERS: Record<string, Handler> = {
     applyReportedState(ctx, deviceId, m);
   }),
   health: handler(messageParser(HealthMessage), (ctx, deviceId, m) => {
+    // Only a connected device's heartbeat is delivered: it proves the device online.
+    if (ctx.presence.heartbeat(deviceId, () => ctx.store.getDevice(deviceId)?.online ?? false)) setOnline(ctx, deviceId, true, 'device online (its heartbeat arrived)');
     // Stored by the health history's once-a-second transaction, not one write per heartbeat.
     ctx.history.record(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.health', deviceId, health: m });

@@ -38,6 +38,7 @@ export async function removeDevice(ctx: FleetContext, id: string): Promise<void>
   );
   await Promise.all((['desired', 'reported', 'status'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
   ctx.history.forget(id);
+  ctx.presence.forget(id);
   ctx.events.emit({ type: 'device.removed', deviceId: id });
   ctx.log.info({ deviceId: id }, 'device removed');
 }

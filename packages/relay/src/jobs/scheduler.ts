@@ -29,6 +29,7 @@ import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../s
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
 import { matchesSelector } from '../fleet/deployments.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
+import { PUBLISH_CONCURRENCY, eachBounded } from '../fleet/bounded.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -97,8 +98,13 @@ export class JobScheduler {
       for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
       this.#armWatchdog(store.getJob(job.id)!);
     }
-    for (const id of this.#devicesWithRuns()) await this.#publishJobs(id);
+    await this.republish();
     this.tick();
+  }
+
+  /** Publishes the job runs of every device that has some again (a broker that lost its retained messages). */
+  async republish(): Promise<void> {
+    await eachBounded([...this.#devicesWithRuns()], PUBLISH_CONCURRENCY, (id) => this.#publishJobs(id));
   }
 
   summary(id: string) {
