@@ -204,9 +204,9 @@ t.test('enroll two devices, push, deploy, infer', async (t) => {
     t.equal(statSync(stored).size, bytes.length);
     const failed = await relay.cli('deploy', 'linear-copy', '--device', a.deviceId, '--wait');
     t.not(failed.code, 0, 'deploy --wait exits non-zero when a device fails');
-    t.match(failed.stdout + failed.stderr, /sha256 mismatch/);
+    t.match(failed.stdout + failed.stderr, /the relay's copy is corrupt: expected sha256 [0-9a-f]{64}, its file has [0-9a-f]{64}; push the model again/);
     const device = (await relay.api<DeviceView>('GET', `/v1/devices/${a.deviceId}`)).body;
-    t.match(device.models.find((m) => m.name === 'linear-copy'), { state: 'failed', reason: /sha256 mismatch/ });
+    t.match(device.models.find((m) => m.name === 'linear-copy'), { state: 'failed', reason: /the relay's copy is corrupt/ });
     const still = await agentA.infer<InferResponse>('linear', { inputs: [x] });
     t.equal(still.status, 200, 'other models keep serving');
     t.equal(still.body.model_version, '2');

@@ -146,12 +146,15 @@ export interface Device {
   dataDir: string;
 }
 
-/** Enrolls a device through the agent CLI, as a person would on the device. */
-export async function enrollDevice(t: Test, relay: TestRelay, name: string, labels?: string): Promise<Device> {
+/**
+ * Enrolls a device through the agent CLI, as a person would on the device. `relayUrl` is the
+ * address the device knows the relay by (a proxy in front of it, for faults).
+ */
+export async function enrollDevice(t: Test, relay: TestRelay, name: string, labels?: string, relayUrl = relay.httpUrl): Promise<Device> {
   const tok = await relay.cli('tokens', 'enroll', '--json', ...(labels ? ['--labels', labels] : []));
   if (tok.code !== 0) throw new Error(`tokens enroll failed: ${tok.stderr}`);
   const dataDir = tempDir(t, `agent-${name}`);
-  const res = await runCli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--name', name, '--data-dir', dataDir]);
+  const res = await runCli(AGENT_BIN, ['enroll', '--relay', relayUrl, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--name', name, '--data-dir', dataDir]);
   if (res.code !== 0) throw new Error(`agent enroll failed: ${res.stderr}`);
   const device = JSON.parse(readFileSync(join(dataDir, 'device.json'), 'utf8')) as { deviceId: string; secret: string; mqttUrl: string };
   return { ...device, dataDir };

@@ -121,7 +121,11 @@ export class ArtifactCache {
     const actual = hash.digest('hex');
     if (actual !== sha256) {
       await rm(partial, { force: true });
-      throw new DownloadError(`sha256 mismatch: expected ${sha256}, the downloaded file has ${actual}`, false);
+      // A resumed download may have joined bytes of two different files (a partial left by a
+      // crash): start over. A whole download from the start that does not match is the relay's
+      // own copy: trying again would fetch the same bytes.
+      if (append) throw new DownloadError(`the resumed download of ${sha256} did not match its sha256; starting over`, true);
+      throw new DownloadError(`the relay's copy is corrupt: expected sha256 ${sha256}, its file has ${actual}; push the model again (outpost-relay models push)`, false);
     }
     const file = this.path(sha256);
     await rename(partial, file);

@@ -30,7 +30,10 @@ export interface ReconcilerOptions {
   load?(m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel>;
   /** Called when a version has been loaded and swapped in. */
   onLoaded?(model: string, seconds: number): void;
-  /** Delay before a download that failed for a passing reason is tried again. */
+  /**
+   * First delay before a download that failed for a passing reason (the relay restarting, the
+   * network) is tried again; it doubles with each failure in a row, up to a minute (default 1 s).
+   */
   retryDelayMs?: number;
 }
 
@@ -42,11 +45,10 @@ export class Reconciler {
   #desired: DesiredState | undefined;
   #running: Promise<void> | undefined;
   #again = false;
-  #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #revision = 0;
-  /** Models whose last failure was a passing one (network), to try again after a delay. */
-  readonly #retryable = new Set<string>();
+  /** Models whose download failed for a passing reason: failures in a row, and the retry's timer. */
+  readonly #retries = new Map<string, { failures: number; timer: NodeJS.Timeout; key: string }>();
 
   constructor(opts: ReconcilerOptions) {
     this.#opts = opts;
@@ -69,7 +71,7 @@ export class Reconciler {
 
   async close(): Promise<void> {
     this.#closed = true;
-    clearTimeout(this.#retryTimer);
+    for (const r of this.#retries.values()) clearTimeout(r.timer);
     await this.idle();
   }
 
@@ -120,9 +122,11 @@ export class Reconciler {
         if (current?.sha256 !== m.sha256 || current.state !== 'serving' || current.servingKey !== servingKey(m.serving)) this.#set(this.#entry(m, 'serving'));
         continue;
       }
-      // A version that failed to verify or load is not tried again until the desired state
-      // changes it (another version, or other serving settings).
+      // A version that failed to load is not tried again until the desired state changes it
+      // (another version, other serving settings, or the same one deployed again); one whose
+      // download is waiting out its backoff is tried when its timer fires.
       if (current?.sha256 === m.sha256 && current.state === 'failed' && this.#attempted.get(m.name) === this.#attemptKey(m)) continue;
+      if (this.#retries.get(m.name)?.key === this.#attemptKey(m)) continue;
       await this.#install(m);
     }
     const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256)]);
@@ -160,7 +164,7 @@ export class Reconciler {
   };
 
   #attemptKey(m: DesiredModel): string {
-    return `${m.sha256}:${servingKey(this.#settingsFor(m))}`;
+    return `${m.deploymentId}:${m.sha256}:${servingKey(this.#settingsFor(m))}`;
   }
 
   async #install(m: DesiredModel): Promise<void> {
@@ -176,26 +180,39 @@ export class Reconciler {
       await table.swap(model);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
       this.#set(this.#entry(m, 'serving'));
+      this.#retries.delete(m.name);
       log.info({ model: m.name, version: m.version, ms: Date.now() - started }, 'model serving');
     } catch (err) {
       const reason = (err as Error).message;
+      if (err instanceof DownloadError && err.retryable) {
+        // Not the model's failure: it stays `downloading` (a rollout does not count it) and is
+        // tried again with backoff.
+        const seconds = this.#retryLater(m);
+        this.#set(this.#entry(m, 'downloading', `${reason}; retrying in ${seconds} s`));
+        log.warn({ model: m.name, version: m.version, reason, retryInS: seconds }, 'model download interrupted; retrying');
+        return;
+      }
+      this.#retries.delete(m.name);
       this.#set(this.#entry(m, 'failed', reason));
       log.warn({ model: m.name, version: m.version, reason }, 'model install failed; the previous version keeps serving');
-      if (err instanceof DownloadError && err.retryable) {
-        this.#retryable.add(m.name);
-        this.#retryLater();
-      }
     }
   }
 
-  #retryLater(): void {
-    clearTimeout(this.#retryTimer);
-    this.#retryTimer = setTimeout(() => {
-      // Forget passing failures so the next pass tries those models again.
-      for (const name of this.#retryable) this.#reported.delete(name);
-      this.#retryable.clear();
+  /** Schedules the next try of a model's download; returns its delay in seconds. */
+  #retryLater(m: DesiredModel): number {
+    const before = this.#retries.get(m.name);
+    clearTimeout(before?.timer);
+    const failures = (before?.failures ?? 0) + 1;
+    // Doubling, up to a minute, with jitter so that a fleet cut off together does not return together.
+    const base = Math.min(60_000, (this.#opts.retryDelayMs ?? 1000) * 2 ** (failures - 1));
+    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    const timer = setTimeout(() => {
+      const r = this.#retries.get(m.name);
+      if (r) r.key = ''; // due: the next pass tries it
       this.#kick();
-    }, this.#opts.retryDelayMs ?? 15_000);
-    this.#retryTimer.unref();
+    }, delay);
+    timer.unref();
+    this.#retries.set(m.name, { failures, timer, key: this.#attemptKey(m) });
+    return Math.max(1, Math.round(delay / 1000));
   }
 }

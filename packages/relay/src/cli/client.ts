@@ -5,7 +5,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isErrorBody } from '@outpost/shared';
 import { readAdminToken, readRuntimeFile } from '../data-dir.js';
-import { CliError } from './output.js';
+import { CliError, RelayUnreachableError } from './output.js';
 
 export interface ClientOptions {
   relay?: string;
@@ -47,7 +47,7 @@ export function relayApi(opts: ClientOptions): RelayApi {
         res = await fetch(`${base}${path}`, { ...init, method, headers, body: payload });
       } catch (err) {
         const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-        throw new CliError(`cannot reach the relay at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? (outpost-relay start)`);
+        throw new RelayUnreachableError(`cannot reach the relay at ${base} (${cause?.code ?? cause?.message ?? (err as Error).message}): is it running? (outpost-relay start)`);
       }
       if (res.status === 204) return undefined as T;
       const text = await res.text();

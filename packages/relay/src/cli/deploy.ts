@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
-import { CliError, note, print, printJson } from './output.js';
+import { CliError, RelayUnreachableError, note, print, printJson } from './output.js';
 import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseModelRef, parseNonNegativeInt, parseStrategy } from './parse.js';
 import { parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
@@ -46,6 +46,27 @@ export function summarize(d: DeploymentView): string {
     .join(', ');
 }
 
+/**
+ * The deployment again; while the relay does not answer (restarting), keeps asking until the
+ * deadline, saying so once, and once more when it is back.
+ */
+async function pollThroughRestarts(api: RelayApi, id: string, last: DeploymentView, deadline: number): Promise<DeploymentView> {
+  let away = false;
+  for (;;) {
+    try {
+      const d = await api.request<DeploymentView>('GET', `/v1/deployments/${id}`);
+      if (away) note(`the relay is back; still waiting for ${id}`);
+      return d;
+    } catch (err) {
+      if (!(err instanceof RelayUnreachableError)) throw err;
+      if (Date.now() > deadline) throw new CliError(`timed out waiting for ${id} (${summarize(last)}); the relay has not answered since: ${err.message}`);
+      if (!away) note(`${err.message.replace(/: is it running\?.*$/, '')}; it may be restarting: waiting for it (the rollout goes on without this command)`);
+      away = true;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** Polls a deployment until no device is pending; fails when any device failed. */
 export async function waitForDeployment(api: RelayApi, id: string, timeoutMs: number, pollMs = 300): Promise<DeploymentView> {
   const deadline = Date.now() + timeoutMs;
@@ -57,7 +78,7 @@ export async function waitForDeployment(api: RelayApi, id: string, timeoutMs: nu
       bar.update(done, { detail: summarize(d) });
       if (Date.now() > deadline) throw new CliError(`timed out waiting for ${id} (${summarize(d)}): see outpost-relay deployments show ${id}`);
       await new Promise((r) => setTimeout(r, pollMs));
-      d = await api.request<DeploymentView>('GET', `/v1/deployments/${id}`);
+      d = await pollThroughRestarts(api, id, d, deadline);
     }
     bar.update(d.devices.length, { detail: summarize(d) });
   } finally {

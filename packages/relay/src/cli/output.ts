@@ -6,6 +6,11 @@ export class CliError extends Error {
   override name = 'CliError';
 }
 
+/** The relay did not answer at all (not running, restarting, or the network): worth waiting out. */
+export class RelayUnreachableError extends CliError {
+  override name = 'RelayUnreachableError';
+}
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
