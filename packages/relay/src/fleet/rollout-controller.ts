@@ -18,19 +18,33 @@ export function resolveCount(value: number | string, total: number): number {
   return Math.max(1, Math.ceil((pct / 100) * total));
 }
 
+/** A device's health window: when it started (monotonic ms) and the counters then. */
+interface Window {
+  startedAt: number;
+  requests: number;
+  errors: number;
+}
+
 export class RolloutController {
   readonly #ctx: FleetContext;
-  /** Model counters when a device started serving, to judge its window. */
-  readonly #baseline = new Map<string, { requests: number; errors: number }>();
+  /** Health windows under way, by `deployment:device`, timed on a monotonic clock. */
+  readonly #windows = new Map<string, Window>();
+  /** Per device: the last heartbeat's arrival and the last time it went offline (monotonic ms). */
+  readonly #heard = new Map<string, { heartbeatAt: number; offlineAt: number }>();
+  /** A clock that never steps back (a relay whose wall clock is set back must not stall windows). */
+  readonly #monotonic: () => number;
   readonly #timer: NodeJS.Timeout;
   #soon: NodeJS.Immediate | undefined;
   #running = false;
   #again = false;
 
-  constructor(ctx: FleetContext, tickMs = 500) {
+  constructor(ctx: FleetContext, tickMs = 500, monotonic: () => number = () => performance.now()) {
     this.#ctx = ctx;
+    this.#monotonic = monotonic;
     // A rollout to thousands of devices sends thousands of progress events: look once per burst.
     ctx.events.on((e) => {
+      if (e.type === 'device.health') this.#hear(e.deviceId).heartbeatAt = this.#monotonic();
+      if (e.type === 'device.status' && !e.online) this.#hear(e.deviceId).offlineAt = this.#monotonic();
       if ((e.type === 'deployment.progress' || e.type === 'deployment.created') && !this.#soon) {
         this.#soon = setImmediate(guarded(ctx.log, 'rollout evaluation', () => {
           this.#soon = undefined;
@@ -71,21 +85,13 @@ export class RolloutController {
     let changed = false;
     for (const row of d.devices) {
       if (row.state !== 'serving' || s.healthWindowMs <= 0) continue;
-      const key = `${d.id}:${row.deviceId}`;
-      const stats = store.getDevice(row.deviceId)?.health?.models[d.model];
-      if (!this.#baseline.has(key)) this.#baseline.set(key, { requests: stats?.requests ?? 0, errors: stats?.errors ?? 0 });
-      if (now - row.updatedAt < s.healthWindowMs) continue;
-      const base = this.#baseline.get(key)!;
-      const requests = (stats?.requests ?? base.requests) - base.requests;
-      const errors = (stats?.errors ?? base.errors) - base.errors;
-      const healthy = requests <= 0 || errors / requests <= MAX_ERROR_RATE;
-      const state = healthy ? 'healthy' : 'failed';
-      const reason = healthy ? null : `unhealthy in its health window: ${errors} of ${requests} requests failed`;
-      if (store.setRolloutState(d.id, row.deviceId, state, reason, now)) {
-        events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state, reason });
+      const verdict = this.#judge(d, row.deviceId, row.updatedAt, s.healthWindowMs);
+      if (!verdict) continue;
+      if (store.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now)) {
+        events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state: verdict.state, reason: verdict.reason });
         changed = true;
       }
-      this.#baseline.delete(key);
+      this.#windows.delete(`${d.id}:${row.deviceId}`);
     }
     // Read the rows again only when this pass changed some.
     const rows = changed ? store.getDeployment(d.id)!.devices : d.devices;
@@ -109,6 +115,47 @@ export class RolloutController {
     }
     this.#ctx.log.info({ deploymentId: d.id, devices: batch.length, left: waiting.length - batch.length }, released.length < s.canary ? 'canary released' : 'rollout batch released');
     await converge(this.#ctx, batch.map((r) => r.deviceId));
+  }
+
+  #hear(deviceId: string): { heartbeatAt: number; offlineAt: number } {
+    let h = this.#heard.get(deviceId);
+    if (!h) {
+      h = { heartbeatAt: -Infinity, offlineAt: -Infinity };
+      this.#heard.set(deviceId, h);
+    }
+    return h;
+  }
+
+  /**
+   * A serving device's window: null while it is still open, else healthy or failed. It passes
+   * only when a heartbeat arrived after its end and the device did not go offline inside it: a
+   * device cut off in its window is not taken for healthy, it waits (its model has not failed).
+   */
+  #judge(d: DeploymentRecord, deviceId: string, servingSince: number, windowMs: number): { state: 'healthy' | 'failed'; reason: string | null } | null {
+    const key = `${d.id}:${deviceId}`;
+    const stats = this.#ctx.store.getDevice(deviceId)?.health?.models[d.model];
+    let w = this.#windows.get(key);
+    if (!w) {
+      // First sight (or a relay restarted): the window began when the device started serving,
+      // by the wall clock, but never in the future and never more than a window ago.
+      const elapsed = Math.max(0, Math.min(windowMs, this.#ctx.now() - servingSince));
+      w = { startedAt: this.#monotonic() - elapsed, requests: stats?.requests ?? 0, errors: stats?.errors ?? 0 };
+      this.#windows.set(key, w);
+    }
+    const now = this.#monotonic();
+    const end = w.startedAt + windowMs;
+    if (now < end) return null;
+    const heard = this.#heard.get(deviceId);
+    if (!heard || heard.heartbeatAt < end) return null; // waiting for a heartbeat after the window
+    if (heard.offlineAt > w.startedAt) {
+      // It dropped out inside its window: judge a whole window from now instead.
+      this.#windows.set(key, { ...w, startedAt: now });
+      return null;
+    }
+    const requests = (stats?.requests ?? w.requests) - w.requests;
+    const errors = (stats?.errors ?? w.errors) - w.errors;
+    const healthy = requests <= 0 || errors / requests <= MAX_ERROR_RATE;
+    return healthy ? { state: 'healthy', reason: null } : { state: 'failed', reason: `unhealthy in its health window: ${errors} of ${requests} requests failed` };
   }
 
   close(): void {
