@@ -2,7 +2,7 @@
 // inference server and heartbeat. The CLI's `start` and the tests use it.
 
 import { join } from 'node:path';
-import { createLogger, guardedInterval, type Logger } from '@outpost/shared';
+import { background, createLogger, guardedInterval, type Logger } from '@outpost/shared';
 import { readDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
 import { connect, type Connection } from './connection.js';
@@ -15,6 +15,7 @@ import { removeStateFile, writeStateFile } from './state-file.js';
 import { AGENT_VERSION } from './version.js';
 import { AgentMetrics } from './serve/agent-metrics.js';
 import { JobRunner } from './jobs/job-runner.js';
+import { LastGood } from './last-good.js';
 
 
 export interface AgentOptions {
@@ -80,7 +81,10 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       connection?.publishReported(state);
       writeState();
     },
+    lastGood: new LastGood(opts.dataDir),
   });
+  // What it served last serves again before the relay answers; desired states wait their turn.
+  background(log, 'serving the last served models from the cache', reconciler.restore());
 
   const jobs = new JobRunner({
     dataDir: opts.dataDir,

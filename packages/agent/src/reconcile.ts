@@ -8,6 +8,7 @@ import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
 import { ServedModel, type SessionSettings } from './runtime/served-model.js';
 import type { ModelStats } from './runtime/model-stats.js';
+import type { LastGood } from './last-good.js';
 
 export interface ReconcilerOptions {
   cache: ArtifactCache;
@@ -30,6 +31,8 @@ export interface ReconcilerOptions {
   load?(m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel>;
   /** Called when a version has been loaded and swapped in. */
   onLoaded?(model: string, seconds: number): void;
+  /** Where the last version served per model is kept, to serve it again at start. */
+  lastGood?: LastGood;
   /**
    * First delay before a download that failed for a passing reason (the relay restarting, the
    * network) is tried again; it doubles with each failure in a row, up to a minute (default 1 s).
@@ -62,6 +65,43 @@ export class Reconciler {
   setDesired(desired: DesiredState): void {
     this.#desired = desired;
     this.#kick();
+  }
+
+  /**
+   * Serves, from the cache, what this device served last (last-good.json), before any desired
+   * state arrives: a device that restarts keeps serving while the relay is away or an update is
+   * half done. Desired states that arrive meanwhile are reconciled right after.
+   */
+  restore(): Promise<void> {
+    const { lastGood, cache, table, log } = this.#opts;
+    const entries = lastGood?.entries() ?? [];
+    // Until each is back, it is loading: not ready, and its requests get 503 saying so.
+    for (const m of entries) this.#set(this.#entry(m, 'loading', 'serving the last served version from the cache'));
+    const run = (async () => {
+      for (const m of entries) {
+        if (this.#closed) break;
+        try {
+          const file = await cache.verified(m.sha256);
+          if (!file) {
+            this.#reported.delete(m.name);
+            log.warn({ model: m.name, version: m.version }, 'the last served version is not in the cache (or failed its sha256): waiting for the relay');
+            continue;
+          }
+          await table.swap(await (this.#opts.load ?? this.#loadModel)(m, file, undefined));
+          this.#attempted.set(m.name, this.#attemptKey(m));
+          this.#set(this.#entry(m, 'serving'));
+          log.info({ model: m.name, version: m.version }, 'serving the last served version from the cache');
+        } catch (err) {
+          this.#reported.delete(m.name);
+          log.warn({ model: m.name, version: m.version, err: (err as Error).message }, 'the last served version did not load from the cache');
+        }
+      }
+    })();
+    this.#running = run.finally(() => {
+      this.#running = undefined;
+      if (this.#again) this.#kick();
+    });
+    return this.#running;
   }
 
   /** Resolves when no pass is running or queued (for tests and shutdown). */
@@ -109,6 +149,7 @@ export class Reconciler {
     for (const name of [...this.#reported.keys()]) {
       if (wanted.has(name)) continue;
       await table.remove(name);
+      this.#opts.lastGood?.forget(name);
       this.#reported.delete(name);
       this.#revision++;
       this.#opts.report(this.reported);
@@ -129,7 +170,9 @@ export class Reconciler {
       if (this.#retries.get(m.name)?.key === this.#attemptKey(m)) continue;
       await this.#install(m);
     }
-    const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256)]);
+    // Files that may be needed again stay: the desired ones, the ones serving, and each model's
+    // last served version (a restart may need it before its replacement serves).
+    const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256), ...(this.#opts.lastGood?.shas() ?? [])]);
     await cache.prune(keep);
   }
 
@@ -178,6 +221,7 @@ export class Reconciler {
       const loadStarted = performance.now();
       const model = await (this.#opts.load ?? this.#loadModel)(m, file, table.get(m.name)?.stats);
       await table.swap(model);
+      this.#opts.lastGood?.record(m);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
       this.#set(this.#entry(m, 'serving'));
       this.#retries.delete(m.name);

@@ -115,7 +115,9 @@ export function buildInferenceServer(opts: ServeOptions): Server {
 
   router.on('GET', '/v2/health/live', () => ({ json: { live: true } }));
   router.on('GET', '/v2/health/ready', () => {
-    const notReady = opts.reported().models.filter((m) => !table.get(m.name));
+    // Ready: every desired model that can serve, serves. One that failed with no version to fall
+    // back on cannot (until it is deployed again), so it does not hold the device back.
+    const notReady = opts.reported().models.filter((m) => !table.get(m.name) && m.state !== 'failed');
     if (notReady.length > 0) return { status: 503, json: { ready: false, waiting: notReady.map((m) => m.name) } };
     return { json: { ready: true } };
   });
