@@ -2,7 +2,7 @@
 // inference server and heartbeat. The CLI's `start` and the tests use it.
 
 import { join } from 'node:path';
-import { background, createLogger, guardedInterval, type Logger } from '@outpost/shared';
+import { background, cleanUpLeftoverRuns, createLogger, guardedInterval, type Logger } from '@outpost/shared';
 import { readDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
 import { connect, type Connection } from './connection.js';
@@ -86,6 +86,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   // What it served last serves again before the relay answers; desired states wait their turn.
   background(log, 'serving the last served models from the cache', reconciler.restore());
 
+  // An agent killed with job runs going left their processes (and folders) behind: end them.
+  const leftovers = await cleanUpLeftoverRuns(join(opts.dataDir, 'jobs'));
+  if (leftovers > 0) log.warn({ runs: leftovers }, `ended ${leftovers} job run(s) a previous agent left running, and removed their folders`);
   const jobs = new JobRunner({
     dataDir: opts.dataDir,
     relayUrl: device.relayUrl,

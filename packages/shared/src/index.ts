@@ -55,7 +55,7 @@ export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, 
 export { packBundle, checkBundle, unpackBundle, bundleProblem, bundleEntryKey, resolveInBundle } from './bundle.js';
 export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
 export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
-export { startJobRun, listOutputs, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';
+export { startJobRun, listOutputs, cleanUpLeftoverRuns, type JobLine, type JobRun, type JobRunOptions } from './job-workspace.js';
 export { runGuarded, guarded, guardedInterval, guardedTimeout, background } from './guarded.js';
 export { LogThrottle } from './log-throttle.js';
-export { containRun, pidsWithMarker, RUN_MARKER_VARIABLE, type Containment, type ContainmentKind } from './job-containment.js';
+export { containRun, endRecordedRun, pidsWithMarker, RUN_MARKER_VARIABLE, type Containment, type ContainmentKind, type ContainmentRecord } from './job-containment.js';

@@ -16,8 +16,15 @@ export type ContainmentKind = 'cgroup' | 'tracking';
 
 export const RUN_MARKER_VARIABLE = 'OUTPOST_RUN_MARKER';
 
+/** What finds a run's processes again from another process (a relay or agent restarted after kill -9). */
+export interface ContainmentRecord {
+  marker: string;
+  cgroup?: string;
+}
+
 export interface Containment {
   readonly kind: ContainmentKind;
+  readonly record: ContainmentRecord;
   /** Variables the run's process gets. */
   readonly env: Record<string, string>;
   /** Puts the run's first process in (before it runs the command); false when it could not. */
@@ -100,6 +107,7 @@ export function pidsWithMarker(marker: string): number[] {
 class CgroupContainment implements Containment {
   readonly kind = 'cgroup' as const;
   readonly env: Record<string, string>;
+  readonly record: ContainmentRecord;
   readonly #dir: string;
   readonly #fallback: TrackingContainment;
   #adopted = false;
@@ -109,6 +117,7 @@ class CgroupContainment implements Containment {
     mkdirSync(this.#dir);
     this.#fallback = fallback;
     this.env = fallback.env;
+    this.record = { ...fallback.record, cgroup: this.#dir };
   }
 
   adopt(pid: number): boolean {
@@ -160,10 +169,13 @@ class CgroupContainment implements Containment {
 class TrackingContainment implements Containment {
   readonly kind = 'tracking' as const;
   readonly env: Record<string, string>;
-  readonly #marker = randomBytes(12).toString('hex');
+  readonly record: ContainmentRecord;
+  readonly #marker: string;
 
-  constructor() {
+  constructor(marker = randomBytes(12).toString('hex')) {
+    this.#marker = marker;
     this.env = { [RUN_MARKER_VARIABLE]: this.#marker };
+    this.record = { marker };
   }
 
   adopt(): boolean {
@@ -200,4 +212,30 @@ export function containRun(prefer: ContainmentKind | 'auto' = (process.env.OUTPO
   } catch {
     return tracking;
   }
+}
+
+/**
+ * Ends every process of a run recorded by a previous life of this program (killed before it
+ * could end them), by its cgroup and its marker.
+ */
+export async function endRecordedRun(record: ContainmentRecord): Promise<number> {
+  const found = new Set(pidsWithMarker(record.marker));
+  if (record.cgroup && /\/outpost-run-[0-9a-f]+$/.test(record.cgroup) && existsSync(record.cgroup)) {
+    try {
+      for (const pid of readFileSync(join(record.cgroup, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) found.add(Number(pid));
+      if (existsSync(join(record.cgroup, 'cgroup.kill'))) writeFileSync(join(record.cgroup, 'cgroup.kill'), '1');
+    } catch {
+      // gone meanwhile
+    }
+  }
+  signalAll([...found]);
+  await new TrackingContainment(record.marker).killAll(2000);
+  for (let i = 0; record.cgroup && existsSync(record.cgroup) && i < 100; i++) {
+    try {
+      rmdirSync(record.cgroup);
+    } catch {
+      await sleep(20);
+    }
+  }
+  return found.size;
 }

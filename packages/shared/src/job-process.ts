@@ -5,7 +5,7 @@
 // cannot drown its host.
 
 import { spawn } from 'node:child_process';
-import { containRun, type ContainmentKind } from './job-containment.js';
+import { containRun, type ContainmentKind, type ContainmentRecord } from './job-containment.js';
 
 export interface JobProcessOptions {
   command: string;
@@ -28,8 +28,9 @@ export interface JobProcessResult {
 
 export interface JobProcess {
   pid: number | undefined;
-  /** How the run's processes are held. */
+  /** How the run's processes are held, and what finds them again after a crash. */
   containment: ContainmentKind;
+  record: ContainmentRecord;
   /** Pids of the run's processes alive now (tests, diagnostics). */
   pids(): number[];
   result: Promise<JobProcessResult>;
@@ -144,6 +145,7 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
   return {
     pid: child.pid,
     containment: containment.kind,
+    record: containment.record,
     pids: () => containment.pids(),
     result,
     cancel(reason = 'canceled') {

@@ -2,10 +2,13 @@
 // a fresh work folder holding the unpacked bundle, an output folder, and the OUTPOST_*
 // variables that let the same bundle run unchanged on any target.
 
-import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { unpackBundle } from './bundle.js';
 import { runJobProcess, type JobProcess } from './job-process.js';
+import { endRecordedRun, type ContainmentRecord } from './job-containment.js';
+
+const RUN_RECORD_FILE = 'run.json';
 
 export interface JobLine {
   ts: number;
@@ -78,6 +81,8 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
       else timer ??= setTimeout(flush, 100);
     },
   });
+  // A program killed with its runs going finds them again from this file when it restarts.
+  writeFileSync(join(opts.root, RUN_RECORD_FILE), JSON.stringify(proc.record), { mode: 0o600 });
   // Lines still batched when the process ends go out before its result is seen.
   const result = proc.result.then((r) => {
     flush();
@@ -98,4 +103,31 @@ export function listOutputs(outputDir: string): Array<{ path: string; file: stri
   };
   walk(outputDir);
   return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/**
+ * After a crash (kill -9, power loss): ends every process of the runs a previous life left under
+ * `workRoot` (their run.json records, one or two folders down) and removes their folders.
+ * Returns how many runs it found.
+ */
+export async function cleanUpLeftoverRuns(workRoot: string): Promise<number> {
+  if (!existsSync(workRoot)) return 0;
+  let runs = 0;
+  const visit = async (dir: string, depth: number) => {
+    const record = join(dir, RUN_RECORD_FILE);
+    if (existsSync(record)) {
+      try {
+        await endRecordedRun(JSON.parse(readFileSync(record, 'utf8')) as ContainmentRecord);
+      } catch {
+        // an unreadable record: its folder still goes
+      }
+      runs++;
+      return;
+    }
+    if (depth === 0) return;
+    for (const entry of readdirSync(dir, { withFileTypes: true })) if (entry.isDirectory()) await visit(join(dir, entry.name), depth - 1);
+  };
+  await visit(workRoot, 2);
+  for (const entry of readdirSync(workRoot)) rmSync(join(workRoot, entry), { recursive: true, force: true });
+  return runs;
 }

@@ -11,6 +11,7 @@ import type { Readable } from 'node:stream';
 import {
   OutpostError,
   background,
+  cleanUpLeftoverRuns,
   guardedTimeout,
   deviceTopic,
   listOutputs,
@@ -93,7 +94,10 @@ export class JobScheduler {
 
   /** After a restart: local runs died with the old process; device runs go on. */
   async start(): Promise<void> {
-    const { store } = this.#ctx;
+    const { store, log } = this.#ctx;
+    // A relay killed with local runs going left their processes (and folders) behind: end them.
+    const leftovers = await cleanUpLeftoverRuns(this.#opts.workRoot);
+    if (leftovers > 0) log.warn({ runs: leftovers }, `ended ${leftovers} local job run(s) a previous relay left running, and removed their folders`);
     for (const job of store.jobsInState('running')) {
       for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
       this.#armWatchdog(store.getJob(job.id)!);
