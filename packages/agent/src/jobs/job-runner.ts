@@ -99,16 +99,8 @@ export class JobRunner {
       this.#update(key, { ...base, state: 'running' });
       this.#opts.log.info({ jobId: a.jobId, rank: a.rank }, 'job run started');
       const result = await started.process.result;
-      for (const o of listOutputs(started.outputDir)) {
-        const url = `${this.#opts.relayUrl}/v1/jobs/${a.jobId}/outputs?rank=${a.rank}&path=${encodeURIComponent(o.path)}`;
-        const res = await fetch(url, {
-          method: 'POST',
-          headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(o.size) },
-          body: Readable.toWeb(createReadStream(o.file)) as ReadableStream,
-          duplex: 'half',
-        } as RequestInit);
-        if (!res.ok) throw new Error(`uploading output ${o.path} failed: the relay answered ${res.status} ${await res.text()}`);
-      }
+      // The run is reported only once its outputs are safe on the relay (retried while it is away).
+      for (const o of listOutputs(started.outputDir)) await this.#upload(a, o, auth, () => this.#runs.get(key)?.assigned ?? false);
       this.#update(key, { ...base, state: result.state, exitCode: result.exitCode, ...(result.error ? { error: result.error } : {}) });
       this.#opts.log.info({ jobId: a.jobId, rank: a.rank, state: result.state }, 'job run ended');
     } catch (err) {
@@ -116,6 +108,36 @@ export class JobRunner {
       this.#opts.log.warn({ jobId: a.jobId, rank: a.rank, err: (err as Error).message }, 'job run failed');
     } finally {
       rmSync(root, { recursive: true, force: true });
+    }
+  }
+
+  /**
+   * Uploads one output file, trying again with doubling backoff (1 s up to a minute) while the
+   * relay cannot be reached or answers 5xx; a refusal (4xx) is final. Gives up only when the
+   * run is no longer assigned (the relay ended it).
+   */
+  async #upload(a: JobAssignment, o: { path: string; file: string; size: number }, auth: Record<string, string>, assigned: () => boolean): Promise<void> {
+    const url = `${this.#opts.relayUrl}/v1/jobs/${a.jobId}/outputs?rank=${a.rank}&path=${encodeURIComponent(o.path)}`;
+    for (let attempt = 0; ; attempt++) {
+      let problem: string;
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(o.size) },
+          body: Readable.toWeb(createReadStream(o.file)) as ReadableStream,
+          duplex: 'half',
+        } as RequestInit);
+        if (res.ok) return;
+        problem = `the relay answered ${res.status} ${await res.text()}`;
+        if (res.status < 500) throw new Error(`uploading output ${o.path} failed: ${problem}`);
+      } catch (err) {
+        if ((err as Error).message.startsWith('uploading output')) throw err;
+        problem = `cannot reach the relay (${((err as { cause?: { code?: string } }).cause?.code) ?? (err as Error).message})`;
+      }
+      if (!assigned()) throw new Error(`uploading output ${o.path} stopped: the run is no longer assigned to this device`);
+      const delay = Math.min(60_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      this.#opts.log.warn({ jobId: a.jobId, rank: a.rank, output: o.path, problem, retryInS: Math.round(delay / 1000) }, 'job output upload failed; retrying');
+      await new Promise((r) => setTimeout(r, delay));
     }
   }
 
