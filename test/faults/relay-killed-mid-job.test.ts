@@ -7,15 +7,8 @@ import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startRelay, tempDir } from '../helpers/programs.js';
 import { waitFor } from '../helpers/wait.js';
+import { alive } from '../helpers/processes.js';
 
-/** Whether a process runs (a zombie waiting for init to reap it has ended). */
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 t.test('a relay killed mid-job ends the job\'s processes when it starts again', async (t) => {
   const first = await startRelay(t);

@@ -12,6 +12,7 @@ import { packBundle } from '@outpost/shared';
 import { LINEAR_REQUEST, fleetStillWorks, relayMetric, relayWithBystander } from '../helpers/hostile.js';
 import { enrollDevice, startAgent, tempDir } from '../helpers/programs.js';
 import { waitFor } from '../helpers/wait.js';
+import { alive } from '../helpers/processes.js';
 
 interface Job {
   id: string;
@@ -20,14 +21,6 @@ interface Job {
   metrics: Record<string, { latest: number }>;
 }
 
-/** Whether a process runs (a zombie waiting for init to reap it has ended). */
-const alive = (pid: number) => {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-};
 
 t.test('hostile job runs', async (t) => {
   const { relay, agent } = await relayWithBystander(t, ['--run-log-lines', '100', '--run-metric-points', '50']);
