@@ -9,6 +9,7 @@ import { parseSize } from '@outpost/shared';
 import { HotArtifacts } from '../../packages/relay/dist/artifacts/hot-artifacts.js';
 import { DownloadSlots } from '../../packages/relay/dist/artifacts/download-slots.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -77,18 +78,30 @@ t.test('hot artifacts: shared reads, least recently used leave first, big files 
   const dir = mkdtempSync(join(tmpdir(), 'hot-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const store = { path: (sha: string) => join(dir, sha) } as never;
-  for (const [name, size] of [['a', 40], ['b', 40], ['c', 40], ['big', 60]] as const) writeFileSync(join(dir, name), Buffer.alloc(size, name));
-  const hot = new HotArtifacts(store, 100, 50);
-  const [a1, a2] = await Promise.all([hot.get('a', 40), hot.get('a', 40)]);
+  // Files named by the sha256 of their bytes, as the artifact store keeps them.
+  const sha: Record<string, string> = {};
+  for (const [name, size] of [['a', 40], ['b', 40], ['c', 40], ['big', 60]] as const) {
+    const bytes = Buffer.alloc(size, name);
+    sha[name] = createHash('sha256').update(bytes).digest('hex');
+    writeFileSync(join(dir, sha[name]!), bytes);
+  }
+  const corrupt: Array<[string, string]> = [];
+  const hot = new HotArtifacts(store, 100, async (s: string, actual: string) => void corrupt.push([s, actual]), 50);
+  const [a1, a2] = await Promise.all([hot.get(sha.a!, 40), hot.get(sha.a!, 40)]);
   t.equal(a1, a2, 'two devices asking at once share one read');
-  t.equal(await hot.get('big', 60), undefined, 'a file over the per-file bound is not kept');
-  await hot.get('b', 40);
-  await hot.get('a', 40); // a is now the most recently used
-  await hot.get('c', 40); // over budget: b leaves
+  t.equal(await hot.get(sha.big!, 60), undefined, 'a file over the per-file bound is not kept');
+  await hot.get(sha.b!, 40);
+  await hot.get(sha.a!, 40); // a is now the most recently used
+  await hot.get(sha.c!, 40); // over budget: b leaves
   t.equal(hot.bytes, 80);
-  writeFileSync(join(dir, 'a'), Buffer.alloc(40, 'x'));
-  t.equal((await hot.get('a', 40))!.toString()[0], 'a', 'a stayed in memory');
-  t.equal((await hot.get('b', 40))!.toString()[0], 'b', 'b is read again');
+  writeFileSync(join(dir, sha.a!), Buffer.alloc(40, 'x'));
+  t.equal((await hot.get(sha.a!, 40))!.toString()[0], 'a', 'a stayed in memory');
+  writeFileSync(join(dir, sha.b!), Buffer.alloc(40, 'x'));
+  await t.rejects(hot.get(sha.b!, 40), { code: 'OUTPOST_ERR_ARTIFACT_CORRUPT' }, 'b changed on disk: it is not loaded');
+  t.same(corrupt, [[sha.b, createHash('sha256').update(Buffer.alloc(40, 'x')).digest('hex')]], 'and it is reported with the hash it had');
+  t.equal(hot.bytes, 80, 'nothing corrupt was kept');
+  hot.forget(sha.a!);
+  t.equal(hot.bytes, 40, 'a file pushed again is forgotten');
 });
 
 t.test('download slots: first come, first served', async (t) => {

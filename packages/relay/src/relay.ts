@@ -10,6 +10,7 @@ import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
 import { DownloadSlots } from './artifacts/download-slots.js';
+import { ArtifactChecks } from './artifacts/artifact-checks.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
 import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
@@ -63,6 +64,10 @@ export interface RelayOptions {
   downloadWaitMs?: number;
   /** Datasets on the relay host, by name, for jobs on `local`. */
   datasets?: Record<string, string>;
+  /** Time between checks of every stored file against its sha256 (default 6 h; 0 = off). */
+  artifactCheckIntervalMs?: number;
+  /** Delay before the first of those checks after start (default 30 s). */
+  artifactFirstCheckMs?: number;
   log?: Logger;
 }
 
@@ -113,6 +118,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
   for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
+  if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
+  const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? 6 * 3600_000, firstPassMs: opts.artifactFirstCheckMs });
   const newAdminToken = ensureAdminToken(store, opts.dataDir);
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
   for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
@@ -177,7 +184,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     store.close();
     throw err;
   }
-  const ctx: FleetContext = { ...ctxBase, mqtt, disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
+  const ctx: FleetContext = { ...ctxBase, mqtt, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
@@ -213,6 +220,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const api = await buildApi({
     ctx,
     artifacts,
+    artifactChecks,
     log,
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
     downloads,
@@ -229,6 +237,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     },
   });
   await api.listen({ host, port: opts.httpPort ?? 8080 });
+  artifactChecks.start();
   const address = api.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : opts.httpPort;
   const httpUrl = `http://${urlHost(host)}:${httpPort}`;
@@ -249,6 +258,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       closed = true;
       scheduler.close();
       rollouts.close();
+      artifactChecks.close();
       await api.close();
       await mqtt.close();
       await accounts?.close();

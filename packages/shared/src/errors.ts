@@ -14,6 +14,7 @@ export const ERRORS = {
   OUTPOST_ERR_DEPLOYMENT_NOT_FOUND: { status: 404, description: 'No deployment has this id.' },
   OUTPOST_ERR_ARTIFACT_NOT_FOUND: { status: 404, description: 'No artifact with this sha256 is visible to the caller.' },
   OUTPOST_ERR_PAYLOAD_TOO_LARGE: { status: 413, description: 'The upload or request body is larger than the server accepts.' },
+  OUTPOST_ERR_ARTIFACT_CORRUPT: { status: 503, description: "The relay's copy of the file failed its sha256 check and is quarantined until the same file is pushed again; retry after that." },
   OUTPOST_ERR_RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range is outside the file.' },
   OUTPOST_ERR_BUNDLE_INVALID: { status: 400, description: 'The job bundle is not a safe tar.gz (it would write outside its folder).' },
   OUTPOST_ERR_JOB_NOT_FOUND: { status: 404, description: 'No job has this id.' },
@@ -25,6 +26,7 @@ export const ERRORS = {
   OUTPOST_ERR_OVERLOADED: { status: 429, description: "The model's request queue is full; retry shortly (or deploy with a larger --max-queue)." },
   OUTPOST_ERR_BROKER_UNAVAILABLE: { status: 503, description: 'The MQTT broker did not take a change to device accounts; retry.' },
   OUTPOST_ERR_BUSY: { status: 503, description: 'The relay is at its bound of concurrent downloads; retry after Retry-After.' },
+  OUTPOST_ERR_DISK_FULL: { status: 507, description: "The relay's disk is full: it refuses new work (uploads, deployments, jobs) and keeps serving reads until space returns." },
   OUTPOST_ERR_INTERNAL: { status: 500, description: 'An unexpected failure; the log has details.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

@@ -5,10 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import { OutpostError } from '@outpost/shared';
 import { requireCaller } from './auth.js';
 import type { ApiDeps } from './server.js';
-import { HotArtifacts } from '../artifacts/hot-artifacts.js';
-
-/** Memory for the files being rolled out (each up to a quarter of it); bigger ones stream from disk. */
-const HOT_ARTIFACT_BYTES = 256 * 1024 * 1024;
+import { corruptArtifact } from '../artifacts/hot-artifacts.js';
 
 export function parseRange(header: string | undefined, size: number): { start: number; end: number } | undefined | 'invalid' {
   if (!header) return undefined;
@@ -30,7 +27,7 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
   const { ctx, artifacts } = deps;
   // A rollout to thousands of devices must not serve thousands of downloads at once: past the
   // bound, a device waits its turn, and past the wait it is told to come back (agents add jitter).
-  const hot = new HotArtifacts(artifacts, HOT_ARTIFACT_BYTES);
+  const { hot } = deps.artifactChecks;
   app.get<{ Params: { sha256: string } }>(
     '/v1/artifacts/:sha256',
     { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
@@ -41,7 +38,7 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
       // A device sees only what is deployed to it; it cannot even learn whether other files exist.
       if (caller.kind === 'device' && !ctx.store.deviceMayFetch(caller.deviceId, sha256)) throw notFound;
       const size = await artifacts.size(sha256);
-      if (size === undefined) throw notFound;
+      if (size === undefined) throw artifacts.quarantined(sha256) ? corruptArtifact(sha256) : notFound;
 
       const etag = `"${sha256}"`;
       reply.header('etag', etag).header('accept-ranges', 'bytes').header('content-type', 'application/octet-stream');

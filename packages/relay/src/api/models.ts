@@ -40,11 +40,13 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       try {
         if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
         const signature = await probeModel(staged.path);
+        const wasQuarantined = artifacts.quarantined(staged.sha256) !== undefined;
         await staged.commit();
+        deps.artifactChecks.pushed(staged.sha256, wasQuarantined);
         const { record, created } = ctx.store.addModelVersion(request.params.name, staged.sha256, staged.size, signature);
         request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created }, 'model version registered');
         reply.status(created ? 201 : 200);
-        return { ...modelVersionView(record), created };
+        return { ...modelVersionView(record, artifacts.fileState(record.sha256)), created };
       } catch (err) {
         await staged.discard();
         throw err;
@@ -59,7 +61,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.get<{ Params: { name: string } }>('/v1/models/:name', { schema: { params: nameParams } }, async (request) => {
     const versions = ctx.store.listModelVersions(request.params.name);
     if (versions.length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${request.params.name}": list them with outpost-relay models list`);
-    return { name: request.params.name, versions: versions.map(modelVersionView) };
+    return { name: request.params.name, versions: versions.map((v) => modelVersionView(v, artifacts.fileState(v.sha256))) };
   });
 
   app.get<{ Params: { name: string; version: string } }>(
@@ -73,7 +75,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       const { name, version } = request.params;
       const record = ctx.store.getModelVersion(name, version === 'latest' ? undefined : Number(version));
       if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}"`);
-      return modelVersionView(record);
+      return modelVersionView(record, artifacts.fileState(record.sha256));
     },
   );
 }

@@ -3,6 +3,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import { OutpostError, type Logger } from '@outpost/shared';
 import type { FleetContext } from '../fleet/context.js';
+import type { ArtifactChecks } from '../artifacts/artifact-checks.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { DownloadSlots } from '../artifacts/download-slots.js';
 import { healthRoutes } from './health.js';
@@ -26,6 +27,7 @@ import { targetRoutes } from './targets.js';
 export interface ApiDeps {
   ctx: FleetContext;
   artifacts: ArtifactStore;
+  artifactChecks: ArtifactChecks;
   log: Logger;
   /** The MQTT URL devices should use, given the host name they reached the API on. */
   mqttUrlFor(requestHost: string | undefined): string;

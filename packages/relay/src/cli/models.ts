@@ -17,10 +17,20 @@ interface ModelVersionView {
   createdAt: string;
   created?: boolean;
   lineage: { jobId: string; target: string; metrics: Record<string, { latest: number; best: number }> } | null;
+  file: { state: 'ok' | 'missing' } | { state: 'quarantined'; foundAt: string; foundBy: string; actualSha256: string };
+}
+
+/** One line for a version whose file the relay cannot serve, or undefined when it can. */
+function fileProblem(m: ModelVersionView): string | undefined {
+  if (m.file.state === 'quarantined') return `${m.name}:${m.version}: the relay's file failed its sha256 check (found by ${m.file.foundBy}, ${m.file.foundAt}) and is quarantined; push the same file again to restore it: outpost-relay models push FILE --name ${m.name}`;
+  if (m.file.state === 'missing') return `${m.name}:${m.version}: the relay has no file for this version; push it again: outpost-relay models push FILE --name ${m.name}`;
+  return undefined;
 }
 
 function printVersion(m: ModelVersionView): void {
   print(`${m.name}:${m.version}  sha256 ${m.sha256}  ${formatBytes(m.size)}`);
+  const problem = fileProblem(m);
+  if (problem) print(`  ${problem}`);
   for (const t of m.signature.inputs) print(`  input  ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
   for (const t of m.signature.outputs) print(`  output ${t.name}: ${t.datatype}[${t.shape.join(',')}]`);
   if (m.lineage) {
@@ -62,7 +72,11 @@ export function modelsCommand(program: Command): void {
       }
       const res = await api.request<{ name: string; versions: ModelVersionView[] }>('GET', `/v1/models/${encodeURIComponent(name)}`);
       if (opts.json) return printJson(res);
-      print(table(['VERSION', 'SHA256', 'SIZE', 'CREATED', 'SIGNATURE'], res.versions.map((m) => [m.version, m.sha256.slice(0, 12), formatBytes(m.size), m.createdAt, formatSignature(m.signature)])));
+      print(table(['VERSION', 'SHA256', 'SIZE', 'FILE', 'CREATED', 'SIGNATURE'], res.versions.map((m) => [m.version, m.sha256.slice(0, 12), formatBytes(m.size), m.file.state, m.createdAt, formatSignature(m.signature)])));
+      for (const m of res.versions) {
+        const problem = fileProblem(m);
+        if (problem) print(problem);
+      }
     },
   );
 }

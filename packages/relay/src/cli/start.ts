@@ -24,6 +24,7 @@ export function startCommand(program: Command): void {
     .option('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', parseSize, 128 * 1024)
     .option('--run-log-lines <n>', 'log lines kept per job run', parsePositiveInt, 50_000)
     .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, 20_000)
+    .option('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, 6 * 3600_000)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
     .addHelpText('after', `
 Devices past their quotas are throttled (messages dropped), then disconnected for 10 s; each
@@ -35,7 +36,7 @@ Examples:
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -52,6 +53,7 @@ Examples:
         downloadWaitMs: opts.downloadWait,
         deviceLimits: { ratePerSec: opts.deviceRate, burst: opts.deviceBurst, retainedBytes: opts.deviceRetained },
         runQuotas: { logLines: opts.runLogLines, metricPoints: opts.runMetricPoints },
+        artifactCheckIntervalMs: opts.artifactCheckInterval,
       });
       if (relay.newAdminToken) {
         process.stderr.write(

@@ -8,6 +8,7 @@ import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
 import type { QuotaEvents } from './quota-events.js';
 import type { Presence } from './presence.js';
+import type { FileState } from '../artifacts/artifact-store.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -31,6 +32,8 @@ export interface FleetContext {
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
   disconnectDevice?(deviceId: string): void;
+  /** Whether the relay's copy of an artifact is sound (unset in tests of fleet logic alone). */
+  artifactFile?(sha256: string): FileState;
   /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */
   brokerAccounts?: BrokerAccounts;
 }

@@ -10,6 +10,7 @@ import { PUBLISH_CONCURRENCY, eachBounded } from './bounded.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
 import { requireDevice } from './devices.js';
 import { deploymentView } from './views.js';
+import { corruptArtifact } from '../artifacts/hot-artifacts.js';
 
 export interface DeployRequest {
   model: string;
@@ -31,6 +32,9 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
     const what = req.version === undefined ? `model "${req.model}"` : `version ${req.version} of model "${req.model}"`;
     throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no ${what}: push it first (outpost-relay models push FILE --name ${req.model})`);
   }
+  const file = ctx.artifactFile?.(model.sha256);
+  if (file?.state === 'quarantined') throw corruptArtifact(model.sha256);
+  if (file?.state === 'missing') throw new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `the relay has no file for ${model.name}:${model.version} (${model.sha256}); push it again (outpost-relay models push FILE --name ${model.name})`);
   if (req.selector && req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'give devices or a selector, not both');
   if (req.selector && Object.keys(req.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a selector needs at least one label (k=v)');
   const deviceIds = req.selector

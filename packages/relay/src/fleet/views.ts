@@ -1,5 +1,6 @@
 // How records look in API answers (ISO times, no secrets).
 
+import type { FileState } from '../artifacts/artifact-store.js';
 import type { DeploymentSummary, DeviceSummary } from '@outpost/shared';
 import type { DeploymentRecord, DeviceRecord, ModelVersionRecord } from '../store/records.js';
 
@@ -18,8 +19,10 @@ export function deviceView(d: DeviceRecord): DeviceSummary {
   };
 }
 
-export function modelVersionView(m: ModelVersionRecord) {
-  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt), lineage: m.lineage };
+/** A model version; `file` says whether the relay's copy is sound (see artifacts/artifact-checks.ts). */
+export function modelVersionView(m: ModelVersionRecord, file: FileState = { state: 'ok' }) {
+  const fileView = file.state === 'quarantined' ? { state: file.state, foundAt: iso(file.at), foundBy: file.foundBy, actualSha256: file.actual } : file;
+  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt), lineage: m.lineage, file: fileView };
 }
 
 export function deploymentView(d: DeploymentRecord): DeploymentSummary {
