@@ -5,12 +5,13 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { background, createLogger, type Logger } from '@outpost/shared';
+import { background, createLogger, isDiskFull, type Logger } from '@outpost/shared';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
 import { DownloadSlots } from './artifacts/download-slots.js';
 import { ArtifactChecks } from './artifacts/artifact-checks.js';
+import { DiskSpace } from './disk-space.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
 import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
@@ -119,6 +120,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
+  const disk = new DiskSpace(opts.dataDir, log);
   const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? 6 * 3600_000, firstPassMs: opts.artifactFirstCheckMs });
   const newAdminToken = ensureAdminToken(store, opts.dataDir);
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
@@ -199,6 +201,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     mqttMessagesOut: () => mqtt.published,
     quotaEvents: () => quota.counts,
     preAuthBytes: () => broker?.preAuthBytes ?? 0,
+    diskFull: () => disk.full,
   });
 
   if (accounts) {
@@ -221,6 +224,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     ctx,
     artifacts,
     artifactChecks,
+    disk,
     log,
     maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
     downloads,
@@ -243,7 +247,13 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const httpUrl = `http://${urlHost(host)}:${httpPort}`;
 
   const runtime: RelayRuntimeFile = { httpUrl, mqttUrl: mqttConnectUrl, pid: process.pid };
-  writeFileSync(join(opts.dataDir, RUNTIME_FILE), JSON.stringify(runtime, null, 2) + '\n', { mode: 0o600 });
+  try {
+    writeFileSync(join(opts.dataDir, RUNTIME_FILE), JSON.stringify(runtime, null, 2) + '\n', { mode: 0o600 });
+  } catch (err) {
+    if (!isDiskFull(err)) throw err;
+    // CLI commands on this host then need --relay-url; the relay itself serves as ever.
+    log.warn({ err }, `could not write ${RUNTIME_FILE}: the disk is full`);
+  }
   log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker) }, 'relay ready');
 
   let closed = false;
@@ -259,6 +269,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       scheduler.close();
       rollouts.close();
       artifactChecks.close();
+      disk.close();
       await api.close();
       await mqtt.close();
       await accounts?.close();

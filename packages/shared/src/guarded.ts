@@ -6,12 +6,13 @@
 
 import type { Logger } from 'pino';
 import { LogThrottle } from './log-throttle.js';
+import { isDiskFull } from './disk-full.js';
 
 const throttle = new LogThrottle();
 
 function report(log: Logger, what: string, err: unknown): void {
   const allowed = throttle.take(what);
-  if (allowed) log.error({ err, suppressed: allowed.suppressed }, `${what} failed`);
+  if (allowed) log.error({ err, suppressed: allowed.suppressed }, `${what} failed${isDiskFull(err) ? ': the disk is full; this is tried again as it comes up, and works once space is freed' : ''}`);
 }
 
 /** Runs `fn`, logging (not throwing) what it throws or rejects with. */

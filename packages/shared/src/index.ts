@@ -59,3 +59,4 @@ export { startJobRun, listOutputs, cleanUpLeftoverRuns, type JobLine, type JobRu
 export { runGuarded, guarded, guardedInterval, guardedTimeout, background } from './guarded.js';
 export { LogThrottle } from './log-throttle.js';
 export { containRun, endRecordedRun, pidsWithMarker, RUN_MARKER_VARIABLE, type Containment, type ContainmentKind, type ContainmentRecord } from './job-containment.js';
+export { isDiskFull } from './disk-full.js';

@@ -1,9 +1,10 @@
 // The relay's HTTP server: fastify with one plugin per API area, one error shape for all.
 
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
-import { OutpostError, type Logger } from '@outpost/shared';
+import { OutpostError, isDiskFull, type Logger } from '@outpost/shared';
 import type { FleetContext } from '../fleet/context.js';
 import type { ArtifactChecks } from '../artifacts/artifact-checks.js';
+import type { DiskSpace } from '../disk-space.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { DownloadSlots } from '../artifacts/download-slots.js';
 import { healthRoutes } from './health.js';
@@ -28,6 +29,7 @@ export interface ApiDeps {
   ctx: FleetContext;
   artifacts: ArtifactStore;
   artifactChecks: ArtifactChecks;
+  disk: DiskSpace;
   log: Logger;
   /** The MQTT URL devices should use, given the host name they reached the API on. */
   mqttUrlFor(requestHost: string | undefined): string;
@@ -62,6 +64,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler((err: FastifyError | OutpostError, request, reply) => {
     if (err instanceof OutpostError) return reply.status(err.status).send(err.toJSON());
+    // A write that found the disk full costs that request, never the relay.
+    if (isDiskFull(err)) {
+      const refused = deps.disk.refused();
+      return reply.status(refused.status).send(refused.toJSON());
+    }
     const fe = err as FastifyError;
     if (fe.validation) {
       return reply.status(400).send({ error: { code: 'OUTPOST_ERR_BAD_REQUEST', message: `${fe.validationContext ?? 'request'} ${fe.message.replace(/^(body|params|querystring)\s*/, '')}` } });
@@ -71,6 +78,11 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     }
     request.log.error({ err, url: request.url }, 'request failed');
     return reply.status(500).send({ error: { code: 'OUTPOST_ERR_INTERNAL', message: 'internal error; the relay log has details' } });
+  });
+  // An upload (a model, a bundle, a job output) that cannot fit is refused before it is read.
+  app.addHook('onRequest', async (request) => {
+    const length = Number(request.headers['content-length'] ?? 0);
+    if (request.method === 'POST' && length > 64 * 1024) await deps.disk.refuseIfNoRoomFor(length);
   });
   app.setNotFoundHandler((request, reply) => {
     reply.status(404).send({ error: { code: 'OUTPOST_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url}` } });

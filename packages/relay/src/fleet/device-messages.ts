@@ -1,7 +1,7 @@
 // One handler per device message type, behind a dispatch table (as aedes does per packet).
 // Every payload is checked against its schema first; a malformed one is logged and dropped.
 
-import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
+import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 
@@ -87,7 +87,7 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
       } catch (err) {
         stats.rejected++;
         const told = throttle.take(`${parsed.deviceId} ${parsed.leaf} failed`);
-        if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, 'device message handler failed');
+        if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, `device message handler failed${isDiskFull(err) ? ': the disk is full (the message is dropped; the device sends its state again)' : ''}`);
       }
     },
   };

@@ -16,6 +16,8 @@ export interface RelayMetricsSources {
   quotaEvents(): Map<string, number>;
   /** Bytes held by MQTT connections that have not authenticated yet (embedded broker). */
   preAuthBytes(): number;
+  /** Whether the last write that failed for want of space has not been followed by free space. */
+  diskFull(): boolean;
 }
 
 export class RelayMetrics {
@@ -110,6 +112,14 @@ export class RelayMetrics {
       registers: [registry],
       collect() {
         this.set(src.preAuthBytes());
+      },
+    });
+    new Gauge({
+      name: 'outpost_relay_disk_full',
+      help: "1 while the relay's data dir is out of space (new work is refused with 507), else 0",
+      registers: [registry],
+      collect() {
+        this.set(src.diskFull() ? 1 : 0);
       },
     });
     this.httpDuration = new Histogram({
