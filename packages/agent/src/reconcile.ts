@@ -3,7 +3,7 @@
 // Per model: download → verify sha256 → probe in a child process → load → self-test → swap. The old
 // version keeps serving until the new one is loaded; if the new one fails, the old one stays.
 
-import { probeModel, servingKey, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
+import { backoffMs, probeModel, servingKey, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
 import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
 import { ServedModel, type SessionSettings } from './runtime/served-model.js';
@@ -247,9 +247,7 @@ export class Reconciler {
     const before = this.#retries.get(m.name);
     clearTimeout(before?.timer);
     const failures = (before?.failures ?? 0) + 1;
-    // Doubling, up to a minute, with jitter so that a fleet cut off together does not return together.
-    const base = Math.min(60_000, (this.#opts.retryDelayMs ?? 1000) * 2 ** (failures - 1));
-    const delay = Math.round(base * (0.5 + Math.random() / 2));
+    const delay = backoffMs(failures, { baseMs: this.#opts.retryDelayMs ?? 1000, maxMs: 60_000 });
     const timer = setTimeout(() => {
       const r = this.#retries.get(m.name);
       if (r) r.key = ''; // due: the next pass tries it

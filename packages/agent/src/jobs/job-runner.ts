@@ -6,7 +6,7 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { background, listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
+import { background, backoffMs, listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
 import { ArtifactCache } from '../artifact-cache.js';
 
 export interface JobRunnerOptions {
@@ -135,7 +135,7 @@ export class JobRunner {
         problem = `cannot reach the relay (${((err as { cause?: { code?: string } }).cause?.code) ?? (err as Error).message})`;
       }
       if (!assigned()) throw new Error(`uploading output ${o.path} stopped: the run is no longer assigned to this device`);
-      const delay = Math.min(60_000, 1000 * 2 ** attempt) * (0.5 + Math.random() / 2);
+      const delay = backoffMs(attempt + 1, { baseMs: 1000, maxMs: 60_000 });
       this.#opts.log.warn({ jobId: a.jobId, rank: a.rank, output: o.path, problem, retryInS: Math.round(delay / 1000) }, 'job output upload failed; retrying');
       await new Promise((r) => setTimeout(r, delay));
     }
