@@ -1,11 +1,15 @@
 // bench/fleet: N simulated devices in a few processes against one real relay. Prints the time
 // for all to connect, heartbeats per second ingested, the time from `deploy` until every device
 // of a 1,000-device selector reports a 5 MB model serving, and the relay's CPU and peak RSS.
+// With --storm, the relay is then killed (-9) and started again on its ports: every device
+// reconnects at once. It prints the time until all are online again, the relay's peak RSS
+// through it, and the fewest devices shown online over the following --hold seconds.
 //
 //   npx tsx bench/fleet/run.ts [--devices 1000] [--rollout 1000] [--workers 4] [--heartbeat 10] [--model-mb 5]
+//   npx tsx bench/fleet/run.ts --devices 5000 --rollout 0 --storm [--hold 60] [--reconnect fixed,backoff]
 
 import { fork, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +26,14 @@ const { values } = parseArgs({
     'max-downloads': { type: 'string', default: '64' },
     /** Where simulated devices keep their model caches: every device writes its own copy. */
     'cache-dir': { type: 'string', default: tmpdir() },
+    storm: { type: 'boolean', default: false },
+    /** Appends the simulated agents' logs (level info) to this file. */
+    'sim-log': { type: 'string' },
+    /** Appends the relay's log (level debug) to this file, to see what happened. */
+    'relay-log': { type: 'string' },
+    hold: { type: 'string', default: '60' },
+    /** How simulated devices reconnect in the storm: backoff (the agent's), fixed (as before it), or both side by side. */
+    reconnect: { type: 'string', default: 'backoff' },
     /** Writes V8 CPU profiles of the relay and the simulator processes into this folder. */
     profile: { type: 'string' },
   },
@@ -37,10 +49,12 @@ const dir = mkdtempSync(join(values['cache-dir']!, 'outpost-fleet-'));
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 const profileArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
-const relay = spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', '--max-downloads', values['max-downloads']!], {
-  stdio: 'ignore',
-  env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' },
-});
+const startRelay = (httpPort = '0', mqttPort = '0') =>
+  spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!], {
+    stdio: ['ignore', values['relay-log'] ? openSync(values['relay-log'], 'a') : 'ignore', 'ignore'],
+    env: { ...process.env, OUTPOST_LOG_LEVEL: values['relay-log'] ? 'debug' : 'error' },
+  });
+let relay = startRelay();
 const workers: ReturnType<typeof fork>[] = [];
 // SIGTERM when profiling: a process writes its profile only when it exits on its own.
 const cleanup = () => {
@@ -61,13 +75,16 @@ async function until<T>(what: string, get: () => T | undefined | Promise<T | und
   }
 }
 
-const runtime = await until('the relay', () => {
-  try {
-    return JSON.parse(readFileSync(join(dir, 'relay', 'relay.json'), 'utf8')) as { httpUrl: string; mqttUrl: string };
-  } catch {
-    return undefined;
-  }
-}, 30_000);
+const relayUp = (pid: number) =>
+  until('the relay', () => {
+    try {
+      const r = JSON.parse(readFileSync(join(dir, 'relay', 'relay.json'), 'utf8')) as { httpUrl: string; mqttUrl: string; pid: number };
+      return r.pid === pid ? r : undefined;
+    } catch {
+      return undefined;
+    }
+  }, 60_000, 20);
+const runtime = await relayUp(relay.pid!);
 const token = readFileSync(join(dir, 'relay', 'admin.token'), 'utf8').trim();
 const api = async <T>(method: string, path: string, body?: unknown, bearer = token, raw?: Buffer): Promise<T> => {
   const res = await fetch(`${runtime.httpUrl}${path}`, {
@@ -101,24 +118,47 @@ for (let i = 0; i < N; i += 100) {
 say(`enrolled ${N} devices through the HTTP API in ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
 // Connect them from WORKERS processes.
-const counts = new Array(WORKERS).fill(null).map(() => ({ connected: 0, serving: 0, failed: 0 }));
-const relayPid = relay.pid!;
+const POLICIES = values.reconnect!.split(',') as Array<'backoff' | 'fixed'>;
+for (const p of POLICIES) if (p !== 'backoff' && p !== 'fixed') throw new Error(`--reconnect takes backoff, fixed or both (got ${p})`);
+let counts = new Array(WORKERS).fill(null).map(() => ({ connected: 0, connects: 0, serving: 0, failed: 0 }));
+let relayPid = relay.pid!;
 const cpuStart = cpuSeconds(relayPid);
-t = performance.now();
-for (let w = 0; w < WORKERS; w++) {
-  const child = fork(WORKER, [], { execArgv: ['--import', 'tsx', ...profileArgs], env: { ...process.env, SIM_DIR: join(dir, `w${w}`) }, stdio: 'ignore' });
-  child.on('message', (m) => (counts[w] = m as (typeof counts)[number]));
-  child.send({ devices: devices.filter((_, i) => i % WORKERS === w), heartbeatMs: HEARTBEAT_MS, dir: join(dir, `w${w}`) });
-  workers.push(child);
+const onlineAtRelay = () => metric('outpost_devices\\{online="true"\\}');
+const sum = (k: 'connected' | 'connects' | 'serving' | 'failed') => counts.reduce((s, c) => s + c[k], 0);
+
+/** Starts the simulator processes, their devices reconnecting by `policy`; resolves when all are online. */
+async function startSimulators(policy: 'backoff' | 'fixed'): Promise<void> {
+  counts = counts.map(() => ({ connected: 0, connects: 0, serving: 0, failed: 0 }));
+  for (let w = 0; w < WORKERS; w++) {
+    const simLog = values['sim-log'] ? openSync(values['sim-log'], 'a') : 'ignore';
+    const child = fork(WORKER, [], {
+      execArgv: ['--import', 'tsx', ...profileArgs],
+      env: { ...process.env, SIM_DIR: join(dir, `w${w}`), ...(values['sim-log'] ? { SIM_LOG_LEVEL: 'info' } : {}) },
+      stdio: ['ignore', simLog, simLog, 'ipc'],
+    });
+    child.on('message', (m) => (counts[w] = m as (typeof counts)[number]));
+    child.send({ devices: devices.filter((_, i) => i % WORKERS === w), heartbeatMs: HEARTBEAT_MS, dir: join(dir, `w${w}`), reconnect: policy });
+    workers.push(child);
+  }
+  let online = 0;
+  await until('every device connected', async () => {
+    online = await onlineAtRelay();
+    return online >= N ? true : undefined;
+  }, 600_000, 500).catch((err: Error) => {
+    throw new Error(`${err.message}: ${online} of ${N} online at the relay, simulators report ${sum('connected')} connected`);
+  });
 }
-const sum = (k: 'connected' | 'serving' | 'failed') => counts.reduce((s, c) => s + c[k], 0);
-let online = 0;
-await until('every device connected', async () => {
-  online = await metric('outpost_devices\\{online="true"\\}');
-  return online >= N ? true : undefined;
-}, 600_000, 500).catch((err: Error) => {
-  throw new Error(`${err.message}: ${online} of ${N} online at the relay, simulators report ${sum('connected')} connected`);
-});
+
+async function stopSimulators(): Promise<void> {
+  for (const w of workers.splice(0)) {
+    w.kill('SIGKILL');
+    if (w.exitCode === null && w.signalCode === null) await new Promise((r) => w.once('exit', r));
+  }
+  await until('every device offline', async () => ((await onlineAtRelay()) === 0 ? true : undefined), 120_000, 250);
+}
+
+t = performance.now();
+await startSimulators(POLICIES[0]!);
 const connectS = (performance.now() - t) / 1000;
 say(`all ${N} devices connected and online at the relay in ${connectS.toFixed(1)} s (${WORKERS} simulator processes)`);
 
@@ -130,41 +170,102 @@ const in1 = await metric('outpost_mqtt_messages_in_total');
 const hbRate = (in1 - in0) / (Math.max(10_000, HEARTBEAT_MS) / 1000);
 say(`heartbeats ingested: ${hbRate.toFixed(0)}/s (expected ${(N / (HEARTBEAT_MS / 1000)).toFixed(0)}/s)`);
 
-// A model of about MODEL_MB MB: x [batch, 1280] · W [1280, K].
-const cols = Math.round((MODEL_MB * 1024 * 1024) / 4 / 1280);
-const rnd = seededRandom(7);
-const model = Buffer.from(
-  buildModel({
-    name: 'big',
-    inputs: [{ name: 'x', type: 'FP32', shape: ['batch', 1280] }],
-    outputs: [{ name: 'y', type: 'FP32', shape: ['batch', cols] }],
-    initializers: [{ name: 'W', type: 'FP32', dims: [1280, cols], values: Array.from({ length: 1280 * cols }, () => rnd() - 0.5) }],
-    nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }],
-  }),
-);
-writeFileSync(join(dir, 'big.onnx'), model);
-await api('POST', '/v1/models/big/versions', undefined, token, model);
-
-const cpuBefore = cpuSeconds(relayPid);
-const simCpu = () => workers.reduce((s, w) => s + cpuSeconds(w.pid!), 0);
-const simCpuBefore = simCpu();
-t = performance.now();
-const dep = await api<{ id: string }>('POST', '/v1/deployments', { model: 'big', selector: { group: 'rollout' } });
-const final = await until(
-  'the rollout',
-  async () => {
-    const d = await api<{ state: string; counts: Record<string, number> }>('GET', `/v1/deployments/${dep.id}`);
-    return d.state !== 'in-progress' ? d : undefined;
-  },
-  600_000,
-  250,
-);
-const rolloutS = (performance.now() - t) / 1000;
-const rolloutCpu = ((cpuSeconds(relayPid) - cpuBefore) / rolloutS) * 100;
-const simRolloutCpu = ((simCpu() - simCpuBefore) / rolloutS) * 100;
-const mem = memory(relayPid);
-say(`rollout of a ${(model.length / 1024 / 1024).toFixed(1)} MB model to ${ROLLOUT} devices: ${final.state} in ${rolloutS.toFixed(1)} s (${JSON.stringify(final.counts)}); simulators saw ${sum('serving')} serving, ${sum('failed')} failed`);
-say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
-say(`simulators during the rollout: CPU ${simRolloutCpu.toFixed(0)}% of one core (all ${WORKERS} together; the machine has 2 cores)`);
-say(`relay over the whole run: CPU ${(((cpuSeconds(relayPid) - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
+if (ROLLOUT > 0) await rollout();
+if (values.storm) {
+  const results: Array<Awaited<ReturnType<typeof storm>>> = [];
+  for (const [i, policy] of POLICIES.entries()) {
+    if (i > 0) {
+      await stopSimulators();
+      await startSimulators(policy);
+    }
+    results.push(await storm(policy));
+  }
+  if (results.length === 2) {
+    const [a, b] = results as [Awaited<ReturnType<typeof storm>>, Awaited<ReturnType<typeof storm>>];
+    say(`side by side (${a.policy} / ${b.policy}): all online after ready ${(a.allOnlineS / b.allOnlineS).toFixed(2)}x, connects ${(a.connects / b.connects).toFixed(2)}x, peak RSS ${(a.peakMiB / b.peakMiB).toFixed(2)}x, fewest online in the hold ${a.fewest} / ${b.fewest}`);
+  }
+}
 process.exit(0);
+
+async function rollout(): Promise<void> {
+  // A model of about MODEL_MB MB: x [batch, 1280] · W [1280, K].
+  const cols = Math.round((MODEL_MB * 1024 * 1024) / 4 / 1280);
+  const rnd = seededRandom(7);
+  const model = Buffer.from(
+    buildModel({
+      name: 'big',
+      inputs: [{ name: 'x', type: 'FP32', shape: ['batch', 1280] }],
+      outputs: [{ name: 'y', type: 'FP32', shape: ['batch', cols] }],
+      initializers: [{ name: 'W', type: 'FP32', dims: [1280, cols], values: Array.from({ length: 1280 * cols }, () => rnd() - 0.5) }],
+      nodes: [{ op: 'MatMul', inputs: ['x', 'W'], outputs: ['y'] }],
+    }),
+  );
+  writeFileSync(join(dir, 'big.onnx'), model);
+  await api('POST', '/v1/models/big/versions', undefined, token, model);
+
+  const cpuBefore = cpuSeconds(relayPid);
+  const simCpu = () => workers.reduce((s, w) => s + cpuSeconds(w.pid!), 0);
+  const simCpuBefore = simCpu();
+  t = performance.now();
+  const dep = await api<{ id: string }>('POST', '/v1/deployments', { model: 'big', selector: { group: 'rollout' } });
+  const final = await until(
+    'the rollout',
+    async () => {
+      const d = await api<{ state: string; counts: Record<string, number> }>('GET', `/v1/deployments/${dep.id}`);
+      return d.state !== 'in-progress' ? d : undefined;
+    },
+    600_000,
+    250,
+  );
+  const rolloutS = (performance.now() - t) / 1000;
+  const rolloutCpu = ((cpuSeconds(relayPid) - cpuBefore) / rolloutS) * 100;
+  const simRolloutCpu = ((simCpu() - simCpuBefore) / rolloutS) * 100;
+  const mem = memory(relayPid);
+  say(`rollout of a ${(model.length / 1024 / 1024).toFixed(1)} MB model to ${ROLLOUT} devices: ${final.state} in ${rolloutS.toFixed(1)} s (${JSON.stringify(final.counts)}); simulators saw ${sum('serving')} serving, ${sum('failed')} failed`);
+  say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
+  say(`simulators during the rollout: CPU ${simRolloutCpu.toFixed(0)}% of one core (all ${WORKERS} together; the machine has 2 cores)`);
+  say(`relay over the whole run: CPU ${(((cpuSeconds(relayPid) - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
+}
+
+async function storm(policy: 'backoff' | 'fixed'): Promise<{ policy: string; allOnlineS: number; connects: number; peakMiB: number; fewest: number }> {
+  const connectsBefore = sum('connects');
+  const httpPort = new URL(runtime.httpUrl).port;
+  const mqttPort = new URL(runtime.mqttUrl).port;
+  relay.kill('SIGKILL');
+  await new Promise((r) => relay.once('exit', r));
+  const killed = performance.now();
+  relay = startRelay(httpPort, mqttPort);
+  relayPid = relay.pid!;
+  let peak = 0;
+  const sampler = setInterval(() => {
+    try {
+      peak = Math.max(peak, memory(relayPid).peakMiB);
+    } catch {
+      // not started yet
+    }
+  }, 100);
+  await relayUp(relayPid);
+  const ready = performance.now();
+  say(`[${policy}] relay killed (-9) and started again on its ports: ready in ${((ready - killed) / 1000).toFixed(1)} s`);
+  let online = 0;
+  await until('every device online again', async () => {
+    online = await onlineAtRelay().catch(() => 0);
+    return online >= N ? true : undefined;
+  }, 600_000, 250).catch((err: Error) => {
+    throw new Error(`${err.message}: ${online} of ${N} online at the relay`);
+  });
+  const allOnline = performance.now();
+  const connects = sum('connects') - connectsBefore;
+  say(`[${policy}] reconnect storm: all ${N} devices online again ${((allOnline - ready) / 1000).toFixed(1)} s after the relay was ready (${((allOnline - killed) / 1000).toFixed(1)} s after the kill), ${connects} connections made`);
+  const holdS = Number(values.hold);
+  let fewest = N;
+  const holdEnd = performance.now() + holdS * 1000;
+  while (performance.now() < holdEnd) {
+    fewest = Math.min(fewest, await onlineAtRelay());
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  clearInterval(sampler);
+  peak = Math.max(peak, memory(relayPid).peakMiB);
+  say(`[${policy}] over the next ${holdS} s the fewest devices shown online was ${fewest} of ${N}; relay peak RSS through the storm ${peak.toFixed(0)} MiB, now ${memory(relayPid).rssMiB.toFixed(0)} MiB`);
+  return { policy, allOnlineS: (allOnline - ready) / 1000, connects: sum('connects') - connectsBefore, peakMiB: peak, fewest };
+}

@@ -18,11 +18,15 @@ interface Start {
   devices: Array<{ deviceId: string; secret: string; mqttUrl: string; relayUrl: string }>;
   heartbeatMs: number;
   dir: string;
+  /** 'fixed': MQTT reconnects as agents did before backoff (every 2 s, CONNACK within 10 s). */
+  reconnect: 'backoff' | 'fixed';
 }
 
-const log = createLogger({ name: 'sim', level: 'silent' });
+// SIM_LOG_LEVEL=info (with run.ts --sim-log FILE) shows what the simulated agents' connections did.
+const log = createLogger({ name: 'sim', level: process.env.SIM_LOG_LEVEL ?? 'silent' });
 const engines = new Map<string, Promise<InferenceEngine>>();
 let connected = 0;
+let connects = 0;
 let serving = 0;
 let failed = 0;
 
@@ -72,7 +76,9 @@ process.once('message', (msg: Start) => {
       datasets: [],
       onDesired: (desired) => reconciler.setDesired(desired),
       onDesiredJobs: () => {},
+      ...(msg.reconnect === 'fixed' ? { reconnect: { baseMs: 2000, maxMs: 2000, jitter: false }, connectTimeoutMs: 10_000 } : {}),
       onConnectionChange: (up) => {
+        if (up) connects++;
         if (up && first) {
           first = false;
           connected++;
@@ -82,7 +88,7 @@ process.once('message', (msg: Start) => {
     // Heartbeats spread over the interval, as a real fleet's would be.
     setTimeout(() => setInterval(() => conn.publishHealth(health()), msg.heartbeatMs), Math.random() * msg.heartbeatMs);
   }
-  setInterval(() => process.send!({ connected, serving, failed }), 200);
+  setInterval(() => process.send!({ connected, connects, serving, failed }), 200);
 });
 
 process.on('SIGTERM', () => {

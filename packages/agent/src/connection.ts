@@ -1,9 +1,19 @@
-// The agent's MQTT session. MQTT.js reconnects with backoff by itself; on every connect we
-// announce we are online and subscribe to our desired state, whose retained copy arrives at
-// once. The last will marks the device offline the moment the connection drops.
+// The agent's MQTT session. On every connect we announce we are online and subscribe to our
+// desired state, whose retained copy arrives at once. The last will marks the device offline
+// the moment the connection drops. Reconnects are ours, not MQTT.js's fixed period: doubling
+// from 1 s to 30 s with jitter, so that a fleet whose relay restarts does not come back in
+// lockstep waves that time out and come back again (a reconnect storm).
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+
+/** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
+const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
+
+export interface ReconnectPolicy extends Backoff {
+  /** Off only to measure the old fixed-period behaviour side by side (bench/fleet --storm). */
+  jitter: boolean;
+}
 
 export interface ConnectionOptions {
   url: string;
@@ -17,6 +27,9 @@ export interface ConnectionOptions {
   onDesired(desired: Desired): void;
   onDesiredJobs(jobs: DesiredJobs): void;
   onConnectionChange?(connected: boolean): void;
+  /** Defaults: 1 s doubling to 30 s with jitter, and 30 s for the broker's CONNACK. */
+  reconnect?: ReconnectPolicy;
+  connectTimeoutMs?: number;
 }
 
 export interface Connection {
@@ -47,8 +60,10 @@ export function connect(opts: ConnectionOptions): Connection {
     password: opts.secret,
     clean: true,
     keepalive: 30,
-    reconnectPeriod: 2000,
-    connectTimeout: 10_000,
+    reconnectPeriod: 0,
+    // A relay busy with a whole fleet reconnecting answers late: waiting beats a retry that
+    // joins the queue again from its end.
+    connectTimeout: opts.connectTimeoutMs ?? 30_000,
     resubscribe: false,
     will: will(),
     // Bounded offline queue: health is state, not history (mqttjs/MQTT.js#607).
@@ -58,7 +73,11 @@ export function connect(opts: ConnectionOptions): Connection {
     writeCache: false,
   });
 
+  let failures = 0;
+  let retry: NodeJS.Timeout | undefined;
+  let closing = false;
   client.on('connect', () => {
+    failures = 0;
     log.info({ url: opts.url }, 'connected to the relay broker');
     client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
@@ -89,9 +108,18 @@ export function connect(opts: ConnectionOptions): Connection {
     // The next CONNECT (MQTT.js builds it from its options) starts a new session, with a will of its own.
     session = Math.max(Date.now(), session + 1);
     client.options.will = will();
-    opts.onConnectionChange?.(false);
+    if (failures === 0) opts.onConnectionChange?.(false);
+    if (closing) return;
+    const policy = opts.reconnect ?? RECONNECT;
+    const delay = backoffMs(++failures, policy, policy.jitter ? Math.random : () => 1);
+    // Once per outage, not once per attempt.
+    if (failures === 1) log.warn({ retryInS: Math.max(1, Math.round(delay / 1000)) }, 'relay broker unreachable; retrying with backoff');
+    clearTimeout(retry);
+    // The stores are kept: QoS 1 job log batches queued while offline go out on reconnect.
+    retry = setTimeout(() => {
+      if (!closing) client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
+    }, delay);
   });
-  client.on('offline', () => log.warn('relay broker unreachable; retrying'));
   client.on('error', (err) => {
     const code = (err as { code?: number }).code;
     if (code === 4 || code === 5) log.error('the relay refused this device\'s credentials: it may have been removed; enroll again');
@@ -118,6 +146,8 @@ export function connect(opts: ConnectionOptions): Connection {
       client.publish(deviceTopic(deviceId, 'job-log'), JSON.stringify(batch), { qos: 1 });
     },
     async close() {
+      closing = true;
+      clearTimeout(retry);
       // A clean shutdown says offline itself; the will covers crashes.
       if (client.connected) {
         await new Promise<void>((resolve) => client.publish(deviceTopic(deviceId, 'status'), status(false), { qos: 1, retain: true }, () => resolve()));
