@@ -35,6 +35,24 @@ t.test('a broker without persistence restarts mid-fleet', { skip: needPackage('m
   t.pass('the agent converged after the broker lost its retained messages');
   await waitFor('the device online in the relay', async () => (await relay.api<DeviceView>('GET', `/v1/devices/${device.deviceId}`)).body.online || undefined);
   t.equal((await relay.cli('deploy', 'linear', '--device', device.deviceId, '--wait')).code, 0, 'deployments go on');
+
+  // And restarted in the middle of a staged rollout: its health window waits for the device to
+  // be back and heartbeating, then the rollout succeeds on the new version.
+  t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear-v2.onnx'), '--name', 'linear')).code, 0);
+  const dep = await relay.cli('deploy', 'linear:2', '--device', device.deviceId, '--strategy', 'rolling', '--failure-threshold', '0', '--health-window', '2s', '--json');
+  const id = (JSON.parse(dep.stdout) as { id: string }).id;
+  const rollout = async () => (await relay.api<{ state: string; devices: Array<{ state: string }> }>('GET', `/v1/deployments/${id}`)).body;
+  await waitFor('the device serving version 2 inside its health window', async () => (await rollout()).devices[0]?.state === 'serving');
+  const before = reconnects();
+  await broker.restart();
+  await waitFor('the relay to reconnect again', () => reconnects() > before, 30_000);
+  const done = await waitFor('the rollout to end', async () => {
+    const d = await rollout();
+    return d.state === 'in-progress' ? undefined : d;
+  }, 60_000);
+  t.equal(done.state, 'succeeded', 'the rollout went through the broker restart');
+  const res = await agent.infer<{ model_version: string }>('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
+  t.equal(res.body.model_version, '2', 'the device serves version 2');
 });
 
 t.test('status messages out of order: sessions decide, heartbeats prove', async (t) => {
