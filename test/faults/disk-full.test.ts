@@ -1,12 +1,12 @@
 // The relay's data dir on a small tmpfs, filled up. New work is refused with 507
 // OUTPOST_ERR_DISK_FULL and one log line; reads, the fleet stream, the broker and the devices
-// keep working; nothing half-written is left behind; once space is freed the relay takes work
-// again by itself, without a restart.
+// keep working; nothing half-written is left behind; a job that ends meanwhile is recorded once
+// space returns; once space is freed the relay takes work again by itself, without a restart.
 
 import t from 'tap';
 import { join } from 'node:path';
-import { readdirSync, rmSync } from 'node:fs';
-import { FIXTURES, enrollDevice, startAgent, startRelay } from '../helpers/programs.js';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir } from '../helpers/programs.js';
 import { LINEAR_REQUEST, relayMetric } from '../helpers/hostile.js';
 import { openStream } from '../helpers/stream.js';
 import { fillUp, mountTmpfs } from '../helpers/tmpfs.js';
@@ -21,6 +21,12 @@ t.test('a full disk costs new work, never the relay', { skip: 'skip' in mount ? 
   const agent = await startAgent(t, device);
   t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);
   t.equal((await relay.cli('deploy', 'linear', '--device', device.deviceId, '--wait')).code, 0);
+  // A local job that runs through the full disk and ends while it is full.
+  const gateDir = tempDir(t, 'gate');
+  writeFileSync(join(gateDir, 'wait.sh'), 'while [ ! -f "$GATE" ]; do sleep 0.05; done\n');
+  const job = JSON.parse((await relay.cli('jobs', 'submit', gateDir, '--target', 'local', '--command', 'sh wait.sh', '--env', `GATE=${join(gateDir, 'open')}`, '--json')).stdout) as { id: string };
+  const jobState = async () => (await relay.api<{ state: string }>('GET', `/v1/jobs/${job.id}`)).body.state;
+  await waitFor('the job running', async () => (await jobState()) === 'running');
   const filler = join((mount as { dir: string }).dir, 'filler');
   const filled = fillUp(filler);
   t.ok(filled > 0, `the disk filled up (${(filled / 2 ** 20).toFixed(1)} MiB of filler)`);
@@ -46,6 +52,18 @@ t.test('a full disk costs new work, never the relay', { skip: 'skip' in mount ? 
     t.notOk(statuses.has(500), 'never a 500');
     t.equal(relay.logs.filter((l) => String(l.msg).startsWith("the relay's disk is full")).length, 1, 'one log line says it');
     t.equal(await relayMetric(relay, 'outpost_relay_disk_full'), 1, '/metrics shows it');
+    const submit = await relay.cli('jobs', 'submit', gateDir, '--target', 'local', '--command', 'true');
+    t.equal(submit.code, 1, 'a new job is refused');
+    t.match(submit.stderr, /OUTPOST_ERR_DISK_FULL/);
+  });
+
+  await t.test('a job that ends while the disk is full is not lost', async (t) => {
+    writeFileSync(join(gateDir, 'open'), '');
+    const how = await waitFor('the end of the job written or kept', async () => {
+      if (relay.logs.some((l) => l.msg === 'the disk is full: job state changes are kept and written once space returns')) return 'kept for later';
+      return (await jobState()) === 'succeeded' ? 'written at once' : undefined;
+    });
+    t.pass(`the end of the run was ${how}`);
   });
 
   await t.test('reads, the stream, the broker and the devices keep working', async (t) => {
@@ -69,5 +87,7 @@ t.test('a full disk costs new work, never the relay', { skip: 'skip' in mount ? 
     t.equal(push.code, 0, `the push works (${push.stderr})`);
     t.equal((await relay.cli('deploy', 'rowsum', '--device', device.deviceId, '--wait')).code, 0, 'and deploys');
     t.equal((await relay.api('POST', '/v1/tokens/enroll', { ttlSeconds: 3600 })).status, 201, 'database writes work');
+    await waitFor('the job that ended while the disk was full recorded as succeeded', async () => (await jobState()) === 'succeeded');
+    t.pass('the job that ended while the disk was full is recorded as succeeded');
   });
 });

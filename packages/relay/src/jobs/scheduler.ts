@@ -25,6 +25,7 @@ import {
   type Labels,
 } from '@outpost/shared';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { DeferredWrites } from './deferred-writes.js';
 import type { FleetContext } from '../fleet/context.js';
 import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
@@ -84,11 +85,13 @@ export class JobScheduler {
   readonly #local = new Map<string, JobProcess>();
   readonly #watchdogs = new Map<string, NodeJS.Timeout>();
   readonly #ingest: RunIngest;
+  readonly #deferred: DeferredWrites;
   #closed = false;
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
     this.#ctx = opts.ctx;
+    this.#deferred = new DeferredWrites(opts.ctx.log);
     this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, quotas: { ...opts.runQuotas, ...(opts.maxOutputBytes ? { outputBytes: opts.maxOutputBytes } : {}) } });
   }
 
@@ -306,8 +309,13 @@ export class JobScheduler {
   }
 
   #runUpdate(jobId: string, rank: number, state: string, exitCode: number | null = null, error: string | null = null): void {
+    const at = this.#ctx.now();
+    this.#deferred.run(`job ${jobId} rank ${rank}: ${state}`, () => this.#applyRunUpdate(jobId, rank, state, at, exitCode, error));
+  }
+
+  #applyRunUpdate(jobId: string, rank: number, state: string, at: number, exitCode: number | null, error: string | null): void {
     const { store, events } = this.#ctx;
-    if (!store.setJobRunState(jobId, rank, state, this.#ctx.now(), exitCode, error)) return;
+    if (!store.setJobRunState(jobId, rank, state, at, exitCode, error)) return;
     const job = store.getJob(jobId)!;
     const run = job.runs.find((r) => r.rank === rank)!;
     events.emit({ type: 'job.run', jobId, rank, target: run.target, state, exitCode, error });
@@ -353,7 +361,8 @@ export class JobScheduler {
     const { store, events, log } = this.#ctx;
     const current = store.getJob(job.id);
     if (!current || TERMINAL.has(current.state)) return;
-    store.setJobState(job.id, state, this.#ctx.now(), error);
+    const at = this.#ctx.now();
+    this.#deferred.run(`job ${job.id}: ${state}`, () => store.setJobState(job.id, state, at, error));
     clearTimeout(this.#watchdogs.get(job.id));
     this.#watchdogs.delete(job.id);
     events.emit({ type: 'job.state', jobId: job.id, state, error });
@@ -390,6 +399,7 @@ export class JobScheduler {
   /** Local runs die with the relay: they are recorded as failed, then killed. */
   close(): void {
     this.#closed = true;
+    this.#deferred.close();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
     const { store } = this.#ctx;
     const now = this.#ctx.now();
