@@ -29,7 +29,7 @@ t.test('staged rollouts', async (t) => {
   const get = async (id: string) => (await relay.api<Deployment>('GET', `/v1/deployments/${id}`)).body;
 
   await t.test('a failing canary stops the rollout and rolls it back', async (t) => {
-    const res = await relay.cli('deploy', `linear:${broken.version}`, '--selector', 'site=lab', '--strategy', 'rolling', '--canary', '1', '--wait');
+    const res = await relay.cli('deploy', `linear:${broken.version}`, '--selector', 'site=lab', '--strategy', 'rolling', '--canary', '1', '--force', '--wait');
     t.equal(res.code, 1, 'deploy --wait exits 1');
     t.match(res.stderr, /was rolled back: dev_\w+: self-test inference failed/);
     const id = /deployment (dep_\w+)/.exec(res.stderr)![1]!;

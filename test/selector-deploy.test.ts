@@ -83,11 +83,13 @@ t.test('selector deployments, cancel and rollback', async (t) => {
   const bad = await relay.cli('deploy', 'linear', '--selector', 'site=lab', '--device', a.deviceId);
   t.match(bad.stderr, /use --device or --selector, not both/);
 
-  // A version that loads but cannot run fails its self-test; the device keeps what it served.
+  // A version that loads but cannot run fails its self-test (the relay's at push, and the
+  // device's when it is forced out anyway); the device keeps what it served.
   const broken = await relay.cli('models', 'push', join(FIXTURES, 'fails-at-runtime.onnx'), '--name', 'linear', '--json');
   t.equal(broken.code, 0, 'it is a valid, loadable ONNX file');
   const v3 = (JSON.parse(broken.stdout) as { version: number }).version;
-  const failed = await relay.cli('deploy', `linear:${v3}`, '--device', a.deviceId, '--wait');
+  t.equal((await relay.cli('deploy', `linear:${v3}`, '--device', a.deviceId)).code, 1, 'refused unless forced');
+  const failed = await relay.cli('deploy', `linear:${v3}`, '--device', a.deviceId, '--force', '--wait');
   t.equal(failed.code, 1);
   t.match(failed.stdout, /failed: self-test inference failed: .*Reshape/);
   t.equal(await version(agentA), 2, 'the previous version keeps serving');

@@ -18,7 +18,7 @@ t.test('a restarted agent serves its last good version from the cache', async (t
   await t.test('after an update that failed', async (t) => {
     // Version 2 loads but fails its self-test: version 1 keeps serving.
     t.equal((await relay.cli('models', 'push', join(FIXTURES, 'fails-at-runtime.onnx'), '--name', 'linear')).code, 0);
-    t.equal((await relay.cli('deploy', 'linear:2', '--device', device.deviceId, '--wait')).code, 1, 'the update fails');
+    t.equal((await relay.cli('deploy', 'linear:2', '--device', device.deviceId, '--force', '--wait')).code, 1, 'the update fails');
     await agent.stop();
     agent = await startAgent(t, device);
     await waitFor('linear serving again', async () => (await fetch(`${agent.httpUrl}/v2/models/linear/ready`)).status === 200);

@@ -22,6 +22,26 @@ function get(url: string, headers: Record<string, string>): Promise<IncomingMess
   });
 }
 
+/** The code and message of a relay error answer, read up to 8 KiB. */
+async function errorOf(res: IncomingMessage): Promise<{ code?: string; message: string }> {
+  let text = '';
+  try {
+    for await (const chunk of res) {
+      text += (chunk as Buffer).toString('utf8');
+      if (text.length > 8192) {
+        res.destroy();
+        break;
+      }
+    }
+    const body = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
+    const code = typeof body.error?.code === 'string' ? body.error.code : undefined;
+    const message = typeof body.error?.message === 'string' ? body.error.message.slice(0, 500) : '';
+    return { code, message: code ? `${code}: ${message}` : message };
+  } catch {
+    return { message: '' };
+  }
+}
+
 export class DownloadError extends Error {
   /** Worth trying again later (network, relay restarting), as opposed to a refusal. */
   readonly retryable: boolean;
@@ -80,22 +100,23 @@ export class ArtifactCache {
       throw new DownloadError(`download failed: cannot reach the relay (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, true);
     }
     const status = res.statusCode ?? 0;
-    if (status === 503 && busyRetries < MAX_BUSY_RETRIES) {
-      // The relay paces rollouts: wait as told, plus jitter so a fleet does not come back at once.
-      res.resume();
-      const after = Number(res.headers['retry-after'] ?? 1);
-      await new Promise((r) => setTimeout(r, (Number.isFinite(after) ? after : 1) * 1000 + Math.random() * 1000));
-      return this.ensure(url, sha256, headers, onProgress, busyRetries + 1);
+    if (status !== 200 && status !== 206 && status !== 416) {
+      // The relay says why in its error body (bounded: a hostile answer cannot grow memory).
+      const why = await errorOf(res);
+      if (status === 503 && why.code === 'OUTPOST_ERR_ARTIFACT_CORRUPT') throw new DownloadError(`download failed: the relay answered 503: ${why.message}`, true);
+      if (status === 503 && busyRetries < MAX_BUSY_RETRIES) {
+        // The relay paces rollouts: wait as told, plus jitter so a fleet does not come back at once.
+        const after = Number(res.headers['retry-after'] ?? 1);
+        await new Promise((r) => setTimeout(r, (Number.isFinite(after) ? after : 1) * 1000 + Math.random() * 1000));
+        return this.ensure(url, sha256, headers, onProgress, busyRetries + 1);
+      }
+      throw new DownloadError(`download failed: the relay answered ${status}${why.message ? `: ${why.message}` : ''}`, status >= 500 || status === 429);
     }
     if (status === 416) {
       // The partial file is already whole (or longer than the artifact): start over.
       res.resume();
       await rm(partial, { force: true });
       return this.ensure(url, sha256, headers, onProgress);
-    }
-    if (status !== 200 && status !== 206) {
-      res.resume();
-      throw new DownloadError(`download failed: the relay answered ${status}`, status >= 500 || status === 429);
     }
     const append = status === 206;
     if (!append) offset = 0;

@@ -33,8 +33,9 @@ export class LastGood {
     return [...this.#entries.values()];
   }
 
+  /** The files these versions need: each model and its sample. */
   shas(): Set<string> {
-    return new Set(this.entries().map((e) => e.sha256));
+    return new Set(this.entries().flatMap((e) => (e.sample ? [e.sha256, e.sample.sha256] : [e.sha256])));
   }
 
   record(entry: Entry): void {

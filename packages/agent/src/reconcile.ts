@@ -1,9 +1,11 @@
 // Converges what this agent serves towards the relay's desired state. Level-triggered: it
 // compares desired with actual each time, so a lost or repeated message costs nothing.
-// Per model: download → verify sha256 → probe in a child process → load → self-test → swap. The old
-// version keeps serving until the new one is loaded; if the new one fails, the old one stays.
+// Per model: download (the model, and its sample when it has one) → verify sha256 → probe in a
+// child process → load → self-test (on the sample, or a synthetic input) → swap. The old version
+// keeps serving until the new one is loaded; if the new one fails, the old one stays.
 
-import { backoffMs, probeModel, servingKey, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
+import { readFile } from 'node:fs/promises';
+import { backoffMs, parseSample, probeModel, servingKey, type DesiredModel, type DesiredState, type Logger, type ReportedModel, type ReportedState } from '@outpost/shared';
 import { DownloadError, type ArtifactCache } from './artifact-cache.js';
 import type { ModelTable } from './runtime/model-table.js';
 import { ServedModel, type SessionSettings } from './runtime/served-model.js';
@@ -26,9 +28,10 @@ export interface ReconcilerOptions {
   report(state: ReportedState): void;
   /**
    * Turns a verified file into a model ready to serve. Default: probe it in a child process,
-   * load it, run the self-test. (The fleet simulator shares one session per file instead.)
+   * load it, run the self-test (on the version's sample when `sampleFile` is given). (The fleet
+   * simulator shares one session per file instead.)
    */
-  load?(m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel>;
+  load?(m: DesiredModel, file: string, stats: ModelStats | undefined, sampleFile?: string): Promise<ServedModel>;
   /** Called when a version has been loaded and swapped in. */
   onLoaded?(model: string, seconds: number): void;
   /** Where the last version served per model is kept, to serve it again at start. */
@@ -50,6 +53,8 @@ export class Reconciler {
   #again = false;
   #closed = false;
   #revision = 0;
+  /** What each serving version's self-test ran on (reported with it). */
+  readonly #selfTests = new Map<string, NonNullable<ReportedModel['selfTest']>>();
   /** Models whose download failed for a passing reason: failures in a row, and the retry's timer. */
   readonly #retries = new Map<string, { failures: number; timer: NodeJS.Timeout; key: string }>();
 
@@ -87,7 +92,13 @@ export class Reconciler {
             log.warn({ model: m.name, version: m.version }, 'the last served version is not in the cache (or failed its sha256): waiting for the relay');
             continue;
           }
-          await table.swap(await (this.#opts.load ?? this.#loadModel)(m, file, undefined));
+          const sampleFile = m.sample ? await cache.verified(m.sample.sha256) : undefined;
+          if (m.sample && !sampleFile) {
+            this.#reported.delete(m.name);
+            log.warn({ model: m.name, version: m.version }, "the last served version's sample is not in the cache: waiting for the relay");
+            continue;
+          }
+          await table.swap(await (this.#opts.load ?? this.#loadModel)(m, file, undefined, sampleFile));
           this.#attempted.set(m.name, this.#attemptKey(m));
           this.#set(this.#entry(m, 'serving'));
           log.info({ model: m.name, version: m.version }, 'serving the last served version from the cache');
@@ -172,7 +183,7 @@ export class Reconciler {
     }
     // Files that may be needed again stay: the desired ones, the ones serving, and each model's
     // last served version (a restart may need it before its replacement serves).
-    const keep = new Set<string>([...desired.models.map((m) => m.sha256), ...table.all().map((s) => s.sha256), ...(this.#opts.lastGood?.shas() ?? [])]);
+    const keep = new Set<string>([...desired.models.flatMap((m) => (m.sample ? [m.sha256, m.sample.sha256] : [m.sha256])), ...table.all().map((s) => s.sha256), ...(this.#opts.lastGood?.shas() ?? [])]);
     await cache.prune(keep);
   }
 
@@ -190,19 +201,39 @@ export class Reconciler {
       servingKey: servingKey(m.serving),
       state,
       ...(reason ? { reason: reason.slice(0, 2000) } : {}),
+      ...(state === 'serving' && serving?.sha256 === m.sha256 && this.#selfTests.has(m.name) ? { selfTest: this.#selfTests.get(m.name)! } : {}),
       ...(serving ? { serving: { version: serving.version, sha256: serving.sha256 } } : {}),
     };
   }
 
-  #loadModel = async (m: DesiredModel, file: string, stats: ModelStats | undefined): Promise<ServedModel> => {
+  #loadModel = async (m: DesiredModel, file: string, stats: ModelStats | undefined, sampleFile?: string): Promise<ServedModel> => {
     // onnxruntime can crash its process on a hostile file: try it in a child process first.
-    await probeModel(file);
-    const model = await ServedModel.load(m, file, this.#settingsFor(m), stats, {
+    const signature = await probeModel(file);
+    // The sample is checked against the signature before anything runs on it.
+    let sample;
+    if (sampleFile) {
+      try {
+        sample = parseSample(await readFile(sampleFile, 'utf8'), signature);
+      } catch (err) {
+        throw new Error(`the version's sample does not fit the model: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    const settings = this.#settingsFor(m);
+    const model = await ServedModel.load(m, file, settings, stats, {
       onBatch: (rows) => this.#opts.onBatch?.(m.name, rows),
       onThreadLost: (err, replacing) => this.#opts.onThreadLost?.(m.name, err, replacing),
     });
-    await model.selfTest();
-    await model.warmUp();
+    const tested = settings.selfTest === 'off' ? 'off' : await model.selfTest(sample);
+    this.#selfTests.set(m.name, tested);
+    // Warm-up only saves the first request some time: it never costs a model its deployment,
+    // and a model no input was given for is not run on made-up data.
+    if (tested !== 'off' || sample) {
+      try {
+        await model.warmUp(sample);
+      } catch (err) {
+        this.#opts.log.warn({ model: m.name, version: m.version, err: (err as Error).message }, 'warm-up failed; the model serves without it');
+      }
+    }
     return model;
   };
 
@@ -217,9 +248,10 @@ export class Reconciler {
     try {
       this.#set(this.#entry(m, 'downloading'));
       const file = await cache.ensure(this.#opts.artifactUrl(m.sha256), m.sha256, this.#opts.authHeaders);
+      const sampleFile = m.sample ? await cache.ensure(this.#opts.artifactUrl(m.sample.sha256), m.sample.sha256, this.#opts.authHeaders) : undefined;
       this.#set(this.#entry(m, 'loading'));
       const loadStarted = performance.now();
-      const model = await (this.#opts.load ?? this.#loadModel)(m, file, table.get(m.name)?.stats);
+      const model = await (this.#opts.load ?? this.#loadModel)(m, file, table.get(m.name)?.stats, sampleFile);
       await table.swap(model);
       this.#opts.lastGood?.record(m);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);

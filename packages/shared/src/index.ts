@@ -47,7 +47,7 @@ export {
   type NumericArray,
   type TensorArray,
 } from './kserve-binary.js';
-export { probeModel, type ProbeOptions } from './model-probe.js';
+export { probeAndSelfTest, probeModel, type ProbeOptions, type SelfTestResult } from './model-probe.js';
 export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset, parseSize } from './cli-options.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
@@ -62,3 +62,5 @@ export { containRun, endRecordedRun, pidsWithMarker, RUN_MARKER_VARIABLE, type C
 export { isDiskFull } from './disk-full.js';
 export { backoffMs, type Backoff } from './backoff.js';
 export { floatToHalf, halfToFloat, toOrtTensor, type OrtTensorData } from './ort-tensors.js';
+export { MAX_SAMPLE_BYTES, parseSample, selfTestFailure, selfTestInputs, type SelfTestInput } from './sample.js';
+export { signatureChanges } from './signature-diff.js';

@@ -60,6 +60,8 @@ export const ServingConfig = Type.Object({
   executionProviders: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' }), { minItems: 1, maxItems: 8 })),
   /** Inference runs on sample inputs at load, before the model takes traffic (default 1). */
   warmup: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
+  /** "off": the device does not run the model on a sample before it serves (for a model no sample exercises). */
+  selfTest: Type.Optional(Type.Literal('off')),
 });
 export type ServingConfig = Static<typeof ServingConfig>;
 
@@ -77,6 +79,8 @@ export const DesiredModel = Type.Object({
   size: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   deploymentId: Id,
   serving: Type.Optional(ServingConfig),
+  /** The version's sample request (a KServe v2 request body, an artifact): the self-test and warm-up run on it. */
+  sample: Type.Optional(Type.Object({ sha256: Sha256, size: Type.Integer({ minimum: 0, maximum: 64 * 1024 * 1024 }) })),
 });
 export type DesiredModel = Static<typeof DesiredModel>;
 
@@ -102,6 +106,8 @@ export const ReportedModel = Type.Object({
    * this deployment from one about the same file under other settings (older agents omit it).
    */
   servingKey: Type.Optional(Type.String({ maxLength: 4000 })),
+  /** What the self-test of the version ran on: the version's sample, a synthetic input from its signature, or nothing (off). */
+  selfTest: Type.Optional(Type.Union([Type.Literal('sample'), Type.Literal('synthetic'), Type.Literal('off')])),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */
   serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), sha256: Sha256 })),
 });

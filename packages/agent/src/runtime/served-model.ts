@@ -1,7 +1,7 @@
 // One loaded model version: its inference engine (sessions on worker threads), batch queue,
 // signature and stats.
 
-import { OutpostError, largestLegalRequest, sampleInputs, servingKey, validateInputs, type ModelSignature, type ServingConfig } from '@outpost/shared';
+import { OutpostError, largestLegalRequest, selfTestFailure, selfTestInputs, servingKey, validateInputs, type ModelSignature, type RequestTensor, type SelfTestInput, type ServingConfig } from '@outpost/shared';
 import { InferenceEngine, type EngineEvents } from './inference-engine.js';
 import { ModelStats } from './model-stats.js';
 import { fromOrtTensor, toOrtTensor, type OutputTensor } from './tensors.js';
@@ -107,28 +107,32 @@ export class ServedModel {
   }
 
   /**
-   * Runs one inference on a sample input derived from the signature. A model that loads but
-   * cannot run is caught here, before it takes traffic; its session is released.
+   * Runs one inference on the version's sample (checked inputs, see parseSample) or, without
+   * one, on an input derived from the signature. A model that loads but cannot run is caught
+   * here, before it takes traffic; its session is released. Returns what it ran on.
    */
-  async selfTest(): Promise<void> {
+  async selfTest(sample?: RequestTensor[]): Promise<SelfTestInput> {
+    const { input, tensors } = selfTestInputs(this.signature, sample);
     try {
-      await this.infer(sampleInputs(this.signature));
+      await this.infer(tensors);
     } catch (err) {
       await this.retire();
-      throw new Error(`self-test inference failed: ${(err as Error).message}`, { cause: err });
+      throw new Error(`self-test inference failed: ${selfTestFailure(input, (err as Error).message).replace('--name NAME', `--name ${this.name}`)}`, { cause: err });
     }
+    return input;
   }
 
   /**
-   * Warm-up runs (`warmup`, default 1) at batch 1 and, when batching, at the largest batch:
-   * onnxruntime sizes its buffers on the first run of a shape, so users do not pay for it.
+   * Warm-up runs (`warmup`, default 1) at batch 1 and, when batching, at the largest batch, on
+   * the sample when there is one: onnxruntime sizes its buffers on the first run of a shape,
+   * so users do not pay for it.
    */
-  async warmUp(): Promise<void> {
+  async warmUp(sample?: RequestTensor[]): Promise<void> {
     const runs = this.#settings.warmup ?? 1;
     const sizes = this.batching ? [1, this.#settings.maxBatchSize ?? 1] : [1];
     const outputs = this.signature.outputs.map((o) => o.name);
     for (const rows of sizes) {
-      const feeds = Object.fromEntries(validateInputs(this.signature, sampleInputs(this.signature, rows)).map((t) => [t.name, toOrtTensor(t)]));
+      const feeds = Object.fromEntries(validateInputs(this.signature, selfTestInputs(this.signature, sample, rows).tensors).map((t) => [t.name, toOrtTensor(t)]));
       for (let i = 0; i < runs; i++) await this.#engine.runOnEach(feeds, outputs);
     }
   }

@@ -141,15 +141,38 @@ export class Router {
     } catch (err) {
       if (err instanceof OutpostError) {
         const headers: Record<string, string> = err.code === 'OUTPOST_ERR_OVERLOADED' ? { 'retry-after': '1' } : {};
-        // A refused body is not read: close the connection rather than drain it.
-        if (err.code === 'OUTPOST_ERR_PAYLOAD_TOO_LARGE' || (err as { unreadBody?: boolean }).unreadBody) headers.connection = 'close';
         send(res, { status: err.status, headers, json: { error: err.message, code: err.code } }, head);
+        // A refused body is not kept: see lingerThenClose.
+        if (err.code === 'OUTPOST_ERR_PAYLOAD_TOO_LARGE' || (err as { unreadBody?: boolean }).unreadBody) lingerThenClose(req, res);
       } else {
         this.#opts.log.error({ err, method: request.method, path }, 'request failed');
         send(res, { status: 500, json: { error: 'internal error; the agent log has details', code: 'OUTPOST_ERR_INTERNAL' } }, head);
       }
     }
   }
+}
+
+/** How long a refused request's body is read and thrown away before its connection is closed. */
+const LINGER_MS = 2000;
+
+/**
+ * The answer to a refused body (413, 429) must reach a client that is still sending it. Closing
+ * at once would leave its unread bytes in our socket, and the kernel then resets the connection,
+ * which can throw away the answer before the client reads it (the "lingering close" of nginx
+ * and Apache). So the rest of the body is read and discarded (no memory kept) for up to
+ * LINGER_MS; a body still unfinished then has its connection closed.
+ */
+function lingerThenClose(req: IncomingMessage, res: ServerResponse): void {
+  req.removeAllListeners('data');
+  req.resume();
+  const close = () => {
+    if (req.complete) return;
+    const timer = setTimeout(() => req.socket.destroy(), LINGER_MS);
+    timer.unref();
+    req.socket.once('close', () => clearTimeout(timer));
+  };
+  if (res.writableFinished) close();
+  else res.once('finish', close);
 }
 
 function send(res: ServerResponse, reply: Reply, head: boolean): void {

@@ -34,7 +34,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   const { ctx } = deps;
   app.addHook('preHandler', requireApiToken(ctx));
 
-  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody; serving?: ServingConfig } }>(
+  app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody; serving?: ServingConfig; allowEmpty?: boolean; force?: boolean } }>(
     '/v1/deployments',
     {
       schema: {
@@ -60,6 +60,8 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
             },
             // Strict here (a typo is a 400); agents accept fields they do not know yet.
             serving: { ...ServingConfig, additionalProperties: false },
+            allowEmpty: { type: 'boolean' },
+            force: { type: 'boolean' },
           },
         },
       },
@@ -67,9 +69,9 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     async (request, reply) => {
       if (request.body.selector) checkLabels(request.body.selector);
       const { strategy, ...rest } = request.body;
-      const deployment = await createDeployment(ctx, { ...rest, ...(strategy ? { strategy: toStrategy(strategy) } : {}) });
+      const { deployment, notice } = await createDeployment(ctx, { ...rest, ...(strategy ? { strategy: toStrategy(strategy) } : {}) });
       reply.status(201);
-      return deploymentView(deployment);
+      return { ...deploymentView(deployment), ...(notice ? { notice } : {}) };
     },
   );
 

@@ -1,10 +1,12 @@
-// /v1/models: push a version (the ONNX file as the request body), list, show.
-// An upload streams to disk while it is hashed, is loaded by onnxruntime in a child process,
-// and is registered only if that succeeds; a refused upload leaves nothing behind.
+// /v1/models: push a version (the ONNX file as the request body), list, show; /v1/samples:
+// upload a sample request for a version. An upload streams to disk while it is hashed, is
+// loaded and run once (on its sample, or a synthetic input) by onnxruntime in a child process,
+// and is registered only if it loads; a refused upload leaves nothing behind.
 
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
-import { OutpostError, probeModel } from '@outpost/shared';
+import { readFile } from 'node:fs/promises';
+import { MAX_SAMPLE_BYTES, OutpostError, probeAndSelfTest, signatureChanges } from '@outpost/shared';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
@@ -22,10 +24,30 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   // The body stays a stream: models can be hundreds of MB.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
-  app.post<{ Params: { name: string }; Body: Readable }>(
+  // A sample is a KServe v2 request body, stored as an artifact; a version push names it.
+  app.post<{ Body: Readable }>('/v1/samples', async (request, reply) => {
+    if (typeof request.body?.pipe !== 'function') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the sample (a KServe v2 request body, JSON) as the body with Content-Type: application/octet-stream');
+    const staged = await artifacts.stage(request.body, { maxBytes: MAX_SAMPLE_BYTES });
+    try {
+      const inputs = (JSON.parse(await readFile(staged.path, 'utf8')) as { inputs?: unknown } | null)?.inputs;
+      if (!Array.isArray(inputs)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the sample needs "inputs": give a KServe v2 request body, {"inputs": [{"name", "shape", "datatype", "data"}]}');
+      await staged.commit();
+      reply.status(201);
+      return { sha256: staged.sha256, size: staged.size };
+    } catch (err) {
+      await staged.discard();
+      if (err instanceof SyntaxError) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `the sample is not JSON (${err.message}): give a KServe v2 request body`);
+      throw err;
+    }
+  });
+
+  app.post<{ Params: { name: string }; Querystring: { sample?: string; allowSignatureChange?: string }; Body: Readable }>(
     '/v1/models/:name/versions',
     {
-      schema: { params: nameParams },
+      schema: {
+        params: nameParams,
+        querystring: { type: 'object', additionalProperties: false, properties: { sample: { type: 'string', pattern: '^[0-9a-f]{64}$' }, allowSignatureChange: { type: 'string', enum: ['true', 'false'] } } },
+      },
       // Reject an over-large upload from its header, before reading a byte.
       onRequest: async (request) => {
         const length = Number(request.headers['content-length'] ?? 0);
@@ -36,15 +58,28 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       if (typeof request.body?.pipe !== 'function') {
         throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the ONNX file as the body with Content-Type: application/octet-stream');
       }
+      const { name } = request.params;
+      const sampleSha = request.query.sample;
+      const sampleSize = sampleSha === undefined ? undefined : await artifacts.size(sampleSha);
+      if (sampleSha !== undefined && sampleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no sample ${sampleSha}: upload it first (POST /v1/samples), as models push --sample does`);
       const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
       try {
         if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
-        const signature = await probeModel(staged.path);
+        const probed = await probeAndSelfTest(staged.path, sampleSha && artifacts.path(sampleSha));
+        const { signature } = probed;
+        const selfTest = probed.selfTest.error ? { ...probed.selfTest, error: probed.selfTest.error.replace('--name NAME', `--name ${name}`) } : probed.selfTest;
+        // A new version that breaks callers is a decision, not an accident.
+        const previous = ctx.store.getModelVersion(name);
+        const changes = previous && previous.sha256 !== staged.sha256 ? signatureChanges(previous.signature, signature) : [];
+        if (changes.length > 0 && request.query.allowSignatureChange !== 'true') {
+          throw new OutpostError('OUTPOST_ERR_SIGNATURE_CHANGED', `the new version's signature differs from ${name}:${previous!.version}'s: ${changes.join('; ')}; push with --allow-signature-change if that is meant`);
+        }
         const wasQuarantined = artifacts.quarantined(staged.sha256) !== undefined;
         await staged.commit();
         deps.artifactChecks.pushed(staged.sha256, wasQuarantined);
-        const { record, created } = ctx.store.addModelVersion(request.params.name, staged.sha256, staged.size, signature);
-        request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created }, 'model version registered');
+        const sample = sampleSha ? { sha256: sampleSha, size: sampleSize! } : undefined;
+        const { record, created } = ctx.store.addModelVersion(name, staged.sha256, staged.size, signature, { sample, selfTest });
+        request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created, selfTest }, 'model version registered');
         reply.status(created ? 201 : 200);
         return { ...modelVersionView(record, artifacts.fileState(record.sha256)), created };
       } catch (err) {

@@ -1,6 +1,6 @@
 // outpost-relay deploy NAME[:VERSION] --device ID... [--wait]
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { deploymentView } from '../fleet/views.js';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
@@ -22,9 +22,15 @@ interface ServingFlags {
   graphOptimization?: ServingConfig['graphOptimization'];
   executionProvider?: string[];
   warmup?: number;
+  selfTest?: 'on' | 'off';
 }
 
 /** The deployment's serving settings from the --serving flags; undefined when none was given. */
+function parseOnOff(v: string): 'on' | 'off' {
+  if (v !== 'on' && v !== 'off') throw new InvalidArgumentError('give on or off');
+  return v;
+}
+
 function servingConfig(f: ServingFlags): ServingConfig | undefined {
   const s: ServingConfig = {
     ...(f.maxBatchSize !== undefined ? { maxBatchSize: f.maxBatchSize } : {}),
@@ -36,6 +42,7 @@ function servingConfig(f: ServingFlags): ServingConfig | undefined {
     ...(f.graphOptimization !== undefined ? { graphOptimization: f.graphOptimization } : {}),
     ...(f.executionProvider?.length ? { executionProviders: f.executionProvider } : {}),
     ...(f.warmup !== undefined ? { warmup: f.warmup } : {}),
+    ...(f.selfTest === 'off' ? { selfTest: 'off' as const } : {}),
   };
   return Object.keys(s).length > 0 ? s : undefined;
 }
@@ -107,11 +114,14 @@ export function deployCommand(program: Command): void {
       .option('--inter-op-threads <n>', 'serving: onnxruntime threads across operators (default 1)', parsePositiveInt)
       .option('--graph-optimization <level>', 'serving: disabled, basic, extended or all (default all)', parseGraphOptimization)
       .option('--execution-provider <name>', 'serving: an onnxruntime execution provider, in order of preference (repeat; default cpu)', collect)
-      .option('--warmup <n>', 'serving: warm-up runs on sample inputs at load (default 1)', parseNonNegativeInt)
+      .option('--warmup <n>', "serving: warm-up runs at load, on the version's sample or a synthetic input (default 1)", parseNonNegativeInt)
+      .option('--self-test <on|off>', "serving: off skips the run on the version's sample (or a synthetic input) before a device serves it, for a model no sample can exercise", parseOnOff)
+      .option('--allow-empty', 'with --selector: create the deployment although no device matches yet (it waits for devices)')
+      .option('--force', 'deploy a version that failed its self-test at push: devices run the test themselves (a canary catches a failure)')
       .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
       .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
       .description('send a model version to devices'),
-  ).action(async (ref: string, opts: ClientOptions & ServingFlags & { device: string[]; selector?: Labels; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
+  ).action(async (ref: string, opts: ClientOptions & ServingFlags & { device: string[]; selector?: Labels; allowEmpty?: boolean; force?: boolean; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
     const { name, version } = parseModelRef(ref);
     if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');
     if (opts.device.length > 0 && opts.selector) throw new CliError('use --device or --selector, not both');
@@ -127,9 +137,13 @@ export function deployCommand(program: Command): void {
       ...(opts.healthWindow !== undefined ? { healthWindowSeconds: opts.healthWindow / 1000 } : {}),
     };
     const serving = servingConfig(opts);
-    let d = await api.request<DeploymentView>('POST', '/v1/deployments', { model: name, version, ...target, ...(Object.keys(strategy).length ? { strategy } : {}), ...(serving ? { serving } : {}) });
+    const created = await api.request<DeploymentView & { notice?: string }>('POST', '/v1/deployments', { model: name, version, ...target, ...(Object.keys(strategy).length ? { strategy } : {}), ...(serving ? { serving } : {}), ...(opts.allowEmpty ? { allowEmpty: true } : {}), ...(opts.force ? { force: true } : {}) });
+    let d: DeploymentView = created;
+    // The relay picked a version for us (the newest was rolled back): always said, also with --json.
+    if (created.notice) note(created.notice);
     if (!opts.json) note(`deployment ${d.id}: ${d.model}:${d.version} to ${d.devices.length} device(s)${d.selector ? ` matching ${formatLabels(d.selector)} (and any that match later)` : ''}`);
-    if (opts.wait) d = await waitForDeployment(api, d.id, opts.timeout);
+    if (d.state === 'waiting-for-devices' && !opts.json) note(`no device matches yet: the deployment waits for devices with ${formatLabels(d.selector ?? {})}`);
+    if (opts.wait && d.state !== 'waiting-for-devices') d = await waitForDeployment(api, d.id, opts.timeout);
     if (opts.json) printJson(d);
     else {
       print(`${d.id}  ${d.model}:${d.version}  ${d.state}  (${summarize(d)})`);

@@ -2,9 +2,9 @@
 // new desired state to each device.
 
 import { randomBytes } from 'node:crypto';
-import { OutpostError, background, type Labels, type ServingConfig } from '@outpost/shared';
+import { OutpostError, background, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import type { FleetContext } from './context.js';
-import { MEMBER_STATES, type DeploymentRecord, type RolloutStrategy } from '../store/records.js';
+import { MEMBER_STATES, type DeploymentRecord, type ModelVersionRecord, type RolloutStrategy } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './bounded.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
@@ -20,17 +20,49 @@ export interface DeployRequest {
   selector?: Labels;
   strategy?: RolloutStrategy;
   serving?: ServingConfig;
+  /** A selector that matches no device yet: create it anyway (it waits for devices). */
+  allowEmpty?: boolean;
+  /** Deploy a version that failed its self-test at push: devices run it themselves. */
+  force?: boolean;
+}
+
+/** A deployment made, with a line for the person when the relay chose something for them. */
+export interface CreatedDeployment {
+  deployment: DeploymentRecord;
+  notice?: string;
 }
 
 export function matchesSelector(labels: Labels, selector: Labels): boolean {
   return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
-export async function createDeployment(ctx: FleetContext, req: DeployRequest): Promise<DeploymentRecord> {
-  const model = ctx.store.getModelVersion(req.model, req.version);
-  if (!model) {
-    const what = req.version === undefined ? `model "${req.model}"` : `version ${req.version} of model "${req.model}"`;
-    throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no ${what}: push it first (outpost-relay models push FILE --name ${req.model})`);
+/**
+ * The version `deploy NAME` means: the newest one, unless it was rolled back (its newest
+ * deployment ended rolled-back), then the newest one that was not, saying so. A rolled-back
+ * version goes out again only when it is named.
+ */
+function chooseVersion(ctx: FleetContext, name: string): { model: ModelVersionRecord; notice?: string } {
+  const versions = ctx.store.listModelVersions(name).sort((a, b) => b.version - a.version);
+  if (versions.length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${name}": push it first (outpost-relay models push FILE --name ${name})`);
+  const rolledBack = new Map(ctx.store.lastDeploymentPerVersion(name).filter((d) => d.state === 'rolled-back').map((d) => [d.version, d.id]));
+  const model = versions.find((v) => !rolledBack.has(v.version));
+  const latest = versions[0]!;
+  if (!model) throw new OutpostError('OUTPOST_ERR_CONFLICT', `every version of "${name}" was rolled back; name the one to deploy again (outpost-relay deploy ${name}:${latest.version})`);
+  if (model === latest) return { model };
+  const skipped = versions.filter((v) => v.version > model.version).map((v) => `${name}:${v.version} (rolled back in ${rolledBack.get(v.version)})`);
+  return { model, notice: `deploying ${name}:${model.version}, the newest version not rolled back: ${skipped.join(', ')}; to send one of those again, name it (outpost-relay deploy ${name}:${latest.version})` };
+}
+
+export async function createDeployment(ctx: FleetContext, req: DeployRequest): Promise<CreatedDeployment> {
+  let model: ModelVersionRecord | undefined;
+  let notice: string | undefined;
+  if (req.version === undefined) ({ model, notice } = chooseVersion(ctx, req.model));
+  else {
+    model = ctx.store.getModelVersion(req.model, req.version);
+    if (!model) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${req.version} of model "${req.model}": push it first (outpost-relay models push FILE --name ${req.model})`);
+  }
+  if (model.selfTest && !model.selfTest.ok && req.serving?.selfTest !== 'off' && !req.force) {
+    throw new OutpostError('OUTPOST_ERR_SELF_TEST_FAILED', `${model.name}:${model.version} failed its self-test at push (${model.selfTest.error}); push it again with --sample REQUEST.json, or deploy with --self-test off (devices skip the test) or --force (devices run it themselves)`);
   }
   const file = ctx.artifactFile?.(model.sha256);
   if (file?.state === 'quarantined') throw corruptArtifact(model.sha256);
@@ -41,6 +73,9 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
     ? ctx.store.listDevices().filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
     : [...new Set(req.devices ?? [])];
   if (!req.selector && deviceIds.length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID) or a selector (--selector k=v)');
+  if (req.selector && deviceIds.length === 0 && !req.allowEmpty) {
+    throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
+  }
   for (const id of deviceIds) requireDevice(ctx, id);
 
   const id = `dep_${randomBytes(6).toString('hex')}`;
@@ -56,7 +91,8 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   // number at a time (a failed publish is logged; the relay republishes on every reconnect).
   if (!staged) background(ctx.log, `publishing deployment ${id}`, converge(ctx, deviceIds).then(() => refreshDeploymentState(ctx, id)));
   refreshDeploymentState(ctx, id);
-  return ctx.store.getDeployment(id)!;
+  if (notice) ctx.log.info({ deploymentId: id }, notice);
+  return { deployment: ctx.store.getDeployment(id)!, ...(notice ? { notice } : {}) };
 }
 
 /** Publishes the devices' desired states and counts what they already report. */

@@ -15,7 +15,7 @@ export function effectiveDeployments<D extends DeploymentInfo>(deployments: D[])
 export function desiredStateFor(ctx: FleetContext, deviceId: string): DesiredState {
   const models: DesiredModel[] = effectiveDeployments(ctx.store.deploymentsForDevice(deviceId)).map((d) => {
     const model = ctx.store.getModelVersion(d.model, d.version)!;
-    return { name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}) };
+    return { name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) };
   });
   return { revision: ctx.now(), models };
 }

@@ -13,6 +13,8 @@ export function deploymentState(d: { state?: DeploymentState; strategy?: Rollout
   if (d.state === 'canceled' || d.state === 'rolled-back') return d.state;
   const windowMs = d.strategy?.healthWindowMs ?? 0;
   let failed = false;
+  // No device at all is not a success: the deployment waits for devices to match.
+  if (Object.values(d.counts).every((n) => !n)) return 'waiting-for-devices';
   for (const [state, n] of Object.entries(d.counts) as Array<[DeviceRolloutState, number]>) {
     if (!n) continue;
     if (state === 'waiting' || (MEMBER_STATES.has(state) && !rolloutSettled(state, windowMs))) return 'in-progress';

@@ -22,7 +22,7 @@ export function deviceView(d: DeviceRecord): DeviceSummary {
 /** A model version; `file` says whether the relay's copy is sound (see artifacts/artifact-checks.ts). */
 export function modelVersionView(m: ModelVersionRecord, file: FileState = { state: 'ok' }) {
   const fileView = file.state === 'quarantined' ? { state: file.state, foundAt: iso(file.at), foundBy: file.foundBy, actualSha256: file.actual } : file;
-  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt), lineage: m.lineage, file: fileView };
+  return { name: m.name, version: m.version, sha256: m.sha256, size: m.size, signature: m.signature, createdAt: iso(m.createdAt), lineage: m.lineage, sample: m.sample, selfTest: m.selfTest, file: fileView };
 }
 
 export function deploymentView(d: DeploymentRecord): DeploymentSummary {

@@ -351,7 +351,7 @@ export class JobScheduler {
     if (!output) throw new Error(`the job wrote no ${reg.output} in OUTPOST_OUTPUT_DIR (rank 0)`);
     const signature = await probeModel(this.#opts.artifacts.path(output.sha256));
     const metrics = Object.fromEntries(Object.entries(summarizeMetrics(store.jobMetricSummary(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
-    const { record } = store.addModelVersion(reg.name, output.sha256, output.size, signature, { jobId: job.id, target: describeTarget(job.spec.target), metrics });
+    const { record } = store.addModelVersion(reg.name, output.sha256, output.size, signature, { lineage: { jobId: job.id, target: describeTarget(job.spec.target), metrics } });
     this.#ctx.log.info({ jobId: job.id, model: record.name, version: record.version }, 'job output registered as a model version');
     return { name: record.name, version: record.version };
   }

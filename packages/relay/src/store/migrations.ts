@@ -96,6 +96,12 @@ const MIGRATIONS: string[] = [
   `
   ALTER TABLE enroll_tokens ADD COLUMN allow_device_labels INTEGER NOT NULL DEFAULT 0;
   `,
+  // A version's sample request (an artifact) and the outcome of its push-time self-test (JSON).
+  `
+  ALTER TABLE models ADD COLUMN sample_sha256 TEXT;
+  ALTER TABLE models ADD COLUMN sample_size INTEGER;
+  ALTER TABLE models ADD COLUMN self_test TEXT;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

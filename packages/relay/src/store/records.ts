@@ -1,6 +1,6 @@
 // The records the relay keeps. The store interface and its implementations speak these.
 
-import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState, ServingConfig } from '@outpost/shared';
+import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 
 export interface DeviceRecord {
   id: string;
@@ -26,6 +26,17 @@ export interface ModelVersionRecord {
   signature: ModelSignature;
   createdAt: number;
   lineage: ModelLineage | null;
+  /** The request the self-test and warm-up run on, when the pusher gave one. */
+  sample: { sha256: string; size: number } | null;
+  /** How the model did when the relay ran it at push (null for versions pushed before). */
+  selfTest: SelfTestResult | null;
+}
+
+/** What a push adds to a version besides its file. */
+export interface ModelVersionExtras {
+  lineage?: ModelLineage;
+  sample?: { sha256: string; size: number };
+  selfTest?: SelfTestResult;
 }
 
 export interface ModelSummary {
@@ -57,7 +68,8 @@ export interface RolloutStrategy {
   failureThreshold: number | string | null;
   healthWindowMs: number;
 }
-export type DeploymentState = 'in-progress' | 'succeeded' | 'failed' | 'canceled' | 'rolled-back';
+/** `waiting-for-devices`: a selector deployment (made with --allow-empty) that no device matches yet. */
+export type DeploymentState = 'in-progress' | 'waiting-for-devices' | 'succeeded' | 'failed' | 'canceled' | 'rolled-back';
 
 /** Rollout states in which a deployment still applies to the device. */
 export const MEMBER_STATES: ReadonlySet<DeviceRolloutState> = new Set(['pending', 'downloading', 'loading', 'serving', 'healthy', 'failed', 'superseded']);

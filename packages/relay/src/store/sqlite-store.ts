@@ -1,11 +1,12 @@
 // The Store on SQLite (better-sqlite3): synchronous, prepared statements, WAL journal.
 
 import Database from 'better-sqlite3';
-import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
+import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
 import { MEMBER_STATES } from './records.js';
 import type { NewDeployment, NewDevice, Store } from './store.js';
 import type {
+  ModelVersionExtras,
   ApiTokenRecord,
   DeploymentDeviceRecord,
   DeploymentInfo,
@@ -51,6 +52,9 @@ interface ModelRow {
   signature: string;
   created_at: number;
   lineage: string | null;
+  sample_sha256: string | null;
+  sample_size: number | null;
+  self_test: string | null;
 }
 
 interface JobRow {
@@ -117,6 +121,8 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   signature: JSON.parse(r.signature) as ModelSignature,
   createdAt: r.created_at,
   lineage: r.lineage ? (JSON.parse(r.lineage) as ModelLineage) : null,
+  sample: r.sample_sha256 ? { sha256: r.sample_sha256, size: r.sample_size ?? 0 } : null,
+  selfTest: r.self_test ? (JSON.parse(r.self_test) as SelfTestResult) : null,
 });
 
 export class SqliteStore implements Store {
@@ -151,7 +157,8 @@ export class SqliteStore implements Store {
       setReported: db.prepare('UPDATE devices SET reported = ?, last_seen = ? WHERE id = ?'),
       latestModel: db.prepare('SELECT * FROM models WHERE name = ? ORDER BY version DESC LIMIT 1'),
       modelBySha: db.prepare('SELECT * FROM models WHERE name = ? AND sha256 = ?'),
-      addModel: db.prepare('INSERT INTO models (name, version, sha256, size, signature, created_at, lineage) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      addModel: db.prepare('INSERT INTO models (name, version, sha256, size, signature, created_at, lineage, sample_sha256, sample_size, self_test) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      setModelSample: db.prepare('UPDATE models SET sample_sha256 = ?, sample_size = ?, self_test = ? WHERE name = ? AND version = ?'),
       listModels: db.prepare(
         'SELECT name, max(version) AS latest, count(*) AS versions, max(created_at) AS updated FROM models GROUP BY name ORDER BY name',
       ),
@@ -167,6 +174,7 @@ export class SqliteStore implements Store {
       rolloutCounts: db.prepare('SELECT state, count(*) AS n FROM rollouts WHERE deployment_id = ? GROUP BY state'),
       getDeployment: db.prepare('SELECT * FROM deployments WHERE id = ?'),
       listDeployments: db.prepare('SELECT * FROM deployments ORDER BY seq DESC LIMIT ?'),
+      lastDeploymentPerVersion: db.prepare('SELECT id, version, state FROM deployments WHERE seq IN (SELECT max(seq) FROM deployments WHERE model = ? GROUP BY version)'),
       rolloutsOf: db.prepare('SELECT device_id, state, reason, updated_at FROM rollouts WHERE deployment_id = ? ORDER BY device_id'),
       deploymentsForDevice: db.prepare(
         `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN (${[...MEMBER_STATES].map((x) => `'${x}'`).join(', ')}) AND d.state NOT IN ('rolled-back') ORDER BY d.seq DESC`,
@@ -191,6 +199,8 @@ export class SqliteStore implements Store {
       deleteSamples: db.prepare('DELETE FROM health_samples WHERE device_id = ?'),
       deleteRollups: db.prepare('DELETE FROM health_rollups WHERE device_id = ?'),
       mayFetch: db.prepare('SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND d.sha256 = ? LIMIT 1'),
+      // A version's sample goes with it: a device may fetch the sample of a version deployed to it.
+      mayFetchSample: db.prepare('SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id JOIN models m ON m.name = d.model AND m.version = d.version WHERE r.device_id = ? AND m.sample_sha256 = ? LIMIT 1'),
       mayFetchBundle: db.prepare("SELECT 1 FROM jobs j JOIN job_runs r ON r.job_id = j.id WHERE r.target = ? AND json_extract(j.spec, '$.bundleSha256') = ? LIMIT 1"),
       setAttached: db.prepare('UPDATE devices SET training_attached = ? WHERE id = ?'),
       setCapabilities: db.prepare('UPDATE devices SET accepts_training = ?, datasets = ? WHERE id = ?'),
@@ -288,16 +298,21 @@ export class SqliteStore implements Store {
     this.#stmt.setReported.run(JSON.stringify(reported), at, id);
   }
 
-  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, lineage?: ModelLineage): { record: ModelVersionRecord; created: boolean } {
+  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, extras: ModelVersionExtras = {}): { record: ModelVersionRecord; created: boolean } {
+    const { lineage, sample, selfTest } = extras;
     return this.#db.transaction(() => {
-      // Pushing the same bytes again is idempotent: it names the version that already holds them.
+      // Pushing the same bytes again is idempotent: it names the version that already holds them
+      // (and gives it the sample pushed with them, when there is one).
       const existing = this.#stmt.modelBySha.get(name, sha256) as ModelRow | undefined;
-      if (existing) return { record: toModel(existing), created: false };
+      if (existing) {
+        if (sample) this.#stmt.setModelSample.run(sample.sha256, sample.size, selfTest ? JSON.stringify(selfTest) : null, name, existing.version);
+        return { record: toModel((this.#stmt.modelBySha.get(name, sha256) as ModelRow)), created: false };
+      }
       const latest = this.#stmt.latestModel.get(name) as ModelRow | undefined;
       const version = (latest?.version ?? 0) + 1;
       const createdAt = Date.now();
-      this.#stmt.addModel.run(name, version, sha256, size, JSON.stringify(signature), createdAt, lineage ? JSON.stringify(lineage) : null);
-      return { record: { name, version, sha256, size, signature, createdAt, lineage: lineage ?? null }, created: true };
+      this.#stmt.addModel.run(name, version, sha256, size, JSON.stringify(signature), createdAt, lineage ? JSON.stringify(lineage) : null, sample?.sha256 ?? null, sample?.size ?? null, selfTest ? JSON.stringify(selfTest) : null);
+      return { record: { name, version, sha256, size, signature, createdAt, lineage: lineage ?? null, sample: sample ?? null, selfTest: selfTest ?? null }, created: true };
     })();
   }
 
@@ -348,6 +363,10 @@ export class SqliteStore implements Store {
     return Object.fromEntries((this.#stmt.rolloutCounts.all(deploymentId) as Array<{ state: DeviceRolloutState; n: number }>).map((r) => [r.state, r.n]));
   }
 
+  lastDeploymentPerVersion(model: string): Array<{ id: string; version: number; state: DeploymentState }> {
+    return this.#stmt.lastDeploymentPerVersion.all(model) as Array<{ id: string; version: number; state: DeploymentState }>;
+  }
+
   listDeployments(limit = 100): DeploymentRecord[] {
     return (this.#stmt.listDeployments.all(limit) as DeploymentRow[]).map((r) => this.#withDevices(r));
   }
@@ -391,7 +410,7 @@ export class SqliteStore implements Store {
   }
 
   deviceMayFetch(deviceId: string, sha256: string): boolean {
-    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchBundle.get(deviceId, sha256) !== undefined;
+    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchBundle.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchSample.get(deviceId, sha256) !== undefined;
   }
 
   setDeviceTrainingAttached(id: string, attached: boolean): void {

@@ -3,6 +3,7 @@
 
 import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
 import type {
+  ModelVersionExtras,
   ApiTokenRecord,
   DeploymentInfo,
   DeploymentRecord,
@@ -18,7 +19,6 @@ import type {
   JobRecord,
   JobSpec,
   JobState,
-  ModelLineage,
   RolloutStrategy,
   ModelSummary,
   ModelVersionRecord,
@@ -66,7 +66,7 @@ export interface Store {
 
   // models
   /** Registers the next version of a model (or returns the existing one with the same bytes). */
-  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, lineage?: ModelLineage): { record: ModelVersionRecord; created: boolean };
+  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, extras?: ModelVersionExtras): { record: ModelVersionRecord; created: boolean };
   listModels(): ModelSummary[];
   listModelVersions(name: string): ModelVersionRecord[];
   getModelVersion(name: string, version?: number): ModelVersionRecord | undefined;
@@ -79,6 +79,8 @@ export interface Store {
   /** How many of its devices are in each rollout state. */
   rolloutCounts(deploymentId: string): Partial<Record<DeviceRolloutState, number>>;
   listDeployments(limit?: number): DeploymentRecord[];
+  /** The newest deployment of each version of a model (to tell versions that were rolled back). */
+  lastDeploymentPerVersion(model: string): Array<{ id: string; version: number; state: DeploymentState }>;
   /** Deployments still in progress, and the newest `recent` others. */
   activeDeployments(recent: number): DeploymentRecord[];
   countDeploymentsByState(): Record<string, number>;
