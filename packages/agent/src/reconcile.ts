@@ -200,7 +200,7 @@ export class Reconciler {
       sha256: m.sha256,
       servingKey: servingKey(m.serving),
       state,
-      ...(reason ? { reason: reason.slice(0, 2000) } : {}),
+      ...(reason ? { reason: reason.slice(0, 2000), at: Date.now() } : {}),
       ...(state === 'serving' && serving?.sha256 === m.sha256 && this.#selfTests.has(m.name) ? { selfTest: this.#selfTests.get(m.name)! } : {}),
       ...(serving ? { serving: { version: serving.version, sha256: serving.sha256 } } : {}),
     };

@@ -217,6 +217,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   await scheduler.start();
   // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
   const rollouts = new RolloutController(ctx);
+  ctx.windowLeftMs = (deploymentId, deviceId, windowMs) => rollouts.windowLeftMs(deploymentId, deviceId, windowMs);
   rollouts.evaluate();
 
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);

@@ -106,6 +106,8 @@ export const ReportedModel = Type.Object({
    * this deployment from one about the same file under other settings (older agents omit it).
    */
   servingKey: Type.Optional(Type.String({ maxLength: 4000 })),
+  /** When the agent gave `reason` (ms since the epoch): the time of a failure or of a retry's cause. */
+  at: Type.Optional(Timestamp),
   /** What the self-test of the version ran on: the version's sample, a synthetic input from its signature, or nothing (off). */
   selfTest: Type.Optional(Type.Union([Type.Literal('sample'), Type.Literal('synthetic'), Type.Literal('off')])),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */
@@ -130,6 +132,8 @@ export const ModelHealth = Type.Object({
   /** Latency over the last heartbeat interval, null when no request arrived in it. */
   p50Ms: Type.Union([LatencyMs, Type.Null()]),
   p99Ms: Type.Union([LatencyMs, Type.Null()]),
+  /** The latest of `errors`: when, and what onnxruntime said. */
+  lastError: Type.Optional(Type.Object({ at: Timestamp, message: Type.String({ maxLength: 500 }) })),
 });
 export type ModelHealth = Static<typeof ModelHealth>;
 

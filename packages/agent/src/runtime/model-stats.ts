@@ -13,11 +13,14 @@ export class ModelStats {
   requests = 0;
   errors = 0;
   rejected = 0;
+  /** The latest failure on the device's side, for the heartbeat. */
+  lastError: { at: number; message: string } | undefined;
   /** Interval histogram, reset by each heartbeat. */
   readonly #interval = new Uint32Array(LATENCY_BUCKETS_MS.length + 1);
   #intervalCount = 0;
 
-  record(ms: number, outcome: InferenceOutcome): void {
+  record(ms: number, outcome: InferenceOutcome, error?: unknown): void {
+    if (outcome === 'error') this.lastError = { at: Date.now(), message: String((error as Error | undefined)?.message ?? error ?? 'unknown error').slice(0, 500) };
     // A refused request never reached the model: it neither fails it nor dilutes its error rate.
     if (outcome === 'rejected') {
       this.rejected++;
@@ -44,7 +47,7 @@ export class ModelStats {
 
   /** Totals since start, and latency quantiles (bucket upper bounds) since the last snapshot. */
   snapshot(): ModelHealth {
-    const health = { requests: this.requests, errors: this.errors, rejected: this.rejected, p50Ms: this.#quantile(0.5), p99Ms: this.#quantile(0.99) };
+    const health = { requests: this.requests, errors: this.errors, rejected: this.rejected, p50Ms: this.#quantile(0.5), p99Ms: this.#quantile(0.99), ...(this.lastError ? { lastError: this.lastError } : {}) };
     this.#interval.fill(0);
     this.#intervalCount = 0;
     return health;

@@ -143,6 +143,7 @@ export function buildInferenceServer(opts: ServeOptions): Server {
     const model = requireModel(request.params.name!, request.params.version);
     const started = performance.now();
     let outcome: InferenceOutcome = 'error';
+    let failure: unknown;
     try {
       const headerLength = request.headers[INFERENCE_HEADER_LENGTH];
       // Binary tensors follow the JSON header: aligned there, they need no copy.
@@ -167,10 +168,11 @@ export function buildInferenceServer(opts: ServeOptions): Server {
       // The caller's mistakes (4xx) and a full queue (429) are not the model's failures: only
       // what fails on the device's side counts against it in a rollout's health window.
       if (err instanceof OutpostError && err.status < 500) outcome = 'rejected';
+      failure = err;
       throw err;
     } finally {
       const ms = performance.now() - started;
-      model.stats.record(ms, outcome);
+      model.stats.record(ms, outcome, failure);
       opts.metrics.recordInference(model.name, ms / 1000, outcome);
     }
   };

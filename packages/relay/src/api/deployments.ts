@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { RolloutStrategy } from '../store/records.js';
 import { cancelDeployment, createDeployment, requireDeployment, rollbackDeployment } from '../fleet/deployments.js';
+import { explainRollout } from '../fleet/rollout-explain.js';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import { deploymentView } from '../fleet/views.js';
@@ -82,9 +83,17 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     async (request) => ({ deployments: ctx.store.listDeployments(Number(request.query.limit ?? 100)).map(deploymentView) }),
   );
 
-  app.get<{ Params: { id: string } }>('/v1/deployments/:id', { schema: { params: idParams } }, async (request) =>
-    deploymentView(requireDeployment(ctx, request.params.id)),
-  );
+  // One deployment, with what a person asks of a staged rollout: stage, canary, windows, why.
+  app.get<{ Params: { id: string } }>('/v1/deployments/:id', { schema: { params: idParams } }, async (request) => {
+    const d = requireDeployment(ctx, request.params.id);
+    const view = deploymentView(d);
+    const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
+    return {
+      ...view,
+      ...(explained ? { stage: explained.stage, canary: explained.canary } : {}),
+      devices: view.devices.map((x) => ({ ...x, name: ctx.store.getDevice(x.deviceId)?.name ?? null, ...(explained?.devices[x.deviceId] ?? {}) })),
+    };
+  });
 
   app.post<{ Params: { id: string } }>('/v1/deployments/:id/cancel', { schema: { params: idParams } }, async (request) =>
     deploymentView(await cancelDeployment(ctx, request.params.id)),

@@ -7,6 +7,13 @@ import { summarize, type DeploymentView } from './deploy.js';
 import { clientOptions } from './options.js';
 import { print, printJson, table } from './output.js';
 
+/** GET /v1/deployments/{id}: a deployment with its rollout explained. */
+type DeploymentDetail = Omit<DeploymentView, 'devices'> & {
+  stage?: string;
+  canary?: string[];
+  devices: Array<DeploymentView['devices'][number] & { name: string | null; why?: string; healthWindowLeftMs?: number }>;
+};
+
 export function deploymentsCommand(program: Command): void {
   const deployments = program.command('deployments').description('inspect deployments');
 
@@ -30,11 +37,15 @@ export function deploymentsCommand(program: Command): void {
 
   clientOptions(deployments.command('show').argument('<id>', 'deployment id').description('show a deployment and each device\'s progress')).action(
     async (id: string, opts: ClientOptions) => {
-      const d = await relayApi(opts).request<DeploymentView>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
+      const d = await relayApi(opts).request<DeploymentDetail>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
       if (opts.json) return printJson(d);
       const serving = d.serving ? Object.entries(d.serving).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(' ') : '';
-      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}${serving ? `\nserving ${serving}` : ''}\n`);
-      print(table(['DEVICE', 'STATE', 'UPDATED', 'REASON'], d.devices.map((x) => [x.deviceId, x.state, x.updatedAt, x.reason])));
+      const s = d.strategy;
+      const strategy = s ? `${s.kind}, batch ${s.batch}, canary ${s.canary}, failure threshold ${s.failureThreshold ?? 'none'}, health window ${s.healthWindowMs / 1000}s` : '';
+      print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}${serving ? `\nserving ${serving}` : ''}${strategy ? `\nstrategy ${strategy}` : ''}${d.stage ? `\nstage    ${d.stage}${d.canary?.length ? ` (canary: ${d.canary.join(', ')})` : ''}` : ''}\n`);
+      const detail = (x: (typeof d.devices)[number]) =>
+        [x.reason, x.why, x.healthWindowLeftMs !== undefined ? `${Math.ceil(x.healthWindowLeftMs / 1000)}s of its health window left` : undefined].filter(Boolean).join('; ');
+      print(table(['DEVICE', 'NAME', 'STATE', 'UPDATED', 'WHY'], d.devices.map((x) => [x.deviceId, x.name ?? '-', x.state, x.updatedAt, detail(x)])));
     },
   );
 }

@@ -51,7 +51,10 @@ export function devicesCommand(program: Command): void {
       const stats = d.health?.models[m.name];
       const serving = m.serving && m.serving.version !== m.version ? ` (serving v${m.serving.version})` : '';
       const extra = stats ? `, ${stats.requests} requests, ${stats.errors} errors, p50 ${stats.p50Ms ?? '-'} ms` : '';
-      print(`  ${m.name}:${m.version} ${m.state}${serving}${m.reason ? `: ${m.reason}` : ''}${extra}`);
+      // An offline device's states are what it said last, not what it does now.
+      const state = d.online ? m.state : `last reported ${m.state}, last seen ${d.lastSeen ?? "never"} (${ago(d.lastSeen)})`;
+      print(`  ${m.name}:${m.version} ${state}${serving}${m.reason ? `: ${m.reason}${m.at ? ` (${new Date(m.at).toISOString()})` : ''}` : ''}${extra}`);
+      if (stats?.lastError) print(`    last inference error ${new Date(stats.lastError.at).toISOString()}: ${stats.lastError.message}`);
     }
     if (d.follows?.length) {
       print('why');

@@ -32,6 +32,8 @@ export interface FleetContext {
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
   disconnectDevice?(deviceId: string): void;
+  /** Time left in a serving device's health window, from the rollout controller (set once it exists). */
+  windowLeftMs?(deploymentId: string, deviceId: string, windowMs: number): number | undefined;
   /** Whether the relay's copy of an artifact is sound (unset in tests of fleet logic alone). */
   artifactFile?(sha256: string): FileState;
   /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */

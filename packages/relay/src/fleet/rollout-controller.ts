@@ -158,6 +158,12 @@ export class RolloutController {
     return healthy ? { state: 'healthy', reason: null } : { state: 'failed', reason: `unhealthy in its health window: ${errors} of ${requests} requests failed` };
   }
 
+  /** Time left in a serving device's health window (ms), or undefined when none is open. */
+  windowLeftMs(deploymentId: string, deviceId: string, windowMs: number): number | undefined {
+    const w = this.#windows.get(`${deploymentId}:${deviceId}`);
+    return w ? Math.max(0, Math.round(w.startedAt + windowMs - this.#monotonic())) : undefined;
+  }
+
   close(): void {
     clearInterval(this.#timer);
     if (this.#soon) clearImmediate(this.#soon);
