@@ -16,7 +16,10 @@ import {
   bundleEntryKey,
   bundleProblem,
   checkLabel,
+  editDistance,
   messageParser,
+  nearest,
+  typoBudget,
   parseBinaryBody,
   parseLabels,
   parseMetricJson,
@@ -56,6 +59,22 @@ const healthish = fc.record({
   memory: fc.record({ rssBytes: numbers, usedBytes: numbers, totalBytes: numbers }),
   disk: fc.record({ freeBytes: numbers, totalBytes: numbers }),
   models: fc.dictionary(fc.string({ maxLength: 8 }), fc.record({ requests: numbers, errors: numbers, rejected: numbers, p50Ms: fc.option(numbers), p99Ms: fc.option(numbers) }, { requiredKeys: [] }), { maxKeys: 4 }),
+});
+
+t.test('nearest names: any input, any candidates, only near ones out', async (t) => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), fc.array(fc.string({ maxLength: 40 }), { maxLength: 20 }), (name, candidates) => {
+      const near = nearest(name, candidates);
+      return near.length <= 3 && near.every((c) => candidates.includes(c) && c !== name && editDistance(name.toLowerCase(), c.toLowerCase()) <= typoBudget(name));
+    }),
+    RUNS,
+  );
+  fc.assert(fc.property(fc.string({ maxLength: 30 }), fc.string({ maxLength: 30 }), fc.integer({ min: 0, max: 5 }), (a, b, limit) => {
+    const full = editDistance(a, b);
+    const bounded = editDistance(a, b, limit);
+    return full === editDistance(b, a) && (full <= limit ? bounded === full : bounded === limit + 1);
+  }), RUNS);
+  t.pass('bounded distance agrees with the full one, and is symmetric');
 });
 
 t.test('MQTT payload parsers refuse with a reason and never let an impossible value through', async (t) => {

@@ -61,3 +61,4 @@ export { LogThrottle } from './log-throttle.js';
 export { containRun, endRecordedRun, pidsWithMarker, RUN_MARKER_VARIABLE, type Containment, type ContainmentKind, type ContainmentRecord } from './job-containment.js';
 export { isDiskFull } from './disk-full.js';
 export { backoffMs, type Backoff } from './backoff.js';
+export { editDistance, nearest, didYouMean, typoBudget } from './nearest.js';

@@ -8,7 +8,8 @@ import { MEMBER_STATES, type DeploymentRecord, type RolloutStrategy } from '../s
 import { publishDesiredState } from './desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './bounded.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
-import { requireDevice } from './devices.js';
+import { requireDevices } from './devices.js';
+import { modelNotFound } from './model-lookup.js';
 import { deploymentView } from './views.js';
 import { corruptArtifact } from '../artifacts/hot-artifacts.js';
 
@@ -28,20 +29,17 @@ export function matchesSelector(labels: Labels, selector: Labels): boolean {
 
 export async function createDeployment(ctx: FleetContext, req: DeployRequest): Promise<DeploymentRecord> {
   const model = ctx.store.getModelVersion(req.model, req.version);
-  if (!model) {
-    const what = req.version === undefined ? `model "${req.model}"` : `version ${req.version} of model "${req.model}"`;
-    throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no ${what}: push it first (outpost-relay models push FILE --name ${req.model})`);
-  }
+  if (!model) throw modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
   const file = ctx.artifactFile?.(model.sha256);
   if (file?.state === 'quarantined') throw corruptArtifact(model.sha256);
   if (file?.state === 'missing') throw new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `the relay has no file for ${model.name}:${model.version} (${model.sha256}); push it again (outpost-relay models push FILE --name ${model.name})`);
   if (req.selector && req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'give devices or a selector, not both');
   if (req.selector && Object.keys(req.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a selector needs at least one label (k=v)');
+  if (!req.selector && !req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID or NAME) or a selector (--selector k=v)');
+  // Devices named by id or name; the same device twice is one row.
   const deviceIds = req.selector
     ? ctx.store.listDevices().filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
-    : [...new Set(req.devices ?? [])];
-  if (!req.selector && deviceIds.length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID) or a selector (--selector k=v)');
-  for (const id of deviceIds) requireDevice(ctx, id);
+    : [...new Set(requireDevices(ctx, req.devices!).map((d) => d.id))];
 
   const id = `dep_${randomBytes(6).toString('hex')}`;
   // A staged rollout starts with every device waiting; the rollout controller releases them.
