@@ -2,10 +2,9 @@
 
 import type { FastifyInstance } from 'fastify';
 import { OutpostError, parseDuration } from '@outpost/shared';
-import { labelDevice, removeDevice, requireDevice } from '../fleet/devices.js';
+import { labelDevice, removeDevice, requireDevice, viewDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
 import { checkLabels, deviceParams } from './schemas.js';
-import { deviceView } from '../fleet/views.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { explainDevice } from '../fleet/desired-state.js';
 import type { ApiDeps } from './server.js';
@@ -14,11 +13,11 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   const { ctx } = deps;
   app.addHook('preHandler', requireApiToken(ctx));
 
-  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map(deviceView) }));
+  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map((d) => viewDevice(ctx, d)) }));
 
   app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: deviceParams } }, async (request) => {
     const device = requireDevice(ctx, request.params.id);
-    return { ...deviceView(device), follows: explainDevice(ctx, device.id) };
+    return { ...viewDevice(ctx, device), follows: explainDevice(ctx, device.id) };
   });
 
   app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
@@ -56,7 +55,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       checkLabels(set);
       const device = labelDevice(ctx, request.params.id, request.body.labels);
       await syncSelectorMembership(ctx, device.id);
-      return deviceView(device);
+      return viewDevice(ctx, device);
     },
   );
 

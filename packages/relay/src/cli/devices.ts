@@ -35,7 +35,7 @@ export function devicesCommand(program: Command): void {
     const { devices: list } = await relayApi(opts).request<{ devices: DeviceView[] }>('GET', '/v1/devices');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no devices yet: make a token with `outpost-relay tokens enroll` and run `outpost-agent enroll` on a device');
-    print(table(['ID', 'NAME', 'ONLINE', 'LAST SEEN', 'LABELS', 'MODELS'], list.map((d) => [d.id, d.name, d.online ? 'yes' : 'no', ago(d.lastSeen), formatLabels(d.labels) || '-', modelsCell(d)])));
+    print(table(['ID', 'NAME', 'ONLINE', 'PROBLEM', 'LAST SEEN', 'LABELS', 'MODELS'], list.map((d) => [d.id, d.name, d.online ? 'yes' : 'no', d.problem?.kind ?? '-', ago(d.lastSeen), formatLabels(d.labels) || '-', modelsCell(d)])));
   });
 
   clientOptions(
@@ -52,6 +52,7 @@ Examples:
     const d = await relayApi(opts).request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(ref)}`);
     if (opts.json) return printJson(d);
     print(`id         ${d.id}\nname       ${d.name}\nonline     ${d.online ? 'yes' : 'no'} (last seen ${ago(d.lastSeen)})\nlabels     ${formatLabels(d.labels) || '-'}\nenrolled   ${d.createdAt}`);
+    if (d.problem) print(`problem    ${d.problem.kind}: ${d.problem.message} (since ${d.problem.since})`);
     if (d.health) {
       const h = d.health;
       print(`health     cpu ${h.cpuPercent.toFixed(0)}%, memory ${formatBytes(h.memory.usedBytes)}/${formatBytes(h.memory.totalBytes)}, disk free ${formatBytes(h.disk.freeBytes)}, agent up ${Math.round(h.uptimeS)}s`);

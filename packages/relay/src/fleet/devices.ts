@@ -34,6 +34,11 @@ function byName(ref: string, all: DeviceRecord[], hint: string): DeviceRecord {
   throw new OutpostError('OUTPOST_ERR_DEVICE_NOT_FOUND', suggestion ? `no device "${ref}"${suggestion} (${hint})` : `no device "${ref}": ${hint}`);
 }
 
+/** A device as the API shows it, with what the relay sees wrong with it now. */
+export function viewDevice(ctx: FleetContext, d: DeviceRecord) {
+  return deviceView(d, ctx.duplicates.problem(d.id, ctx.now()));
+}
+
 /** Sets labels (`k: v`, already checked) and removes those whose value is null, like `kubectl label k-`. */
 export function labelDevice(ctx: FleetContext, ref: string, changes: Record<string, string | null>): DeviceRecord {
   const device = requireDevice(ctx, ref);
@@ -45,7 +50,7 @@ export function labelDevice(ctx: FleetContext, ref: string, changes: Record<stri
   }
   ctx.store.setDeviceLabels(id, labels);
   const updated = { ...device, labels };
-  ctx.events.emit({ type: 'device.updated', device: deviceView(updated) });
+  ctx.events.emit({ type: 'device.updated', device: viewDevice(ctx, updated) });
   ctx.jobs?.onTargetsChanged();
   return updated;
 }
@@ -60,9 +65,10 @@ export async function removeDevice(ctx: FleetContext, ref: string): Promise<void
   await ctx.brokerAccounts?.removeDevice(id).catch((err: Error) =>
     ctx.log.error({ deviceId: id, err: err.message }, `the device's broker account is still there: delete it by hand (mosquitto_ctrl dynsec deleteClient ${id})`),
   );
-  await Promise.all((['desired', 'reported', 'status'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
+  await Promise.all((['desired', 'reported', 'status', 'notice'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
   ctx.history.forget(id);
   ctx.presence.forget(id);
+  ctx.duplicates.forget(id);
   ctx.events.emit({ type: 'device.removed', deviceId: id });
   ctx.log.info({ deviceId: id }, 'device removed');
 }
