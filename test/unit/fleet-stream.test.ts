@@ -100,6 +100,12 @@ t.test('fleet watch renders what the stream says', async (t) => {
   t.match(lines[2], /^NAME\s+ID\s+STATE\s+MODELS\s+CPU\s+RSS\s+P50\s+LAST SEEN/);
   t.match(lines[3], /^cam-1\s+dev_1\s+online\s+m:2 serving\s+42%\s+1 B\s+0.75 ms\s+5s ago/);
   t.match(lines[lines.length - 1], /deploying m:2 \(dep_1\): 1 loading/);
+  const problem = { kind: 'duplicate-connection' as const, since: ts, takeovers: 3, message: 'two agents are using this device\'s identity' };
+  view.apply({ type: 'device.problem', deviceId: 'dev_1', problem, seq: 7, ts });
+  t.match(view.render(160, 20, 'live', 15_000)[3], /^cam-1\s+dev_1\s+online, duplicate-connection\s+m:2 serving/, 'a problem shows in STATE');
+  view.apply({ type: 'device.problem', deviceId: 'dev_1', problem: null, seq: 7, ts });
+  view.apply({ type: 'device.problem', deviceId: 'dev_gone', problem, seq: 7, ts });
+  t.match(view.render(160, 20, 'live', 15_000)[3], /^cam-1\s+dev_1\s+online\s+m:2 serving/, 'and goes when it clears');
   t.ok(view.render(30, 20, 'live').every((l) => l.length <= 30), 'lines fit the width');
   t.equal(view.render(120, 3, 'live').length, 3, 'and the height');
   view.apply({ type: 'deployment.state', deploymentId: 'dep_1', state: 'succeeded', seq: 7, ts });

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import {
   DesiredJobs,
   DesiredState,
+  DeviceNotice,
   HealthMessage,
   JobLogBatch,
   JobsReported,
@@ -16,7 +17,10 @@ import {
   bundleEntryKey,
   bundleProblem,
   checkLabel,
+  editDistance,
   messageParser,
+  nearest,
+  typoBudget,
   parseBinaryBody,
   parseLabels,
   parseMetricJson,
@@ -58,8 +62,24 @@ const healthish = fc.record({
   models: fc.dictionary(fc.string({ maxLength: 8 }), fc.record({ requests: numbers, errors: numbers, rejected: numbers, p50Ms: fc.option(numbers), p99Ms: fc.option(numbers) }, { requiredKeys: [] }), { maxKeys: 4 }),
 });
 
+t.test('nearest names: any input, any candidates, only near ones out', async (t) => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 40 }), fc.array(fc.string({ maxLength: 40 }), { maxLength: 20 }), (name, candidates) => {
+      const near = nearest(name, candidates);
+      return near.length <= 3 && near.every((c) => candidates.includes(c) && c !== name && editDistance(name.toLowerCase(), c.toLowerCase()) <= typoBudget(name));
+    }),
+    RUNS,
+  );
+  fc.assert(fc.property(fc.string({ maxLength: 30 }), fc.string({ maxLength: 30 }), fc.integer({ min: 0, max: 5 }), (a, b, limit) => {
+    const full = editDistance(a, b);
+    const bounded = editDistance(a, b, limit);
+    return full === editDistance(b, a) && (full <= limit ? bounded === full : bounded === limit + 1);
+  }), RUNS);
+  t.pass('bounded distance agrees with the full one, and is symmetric');
+});
+
 t.test('MQTT payload parsers refuse with a reason and never let an impossible value through', async (t) => {
-  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch })) {
+  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch, DeviceNotice })) {
     const parser = messageParser(schema);
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v)), healthish.map((h) => JSON.stringify(h)), fc.uint8Array().map((b) => Buffer.from(b).toString('latin1'))), (payload) => {

@@ -3,9 +3,15 @@
 // the moment the connection drops. Reconnects are ours, not MQTT.js's fixed period: doubling
 // from 1 s to 30 s with jitter, so that a fleet whose relay restarts does not come back in
 // lockstep waves that time out and come back again (a reconnect storm).
+//
+// Two agents with one identity (a copied data dir) take the connection from each other: the
+// broker closes the older one without a word (MQTT 3.1.1 has no reason code for it). The relay
+// sees it in the agents' instances and says so in a retained notice; an agent whose connection
+// closes while the notice stands waits its longest backoff instead of a second, and says why once.
 
+import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -43,13 +49,18 @@ export interface Connection {
 
 const parseDesired = messageParser(DesiredState);
 const parseDesiredJobs = messageParser(DesiredJobs);
+const parseNotice = messageParser(DeviceNotice);
+
+const DUPLICATE_LINE = "another agent is connected with this device's identity (device.json copied?): backing off; stop the other agent or enroll this one as a new device";
 
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
   // Each connection has its session: its online message and its will carry it (see StatusMessage).
   let session = Date.now();
+  // This process, whatever its connections: another agent with this identity has another one.
+  const instance = randomBytes(8).toString('hex');
   const status = (online: boolean): string =>
-    JSON.stringify({ online, ts: Date.now(), session, agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
+    JSON.stringify({ online, ts: Date.now(), session, instance, agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
   const will = () => ({ topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(status(false)), qos: 1 as const, retain: true });
   let lastReported: string | undefined;
   let lastJobsReported: string | undefined;
@@ -76,20 +87,27 @@ export function connect(opts: ConnectionOptions): Connection {
   let failures = 0;
   let retry: NodeJS.Timeout | undefined;
   let closing = false;
+  // The relay's duplicate-connection notice, as of this connection: it is retained, so it comes
+  // again with each subscribe while it stands (a clear sent while this agent was away does not).
+  let duplicate: DeviceNotice | undefined;
+  let toldSince: number | undefined;
   client.on('connect', () => {
     failures = 0;
+    duplicate = undefined;
     log.info({ url: opts.url }, 'connected to the relay broker');
     client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
     if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
     if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
-    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs')], { qos: 1 }, (err) => {
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice')], { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
     });
     opts.onConnectionChange?.(true);
   });
   const jobsTopic = deviceTopic(deviceId, 'jobs');
+  const noticeTopic = deviceTopic(deviceId, 'notice');
   client.on('message', guarded(log, 'handling the desired state', (topic: string, payload: Buffer) => {
+    if (topic === noticeTopic) return onNotice(payload);
     if (payload.length === 0) return; // the relay cleared the retained state (device removed)
     if (topic === jobsTopic) {
       const jobs = parseDesiredJobs.parse(payload);
@@ -104,6 +122,17 @@ export function connect(opts: ConnectionOptions): Connection {
     }
     opts.onDesired(result.value);
   }));
+  const onNotice = (payload: Buffer) => {
+    if (payload.length === 0) {
+      if (duplicate) log.info('the relay no longer sees another agent with this identity');
+      duplicate = undefined;
+      return;
+    }
+    const notice = parseNotice.parse(payload);
+    if (!notice.ok) return log.warn({ reason: notice.reason }, 'malformed notice ignored');
+    if (notice.value.kind === 'duplicate-connection') duplicate = notice.value;
+    else log.warn({ kind: notice.value.kind }, `the relay says: ${notice.value.message}`);
+  };
   client.on('close', () => {
     // The next CONNECT (MQTT.js builds it from its options) starts a new session, with a will of its own.
     session = Math.max(Date.now(), session + 1);
@@ -111,9 +140,17 @@ export function connect(opts: ConnectionOptions): Connection {
     if (failures === 0) opts.onConnectionChange?.(false);
     if (closing) return;
     const policy = opts.reconnect ?? RECONNECT;
-    const delay = backoffMs(++failures, policy, policy.jitter ? Math.random : () => 1);
+    const random = policy.jitter ? Math.random : () => 1;
+    // Taken over by the other copy, most likely: come back late, so the two stop flapping the fleet.
+    const delay = duplicate ? backoffMs(1, { baseMs: policy.maxMs, maxMs: policy.maxMs }, random) : backoffMs(++failures, policy, random);
+    const retryInS = Math.max(1, Math.round(delay / 1000));
+    if (duplicate) {
+      // Once per episode (the relay's `since`), however often the other copy takes over.
+      if (toldSince !== duplicate.since) log.warn({ retryInS }, DUPLICATE_LINE);
+      toldSince = duplicate.since;
+    }
     // Once per outage, not once per attempt.
-    if (failures === 1) log.warn({ retryInS: Math.max(1, Math.round(delay / 1000)) }, 'relay broker unreachable; retrying with backoff');
+    else if (failures === 1) log.warn({ retryInS }, 'relay broker unreachable; retrying with backoff');
     clearTimeout(retry);
     // The stores are kept: QoS 1 job log batches queued while offline go out on reconnect.
     retry = setTimeout(() => {

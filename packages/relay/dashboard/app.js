@@ -96,6 +96,11 @@ function apply(m) {
       if (d) d.models = m.models;
       break;
     }
+    case 'device.problem': {
+      const d = state.devices.get(m.deviceId);
+      if (d) d.problem = m.problem;
+      break;
+    }
     case 'deployment.created':
       state.deployments.set(m.deployment.id, m.deployment);
       break;
@@ -188,6 +193,14 @@ function modelsCell(d) {
   return d.models.map((m) => el('span', { class: 'model' }, `${m.name}:${m.version} `, badge(m.state)));
 }
 
+// A problem only a person can fix (two agents on one identity): a badge that says what to do.
+function problemBadge(d) {
+  if (!d.problem) return null;
+  const b = badge(d.problem.kind);
+  b.title = d.problem.message;
+  return b;
+}
+
 function p50(d) {
   const values = d.health ? Object.values(d.health.models).map((m) => m.p50Ms).filter((v) => v !== null) : [];
   return values.length ? `${Math.max(...values)} ms` : '-';
@@ -197,9 +210,9 @@ function renderFleet() {
   const devices = [...state.devices.values()].sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));
   const online = devices.filter((d) => d.online).length;
   const rows = devices.map((d) =>
-    el('tr', { id: `device-${d.id}`, 'data-online': String(d.online) },
+    el('tr', { id: `device-${d.id}`, 'data-online': String(d.online), 'data-problem': d.problem ? d.problem.kind : '' },
       el('td', {}, el('a', { class: 'device', href: `#/devices/${encodeURIComponent(d.id)}` }, d.name), el('div', { class: 'muted' }, d.id)),
-      el('td', { class: 'state' }, badge(d.online ? 'online' : 'offline')),
+      el('td', { class: 'state' }, badge(d.online ? 'online' : 'offline'), ' ', problemBadge(d)),
       el('td', {}, modelsCell(d)),
       el('td', { class: 'num' }, d.health ? `${d.health.cpuPercent.toFixed(0)}%` : '-'),
       el('td', { class: 'num' }, d.health ? `${bytes(d.health.memory.usedBytes)} / ${bytes(d.health.memory.totalBytes)}` : '-'),
@@ -244,7 +257,8 @@ function renderDevice(id, message) {
   }
   const h = d.health;
   $('#device-info').replaceChildren(
-    el('h1', {}, d.name, ' ', badge(d.online ? 'online' : 'offline')),
+    el('h1', {}, d.name, ' ', badge(d.online ? 'online' : 'offline'), ' ', problemBadge(d)),
+    d.problem ? el('p', { class: 'problem', id: 'device-problem' }, d.problem.message) : null,
     el('dl', {},
       el('dt', {}, 'id'), el('dd', {}, d.id),
       el('dt', {}, 'labels'), el('dd', {}, Object.entries(d.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '-'),

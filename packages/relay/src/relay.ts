@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { background, createLogger, isDiskFull, type Logger } from '@outpost/shared';
+import { background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
@@ -19,6 +19,7 @@ import type { DeviceLimits } from './broker/device-quotas.js';
 import type { PacketLimits } from './broker/packet-guard.js';
 import { QuotaEvents } from './fleet/quota-events.js';
 import { Presence } from './fleet/presence.js';
+import { DuplicateConnections, clearSettledDuplicates } from './fleet/duplicate-connections.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
@@ -69,6 +70,8 @@ export interface RelayOptions {
   artifactCheckIntervalMs?: number;
   /** Delay before the first of those checks after start (default 30 s). */
   artifactFirstCheckMs?: number;
+  /** How long a device marked duplicate-connection must go without a takeover to be unmarked (default 2 min). */
+  duplicateClearMs?: number;
   log?: Logger;
 }
 
@@ -129,10 +132,11 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const events = new FleetEvents(log);
   const history = new HealthHistory(store, log);
   const quota = new QuotaEvents(events, log);
-  const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence() };
+  const duplicates = new DuplicateConnections(opts.duplicateClearMs);
+  const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates };
   const stream = new FleetStream({
     snapshot: () => ({
-      devices: store.listDevices().map(deviceView),
+      devices: store.listDevices().map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
       deployments: store.activeDeployments(20).map(deploymentView),
       jobs: [...store.jobsInState('queued'), ...store.jobsInState('running'), ...store.listJobs(20).filter((j) => j.state !== 'queued' && j.state !== 'running')].map((j) =>
         jobView(j, store.jobMetricSummary(j.id), store.jobOutputs(j.id)),
@@ -219,6 +223,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const rollouts = new RolloutController(ctx);
   ctx.windowLeftMs = (deploymentId, deviceId, windowMs) => rollouts.windowLeftMs(deploymentId, deviceId, windowMs);
   rollouts.evaluate();
+  // A duplicate-connection mark ends with no message to announce it: look every second.
+  const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
 
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
   const api = await buildApi({
@@ -269,6 +275,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       closed = true;
       scheduler.close();
       rollouts.close();
+      clearInterval(duplicateTimer);
       artifactChecks.close();
       disk.close();
       await api.close();

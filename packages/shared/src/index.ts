@@ -17,6 +17,7 @@ export {
   JobRunReport,
   JobsReported,
   JobLogBatch,
+  DeviceNotice,
   JOB_RUN_STATES,
   type JobRunState,
   type ModelState,
@@ -51,7 +52,7 @@ export { probeAndSelfTest, probeModel, type ProbeOptions, type SelfTestResult } 
 export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset, parseSize } from './cli-options.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
-export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
+export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
 export { packBundle, checkBundle, unpackBundle, bundleProblem, bundleEntryKey, resolveInBundle } from './bundle.js';
 export { parseMetricLine, parseMetricJson, type MetricPoint } from './metric-line.js';
 export { runJobProcess, type JobProcess, type JobProcessOptions, type JobProcessResult } from './job-process.js';
@@ -64,3 +65,4 @@ export { backoffMs, type Backoff } from './backoff.js';
 export { floatToHalf, halfToFloat, toOrtTensor, type OrtTensorData } from './ort-tensors.js';
 export { MAX_SAMPLE_BYTES, parseSample, selfTestFailure, selfTestInputs, type SelfTestInput } from './sample.js';
 export { signatureChanges } from './signature-diff.js';
+export { editDistance, nearest, didYouMean, typoBudget } from './nearest.js';

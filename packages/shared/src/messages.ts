@@ -32,6 +32,12 @@ export const StatusMessage = Type.Object({
    * a late will of an old connection from the end of the current one.
    */
   session: Type.Optional(Timestamp),
+  /**
+   * The agent process (random at its start). Two agents that share one identity (a copied
+   * data dir) have different ones, so the relay can tell them taking the connection from each
+   * other apart from one agent reconnecting.
+   */
+  instance: Type.Optional(Type.String({ pattern: '^[0-9a-f]{8,32}$' })),
   agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
   /** The device owner's consent to run training jobs (`outpost-agent start --accept-training`). */
   training: Type.Optional(Type.Boolean()),
@@ -191,6 +197,20 @@ export const JobLogBatch = Type.Object({
   lines: Type.Array(Type.Object({ ts: Timestamp, stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]), text: Type.String({ maxLength: 10_000 }) }), { maxItems: 1000 }),
 });
 export type JobLogBatch = Static<typeof JobLogBatch>;
+
+/**
+ * `outpost/v1/devices/{id}/notice` (retained, written by the relay; empty when there is none):
+ * a problem with the device that its agent should act on. Kinds an agent does not know are ignored.
+ */
+export const DeviceNotice = Type.Object({
+  /** `duplicate-connection`: two agents use this identity and take the connection from each other. */
+  kind: Type.String({ maxLength: 64 }),
+  /** When the relay first saw it (ms). */
+  since: Timestamp,
+  /** One line for the agent's log. */
+  message: Type.String({ maxLength: 500 }),
+});
+export type DeviceNotice = Static<typeof DeviceNotice>;
 
 export interface MessageParser<T> {
   /** Parses and checks a payload; returns the value or a one-line reason it was refused. */

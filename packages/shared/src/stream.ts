@@ -5,6 +5,18 @@
 import type { HealthMessage, ReportedModel, ServingConfig } from './messages.js';
 import type { Labels } from './units.js';
 
+/** Something wrong with a device that the relay has seen and that only a person can fix. */
+export interface DeviceProblem {
+  /** Two agents use the device's identity and take its connection from each other. */
+  kind: 'duplicate-connection';
+  /** When the relay first saw it. */
+  since: string;
+  /** Connections taken from one agent by the other in the last minute. */
+  takeovers: number;
+  /** One line: what it is and what to do. */
+  message: string;
+}
+
 export interface DeviceSummary {
   id: string;
   name: string;
@@ -14,6 +26,8 @@ export interface DeviceSummary {
   createdAt: string | null;
   models: ReportedModel[];
   health: HealthMessage | null;
+  /** Null while nothing is wrong (absent from relays before it). */
+  problem?: DeviceProblem | null;
 }
 
 export interface RolloutSummary {
@@ -65,6 +79,8 @@ export type FleetEvent =
   | { type: 'device.status'; deviceId: string; online: boolean; lastSeen: string }
   | { type: 'device.health'; deviceId: string; health: HealthMessage }
   | { type: 'device.models'; deviceId: string; models: ReportedModel[] }
+  /** A problem seen (`problem`) or gone (`null`); see DeviceProblem. */
+  | { type: 'device.problem'; deviceId: string; problem: DeviceProblem | null }
   /** A device past a quota (at most one a minute per device; `suppressed` counts the rest). */
   | { type: 'device.quota'; deviceId: string; quota: string; action: 'dropped' | 'unretained' | 'disconnected' | 'refused'; detail: string; suppressed: number }
   | { type: 'deployment.created'; deployment: DeploymentSummary }

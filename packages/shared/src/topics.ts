@@ -3,8 +3,8 @@
 
 export const TOPIC_ROOT = 'outpost/v1/devices';
 
-/** Topic leaves a device uses. `desired` and `jobs` are written by the relay; the rest by the device. */
-export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log'] as const;
+/** Topic leaves a device uses. `desired`, `jobs` and `notice` are written by the relay; the rest by the device. */
+export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log', 'notice'] as const;
 export type DeviceTopic = (typeof DEVICE_TOPICS)[number];
 
 /** The leaves a device writes; it may publish to no other topic, even under its own prefix. */

@@ -5,7 +5,7 @@ import type { RolloutStrategy } from '../store/records.js';
 import { cancelDeployment, createDeployment, requireDeployment, rollbackDeployment } from '../fleet/deployments.js';
 import { explainRollout } from '../fleet/rollout-explain.js';
 import { requireApiToken } from './auth.js';
-import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
+import { DEVICE_REF, MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 import { ServingConfig } from '@outpost/shared';
@@ -46,7 +46,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
           properties: {
             model: { type: 'string', pattern: MODEL_NAME_PATTERN },
             version: { type: 'integer', minimum: 1 },
-            devices: { type: 'array', items: { type: 'string', maxLength: 64 }, minItems: 1, maxItems: 10000 },
+            devices: { type: 'array', items: DEVICE_REF, minItems: 1, maxItems: 10000 },
             selector: labelsSchema,
             strategy: {
               type: 'object',

@@ -1,11 +1,10 @@
-// /v1/devices: list, show, label, remove.
+// /v1/devices: list, show, label, remove. `{id}` is a device id or name (fleet/devices.ts).
 
 import type { FastifyInstance } from 'fastify';
 import { OutpostError, parseDuration } from '@outpost/shared';
-import { labelDevice, removeDevice, requireDevice } from '../fleet/devices.js';
+import { labelDevice, removeDevice, requireDevice, viewDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
-import { checkLabels, idParams } from './schemas.js';
-import { deviceView } from '../fleet/views.js';
+import { checkLabels, deviceParams } from './schemas.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { explainDevice } from '../fleet/desired-state.js';
 import type { ApiDeps } from './server.js';
@@ -14,18 +13,18 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   const { ctx } = deps;
   app.addHook('preHandler', requireApiToken(ctx));
 
-  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map(deviceView) }));
+  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map((d) => viewDevice(ctx, d)) }));
 
-  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request) => ({
-    ...deviceView(requireDevice(ctx, request.params.id)),
-    follows: explainDevice(ctx, request.params.id),
-  }));
+  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: deviceParams } }, async (request) => {
+    const device = requireDevice(ctx, request.params.id);
+    return { ...viewDevice(ctx, device), follows: explainDevice(ctx, device.id) };
+  });
 
   app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
     '/v1/devices/:id/health',
-    { schema: { params: idParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
+    { schema: { params: deviceParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
     async (request) => {
-      requireDevice(ctx, request.params.id);
+      const { id } = requireDevice(ctx, request.params.id);
       let rangeMs = 60 * 60_000;
       if (request.query.range) {
         try {
@@ -34,7 +33,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
           throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `range: ${(err as Error).message}`);
         }
       }
-      return ctx.history.series(request.params.id, rangeMs);
+      return ctx.history.series(id, rangeMs);
     },
   );
 
@@ -42,7 +41,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     '/v1/devices/:id/labels',
     {
       schema: {
-        params: idParams,
+        params: deviceParams,
         body: {
           type: 'object',
           required: ['labels'],
@@ -56,11 +55,11 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       checkLabels(set);
       const device = labelDevice(ctx, request.params.id, request.body.labels);
       await syncSelectorMembership(ctx, device.id);
-      return deviceView(device);
+      return viewDevice(ctx, device);
     },
   );
 
-  app.delete<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: idParams } }, async (request, reply) => {
+  app.delete<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: deviceParams } }, async (request, reply) => {
     await removeDevice(ctx, request.params.id);
     reply.status(204);
   });

@@ -10,6 +10,7 @@ import { MAX_SAMPLE_BYTES, OutpostError, probeAndSelfTest, signatureChanges } fr
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
+import { modelNotFound } from '../fleet/model-lookup.js';
 import type { ApiDeps } from './server.js';
 
 const nameParams = {
@@ -95,7 +96,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
 
   app.get<{ Params: { name: string } }>('/v1/models/:name', { schema: { params: nameParams } }, async (request) => {
     const versions = ctx.store.listModelVersions(request.params.name);
-    if (versions.length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${request.params.name}": list them with outpost-relay models list`);
+    if (versions.length === 0) throw modelNotFound(ctx, request.params.name, undefined, 'list them with outpost-relay models list');
     return { name: request.params.name, versions: versions.map((v) => modelVersionView(v, artifacts.fileState(v.sha256))) };
   });
 
@@ -109,7 +110,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     async (request) => {
       const { name, version } = request.params;
       const record = ctx.store.getModelVersion(name, version === 'latest' ? undefined : Number(version));
-      if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}"`);
+      if (!record) throw modelNotFound(ctx, name, version === 'latest' ? undefined : Number(version), 'list them with outpost-relay models list');
       return modelVersionView(record, artifacts.fileState(record.sha256));
     },
   );

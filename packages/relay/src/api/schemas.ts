@@ -16,6 +16,13 @@ export const idParams = {
   properties: { id: { type: 'string', maxLength: 64 } },
 } as const;
 
+/** A device by id or by name (names are up to 128 characters). */
+export const DEVICE_REF = { type: 'string', minLength: 1, maxLength: 128 } as const;
+export const deviceParams = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: DEVICE_REF },
+} as const;
 
 /** Checks label keys and values, as a 400 naming the bad one. */
 export function checkLabels(labels: Labels | undefined): Labels {

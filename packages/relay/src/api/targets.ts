@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { requireDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
-import { idParams } from './schemas.js';
+import { deviceParams } from './schemas.js';
 import type { ApiDeps } from './server.js';
 import type { DeviceRecord } from '../store/records.js';
 
@@ -40,12 +40,12 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   });
 
   for (const [action, attached] of [['attach', true], ['detach', false]] as const) {
-    app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { schema: { params: idParams } }, async (request) => {
-      requireDevice(ctx, request.params.id);
-      ctx.store.setDeviceTrainingAttached(request.params.id, attached);
-      ctx.log.info({ deviceId: request.params.id, attached }, attached ? 'device attached for training' : 'device detached from training');
+    app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { schema: { params: deviceParams } }, async (request) => {
+      const { id } = requireDevice(ctx, request.params.id);
+      ctx.store.setDeviceTrainingAttached(id, attached);
+      ctx.log.info({ deviceId: id, attached }, attached ? 'device attached for training' : 'device detached from training');
       scheduler.onTargetsChanged();
-      return deviceTarget(ctx.store.getDevice(request.params.id)!, running());
+      return deviceTarget(ctx.store.getDevice(id)!, running());
     });
   }
 }

@@ -1,4 +1,4 @@
-// outpost-relay deploy NAME[:VERSION] --device ID... [--wait]
+// outpost-relay deploy NAME[:VERSION] --device DEVICE... [--wait]  (DEVICE: an id or a name)
 
 import { InvalidArgumentError, type Command } from 'commander';
 import type { deploymentView } from '../fleet/views.js';
@@ -99,7 +99,7 @@ export function deployCommand(program: Command): void {
     program
       .command('deploy')
       .argument('<model>', 'NAME or NAME:VERSION (default: the latest version)')
-      .option('--device <id>', 'a device to deploy to (repeat for several)', collect, [])
+      .option('--device <device>', 'a device to deploy to, by id or name (repeat for several)', collect, [])
       .option('--selector <k=v,...>', 'every device with these labels, now and later (instead of --device)', parseLabelsOption)
       .option('--strategy <all|rolling>', 'all devices at once (default), or in batches', parseStrategy)
       .option('--batch <n|n%>', 'with --strategy rolling: devices per batch (default 1)', parseCountOrPercent)
@@ -120,10 +120,16 @@ export function deployCommand(program: Command): void {
       .option('--force', 'deploy a version that failed its self-test at push: devices run the test themselves (a canary catches a failure)')
       .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
       .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
-      .description('send a model version to devices'),
+      .description('send a model version to devices')
+      .addHelpText('after', `
+Examples:
+  outpost-relay deploy linear --device front-door --wait
+  outpost-relay deploy linear:2 --device dev_3f2a9c1b7d0e --device back-yard
+  outpost-relay deploy linear --selector site=lab --strategy rolling --batch 25% --health-window 30s
+`),
   ).action(async (ref: string, opts: ClientOptions & ServingFlags & { device: string[]; selector?: Labels; allowEmpty?: boolean; force?: boolean; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
     const { name, version } = parseModelRef(ref);
-    if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');
+    if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID or NAME, see outpost-relay devices list) or a selector (--selector k=v)');
     if (opts.device.length > 0 && opts.selector) throw new CliError('use --device or --selector, not both');
     const api = relayApi(opts);
     const target = opts.selector ? { selector: opts.selector } : { devices: opts.device };

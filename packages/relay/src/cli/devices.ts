@@ -1,4 +1,5 @@
-// outpost-relay devices list | show ID | label ID k=v... | remove ID
+// outpost-relay devices list | show DEVICE | label DEVICE k=v... | remove DEVICE
+// (DEVICE is an id or a name; the relay resolves it, see fleet/devices.ts)
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatBytes, formatLabels } from '@outpost/shared';
@@ -34,13 +35,24 @@ export function devicesCommand(program: Command): void {
     const { devices: list } = await relayApi(opts).request<{ devices: DeviceView[] }>('GET', '/v1/devices');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no devices yet: make a token with `outpost-relay tokens enroll` and run `outpost-agent enroll` on a device');
-    print(table(['ID', 'NAME', 'ONLINE', 'LAST SEEN', 'LABELS', 'MODELS'], list.map((d) => [d.id, d.name, d.online ? 'yes' : 'no', ago(d.lastSeen), formatLabels(d.labels) || '-', modelsCell(d)])));
+    print(table(['ID', 'NAME', 'ONLINE', 'PROBLEM', 'LAST SEEN', 'LABELS', 'MODELS'], list.map((d) => [d.id, d.name, d.online ? 'yes' : 'no', d.problem?.kind ?? '-', ago(d.lastSeen), formatLabels(d.labels) || '-', modelsCell(d)])));
   });
 
-  clientOptions(devices.command('show').argument('<id>', 'device id').description('show one device')).action(async (id: string, opts: ClientOptions) => {
-    const d = await relayApi(opts).request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(id)}`);
+  clientOptions(
+    devices
+      .command('show')
+      .argument('<device>', 'device id or name')
+      .description('show one device')
+      .addHelpText('after', `
+Examples:
+  outpost-relay devices show dev_3f2a9c1b7d0e
+  outpost-relay devices show front-door        # by name; a name several devices share lists their ids
+`),
+  ).action(async (ref: string, opts: ClientOptions) => {
+    const d = await relayApi(opts).request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(ref)}`);
     if (opts.json) return printJson(d);
     print(`id         ${d.id}\nname       ${d.name}\nonline     ${d.online ? 'yes' : 'no'} (last seen ${ago(d.lastSeen)})\nlabels     ${formatLabels(d.labels) || '-'}\nenrolled   ${d.createdAt}`);
+    if (d.problem) print(`problem    ${d.problem.kind}: ${d.problem.message} (since ${d.problem.since})`);
     if (d.health) {
       const h = d.health;
       print(`health     cpu ${h.cpuPercent.toFixed(0)}%, memory ${formatBytes(h.memory.usedBytes)}/${formatBytes(h.memory.totalBytes)}, disk free ${formatBytes(h.disk.freeBytes)}, agent up ${Math.round(h.uptimeS)}s`);
@@ -63,18 +75,37 @@ export function devicesCommand(program: Command): void {
   });
 
   clientOptions(
-    devices.command('label').argument('<id>', 'device id').argument('<labels...>', 'k=v to set, k- to remove').description('set or remove labels on a device'),
-  ).action(async (id: string, labels: string[], opts: ClientOptions) => {
-    const d = await relayApi(opts).request<DeviceView>('PATCH', `/v1/devices/${encodeURIComponent(id)}/labels`, { labels: parseLabelChanges(labels) });
+    devices
+      .command('label')
+      .argument('<device>', 'device id or name')
+      .argument('<labels...>', 'k=v to set, k- to remove')
+      .description('set or remove labels on a device')
+      .addHelpText('after', `
+Examples:
+  outpost-relay devices label front-door site=lab camera=rgb
+  outpost-relay devices label dev_3f2a9c1b7d0e camera-    # remove the camera label
+`),
+  ).action(async (ref: string, labels: string[], opts: ClientOptions) => {
+    const d = await relayApi(opts).request<DeviceView>('PATCH', `/v1/devices/${encodeURIComponent(ref)}/labels`, { labels: parseLabelChanges(labels) });
     if (opts.json) return printJson(d);
     print(`${d.id}: ${formatLabels(d.labels) || '(no labels)'}`);
   });
 
-  clientOptions(devices.command('remove').argument('<id>', 'device id').description('remove a device; its credentials stop working at once')).action(
-    async (id: string, opts: ClientOptions) => {
-      await relayApi(opts).request('DELETE', `/v1/devices/${encodeURIComponent(id)}`);
-      if (opts.json) return printJson({ removed: id });
-      print(`removed ${id}`);
-    },
-  );
+  clientOptions(
+    devices
+      .command('remove')
+      .argument('<device>', 'device id or name')
+      .description('remove a device; its credentials stop working at once')
+      .addHelpText('after', `
+Examples:
+  outpost-relay devices remove front-door
+`),
+  ).action(async (ref: string, opts: ClientOptions) => {
+    const api = relayApi(opts);
+    // Resolved first, so the answer names the id that was removed.
+    const { id } = await api.request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(ref)}`);
+    await api.request('DELETE', `/v1/devices/${encodeURIComponent(id)}`);
+    if (opts.json) return printJson({ removed: id });
+    print(`removed ${id}`);
+  });
 }

@@ -40,6 +40,11 @@ export class FleetView {
         if (d) d.models = m.models;
         break;
       }
+      case 'device.problem': {
+        const d = this.devices.get(m.deviceId);
+        if (d) d.problem = m.problem;
+        break;
+      }
       case 'deployment.created':
         this.deployments.set(m.deployment.id, m.deployment);
         break;
@@ -73,7 +78,7 @@ export class FleetView {
       return [
         d.name,
         d.id,
-        d.online ? 'online' : 'offline',
+        `${d.online ? 'online' : 'offline'}${d.problem ? `, ${d.problem.kind}` : ''}`,
         d.models.map((m) => `${m.name}:${m.version} ${m.state}`).join(', ') || '-',
         h ? `${h.cpuPercent.toFixed(0)}%` : '-',
         h ? formatBytes(h.memory.rssBytes) : '-',

@@ -77,7 +77,7 @@ export function jobsCommand(program: Command): void {
     jobs
       .command('submit')
       .argument('<dir>', 'the folder to send (the bundle); the command runs inside it')
-      .requiredOption('--target <target>', 'local, a device id, or a selector k=v,... (with --nodes)')
+      .requiredOption('--target <target>', 'local, a device (id or name), or a selector k=v,... (with --nodes)')
       .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
       .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE)', (v) => Number(v), 1)
       .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv, {})
@@ -86,7 +86,13 @@ export function jobsCommand(program: Command): void {
       .option('--register-model <name>', 'register an output file as the next version of this model')
       .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
       .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
-      .description('pack a folder and run a command from it on a target'),
+      .description('pack a folder and run a command from it on a target')
+      .addHelpText('after', `
+Examples:
+  outpost-relay jobs submit ./train --target local --command "node train.js" --follow
+  outpost-relay jobs submit ./train --target front-door --command "python train.py" --dataset images
+  outpost-relay jobs submit ./train --target site=lab --nodes 2 --command "node train.js"
+`),
   ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');

@@ -3,7 +3,7 @@
 import type { Command } from 'commander';
 import { collectDataset, parsePort, parsePositiveInt, parseSize, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
-import { parseDurationOrZero } from './parse.js';
+import { parseDurationOption, parseDurationOrZero } from './parse.js';
 
 export function startCommand(program: Command): void {
   program
@@ -26,17 +26,22 @@ export function startCommand(program: Command): void {
     .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, 20_000)
     .option('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, 6 * 3600_000)
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
+    .option('--duplicate-clear <duration>', 'a device marked duplicate-connection (two agents on its identity) is unmarked after this long without a takeover', parseDurationOption, 120_000)
     .addHelpText('after', `
 Devices past their quotas are throttled (messages dropped), then disconnected for 10 s; each
 time is counted in /metrics (outpost_device_quota_events_total) and told once a minute per
 device in the log and on the fleet stream. docs/api.md lists every limit.
+
+Two agents using one device's identity (a copied data dir) take its connection from each other;
+after three takeovers within a minute the device is marked duplicate-connection (devices show,
+the fleet stream, the dashboard) and both agents are told to back off.
 
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -54,6 +59,7 @@ Examples:
         deviceLimits: { ratePerSec: opts.deviceRate, burst: opts.deviceBurst, retainedBytes: opts.deviceRetained },
         runQuotas: { logLines: opts.runLogLines, metricPoints: opts.runMetricPoints },
         artifactCheckIntervalMs: opts.artifactCheckInterval,
+        duplicateClearMs: opts.duplicateClear,
       });
       if (relay.newAdminToken) {
         process.stderr.write(

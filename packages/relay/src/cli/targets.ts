@@ -41,7 +41,15 @@ export function targetsCommand(program: Command): void {
   });
 
   clientOptions(
-    targets.command('attach').argument('<device>', 'device id').option('--training', 'attach it as a training target').description('attach a device for training (its agent must also run with --accept-training)'),
+    targets
+      .command('attach')
+      .argument('<device>', 'device id or name')
+      .option('--training', 'attach it as a training target')
+      .description('attach a device for training (its agent must also run with --accept-training)')
+      .addHelpText('after', `
+Examples:
+  outpost-relay targets attach front-door --training
+`),
   ).action(async (id: string, opts: ClientOptions & { training?: boolean }) => {
     if (!opts.training) throw new CliError('say what to attach it for: --training');
     const t = await relayApi(opts).request<TargetView>('POST', `/v1/targets/${encodeURIComponent(id)}/attach`);
@@ -49,7 +57,16 @@ export function targetsCommand(program: Command): void {
     print(`${t.name} attached for training${t.acceptsTraining ? '' : '; its agent does not accept training yet (outpost-agent start --accept-training)'}`);
   });
 
-  clientOptions(targets.command('detach').argument('<device>', 'device id').description('stop using a device for training')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(
+    targets
+      .command('detach')
+      .argument('<device>', 'device id or name')
+      .description('stop using a device for training')
+      .addHelpText('after', `
+Examples:
+  outpost-relay targets detach front-door
+`),
+  ).action(async (id: string, opts: ClientOptions) => {
     const t = await relayApi(opts).request<TargetView>('POST', `/v1/targets/${encodeURIComponent(id)}/detach`);
     if (opts.json) return printJson(t);
     print(`${t.name} detached from training`);

@@ -8,6 +8,7 @@ import type { FleetEvents } from './fleet-events.js';
 import type { HealthHistory } from './health-history.js';
 import type { QuotaEvents } from './quota-events.js';
 import type { Presence } from './presence.js';
+import type { DuplicateConnections } from './duplicate-connections.js';
 import type { FileState } from '../artifacts/artifact-store.js';
 
 export interface JobHooks {
@@ -28,6 +29,8 @@ export interface FleetContext {
   quota: QuotaEvents;
   /** Which status messages are news, whatever order they arrive in. */
   presence: Presence;
+  /** Devices whose identity two agents use at once (fleet/duplicate-connections.ts). */
+  duplicates: DuplicateConnections;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */

@@ -8,7 +8,8 @@ import { MEMBER_STATES, type DeploymentRecord, type ModelVersionRecord, type Rol
 import { publishDesiredState } from './desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './bounded.js';
 import { applyReportedState, refreshDeploymentState } from './rollout-progress.js';
-import { requireDevice } from './devices.js';
+import { requireDevices } from './devices.js';
+import { modelNotFound } from './model-lookup.js';
 import { deploymentView } from './views.js';
 import { corruptArtifact } from '../artifacts/hot-artifacts.js';
 
@@ -43,7 +44,7 @@ export function matchesSelector(labels: Labels, selector: Labels): boolean {
  */
 function chooseVersion(ctx: FleetContext, name: string): { model: ModelVersionRecord; notice?: string } {
   const versions = ctx.store.listModelVersions(name).sort((a, b) => b.version - a.version);
-  if (versions.length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${name}": push it first (outpost-relay models push FILE --name ${name})`);
+  if (versions.length === 0) throw modelNotFound(ctx, name, undefined, `push it first (outpost-relay models push FILE --name ${name})`);
   const rolledBack = new Map(ctx.store.lastDeploymentPerVersion(name).filter((d) => d.state === 'rolled-back').map((d) => [d.version, d.id]));
   const model = versions.find((v) => !rolledBack.has(v.version));
   const latest = versions[0]!;
@@ -59,7 +60,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (req.version === undefined) ({ model, notice } = chooseVersion(ctx, req.model));
   else {
     model = ctx.store.getModelVersion(req.model, req.version);
-    if (!model) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${req.version} of model "${req.model}": push it first (outpost-relay models push FILE --name ${req.model})`);
+    if (!model) throw modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
   }
   if (model.selfTest && !model.selfTest.ok && req.serving?.selfTest !== 'off' && !req.force) {
     throw new OutpostError('OUTPOST_ERR_SELF_TEST_FAILED', `${model.name}:${model.version} failed its self-test at push (${model.selfTest.error}); push it again with --sample REQUEST.json, or deploy with --self-test off (devices skip the test) or --force (devices run it themselves)`);
@@ -69,14 +70,14 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (file?.state === 'missing') throw new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `the relay has no file for ${model.name}:${model.version} (${model.sha256}); push it again (outpost-relay models push FILE --name ${model.name})`);
   if (req.selector && req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'give devices or a selector, not both');
   if (req.selector && Object.keys(req.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a selector needs at least one label (k=v)');
+  if (!req.selector && !req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID or NAME) or a selector (--selector k=v)');
+  // Devices named by id or name; the same device twice is one row.
   const deviceIds = req.selector
     ? ctx.store.listDevices().filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
-    : [...new Set(req.devices ?? [])];
-  if (!req.selector && deviceIds.length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID) or a selector (--selector k=v)');
+    : [...new Set(requireDevices(ctx, req.devices!).map((d) => d.id))];
   if (req.selector && deviceIds.length === 0 && !req.allowEmpty) {
     throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
   }
-  for (const id of deviceIds) requireDevice(ctx, id);
 
   const id = `dep_${randomBytes(6).toString('hex')}`;
   // A staged rollout starts with every device waiting; the rollout controller releases them.

@@ -4,6 +4,7 @@
 import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
+import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
 
 /** Parses a payload and acts on it; returns why it was refused, or null. */
 type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => string | null;
@@ -21,11 +22,15 @@ function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message
   const now = ctx.now();
   ctx.store.setDeviceOnline(deviceId, online, now);
   ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString() });
-  ctx.log.info({ deviceId, online }, message);
+  // Two agents on one identity go offline and online every few seconds; the problem was logged once.
+  if (ctx.duplicates.problem(deviceId, now)) ctx.log.debug({ deviceId, online }, message);
+  else ctx.log.info({ deviceId, online }, message);
 }
 
 const HANDLERS: Record<string, Handler> = {
   status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
+    // Every online counts here, news or not: two agents' clocks (so sessions) need not agree.
+    if (m.online && m.instance) noteAgentInstance(ctx, deviceId, m.instance);
     // A late will of an earlier connection is not news (see fleet/presence.ts).
     if (!ctx.presence.status(deviceId, m)) return;
     setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
@@ -67,8 +72,12 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
     route(topic, payload) {
       stats.received++;
       const parsed = parseDeviceTopic(topic);
-      // `desired` and `jobs` are the relay's own retained messages coming back; an empty payload clears a retained one.
+      // `desired`, `jobs` and `notice` are the relay's own retained messages coming back; an empty payload clears a retained one.
       if (!parsed || parsed.leaf === 'desired' || parsed.leaf === 'jobs' || payload.length === 0) return;
+      if (parsed.leaf === 'notice') {
+        if (ctx.store.getDeviceSecretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
+        return;
+      }
       const handle = HANDLERS[parsed.leaf];
       if (!handle) {
         stats.rejected++;

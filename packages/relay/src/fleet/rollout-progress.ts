@@ -1,6 +1,6 @@
 // Turns what devices report into per-device deployment progress, and a deployment's overall state.
 
-import { servingKey, type ReportedState } from '@outpost/shared';
+import { servingKey, type ReportedModel, type ReportedState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { MEMBER_STATES, rolloutSettled, type DeploymentState, type DeviceRolloutState, type RolloutStrategy } from '../store/records.js';
 import { effectiveDeployments } from './desired-state.js';
@@ -35,6 +35,20 @@ export function refreshDeploymentState(ctx: FleetContext, deploymentId: string):
 }
 
 /**
+ * Whether a row keeps its state against a report. A device found healthy stays so while it keeps
+ * serving (reports repeat on reconnect). A device that served a deployment does not go back to
+ * downloading or loading in it: those are steps towards serving, which it has shown, and two
+ * agents on one identity each republish their own last report on every reconnect, so a copy
+ * still downloading would otherwise turn a finished deployment back to in-progress, again and
+ * again. What the device does now is in its own reported models; a failure still counts.
+ */
+function holds(row: DeviceRolloutState, reported: ReportedModel['state']): boolean {
+  if (reported === 'failed') return false;
+  if (row === 'healthy') return true;
+  return row === 'serving' && reported !== 'serving';
+}
+
+/**
  * Applies a device's reported state to the deployments it follows. Older deployments of the
  * same model on the device are marked superseded, so they stop waiting for it.
  */
@@ -58,8 +72,8 @@ export function applyReportedState(ctx: FleetContext, deviceId: string, reported
     // do not say which settings they report on).
     const key = servingKey(d.serving);
     const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256 && (m.servingKey === undefined || m.servingKey === key));
-    // A device found healthy stays so while it keeps serving (reports repeat on reconnect).
-    if (entry && !(mine.state === 'healthy' && entry.state === 'serving')) progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
+    if (!entry || holds(mine.state, entry.state)) continue;
+    progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
   }
   for (const id of touched) refreshDeploymentState(ctx, id);
 }

@@ -1,12 +1,13 @@
 // How records look in API answers (ISO times, no secrets).
 
 import type { FileState } from '../artifacts/artifact-store.js';
-import type { DeploymentSummary, DeviceSummary } from '@outpost/shared';
+import type { DeploymentSummary, DeviceProblem, DeviceSummary } from '@outpost/shared';
 import type { DeploymentRecord, DeviceRecord, ModelVersionRecord } from '../store/records.js';
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 
-export function deviceView(d: DeviceRecord): DeviceSummary {
+/** `problem`: what the relay sees wrong with it now (ctx.duplicates), kept in memory only. */
+export function deviceView(d: DeviceRecord, problem: DeviceProblem | null = null): DeviceSummary {
   return {
     id: d.id,
     name: d.name,
@@ -16,6 +17,7 @@ export function deviceView(d: DeviceRecord): DeviceSummary {
     createdAt: iso(d.createdAt),
     models: d.reported?.models ?? [],
     health: d.health,
+    problem,
   };
 }
 

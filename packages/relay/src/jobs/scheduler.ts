@@ -30,6 +30,7 @@ import type { FleetContext } from '../fleet/context.js';
 import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
 import { matchesSelector } from '../fleet/deployments.js';
+import { requireDevice } from '../fleet/devices.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from '../fleet/bounded.js';
 
@@ -143,8 +144,9 @@ export class JobScheduler {
     if (target.kind === 'local') {
       if (req.dataset && !this.#opts.localDatasets?.[req.dataset]) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `the relay host has no dataset "${req.dataset}" (outpost-relay start --dataset ${req.dataset}=PATH)`);
     } else if (target.kind === 'device') {
-      const d = store.getDevice(target.deviceId);
-      if (!d) throw new OutpostError('OUTPOST_ERR_DEVICE_NOT_FOUND', `no device "${target.deviceId}": use local, a device id, or a selector k=v,...`);
+      // Named by id or name; the job keeps the id.
+      const d = requireDevice(this.#ctx, target.deviceId, 'use local, a device id or name, or a selector k=v,...');
+      target.deviceId = d.id;
       const problem = trainingProblem(d);
       if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
       if (req.dataset && !d.datasets.includes(req.dataset)) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `device ${d.id} has no dataset "${req.dataset}" (outpost-agent start --dataset ${req.dataset}=PATH)`);
