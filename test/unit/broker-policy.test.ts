@@ -1,6 +1,6 @@
 import t from 'tap';
 import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
-import { mayPublish, maySubscribe, mayReceive } from '../../packages/relay/dist/broker/access-policy.js';
+import { mayPublish, maySubscribe, mayReceive, mayWill } from '../../packages/relay/dist/broker/access-policy.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
 import { DeviceQuotas } from '../../packages/relay/dist/broker/device-quotas.js';
 import { LogThrottle, guarded, guardedInterval, runGuarded, type Logger } from '@outpost/shared';
@@ -18,6 +18,15 @@ t.test('a device reaches only its own prefix; the relay reaches all', async (t) 
   t.ok(mayPublish(relay, 'outpost/v1/devices/dev_b/desired'));
   t.ok(maySubscribe(relay, 'outpost/v1/devices/+/+'));
   t.ok(mayReceive(relay, 'anything'));
+});
+
+t.test('a will goes only to the device\'s own status topic', async (t) => {
+  const dev = { kind: 'device', deviceId: 'dev_a' } as const;
+  const relay = { kind: 'relay' } as const;
+  t.ok(mayWill(dev, 'outpost/v1/devices/dev_a/status'));
+  t.notOk(mayWill(dev, 'outpost/v1/devices/dev_a/health'), 'not another leaf of its own');
+  t.notOk(mayWill(dev, 'outpost/v1/devices/dev_b/status'), 'not another device\'s status');
+  t.ok(mayWill(relay, 'outpost/v1/devices/dev_b/desired'), 'the relay\'s will, had it one, goes where it may publish');
 });
 
 t.test('the flood guard allows bursts, then the rate, and forgets', async (t) => {
@@ -91,6 +100,16 @@ t.test('device quotas: only written leaves, rate held across reconnects, strikes
   t.equal(q.subscribe('d', false, '#').action, 'drop', 'a denied filter is a strike');
   q.forget('d');
   t.equal(q.retainedBytes('d'), 0, 'a removed device is forgotten');
+});
+
+t.test('device quotas: a will takes no token and no strike, and its retained bytes count', async (t) => {
+  const q = new DeviceQuotas({ ratePerSec: 1, burst: 1, strikes: 0, retainedBytes: 100 }, () => 0);
+  t.same(q.publish('d', 'health', 1, false), { action: 'allow' });
+  t.equal(q.publish('d', 'health', 1, false).action, 'disconnect', 'the bucket is empty and no strike is left');
+  t.same(q.will('d', 'status', 60, true), { action: 'allow' }, 'the will still goes out');
+  t.equal(q.retainedBytes('d'), 60);
+  t.equal(q.will('d', 'status', 200, true).action, 'unretain', 'past the retained bytes: delivered, not kept');
+  t.same(q.will('d', 'status', 200, false), { action: 'allow' });
 });
 
 t.test('log throttle: one line per key per interval, with the count left out', async (t) => {

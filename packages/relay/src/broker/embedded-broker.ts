@@ -3,9 +3,9 @@
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { Aedes, type Client, type AuthenticateError } from 'aedes';
+import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
-import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, type BrokerIdentity } from './access-policy.js';
+import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
 import { IndexedRetainedPersistence } from './retained-index.js';
@@ -39,6 +39,11 @@ export interface EmbeddedBroker {
 }
 
 const identities = new WeakMap<Client, BrokerIdentity>();
+/**
+ * Each connection's will, as its CONNECT carried it. aedes hands this same object to
+ * `authorizePublish` when it publishes the will, which is how a will is told from a publish.
+ */
+const wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
 
 /** Largest packet from a device: its largest payload, with room for the topic and header. */
 const MAX_DEVICE_PACKET_BYTES = MAX_DEVICE_PAYLOAD_BYTES + 1024;
@@ -81,6 +86,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     drainTimeout: 10_000,
     // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
     connectTimeout: 10_000,
+    preConnect(client, packet, done) {
+      if (packet.will) wills.set(client, packet.will);
+      done(null, true);
+    },
     authenticate(client, username, password, done) {
       const secret = password?.toString() ?? '';
       const conn = client.conn as unknown as PacketGuard;
@@ -92,11 +101,19 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       // A device must connect with its own id as client id, or it could take over another
       // device's session (a second CONNECT with the same client id evicts the first).
       if (username && client.id === username && opts.authenticateDevice(username, secret)) {
+        const device: BrokerIdentity = { kind: 'device', deviceId: username };
+        // Refused at CONNECT, before it is stored, so a device that names another topic learns
+        // at once (Mosquitto takes it, then drops it by its ACL when the connection closes).
+        const will = wills.get(client);
+        if (will && !mayWill(device, will.topic)) {
+          opts.onQuota?.(username, 'topic', 'refused', `its will goes to "${will.topic}"; a device's will may go only to its own status topic`);
+          return done(refuse(5, 'will outside the device status topic'), false);
+        }
         if (!quotas.mayConnect(username)) {
           opts.onQuota?.(username, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
           return done(refuse(5, 'cooling down after a quota disconnect'), false);
         }
-        identities.set(client, { kind: 'device', deviceId: username });
+        identities.set(client, device);
         conn.authenticated(MAX_DEVICE_PACKET_BYTES);
         return done(null, true);
       }
@@ -104,10 +121,18 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       done(refuse(4, 'bad username or password'), false);
     },
     authorizePublish(client, packet, done) {
-      // A null client is aedes publishing a stored will of a client already gone.
-      const who = client ? identities.get(client) : undefined;
-      if (client && !who) return done(new Error('not authenticated'));
-      if (!who || who.kind === 'relay') return done(null);
+      // A null client is aedes publishing a stored will whose connection is gone (after its
+      // broker missed heartbeats); every stored will passed `mayWill` at CONNECT.
+      if (!client) return done(null);
+      const who = identities.get(client);
+      if (!who) return done(new Error('not authenticated'));
+      if (who.kind === 'relay') return done(null);
+      if ((packet as object) === wills.get(client)) {
+        // The broker's own act for the device, on every close without DISCONNECT (MQTT-3.1.2-8).
+        if (!mayWill(who, packet.topic)) return done(new Error('will outside the device status topic'));
+        if (quotas.will(who.deviceId, 'status', packet.payload.length, packet.retain).action === 'unretain') packet.retain = false;
+        return done(null);
+      }
       if (!mayPublish(who, packet.topic)) {
         opts.onQuota?.(who.deviceId, 'topic', 'disconnected', `published to "${packet.topic}", outside its own prefix`);
         return done(new Error('publish outside the device prefix'));
@@ -175,8 +200,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     url: `mqtt://${urlHost}:${port}`,
     port,
     disconnect(clientId) {
-      connected.get(clientId)?.close();
-      quotas.forget(clientId);
+      // Forgotten once closed: its will, published as it closes, counts retained bytes again.
+      const client = connected.get(clientId);
+      if (client) client.close(() => quotas.forget(clientId));
+      else quotas.forget(clientId);
     },
     get preAuthBytes() {
       return budget.used;
