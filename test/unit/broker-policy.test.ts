@@ -1,6 +1,6 @@
 import t from 'tap';
 import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
-import { mayPublish, maySubscribe, mayReceive, mayWill } from '../../packages/relay/dist/broker/access-policy.js';
+import { isReserved, mayPublish, maySubscribe, mayReceive, mayWill } from '../../packages/relay/dist/broker/access-policy.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
 import { DeviceQuotas } from '../../packages/relay/dist/broker/device-quotas.js';
 import { LogThrottle, guarded, guardedInterval, runGuarded, type Logger } from '@outpost/shared';
@@ -18,6 +18,19 @@ t.test('a device reaches only its own prefix; the relay reaches all', async (t) 
   t.ok(mayPublish(relay, 'outpost/v1/devices/dev_b/desired'));
   t.ok(maySubscribe(relay, 'outpost/v1/devices/+/+'));
   t.ok(mayReceive(relay, 'anything'));
+});
+
+t.test('$ topics are no one\'s, the relay\'s identity included', async (t) => {
+  const dev = { kind: 'device', deviceId: 'dev_a' } as const;
+  const relay = { kind: 'relay' } as const;
+  t.ok(isReserved('$SYS/x/new/clients'));
+  t.notOk(isReserved('outpost/$x'), 'only a leading $');
+  for (const who of [dev, relay]) {
+    t.notOk(mayPublish(who, '$SYS/b/new/clients'), `${who.kind} may not publish to $SYS`);
+    t.notOk(maySubscribe(who, '$SYS/#'), `${who.kind} may not subscribe to $SYS`);
+    t.notOk(mayReceive(who, '$outpost/dropped'), `${who.kind} receives no $ topic`);
+  }
+  t.notOk(mayWill(relay, '$SYS/x'), 'nor is a will sent there');
 });
 
 t.test('a will goes only to the device\'s own status topic', async (t) => {

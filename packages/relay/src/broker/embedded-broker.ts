@@ -5,7 +5,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
-import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
+import { MAX_DEVICE_PAYLOAD_BYTES, isReserved, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
 import { IndexedRetainedPersistence } from './retained-index.js';
@@ -51,8 +51,7 @@ const MAX_DEVICE_PACKET_BYTES = MAX_DEVICE_PAYLOAD_BYTES + 1024;
 const MAX_RELAY_PACKET_BYTES = 64 * 1024 * 1024;
 /**
  * aedes refuses a publish only by disconnecting (authorizePublish's error). To drop one quietly
- * and keep the session, it is sent to a `$` topic: no device may subscribe there, and the
- * relay's `+/+` filter does not match topics that start with `$`.
+ * and keep the session, it is sent to a `$` topic: no client may subscribe to `$` topics.
  */
 const DROPPED_TOPIC = '$outpost/dropped';
 
@@ -126,7 +125,14 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       if (!client) return done(null);
       const who = identities.get(client);
       if (!who) return done(new Error('not authenticated'));
-      if (who.kind === 'relay') return done(null);
+      if (who.kind === 'relay') {
+        if (!isReserved(packet.topic)) return done(null);
+        // Acknowledged and dropped, as Mosquitto does with a write to `$SYS` (MQTT-3.3.5-2).
+        if (refusedLog.take('relay $')) log.warn({ topic: packet.topic }, 'mqtt publish dropped: $ topics are the broker\'s own');
+        packet.topic = DROPPED_TOPIC;
+        packet.retain = false;
+        return done(null);
+      }
       if ((packet as object) === wills.get(client)) {
         // The broker's own act for the device, on every close without DISCONNECT (MQTT-3.1.2-8).
         if (!mayWill(who, packet.topic)) return done(new Error('will outside the device status topic'));
@@ -155,7 +161,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     authorizeSubscribe(client, sub, done) {
       const who = identities.get(client);
-      if (who?.kind === 'relay') return done(null, sub);
+      if (who?.kind === 'relay') return done(null, maySubscribe(who, sub.topic) ? sub : null);
       if (!who) return done(null, null);
       const verdict = quotas.subscribe(who.deviceId, maySubscribe(who, sub.topic), sub.topic);
       if (verdict.action === 'allow') return done(null, sub);
