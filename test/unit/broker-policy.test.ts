@@ -1,6 +1,7 @@
 import t from 'tap';
 import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
 import { isReserved, mayPublish, maySubscribe, mayReceive, mayWill } from '../../packages/relay/dist/broker/access-policy.js';
+import { BrokerPersistence, MAX_WAITING_MESSAGES } from '../../packages/relay/dist/broker/broker-persistence.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
 import { DeviceQuotas } from '../../packages/relay/dist/broker/device-quotas.js';
 import { LogThrottle, guarded, guardedInterval, runGuarded, type Logger } from '@outpost/shared';
@@ -40,6 +41,48 @@ t.test('a will goes only to the device\'s own status topic', async (t) => {
   t.notOk(mayWill(dev, 'outpost/v1/devices/dev_a/health'), 'not another leaf of its own');
   t.notOk(mayWill(dev, 'outpost/v1/devices/dev_b/status'), 'not another device\'s status');
   t.ok(mayWill(relay, 'outpost/v1/devices/dev_b/desired'), 'the relay\'s will, had it one, goes where it may publish');
+});
+
+/** The embedded broker's persistence, with the method aedes calls as it sends a waiting message. */
+const persistence = (onFull?: (clientId: string) => void) =>
+  new BrokerPersistence(onFull) as BrokerPersistence & { outgoingUpdate(client: { id: string }, packet: object): Promise<void> };
+
+t.test('a session\'s waiting messages go out with RETAIN 0, and DUP 1 when they were sent before', async (t) => {
+  const p = persistence();
+  const client = { id: 'c' };
+  const queued = { cmd: 'publish', topic: 't', payload: Buffer.from('q'), qos: 1, retain: true, brokerId: 'b', brokerCounter: 1 };
+  const sent = { ...queued, brokerCounter: 2, messageId: 7 };
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], queued);
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], sent);
+  await p.outgoingUpdate(client, sent);
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], { ...queued, brokerCounter: 3 });
+  await p.outgoingUpdate(client, { ...queued, brokerCounter: 3, messageId: 8 });
+  await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 8 }); // its PUBREC came: the PUBREL is owed instead
+  const out: Array<{ cmd: string; retain?: boolean; dup?: boolean }> = [];
+  for await (const x of p.outgoingStream(client)) out.push(x as (typeof out)[number]);
+  t.same(out.map((x) => [x.cmd, x.retain, x.dup]), [['publish', false, false], ['publish', false, true], ['pubrel', undefined, undefined]]);
+});
+
+t.test('a session keeps a bounded number of messages waiting; an acknowledged one makes room', async (t) => {
+  const full: string[] = [];
+  const p = persistence((id) => full.push(id));
+  const packet = (n: number) => ({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 1, brokerId: 'b', brokerCounter: n });
+  for (let n = 1; n <= MAX_WAITING_MESSAGES; n++) await p.outgoingEnqueueCombi([{ clientId: 'c' }, { clientId: 'other' }], packet(n));
+  await p.outgoingEnqueue({ clientId: 'c' }, packet(100));
+  t.same(full, ['c'], 'the one past the bound is not kept, and told');
+  const count = async (id: string) => (await p.outgoingStream({ id }).toArray()).length;
+  t.equal(await count('c'), MAX_WAITING_MESSAGES);
+  await p.outgoingUpdate({ id: 'c' }, { ...packet(1), messageId: 1 });
+  t.ok(await p.outgoingClearMessageId({ id: 'c' }, { messageId: 1 }), 'its PUBACK');
+  t.notOk(await p.outgoingClearMessageId({ id: 'c' }, { messageId: 1 }), 'a second PUBACK of it frees nothing');
+  await p.outgoingEnqueue({ clientId: 'c' }, packet(101));
+  t.equal(await count('c'), MAX_WAITING_MESSAGES, 'room for one more');
+  t.same(full, ['c'], 'kept this time');
+  for (let n = 2; n <= MAX_WAITING_MESSAGES; n++) {
+    await p.outgoingUpdate({ id: 'other' }, { ...packet(n), messageId: n });
+    await p.outgoingClearMessageId({ id: 'other' }, { messageId: n });
+  }
+  t.equal(await count('other'), 1, 'sessions are counted apart');
 });
 
 t.test('the flood guard allows bursts, then the rate, and forgets', async (t) => {

@@ -8,7 +8,7 @@ import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/sh
 import { MAX_DEVICE_PAYLOAD_BYTES, isReserved, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
-import { IndexedRetainedPersistence } from './retained-index.js';
+import { BrokerPersistence, MAX_WAITING_MESSAGES } from './broker-persistence.js';
 import type { QuotaAction } from '../fleet/quota-events.js';
 
 export interface EmbeddedBrokerOptions {
@@ -55,7 +55,7 @@ const MAX_RELAY_PACKET_BYTES = 64 * 1024 * 1024;
  */
 const DROPPED_TOPIC = '$outpost/dropped';
 
-function refuse(code: 4 | 5, message: string): AuthenticateError {
+function refuse(code: 2 | 4 | 5, message: string): AuthenticateError {
   const err = new Error(message) as AuthenticateError;
   err.returnCode = code as AuthenticateError['returnCode'];
   return err;
@@ -80,7 +80,9 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   };
 
   const broker = await Aedes.createBroker({
-    persistence: new IndexedRetainedPersistence() as never,
+    persistence: new BrokerPersistence((clientId) =>
+      opts.onQuota?.(clientId, 'session', 'dropped', `its CleanSession 0 session already has ${MAX_WAITING_MESSAGES} messages waiting or unacknowledged`),
+    ) as never,
     maxClientsIdLength: 64,
     drainTimeout: 10_000,
     // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
@@ -97,9 +99,14 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         conn.authenticated(MAX_RELAY_PACKET_BYTES);
         return done(null, true);
       }
-      // A device must connect with its own id as client id, or it could take over another
-      // device's session (a second CONNECT with the same client id evicts the first).
-      if (username && client.id === username && opts.authenticateDevice(username, secret)) {
+      if (username && opts.authenticateDevice(username, secret)) {
+        // A device must connect with its own id as client id, or it could take over another
+        // device's session (a second CONNECT with the same client id evicts the first).
+        // MQTT-3.1.3-9: a client id the server rejects gets CONNACK 2.
+        if (client.id !== username) {
+          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username }, 'mqtt connection refused: a device must use its id as client id');
+          return done(refuse(2, 'a device connects with its id as client id'), false);
+        }
         const device: BrokerIdentity = { kind: 'device', deviceId: username };
         // Refused at CONNECT, before it is stored, so a device that names another topic learns
         // at once (Mosquitto takes it, then drops it by its ACL when the connection closes).
