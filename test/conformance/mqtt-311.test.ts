@@ -70,6 +70,17 @@ for (const target of brokerTargets()) {
         await back.disconnect();
       });
 
+      // aedes speaks 3.1.1 and 3.1; Mosquitto 2 speaks MQTT 5 as well (a v5 CONNECT has properties this 3.1.1 one lacks).
+      if (target.name === 'embedded') {
+        await t.test('MQTT-3.1.2-2: the embedded broker answers an MQTT 5 CONNECT with CONNACK 1 (unacceptable protocol level)', async (t) => {
+          const d = await broker.device();
+          const c = await RawMqtt.open(broker.url, { clientId: d.clientId, username: d.username, password: d.password, protocolLevel: 5 });
+          t.equal(c.connack?.returnCode, 1);
+          await c.closed;
+          t.pass('and closes the connection (MQTT-3.2.2-5)');
+        });
+      }
+
       await t.test('MQTT-3.12.4-1: PINGREQ is answered with PINGRESP', async (t) => {
         const d = await broker.device();
         const c = await connectAs(d, { keepalive: 5 });

@@ -37,7 +37,8 @@ export interface Will {
   retain?: boolean;
 }
 
-export function connectPacket(opts: { clientId: string; username?: string; password?: string; keepalive?: number; clean?: boolean; will?: Will }): Buffer {
+/** A CONNECT: MQTT 3.1.1, or with `protocolLevel: 5` an MQTT 5 one without properties (to see it refused). */
+export function connectPacket(opts: { clientId: string; username?: string; password?: string; keepalive?: number; clean?: boolean; will?: Will; protocolLevel?: number }): Buffer {
   let flags = opts.clean === false ? 0 : 0x02; // clean session
   if (opts.will) flags |= 0x04 | ((opts.will.qos ?? 0) << 3) | (opts.will.retain ? 0x20 : 0);
   if (opts.username !== undefined) flags |= 0x80;
@@ -46,8 +47,9 @@ export function connectPacket(opts: { clientId: string; username?: string; passw
   keepalive.writeUInt16BE(opts.keepalive ?? 30);
   const body = Buffer.concat([
     str('MQTT'),
-    Buffer.from([4, flags]),
+    Buffer.from([opts.protocolLevel ?? 4, flags]),
     keepalive,
+    ...(opts.protocolLevel === 5 ? [Buffer.from([0])] : []), // MQTT 5: no properties
     str(opts.clientId),
     ...(opts.will ? [str(opts.will.topic), str(opts.will.payload)] : []),
     ...(opts.username !== undefined ? [str(opts.username)] : []),

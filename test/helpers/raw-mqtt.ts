@@ -13,6 +13,7 @@ export interface RawMqttOptions {
   clean?: boolean;
   keepalive?: number;
   will?: Will;
+  protocolLevel?: number;
   /** Acknowledge QoS 1 and 2 deliveries as a client should (default true); false leaves every step to the test. */
   autoAck?: boolean;
 }
