@@ -47,8 +47,9 @@ t.test('a device reaches only its own topics and artifacts', async (t) => {
     await t.rejects(connectAs(relay.mqttUrl, { clientId: 'anon' }), /Bad username or password|Not authorized/i);
     await t.rejects(connectAs(relay.mqttUrl, { clientId: a.deviceId, username: a.deviceId, password: 'wrong' }), /Bad username or password/i);
     await t.rejects(connectAs(relay.mqttUrl, { clientId: a.deviceId, username: a.deviceId, password: b.secret }), /Bad username or password/i);
-    // Right credentials, someone else's client id: that would evict the other device's session.
-    await t.rejects(connectAs(relay.mqttUrl, { clientId: b.deviceId, username: a.deviceId, password: a.secret }), /Bad username or password/i);
+    // Right credentials, someone else's client id: that would evict the other device's session (CONNACK 2, MQTT-3.1.3-9).
+    await t.rejects(connectAs(relay.mqttUrl, { clientId: b.deviceId, username: a.deviceId, password: a.secret }), /Identifier rejected/i);
+    await t.rejects(connectAs(relay.mqttUrl, { clientId: b.deviceId, username: a.deviceId, password: b.secret }), /Bad username or password/i, 'wrong credentials and a borrowed id: bad credentials');
     t.equal(await (await fetch(`${agentB.httpUrl}/v2/health/ready`)).status, 200, 'b kept its session through all that');
   });
 

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { IndexedRetainedPersistence, topicMatches } from '../../packages/relay/dist/broker/retained-index.js';
-import { mayPublish, maySubscribe, mayReceive } from '../../packages/relay/dist/broker/access-policy.js';
+import { isReserved, mayPublish, maySubscribe, mayReceive, mayWill } from '../../packages/relay/dist/broker/access-policy.js';
+import { BrokerPersistence, MAX_WAITING_MESSAGES } from '../../packages/relay/dist/broker/broker-persistence.js';
 import { FloodGuard } from '../../packages/relay/dist/broker/flood-guard.js';
 import { DeviceQuotas } from '../../packages/relay/dist/broker/device-quotas.js';
 import { LogThrottle, guarded, guardedInterval, runGuarded, type Logger } from '@outpost/shared';
@@ -18,6 +19,70 @@ t.test('a device reaches only its own prefix; the relay reaches all', async (t) 
   t.ok(mayPublish(relay, 'outpost/v1/devices/dev_b/desired'));
   t.ok(maySubscribe(relay, 'outpost/v1/devices/+/+'));
   t.ok(mayReceive(relay, 'anything'));
+});
+
+t.test('$ topics are no one\'s, the relay\'s identity included', async (t) => {
+  const dev = { kind: 'device', deviceId: 'dev_a' } as const;
+  const relay = { kind: 'relay' } as const;
+  t.ok(isReserved('$SYS/x/new/clients'));
+  t.notOk(isReserved('outpost/$x'), 'only a leading $');
+  for (const who of [dev, relay]) {
+    t.notOk(mayPublish(who, '$SYS/b/new/clients'), `${who.kind} may not publish to $SYS`);
+    t.notOk(maySubscribe(who, '$SYS/#'), `${who.kind} may not subscribe to $SYS`);
+    t.notOk(mayReceive(who, '$outpost/dropped'), `${who.kind} receives no $ topic`);
+  }
+  t.notOk(mayWill(relay, '$SYS/x'), 'nor is a will sent there');
+});
+
+t.test('a will goes only to the device\'s own status topic', async (t) => {
+  const dev = { kind: 'device', deviceId: 'dev_a' } as const;
+  const relay = { kind: 'relay' } as const;
+  t.ok(mayWill(dev, 'outpost/v1/devices/dev_a/status'));
+  t.notOk(mayWill(dev, 'outpost/v1/devices/dev_a/health'), 'not another leaf of its own');
+  t.notOk(mayWill(dev, 'outpost/v1/devices/dev_b/status'), 'not another device\'s status');
+  t.ok(mayWill(relay, 'outpost/v1/devices/dev_b/desired'), 'the relay\'s will, had it one, goes where it may publish');
+});
+
+/** The embedded broker's persistence, with the method aedes calls as it sends a waiting message. */
+const persistence = (onFull?: (clientId: string) => void) =>
+  new BrokerPersistence(onFull) as BrokerPersistence & { outgoingUpdate(client: { id: string }, packet: object): Promise<void> };
+
+t.test('a session\'s waiting messages go out with RETAIN 0, and DUP 1 when they were sent before', async (t) => {
+  const p = persistence();
+  const client = { id: 'c' };
+  const queued = { cmd: 'publish', topic: 't', payload: Buffer.from('q'), qos: 1, retain: true, brokerId: 'b', brokerCounter: 1 };
+  const sent = { ...queued, brokerCounter: 2, messageId: 7 };
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], queued);
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], sent);
+  await p.outgoingUpdate(client, sent);
+  await p.outgoingEnqueueCombi([{ clientId: 'c' }], { ...queued, brokerCounter: 3 });
+  await p.outgoingUpdate(client, { ...queued, brokerCounter: 3, messageId: 8 });
+  await p.outgoingUpdate(client, { cmd: 'pubrel', messageId: 8 }); // its PUBREC came: the PUBREL is owed instead
+  const out: Array<{ cmd: string; retain?: boolean; dup?: boolean }> = [];
+  for await (const x of p.outgoingStream(client)) out.push(x as (typeof out)[number]);
+  t.same(out.map((x) => [x.cmd, x.retain, x.dup]), [['publish', false, false], ['publish', false, true], ['pubrel', undefined, undefined]]);
+});
+
+t.test('a session keeps a bounded number of messages waiting; an acknowledged one makes room', async (t) => {
+  const full: string[] = [];
+  const p = persistence((id) => full.push(id));
+  const packet = (n: number) => ({ cmd: 'publish', topic: 't', payload: Buffer.from('x'), qos: 1, brokerId: 'b', brokerCounter: n });
+  for (let n = 1; n <= MAX_WAITING_MESSAGES; n++) await p.outgoingEnqueueCombi([{ clientId: 'c' }, { clientId: 'other' }], packet(n));
+  await p.outgoingEnqueue({ clientId: 'c' }, packet(100));
+  t.same(full, ['c'], 'the one past the bound is not kept, and told');
+  const count = async (id: string) => (await p.outgoingStream({ id }).toArray()).length;
+  t.equal(await count('c'), MAX_WAITING_MESSAGES);
+  await p.outgoingUpdate({ id: 'c' }, { ...packet(1), messageId: 1 });
+  t.ok(await p.outgoingClearMessageId({ id: 'c' }, { messageId: 1 }), 'its PUBACK');
+  t.notOk(await p.outgoingClearMessageId({ id: 'c' }, { messageId: 1 }), 'a second PUBACK of it frees nothing');
+  await p.outgoingEnqueue({ clientId: 'c' }, packet(101));
+  t.equal(await count('c'), MAX_WAITING_MESSAGES, 'room for one more');
+  t.same(full, ['c'], 'kept this time');
+  for (let n = 2; n <= MAX_WAITING_MESSAGES; n++) {
+    await p.outgoingUpdate({ id: 'other' }, { ...packet(n), messageId: n });
+    await p.outgoingClearMessageId({ id: 'other' }, { messageId: n });
+  }
+  t.equal(await count('other'), 1, 'sessions are counted apart');
 });
 
 t.test('the flood guard allows bursts, then the rate, and forgets', async (t) => {
@@ -91,6 +156,16 @@ t.test('device quotas: only written leaves, rate held across reconnects, strikes
   t.equal(q.subscribe('d', false, '#').action, 'drop', 'a denied filter is a strike');
   q.forget('d');
   t.equal(q.retainedBytes('d'), 0, 'a removed device is forgotten');
+});
+
+t.test('device quotas: a will takes no token and no strike, and its retained bytes count', async (t) => {
+  const q = new DeviceQuotas({ ratePerSec: 1, burst: 1, strikes: 0, retainedBytes: 100 }, () => 0);
+  t.same(q.publish('d', 'health', 1, false), { action: 'allow' });
+  t.equal(q.publish('d', 'health', 1, false).action, 'disconnect', 'the bucket is empty and no strike is left');
+  t.same(q.will('d', 'status', 60, true), { action: 'allow' }, 'the will still goes out');
+  t.equal(q.retainedBytes('d'), 60);
+  t.equal(q.will('d', 'status', 200, true).action, 'unretain', 'past the retained bytes: delivered, not kept');
+  t.same(q.will('d', 'status', 200, false), { action: 'allow' });
 });
 
 t.test('log throttle: one line per key per interval, with the count left out', async (t) => {

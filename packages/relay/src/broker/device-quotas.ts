@@ -85,6 +85,21 @@ export class DeviceQuotas {
     const s = this.#state(deviceId);
     if (!DEVICE_WRITTEN_LEAVES.includes(leaf as DeviceTopic)) return this.#strike(s, 'topic', `a device may not publish to "${leaf}" (only ${DEVICE_WRITTEN_LEAVES.join(', ')})`);
     if (!this.#rate.allow(deviceId)) return this.#strike(s, 'rate', `over ${this.limits.ratePerSec} messages a second (bursts of ${this.limits.burst})`);
+    return this.#retain(deviceId, s, leaf, bytes, retain);
+  }
+
+  /**
+   * The device's will, which the broker publishes for it when its connection closes without a
+   * DISCONNECT (the access policy has kept it to its own status topic). It is the broker's act,
+   * once per connection, so it takes nothing from the rate bucket and costs no strike: a device
+   * cut off for flooding has an empty bucket, and its will must still say it is gone
+   * (MQTT-3.1.2-8). Its retained bytes count as any retained message's.
+   */
+  will(deviceId: string, leaf: string, bytes: number, retain: boolean): Verdict {
+    return this.#retain(deviceId, this.#state(deviceId), leaf, bytes, retain);
+  }
+
+  #retain(deviceId: string, s: DeviceState, leaf: string, bytes: number, retain: boolean): Verdict {
     if (!retain) return { action: 'allow' };
     if (!DEVICE_RETAINED_LEAVES.includes(leaf as DeviceTopic)) return { action: 'unretain', quota: 'retained', detail: `"${leaf}" is not a retained topic` };
     const total = this.retainedBytes(deviceId) - (s.retained.get(leaf) ?? 0) + bytes;

@@ -3,12 +3,12 @@
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { Aedes, type Client, type AuthenticateError } from 'aedes';
+import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
-import { MAX_DEVICE_PAYLOAD_BYTES, mayPublish, mayReceive, maySubscribe, type BrokerIdentity } from './access-policy.js';
+import { MAX_DEVICE_PAYLOAD_BYTES, isReserved, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
-import { IndexedRetainedPersistence } from './retained-index.js';
+import { BrokerPersistence, MAX_WAITING_MESSAGES } from './broker-persistence.js';
 import type { QuotaAction } from '../fleet/quota-events.js';
 
 export interface EmbeddedBrokerOptions {
@@ -39,6 +39,11 @@ export interface EmbeddedBroker {
 }
 
 const identities = new WeakMap<Client, BrokerIdentity>();
+/**
+ * Each connection's will, as its CONNECT carried it. aedes hands this same object to
+ * `authorizePublish` when it publishes the will, which is how a will is told from a publish.
+ */
+const wills = new WeakMap<Client, NonNullable<ConnectPacket['will']>>();
 
 /** Largest packet from a device: its largest payload, with room for the topic and header. */
 const MAX_DEVICE_PACKET_BYTES = MAX_DEVICE_PAYLOAD_BYTES + 1024;
@@ -46,12 +51,11 @@ const MAX_DEVICE_PACKET_BYTES = MAX_DEVICE_PAYLOAD_BYTES + 1024;
 const MAX_RELAY_PACKET_BYTES = 64 * 1024 * 1024;
 /**
  * aedes refuses a publish only by disconnecting (authorizePublish's error). To drop one quietly
- * and keep the session, it is sent to a `$` topic: no device may subscribe there, and the
- * relay's `+/+` filter does not match topics that start with `$`.
+ * and keep the session, it is sent to a `$` topic: no client may subscribe to `$` topics.
  */
 const DROPPED_TOPIC = '$outpost/dropped';
 
-function refuse(code: 4 | 5, message: string): AuthenticateError {
+function refuse(code: 2 | 4 | 5, message: string): AuthenticateError {
   const err = new Error(message) as AuthenticateError;
   err.returnCode = code as AuthenticateError['returnCode'];
   return err;
@@ -76,11 +80,17 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   };
 
   const broker = await Aedes.createBroker({
-    persistence: new IndexedRetainedPersistence() as never,
+    persistence: new BrokerPersistence((clientId) =>
+      opts.onQuota?.(clientId, 'session', 'dropped', `its CleanSession 0 session already has ${MAX_WAITING_MESSAGES} messages waiting or unacknowledged`),
+    ) as never,
     maxClientsIdLength: 64,
     drainTimeout: 10_000,
     // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
     connectTimeout: 10_000,
+    preConnect(client, packet, done) {
+      if (packet.will) wills.set(client, packet.will);
+      done(null, true);
+    },
     authenticate(client, username, password, done) {
       const secret = password?.toString() ?? '';
       const conn = client.conn as unknown as PacketGuard;
@@ -89,14 +99,27 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         conn.authenticated(MAX_RELAY_PACKET_BYTES);
         return done(null, true);
       }
-      // A device must connect with its own id as client id, or it could take over another
-      // device's session (a second CONNECT with the same client id evicts the first).
-      if (username && client.id === username && opts.authenticateDevice(username, secret)) {
+      if (username && opts.authenticateDevice(username, secret)) {
+        // A device must connect with its own id as client id, or it could take over another
+        // device's session (a second CONNECT with the same client id evicts the first).
+        // MQTT-3.1.3-9: a client id the server rejects gets CONNACK 2.
+        if (client.id !== username) {
+          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username }, 'mqtt connection refused: a device must use its id as client id');
+          return done(refuse(2, 'a device connects with its id as client id'), false);
+        }
+        const device: BrokerIdentity = { kind: 'device', deviceId: username };
+        // Refused at CONNECT, before it is stored, so a device that names another topic learns
+        // at once (Mosquitto takes it, then drops it by its ACL when the connection closes).
+        const will = wills.get(client);
+        if (will && !mayWill(device, will.topic)) {
+          opts.onQuota?.(username, 'topic', 'refused', `its will goes to "${will.topic}"; a device's will may go only to its own status topic`);
+          return done(refuse(5, 'will outside the device status topic'), false);
+        }
         if (!quotas.mayConnect(username)) {
           opts.onQuota?.(username, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
           return done(refuse(5, 'cooling down after a quota disconnect'), false);
         }
-        identities.set(client, { kind: 'device', deviceId: username });
+        identities.set(client, device);
         conn.authenticated(MAX_DEVICE_PACKET_BYTES);
         return done(null, true);
       }
@@ -104,10 +127,25 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       done(refuse(4, 'bad username or password'), false);
     },
     authorizePublish(client, packet, done) {
-      // A null client is aedes publishing a stored will of a client already gone.
-      const who = client ? identities.get(client) : undefined;
-      if (client && !who) return done(new Error('not authenticated'));
-      if (!who || who.kind === 'relay') return done(null);
+      // A null client is aedes publishing a stored will whose connection is gone (after its
+      // broker missed heartbeats); every stored will passed `mayWill` at CONNECT.
+      if (!client) return done(null);
+      const who = identities.get(client);
+      if (!who) return done(new Error('not authenticated'));
+      if (who.kind === 'relay') {
+        if (!isReserved(packet.topic)) return done(null);
+        // Acknowledged and dropped, as Mosquitto does with a write to `$SYS` (MQTT-3.3.5-2).
+        if (refusedLog.take('relay $')) log.warn({ topic: packet.topic }, 'mqtt publish dropped: $ topics are the broker\'s own');
+        packet.topic = DROPPED_TOPIC;
+        packet.retain = false;
+        return done(null);
+      }
+      if ((packet as object) === wills.get(client)) {
+        // The broker's own act for the device, on every close without DISCONNECT (MQTT-3.1.2-8).
+        if (!mayWill(who, packet.topic)) return done(new Error('will outside the device status topic'));
+        if (quotas.will(who.deviceId, 'status', packet.payload.length, packet.retain).action === 'unretain') packet.retain = false;
+        return done(null);
+      }
       if (!mayPublish(who, packet.topic)) {
         opts.onQuota?.(who.deviceId, 'topic', 'disconnected', `published to "${packet.topic}", outside its own prefix`);
         return done(new Error('publish outside the device prefix'));
@@ -130,7 +168,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     authorizeSubscribe(client, sub, done) {
       const who = identities.get(client);
-      if (who?.kind === 'relay') return done(null, sub);
+      if (who?.kind === 'relay') return done(null, maySubscribe(who, sub.topic) ? sub : null);
       if (!who) return done(null, null);
       const verdict = quotas.subscribe(who.deviceId, maySubscribe(who, sub.topic), sub.topic);
       if (verdict.action === 'allow') return done(null, sub);
@@ -175,8 +213,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     url: `mqtt://${urlHost}:${port}`,
     port,
     disconnect(clientId) {
-      connected.get(clientId)?.close();
-      quotas.forget(clientId);
+      // Forgotten once closed: its will, published as it closes, counts retained bytes again.
+      const client = connected.get(clientId);
+      if (client) client.close(() => quotas.forget(clientId));
+      else quotas.forget(clientId);
     },
     get preAuthBytes() {
       return budget.used;

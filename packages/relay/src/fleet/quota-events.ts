@@ -27,7 +27,7 @@ export class QuotaEvents {
     // cool-down) once a minute too, apart from the throttling that led to it.
     const told = this.#throttle.take(action === 'dropped' || action === 'unretained' ? `${deviceId} throttled` : `${deviceId} ${action} ${quota}`);
     if (!told) return;
-    const message = action === 'disconnected' ? 'device disconnected: past its quota' : action === 'refused' ? 'device refused: cooling down after a quota disconnect' : 'device message refused: past its quota';
+    const message = action === 'disconnected' ? 'device disconnected: past its quota' : action === 'refused' ? 'device connection refused' : 'device message refused: past its quota';
     this.#log.warn({ deviceId, quota, action, detail, suppressed: told.suppressed }, message);
     this.#events.emit({ type: 'device.quota', deviceId, quota, action, detail, suppressed: told.suppressed });
   }

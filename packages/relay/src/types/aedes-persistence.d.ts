@@ -14,5 +14,11 @@ declare module 'aedes-persistence/asyncPersistence.js' {
     storeRetained(packet: RetainedPacket): Promise<void>;
     createRetainedStream(pattern: string): Readable;
     createRetainedStreamCombi(patterns: string[]): Readable;
+    // What CleanSession 0 sessions have in flight or waiting: PUBLISH and PUBREL packets.
+    outgoingEnqueue(sub: { clientId: string }, packet: object): Promise<void>;
+    outgoingEnqueueCombi(subs: Array<{ clientId: string }>, packet: object): Promise<void>;
+    outgoingUpdate(client: { id: string }, packet: object): Promise<void>;
+    outgoingClearMessageId(client: { id: string }, packet: object): Promise<unknown>;
+    outgoingStream(client: { id: string }): Readable;
   }
 }
