@@ -55,7 +55,11 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
   client.on('offline', () => log.warn('relay mqtt client offline; reconnecting'));
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}`));
+    const onError = (err: Error) => {
+      // No retrying in the background: the start that asked for this client fails now.
+      client.end(true);
+      reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}: check --mqtt-url (mqtt://USER:PASS@HOST:PORT) and that the broker runs`));
+    };
     client.once('error', onError);
     client.once('connect', () => {
       client.off('error', onError);
