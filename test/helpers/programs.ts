@@ -42,6 +42,8 @@ export interface RunningProgram {
   proc: ChildProcess;
   /** Every log line so far, parsed. */
   logs: Array<Record<string, unknown>>;
+  /** Everything it wrote to stderr so far (what a person reads: the admin token, errors). */
+  stderr(): string;
   /** SIGKILL, no goodbye: the crash case. */
   kill(): Promise<void>;
   /** SIGTERM and wait for a clean exit. */
@@ -59,6 +61,7 @@ function startProgram(t: Test, bin: string, args: string[], readyMsg: string, ti
   const program: RunningProgram = {
     proc,
     logs,
+    stderr: () => stderr,
     async kill() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;

@@ -5,7 +5,9 @@ import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
+import { OutpostError, background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
+import { StartUndo } from './start-undo.js';
+import { listenFailure } from './listen-failure.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
@@ -85,6 +87,9 @@ export interface Relay {
   close(): Promise<void>;
 }
 
+/** The schemes MQTT.js connects with that name a broker by host and port. */
+const MQTT_URL_SCHEMES = new Set(['mqtt:', 'mqtts:', 'ws:', 'wss:']);
+
 function urlHost(host: string): string {
   if (host === '0.0.0.0' || host === '::') return '127.0.0.1';
   return host.includes(':') ? `[${host}]` : host;
@@ -100,37 +105,65 @@ function privateFile(file: string): string {
   return file;
 }
 
+/**
+ * Makes the admin token on the first start that gets this far: the file first, then the
+ * database row, so that a start which fails (or dies) in between leaves no token anyone
+ * lacks the file of, and the next start makes and prints one.
+ */
 function ensureAdminToken(store: Store, dataDir: string): string | undefined {
   if (store.countApiTokens() > 0) return undefined;
   const id = randomBytes(6).toString('hex');
   const secret = newSecret();
-  store.addApiToken({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
   const token = formatCredential('opa', id, secret);
   const file = join(dataDir, ADMIN_TOKEN_FILE);
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
+  try {
+    store.addApiToken({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
+  } catch (err) {
+    rmSync(file, { force: true });
+    throw err;
+  }
   return token;
 }
 
+/**
+ * Starts a relay, or fails having closed again whatever it opened (ports, connections, timers)
+ * and removed the files this start made, with one line that says what failed.
+ */
 export async function createRelay(opts: RelayOptions): Promise<Relay> {
   const log = opts.log ?? createLogger({ name: 'outpost-relay' });
+  const undo = new StartUndo(log);
+  try {
+    return await startRelay(opts, log, undo);
+  } catch (err) {
+    await undo.run();
+    throw err;
+  }
+}
+
+async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Promise<Relay> {
   const host = opts.host ?? '0.0.0.0';
-  mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  const madeDir = mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+  // A first start that fails leaves no data dir: a later one with the same --data-dir starts clean.
+  if (madeDir) undo.add('the new data dir', () => rmSync(madeDir, { recursive: true, force: true }));
   chmodSync(opts.dataDir, 0o700);
 
   const store = new SqliteStore(privateFile(join(opts.dataDir, 'relay.db')));
+  undo.add('the database', () => store.close());
   // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
   for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
   const disk = new DiskSpace(opts.dataDir, log);
+  undo.add('the disk space checks', () => disk.close());
   const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? 6 * 3600_000, firstPassMs: opts.artifactFirstCheckMs });
-  const newAdminToken = ensureAdminToken(store, opts.dataDir);
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
   for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
 
   const events = new FleetEvents(log);
   const history = new HealthHistory(store, log);
+  undo.add('the health history', () => history.close());
   const quota = new QuotaEvents(events, log);
   const duplicates = new DuplicateConnections(opts.duplicateClearMs);
   const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates };
@@ -149,7 +182,8 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   let username: string | undefined;
   let password: string | undefined;
   if (opts.mqttUrl) {
-    const url = new URL(opts.mqttUrl);
+    const url = URL.canParse(opts.mqttUrl) ? new URL(opts.mqttUrl) : undefined;
+    if (!url || !MQTT_URL_SCHEMES.has(url.protocol) || !url.hostname) throw new Error(`--mqtt-url ${JSON.stringify(opts.mqttUrl)} is not a broker URL: give it as mqtt://USER:PASS@HOST:PORT (or mqtts://, ws://, wss://)`);
     username = decodeURIComponent(url.username) || undefined;
     password = decodeURIComponent(url.password) || undefined;
     url.username = '';
@@ -158,9 +192,10 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
   } else {
     username = 'outpost-relay';
     password = newSecret();
+    const mqttPort = opts.mqttPort ?? 1883;
     broker = await startEmbeddedBroker({
       host,
-      port: opts.mqttPort ?? 1883,
+      port: mqttPort,
       log: log.child({ part: 'broker' }),
       relayUsername: username,
       relayPassword: password,
@@ -168,30 +203,30 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       deviceLimits: opts.deviceLimits,
       packetLimits: opts.packetLimits,
       onQuota: (deviceId, name, action, detail) => quota.exceeded(deviceId, name, action, detail),
+    }).catch((err: unknown) => {
+      throw listenFailure(err, { service: 'MQTT', host, port: mqttPort, flag: '--mqtt-port', orElse: 'or use a broker that runs already with --mqtt-url' });
     });
+    const started = broker;
+    undo.add('the embedded broker', () => started.close());
     mqttConnectUrl = `mqtt://${urlHost(host)}:${broker.port}`;
   }
 
   let route: (topic: string, payload: Buffer) => void = () => {};
   let republish: () => void = () => {};
-  let mqtt: RelayClient;
   let accounts: BrokerAccounts | undefined;
-  try {
-    if (opts.mosquittoDynsec) {
-      if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port');
-      accounts = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, log: log.child({ part: 'broker-accounts' }) });
-      // The relay's own client uses the account made for it, not the plugin's admin.
-      ({ username, password } = accounts.relayUser);
-    }
-    mqtt = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
-  } catch (err) {
-    await accounts?.close();
-    await broker?.close();
-    store.close();
-    throw err;
+  if (opts.mosquittoDynsec) {
+    if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port');
+    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, log: log.child({ part: 'broker-accounts' }) });
+    undo.add('the broker accounts connection', () => made.close());
+    accounts = made;
+    // The relay's own client uses the account made for it, not the plugin's admin.
+    ({ username, password } = accounts.relayUser);
   }
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  undo.add("the relay's MQTT client", () => mqtt.close());
   const ctx: FleetContext = { ...ctxBase, mqtt, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
+  undo.add('the job scheduler', () => scheduler.close());
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
   route = router.route;
@@ -213,19 +248,6 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     const missing = await accounts.missing(store.listDevices().map((d) => d.id));
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
-  // Retained desired states may have died with a previous broker: publish them all again, at
-  // start and whenever the relay's broker connection is new.
-  const publishFleet = () => eachBounded(store.listDevices().map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
-  await publishFleet();
-  republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
-  await scheduler.start();
-  // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
-  const rollouts = new RolloutController(ctx);
-  ctx.windowLeftMs = (deploymentId, deviceId, windowMs) => rollouts.windowLeftMs(deploymentId, deviceId, windowMs);
-  rollouts.evaluate();
-  // A duplicate-connection mark ends with no message to announce it: look every second.
-  const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
-
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
   const api = await buildApi({
     ctx,
@@ -247,8 +269,38 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       return `mqtt://${h}:${mqttPublicPort}`;
     },
   });
-  await api.listen({ host, port: opts.httpPort ?? 8080 });
+  undo.add('the HTTP API', () => api.close());
+  // The ports come first, the work after: a start that finds its port taken has started no job
+  // and no rollout. Requests that arrive meanwhile wait until the start is done (the job queue,
+  // the rollouts and the admin token are not there yet), or fail with it.
+  let startDone!: (ok: boolean) => void;
+  const startOutcome = new Promise<boolean>((resolve) => (startDone = resolve));
+  undo.add('the requests waiting for the start', () => startDone(false));
+  api.addHook('onRequest', async () => {
+    if (!(await startOutcome)) throw new OutpostError('OUTPOST_ERR_INTERNAL', 'the relay failed to start; its log says why');
+  });
+  const httpPortWanted = opts.httpPort ?? 8080;
+  await api.listen({ host, port: httpPortWanted }).catch((err: unknown) => {
+    throw listenFailure(err, { service: 'HTTP', host, port: httpPortWanted, flag: '--http-port' });
+  });
+
+  // Retained desired states may have died with a previous broker: publish them all again, at
+  // start and whenever the relay's broker connection is new.
+  const publishFleet = () => eachBounded(store.listDevices().map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
+  await publishFleet();
+  republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
+  await scheduler.start();
+  // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
+  const rollouts = new RolloutController(ctx);
+  undo.add('the rollouts', () => rollouts.close());
+  ctx.windowLeftMs = (deploymentId, deviceId, windowMs) => rollouts.windowLeftMs(deploymentId, deviceId, windowMs);
+  rollouts.evaluate();
+  // A duplicate-connection mark ends with no message to announce it: look every second.
+  const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
+  undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));
+
   artifactChecks.start();
+  undo.add('the artifact checks', () => artifactChecks.close());
   const address = api.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : opts.httpPort;
   const httpUrl = `http://${urlHost(host)}:${httpPort}`;
@@ -261,6 +313,10 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     // CLI commands on this host then need --relay-url; the relay itself serves as ever.
     log.warn({ err }, `could not write ${RUNTIME_FILE}: the disk is full`);
   }
+  undo.add(RUNTIME_FILE, () => rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true }));
+  // Last, so that a start which failed before leaves no token behind; the next one prints it.
+  const newAdminToken = ensureAdminToken(store, opts.dataDir);
+  startDone(true);
   log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker) }, 'relay ready');
 
   let closed = false;

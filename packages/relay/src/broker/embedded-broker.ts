@@ -201,11 +201,17 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       broker.handle(conn as never);
     }),
   );
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => resolve());
+    });
+  } catch (err) {
+    // The port is taken (or not ours to take): aedes's own timers must not outlive the attempt.
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    throw err;
+  }
   server.on('error', (err) => log.error({ err }, 'mqtt listener error'));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => resolve());
-  });
   const port = (server.address() as AddressInfo).port;
   const urlHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
 

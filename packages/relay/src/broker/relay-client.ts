@@ -51,11 +51,18 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     }
   });
   client.on('message', guarded(log, 'handling a device message', (topic: string, payload: Buffer) => opts.onMessage(topic, payload)));
-  client.on('error', (err) => log.error({ err: err.message }, 'relay mqtt client error'));
+  let closing = false;
+  // Closing races packets still in flight (a PUBACK for a message that came in meanwhile is
+  // "write after end"): nothing is lost that the relay still needs, so not an error then.
+  client.on('error', (err) => (closing ? log.debug : log.error).call(log, { err: err.message }, 'relay mqtt client error'));
   client.on('offline', () => log.warn('relay mqtt client offline; reconnecting'));
 
   await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}`));
+    const onError = (err: Error) => {
+      // No retrying in the background: the start that asked for this client fails now.
+      client.end(true);
+      reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}: check --mqtt-url (mqtt://USER:PASS@HOST:PORT) and that the broker runs`));
+    };
     client.once('error', onError);
     client.once('connect', () => {
       client.off('error', onError);
@@ -76,6 +83,9 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     },
     publishRetained: (topic, body) => publish(topic, JSON.stringify(body)),
     clearRetained: (topic) => publish(topic, ''),
-    close: () => client.endAsync().then(() => undefined),
+    close: () => {
+      closing = true;
+      return client.endAsync().then(() => undefined);
+    },
   };
 }
