@@ -50,7 +50,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     // A route param may be a device name: up to 128 characters of any kind, percent-encoded.
-    maxParamLength: 128 * 12,
+    routerOptions: { maxParamLength: 128 * 12 },
     // A connection that sends or takes nothing for two minutes is closed (an upgraded fleet
     // stream is not: Node drops its timeout handler on upgrade). Uploads may be long, so there
     // is no bound on a whole request, only on its silences.
