@@ -4,6 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { examples } from '@outpost/shared';
 
 export interface UnitOptions {
   user: string;
@@ -71,6 +72,7 @@ export function installCommand(program: Command): void {
     .option('--data-dir <dir>', 'the agent\'s data dir', '/var/lib/outpost-agent')
     .option('--port <port>', 'inference API port', '8000')
     .option('--unit-path <file>', 'where to write the unit', '/etc/systemd/system/outpost-agent.service')
+    .addHelpText('after', examples('outpost-agent install --systemd --dry-run', 'outpost-agent install --systemd --user edge'))
     .action((opts: { dryRun?: boolean; user: string; dataDir: string; port: string; unitPath: string }) => {
       const unit = renderUnit({
         user: opts.user,

@@ -6,7 +6,7 @@ import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, RelayUnreachableError, note, print, printJson } from './output.js';
 import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseModelRef, parseNonNegativeInt, parseStrategy } from './parse.js';
-import { parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
+import { durationOption, examples, parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 
@@ -109,8 +109,17 @@ export function deployCommand(program: Command): void {
       .option('--execution-provider <name>', 'serving: an onnxruntime execution provider, in order of preference (repeat; default cpu)', collect)
       .option('--warmup <n>', 'serving: warm-up runs on sample inputs at load (default 1)', parseNonNegativeInt)
       .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
-      .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
-      .description('send a model version to devices'),
+      .addOption(durationOption('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000))
+      .description('send a model version to devices')
+      .addHelpText(
+        'after',
+        examples(
+          'outpost-relay deploy detector --device dev_1a2b3c4d5e6f --wait',
+          'outpost-relay deploy detector:3 --selector site=lab',
+          'outpost-relay deploy detector --selector site=lab --strategy rolling --batch 25% --canary 1 --health-window 5m --wait',
+          'outpost-relay deploy detector --selector site=lab --max-batch-size 16 --instances 2',
+        ),
+      ),
   ).action(async (ref: string, opts: ClientOptions & ServingFlags & { device: string[]; selector?: Labels; wait?: boolean; timeout: number; strategy?: 'all' | 'rolling'; batch?: number | string; canary?: number; failureThreshold?: number | string; healthWindow?: number }) => {
     const { name, version } = parseModelRef(ref);
     if (opts.device.length === 0 && !opts.selector) throw new CliError('name at least one device (--device ID, see outpost-relay devices list) or a selector (--selector k=v)');

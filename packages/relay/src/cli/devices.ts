@@ -1,7 +1,7 @@
 // outpost-relay devices list | show ID | label ID k=v... | remove ID
 
 import { InvalidArgumentError, type Command } from 'commander';
-import { formatBytes, formatLabels } from '@outpost/shared';
+import { examples, formatBytes, formatLabels } from '@outpost/shared';
 import type { deviceView } from '../fleet/views.js';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
@@ -28,16 +28,19 @@ export function parseLabelChanges(args: string[]): Record<string, string | null>
 }
 
 export function devicesCommand(program: Command): void {
-  const devices = program.command('devices').description('list and manage enrolled devices');
+  const devices = program
+    .command('devices')
+    .description('list and manage enrolled devices')
+    .addHelpText('after', examples('outpost-relay devices list', 'outpost-relay devices show dev_1a2b3c4d5e6f', 'outpost-relay devices label dev_1a2b3c4d5e6f zone=a tier-'));
 
-  clientOptions(devices.command('list').description('list devices')).action(async (opts: ClientOptions) => {
+  clientOptions(devices.command('list').description('list devices').addHelpText('after', examples('outpost-relay devices list', 'outpost-relay devices list --json'))).action(async (opts: ClientOptions) => {
     const { devices: list } = await relayApi(opts).request<{ devices: DeviceView[] }>('GET', '/v1/devices');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no devices yet: make a token with `outpost-relay tokens enroll` and run `outpost-agent enroll` on a device');
     print(table(['ID', 'NAME', 'ONLINE', 'LAST SEEN', 'LABELS', 'MODELS'], list.map((d) => [d.id, d.name, d.online ? 'yes' : 'no', ago(d.lastSeen), formatLabels(d.labels) || '-', modelsCell(d)])));
   });
 
-  clientOptions(devices.command('show').argument('<id>', 'device id').description('show one device')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(devices.command('show').argument('<id>', 'device id').description('show one device').addHelpText('after', examples('outpost-relay devices show dev_1a2b3c4d5e6f', 'outpost-relay devices show dev_1a2b3c4d5e6f --json'))).action(async (id: string, opts: ClientOptions) => {
     const d = await relayApi(opts).request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(id)}`);
     if (opts.json) return printJson(d);
     print(`id         ${d.id}\nname       ${d.name}\nonline     ${d.online ? 'yes' : 'no'} (last seen ${ago(d.lastSeen)})\nlabels     ${formatLabels(d.labels) || '-'}\nenrolled   ${d.createdAt}`);
@@ -60,14 +63,19 @@ export function devicesCommand(program: Command): void {
   });
 
   clientOptions(
-    devices.command('label').argument('<id>', 'device id').argument('<labels...>', 'k=v to set, k- to remove').description('set or remove labels on a device'),
+    devices
+      .command('label')
+      .argument('<id>', 'device id')
+      .argument('<labels...>', 'k=v to set, k- to remove')
+      .description('set or remove labels on a device')
+      .addHelpText('after', examples('outpost-relay devices label dev_1a2b3c4d5e6f site=lab zone=a', 'outpost-relay devices label dev_1a2b3c4d5e6f zone-        # removes the label zone')),
   ).action(async (id: string, labels: string[], opts: ClientOptions) => {
     const d = await relayApi(opts).request<DeviceView>('PATCH', `/v1/devices/${encodeURIComponent(id)}/labels`, { labels: parseLabelChanges(labels) });
     if (opts.json) return printJson(d);
     print(`${d.id}: ${formatLabels(d.labels) || '(no labels)'}`);
   });
 
-  clientOptions(devices.command('remove').argument('<id>', 'device id').description('remove a device; its credentials stop working at once')).action(
+  clientOptions(devices.command('remove').argument('<id>', 'device id').description('remove a device; its credentials stop working at once').addHelpText('after', examples('outpost-relay devices remove dev_1a2b3c4d5e6f'))).action(
     async (id: string, opts: ClientOptions) => {
       await relayApi(opts).request('DELETE', `/v1/devices/${encodeURIComponent(id)}`);
       if (opts.json) return printJson({ removed: id });

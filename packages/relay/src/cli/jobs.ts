@@ -4,12 +4,12 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { formatBytes, packBundle, type JobSummary } from '@outpost/shared';
+import { examples, formatBytes, packBundle, type JobSummary } from '@outpost/shared';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
 import { parseDurationOption } from './parse.js';
-import { uploadFile } from './upload.js';
+import { openUpload, uploadFile } from './upload.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
@@ -71,7 +71,17 @@ function printJob(j: JobSummary): void {
 }
 
 export function jobsCommand(program: Command): void {
-  const jobs = program.command('jobs').description('run training jobs on local or on devices');
+  const jobs = program
+    .command('jobs')
+    .description('run training jobs on local or on devices')
+    .addHelpText(
+      'after',
+      examples(
+        'outpost-relay jobs submit ./trainer --target local --command "node train.js" --follow',
+        'outpost-relay jobs list',
+        'outpost-relay jobs show job_1a2b3c4d5e6f',
+      ),
+    );
 
   clientOptions(
     jobs
@@ -80,14 +90,21 @@ export function jobsCommand(program: Command): void {
       .requiredOption('--target <target>', 'local, a device id, or a selector k=v,... (with --nodes)')
       .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
       .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE)', (v) => Number(v), 1)
-      .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv, {})
+      .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv)
       .option('--dataset <name>', 'a dataset on the target, mounted at OUTPOST_DATA_DIR')
       .option('--timeout <duration>', 'kill the job after this long (e.g. 30m)', parseDurationOption)
       .option('--register-model <name>', 'register an output file as the next version of this model')
       .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
       .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
-      .description('pack a folder and run a command from it on a target'),
-  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+      .description('pack a folder and run a command from it on a target')
+      .addHelpText(
+        'after',
+        examples(
+          'outpost-relay jobs submit examples/classifier --target local --command "node train.js" --register-model classifier --output model.onnx --follow',
+          'outpost-relay jobs submit ./trainer --target site=lab --nodes 2 --dataset images --command "python3 train.py" --env EPOCHS=20 --timeout 30m',
+        ),
+      ),
+  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
     if (Boolean(opts.registerModel) !== Boolean(opts.output)) throw new CliError('--register-model NAME and --output FILE go together');
@@ -97,7 +114,7 @@ export function jobsCommand(program: Command): void {
     try {
       const file = join(tmp, 'bundle.tar.gz');
       await packBundle(dir, file);
-      bundle = await uploadFile(api, '/v1/bundles', file, 'uploading bundle');
+      bundle = await uploadFile(api, '/v1/bundles', openUpload(file, { what: 'the bundle' }), 'uploading bundle');
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
@@ -106,7 +123,7 @@ export function jobsCommand(program: Command): void {
       target: opts.target,
       command: opts.command,
       ...(opts.nodes > 1 ? { nodes: opts.nodes } : {}),
-      env: opts.env,
+      env: opts.env ?? {},
       ...(opts.dataset ? { dataset: opts.dataset } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
       ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output } } : {}),
@@ -119,19 +136,32 @@ export function jobsCommand(program: Command): void {
     if (done.state !== 'succeeded') process.exitCode = 1;
   });
 
-  clientOptions(jobs.command('list').description('list jobs, newest first')).action(async (opts: ClientOptions) => {
+  clientOptions(jobs.command('list').description('list jobs, newest first').addHelpText('after', examples('outpost-relay jobs list', 'outpost-relay jobs list --json'))).action(async (opts: ClientOptions) => {
     const { jobs: list } = await relayApi(opts).request<{ jobs: JobSummary[] }>('GET', '/v1/jobs');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no jobs yet: outpost-relay jobs submit DIR --target local --command "..."');
     print(table(['ID', 'STATE', 'TARGET', 'COMMAND', 'CREATED'], list.map((j) => [j.id, j.state, j.nodes > 1 ? `${j.target} ×${j.nodes}` : j.target, j.command.length > 40 ? `${j.command.slice(0, 39)}…` : j.command, j.createdAt])));
   });
 
-  clientOptions(jobs.command('show').argument('<id>', 'job id').description('state, runs, latest and best metrics, outputs')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(
+    jobs
+      .command('show')
+      .argument('<id>', 'job id')
+      .description('state, runs, latest and best metrics, outputs')
+      .addHelpText('after', examples('outpost-relay jobs show job_1a2b3c4d5e6f', 'outpost-relay jobs show job_1a2b3c4d5e6f --json | jq .metrics')),
+  ).action(async (id: string, opts: ClientOptions) => {
     const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
     return opts.json ? printJson(j) : printJob(j);
   });
 
-  clientOptions(jobs.command('logs').argument('<id>', 'job id').option('--follow', 'keep printing until the job ends').description('print a job\'s output')).action(
+  clientOptions(
+    jobs
+      .command('logs')
+      .argument('<id>', 'job id')
+      .option('--follow', 'keep printing until the job ends')
+      .description('print a job\'s output')
+      .addHelpText('after', examples('outpost-relay jobs logs job_1a2b3c4d5e6f', 'outpost-relay jobs logs job_1a2b3c4d5e6f --follow')),
+  ).action(
     async (id: string, opts: ClientOptions & { follow?: boolean }) => {
       const api = relayApi(opts);
       const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
@@ -140,7 +170,13 @@ export function jobsCommand(program: Command): void {
     },
   );
 
-  clientOptions(jobs.command('cancel').argument('<id>', 'job id').description('stop a job: its whole process tree is killed on every target')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(
+    jobs
+      .command('cancel')
+      .argument('<id>', 'job id')
+      .description('stop a job: its whole process tree is killed on every target')
+      .addHelpText('after', examples('outpost-relay jobs cancel job_1a2b3c4d5e6f')),
+  ).action(async (id: string, opts: ClientOptions) => {
     const j = await relayApi(opts).request<JobSummary>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
     if (opts.json) return printJson(j);
     print(`${j.id} ${j.state}`);

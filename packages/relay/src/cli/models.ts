@@ -1,12 +1,12 @@
 // outpost-relay models push FILE --name NAME | list | show NAME[:VERSION]
 
 import type { Command } from 'commander';
-import { formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
+import { examples, formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { print, printJson, table } from './output.js';
 import { parseModelRef } from './parse.js';
-import { uploadFile } from './upload.js';
+import { openUpload, uploadFile } from './upload.js';
 
 interface ModelVersionView {
   name: string;
@@ -40,29 +40,40 @@ function printVersion(m: ModelVersionView): void {
 }
 
 export function modelsCommand(program: Command): void {
-  const models = program.command('models').description('push and inspect model versions');
+  const models = program
+    .command('models')
+    .description('push and inspect model versions')
+    .addHelpText('after', examples('outpost-relay models push model.onnx --name detector', 'outpost-relay models show detector'));
 
   clientOptions(
     models
       .command('push')
       .argument('<file>', 'an ONNX model file')
       .requiredOption('--name <name>', 'model name; each push of new bytes makes the next version')
-      .description('register an ONNX file as the next version of a model (it must load in onnxruntime)'),
+      .description('register an ONNX file as the next version of a model (it must load in onnxruntime)')
+      .addHelpText('after', examples('outpost-relay models push model.onnx --name detector', 'outpost-relay models push out/model.onnx --name detector --json')),
   ).action(async (file: string, opts: ClientOptions & { name: string }) => {
-    const m = await uploadFile<ModelVersionView>(relayApi(opts), `/v1/models/${encodeURIComponent(opts.name)}/versions`, file, `uploading ${opts.name}`);
+    const upload = openUpload(file, { what: 'the .onnx file', extension: '.onnx' });
+    const m = await uploadFile<ModelVersionView>(relayApi(opts), `/v1/models/${encodeURIComponent(opts.name)}/versions`, upload, `uploading ${opts.name}`);
     if (opts.json) return printJson(m);
     if (m.created === false) print(`unchanged: these bytes are already ${m.name}:${m.version}`);
     printVersion(m);
   });
 
-  clientOptions(models.command('list').description('list models and their latest versions')).action(async (opts: ClientOptions) => {
+  clientOptions(models.command('list').description('list models and their latest versions').addHelpText('after', examples('outpost-relay models list', 'outpost-relay models list --json'))).action(async (opts: ClientOptions) => {
     const { models: list } = await relayApi(opts).request<{ models: Array<{ name: string; latestVersion: number; versions: number; updatedAt: string }> }>('GET', '/v1/models');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no models yet: outpost-relay models push FILE --name NAME');
     print(table(['NAME', 'LATEST', 'VERSIONS', 'UPDATED'], list.map((m) => [m.name, m.latestVersion, m.versions, m.updatedAt])));
   });
 
-  clientOptions(models.command('show').argument('<model>', 'NAME or NAME:VERSION').description('show a model\'s versions, or one version')).action(
+  clientOptions(
+    models
+      .command('show')
+      .argument('<model>', 'NAME or NAME:VERSION')
+      .description('show a model\'s versions, or one version')
+      .addHelpText('after', examples('outpost-relay models show detector', 'outpost-relay models show detector:3', 'outpost-relay models show detector:latest --json')),
+  ).action(
     async (ref: string, opts: ClientOptions) => {
       const { name, version } = parseModelRef(ref);
       const api = relayApi(opts);

@@ -1,6 +1,7 @@
 // outpost-relay targets list | attach DEVICE --training | detach DEVICE
 
 import type { Command } from 'commander';
+import { examples } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, print, printJson, table } from './output.js';
@@ -27,9 +28,12 @@ function trainsCell(t: TargetView): string {
 }
 
 export function targetsCommand(program: Command): void {
-  const targets = program.command('targets').description('compute targets: the relay host (local) and devices');
+  const targets = program
+    .command('targets')
+    .description('compute targets: the relay host (local) and devices')
+    .addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets attach dev_1a2b3c4d5e6f --training'));
 
-  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, running')).action(async (opts: ClientOptions) => {
+  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, running').addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets list --json'))).action(async (opts: ClientOptions) => {
     const { targets: list } = await relayApi(opts).request<{ targets: TargetView[] }>('GET', '/v1/targets');
     if (opts.json) return printJson(list);
     print(
@@ -41,7 +45,7 @@ export function targetsCommand(program: Command): void {
   });
 
   clientOptions(
-    targets.command('attach').argument('<device>', 'device id').option('--training', 'attach it as a training target').description('attach a device for training (its agent must also run with --accept-training)'),
+    targets.command('attach').argument('<device>', 'device id').option('--training', 'attach it as a training target').description('attach a device for training (its agent must also run with --accept-training)').addHelpText('after', examples('outpost-relay targets attach dev_1a2b3c4d5e6f --training')),
   ).action(async (id: string, opts: ClientOptions & { training?: boolean }) => {
     if (!opts.training) throw new CliError('say what to attach it for: --training');
     const t = await relayApi(opts).request<TargetView>('POST', `/v1/targets/${encodeURIComponent(id)}/attach`);
@@ -49,7 +53,7 @@ export function targetsCommand(program: Command): void {
     print(`${t.name} attached for training${t.acceptsTraining ? '' : '; its agent does not accept training yet (outpost-agent start --accept-training)'}`);
   });
 
-  clientOptions(targets.command('detach').argument('<device>', 'device id').description('stop using a device for training')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(targets.command('detach').argument('<device>', 'device id').description('stop using a device for training').addHelpText('after', examples('outpost-relay targets detach dev_1a2b3c4d5e6f'))).action(async (id: string, opts: ClientOptions) => {
     const t = await relayApi(opts).request<TargetView>('POST', `/v1/targets/${encodeURIComponent(id)}/detach`);
     if (opts.json) return printJson(t);
     print(`${t.name} detached from training`);
