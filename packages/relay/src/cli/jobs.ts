@@ -1,4 +1,4 @@
-// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID
+// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID | outputs ID | download ID [FILE]
 
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,8 @@ import { examples, formatBytes, packBundle, type JobSummary } from '@outpost/sha
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
-import { parseDurationOption } from './parse.js';
+import { parseDurationOption, parseNonNegativeInt } from './parse.js';
+import { UnsafeOutputPath, checkTarget, downloadOutput, outputFile, printablePath, type JobOutput } from './job-outputs.js';
 import { openUpload, uploadFile } from './upload.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
@@ -65,7 +66,7 @@ function printJob(j: JobSummary): void {
   }
   if (j.outputs.length) {
     print('\noutputs');
-    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, o.path, formatBytes(o.size), o.sha256.slice(0, 16)])));
+    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, printablePath(o.path), formatBytes(o.size), o.sha256.slice(0, 16)])));
   }
   if (j.model) print(`\nregistered model ${j.model.name}:${j.model.version}`);
 }
@@ -79,7 +80,7 @@ export function jobsCommand(program: Command): void {
       examples(
         'outpost-relay jobs submit ./trainer --target local --command "node train.js" --follow',
         'outpost-relay jobs list',
-        'outpost-relay jobs show job_1a2b3c4d5e6f',
+        'outpost-relay jobs download job_1a2b3c4d5e6f -o ./results',
       ),
     );
 
@@ -180,5 +181,67 @@ export function jobsCommand(program: Command): void {
     const j = await relayApi(opts).request<JobSummary>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
     if (opts.json) return printJson(j);
     print(`${j.id} ${j.state}`);
+  });
+
+  clientOptions(
+    jobs
+      .command('outputs')
+      .argument('<id>', 'job id')
+      .description('list the files a job wrote to OUTPOST_OUTPUT_DIR: rank, path, size, sha256')
+      .addHelpText('after', examples('outpost-relay jobs outputs job_1a2b3c4d5e6f', 'outpost-relay jobs outputs job_1a2b3c4d5e6f --json')),
+  ).action(async (id: string, opts: ClientOptions) => {
+    const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    if (opts.json) return printJson(j.outputs);
+    if (j.outputs.length === 0) return print(`${j.id} has no outputs${TERMINAL.has(j.state) ? '' : ` yet (it is ${j.state})`}: a job's files in OUTPOST_OUTPUT_DIR are kept`);
+    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, printablePath(o.path), formatBytes(o.size), o.sha256])));
+  });
+
+  clientOptions(
+    jobs
+      .command('download')
+      .argument('<id>', 'job id')
+      .argument('[file]', 'one output path (as jobs outputs lists it); default: every output')
+      .option('-o, --output-dir <dir>', 'the folder to write into (made if missing)', '.')
+      .option('--rank <n>', 'only the outputs of this rank', parseNonNegativeInt)
+      .option('--force', 'overwrite files that exist')
+      .description('fetch a job\'s outputs (mode 0600; each checked against its sha256); outputs of several ranks go in rank-N/')
+      .addHelpText(
+        'after',
+        examples('outpost-relay jobs download job_1a2b3c4d5e6f', 'outpost-relay jobs download job_1a2b3c4d5e6f model.onnx -o ./models', 'outpost-relay jobs download job_1a2b3c4d5e6f --rank 1 -o ./rank1 --force'),
+      ),
+  ).action(async (id: string, file: string | undefined, opts: ClientOptions & { outputDir: string; rank?: number; force?: boolean }) => {
+    const api = relayApi(opts);
+    const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    const chosen = (j.outputs as JobOutput[]).filter((o) => (file === undefined || o.path === file) && (opts.rank === undefined || o.rank === opts.rank));
+    if (chosen.length === 0) {
+      const what = [file === undefined ? 'outputs' : `output ${file}`, opts.rank === undefined ? '' : ` of rank ${opts.rank}`].join('');
+      throw new CliError(`${j.id} has no ${what}: see what it has with outpost-relay jobs outputs ${j.id}`);
+    }
+    const byRank = new Set(chosen.map((o) => o.rank)).size > 1;
+    // Every target is checked before a byte is fetched: a refused path costs only that file.
+    const planned: Array<{ output: JobOutput; target: string }> = [];
+    const refused: string[] = [];
+    for (const output of chosen) {
+      try {
+        const target = outputFile(opts.outputDir, output.path, byRank ? output.rank : undefined);
+        checkTarget(target, Boolean(opts.force));
+        planned.push({ output, target });
+      } catch (err) {
+        if (!(err instanceof UnsafeOutputPath)) throw err;
+        refused.push(err.message);
+      }
+    }
+    const written: Array<JobOutput & { file: string }> = [];
+    for (const { output, target } of planned) {
+      await downloadOutput(api, output, opts.outputDir, target, Boolean(opts.force));
+      written.push({ ...output, file: target });
+      if (!opts.json) print(target);
+    }
+    if (opts.json) printJson(written);
+    else note(`${written.length} file${written.length === 1 ? '' : 's'}, ${formatBytes(written.reduce((n, o) => n + o.size, 0))}, sha256 checked`);
+    if (refused.length) {
+      for (const r of refused.slice(0, -1)) note(`error: ${r}`);
+      throw new CliError(`${refused.at(-1)!}${refused.length > 1 ? ` (${refused.length} refused in all)` : ''}`);
+    }
   });
 }
