@@ -1,4 +1,4 @@
-// /v1/models: push a version (the ONNX file as the request body), list, show.
+// /v1/models: push a version (the ONNX file as the request body), list, show, delete, prune.
 // An upload streams to disk while it is hashed, is loaded by onnxruntime in a child process,
 // and is registered only if that succeeds; a refused upload leaves nothing behind.
 
@@ -8,6 +8,7 @@ import { OutpostError, probeModel } from '@outpost/shared';
 import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
+import { deleteModelVersion, pruneModels, type RemoveArtifact } from '../fleet/model-retention.js';
 import type { ApiDeps } from './server.js';
 
 const nameParams = {
@@ -77,5 +78,34 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}"`);
       return modelVersionView(record, artifacts.fileState(record.sha256));
     },
+  );
+
+  // A file leaves memory and disk together.
+  const removeArtifact: RemoveArtifact = (sha256) => {
+    deps.artifactChecks.hot.forget(sha256);
+    return artifacts.remove(sha256);
+  };
+
+  app.delete<{ Params: { name: string; version: string } }>(
+    '/v1/models/:name/versions/:version',
+    {
+      // A number only: "latest" would delete whatever was pushed last.
+      schema: { params: { type: 'object', required: ['name', 'version'], properties: { name: nameParams.properties.name, version: { type: 'string', pattern: '^[1-9][0-9]{0,8}$' } } } },
+    },
+    async (request) => deleteModelVersion(ctx, removeArtifact, request.params.name, Number(request.params.version)),
+  );
+
+  app.post<{ Body: { keep?: number; dryRun?: boolean; model?: string } | undefined }>(
+    '/v1/models/prune',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { keep: { type: 'integer', minimum: 1, maximum: 1_000_000 }, dryRun: { type: 'boolean' }, model: nameParams.properties.name },
+        },
+      },
+    },
+    async (request) => pruneModels(ctx, removeArtifact, { keep: request.body?.keep ?? 3, dryRun: request.body?.dryRun, model: request.body?.model }),
   );
 }

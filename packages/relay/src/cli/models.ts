@@ -1,12 +1,27 @@
-// outpost-relay models push FILE --name NAME | list | show NAME[:VERSION]
+// outpost-relay models push FILE --name NAME | list | show NAME[:VERSION] | delete NAME:VERSION | prune
 
 import type { Command } from 'commander';
-import { examples, formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
+import { examples, formatBytes, formatSignature, parsePositiveInt, type ModelSignature } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
-import { print, printJson, table } from './output.js';
+import { CliError, print, printJson, table } from './output.js';
 import { parseModelRef } from './parse.js';
 import { openUpload, uploadFile } from './upload.js';
+
+interface DeletedVersion {
+  name: string;
+  version: number;
+  sha256: string;
+  size: number;
+  fileRemoved: boolean;
+}
+
+interface PruneResult {
+  dryRun: boolean;
+  keep: number;
+  deleted: DeletedVersion[];
+  inUse: Array<{ name: string; version: number; deployments: string[] }>;
+}
 
 interface ModelVersionView {
   name: string;
@@ -42,8 +57,8 @@ function printVersion(m: ModelVersionView): void {
 export function modelsCommand(program: Command): void {
   const models = program
     .command('models')
-    .description('push and inspect model versions')
-    .addHelpText('after', examples('outpost-relay models push model.onnx --name detector', 'outpost-relay models show detector'));
+    .description('push, inspect and delete model versions')
+    .addHelpText('after', examples('outpost-relay models push model.onnx --name detector', 'outpost-relay models show detector', 'outpost-relay models prune --keep 5 --dry-run'));
 
   clientOptions(
     models
@@ -90,4 +105,48 @@ export function modelsCommand(program: Command): void {
       }
     },
   );
+
+  clientOptions(
+    models
+      .command('delete')
+      .argument('<model>', 'NAME:VERSION')
+      .description('delete a model version, and its file unless other versions or job outputs have the same bytes; refused while a deployment uses it')
+      .addHelpText(
+        'after',
+        `
+A version is in use while a deployment of it is rolling out, or while it is what a device's
+desired state names (the newest deployment of the model for that device is one of it).
+Deploy another version to those devices, or roll the deployment back, then delete it.
+A version number is never given again.
+${examples('outpost-relay models delete detector:2', 'outpost-relay models delete detector:2 --json')}`,
+      ),
+  ).action(async (ref: string, opts: ClientOptions) => {
+    const { name, version } = parseModelRef(ref);
+    if (version === undefined) throw new CliError(`give the version to delete: ${name}:VERSION (see them with outpost-relay models show ${name})`);
+    const d = await relayApi(opts).request<DeletedVersion>('DELETE', `/v1/models/${encodeURIComponent(name)}/versions/${version}`);
+    if (opts.json) return printJson(d);
+    print(`deleted ${d.name}:${d.version} (${formatBytes(d.size)}${d.fileRemoved ? ', file removed' : ', its file stays: other records have the same bytes'})`);
+  });
+
+  clientOptions(
+    models
+      .command('prune')
+      .option('--keep <n>', 'versions to keep per model, newest first (besides those in use)', parsePositiveInt, 3)
+      .option('--model <name>', 'only this model')
+      .option('--dry-run', 'print what would be deleted, delete nothing')
+      .description('delete old versions no deployment uses, keeping the newest N of each model')
+      .addHelpText('after', examples('outpost-relay models prune --dry-run', 'outpost-relay models prune --keep 5', 'outpost-relay models prune --model detector --keep 1 --json')),
+  ).action(async (opts: ClientOptions & { keep: number; model?: string; dryRun?: boolean }) => {
+    const res = await relayApi(opts).request<PruneResult>('POST', '/v1/models/prune', { keep: opts.keep, ...(opts.dryRun ? { dryRun: true } : {}), ...(opts.model ? { model: opts.model } : {}) });
+    if (opts.json) return printJson(res);
+    const verb = res.dryRun ? 'would delete' : 'deleted';
+    if (res.deleted.length === 0) print(`nothing to delete: every model has at most ${res.keep} version${res.keep === 1 ? '' : 's'} besides those in use`);
+    else {
+      const rows = res.deleted.map((d) => [d.name, d.version, formatBytes(d.size), d.sha256.slice(0, 16), ...(res.dryRun ? [] : [d.fileRemoved ? 'removed' : 'kept (same bytes elsewhere)'])]);
+      print(table(['MODEL', 'VERSION', 'SIZE', 'SHA256', ...(res.dryRun ? [] : ['FILE'])], rows));
+      const freed = res.deleted.filter((d) => d.fileRemoved).reduce((n, d) => n + d.size, 0);
+      print(`${verb} ${res.deleted.length} version${res.deleted.length === 1 ? '' : 's'}${res.dryRun ? '' : `, freed ${formatBytes(freed)}`}`);
+    }
+    for (const u of res.inUse) print(`kept ${u.name}:${u.version}: in use by ${u.deployments.join(', ')}`);
+  });
 }
