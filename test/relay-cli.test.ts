@@ -1,9 +1,17 @@
 // The relay CLI as a person uses it: human output, --json, labels, limits, one-line errors.
 
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { chmodSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startRelay, tempDir } from './helpers/programs.js';
+import { AGENT_BIN, FIXTURES, RELAY_BIN, closedPort, enrollDevice, runCli, startRelay, tempDir } from './helpers/programs.js';
+
+/** The pid of a process that has ended. */
+async function deadPid(): Promise<number> {
+  const child = spawn(process.execPath, ['-e', '0']);
+  await new Promise((resolve) => child.once('exit', resolve));
+  return child.pid!;
+}
 
 t.test('relay CLI', async (t) => {
   const relay = await startRelay(t, { extraArgs: ['--max-model-size', '1KB'] });
@@ -15,12 +23,83 @@ t.test('relay CLI', async (t) => {
     t.equal((JSON.parse(res.stdout) as unknown[]).length, 1);
     const nowhere = await runCli(RELAY_BIN, ['devices', 'list', '--data-dir', join(relay.dataDir, 'nope')]);
     t.equal(nowhere.code, 1);
-    t.match(nowhere.stderr, /^error: no relay given: pass --relay URL/m);
+    t.match(nowhere.stderr, /^error: no relay given, and none was ever started from .*nope: pass --relay URL or set OUTPOST_RELAY_URL/m);
     const port = await closedPort();
     const down = await runCli(RELAY_BIN, ['devices', 'list', '--relay', `http://127.0.0.1:${port}`, '--token', 'x']);
     t.match(down.stderr, new RegExp(`^error: cannot reach the relay at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\): is it running\\?`, 'm'));
     const badToken = await runCli(RELAY_BIN, ['devices', 'list', '--relay', relay.httpUrl, '--token', 'opa_000000000000_nonono-nonono-nonono-no']);
     t.match(badToken.stderr, /^error: OUTPOST_ERR_UNAUTHORIZED: /m);
+  });
+
+  await t.test('errors that name the cause and the fix', async (t) => {
+    // models push DIR: a folder is not a model (it used to be "cannot reach the relay (EISDIR)").
+    const dir = await relay.cli('models', 'push', FIXTURES, '--name', 'x');
+    t.equal(dir.code, 1);
+    t.match(dir.stderr, new RegExp(`^error: ${FIXTURES.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is a directory: give the \\.onnx file \\(it holds .*/cnn\\.onnx, .*, …\\)$`, 'm'));
+    const empty = tempDir(t, 'empty');
+    t.match((await relay.cli('models', 'push', empty, '--name', 'x')).stderr, new RegExp(`^error: ${empty} is a directory: give the \\.onnx file$`, 'm'));
+    // Unreadable: a file of mode 000, pushed by a user who is not its owner (root reads anything).
+    const locked = join(tempDir(t, 'locked'), 'locked.onnx');
+    cpSync(join(FIXTURES, 'linear.onnx'), locked);
+    chmodSync(locked, 0o000);
+    chmodSync(join(locked, '..'), 0o755);
+    const asOther = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const unreadable = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      const child = spawn(process.execPath, [RELAY_BIN, 'models', 'push', locked, '--name', 'x', '--relay', relay.httpUrl, '--token', relay.token], { ...asOther, env: { ...process.env, OUTPOST_RELAY_DIR: join(empty, 'none') } });
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      child.once('close', (code) => resolve({ code, stderr }));
+    });
+    t.equal(unreadable.code, 1);
+    t.match(unreadable.stderr, new RegExp(`^error: cannot read ${locked}: permission denied; check its permissions \\(ls -l ${locked}\\)`, 'm'));
+
+    // --relay HOST:PORT means http://HOST:PORT, as curl and kubectl read it.
+    const hostPort = relay.httpUrl.replace(/^http:\/\//, '');
+    const bare = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', hostPort, '--token', relay.token]);
+    t.equal(bare.code, 0, bare.stderr);
+    t.equal((JSON.parse(bare.stdout) as unknown[]).length, 1);
+    const fromEnv = await runCli(RELAY_BIN, ['devices', 'list', '--json'], { OUTPOST_RELAY_URL: `${hostPort}/`, OUTPOST_TOKEN: relay.token });
+    t.equal(fromEnv.code, 0, fromEnv.stderr);
+    const mqtt = await relay.cli('devices', 'list', '--relay', relay.mqttUrl);
+    t.match(mqtt.stderr, /^error: --relay: mqtt:\/\/127\.0\.0\.1:\d+ is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/127\.0\.0\.1:8080$/m);
+    t.match((await relay.cli('devices', 'list', '--relay', 'ftp://relay')).stderr, /^error: --relay: ftp:\/\/relay: give the relay's http:\/\/ or https:\/\/ URL/m);
+    t.match((await relay.cli('devices', 'list', '--relay', 'http://')).stderr, /^error: --relay: "http:\/\/" is not a URL/m);
+
+    // A client command on the relay host while the relay is stopped.
+    const stopped = await startRelay(t);
+    await stopped.stop();
+    const down = await runCli(RELAY_BIN, ['devices', 'list', '--data-dir', stopped.dataDir]);
+    t.equal(down.code, 1);
+    t.equal(down.stderr, `error: the relay in ${stopped.dataDir} is not running: start it with outpost-relay start --data-dir ${stopped.dataDir} (or pass --relay URL)\n`);
+    const fromEnvDir = await runCli(RELAY_BIN, ['devices', 'list'], { OUTPOST_RELAY_DIR: stopped.dataDir });
+    t.match(fromEnvDir.stderr, /is not running: start it with outpost-relay start \(or pass --relay URL\)/, 'the environment says where: start finds it too');
+    // Killed: its relay.json stayed behind, naming a process that is gone.
+    const pid = await deadPid();
+    writeFileSync(join(stopped.dataDir, 'relay.json'), JSON.stringify({ httpUrl: 'http://127.0.0.1:1', mqttUrl: 'mqtt://127.0.0.1:1', pid }));
+    const killed = await runCli(RELAY_BIN, ['devices', 'list', '--data-dir', stopped.dataDir]);
+    t.match(killed.stderr, new RegExp(`^error: the relay in .* is not running \\(pid ${pid} is gone\\): start it with`, 'm'));
+    writeFileSync(join(stopped.dataDir, 'relay.json'), '{"httpUrl": "http://127.0');
+    t.match((await runCli(RELAY_BIN, ['devices', 'list', '--data-dir', stopped.dataDir])).stderr, /is not running: start it with/, 'a half-written relay.json too');
+
+    // An API token given to enroll: said by the agent before it sends anything, and by the relay.
+    const agentDir = tempDir(t, 'enroll');
+    const wrong = await runCli(AGENT_BIN, ['enroll', '--relay', `http://127.0.0.1:${await closedPort()}`, '--token', relay.token, '--data-dir', agentDir]);
+    t.equal(wrong.code, 1);
+    t.equal(wrong.stderr, 'error: OUTPOST_ERR_ENROLL_TOKEN_INVALID: that is an API token (opa_…), not an enrollment token (ope_…): make one on the relay host with outpost-relay tokens enroll\n', 'no request was made: the relay URL is closed');
+    const secret = await runCli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', d.secret, '--data-dir', agentDir]);
+    t.match(secret.stderr, /that is a device secret \(ods_…\), not an enrollment token/);
+    const garbage = await runCli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', 'hunter2', '--data-dir', agentDir]);
+    t.match(garbage.stderr, /that is not an enrollment token \(they start with ope_\)/);
+    const api = await relay.api<{ error: { code: string; message: string } }>('POST', '/v1/enroll', {}, relay.token);
+    t.equal(api.status, 401);
+    t.same(api.body.error, { code: 'OUTPOST_ERR_ENROLL_TOKEN_INVALID', message: 'that is an API token (opa_…), not an enrollment token (ope_…): make one on the relay host with outpost-relay tokens enroll' });
+    // The agent takes HOST:PORT too, and keeps the URL it means.
+    const tok = JSON.parse((await relay.cli('tokens', 'enroll', '--json')).stdout) as { token: string };
+    const enrolled = await runCli(AGENT_BIN, ['enroll', '--relay', hostPort, '--token', tok.token, '--data-dir', agentDir, '--json']);
+    t.equal(enrolled.code, 0, enrolled.stderr);
+    t.equal((JSON.parse(readFileSync(join(agentDir, 'device.json'), 'utf8')) as { relayUrl: string }).relayUrl, relay.httpUrl);
+    const badUrl = await runCli(AGENT_BIN, ['enroll', '--relay', 'mqtt://relay:1883', '--token', tok.token, '--data-dir', join(agentDir, 'x')]);
+    t.match(badUrl.stderr, /mqtt:\/\/relay:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/relay:8080/);
   });
 
   await t.test('the API describes itself at /v1/openapi.json, without a token', async (t) => {
@@ -54,7 +133,7 @@ t.test('relay CLI', async (t) => {
     t.equal(tooBig.code, 1);
     t.match(tooBig.stderr, /OUTPOST_ERR_PAYLOAD_TOO_LARGE: the model is 4096 bytes; this relay accepts up to 1000/);
     const missing = await relay.cli('models', 'push', join(FIXTURES, 'nope.onnx'), '--name', 'x');
-    t.match(missing.stderr, /^error: cannot read .*nope.onnx: no such file/m);
+    t.match(missing.stderr, /^error: .*nope\.onnx does not exist: give the path of the \.onnx file$/m);
     const bad = await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'bad name');
     t.match(bad.stderr, /OUTPOST_ERR_BAD_REQUEST/);
     t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);

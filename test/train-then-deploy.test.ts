@@ -5,7 +5,7 @@
 
 import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { enrollDevice, startAgent, startRelay, tempDir } from './helpers/programs.js';
@@ -135,6 +135,14 @@ t.test('training jobs', async (t) => {
     t.match(res.stdout + res.stderr, /\[1\] rank 1 of 2/);
     t.same(j.outputs.map((o) => `${o.rank}:${o.path}`), ['0:metrics.jsonl', '1:metrics.jsonl']);
     t.match(j.metrics, { score: { best: 1 } }, 'metrics from the JSON-lines file');
+    const out = tempDir(t, 'rank-outputs');
+    const all = await relay.cli('jobs', 'download', j.id, '-o', out);
+    t.equal(all.code, 0, all.stderr);
+    t.same(readdirSync(out).sort(), ['rank-0', 'rank-1'], 'outputs of several ranks go in rank-N/');
+    t.match(readFileSync(join(out, 'rank-1', 'metrics.jsonl'), 'utf8'), /"score": 1\b/);
+    const one = await relay.cli('jobs', 'download', j.id, 'metrics.jsonl', '--rank', '0', '-o', join(out, 'only'));
+    t.equal(one.code, 0, one.stderr);
+    t.same(readdirSync(join(out, 'only')), ['metrics.jsonl'], 'one rank: no rank-N/ folder');
     const tooMany = await relay.cli('jobs', 'submit', dir, '--target', 'pool=gpu', '--nodes', '3', '--command', 'true');
     t.match(tooMany.stderr, /OUTPOST_ERR_TARGET_NOT_READY: 2 of 2 devices matching pool=gpu can run this job; it needs 3/);
     await agentB2.stop();

@@ -21,6 +21,7 @@ import {
   messageParser,
   nearest,
   typoBudget,
+  notAnEnrollToken,
   parseBinaryBody,
   parseLabels,
   parseMetricJson,
@@ -33,6 +34,7 @@ import {
 } from '@outpost/shared';
 import { HealthHistory } from '../../packages/relay/dist/fleet/health-history.js';
 import { boundedLines } from '../../packages/relay/dist/jobs/run-ingest.js';
+import { UnsafeOutputPath, outputFile } from '../../packages/relay/dist/cli/job-outputs.js';
 
 const RUNS = { numRuns: 500 };
 const onlyRefusals = (fn: () => unknown) => {
@@ -205,4 +207,24 @@ t.test('labels, metric lines and bounded lines', async (t) => {
     RUNS,
   );
   t.pass('boundedLines gives every line up to its bound, whatever the chunking, and skips the longer ones');
+});
+
+t.test('job output paths (written by a device) never lead outside the download folder', async (t) => {
+  const dir = '/srv/downloads';
+  const segment = fc.oneof(fc.constantFrom('..', '.', '', 'a', 'b.txt', '...', '\\', '\n', '\x1b[2J'), fc.string({ maxLength: 6 }));
+  const path = fc.oneof(fc.string({ maxLength: 40 }), fc.array(segment, { maxLength: 6 }).map((s) => s.join('/')));
+  fc.assert(
+    fc.property(path, fc.option(fc.nat(8), { nil: undefined }), (p, rank) => {
+      try {
+        const file = outputFile(dir, p, rank);
+        return file.startsWith(`${dir}/`) && !file.slice(dir.length).split('/').includes('..') && !/[\x00-\x1f\x7f\\]/.test(file);
+      } catch (err) {
+        return err instanceof UnsafeOutputPath;
+      }
+    }),
+    RUNS,
+  );
+  t.pass('outputFile');
+  fc.assert(fc.property(fc.string(), (text) => ['string', 'undefined'].includes(typeof notAnEnrollToken(text))), RUNS);
+  t.pass('notAnEnrollToken takes any text');
 });

@@ -8,6 +8,8 @@ import { parseModelRef } from '../../packages/relay/dist/cli/parse.js';
 import { parseSize } from '@outpost/shared';
 import { HotArtifacts } from '../../packages/relay/dist/artifacts/hot-artifacts.js';
 import { DownloadSlots } from '../../packages/relay/dist/artifacts/download-slots.js';
+import { FileArtifactStore } from '../../packages/relay/dist/artifacts/artifact-store.js';
+import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -128,4 +130,22 @@ t.test('download slots: first come, first served', async (t) => {
   gone.abort();
   t.equal(await aborted, false, 'a client that went away stops waiting');
   t.equal(slots.waiting, 0);
+});
+
+t.test('artifact store: a file being committed is not removed under its push', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-artifacts-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const store = new FileArtifactStore(dir);
+  const bytes = Buffer.from('model bytes');
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  const staged = await store.stage(Readable.from([bytes]));
+  const committing = staged.commit();
+  t.equal(store.remove(sha), false, 'kept while the push records its reference');
+  await committing;
+  t.equal(store.remove(sha), false, 'still kept in the push\'s own next step');
+  await new Promise((resolve) => setImmediate(resolve));
+  t.equal(store.fileState(sha).state, 'ok');
+  t.equal(store.remove(sha), true, 'removable once the push is done');
+  t.equal(store.fileState(sha).state, 'missing');
+  t.equal(store.remove(sha), false, 'nothing left to remove');
 });

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { formatBytes, formatLabels, parseDuration, parseLabels } from '@outpost/shared';
+import { credentialKind, formatBytes, formatLabels, notAnEnrollToken, parseDuration, parseLabels, relayUrl } from '@outpost/shared';
 import { parseDeviceTopic, isWithinDevicePrefix, deviceTopic } from '@outpost/shared';
 
 t.test('durations', async (t) => {
@@ -37,4 +37,27 @@ t.test('topics', async (t) => {
   t.notOk(isWithinDevicePrefix('outpost/v1/devices/dev_10/#', 'dev_1'), 'a longer id is another device');
   t.notOk(isWithinDevicePrefix('outpost/v1/devices/+/status', 'dev_1'));
   t.notOk(isWithinDevicePrefix('#', 'dev_1'));
+});
+
+t.test('relay URLs', async (t) => {
+  t.equal(relayUrl('127.0.0.1:8080'), 'http://127.0.0.1:8080', 'host:port means http://');
+  t.equal(relayUrl('relay.local'), 'http://relay.local');
+  t.equal(relayUrl(' https://relay.example.com/ '), 'https://relay.example.com');
+  t.equal(relayUrl('http://[::1]:8080/'), 'http://[::1]:8080');
+  t.equal(relayUrl('http://relay:8080/prefix/'), 'http://relay:8080/prefix', 'a path prefix (behind a proxy) is kept');
+  t.throws(() => relayUrl('mqtt://outpost:pw@broker:1883'), /mqtt:\/\/outpost:pw@broker:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/broker:8080/);
+  t.throws(() => relayUrl('ws://relay:8080'), /^ws:\/\/relay:8080: give the relay's http:\/\/ or https:\/\/ URL, e\.g\. http:\/\/relay:8080$/);
+  t.throws(() => relayUrl('http://'), /is not a URL/);
+  t.throws(() => relayUrl('relay:port'), /is not a URL/);
+});
+
+t.test('credential kinds, from their prefix', async (t) => {
+  t.equal(credentialKind('opa_0123456789ab_secret'), 'opa');
+  t.equal(credentialKind('ods_x'), 'ods');
+  t.equal(credentialKind('xyz_0123'), undefined);
+  t.equal(credentialKind('constructor_x'), undefined);
+  t.equal(notAnEnrollToken('ope_0123456789ab_secret'), undefined);
+  t.match(notAnEnrollToken('opa_0123456789ab_secret'), /^that is an API token \(opa_…\), not an enrollment token \(ope_…\): make one on the relay host with outpost-relay tokens enroll$/);
+  t.match(notAnEnrollToken('ods_x'), /^that is a device secret/);
+  t.match(notAnEnrollToken(''), /^that is not an enrollment token \(they start with ope_\)/);
 });

@@ -22,7 +22,7 @@ export const ERRORS = {
   OUTPOST_ERR_RANGE_NOT_SATISFIABLE: { status: 416, description: 'The requested byte range is outside the file.' },
   OUTPOST_ERR_BUNDLE_INVALID: { status: 400, description: 'The job bundle is not a safe tar.gz (it would write outside its folder).' },
   OUTPOST_ERR_JOB_NOT_FOUND: { status: 404, description: 'No job has this id.' },
-  OUTPOST_ERR_CONFLICT: { status: 409, description: 'The resource is no longer in a state that allows this (a job run that has ended).' },
+  OUTPOST_ERR_CONFLICT: { status: 409, description: 'The resource is not in a state that allows this: a job run that has ended, or a model version a deployment uses.' },
   OUTPOST_ERR_QUOTA_EXCEEDED: { status: 403, description: 'The caller is past one of its quotas (output files of a job run).' },
   OUTPOST_ERR_TARGET_NOT_READY: { status: 409, description: 'The target cannot train: not attached, or its agent does not accept training.' },
   OUTPOST_ERR_TENSOR_INVALID: { status: 400, description: 'An input tensor does not match the model signature.' },

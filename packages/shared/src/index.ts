@@ -49,7 +49,9 @@ export {
   type TensorArray,
 } from './kserve-binary.js';
 export { probeAndSelfTest, probeModel, type ProbeOptions, type SelfTestResult } from './model-probe.js';
-export { parsePort, parsePositiveInt, parseLabelsOption, collectDataset, parseSize } from './cli-options.js';
+export { parsePort, parsePositiveInt, parseDurationOption, parseLabelsOption, collectDataset, parseSize, formatDuration, formatSize, durationOption, sizeOption, examples, relayUrl } from './cli-options.js';
+export { CREDENTIAL_KINDS, credentialKind, notAnEnrollToken, type CredentialKind } from './credentials.js';
+export { completionCommand, completionScript } from './completion.js';
 export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';

@@ -2,7 +2,8 @@
 
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { collectDataset, parsePort, parsePositiveInt, parseSize, closeOnSignals, OutpostError } from '@outpost/shared';
+import { InvalidArgumentError } from 'commander';
+import { collectDataset, durationOption, parseDurationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals, OutpostError } from '@outpost/shared';
 import { defaultAgentDir } from '../device-file.js';
 
 export function startCommand(program: Command): void {
@@ -14,35 +15,42 @@ export function startCommand(program: Command): void {
     .option('--port <port>', 'inference API port (0 picks a free one)', parsePort, 8000)
     .option('--token-file <file>', 'require the bearer token in this file on the inference API (or set env OUTPOST_AGENT_TOKEN)')
     .option('--token <token>', 'deprecated: visible to every user in the process list; use --token-file or OUTPOST_AGENT_TOKEN')
-    .option('--max-request-size <size>', "largest inference request body (a model's own signature may allow less)", parseSize, 64 * 1024 * 1024)
-    .option('--max-body-memory <size>', 'memory all inference request bodies may hold at once; past it requests get 429', parseSize, 128 * 1024 * 1024)
-    .option('--heartbeat <seconds>', 'seconds between health reports', parsePositiveInt, 10)
+    .addOption(sizeOption('--max-request-size <size>', "largest inference request body (a model's own signature may allow less)", 64 * 1024 * 1024))
+    .addOption(sizeOption('--max-body-memory <size>', 'memory all inference request bodies may hold at once; past it requests get 429', 128 * 1024 * 1024))
+    .addOption(durationOption('--heartbeat <duration>', 'time between health reports (a bare number is seconds)', parseHeartbeat, 10_000))
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
     .option('--accept-training', 'let the relay run training jobs on this device (code from the relay runs here)')
-    .option('--dataset <name=path>', 'a local dataset jobs may ask for by name; it never leaves the device (repeat for several)', collectDataset, {})
+    .option('--dataset <name=path>', 'a local dataset jobs may ask for by name; it never leaves the device (repeat for several)', collectDataset)
     .addHelpText('after', `
 Examples:
   outpost-agent start
   outpost-agent start --accept-training --dataset images=/data/images
   OUTPOST_AGENT_TOKEN=… outpost-agent start --port 8000        # or: --token-file /etc/outpost/inference.token
 `)
-    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
+    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
         dataDir: opts.dataDir,
         host: opts.host,
         port: opts.port,
-        heartbeatMs: opts.heartbeat * 1000,
+        heartbeatMs: opts.heartbeat,
         inferenceToken: inferenceToken(opts),
         maxRequestBytes: opts.maxRequestSize,
         maxBodyMemory: opts.maxBodyMemory,
         session: { intraOpThreads: opts.threads },
         acceptTraining: opts.acceptTraining,
-        datasets: opts.dataset,
+        datasets: opts.dataset ?? {},
       });
       closeOnSignals(agent);
     });
+}
+
+/** Health reports count against the device's MQTT rate quota: at most ten a second. */
+function parseHeartbeat(value: string): number {
+  const ms = parseDurationOption(value);
+  if (ms < 100) throw new InvalidArgumentError('use at least 100ms.');
+  return ms;
 }
 
 /** The inference token from a file, the environment, or (deprecated, it shows in `ps`) the command line. */

@@ -1,6 +1,7 @@
 // outpost-agent status: this device's identity, and what the running agent serves.
 
 import type { Command } from 'commander';
+import { examples } from '@outpost/shared';
 import { readStateFile } from '../state-file.js';
 import { defaultAgentDir, readDeviceFile } from '../device-file.js';
 
@@ -19,6 +20,7 @@ export function statusCommand(program: Command): void {
     .description('show this device\'s identity and what the agent serves; exit 1 when it is not running')
     .option('--data-dir <dir>', 'the agent\'s data dir (env OUTPOST_AGENT_DIR)', defaultAgentDir())
     .option('--json', 'print JSON')
+    .addHelpText('after', examples('outpost-agent status', 'outpost-agent status --data-dir /var/lib/outpost-agent --json'))
     .action(async (opts: { dataDir: string; json?: boolean }) => {
       const device = readDeviceFile(opts.dataDir);
       const state = readStateFile(opts.dataDir);

@@ -1,7 +1,7 @@
-// /v1/models: push a version (the ONNX file as the request body), list, show; /v1/samples:
-// upload a sample request for a version. An upload streams to disk while it is hashed, is
-// loaded and run once (on its sample, or a synthetic input) by onnxruntime in a child process,
-// and is registered only if it loads; a refused upload leaves nothing behind.
+// /v1/models: push a version (the ONNX file as the request body), list, show, delete, prune;
+// /v1/samples: upload a sample request for a version. An upload streams to disk while it is
+// hashed, is loaded and run once (on its sample, or a synthetic input) by onnxruntime in a
+// child process, and is registered only if it loads; a refused upload leaves nothing behind.
 
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
@@ -11,6 +11,7 @@ import { requireApiToken } from './auth.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
 import { modelNotFound } from '../fleet/model-lookup.js';
+import { deleteModelVersion, pruneModels, type RemoveArtifact } from '../fleet/model-retention.js';
 import type { ApiDeps } from './server.js';
 
 const nameParams = {
@@ -113,5 +114,34 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       if (!record) throw modelNotFound(ctx, name, version === 'latest' ? undefined : Number(version), 'list them with outpost-relay models list');
       return modelVersionView(record, artifacts.fileState(record.sha256));
     },
+  );
+
+  // A file leaves memory and disk together.
+  const removeArtifact: RemoveArtifact = (sha256) => {
+    deps.artifactChecks.hot.forget(sha256);
+    return artifacts.remove(sha256);
+  };
+
+  app.delete<{ Params: { name: string; version: string } }>(
+    '/v1/models/:name/versions/:version',
+    {
+      // A number only: "latest" would delete whatever was pushed last.
+      schema: { params: { type: 'object', required: ['name', 'version'], properties: { name: nameParams.properties.name, version: { type: 'string', pattern: '^[1-9][0-9]{0,8}$' } } } },
+    },
+    async (request) => deleteModelVersion(ctx, removeArtifact, request.params.name, Number(request.params.version)),
+  );
+
+  app.post<{ Body: { keep?: number; dryRun?: boolean; model?: string } | undefined }>(
+    '/v1/models/prune',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: { keep: { type: 'integer', minimum: 1, maximum: 1_000_000 }, dryRun: { type: 'boolean' }, model: nameParams.properties.name },
+        },
+      },
+    },
+    async (request) => pruneModels(ctx, removeArtifact, { keep: request.body?.keep ?? 3, dryRun: request.body?.dryRun, model: request.body?.model }),
   );
 }

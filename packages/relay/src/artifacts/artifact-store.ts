@@ -47,6 +47,12 @@ export interface ArtifactStore {
   quarantine(sha256: string, note: QuarantineNote): Promise<void>;
   quarantined(sha256: string): QuarantineNote | undefined;
   fileState(sha256: string): FileState;
+  /**
+   * Removes a file nothing refers to any more (and a quarantined copy of it). Synchronous, so a
+   * caller's check that nothing refers to it and the removal have nothing in between; a file
+   * being committed is kept (its reference is recorded right after). True when a file went.
+   */
+  remove(sha256: string): boolean;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
@@ -57,6 +63,8 @@ export class FileArtifactStore implements ArtifactStore {
   readonly #quarantine: string;
   /** Half-sent uploads a previous life left in .staging, removed at start. */
   readonly leftoverUploads: number;
+  /** Files being committed, by sha256 (a count: the same bytes can arrive twice at once). */
+  readonly #committing = new Map<string, number>();
 
   constructor(dir: string) {
     this.#dir = dir;
@@ -102,9 +110,20 @@ export class FileArtifactStore implements ArtifactStore {
       size,
       path: tmp,
       // Renaming over a corrupt copy repairs it; a quarantined one is then no longer needed.
+      // The file is not removable until the caller's next synchronous step, which records
+      // what refers to it (setImmediate runs after the caller's continuation).
       commit: async () => {
-        await rename(tmp, final);
-        await this.#release(sha256);
+        this.#committing.set(sha256, (this.#committing.get(sha256) ?? 0) + 1);
+        try {
+          await rename(tmp, final);
+          await this.#release(sha256);
+        } finally {
+          setImmediate(() => {
+            const n = this.#committing.get(sha256)! - 1;
+            if (n > 0) this.#committing.set(sha256, n);
+            else this.#committing.delete(sha256);
+          });
+        }
       },
       discard: () => rm(tmp, { force: true }),
     };
@@ -156,6 +175,16 @@ export class FileArtifactStore implements ArtifactStore {
     if (existsSync(this.path(sha256))) return { state: 'ok' };
     const note = this.quarantined(sha256);
     return note ? { state: 'quarantined', ...note } : { state: 'missing' };
+  }
+
+  remove(sha256: string): boolean {
+    const file = this.path(sha256);
+    if (this.#committing.has(sha256)) return false;
+    const existed = existsSync(file);
+    rmSync(file, { force: true });
+    rmSync(join(this.#quarantine, sha256), { force: true });
+    rmSync(join(this.#quarantine, `${sha256}.json`), { force: true });
+    return existed;
   }
 
   async #release(sha256: string): Promise<void> {

@@ -3,8 +3,9 @@
 // against its hash with timingSafeEqual, so lookups never compare secrets by index.
 
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { CredentialKind } from '@outpost/shared';
 
-export type CredentialKind = 'opa' | 'ope' | 'ods';
+export type { CredentialKind };
 
 export function newId(prefix: string, bytes = 6): string {
   return `${prefix}_${randomBytes(bytes).toString('hex')}`;

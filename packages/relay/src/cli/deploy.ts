@@ -6,7 +6,7 @@ import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, RelayUnreachableError, note, print, printJson } from './output.js';
 import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseModelRef, parseNonNegativeInt, parseStrategy } from './parse.js';
-import { parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
+import { durationOption, parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 
@@ -119,7 +119,7 @@ export function deployCommand(program: Command): void {
       .option('--allow-empty', 'with --selector: create the deployment although no device matches yet (it waits for devices)')
       .option('--force', 'deploy a version that failed its self-test at push: devices run the test themselves (a canary catches a failure)')
       .option('--wait', 'wait until the rollout ends, with progress; exit 1 if it fails or rolls back')
-      .option('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000)
+      .addOption(durationOption('--timeout <duration>', 'how long --wait waits', parseDurationOption, 10 * 60_000))
       .description('send a model version to devices')
       .addHelpText('after', `
 Examples:

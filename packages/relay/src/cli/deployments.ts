@@ -1,7 +1,7 @@
 // outpost-relay deployments list | show ID
 
 import type { Command } from 'commander';
-import { formatLabels } from '@outpost/shared';
+import { examples, formatLabels } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { summarize, type DeploymentView } from './deploy.js';
 import { clientOptions } from './options.js';
@@ -15,9 +15,12 @@ type DeploymentDetail = Omit<DeploymentView, 'devices'> & {
 };
 
 export function deploymentsCommand(program: Command): void {
-  const deployments = program.command('deployments').description('inspect deployments');
+  const deployments = program
+    .command('deployments')
+    .description('inspect deployments')
+    .addHelpText('after', examples('outpost-relay deployments list', 'outpost-relay deployments show dep_1a2b3c4d5e6f', 'outpost-relay deployments rollback dep_1a2b3c4d5e6f'));
 
-  clientOptions(deployments.command('list').description('list deployments, newest first')).action(async (opts: ClientOptions) => {
+  clientOptions(deployments.command('list').description('list deployments, newest first').addHelpText('after', examples('outpost-relay deployments list', 'outpost-relay deployments list --json'))).action(async (opts: ClientOptions) => {
     const { deployments: list } = await relayApi(opts).request<{ deployments: DeploymentView[] }>('GET', '/v1/deployments');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no deployments yet: outpost-relay deploy NAME --device ID');
@@ -28,14 +31,18 @@ export function deploymentsCommand(program: Command): void {
     ['cancel', 'stop a rollout where it is: devices serving it keep it, the others go back'],
     ['rollback', 'return every device of the deployment to what it had before'],
   ] as const) {
-    clientOptions(deployments.command(action).argument('<id>', 'deployment id').description(help)).action(async (id: string, opts: ClientOptions) => {
+    clientOptions(deployments.command(action).argument('<id>', 'deployment id').description(help).addHelpText('after', examples(`outpost-relay deployments ${action} dep_1a2b3c4d5e6f`))).action(async (id: string, opts: ClientOptions) => {
       const d = await relayApi(opts).request<DeploymentView>('POST', `/v1/deployments/${encodeURIComponent(id)}/${action}`);
       if (opts.json) return printJson(d);
       print(`${d.id}  ${d.model}:${d.version}  ${d.state}  (${summarize(d)})`);
     });
   }
 
-  clientOptions(deployments.command('show').argument('<id>', 'deployment id').description('show a deployment and each device\'s progress')).action(
+  clientOptions(deployments
+      .command('show')
+      .argument('<id>', 'deployment id')
+      .description('show a deployment and each device\'s progress')
+      .addHelpText('after', examples('outpost-relay deployments show dep_1a2b3c4d5e6f', 'outpost-relay deployments show dep_1a2b3c4d5e6f --json | jq .counts'))).action(
     async (id: string, opts: ClientOptions) => {
       const d = await relayApi(opts).request<DeploymentDetail>('GET', `/v1/deployments/${encodeURIComponent(id)}`);
       if (opts.json) return printJson(d);

@@ -2,7 +2,7 @@
 // (DEVICE is an id or a name; the relay resolves it, see fleet/devices.ts)
 
 import { InvalidArgumentError, type Command } from 'commander';
-import { formatBytes, formatLabels } from '@outpost/shared';
+import { examples, formatBytes, formatLabels } from '@outpost/shared';
 import type { deviceView } from '../fleet/views.js';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
@@ -29,9 +29,12 @@ export function parseLabelChanges(args: string[]): Record<string, string | null>
 }
 
 export function devicesCommand(program: Command): void {
-  const devices = program.command('devices').description('list and manage enrolled devices');
+  const devices = program
+    .command('devices')
+    .description('list and manage enrolled devices')
+    .addHelpText('after', examples('outpost-relay devices list', 'outpost-relay devices show dev_1a2b3c4d5e6f', 'outpost-relay devices label dev_1a2b3c4d5e6f zone=a tier-'));
 
-  clientOptions(devices.command('list').description('list devices')).action(async (opts: ClientOptions) => {
+  clientOptions(devices.command('list').description('list devices').addHelpText('after', examples('outpost-relay devices list', 'outpost-relay devices list --json'))).action(async (opts: ClientOptions) => {
     const { devices: list } = await relayApi(opts).request<{ devices: DeviceView[] }>('GET', '/v1/devices');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no devices yet: make a token with `outpost-relay tokens enroll` and run `outpost-agent enroll` on a device');

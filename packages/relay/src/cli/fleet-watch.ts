@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { WebSocket } from 'ws';
-import type { StreamMessage } from '@outpost/shared';
+import { examples, type StreamMessage } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { FleetView } from './fleet-view.js';
@@ -12,8 +12,13 @@ import { FleetView } from './fleet-view.js';
 const ESC = '\x1b[';
 
 export function fleetCommand(program: Command): void {
-  const fleet = program.command('fleet').description('watch the fleet live');
-  clientOptions(fleet.command('watch').description('a live table of devices, models, CPU, memory and latency (Ctrl-C to stop)')).action(
+  const fleet = program.command('fleet').description('watch the fleet live').addHelpText('after', examples('outpost-relay fleet watch'));
+  clientOptions(
+    fleet
+      .command('watch')
+      .description('a live table of devices, models, CPU, memory and latency (Ctrl-C to stop)')
+      .addHelpText('after', examples('outpost-relay fleet watch', 'outpost-relay fleet watch --json | jq -c \'select(.type == "device.health")\'')),
+  ).action(
     async (opts: ClientOptions) => {
       const api = relayApi(opts);
       const view = new FleetView();

@@ -1,15 +1,16 @@
-// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID
+// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID | outputs ID | download ID [FILE]
 
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { formatBytes, packBundle, type JobSummary } from '@outpost/shared';
+import { examples, formatBytes, packBundle, type JobSummary } from '@outpost/shared';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
-import { parseDurationOption } from './parse.js';
-import { uploadFile } from './upload.js';
+import { parseDurationOption, parseNonNegativeInt } from './parse.js';
+import { UnsafeOutputPath, checkTarget, downloadOutput, outputFile, printablePath, type JobOutput } from './job-outputs.js';
+import { openUpload, uploadFile } from './upload.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
@@ -65,13 +66,23 @@ function printJob(j: JobSummary): void {
   }
   if (j.outputs.length) {
     print('\noutputs');
-    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, o.path, formatBytes(o.size), o.sha256.slice(0, 16)])));
+    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, printablePath(o.path), formatBytes(o.size), o.sha256.slice(0, 16)])));
   }
   if (j.model) print(`\nregistered model ${j.model.name}:${j.model.version}`);
 }
 
 export function jobsCommand(program: Command): void {
-  const jobs = program.command('jobs').description('run training jobs on local or on devices');
+  const jobs = program
+    .command('jobs')
+    .description('run training jobs on local or on devices')
+    .addHelpText(
+      'after',
+      examples(
+        'outpost-relay jobs submit ./trainer --target local --command "node train.js" --follow',
+        'outpost-relay jobs list',
+        'outpost-relay jobs download job_1a2b3c4d5e6f -o ./results',
+      ),
+    );
 
   clientOptions(
     jobs
@@ -80,20 +91,21 @@ export function jobsCommand(program: Command): void {
       .requiredOption('--target <target>', 'local, a device (id or name), or a selector k=v,... (with --nodes)')
       .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
       .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE)', (v) => Number(v), 1)
-      .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv, {})
+      .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv)
       .option('--dataset <name>', 'a dataset on the target, mounted at OUTPOST_DATA_DIR')
       .option('--timeout <duration>', 'kill the job after this long (e.g. 30m)', parseDurationOption)
       .option('--register-model <name>', 'register an output file as the next version of this model')
       .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
       .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
       .description('pack a folder and run a command from it on a target')
-      .addHelpText('after', `
-Examples:
-  outpost-relay jobs submit ./train --target local --command "node train.js" --follow
-  outpost-relay jobs submit ./train --target front-door --command "python train.py" --dataset images
-  outpost-relay jobs submit ./train --target site=lab --nodes 2 --command "node train.js"
-`),
-  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+      .addHelpText(
+        'after',
+        examples(
+          'outpost-relay jobs submit examples/classifier --target local --command "node train.js" --register-model classifier --output model.onnx --follow',
+          'outpost-relay jobs submit ./trainer --target site=lab --nodes 2 --dataset images --command "python3 train.py" --env EPOCHS=20 --timeout 30m',
+        ),
+      ),
+  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
     if (Boolean(opts.registerModel) !== Boolean(opts.output)) throw new CliError('--register-model NAME and --output FILE go together');
@@ -103,7 +115,7 @@ Examples:
     try {
       const file = join(tmp, 'bundle.tar.gz');
       await packBundle(dir, file);
-      bundle = await uploadFile(api, '/v1/bundles', file, 'uploading bundle');
+      bundle = await uploadFile(api, '/v1/bundles', openUpload(file, { what: 'the bundle' }), 'uploading bundle');
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
@@ -112,7 +124,7 @@ Examples:
       target: opts.target,
       command: opts.command,
       ...(opts.nodes > 1 ? { nodes: opts.nodes } : {}),
-      env: opts.env,
+      env: opts.env ?? {},
       ...(opts.dataset ? { dataset: opts.dataset } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
       ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output } } : {}),
@@ -125,19 +137,32 @@ Examples:
     if (done.state !== 'succeeded') process.exitCode = 1;
   });
 
-  clientOptions(jobs.command('list').description('list jobs, newest first')).action(async (opts: ClientOptions) => {
+  clientOptions(jobs.command('list').description('list jobs, newest first').addHelpText('after', examples('outpost-relay jobs list', 'outpost-relay jobs list --json'))).action(async (opts: ClientOptions) => {
     const { jobs: list } = await relayApi(opts).request<{ jobs: JobSummary[] }>('GET', '/v1/jobs');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no jobs yet: outpost-relay jobs submit DIR --target local --command "..."');
     print(table(['ID', 'STATE', 'TARGET', 'COMMAND', 'CREATED'], list.map((j) => [j.id, j.state, j.nodes > 1 ? `${j.target} ×${j.nodes}` : j.target, j.command.length > 40 ? `${j.command.slice(0, 39)}…` : j.command, j.createdAt])));
   });
 
-  clientOptions(jobs.command('show').argument('<id>', 'job id').description('state, runs, latest and best metrics, outputs')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(
+    jobs
+      .command('show')
+      .argument('<id>', 'job id')
+      .description('state, runs, latest and best metrics, outputs')
+      .addHelpText('after', examples('outpost-relay jobs show job_1a2b3c4d5e6f', 'outpost-relay jobs show job_1a2b3c4d5e6f --json | jq .metrics')),
+  ).action(async (id: string, opts: ClientOptions) => {
     const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
     return opts.json ? printJson(j) : printJob(j);
   });
 
-  clientOptions(jobs.command('logs').argument('<id>', 'job id').option('--follow', 'keep printing until the job ends').description('print a job\'s output')).action(
+  clientOptions(
+    jobs
+      .command('logs')
+      .argument('<id>', 'job id')
+      .option('--follow', 'keep printing until the job ends')
+      .description('print a job\'s output')
+      .addHelpText('after', examples('outpost-relay jobs logs job_1a2b3c4d5e6f', 'outpost-relay jobs logs job_1a2b3c4d5e6f --follow')),
+  ).action(
     async (id: string, opts: ClientOptions & { follow?: boolean }) => {
       const api = relayApi(opts);
       const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
@@ -146,9 +171,77 @@ Examples:
     },
   );
 
-  clientOptions(jobs.command('cancel').argument('<id>', 'job id').description('stop a job: its whole process tree is killed on every target')).action(async (id: string, opts: ClientOptions) => {
+  clientOptions(
+    jobs
+      .command('cancel')
+      .argument('<id>', 'job id')
+      .description('stop a job: its whole process tree is killed on every target')
+      .addHelpText('after', examples('outpost-relay jobs cancel job_1a2b3c4d5e6f')),
+  ).action(async (id: string, opts: ClientOptions) => {
     const j = await relayApi(opts).request<JobSummary>('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`);
     if (opts.json) return printJson(j);
     print(`${j.id} ${j.state}`);
+  });
+
+  clientOptions(
+    jobs
+      .command('outputs')
+      .argument('<id>', 'job id')
+      .description('list the files a job wrote to OUTPOST_OUTPUT_DIR: rank, path, size, sha256')
+      .addHelpText('after', examples('outpost-relay jobs outputs job_1a2b3c4d5e6f', 'outpost-relay jobs outputs job_1a2b3c4d5e6f --json')),
+  ).action(async (id: string, opts: ClientOptions) => {
+    const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    if (opts.json) return printJson(j.outputs);
+    if (j.outputs.length === 0) return print(`${j.id} has no outputs${TERMINAL.has(j.state) ? '' : ` yet (it is ${j.state})`}: a job's files in OUTPOST_OUTPUT_DIR are kept`);
+    print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, printablePath(o.path), formatBytes(o.size), o.sha256])));
+  });
+
+  clientOptions(
+    jobs
+      .command('download')
+      .argument('<id>', 'job id')
+      .argument('[file]', 'one output path (as jobs outputs lists it); default: every output')
+      .option('-o, --output-dir <dir>', 'the folder to write into (made if missing)', '.')
+      .option('--rank <n>', 'only the outputs of this rank', parseNonNegativeInt)
+      .option('--force', 'overwrite files that exist')
+      .description('fetch a job\'s outputs (mode 0600; each checked against its sha256); outputs of several ranks go in rank-N/')
+      .addHelpText(
+        'after',
+        examples('outpost-relay jobs download job_1a2b3c4d5e6f', 'outpost-relay jobs download job_1a2b3c4d5e6f model.onnx -o ./models', 'outpost-relay jobs download job_1a2b3c4d5e6f --rank 1 -o ./rank1 --force'),
+      ),
+  ).action(async (id: string, file: string | undefined, opts: ClientOptions & { outputDir: string; rank?: number; force?: boolean }) => {
+    const api = relayApi(opts);
+    const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    const chosen = (j.outputs as JobOutput[]).filter((o) => (file === undefined || o.path === file) && (opts.rank === undefined || o.rank === opts.rank));
+    if (chosen.length === 0) {
+      const what = [file === undefined ? 'outputs' : `output ${file}`, opts.rank === undefined ? '' : ` of rank ${opts.rank}`].join('');
+      throw new CliError(`${j.id} has no ${what}: see what it has with outpost-relay jobs outputs ${j.id}`);
+    }
+    const byRank = new Set(chosen.map((o) => o.rank)).size > 1;
+    // Every target is checked before a byte is fetched: a refused path costs only that file.
+    const planned: Array<{ output: JobOutput; target: string }> = [];
+    const refused: string[] = [];
+    for (const output of chosen) {
+      try {
+        const target = outputFile(opts.outputDir, output.path, byRank ? output.rank : undefined);
+        checkTarget(target, Boolean(opts.force));
+        planned.push({ output, target });
+      } catch (err) {
+        if (!(err instanceof UnsafeOutputPath)) throw err;
+        refused.push(err.message);
+      }
+    }
+    const written: Array<JobOutput & { file: string }> = [];
+    for (const { output, target } of planned) {
+      await downloadOutput(api, output, opts.outputDir, target, Boolean(opts.force));
+      written.push({ ...output, file: target });
+      if (!opts.json) print(target);
+    }
+    if (opts.json) printJson(written);
+    else note(`${written.length} file${written.length === 1 ? '' : 's'}, ${formatBytes(written.reduce((n, o) => n + o.size, 0))}, sha256 checked`);
+    if (refused.length) {
+      for (const r of refused.slice(0, -1)) note(`error: ${r}`);
+      throw new CliError(`${refused.at(-1)!}${refused.length > 1 ? ` (${refused.length} refused in all)` : ''}`);
+    }
   });
 }

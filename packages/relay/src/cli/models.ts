@@ -1,12 +1,27 @@
-// outpost-relay models push FILE --name NAME | list | show NAME[:VERSION]
+// outpost-relay models push FILE --name NAME | list | show NAME[:VERSION] | delete NAME:VERSION | prune
 
 import type { Command } from 'commander';
-import { formatBytes, formatSignature, type ModelSignature } from '@outpost/shared';
+import { examples, formatBytes, formatSignature, parsePositiveInt, type ModelSignature } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
-import { print, printJson, table } from './output.js';
+import { CliError, print, printJson, table } from './output.js';
 import { parseModelRef } from './parse.js';
-import { uploadFile } from './upload.js';
+import { openUpload, uploadFile } from './upload.js';
+
+interface DeletedVersion {
+  name: string;
+  version: number;
+  sha256: string;
+  size: number;
+  fileRemoved: boolean;
+}
+
+interface PruneResult {
+  dryRun: boolean;
+  keep: number;
+  deleted: DeletedVersion[];
+  inUse: Array<{ name: string; version: number; deployments: string[] }>;
+}
 
 interface ModelVersionView {
   name: string;
@@ -51,7 +66,10 @@ function printVersion(m: ModelVersionView): void {
 }
 
 export function modelsCommand(program: Command): void {
-  const models = program.command('models').description('push and inspect model versions');
+  const models = program
+    .command('models')
+    .description('push, inspect and delete model versions')
+    .addHelpText('after', examples('outpost-relay models push model.onnx --name detector', 'outpost-relay models show detector', 'outpost-relay models prune --keep 5 --dry-run'));
 
   clientOptions(
     models
@@ -67,26 +85,34 @@ Examples:
   outpost-relay models push vad.onnx --name vad --sample vad-request.json
   outpost-relay models push detector-v2.onnx --name detector --allow-signature-change`),
   ).action(async (file: string, opts: ClientOptions & { name: string; sample?: string; allowSignatureChange?: boolean }) => {
+    const upload = openUpload(file, { what: 'the .onnx file', extension: '.onnx' });
+    const sample = opts.sample ? openUpload(opts.sample, { what: 'the sample (a KServe v2 request body)', extension: '.json' }) : undefined;
     const api = relayApi(opts);
     const query = new URLSearchParams();
-    if (opts.sample) query.set('sample', (await uploadFile<{ sha256: string }>(api, '/v1/samples', opts.sample, 'uploading the sample')).sha256);
+    if (sample) query.set('sample', (await uploadFile<{ sha256: string }>(api, '/v1/samples', sample, 'uploading the sample')).sha256);
     if (opts.allowSignatureChange) query.set('allowSignatureChange', 'true');
     const q = query.size > 0 ? `?${query}` : '';
-    const m = await uploadFile<ModelVersionView>(api, `/v1/models/${encodeURIComponent(opts.name)}/versions${q}`, file, `uploading ${opts.name}`);
+    const m = await uploadFile<ModelVersionView>(api, `/v1/models/${encodeURIComponent(opts.name)}/versions${q}`, upload, `uploading ${opts.name}`);
     if (opts.json) return printJson(m);
     if (m.created === false) print(`unchanged: these bytes are already ${m.name}:${m.version}`);
     printVersion(m);
     if (m.selfTest && !m.selfTest.ok) process.stderr.write(`warning: ${m.name}:${m.version} failed its self-test; deploying it needs --self-test off (devices skip the test) or --force (devices run it themselves)\n`);
   });
 
-  clientOptions(models.command('list').description('list models and their latest versions')).action(async (opts: ClientOptions) => {
+  clientOptions(models.command('list').description('list models and their latest versions').addHelpText('after', examples('outpost-relay models list', 'outpost-relay models list --json'))).action(async (opts: ClientOptions) => {
     const { models: list } = await relayApi(opts).request<{ models: Array<{ name: string; latestVersion: number; versions: number; updatedAt: string }> }>('GET', '/v1/models');
     if (opts.json) return printJson(list);
     if (list.length === 0) return print('no models yet: outpost-relay models push FILE --name NAME');
     print(table(['NAME', 'LATEST', 'VERSIONS', 'UPDATED'], list.map((m) => [m.name, m.latestVersion, m.versions, m.updatedAt])));
   });
 
-  clientOptions(models.command('show').argument('<model>', 'NAME or NAME:VERSION').description('show a model\'s versions, or one version')).action(
+  clientOptions(
+    models
+      .command('show')
+      .argument('<model>', 'NAME or NAME:VERSION')
+      .description('show a model\'s versions, or one version')
+      .addHelpText('after', examples('outpost-relay models show detector', 'outpost-relay models show detector:3', 'outpost-relay models show detector:latest --json')),
+  ).action(
     async (ref: string, opts: ClientOptions) => {
       const { name, version } = parseModelRef(ref);
       const api = relayApi(opts);
@@ -103,4 +129,48 @@ Examples:
       }
     },
   );
+
+  clientOptions(
+    models
+      .command('delete')
+      .argument('<model>', 'NAME:VERSION')
+      .description('delete a model version, and its file unless other versions or job outputs have the same bytes; refused while a deployment uses it')
+      .addHelpText(
+        'after',
+        `
+A version is in use while a deployment of it is rolling out, or while it is what a device's
+desired state names (the newest deployment of the model for that device is one of it).
+Deploy another version to those devices, or roll the deployment back, then delete it.
+A version number is never given again.
+${examples('outpost-relay models delete detector:2', 'outpost-relay models delete detector:2 --json')}`,
+      ),
+  ).action(async (ref: string, opts: ClientOptions) => {
+    const { name, version } = parseModelRef(ref);
+    if (version === undefined) throw new CliError(`give the version to delete: ${name}:VERSION (see them with outpost-relay models show ${name})`);
+    const d = await relayApi(opts).request<DeletedVersion>('DELETE', `/v1/models/${encodeURIComponent(name)}/versions/${version}`);
+    if (opts.json) return printJson(d);
+    print(`deleted ${d.name}:${d.version} (${formatBytes(d.size)}${d.fileRemoved ? ', file removed' : ', its file stays: other records have the same bytes'})`);
+  });
+
+  clientOptions(
+    models
+      .command('prune')
+      .option('--keep <n>', 'versions to keep per model, newest first (besides those in use)', parsePositiveInt, 3)
+      .option('--model <name>', 'only this model')
+      .option('--dry-run', 'print what would be deleted, delete nothing')
+      .description('delete old versions no deployment uses, keeping the newest N of each model')
+      .addHelpText('after', examples('outpost-relay models prune --dry-run', 'outpost-relay models prune --keep 5', 'outpost-relay models prune --model detector --keep 1 --json')),
+  ).action(async (opts: ClientOptions & { keep: number; model?: string; dryRun?: boolean }) => {
+    const res = await relayApi(opts).request<PruneResult>('POST', '/v1/models/prune', { keep: opts.keep, ...(opts.dryRun ? { dryRun: true } : {}), ...(opts.model ? { model: opts.model } : {}) });
+    if (opts.json) return printJson(res);
+    const verb = res.dryRun ? 'would delete' : 'deleted';
+    if (res.deleted.length === 0) print(`nothing to delete: every model has at most ${res.keep} version${res.keep === 1 ? '' : 's'} besides those in use`);
+    else {
+      const rows = res.deleted.map((d) => [d.name, d.version, formatBytes(d.size), d.sha256.slice(0, 16), ...(res.dryRun ? [] : [d.fileRemoved ? 'removed' : 'kept (same bytes elsewhere)'])]);
+      print(table(['MODEL', 'VERSION', 'SIZE', 'SHA256', ...(res.dryRun ? [] : ['FILE'])], rows));
+      const freed = res.deleted.filter((d) => d.fileRemoved).reduce((n, d) => n + d.size, 0);
+      print(`${verb} ${res.deleted.length} version${res.deleted.length === 1 ? '' : 's'}${res.dryRun ? '' : `, freed ${formatBytes(freed)}`}`);
+    }
+    for (const u of res.inUse) print(`kept ${u.name}:${u.version}: in use by ${u.deployments.join(', ')}`);
+  });
 }

@@ -2,20 +2,14 @@
 // cli-options.ts): each throws a one-line message naming the bad value.
 
 import { InvalidArgumentError } from 'commander';
-import { parseDuration, type ServingConfig } from '@outpost/shared';
+import { parseDurationOption, type ServingConfig } from '@outpost/shared';
+
+export { parseDurationOption };
 
 export function parseNonNegativeInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('use a whole number (0 or more).');
   return n;
-}
-
-export function parseDurationOption(value: string): number {
-  try {
-    return parseDuration(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 /** A duration, or `0` for none (durations themselves must be more than zero). */

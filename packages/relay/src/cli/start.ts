@@ -1,7 +1,7 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import type { Command } from 'commander';
-import { collectDataset, parsePort, parsePositiveInt, parseSize, closeOnSignals } from '@outpost/shared';
+import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
 import { parseDurationOption, parseDurationOrZero } from './parse.js';
 
@@ -16,17 +16,17 @@ export function startCommand(program: Command): void {
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
-    .option('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', parseSize, 2 * 1024 ** 3)
+    .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', 2 * 1024 ** 3))
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, 64)
-    .option('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000)
+    .addOption(durationOption('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000))
     .option('--device-rate <n>', 'MQTT messages a second one device may publish, sustained (embedded broker)', parsePositiveInt, 20)
     .option('--device-burst <n>', 'messages one device may publish in a burst above --device-rate', parsePositiveInt, 200)
-    .option('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', parseSize, 128 * 1024)
+    .addOption(sizeOption('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', 128 * 1024))
     .option('--run-log-lines <n>', 'log lines kept per job run', parsePositiveInt, 50_000)
     .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, 20_000)
-    .option('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, 6 * 3600_000)
-    .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset, {})
-    .option('--duplicate-clear <duration>', 'a device marked duplicate-connection (two agents on its identity) is unmarked after this long without a takeover', parseDurationOption, 120_000)
+    .addOption(durationOption('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, 6 * 3600_000))
+    .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset)
+    .addOption(durationOption('--duplicate-clear <duration>', 'a device marked duplicate-connection (two agents on its identity) is unmarked after this long without a takeover', parseDurationOption, 120_000))
     .addHelpText('after', `
 Devices past their quotas are throttled (messages dropped), then disconnected for 10 s; each
 time is counted in /metrics (outpost_device_quota_events_total) and told once a minute per
@@ -41,7 +41,7 @@ Examples:
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -53,7 +53,7 @@ Examples:
         mosquittoDynsec: opts.mosquittoDynsec,
         advertisedMqttUrl: opts.advertiseMqttUrl,
         maxModelBytes: opts.maxModelSize,
-        datasets: opts.dataset,
+        datasets: opts.dataset ?? {},
         maxDownloads: opts.maxDownloads,
         downloadWaitMs: opts.downloadWait,
         deviceLimits: { ratePerSec: opts.deviceRate, burst: opts.deviceBurst, retainedBytes: opts.deviceRetained },

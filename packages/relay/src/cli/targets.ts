@@ -1,6 +1,7 @@
 // outpost-relay targets list | attach DEVICE --training | detach DEVICE
 
 import type { Command } from 'commander';
+import { examples } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, print, printJson, table } from './output.js';
@@ -27,9 +28,12 @@ function trainsCell(t: TargetView): string {
 }
 
 export function targetsCommand(program: Command): void {
-  const targets = program.command('targets').description('compute targets: the relay host (local) and devices');
+  const targets = program
+    .command('targets')
+    .description('compute targets: the relay host (local) and devices')
+    .addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets attach dev_1a2b3c4d5e6f --training'));
 
-  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, running')).action(async (opts: ClientOptions) => {
+  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, running').addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets list --json'))).action(async (opts: ClientOptions) => {
     const { targets: list } = await relayApi(opts).request<{ targets: TargetView[] }>('GET', '/v1/targets');
     if (opts.json) return printJson(list);
     print(

@@ -1,20 +1,23 @@
 // outpost-relay tokens enroll: a one-time token a device enrolls with.
 
 import type { Command } from 'commander';
-import { parseLabelsOption, type Labels } from '@outpost/shared';
+import { durationOption, examples, parseLabelsOption, type Labels } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { note, print, printJson } from './output.js';
 import { parseDurationOption } from './parse.js';
 
 export function tokensCommand(program: Command): void {
-  const tokens = program.command('tokens').description('make enrollment tokens for new devices');
+  const tokens = program
+    .command('tokens')
+    .description('make enrollment tokens for new devices')
+    .addHelpText('after', examples('outpost-relay tokens enroll --labels site=lab --ttl 1h'));
   clientOptions(
     tokens
       .command('enroll')
       .description('print a one-time enrollment token (single use, expires after --ttl)')
       .option('--labels <k=v,...>', 'labels the enrolled device gets', parseLabelsOption)
-      .option('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 2h, 7d)', parseDurationOption, 15 * 60_000)
+      .addOption(durationOption('--ttl <duration>', 'how long the token stays valid (e.g. 15m, 2h, 7d)', parseDurationOption, 15 * 60_000))
       .option('--allow-device-labels', 'let the enrolling device add labels of its own (outpost-agent enroll --labels); the token\'s labels still win')
       .addHelpText('after', `
 Labels decide which selector deployments and jobs reach a device, so by default only the

@@ -1,6 +1,6 @@
 // Enrollment: an admin makes a one-time token; a device trades it for its id and secret.
 
-import { OutpostError, formatLabels, type Labels } from '@outpost/shared';
+import { OutpostError, formatLabels, notAnEnrollToken, type Labels } from '@outpost/shared';
 import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches } from '../auth/secrets.js';
 import { randomBytes } from 'node:crypto';
 import type { FleetContext } from './context.js';
@@ -34,6 +34,9 @@ export interface Enrollment {
 export async function enrollDevice(ctx: FleetContext, tokenText: string, request: { name?: string; labels?: Labels }): Promise<Enrollment> {
   const invalid = () => new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'the enrollment token is unknown, used or expired: ask the admin for a new one (outpost-relay tokens enroll)');
   const cred = parseCredential('ope', tokenText);
+  // An API token or a device secret pasted here is said to be one (from its prefix alone).
+  const wrongKind = notAnEnrollToken(tokenText);
+  if (wrongKind) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', wrongKind);
   if (!cred) throw invalid();
   const token = ctx.store.getEnrollToken(cred.id);
   if (!token || !secretMatches(cred.secret, token.hash)) throw invalid();

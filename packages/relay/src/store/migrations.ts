@@ -102,6 +102,13 @@ const MIGRATIONS: string[] = [
   ALTER TABLE models ADD COLUMN sample_size INTEGER;
   ALTER TABLE models ADD COLUMN self_test TEXT;
   `,
+  // Model versions can be deleted: the highest number each name has had is kept, so a number
+  // never names two files. Whether a file is still referenced is asked by sha256.
+  `
+  CREATE TABLE model_names (name TEXT PRIMARY KEY, last_version INTEGER NOT NULL);
+  INSERT INTO model_names (name, last_version) SELECT name, max(version) FROM models GROUP BY name;
+  CREATE INDEX job_outputs_sha ON job_outputs (sha256);
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -83,6 +83,15 @@ export function rolloutSettled(state: DeviceRolloutState, healthWindowMs: number
   return !(state === 'serving' && healthWindowMs > 0);
 }
 
+/** One device's row in a deployment of a model, for deciding which versions are in use. */
+export interface ModelRolloutRecord {
+  deviceId: string;
+  deploymentId: string;
+  version: number;
+  deploymentState: DeploymentState;
+  state: DeviceRolloutState;
+}
+
 export interface DeploymentDeviceRecord {
   deviceId: string;
   state: DeviceRolloutState;

@@ -26,6 +26,7 @@ import type {
   JobState,
   ModelLineage,
   RolloutStrategy,
+  ModelRolloutRecord,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -125,6 +126,9 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   selfTest: r.self_test ? (JSON.parse(r.self_test) as SelfTestResult) : null,
 });
 
+/** A deployment of a deleted model version applies to no device: it is history. */
+const VERSION_EXISTS = 'EXISTS (SELECT 1 FROM models m WHERE m.name = d.model AND m.version = d.version)';
+
 export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #stmt;
@@ -159,6 +163,15 @@ export class SqliteStore implements Store {
       modelBySha: db.prepare('SELECT * FROM models WHERE name = ? AND sha256 = ?'),
       addModel: db.prepare('INSERT INTO models (name, version, sha256, size, signature, created_at, lineage, sample_sha256, sample_size, self_test) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
       setModelSample: db.prepare('UPDATE models SET sample_sha256 = ?, sample_size = ?, self_test = ? WHERE name = ? AND version = ?'),
+      lastVersion: db.prepare('SELECT last_version FROM model_names WHERE name = ?'),
+      setLastVersion: db.prepare('INSERT INTO model_names (name, last_version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET last_version = excluded.last_version'),
+      deleteModel: db.prepare('DELETE FROM models WHERE name = ? AND version = ?'),
+      modelRollouts: db.prepare(
+        `SELECT r.device_id, d.id, d.version, d.state AS deployment_state, r.state FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE d.model = ? AND d.state != 'rolled-back' AND r.state IN (${[...MEMBER_STATES, 'waiting'].map((x) => `'${x}'`).join(', ')}) AND ${VERSION_EXISTS} ORDER BY d.seq DESC`,
+      ),
+      artifactReferenced: db.prepare(
+        "SELECT 1 FROM models WHERE sha256 = ? UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = ? UNION ALL SELECT 1 FROM jobs WHERE json_extract(spec, '$.bundleSha256') = ? LIMIT 1",
+      ),
       listModels: db.prepare(
         'SELECT name, max(version) AS latest, count(*) AS versions, max(created_at) AS updated FROM models GROUP BY name ORDER BY name',
       ),
@@ -169,7 +182,7 @@ export class SqliteStore implements Store {
       stagedDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' AND strategy IS NOT NULL ORDER BY seq"),
       addRollout: db.prepare("INSERT INTO rollouts (deployment_id, device_id, state, reason, updated_at) VALUES (?, ?, 'pending', NULL, ?) ON CONFLICT (deployment_id, device_id) DO UPDATE SET state = 'pending', reason = NULL, updated_at = excluded.updated_at"),
       selectorDeployments: db.prepare(
-        "SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d LEFT JOIN rollouts r ON r.deployment_id = d.id AND r.device_id = ? WHERE d.selector IS NOT NULL AND d.state NOT IN ('canceled', 'rolled-back') ORDER BY d.seq",
+        `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d LEFT JOIN rollouts r ON r.deployment_id = d.id AND r.device_id = ? WHERE d.selector IS NOT NULL AND d.state NOT IN ('canceled', 'rolled-back') AND ${VERSION_EXISTS} ORDER BY d.seq`,
       ),
       rolloutCounts: db.prepare('SELECT state, count(*) AS n FROM rollouts WHERE deployment_id = ? GROUP BY state'),
       getDeployment: db.prepare('SELECT * FROM deployments WHERE id = ?'),
@@ -177,7 +190,7 @@ export class SqliteStore implements Store {
       lastDeploymentPerVersion: db.prepare('SELECT id, version, state FROM deployments WHERE seq IN (SELECT max(seq) FROM deployments WHERE model = ? GROUP BY version)'),
       rolloutsOf: db.prepare('SELECT device_id, state, reason, updated_at FROM rollouts WHERE deployment_id = ? ORDER BY device_id'),
       deploymentsForDevice: db.prepare(
-        `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN (${[...MEMBER_STATES].map((x) => `'${x}'`).join(', ')}) AND d.state NOT IN ('rolled-back') ORDER BY d.seq DESC`,
+        `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN (${[...MEMBER_STATES].map((x) => `'${x}'`).join(', ')}) AND d.state NOT IN ('rolled-back') AND ${VERSION_EXISTS} ORDER BY d.seq DESC`,
       ),
       setRollout: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\'))'),
       setDeploymentState: db.prepare('UPDATE deployments SET state = ? WHERE id = ?'),
@@ -309,9 +322,11 @@ export class SqliteStore implements Store {
         return { record: toModel((this.#stmt.modelBySha.get(name, sha256) as ModelRow)), created: false };
       }
       const latest = this.#stmt.latestModel.get(name) as ModelRow | undefined;
-      const version = (latest?.version ?? 0) + 1;
+      const last = this.#stmt.lastVersion.get(name) as { last_version: number } | undefined;
+      const version = Math.max(latest?.version ?? 0, last?.last_version ?? 0) + 1;
       const createdAt = Date.now();
       this.#stmt.addModel.run(name, version, sha256, size, JSON.stringify(signature), createdAt, lineage ? JSON.stringify(lineage) : null, sample?.sha256 ?? null, sample?.size ?? null, selfTest ? JSON.stringify(selfTest) : null);
+      this.#stmt.setLastVersion.run(name, version);
       return { record: { name, version, sha256, size, signature, createdAt, lineage: lineage ?? null, sample: sample ?? null, selfTest: selfTest ?? null }, created: true };
     })();
   }
@@ -332,6 +347,19 @@ export class SqliteStore implements Store {
   getModelVersion(name: string, version?: number): ModelVersionRecord | undefined {
     const r = (version === undefined ? this.#stmt.latestModel.get(name) : this.#stmt.getModelVersion.get(name, version)) as ModelRow | undefined;
     return r && toModel(r);
+  }
+
+  deleteModelVersion(name: string, version: number): boolean {
+    return this.#stmt.deleteModel.run(name, version).changes > 0;
+  }
+
+  modelRollouts(model: string): ModelRolloutRecord[] {
+    type Row = { device_id: string; id: string; version: number; deployment_state: DeploymentState; state: DeviceRolloutState };
+    return (this.#stmt.modelRollouts.all(model) as Row[]).map((r) => ({ deviceId: r.device_id, deploymentId: r.id, version: r.version, deploymentState: r.deployment_state, state: r.state }));
+  }
+
+  artifactReferenced(sha256: string): boolean {
+    return this.#stmt.artifactReferenced.get(sha256, sha256, sha256) !== undefined;
   }
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {

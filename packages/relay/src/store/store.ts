@@ -20,6 +20,7 @@ import type {
   JobSpec,
   JobState,
   RolloutStrategy,
+  ModelRolloutRecord,
   ModelSummary,
   ModelVersionRecord,
 } from './records.js';
@@ -70,6 +71,15 @@ export interface Store {
   listModels(): ModelSummary[];
   listModelVersions(name: string): ModelVersionRecord[];
   getModelVersion(name: string, version?: number): ModelVersionRecord | undefined;
+  /** Forgets a version; its number is never given again. False when there was no such version. */
+  deleteModelVersion(name: string, version: number): boolean;
+  /**
+   * The rows of a model's deployments that apply or will apply to a device (member states and
+   * waiting; not rolled back), newest deployment first. Deleted versions are left out.
+   */
+  modelRollouts(model: string): ModelRolloutRecord[];
+  /** Whether any model version, job output or job bundle refers to this file. */
+  artifactReferenced(sha256: string): boolean;
 
   // deployments
   createDeployment(deployment: NewDeployment, at: number): DeploymentRecord;
@@ -84,9 +94,9 @@ export interface Store {
   /** Deployments still in progress, and the newest `recent` others. */
   activeDeployments(recent: number): DeploymentRecord[];
   countDeploymentsByState(): Record<string, number>;
-  /** Deployments that still apply to a device (see MEMBER_STATES), newest first. */
+  /** Deployments that still apply to a device (see MEMBER_STATES), newest first; not those of deleted versions. */
   deploymentsForDevice(deviceId: string): DeviceDeployment[];
-  /** Selector deployments that are not canceled or rolled back, with the device's row if it has one. */
+  /** Selector deployments that are not canceled or rolled back (nor of a deleted version), with the device's row if it has one. */
   selectorDeployments(deviceId: string): Array<DeploymentInfo & { rollout: DeviceDeployment['rollout'] | null }>;
   addRollout(deploymentId: string, deviceId: string, at: number): void;
   /** In-progress deployments with a staged rollout, oldest first. */
