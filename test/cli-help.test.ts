@@ -3,6 +3,7 @@
 // parse and complete the real commands.
 
 import t from 'tap';
+import { needPackage } from './helpers/system-package.js';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -105,9 +106,9 @@ for (const [name, program, bin] of [
     t.match(res.stdout, new RegExp(`^#compdef ${name}\\n`));
     for (const c of program.commands) t.match(res.stdout, new RegExp(`\\b${c.name()}\\b`), `it names ${c.name()}`);
     t.notMatch(res.stdout, /local path\b/, 'zsh\'s own $path (PATH) is left alone');
-    const zsh = spawnSync('zsh', ['--version']);
-    if (zsh.error) {
-      t.comment('zsh is not installed: zsh -n skipped');
+    const missing = needPackage('zsh', 'zsh');
+    if (missing) {
+      t.comment(`zsh -n skipped: ${missing}`);
       return;
     }
     const script = join(tempDir(t, 'completion'), `_${name}`);
