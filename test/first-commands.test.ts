@@ -16,9 +16,19 @@ const CLIS = [
   { name: 'outpost-agent', pkg: 'packages/agent', usage: /^Usage: outpost-agent \[options\] \[command\]/m },
 ];
 
+/**
+ * The environment a person's shell has: `pnpm test` puts pnpm's own settings in npm_config_*
+ * variables, which npm (run inside it) warns about; a user typing the command has none.
+ */
+function userEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { OUTPOST_LOG_LEVEL: 'warn' };
+  for (const [k, v] of Object.entries(process.env)) if (!/^npm_/i.test(k) || k === 'npm_config_yes') env[k] = v;
+  return env;
+}
+
 function run(cmd: string, args: string[], cwd = ROOT): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
