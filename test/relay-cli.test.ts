@@ -157,7 +157,7 @@ t.test('relay CLI', async (t) => {
     const id = /(dep_[0-9a-f]+)/.exec(dep.stderr)![1]!;
     const show = await relay.cli('deployments', 'show', id);
     t.match(show.stdout, new RegExp(`${id}\\s+linear:1\\s+in-progress`));
-    t.match(show.stdout, new RegExp(`${d.deviceId}\\s+pending`));
+    t.match(show.stdout, new RegExp(`${d.deviceId}\\s+cli-dev\\s+pending`), "the device, its name and its state");
     const json = JSON.parse((await relay.cli('deployments', 'show', id, '--json')).stdout) as { counts: Record<string, number> };
     t.same(json.counts, { pending: 1 });
     const unknown = await relay.cli('deployments', 'show', 'dep_nope');
