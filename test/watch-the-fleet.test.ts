@@ -112,9 +112,10 @@ t.test('the fleet stream, health history and metrics', async (t) => {
     await waitFor('the label change', () => lines.some((m) => m.type === 'device.updated' && m.device.labels.zone === 'b'));
 
     await relay.stop();
+    // Counted before the new relay starts: its snapshot may arrive before the notice is seen.
+    const before = lines.length;
     const again = await startRelay(t, { dataDir: relay.dataDir, extraArgs: ['--http-port', new URL(relay.httpUrl).port, '--mqtt-port', new URL(relay.mqttUrl).port] });
     await waitFor('a reconnect notice', () => /reconnecting/.test(stderr));
-    const before = lines.length;
     await waitFor('a fresh snapshot from the new relay', () => lines.slice(before).some((m) => m.type === 'snapshot'));
     await again.cli('devices', 'label', d.deviceId, 'zone=c');
     await waitFor('events from the new relay', () => lines.some((m) => m.type === 'device.updated' && m.device.labels.zone === 'c'));
