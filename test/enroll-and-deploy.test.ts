@@ -33,7 +33,9 @@ interface DeploymentView {
 const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
 
 t.test('enroll two devices, push, deploy, infer', async (t) => {
-  const relay = await startRelay(t);
+  // No scheduled file check: the corrupt-file step below is about the check on load (a check
+  // after start, 30 s in, would find it first; test/faults/corrupt-artifact covers that one).
+  const relay = await startRelay(t, { extraArgs: ['--artifact-check-interval', '0'] });
   const a = await enrollDevice(t, relay, 'alpha', 'site=lab');
   const b = await enrollDevice(t, relay, 'beta');
   const agentA = await startAgent(t, a);
@@ -203,7 +205,9 @@ t.test('enroll two devices, push, deploy, infer', async (t) => {
     bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 0xff;
     writeFileSync(stored, bytes);
     t.equal(statSync(stored).size, bytes.length);
-    const dep3 = JSON.parse((await relay.cli('deploy', 'linear-copy', '--device', a.deviceId, '--json')).stdout) as { id: string };
+    const deploy3 = await relay.cli('deploy', 'linear-copy', '--device', a.deviceId, '--json');
+    t.equal(deploy3.code, 0, deploy3.stderr);
+    const dep3 = JSON.parse(deploy3.stdout) as { id: string };
     const waiting = await waitFor('the device told to retry the quarantined file', async () => {
       const d = (await relay.api<DeviceView>('GET', `/v1/devices/${a.deviceId}`)).body;
       const m = d.models.find((x) => x.name === 'linear-copy');
