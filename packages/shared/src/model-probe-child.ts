@@ -1,7 +1,8 @@
 // Runs in a short-lived child process: loads one ONNX file with onnxruntime and prints its
 // signature as JSON on stdout. A model that crashes onnxruntime only takes this process down.
 // With a second argument it also runs the model once (the self-test): on the sample in that
-// file, or on a synthetic input built from the signature when it is "-".
+// file, or on a synthetic input built from the signature when it is "-"; a third names the
+// model, for the message.
 
 import { readFileSync } from 'node:fs';
 import * as ort from 'onnxruntime-node';
@@ -10,8 +11,8 @@ import { parseSample, selfTestFailure, selfTestInputs } from './sample.js';
 import { toOrtTensor } from './ort-tensors.js';
 
 async function main(): Promise<void> {
-  const [file, selfTest] = process.argv.slice(2);
-  if (!file) throw new Error('usage: model-probe-child FILE [SAMPLE.json|-]');
+  const [file, selfTest, name = 'NAME'] = process.argv.slice(2);
+  if (!file) throw new Error('usage: model-probe-child FILE [SAMPLE.json|- [MODEL_NAME]]');
   const session = await ort.InferenceSession.create(file, { intraOpNumThreads: 1, interOpNumThreads: 1 });
   const signature = signatureFromSession(session);
   let test: { input: 'sample' | 'synthetic'; ok: boolean; error?: string } | undefined;
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
       await session.run(feeds);
       test = { input, ok: true };
     } catch (err) {
-      test = { input, ok: false, error: selfTestFailure(input, (err as Error).message.replace(/\s+/g, ' ').slice(0, 500)) };
+      test = { input, ok: false, error: selfTestFailure(input, (err as Error).message.replace(/\s+/g, ' ').slice(0, 500), name) };
     }
   }
   await session.release();

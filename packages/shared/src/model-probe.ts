@@ -31,8 +31,8 @@ export async function probeModel(file: string, opts: ProbeOptions = {}): Promise
  * KServe v2 request body), or on a synthetic input from the signature. A sample that does not
  * fit the signature is OUTPOST_ERR_TENSOR_INVALID; a model that fails the run is a result.
  */
-export async function probeAndSelfTest(file: string, sampleFile: string | undefined, opts: ProbeOptions = {}): Promise<{ signature: ModelSignature; selfTest: SelfTestResult }> {
-  const { signature, selfTest } = await probe(file, [sampleFile ?? '-'], opts);
+export async function probeAndSelfTest(file: string, name: string, sampleFile: string | undefined, opts: ProbeOptions = {}): Promise<{ signature: ModelSignature; selfTest: SelfTestResult }> {
+  const { signature, selfTest } = await probe(file, [sampleFile ?? '-', name], opts);
   return { signature, selfTest: selfTest! };
 }
 

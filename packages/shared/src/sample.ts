@@ -53,9 +53,9 @@ export function selfTestInputs(signature: ModelSignature, sample: RequestTensor[
   };
 }
 
-/** How a self-test's failure reads, naming what it ran on and what to do. */
-export function selfTestFailure(input: SelfTestInput, message: string): string {
+/** How a self-test's failure reads, naming what it ran on and what to do (for model `name`). */
+export function selfTestFailure(input: SelfTestInput, message: string, name: string): string {
   return input === 'sample'
     ? `the model fails on the version's sample: ${message}`
-    : `the model fails on a synthetic input built from its signature (${message}): give it a real one with outpost-relay models push FILE --name NAME --sample REQUEST.json, or deploy with --self-test off`;
+    : `the model fails on a synthetic input built from its signature (${message}): give it a real one with outpost-relay models push FILE --name ${name} --sample REQUEST.json, or deploy with --self-test off`;
 }

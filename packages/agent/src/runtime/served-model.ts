@@ -117,7 +117,7 @@ export class ServedModel {
       await this.infer(tensors);
     } catch (err) {
       await this.retire();
-      throw new Error(`self-test inference failed: ${selfTestFailure(input, (err as Error).message).replace('--name NAME', `--name ${this.name}`)}`, { cause: err });
+      throw new Error(`self-test inference failed: ${selfTestFailure(input, (err as Error).message, this.name)}`, { cause: err });
     }
     return input;
   }

@@ -67,9 +67,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
       try {
         if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
-        const probed = await probeAndSelfTest(staged.path, sampleSha && artifacts.path(sampleSha));
-        const { signature } = probed;
-        const selfTest = probed.selfTest.error ? { ...probed.selfTest, error: probed.selfTest.error.replace('--name NAME', `--name ${name}`) } : probed.selfTest;
+        const { signature, selfTest } = await probeAndSelfTest(staged.path, name, sampleSha && artifacts.path(sampleSha));
         // A new version that breaks callers is a decision, not an accident.
         const previous = ctx.store.getModelVersion(name);
         const changes = previous && previous.sha256 !== staged.sha256 ? signatureChanges(previous.signature, signature) : [];

@@ -29,8 +29,6 @@ export class ArtifactChecks {
   readonly #timers: NodeJS.Timeout[] = [];
   #pass: Promise<void> | undefined;
   #closed = false;
-  /** Files found corrupt since start, for /metrics. */
-  quarantinedCount = 0;
 
   constructor(opts: ArtifactChecksOptions) {
     this.#opts = opts;
@@ -83,7 +81,6 @@ export class ArtifactChecks {
   async #quarantine(sha256: string, actual: string, foundBy: string): Promise<void> {
     this.hot.forget(sha256);
     await this.#opts.store.quarantine(sha256, { at: (this.#opts.now ?? Date.now)(), foundBy, actual });
-    this.quarantinedCount++;
     this.#opts.log.error(
       { sha256, actual, foundBy },
       `artifact ${sha256.slice(0, 12)} failed its sha256 check (found by ${foundBy}) and is quarantined: nothing serves it until the same file is pushed again (outpost-relay models push FILE --name NAME)`,
