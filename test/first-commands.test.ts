@@ -4,11 +4,10 @@
 // they say how to build instead of failing on a missing file.
 
 import t from 'tap';
-import { spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { tempDir, type CliResult } from './helpers/programs.js';
+import { runCommand, tempDir, type CliResult } from './helpers/programs.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url)).replace(/\/$/, '');
 const CLIS = [
@@ -27,15 +26,7 @@ function userEnv(): NodeJS.ProcessEnv {
 }
 
 function run(cmd: string, args: string[], cwd = ROOT): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd, env: userEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return runCommand(cmd, args, { env: userEnv(), cwd });
 }
 
 t.test('each bin is a committed launcher, so pnpm install links it before any build', async (t) => {

@@ -27,8 +27,13 @@ export interface CliResult {
 
 /** Runs a CLI to completion. */
 export function runCli(bin: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCommand(process.execPath, [bin, ...args], { env: { ...process.env, ...env, OUTPOST_LOG_LEVEL: 'warn' } });
+}
+
+/** Runs any command to completion with exactly this environment (and folder). */
+export function runCommand(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bin, ...args], { env: { ...process.env, ...env, OUTPOST_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
