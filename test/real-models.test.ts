@@ -71,6 +71,19 @@ t.test('models with meaningful inputs, and the mistakes around deploying them', 
     const broken = await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'lin', '--sample', notJson);
     t.equal(broken.code, 1);
     t.match(broken.stderr, /the sample is not JSON/);
+    const absurd = write('absurd.json', { inputs: [{ name: 'samples', shape: [1, 1e12], datatype: 'FP32', data: [1] }] });
+    const huge = await relay.cli('models', 'push', audio, '--name', 'audio-absurd', '--sample', absurd);
+    t.equal(huge.code, 1, 'a sample claiming a trillion elements is refused');
+    t.match(huge.stderr, /OUTPOST_ERR_TENSOR_INVALID: the sample does not fit the model/);
+    const oversized = await fetch(`${relay.httpUrl}/v1/samples`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' },
+      body: Buffer.alloc(17 * 1024 * 1024, 0x20),
+    });
+    t.equal(oversized.status, 413, 'a sample over 16 MiB is refused');
+    const many = await Promise.all(Array.from({ length: 20 }, () => fetch(`${relay.httpUrl}/v1/samples`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: '{"inputs": [' })));
+    t.same([...new Set(many.map((r) => r.status))], [400], 'a flood of broken samples gets a 400 each');
+    t.equal((await relay.api('GET', '/v1/health')).status, 200, 'and the relay carries on');
   });
 
   await t.test('--self-test off deploys a model no sample is given for, and shows it', async (t) => {

@@ -27,7 +27,13 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
   // A sample is a KServe v2 request body, stored as an artifact; a version push names it.
-  app.post<{ Body: Readable }>('/v1/samples', async (request, reply) => {
+  app.post<{ Body: Readable }>('/v1/samples', {
+    // Refused from its header, before a byte is read, as a model push is.
+    onRequest: async (request) => {
+      const length = Number(request.headers['content-length'] ?? 0);
+      if (length > MAX_SAMPLE_BYTES) throw new OutpostError('OUTPOST_ERR_PAYLOAD_TOO_LARGE', `the sample is ${length} bytes; a sample may be up to ${MAX_SAMPLE_BYTES} (a few requests' worth of inputs as JSON)`);
+    },
+  }, async (request, reply) => {
     if (typeof request.body?.pipe !== 'function') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the sample (a KServe v2 request body, JSON) as the body with Content-Type: application/octet-stream');
     const staged = await artifacts.stage(request.body, { maxBytes: MAX_SAMPLE_BYTES });
     try {
