@@ -88,10 +88,12 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     const d = requireDeployment(ctx, request.params.id);
     const view = deploymentView(d);
     const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
+    // Names from one read of the registry, not one query per device of a big rollout.
+    const names = new Map(ctx.store.listDevices().map((dev) => [dev.id, dev.name]));
     return {
       ...view,
       ...(explained ? { stage: explained.stage, canary: explained.canary } : {}),
-      devices: view.devices.map((x) => ({ ...x, name: ctx.store.getDevice(x.deviceId)?.name ?? null, ...(explained?.devices[x.deviceId] ?? {}) })),
+      devices: view.devices.map((x) => ({ ...x, name: names.get(x.deviceId) ?? null, ...(explained?.devices[x.deviceId] ?? {}) })),
     };
   });
 
