@@ -5,7 +5,7 @@
 // lockstep waves that time out and come back again (a reconnect storm).
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, LogsRequest, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   datasets: string[];
   onDesired(desired: Desired): void;
   onDesiredJobs(jobs: DesiredJobs): void;
+  /** The relay asks for the agent's recent log lines (answered with publishLogs). */
+  onLogsRequest?(request: LogsRequest): void;
   onConnectionChange?(connected: boolean): void;
   /** Defaults: 1 s doubling to 30 s with jitter, and 30 s for the broker's CONNACK. */
   reconnect?: ReconnectPolicy;
@@ -38,11 +40,13 @@ export interface Connection {
   publishHealth(health: HealthMessage): void;
   publishJobsReported(state: JobsReported): void;
   publishJobLog(batch: JobLogBatch): void;
+  publishLogs(answer: LogsAnswer): void;
   close(): Promise<void>;
 }
 
 const parseDesired = messageParser(DesiredState);
 const parseDesiredJobs = messageParser(DesiredJobs);
+const parseLogsRequest = messageParser(LogsRequest);
 
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
@@ -83,14 +87,21 @@ export function connect(opts: ConnectionOptions): Connection {
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
     if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
     if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
-    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs')], { qos: 1 }, (err) => {
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'logs-request')], { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
     });
     opts.onConnectionChange?.(true);
   });
   const jobsTopic = deviceTopic(deviceId, 'jobs');
+  const logsRequestTopic = deviceTopic(deviceId, 'logs-request');
   client.on('message', guarded(log, 'handling the desired state', (topic: string, payload: Buffer) => {
     if (payload.length === 0) return; // the relay cleared the retained state (device removed)
+    if (topic === logsRequestTopic) {
+      const request = parseLogsRequest.parse(payload);
+      if (request.ok) opts.onLogsRequest?.(request.value);
+      else log.warn({ reason: request.reason }, 'malformed logs request ignored');
+      return;
+    }
     if (topic === jobsTopic) {
       const jobs = parseDesiredJobs.parse(payload);
       if (jobs.ok) opts.onDesiredJobs(jobs.value);
@@ -144,6 +155,10 @@ export function connect(opts: ConnectionOptions): Connection {
     publishJobLog(batch) {
       // QoS 1: MQTT.js queues it while reconnecting (its queue is in memory: a crash loses it).
       client.publish(deviceTopic(deviceId, 'job-log'), JSON.stringify(batch), { qos: 1 });
+    },
+    publishLogs(answer) {
+      // An answer is for a caller waiting now: not queued while offline (the relay has given up by then).
+      if (client.connected) client.publish(deviceTopic(deviceId, 'logs'), JSON.stringify(answer), { qos: 1 });
     },
     async close() {
       closing = true;
