@@ -10,6 +10,8 @@ import {
   HealthMessage,
   JobLogBatch,
   JobsReported,
+  LogsAnswer,
+  LogsRequest,
   OutpostError,
   ReportedState,
   StatusMessage,
@@ -59,7 +61,7 @@ const healthish = fc.record({
 });
 
 t.test('MQTT payload parsers refuse with a reason and never let an impossible value through', async (t) => {
-  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch })) {
+  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch, LogsRequest, LogsAnswer })) {
     const parser = messageParser(schema);
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v)), healthish.map((h) => JSON.stringify(h)), fc.uint8Array().map((b) => Buffer.from(b).toString('latin1'))), (payload) => {

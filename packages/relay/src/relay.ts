@@ -20,6 +20,7 @@ import type { PacketLimits } from './broker/packet-guard.js';
 import { QuotaEvents } from './fleet/quota-events.js';
 import { Presence } from './fleet/presence.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
+import { DeviceLogRequests } from './fleet/device-logs.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
@@ -186,7 +187,9 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
     store.close();
     throw err;
   }
-  const ctx: FleetContext = { ...ctxBase, mqtt, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
+  const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
+  events.on((e) => deviceLogs.onFleetEvent(e));
+  const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
@@ -270,6 +273,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
       rollouts.close();
       artifactChecks.close();
       disk.close();
+      deviceLogs.close();
       await api.close();
       await mqtt.close();
       await accounts?.close();

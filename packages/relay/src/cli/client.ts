@@ -58,7 +58,7 @@ export function relayApi(opts: ClientOptions): RelayApi {
         throw new CliError(`the relay at ${base} answered ${res.status} with a body that is not JSON: is that URL an Outpost relay?`);
       }
       if (!res.ok) {
-        if (isErrorBody(data)) throw new CliError(`${data.error.code}: ${data.error.message}`);
+        if (isErrorBody(data)) throw new CliError(`${data.error.code}: ${data.error.message}`, data.error.code);
         throw new CliError(`the relay answered ${res.status} ${res.statusText}`);
       }
       return data as T;

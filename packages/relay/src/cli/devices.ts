@@ -1,4 +1,4 @@
-// outpost-relay devices list | show ID | label ID k=v... | remove ID
+// outpost-relay devices list | show ID | label ID k=v... | remove ID | logs ID (in device-logs.ts)
 
 import { InvalidArgumentError, type Command } from 'commander';
 import { formatBytes, formatLabels } from '@outpost/shared';
@@ -6,6 +6,7 @@ import type { deviceView } from '../fleet/views.js';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { ago, print, printJson, table } from './output.js';
+import { deviceLogsCommand } from './device-logs.js';
 
 export type DeviceView = ReturnType<typeof deviceView> & { follows?: Array<{ model: string; deploymentId: string; version: number; why: string }> };
 
@@ -74,4 +75,6 @@ export function devicesCommand(program: Command): void {
       print(`removed ${id}`);
     },
   );
+
+  deviceLogsCommand(devices);
 }

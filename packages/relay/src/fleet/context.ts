@@ -9,6 +9,7 @@ import type { HealthHistory } from './health-history.js';
 import type { QuotaEvents } from './quota-events.js';
 import type { Presence } from './presence.js';
 import type { FileState } from '../artifacts/artifact-store.js';
+import type { DeviceLogRequests } from './device-logs.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -28,6 +29,8 @@ export interface FleetContext {
   quota: QuotaEvents;
   /** Which status messages are news, whatever order they arrive in. */
   presence: Presence;
+  /** Log requests waiting for devices' answers (held for their callers only, never stored). */
+  deviceLogs: DeviceLogRequests;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
