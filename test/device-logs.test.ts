@@ -81,17 +81,29 @@ t.test('devices logs shows what the agent logged', async (t) => {
     t.equal(none.body.error.code, 'OUTPOST_ERR_DEVICE_NOT_FOUND');
   });
 
-  await t.test('an offline device: one line saying where its logs are, exit 1', async (t) => {
+  await t.test('an offline device: one line saying where its logs are, exit 1; a follower waits for it', async (t) => {
+    const f = follow(t, relay, [d.deviceId, '--lines', '1']);
+    await waitFor('the follow under way', () => f.out.stdout.includes('\n'));
     await agent.stop();
     await waitFor('the device offline', async () => !(await relay.api<{ online: boolean }>('GET', `/v1/devices/${d.deviceId}`)).body.online);
+    await waitFor('the follower says it waits', () => f.out.stderr.includes(`device ${d.deviceId} is offline; following again when it is back (Ctrl-C to stop)\n`));
     const res = await relay.cli('devices', 'logs', d.deviceId);
     t.equal(res.code, 1);
     t.equal(res.stderr, `error: OUTPOST_ERR_DEVICE_OFFLINE: device ${d.deviceId} is offline: its logs are on the device (journalctl -u outpost-agent or its stdout)\n`);
     t.equal(res.stdout, '');
-    const f = await relay.cli('devices', 'logs', d.deviceId, '--follow');
-    t.equal(f.code, 1, '--follow too, when the device is offline from the start');
-    t.match(f.stderr, /^error: OUTPOST_ERR_DEVICE_OFFLINE: /);
+    const late = await relay.cli('devices', 'logs', d.deviceId, '--follow');
+    t.equal(late.code, 1, '--follow too, when the device is offline from the start');
+    t.match(late.stderr, /^error: OUTPOST_ERR_DEVICE_OFFLINE: /);
     const http = await relay.api<{ error: { code: string } }>('GET', `/v1/devices/${d.deviceId}/logs`);
     t.equal(http.status, 409);
+
+    // The restarted agent's seqs start at its start time: after the last one printed.
+    const printed = f.out.stdout;
+    await startAgent(t, d);
+    await waitFor('the restarted agent\'s lines in the follow', () => /INFO {2}agent ready/.test(f.out.stdout.slice(printed.length)));
+    t.match(f.out.stderr, `device ${d.deviceId} answers again\n`);
+    t.equal(f.out.stderr.split('\n').filter((l) => l.includes('is offline')).length, 1, 'said once, however long it took');
+    f.proc.kill('SIGINT');
+    t.equal(await f.exited, 0);
   });
 });
