@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { isAbsolute, join, relative } from 'node:path';
 import { createLogger, packBundle, type JobSummary } from '@outpost/shared';
 import { createRelay, type Relay } from '@outpost/relay';
-import { createAgent, enroll, type Agent } from '@outpost/agent';
+import { LogRing, createAgent, enroll, type Agent } from '@outpost/agent';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -91,7 +91,10 @@ async function demo(): Promise<void> {
   const { token: enrollToken } = await api<{ token: string }>(relay, token, 'POST', '/v1/tokens/enroll', JSON.stringify({ labels: { site: 'demo' } }));
   const agentDir = join(dir, 'agent');
   const device = await enroll({ relayUrl: relay.httpUrl, token: enrollToken, dataDir: agentDir, name: 'demo-device' });
-  agent = await createAgent({ dataDir: agentDir, host: '127.0.0.1', port: 0, heartbeatMs: 2000, log });
+  // Quiet in the terminal, but `devices logs demo-device` shows the agent's info lines.
+  const logRing = new LogRing();
+  const agentLog = createLogger({ name: 'outpost-agent', level: process.env.OUTPOST_LOG_LEVEL ?? 'warn', tee: logRing, teeLevel: 'info' });
+  agent = await createAgent({ dataDir: agentDir, host: '127.0.0.1', port: 0, heartbeatMs: 2000, log: agentLog, logRing });
   say(`agent       ${agent.httpUrl} (device ${device.deviceId})`);
 
   // Develop → train → deploy: train the example classifier on the relay host (`local`),

@@ -1,5 +1,5 @@
 // The web dashboard in real headless Chromium: log in, see a device appear, watch its row go
-// online and offline, follow a deployment's progress, and see the device's charts.
+// online and offline, follow a deployment's progress, and see the device's charts and agent log.
 
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
 import { needPackage } from './helpers/system-package.js';
+import { waitFor } from './helpers/wait.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const EXAMPLE = fileURLToPath(new URL('../examples/classifier', import.meta.url));
@@ -57,12 +58,27 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.locator('#device-info h1', { hasText: 'browser-cam' }).waitFor();
   await page.waitForFunction("document.querySelectorAll('#charts canvas').length >= 4");
   t.pass('four charts drawn');
-  if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'device.png') });
+  await page.locator('#device-log-lines .log-line', { hasText: 'model serving model=linear version=1' }).waitFor();
+  t.match(await page.locator('#device-logs-status').textContent(), /most recent lines/, 'the agent log, asked of the device');
+  // A line logged after the page opened shows on Refresh.
+  t.equal((await relay.cli('deployments', 'rollback', dep.id)).code, 0);
+  await waitFor('the model unloaded', async () => (await relay.api<{ models: unknown[] }>('GET', `/v1/devices/${d.deviceId}`)).body.models.length === 0);
+  const unloaded = page.locator('#device-log-lines .log-line', { hasText: 'model no longer desired: unloaded' });
+  await waitFor('the line in the agent log', async () => {
+    await page.click('#device-logs-refresh');
+    await page.locator('#device-logs-status', { hasText: 'most recent lines' }).waitFor();
+    return (await unloaded.count()) === 1;
+  });
+  t.pass('Refresh shows a new line');
+  if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ fullPage: true, path: join(process.env.OUTPOST_SCREENSHOTS, 'device.png') });
 
   await page.click('nav a[data-view=fleet]');
   await agent.kill();
   await page.locator(`#device-${d.deviceId}[data-online="false"]`).waitFor();
   t.pass('the row turns offline when the agent is killed');
+  await page.click(`#device-${d.deviceId} a.device`);
+  await page.locator('#device-logs-status.error', { hasText: `device ${d.deviceId} is offline: its logs are on the device (journalctl -u outpost-agent or its stdout)` }).waitFor();
+  t.pass('an offline device\'s page says where its logs are');
   await page.click('nav a[data-view=jobs]');
   await page.locator('.empty', { hasText: 'No jobs yet' }).waitFor();
   const job = (await relay.cli('jobs', 'submit', EXAMPLE, '--target', 'local', '--command', 'node train.js')).stdout.trim();

@@ -79,6 +79,10 @@ t.test('the demo, with 8080 taken: trains, deploys, predicts, and stops on Ctrl-
   const shown = await sh(tryLine);
   t.equal(shown.code, 0, 'the printed command works');
   t.match(shown.out, /succeeded/);
+  // The agent is quiet in the demo's terminal, but its log lines are there for `devices logs`.
+  const logs = await sh(tryLine.replace(/jobs show \S+$/, 'devices logs demo-device --lines 200'));
+  t.equal(logs.code, 0, 'devices logs works on the demo device');
+  t.match(logs.out, /model serving/, "the agent's info lines reach devices logs");
 
   // Ctrl-C under `pnpm run` reaches the demo twice: from the terminal and from pnpm.
   proc.kill('SIGINT');

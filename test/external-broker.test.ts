@@ -70,6 +70,9 @@ t.test('relay and agents over an external Mosquitto broker', { skip }, async (t)
     const d = await relay.api<{ health: unknown }>('GET', `/v1/devices/${a.deviceId}`);
     return d.body.health ? true : undefined;
   });
+  const logs = await relay.cli('devices', 'logs', a.deviceId);
+  t.equal(logs.code, 0, logs.stderr);
+  t.match(logs.stdout, /INFO {2}model serving model=linear version=1/, "the agent's log lines come through the broker too");
 
   await t.test("the broker's ACL keeps a device to its own topics", (t) => assertOwnTopicsOnly(t, broker, a, b));
 });

@@ -11,6 +11,8 @@ import {
   HealthMessage,
   JobLogBatch,
   JobsReported,
+  LogsAnswer,
+  LogsRequest,
   OutpostError,
   ReportedState,
   StatusMessage,
@@ -81,7 +83,7 @@ t.test('nearest names: any input, any candidates, only near ones out', async (t)
 });
 
 t.test('MQTT payload parsers refuse with a reason and never let an impossible value through', async (t) => {
-  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch, DeviceNotice })) {
+  for (const [name, schema] of Object.entries({ StatusMessage, HealthMessage, ReportedState, DesiredState, DesiredJobs, JobsReported, JobLogBatch, DeviceNotice, LogsRequest, LogsAnswer })) {
     const parser = messageParser(schema);
     fc.assert(
       fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify(v)), healthish.map((h) => JSON.stringify(h)), fc.uint8Array().map((b) => Buffer.from(b).toString('latin1'))), (payload) => {

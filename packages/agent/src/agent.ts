@@ -16,6 +16,7 @@ import { AGENT_VERSION } from './version.js';
 import { AgentMetrics } from './serve/agent-metrics.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { LastGood } from './last-good.js';
+import { LogRing } from './log-ring.js';
 
 
 export interface AgentOptions {
@@ -34,6 +35,8 @@ export interface AgentOptions {
   /** Local datasets jobs may ask for, by name. */
   datasets?: Record<string, string>;
   log?: Logger;
+  /** The recent lines `devices logs` shows; with `log`, the caller tees that logger into it. */
+  logRing?: LogRing;
 }
 
 export interface Agent {
@@ -45,7 +48,8 @@ export interface Agent {
 }
 
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
-  const log = opts.log ?? createLogger({ name: 'outpost-agent' });
+  const ring = opts.logRing ?? new LogRing();
+  const log = opts.log ?? createLogger({ name: 'outpost-agent', tee: ring });
   const device = readDeviceFile(opts.dataDir);
   const table = new ModelTable();
   const cache = new ArtifactCache(join(opts.dataDir, 'models'));
@@ -123,6 +127,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     datasets: Object.keys(opts.datasets ?? {}),
     onDesired: (desired) => reconciler.setDesired(desired),
     onDesiredJobs: (desired) => jobs.setDesired(desired),
+    onLogsRequest: (request) => {
+      for (const part of ring.answer(request)) connection?.publishLogs(part);
+    },
     onConnectionChange: () => writeState(),
   });
 

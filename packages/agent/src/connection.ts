@@ -11,7 +11,7 @@
 
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -32,6 +32,8 @@ export interface ConnectionOptions {
   datasets: string[];
   onDesired(desired: Desired): void;
   onDesiredJobs(jobs: DesiredJobs): void;
+  /** The relay asks for the agent's recent log lines (answered with publishLogs). */
+  onLogsRequest?(request: LogsRequest): void;
   onConnectionChange?(connected: boolean): void;
   /** Defaults: 1 s doubling to 30 s with jitter, and 30 s for the broker's CONNACK. */
   reconnect?: ReconnectPolicy;
@@ -44,6 +46,7 @@ export interface Connection {
   publishHealth(health: HealthMessage): void;
   publishJobsReported(state: JobsReported): void;
   publishJobLog(batch: JobLogBatch): void;
+  publishLogs(answer: LogsAnswer): void;
   close(): Promise<void>;
 }
 
@@ -52,6 +55,7 @@ const parseDesiredJobs = messageParser(DesiredJobs);
 const parseNotice = messageParser(DeviceNotice);
 
 const DUPLICATE_LINE = "another agent is connected with this device's identity (device.json copied?): backing off; stop the other agent or enroll this one as a new device";
+const parseLogsRequest = messageParser(LogsRequest);
 
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
@@ -99,16 +103,23 @@ export function connect(opts: ConnectionOptions): Connection {
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
     if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
     if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
-    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice')], { qos: 1 }, (err) => {
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
     });
     opts.onConnectionChange?.(true);
   });
   const jobsTopic = deviceTopic(deviceId, 'jobs');
   const noticeTopic = deviceTopic(deviceId, 'notice');
+  const logsRequestTopic = deviceTopic(deviceId, 'logs-request');
   client.on('message', guarded(log, 'handling the desired state', (topic: string, payload: Buffer) => {
     if (topic === noticeTopic) return onNotice(payload);
     if (payload.length === 0) return; // the relay cleared the retained state (device removed)
+    if (topic === logsRequestTopic) {
+      const request = parseLogsRequest.parse(payload);
+      if (request.ok) opts.onLogsRequest?.(request.value);
+      else log.warn({ reason: request.reason }, 'malformed logs request ignored');
+      return;
+    }
     if (topic === jobsTopic) {
       const jobs = parseDesiredJobs.parse(payload);
       if (jobs.ok) opts.onDesiredJobs(jobs.value);
@@ -181,6 +192,10 @@ export function connect(opts: ConnectionOptions): Connection {
     publishJobLog(batch) {
       // QoS 1: MQTT.js queues it while reconnecting (its queue is in memory: a crash loses it).
       client.publish(deviceTopic(deviceId, 'job-log'), JSON.stringify(batch), { qos: 1 });
+    },
+    publishLogs(answer) {
+      // An answer is for a caller waiting now: not queued while offline (the relay has given up by then).
+      if (client.connected) client.publish(deviceTopic(deviceId, 'logs'), JSON.stringify(answer), { qos: 1 });
     },
     async close() {
       closing = true;

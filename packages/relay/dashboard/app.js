@@ -129,7 +129,11 @@ const token = () => sessionStorage.getItem(TOKEN_KEY);
 async function api(path) {
   const res = await fetch(path, { headers: { authorization: `Bearer ${token()}` } });
   if (res.status === 401) { logout('your token was refused; log in again'); throw new Error('unauthorized'); }
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
+  if (!res.ok) {
+    // The relay's own one-line reason, when it gave one (an offline device says where its logs are).
+    const body = await res.json().catch(() => null);
+    throw new Error(body && body.error ? body.error.message : `${path}: ${res.status}`);
+  }
   return res.json();
 }
 
@@ -250,9 +254,14 @@ function renderDevice(id, message) {
   if (fresh) {
     for (const p of charts.plots) p.destroy();
     charts = { id, plots: [], fetchedAt: 0, loading: false };
+    const refresh = el('button', { id: 'device-logs-refresh', type: 'button', onclick: () => loadDeviceLogs(id) }, 'Refresh');
     $('#view').replaceChildren(
       el('div', { class: 'card', id: 'device-info' }),
       el('div', { class: 'charts', id: 'charts' }, CHARTS.map((c) => el('div', { class: 'card chart', id: `chart-${c.key}` }, el('h2', {}, `${c.title} (${c.unit})`)))),
+      el('div', { class: 'card', id: 'device-logs' },
+        el('h2', {}, 'Agent log ', refresh),
+        el('p', { id: 'device-logs-status', class: 'muted' }),
+        el('pre', { class: 'logs', id: 'device-log-lines', hidden: true })),
     );
   }
   const h = d.health;
@@ -268,6 +277,38 @@ function renderDevice(id, message) {
     ));
   const heartbeat = message && message.type === 'device.health' && message.deviceId === id;
   if (fresh || (heartbeat && Date.now() - charts.fetchedAt > 2000)) loadCharts(id);
+  // The log is asked of the device: when the page opens, on Refresh, and when the device comes back.
+  const back = message && message.type === 'device.status' && message.deviceId === id && message.online;
+  if (fresh || back) loadDeviceLogs(id);
+}
+
+const logText = (l) => {
+  const fields = Object.entries(l.fields || {}).map(([k, v]) => ` ${k}=${typeof v === 'string' && v && !/[\s"=]/.test(v) ? v : JSON.stringify(v)}`).join('');
+  return `${new Date(l.ts).toLocaleTimeString([], { hour12: false })} ${l.level.toUpperCase().padEnd(5)} ${l.msg}${fields}`;
+};
+
+let logsLoading = false;
+async function loadDeviceLogs(id) {
+  if (logsLoading) return;
+  logsLoading = true;
+  const status = $('#device-logs-status');
+  status.className = 'muted';
+  status.textContent = 'asking the device…';
+  try {
+    const { lines } = await api(`/v1/devices/${encodeURIComponent(id)}/logs?limit=200`);
+    if (charts.id !== id || !document.getElementById('device-log-lines')) return;
+    const pre = $('#device-log-lines');
+    pre.replaceChildren(...lines.map((l) => el('div', { class: `log-line ${l.level}`, 'data-seq': String(l.seq) }, logText(l))));
+    pre.hidden = lines.length === 0;
+    pre.scrollTop = pre.scrollHeight;
+    status.textContent = `the ${lines.length} most recent lines, as of ${new Date().toLocaleTimeString([], { hour12: false })} (kept in memory on the device)`;
+  } catch (err) {
+    if (charts.id !== id || !document.getElementById('device-logs-status')) return;
+    status.className = 'error';
+    status.textContent = err.message;
+  } finally {
+    logsLoading = false;
+  }
 }
 
 async function loadCharts(id) {

@@ -23,6 +23,7 @@ import { QuotaEvents } from './fleet/quota-events.js';
 import { Presence } from './fleet/presence.js';
 import { DuplicateConnections, clearSettledDuplicates } from './fleet/duplicate-connections.js';
 import { createDeviceMessageRouter } from './fleet/device-messages.js';
+import { DeviceLogRequests } from './fleet/device-logs.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
@@ -224,7 +225,10 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   }
   const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
-  const ctx: FleetContext = { ...ctxBase, mqtt, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
+  const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
+  events.on((e) => deviceLogs.onFleetEvent(e));
+  undo.add('the requests waiting for device logs', () => deviceLogs.close());
+  const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   undo.add('the job scheduler', () => scheduler.close());
   ctx.jobs = scheduler;
@@ -334,6 +338,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       clearInterval(duplicateTimer);
       artifactChecks.close();
       disk.close();
+      deviceLogs.close();
       await api.close();
       await mqtt.close();
       await accounts?.close();

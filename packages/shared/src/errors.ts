@@ -9,6 +9,8 @@ export const ERRORS = {
   OUTPOST_ERR_ENROLL_TOKEN_INVALID: { status: 401, description: 'The enrollment token is unknown, used or expired.' },
   OUTPOST_ERR_DEVICE_NOT_FOUND: { status: 404, description: 'No device has this id or name.' },
   OUTPOST_ERR_AMBIGUOUS: { status: 400, description: 'The name belongs to several devices; use one of their ids.' },
+  OUTPOST_ERR_DEVICE_OFFLINE: { status: 409, description: 'The device is offline, so it cannot answer (its logs stay on the device).' },
+  OUTPOST_ERR_DEVICE_TIMEOUT: { status: 504, description: 'The device is online but did not answer in time (busy, cut off, or an agent too old to answer).' },
   OUTPOST_ERR_MODEL_NOT_FOUND: { status: 404, description: 'No model (or model version) has this name.' },
   OUTPOST_ERR_MODEL_INVALID: { status: 400, description: 'The file is not a model onnxruntime can load.' },
   OUTPOST_ERR_SIGNATURE_CHANGED: { status: 409, description: "The new version's inputs or outputs differ from the previous version's; push with --allow-signature-change if that is meant." },
@@ -29,7 +31,7 @@ export const ERRORS = {
   OUTPOST_ERR_INFERENCE_FAILED: { status: 500, description: 'onnxruntime failed to run the model.' },
   OUTPOST_ERR_OVERLOADED: { status: 429, description: "The model's request queue is full; retry shortly (or deploy with a larger --max-queue)." },
   OUTPOST_ERR_BROKER_UNAVAILABLE: { status: 503, description: 'The MQTT broker did not take a change to device accounts; retry.' },
-  OUTPOST_ERR_BUSY: { status: 503, description: 'The relay is at its bound of concurrent downloads; retry after Retry-After.' },
+  OUTPOST_ERR_BUSY: { status: 503, description: 'The relay is at its bound of concurrent downloads (or of log requests waiting for devices); retry after Retry-After.' },
   OUTPOST_ERR_DISK_FULL: { status: 507, description: "The relay's disk is full: it refuses new work (uploads, deployments, jobs) and keeps serving reads until space returns." },
   OUTPOST_ERR_INTERNAL: { status: 500, description: 'An unexpected failure; the log has details.' },
 } as const satisfies Record<string, { status: number; description: string }>;

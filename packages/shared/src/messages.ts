@@ -212,6 +212,51 @@ export const DeviceNotice = Type.Object({
 });
 export type DeviceNotice = Static<typeof DeviceNotice>;
 
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+/** Bytes one agent log line may take as JSON (seq, ts, level, msg and fields together). */
+export const MAX_LOG_LINE_BYTES = 2048;
+/** Lines one logs request may ask for. */
+export const MAX_LOGS_REQUEST_LINES = 1000;
+const RequestId = Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' });
+
+/** `outpost/v1/devices/{id}/logs-request` (written by the relay, not retained): send me your recent log lines. */
+export const LogsRequest = Type.Object({
+  requestId: RequestId,
+  /** The lines after this seq, oldest first; without it, the newest `limit` lines. */
+  after: Type.Optional(Counter),
+  limit: Type.Integer({ minimum: 1, maximum: MAX_LOGS_REQUEST_LINES }),
+});
+export type LogsRequest = Static<typeof LogsRequest>;
+
+/** One line of the agent's own log, as its ring buffer keeps it (secrets redacted, at most MAX_LOG_LINE_BYTES). */
+export const AgentLogLine = Type.Object({
+  /** Grows by one per line; starts at the agent's start time (ms), so it keeps growing across restarts. */
+  seq: Counter,
+  ts: Timestamp,
+  level: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l))),
+  msg: Type.String({ maxLength: MAX_LOG_LINE_BYTES }),
+  /** The line's other keys; nested values arrive as (cut) JSON text. */
+  fields: Type.Optional(
+    Type.Record(
+      Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$' }),
+      Type.Union([Type.String({ maxLength: 512 }), Type.Number({ minimum: -Number.MAX_SAFE_INTEGER, maximum: Number.MAX_SAFE_INTEGER }), Type.Boolean(), Type.Null()]),
+      { maxProperties: 32, additionalProperties: false },
+    ),
+  ),
+});
+export type AgentLogLine = Static<typeof AgentLogLine>;
+
+/** `outpost/v1/devices/{id}/logs` (written by the agent, not retained, QoS 1): one part of an answer, parts in order. */
+export const LogsAnswer = Type.Object({
+  requestId: RequestId,
+  part: Type.Integer({ minimum: 0, maximum: MAX_LOGS_REQUEST_LINES }),
+  /** The last part of the answer. */
+  done: Type.Boolean(),
+  lines: Type.Array(AgentLogLine, { maxItems: MAX_LOGS_REQUEST_LINES }),
+});
+export type LogsAnswer = Static<typeof LogsAnswer>;
+
 export interface MessageParser<T> {
   /** Parses and checks a payload; returns the value or a one-line reason it was refused. */
   parse(payload: Buffer | string): { ok: true; value: T } | { ok: false; reason: string };

@@ -3,12 +3,12 @@
 
 export const TOPIC_ROOT = 'outpost/v1/devices';
 
-/** Topic leaves a device uses. `desired`, `jobs` and `notice` are written by the relay; the rest by the device. */
-export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log', 'notice'] as const;
+/** Topic leaves a device uses. `desired`, `jobs`, `notice` and `logs-request` are written by the relay; the rest by the device. */
+export const DEVICE_TOPICS = ['desired', 'reported', 'health', 'status', 'jobs', 'jobs-reported', 'job-log', 'notice', 'logs-request', 'logs'] as const;
 export type DeviceTopic = (typeof DEVICE_TOPICS)[number];
 
 /** The leaves a device writes; it may publish to no other topic, even under its own prefix. */
-export const DEVICE_WRITTEN_LEAVES: readonly DeviceTopic[] = ['status', 'reported', 'health', 'jobs-reported', 'job-log'];
+export const DEVICE_WRITTEN_LEAVES: readonly DeviceTopic[] = ['status', 'reported', 'health', 'jobs-reported', 'job-log', 'logs'];
 /** Of those, the ones that are state and so retained; a retained publish elsewhere is not kept. */
 export const DEVICE_RETAINED_LEAVES: readonly DeviceTopic[] = ['status', 'reported', 'jobs-reported'];
 

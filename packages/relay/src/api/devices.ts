@@ -1,7 +1,7 @@
-// /v1/devices: list, show, label, remove. `{id}` is a device id or name (fleet/devices.ts).
+// /v1/devices: list, show, label, remove, and the agent's recent log lines. `{id}` is a device id or name (fleet/devices.ts).
 
 import type { FastifyInstance } from 'fastify';
-import { OutpostError, parseDuration } from '@outpost/shared';
+import { MAX_LOGS_REQUEST_LINES, OutpostError, parseDuration } from '@outpost/shared';
 import { labelDevice, removeDevice, requireDevice, viewDevice } from '../fleet/devices.js';
 import { requireApiToken } from './auth.js';
 import { checkLabels, deviceParams } from './schemas.js';
@@ -34,6 +34,21 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
         }
       }
       return ctx.history.series(id, rangeMs);
+    },
+  );
+
+  // Asked of the device over MQTT while the caller waits; the answer is not kept.
+  app.get<{ Params: { id: string }; Querystring: { after?: string; limit?: string } }>(
+    '/v1/devices/:id/logs',
+    { schema: { params: deviceParams, querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[0-9]{1,16}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } } } },
+    async (request) => {
+      const { id } = requireDevice(ctx, request.params.id);
+      const after = request.query.after === undefined ? undefined : Number(request.query.after);
+      const limit = Number(request.query.limit ?? 100);
+      if (after !== undefined && after > Number.MAX_SAFE_INTEGER) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `after: at most ${Number.MAX_SAFE_INTEGER}`);
+      if (limit < 1 || limit > MAX_LOGS_REQUEST_LINES) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `limit: 1 to ${MAX_LOGS_REQUEST_LINES} lines`);
+      const lines = await ctx.deviceLogs.fetch(id, { after, limit });
+      return { deviceId: id, lines };
     },
   );
 

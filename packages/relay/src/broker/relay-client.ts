@@ -23,6 +23,8 @@ export interface RelayClient {
   publishRetained(topic: string, body: unknown): Promise<void>;
   /** Removes a retained message (an empty retained payload). */
   clearRetained(topic: string): Promise<void>;
+  /** Publishes a request that matters only now (QoS 1, not retained); resolves once the broker has it. */
+  publish(topic: string, body: unknown): Promise<void>;
   /** Messages published so far. */
   readonly published: number;
   close(): Promise<void>;
@@ -71,10 +73,10 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
   });
 
   let published = 0;
-  const publish = (topic: string, payload: string) =>
+  const publish = (topic: string, payload: string, retain = true) =>
     new Promise<void>((resolve, reject) => {
       published++;
-      client.publish(topic, payload, { qos: 1, retain: true }, (err) => (err ? reject(err) : resolve()));
+      client.publish(topic, payload, { qos: 1, retain }, (err) => (err ? reject(err) : resolve()));
     });
 
   return {
@@ -83,6 +85,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     },
     publishRetained: (topic, body) => publish(topic, JSON.stringify(body)),
     clearRetained: (topic) => publish(topic, ''),
+    publish: (topic, body) => publish(topic, JSON.stringify(body), false),
     close: () => {
       closing = true;
       return client.endAsync().then(() => undefined);

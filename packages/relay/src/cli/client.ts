@@ -89,7 +89,7 @@ export function relayApi(opts: ClientOptions): RelayApi {
     } catch {
       return new CliError(`the relay at ${base} answered ${res.status} with a body that is not JSON: is that URL an Outpost relay?`);
     }
-    return isErrorBody(data) ? new CliError(`${data.error.code}: ${data.error.message}`) : new CliError(`the relay answered ${res.status} ${res.statusText}`);
+    return isErrorBody(data) ? new CliError(`${data.error.code}: ${data.error.message}`, data.error.code) : new CliError(`the relay answered ${res.status} ${res.statusText}`);
   }
 
   return {

@@ -1,4 +1,4 @@
-// outpost-relay devices list | show DEVICE | label DEVICE k=v... | remove DEVICE
+// outpost-relay devices list | show DEVICE | label DEVICE k=v... | remove DEVICE | logs DEVICE (in device-logs.ts)
 // (DEVICE is an id or a name; the relay resolves it, see fleet/devices.ts)
 
 import { InvalidArgumentError, type Command } from 'commander';
@@ -7,6 +7,7 @@ import type { deviceView } from '../fleet/views.js';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { ago, print, printJson, table } from './output.js';
+import { deviceLogsCommand } from './device-logs.js';
 
 export type DeviceView = ReturnType<typeof deviceView> & { follows?: Array<{ model: string; deploymentId: string; version: number; why: string }> };
 
@@ -111,4 +112,6 @@ Examples:
     if (opts.json) return printJson({ removed: id });
     print(`removed ${id}`);
   });
+
+  deviceLogsCommand(devices);
 }

@@ -4,6 +4,11 @@
 /** An error the CLI reports as one line (`error: …`) and exit status 1. */
 export class CliError extends Error {
   override name = 'CliError';
+
+  /** The relay's error code, when the relay refused (OUTPOST_ERR_…): what callers decide on. */
+  constructor(message: string, readonly code?: string) {
+    super(message);
+  }
 }
 
 /** The relay did not answer at all (not running, restarting, or the network): worth waiting out. */

@@ -10,6 +10,7 @@ import type { QuotaEvents } from './quota-events.js';
 import type { Presence } from './presence.js';
 import type { DuplicateConnections } from './duplicate-connections.js';
 import type { FileState } from '../artifacts/artifact-store.js';
+import type { DeviceLogRequests } from './device-logs.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -31,6 +32,8 @@ export interface FleetContext {
   presence: Presence;
   /** Devices whose identity two agents use at once (fleet/duplicate-connections.ts). */
   duplicates: DuplicateConnections;
+  /** Log requests waiting for devices' answers (held for their callers only, never stored). */
+  deviceLogs: DeviceLogRequests;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */

@@ -1,7 +1,7 @@
 // One handler per device message type, behind a dispatch table (as aedes does per packet).
 // Every payload is checked against its schema first; a malformed one is logged and dropped.
 
-import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
+import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, LogsAnswer, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
@@ -27,6 +27,8 @@ function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message
   else ctx.log.info({ deviceId, online }, message);
 }
 
+const parseLogsAnswer = messageParser(LogsAnswer);
+
 const HANDLERS: Record<string, Handler> = {
   status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
     // Every online counts here, news or not: two agents' clocks (so sessions) need not agree.
@@ -41,6 +43,11 @@ const HANDLERS: Record<string, Handler> = {
     ctx.jobs?.onRunReports(deviceId, m.runs);
   }),
   'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines)),
+  // Held for the caller waiting on it; its size counts against the answer's bound.
+  logs: (ctx, deviceId, payload) => {
+    const result = parseLogsAnswer.parse(payload);
+    return result.ok ? ctx.deviceLogs.onAnswer(deviceId, result.value, payload.length) : result.reason;
+  },
   reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
     ctx.store.setDeviceReported(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
@@ -54,6 +61,8 @@ const HANDLERS: Record<string, Handler> = {
     ctx.events.emit({ type: 'device.health', deviceId, health: m });
   }),
 };
+
+const RELAY_WRITTEN = new Set(['desired', 'jobs', 'logs-request']);
 
 export interface MessageStats {
   received: number;
@@ -72,8 +81,8 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
     route(topic, payload) {
       stats.received++;
       const parsed = parseDeviceTopic(topic);
-      // `desired`, `jobs` and `notice` are the relay's own retained messages coming back; an empty payload clears a retained one.
-      if (!parsed || parsed.leaf === 'desired' || parsed.leaf === 'jobs' || payload.length === 0) return;
+      // `desired`, `jobs` and `logs-request` are the relay's own messages coming back; an empty payload clears a retained one.
+      if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
       if (parsed.leaf === 'notice') {
         if (ctx.store.getDeviceSecretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
         return;
