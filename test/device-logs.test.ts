@@ -51,6 +51,9 @@ t.test('devices logs shows what the agent logged', async (t) => {
     t.same(lines, all.slice(-2), 'the newest two');
     const after = (await relay.api<{ lines: LogLine[] }>('GET', `/v1/devices/${d.deviceId}/logs?after=${all[0]!.seq}&limit=1`)).body.lines;
     t.same(after, [all[1]], 'after=SEQ: the next line');
+    const byName = await relay.cli('devices', 'logs', 'cam', '--json', '--lines', '1');
+    t.equal(byName.code, 0, byName.stderr);
+    t.same(JSON.parse(byName.stdout.trim()), all.at(-1), 'the device by its name');
 
     const help = await relay.cli('devices', 'logs', '--help');
     t.match(help.stdout, /Examples:\n {2}outpost-relay devices logs dev_\w+\n/);
