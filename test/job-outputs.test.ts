@@ -34,7 +34,7 @@ t.test('a download that does not match its sha256 gets no name', async (t) => {
   const dir = tempDir(t, 'verify');
   const good = Buffer.from('the real bytes');
   // A relay (or a proxy in front of it) that answers with other bytes than it listed.
-  const relayThatLies = (body: string) => ({ url: 'http://relay', token: undefined, request: () => Promise.reject(new Error('unused')), download: async () => new Response(body) });
+  const relayThatLies = (body: string) => ({ url: 'http://relay', token: undefined, tls: {}, request: () => Promise.reject(new Error('unused')), download: async () => new Response(body) });
   const output = { rank: 0, path: 'out.bin', sha256: sha(good), size: good.length };
   await t.rejects(downloadOutput(relayThatLies('the fake bytes'), output, dir, join(dir, 'out.bin'), false), /does not match its sha256 \(14 bytes, sha256 [0-9a-f]{16}…\): the relay's copy may be corrupt/);
   await t.rejects(downloadOutput(relayThatLies('the real bytes and more'), output, dir, join(dir, 'out.bin'), false), /sent more than the 14 bytes of out\.bin/);

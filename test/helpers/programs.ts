@@ -2,11 +2,12 @@
 // ephemeral ports and temporary folders, and cleans every one of them up.
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
+import { tlsConnectOptions, tlsFetch, type ClientTls } from '@outpost/shared';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
@@ -114,6 +115,13 @@ export interface TestRelay extends RunningProgram {
   mqttUrl: string;
   dataDir: string;
   token: string;
+  /** The relay CA's PEM and its file (undefined with --insecure). */
+  ca: string | undefined;
+  caFile: string | undefined;
+  /** fetch that trusts the relay's CA (plain fetch for an --insecure relay). */
+  fetch: typeof fetch;
+  /** TLS options for node's tls/https/ws/mqtt clients of this relay. */
+  tls: { ca?: string[] };
   /** Runs `outpost-relay ARGS` against this relay. */
   cli(...args: string[]): Promise<CliResult>;
   api<T = unknown>(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: T }>;
@@ -129,18 +137,26 @@ export async function startRelay(t: Test, opts: { dataDir?: string; extraArgs?: 
   );
   const httpUrl = ready.httpUrl as string;
   const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();
+  const caFile = join(dataDir, 'tls/ca.crt');
+  const ca = httpUrl.startsWith('https:') && existsSync(caFile) ? readFileSync(caFile, 'utf8') : undefined;
+  const trust: ClientTls = { ca };
+  const relayFetch = tlsFetch(trust);
   return {
     ...program,
     httpUrl,
     mqttUrl: ready.mqttUrl as string,
     dataDir,
     token,
-    cli: (...args) => runCli(RELAY_BIN, args, { OUTPOST_RELAY_URL: httpUrl, OUTPOST_TOKEN: token }),
+    ca,
+    caFile: ca ? caFile : undefined,
+    fetch: relayFetch,
+    tls: tlsConnectOptions(trust),
+    cli: (...args) => runCli(RELAY_BIN, args, { OUTPOST_RELAY_URL: httpUrl, OUTPOST_TOKEN: token, ...(ca ? { OUTPOST_CA_FILE: caFile } : {}) }),
     async api<T>(method: string, path: string, body?: unknown, asToken: string | null = token) {
       const headers: Record<string, string> = {};
       if (asToken) headers.authorization = `Bearer ${asToken}`;
       if (body !== undefined) headers['content-type'] = 'application/json';
-      const res = await fetch(`${httpUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      const res = await relayFetch(`${httpUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
       const text = await res.text();
       return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
     },
@@ -152,6 +168,14 @@ export interface Device {
   secret: string;
   mqttUrl: string;
   dataDir: string;
+  /** The relay's CA and the device's own key and certificate, as the agent keeps them (TLS relays). */
+  tls?: ClientTls;
+}
+
+/** The device's TLS files, as options for node's tls/mqtt clients (the relay CA; its certificate when `mutual`). */
+export function deviceTls(device: Device, mutual = true): { ca?: string[]; cert?: string; key?: string } {
+  if (!device.tls) return {};
+  return tlsConnectOptions(mutual ? device.tls : { ca: device.tls.ca });
 }
 
 /**
@@ -165,7 +189,9 @@ export async function enrollDevice(t: Test, relay: TestRelay, name: string, labe
   const res = await runCli(AGENT_BIN, ['enroll', '--relay', relayUrl, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--name', name, '--data-dir', dataDir]);
   if (res.code !== 0) throw new Error(`agent enroll failed: ${res.stderr}`);
   const device = JSON.parse(readFileSync(join(dataDir, 'device.json'), 'utf8')) as { deviceId: string; secret: string; mqttUrl: string };
-  return { ...device, dataDir };
+  const file = (f: string) => readFileSync(join(dataDir, f), 'utf8');
+  const tls = existsSync(join(dataDir, 'ca.crt')) ? { ca: file('ca.crt'), cert: file('device.crt'), key: file('device.key') } : undefined;
+  return { ...device, dataDir, ...(tls ? { tls } : {}) };
 }
 
 export interface TestAgent extends RunningProgram {

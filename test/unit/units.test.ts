@@ -40,8 +40,8 @@ t.test('topics', async (t) => {
 });
 
 t.test('relay URLs', async (t) => {
-  t.equal(relayUrl('127.0.0.1:8080'), 'http://127.0.0.1:8080', 'host:port means http://');
-  t.equal(relayUrl('relay.local'), 'http://relay.local');
+  t.equal(relayUrl('127.0.0.1:8080'), 'https://127.0.0.1:8080', 'host:port means https:// (TLS is the default)');
+  t.equal(relayUrl('relay.local'), 'https://relay.local');
   t.equal(relayUrl(' https://relay.example.com/ '), 'https://relay.example.com');
   t.equal(relayUrl('http://[::1]:8080/'), 'http://[::1]:8080');
   t.equal(relayUrl('http://relay:8080/prefix/'), 'http://relay:8080/prefix', 'a path prefix (behind a proxy) is kept');

@@ -17,6 +17,8 @@ import { AgentMetrics } from './serve/agent-metrics.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { LastGood } from './last-good.js';
 import { LogRing } from './log-ring.js';
+import { DeviceTls } from './device-tls.js';
+import { CertificateRenewal } from './certificate-renewal.js';
 
 
 export interface AgentOptions {
@@ -52,7 +54,8 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const log = opts.log ?? createLogger({ name: 'outpost-agent', tee: ring });
   const device = readDeviceFile(opts.dataDir);
   const table = new ModelTable();
-  const cache = new ArtifactCache(join(opts.dataDir, 'models'));
+  const tls = new DeviceTls(opts.dataDir);
+  const cache = new ArtifactCache(join(opts.dataDir, 'models'), () => tls.current);
   let connection: Connection | undefined;
   let httpUrl = '';
 
@@ -80,7 +83,8 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     log,
     session: opts.session,
     artifactUrl: (sha) => `${device.relayUrl}/v1/artifacts/${sha}`,
-    authHeaders: { authorization: `Bearer ${device.secret}` },
+    // With a certificate the device is known by it; the secret is for relays without TLS.
+    authHeaders: tls.hasCertificate ? {} : { authorization: `Bearer ${device.secret}` },
     report: (state) => {
       connection?.publishReported(state);
       writeState();
@@ -97,6 +101,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     dataDir: opts.dataDir,
     relayUrl: device.relayUrl,
     secret: device.secret,
+    tls: () => tls.current,
     acceptTraining: opts.acceptTraining ?? false,
     datasets: opts.datasets ?? {},
     log,
@@ -117,15 +122,20 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
   httpUrl = `http://${host}:${port}`;
 
+  const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, log }) : undefined;
   connection = connect({
     url: device.mqttUrl,
     deviceId: device.deviceId,
     secret: device.secret,
+    tls: () => tls.current,
     log,
     agentVersion: AGENT_VERSION,
     training: opts.acceptTraining ?? false,
     datasets: Object.keys(opts.datasets ?? {}),
-    onDesired: (desired) => reconciler.setDesired(desired),
+    onDesired: (desired) => {
+      reconciler.setDesired(desired);
+      renewal?.requestRenewalIfIssuedBefore(desired.renewCertificateIssuedBefore);
+    },
     onDesiredJobs: (desired) => jobs.setDesired(desired),
     onLogsRequest: (request) => {
       for (const part of ring.answer(request)) connection?.publishLogs(part);
@@ -134,7 +144,11 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   });
 
   const sampler = new HealthSampler(opts.dataDir, table);
-  const heartbeat = guardedInterval(log, 'heartbeat', opts.heartbeatMs ?? 10_000, async () => connection?.publishHealth(await sampler.sample()));
+  const heartbeat = guardedInterval(log, 'heartbeat', opts.heartbeatMs ?? 10_000, async () => {
+    const health = await sampler.sample();
+    const certificate = renewal?.state;
+    connection?.publishHealth(certificate ? { ...health, certificate } : health);
+  });
   writeState();
   log.info({ deviceId: device.deviceId, httpUrl, relay: device.relayUrl }, 'agent ready');
 
@@ -147,6 +161,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
+      renewal?.close();
       jobs.close();
       await reconciler.close();
       await connection?.close();

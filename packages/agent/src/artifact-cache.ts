@@ -9,14 +9,15 @@ import { Transform } from 'node:stream';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { pipeline } from 'node:stream/promises';
+import { tlsConnectOptions, type ClientTls } from '@outpost/shared';
 
 /** How often a download waits out a busy relay (503) before it counts as failed. */
 const MAX_BUSY_RETRIES = 120;
 
 /** A GET with node:http(s): streams with less overhead per chunk than fetch's web streams. */
-function get(url: string, headers: Record<string, string>): Promise<IncomingMessage> {
+function get(url: string, headers: Record<string, string>, tls: ClientTls | undefined): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
-    const req = (url.startsWith('https:') ? httpsRequest : httpRequest)(url, { headers }, resolve);
+    const req = url.startsWith('https:') ? httpsRequest(url, { headers, ...tlsConnectOptions(tls) }, resolve) : httpRequest(url, { headers }, resolve);
     req.on('error', reject);
     req.end();
   });
@@ -59,9 +60,12 @@ async function sha256OfFile(file: string): Promise<string> {
 
 export class ArtifactCache {
   readonly dir: string;
+  readonly #tls: () => ClientTls | undefined;
 
-  constructor(dir: string) {
+  /** `tls`: the relay's CA and the device's certificate, asked for at each download. */
+  constructor(dir: string, tls: () => ClientTls | undefined = () => undefined) {
     this.dir = dir;
+    this.#tls = tls;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
@@ -95,7 +99,7 @@ export class ArtifactCache {
     }
     let res: IncomingMessage;
     try {
-      res = await get(url, offset > 0 ? { ...headers, range: `bytes=${offset}-` } : headers);
+      res = await get(url, offset > 0 ? { ...headers, range: `bytes=${offset}-` } : headers, this.#tls());
     } catch (err) {
       throw new DownloadError(`download failed: cannot reach the relay (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, true);
     }

@@ -11,7 +11,7 @@
 
 import { randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -25,6 +25,11 @@ export interface ConnectionOptions {
   url: string;
   deviceId: string;
   secret: string;
+  /**
+   * The relay's CA and the device's certificate, read again at each connect (a renewal takes
+   * effect on the next one). With a certificate the device is known by it: no secret is sent.
+   */
+  tls?(): ClientTls | undefined;
   log: Logger;
   agentVersion: string;
   /** Told to the relay in the status message: consent to training, and local dataset names. */
@@ -69,10 +74,14 @@ export function connect(opts: ConnectionOptions): Connection {
   let lastReported: string | undefined;
   let lastJobsReported: string | undefined;
 
+  const identity = () => {
+    const tls = opts.tls?.();
+    return { ...tlsConnectOptions(tls), ...(tls?.cert ? { password: undefined } : { password: opts.secret }) };
+  };
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
     username: deviceId,
-    password: opts.secret,
+    ...identity(),
     clean: true,
     keepalive: 30,
     reconnectPeriod: 0,
@@ -148,6 +157,7 @@ export function connect(opts: ConnectionOptions): Connection {
     // The next CONNECT (MQTT.js builds it from its options) starts a new session, with a will of its own.
     session = Math.max(Date.now(), session + 1);
     client.options.will = will();
+    Object.assign(client.options, identity());
     if (failures === 0) opts.onConnectionChange?.(false);
     if (closing) return;
     const policy = opts.reconnect ?? RECONNECT;
@@ -170,7 +180,7 @@ export function connect(opts: ConnectionOptions): Connection {
   });
   client.on('error', (err) => {
     const code = (err as { code?: number }).code;
-    if (code === 4 || code === 5) log.error('the relay refused this device\'s credentials: it may have been removed; enroll again');
+    if (code === 4 || code === 5) log.error(`the relay refused this device's ${opts.tls?.()?.cert ? 'certificate' : 'credentials'}: it may have been removed; enroll again`);
     else log.warn({ err: err.message }, 'mqtt error');
   });
 

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 
 export const ADMIN_TOKEN_FILE = 'admin.token';
 export const RUNTIME_FILE = 'relay.json';
+/** The relay CA's certificate (public), for CLI commands on this host to trust the relay. */
+export const CA_CERT_FILE = 'tls/ca.crt';
 
 /** Where the running relay listens, written on start and removed on a clean stop. */
 export interface RelayRuntimeFile {
@@ -22,4 +24,10 @@ export function readAdminToken(dataDir: string): string | undefined {
 export function readRuntimeFile(dataDir: string): RelayRuntimeFile | undefined {
   const file = join(dataDir, RUNTIME_FILE);
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as RelayRuntimeFile) : undefined;
+}
+
+/** The relay CA's certificate, when this relay serves TLS. */
+export function readCaCert(dataDir: string): string | undefined {
+  const file = join(dataDir, CA_CERT_FILE);
+  return existsSync(file) ? readFileSync(file, 'utf8') : undefined;
 }

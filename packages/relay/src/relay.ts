@@ -39,6 +39,9 @@ import { JobScheduler } from './jobs/scheduler.js';
 import type { RunQuotas } from './jobs/run-ingest.js';
 import { RolloutController } from './fleet/rollout-controller.js';
 import { jobView } from './jobs/job-views.js';
+import { loadRelayTls, type RelayTls } from './tls/relay-tls.js';
+import { advertisedNames } from './tls/advertised-names.js';
+import { certificateStands } from './fleet/device-certificates.js';
 
 export interface RelayOptions {
   dataDir: string;
@@ -75,6 +78,15 @@ export interface RelayOptions {
   artifactFirstCheckMs?: number;
   /** How long a device marked duplicate-connection must go without a takeover to be unmarked (default 2 min). */
   duplicateClearMs?: number;
+  /** Plain HTTP and MQTT, no TLS (the demo on 127.0.0.1; tests about it). Logged as a warning. */
+  insecure?: boolean;
+  /** More names or addresses the server certificate covers (beside the host's own). */
+  advertiseHosts?: string[];
+  /** A certificate and key (PEM files) the operator brings for the HTTP side. */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  /** Lifetime of device certificates (default 30 days). */
+  deviceCertTtlMs?: number;
   log?: Logger;
 }
 
@@ -82,6 +94,8 @@ export interface Relay {
   httpUrl: string;
   mqttUrl: string;
   dataDir: string;
+  /** The relay CA's certificate and fingerprint; undefined with --insecure. */
+  ca?: { pem: string; fingerprint: string };
   /** The admin token, only on the start that created it (to print it once). */
   newAdminToken?: string;
   store: Store;
@@ -154,6 +168,13 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the database', () => store.close());
   // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
   for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
+  let tls: RelayTls | undefined;
+  if (opts.insecure) {
+    if (opts.tlsCertFile || opts.tlsKeyFile) throw new Error('--tls-cert and --tls-key need TLS: leave out --insecure');
+    log.warn('running with --insecure: plain HTTP and MQTT, so tokens, device secrets and models cross the network readable by anyone on it');
+  } else {
+    tls = await loadRelayTls({ dataDir: opts.dataDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? 30 * 86_400_000, log });
+  }
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
   const disk = new DiskSpace(opts.dataDir, log);
@@ -193,7 +214,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   } else {
     username = 'outpost-relay';
     password = newSecret();
-    const mqttPort = opts.mqttPort ?? 1883;
+    const mqttPort = opts.mqttPort ?? (tls ? 8883 : 1883);
     broker = await startEmbeddedBroker({
       host,
       port: mqttPort,
@@ -201,6 +222,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       relayUsername: username,
       relayPassword: password,
       authenticateDevice: (id, secret) => deviceSecretMatches(store, id, secret),
+      tls: tls && { cert: tls.server.cert, key: tls.server.key, ca: tls.caPem },
+      deviceCertificate: (id, serial) => certificateStands(store, id, serial),
       deviceLimits: opts.deviceLimits,
       packetLimits: opts.packetLimits,
       onQuota: (deviceId, name, action, detail) => quota.exceeded(deviceId, name, action, detail),
@@ -209,7 +232,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     });
     const started = broker;
     undo.add('the embedded broker', () => started.close());
-    mqttConnectUrl = `mqtt://${urlHost(host)}:${broker.port}`;
+    mqttConnectUrl = `${tls ? 'mqtts' : 'mqtt'}://${urlHost(host)}:${broker.port}`;
   }
 
   let route: (topic: string, payload: Buffer) => void = () => {};
@@ -223,12 +246,12 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     // The relay's own client uses the account made for it, not the plugin's admin.
     ({ username, password } = accounts.relayUser);
   }
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, ca: tls?.caPem, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
   undo.add('the requests waiting for device logs', () => deviceLogs.close());
-  const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
+  const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, tls, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   undo.add('the job scheduler', () => scheduler.close());
   ctx.jobs = scheduler;
@@ -270,7 +293,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
       if (!broker) return mqttConnectUrl;
       const h = requestHost ?? urlHost(host);
-      return `mqtt://${h}:${mqttPublicPort}`;
+      return `${tls ? 'mqtts' : 'mqtt'}://${h}:${mqttPublicPort}`;
     },
   });
   undo.add('the HTTP API', () => api.close());
@@ -307,7 +330,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the artifact checks', () => artifactChecks.close());
   const address = api.server.address();
   const httpPort = typeof address === 'object' && address ? address.port : opts.httpPort;
-  const httpUrl = `http://${urlHost(host)}:${httpPort}`;
+  const httpUrl = `${tls ? 'https' : 'http'}://${urlHost(host)}:${httpPort}`;
 
   const runtime: RelayRuntimeFile = { httpUrl, mqttUrl: mqttConnectUrl, pid: process.pid };
   try {
@@ -321,13 +344,14 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // Last, so that a start which failed before leaves no token behind; the next one prints it.
   const newAdminToken = ensureAdminToken(store, opts.dataDir);
   startDone(true);
-  log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker) }, 'relay ready');
+  log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker), caFingerprint: tls?.caFingerprint }, 'relay ready');
 
   let closed = false;
   return {
     httpUrl,
     mqttUrl: mqttConnectUrl,
     dataDir: opts.dataDir,
+    ca: tls && { pem: tls.caPem, fingerprint: tls.caFingerprint },
     newAdminToken,
     store,
     async close() {

@@ -104,15 +104,16 @@ export function examples(...lines: string[]): string {
  */
 export function relayUrl(text: string): string {
   const value = text.trim();
-  if (/^mqtts?:\/\//i.test(value)) throw new InvalidArgumentError(`${value} is an MQTT URL: give the relay's HTTP URL, e.g. http://${value.replace(/^mqtts?:\/\/(?:[^@/]*@)?([^:/]+).*$/i, '$1')}:8080`);
-  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`;
+  if (/^mqtts?:\/\//i.test(value)) throw new InvalidArgumentError(`${value} is an MQTT URL: give the relay's HTTP URL, e.g. https://${value.replace(/^mqtts?:\/\/(?:[^@/]*@)?([^:/]+).*$/i, '$1')}:8080`);
+  // A bare host:port is https: relays serve TLS unless started with --insecure.
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `https://${value}`;
   let url: URL;
   try {
     url = new URL(withScheme);
   } catch {
-    throw new InvalidArgumentError(`"${value}" is not a URL: give the relay's HTTP URL, e.g. http://relay.local:8080`);
+    throw new InvalidArgumentError(`"${value}" is not a URL: give the relay's HTTP URL, e.g. https://relay.local:8080`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${value}: give the relay's http:// or https:// URL, e.g. http://${url.hostname || 'relay.local'}:${url.port || 8080}`);
-  if (!url.hostname) throw new InvalidArgumentError(`"${value}" names no host: give the relay's HTTP URL, e.g. http://relay.local:8080`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new InvalidArgumentError(`${value}: give the relay's http:// or https:// URL, e.g. https://${url.hostname || 'relay.local'}:${url.port || 8080}`);
+  if (!url.hostname) throw new InvalidArgumentError(`"${value}" names no host: give the relay's HTTP URL, e.g. https://relay.local:8080`);
   return url.href.replace(/\/+$/, '');
 }

@@ -75,3 +75,5 @@ export { floatToHalf, halfToFloat, toOrtTensor, type OrtTensorData } from './ort
 export { MAX_SAMPLE_BYTES, parseSample, selfTestFailure, selfTestInputs, type SelfTestInput } from './sample.js';
 export { signatureChanges } from './signature-diff.js';
 export { editDistance, nearest, didYouMean, typoBudget } from './nearest.js';
+export { caFingerprint, caFingerprintHex, formatEnrollToken, normaliseSerial, splitEnrollToken } from './tls/fingerprint.js';
+export { tlsConnectOptions, tlsFetch, trustedCas, type ClientTls } from './tls/client-tls.js';

@@ -94,6 +94,8 @@ export type DesiredModel = Static<typeof DesiredModel>;
 export const DesiredState = Type.Object({
   revision: Revision,
   models: Type.Array(DesiredModel, { maxItems: 256 }),
+  /** `devices rotate`: a device certificate issued before this time (ms) is renewed now. */
+  renewCertificateIssuedBefore: Type.Optional(Timestamp),
 });
 export type DesiredState = Static<typeof DesiredState>;
 
@@ -152,6 +154,14 @@ export const HealthMessage = Type.Object({
   memory: Type.Object({ rssBytes: Bytes, usedBytes: Bytes, totalBytes: Bytes }),
   disk: Type.Object({ freeBytes: Bytes, totalBytes: Bytes }),
   models: Type.Record(Type.String({ pattern: MODEL_NAME_PATTERN }), ModelHealth, { maxProperties: 256, additionalProperties: false }),
+  /** The device certificate (TLS relays): when it ends, and why its last renewal failed, while it does. */
+  certificate: Type.Optional(
+    Type.Object({
+      expiresAt: Timestamp,
+      renewAt: Timestamp,
+      lastError: Type.Optional(Type.String({ maxLength: 500 })),
+    }),
+  ),
 });
 export type HealthMessage = Static<typeof HealthMessage>;
 

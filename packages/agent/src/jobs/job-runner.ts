@@ -6,13 +6,15 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { background, backoffMs, listOutputs, startJobRun, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
+import { background, backoffMs, listOutputs, startJobRun, tlsFetch, type ClientTls, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
 import { ArtifactCache } from '../artifact-cache.js';
 
 export interface JobRunnerOptions {
   dataDir: string;
   relayUrl: string;
   secret: string;
+  /** The relay's CA and the device's certificate (then the secret is not sent). */
+  tls?(): ClientTls | undefined;
   acceptTraining: boolean;
   datasets: Record<string, string>;
   log: Logger;
@@ -37,7 +39,7 @@ export class JobRunner {
 
   constructor(opts: JobRunnerOptions) {
     this.#opts = opts;
-    this.#bundles = new ArtifactCache(join(opts.dataDir, 'job-bundles'));
+    this.#bundles = new ArtifactCache(join(opts.dataDir, 'job-bundles'), () => opts.tls?.());
   }
 
   get reported(): JobsReported {
@@ -74,7 +76,7 @@ export class JobRunner {
       if (!dataDir) return this.#update(key, { ...base, state: 'failed', error: `this device has no dataset "${a.dataset}"` });
     }
     const root = join(this.#opts.dataDir, 'jobs', `${a.jobId}-${a.rank}`);
-    const auth = { authorization: `Bearer ${this.#opts.secret}` };
+    const auth: Record<string, string> = this.#opts.tls?.()?.cert ? {} : { authorization: `Bearer ${this.#opts.secret}` };
     try {
       this.#opts.report(this.reported);
       const bundle = await this.#bundles.ensure(`${this.#opts.relayUrl}/v1/artifacts/${a.bundleSha256}`, a.bundleSha256, auth);
@@ -121,7 +123,7 @@ export class JobRunner {
     for (let attempt = 0; ; attempt++) {
       let problem: string;
       try {
-        const res = await fetch(url, {
+        const res = await tlsFetch(this.#opts.tls?.())(url, {
           method: 'POST',
           headers: { ...auth, 'content-type': 'application/octet-stream', 'content-length': String(o.size) },
           body: Readable.toWeb(createReadStream(o.file)) as ReadableStream,

@@ -1,4 +1,6 @@
-// POST /v1/enroll: a device trades a one-time enrollment token for its id and secret.
+// POST /v1/enroll: a device trades a one-time enrollment token for its id and secret, and its
+// CSR for a certificate. GET /v1/ca: the relay's CA, for a device to check against its token's
+// fingerprint before it trusts (and sends its token to) this relay.
 
 import type { FastifyInstance } from 'fastify';
 import { OutpostError, type Labels } from '@outpost/shared';
@@ -9,14 +11,20 @@ import { checkLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
 export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
-  app.post<{ Body: { name?: string; labels?: Labels } }>(
+  app.get('/v1/ca', async () => {
+    const tls = deps.ctx.tls;
+    if (!tls) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', 'this relay runs with --insecure: it has no CA');
+    return { certificate: tls.caPem, fingerprint: tls.caFingerprint };
+  });
+
+  app.post<{ Body: { name?: string; labels?: Labels; csr?: string } }>(
     '/v1/enroll',
     {
       schema: {
         body: {
           type: 'object',
           additionalProperties: false,
-          properties: { name: { type: 'string', maxLength: 128 }, labels: labelsSchema },
+          properties: { name: { type: 'string', maxLength: 128 }, labels: labelsSchema, csr: { type: 'string', maxLength: 4096 } },
         },
       },
     },
@@ -24,7 +32,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       const token = bearerToken(request);
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
       const labels = checkLabels(request.body?.labels);
-      const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
+      const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels, csr: request.body?.csr });
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);

@@ -13,6 +13,7 @@ import { RELAY_VERSION } from '../version.js';
 import { enrollRoutes } from './enroll.js';
 import { tokenRoutes } from './tokens.js';
 import { deviceRoutes } from './devices.js';
+import { deviceCertificateRoutes } from './device-certificates.js';
 import { modelRoutes } from './models.js';
 import { deploymentRoutes } from './deployments.js';
 import { artifactRoutes } from './artifacts.js';
@@ -56,13 +57,17 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     // is no bound on a whole request, only on its silences.
     connectionTimeout: 120_000,
     requestTimeout: 0,
-    // Timeouts are checked every second rather than Node's default 30.
-    http: { connectionsCheckingInterval: 1000 },
+    // Timeouts are checked every second rather than Node's default 30. Over TLS a device may
+    // show its certificate (asked for, not required: people and scripts use tokens).
+    ...(deps.ctx.tls
+      ? { https: { cert: deps.ctx.tls.http.cert, key: deps.ctx.tls.http.key, ca: deps.ctx.tls.caPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const, handshakeTimeout: 10_000, connectionsCheckingInterval: 1000 } }
+      : { http: { connectionsCheckingInterval: 1000 } }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });
 
   // nginx's client_header_timeout: a stranger has 10 s to send the request's headers.
   app.server.headersTimeout = 10_000;
+
 
   app.setErrorHandler((err: FastifyError | OutpostError, request, reply) => {
     if (err instanceof OutpostError) return reply.status(err.status).send(err.toJSON());
@@ -100,6 +105,7 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(enrollRoutes, deps);
   await app.register(tokenRoutes, deps);
   await app.register(deviceRoutes, deps);
+  await app.register(deviceCertificateRoutes, deps);
   await app.register(modelRoutes, deps);
   await app.register(deploymentRoutes, deps);
   await app.register(artifactRoutes, deps);

@@ -26,7 +26,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       const labels = checkLabels(request.body?.labels);
       const token = createEnrollToken(deps.ctx, { ttlMs: (request.body?.ttlSeconds ?? 900) * 1000, labels, allowDeviceLabels: request.body?.allowDeviceLabels });
       reply.status(201);
-      return { token: token.token, expiresAt: new Date(token.expiresAt).toISOString(), labels: token.labels, allowDeviceLabels: token.allowDeviceLabels };
+      return { token: token.token, ...(token.caFingerprint ? { caFingerprint: token.caFingerprint } : {}), expiresAt: new Date(token.expiresAt).toISOString(), labels: token.labels, allowDeviceLabels: token.allowDeviceLabels };
     },
   );
 }

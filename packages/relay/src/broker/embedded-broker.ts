@@ -1,10 +1,14 @@
-// The embedded MQTT broker: aedes on a TCP port, with Outpost's authentication and access rules.
-// The relay's own logic does not call into it; it connects to it as a client like any broker.
+// The embedded MQTT broker: aedes on a TCP port (TLS unless --insecure), with Outpost's
+// authentication and access rules. A device is known by its certificate (mutual TLS: the
+// subject is its id) or by its id and secret. The relay's own logic does not call into it; it
+// connects to it as a client like any broker.
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
+import { peerDevice } from '../tls/peer-device.js';
 import { MAX_DEVICE_PAYLOAD_BYTES, isReserved, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
@@ -20,6 +24,13 @@ export interface EmbeddedBrokerOptions {
   relayPassword: string;
   /** Checks a device's id and secret (constant time, against the stored hash). */
   authenticateDevice(deviceId: string, secret: string): boolean;
+  /** TLS: the server certificate (with its chain), key, and the CA device certificates come from. */
+  tls?: { cert: string; key: string; ca: string };
+  /**
+   * Whether a device certificate (valid, from the CA) still stands: its device exists and the
+   * serial is one the relay issued to it and has not replaced. The reason when not.
+   */
+  deviceCertificate?(deviceId: string, serial: string): string | undefined;
   deviceLimits?: Partial<DeviceLimits>;
   packetLimits?: Partial<PacketLimits>;
   /** Bytes all connections that have not authenticated yet may hold together (default 16 MiB). */
@@ -39,6 +50,8 @@ export interface EmbeddedBroker {
 }
 
 const identities = new WeakMap<Client, BrokerIdentity>();
+/** Each connection's TLS socket (aedes sees the PacketGuard in front of it). */
+const tlsSockets = new WeakMap<object, TLSSocket>();
 /**
  * Each connection's will, as its CONNECT carried it. aedes hands this same object to
  * `authorizePublish` when it publishes the will, which is how a will is told from a publish.
@@ -94,29 +107,47 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     authenticate(client, username, password, done) {
       const secret = password?.toString() ?? '';
       const conn = client.conn as unknown as PacketGuard;
-      if (username === opts.relayUsername && equalStrings(secret, opts.relayPassword)) {
+      const cert = peerDevice(tlsSockets.get(conn));
+      if (cert && 'refused' in cert) {
+        if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, why: cert.refused }, 'mqtt connection refused: device certificate');
+        return done(refuse(5, cert.refused), false);
+      }
+      if (!cert && username === opts.relayUsername && equalStrings(secret, opts.relayPassword)) {
         identities.set(client, { kind: 'relay' });
         conn.authenticated(MAX_RELAY_PACKET_BYTES);
         return done(null, true);
       }
-      if (username && opts.authenticateDevice(username, secret)) {
+      if (cert) {
+        // The certificate is the identity: the username may only repeat it, the secret is not needed.
+        const revoked = opts.deviceCertificate ? opts.deviceCertificate(cert.deviceId, cert.serial) : 'this broker takes no device certificates';
+        if (revoked) {
+          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, deviceId: cert.deviceId, why: revoked }, 'mqtt connection refused: device certificate');
+          return done(refuse(5, revoked), false);
+        }
+        if (username && username !== cert.deviceId) {
+          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username, deviceId: cert.deviceId }, "mqtt connection refused: a device certificate cannot act as another device");
+          return done(refuse(4, `the certificate is ${cert.deviceId}'s`), false);
+        }
+      }
+      const deviceId = cert?.deviceId ?? (username && opts.authenticateDevice(username, secret) ? username : undefined);
+      if (deviceId) {
         // A device must connect with its own id as client id, or it could take over another
         // device's session (a second CONNECT with the same client id evicts the first).
         // MQTT-3.1.3-9: a client id the server rejects gets CONNACK 2.
-        if (client.id !== username) {
-          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username }, 'mqtt connection refused: a device must use its id as client id');
+        if (client.id !== deviceId) {
+          if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, deviceId }, 'mqtt connection refused: a device must use its id as client id');
           return done(refuse(2, 'a device connects with its id as client id'), false);
         }
-        const device: BrokerIdentity = { kind: 'device', deviceId: username };
+        const device: BrokerIdentity = { kind: 'device', deviceId };
         // Refused at CONNECT, before it is stored, so a device that names another topic learns
         // at once (Mosquitto takes it, then drops it by its ACL when the connection closes).
         const will = wills.get(client);
         if (will && !mayWill(device, will.topic)) {
-          opts.onQuota?.(username, 'topic', 'refused', `its will goes to "${will.topic}"; a device's will may go only to its own status topic`);
+          opts.onQuota?.(deviceId, 'topic', 'refused', `its will goes to "${will.topic}"; a device's will may go only to its own status topic`);
           return done(refuse(5, 'will outside the device status topic'), false);
         }
-        if (!quotas.mayConnect(username)) {
-          opts.onQuota?.(username, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
+        if (!quotas.mayConnect(deviceId)) {
+          opts.onQuota?.(deviceId, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
           return done(refuse(5, 'cooling down after a quota disconnect'), false);
         }
         identities.set(client, device);
@@ -192,15 +223,24 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   broker.on('clientError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt client error'));
   broker.on('connectionError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt connection error'));
 
-  const server: Server = createServer(
-    guarded(log, 'accepting an mqtt connection', (socket: Socket) => {
-      const conn = new PacketGuard(socket, packetLimits, budget);
-      conn.once('refused', (why: string) => {
-        if (refusedLog.take(`packet ${socket.remoteAddress}`)) log.warn({ remote: socket.remoteAddress, why }, 'mqtt connection closed: packet limits');
-      });
-      broker.handle(conn as never);
-    }),
-  );
+  const accept = guarded(log, 'accepting an mqtt connection', (socket: Socket) => {
+    const conn = new PacketGuard(socket, packetLimits, budget);
+    if (opts.tls) tlsSockets.set(conn, socket as TLSSocket);
+    conn.once('refused', (why: string) => {
+      if (refusedLog.take(`packet ${socket.remoteAddress}`)) log.warn({ remote: socket.remoteAddress, why }, 'mqtt connection closed: packet limits');
+    });
+    broker.handle(conn as never);
+  });
+  // Client certificates are asked for, not required: the relay's own client and devices that
+  // use their secret have none. Whether one that came is good is decided at CONNECT.
+  const server: Server = opts.tls
+    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000, minVersion: 'TLSv1.2' }, accept)
+    : createServer(accept);
+  if (opts.tls) {
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      if (refusedLog.take(`tls ${socket.remoteAddress}`)) log.debug({ remote: socket.remoteAddress, err: err.message }, 'mqtt tls handshake failed');
+    });
+  }
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -216,7 +256,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const urlHost = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
 
   return {
-    url: `mqtt://${urlHost}:${port}`,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://${urlHost}:${port}`,
     port,
     disconnect(clientId) {
       // Forgotten once closed: its will, published as it closes, counts retained bytes again.
@@ -233,3 +273,4 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
   };
 }
+

@@ -2,12 +2,14 @@
 // relay's logic reaches devices, so the embedded broker can be swapped for Mosquitto or EMQX.
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { ALL_DEVICES_FILTER, guarded, type Logger } from '@outpost/shared';
+import { ALL_DEVICES_FILTER, guarded, trustedCas, type Logger } from '@outpost/shared';
 
 export interface RelayClientOptions {
   url: string;
   username?: string;
   password?: string;
+  /** The relay CA's PEM, trusted beside the system's roots (mqtts:// to the embedded broker). */
+  ca?: string;
   log: Logger;
   /** Called for every message on a device topic. Must not throw. */
   onMessage(topic: string, payload: Buffer): void;
@@ -36,6 +38,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     clientId: `outpost-relay-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
     username: opts.username,
     password: opts.password,
+    ...(opts.ca ? { ca: trustedCas(opts.ca) } : {}),
     clean: true,
     reconnectPeriod: 1000,
     // Subscriptions are made on every connect below, so MQTT.js must not replay its own copy.

@@ -1,4 +1,4 @@
-// outpost-relay devices list | show DEVICE | label DEVICE k=v... | remove DEVICE | logs DEVICE (in device-logs.ts)
+// outpost-relay devices list | show DEVICE | label DEVICE k=v... | remove DEVICE | rotate DEVICE | logs DEVICE (in device-logs.ts)
 // (DEVICE is an id or a name; the relay resolves it, see fleet/devices.ts)
 
 import { InvalidArgumentError, type Command } from 'commander';
@@ -99,7 +99,7 @@ Examples:
     devices
       .command('remove')
       .argument('<device>', 'device id or name')
-      .description('remove a device; its credentials stop working at once')
+      .description('remove a device; its credentials and certificate stop working at once (it is disconnected)')
       .addHelpText('after', `
 Examples:
   outpost-relay devices remove front-door
@@ -111,6 +111,25 @@ Examples:
     await api.request('DELETE', `/v1/devices/${encodeURIComponent(id)}`);
     if (opts.json) return printJson({ removed: id });
     print(`removed ${id}`);
+  });
+
+  clientOptions(
+    devices
+      .command('rotate')
+      .argument('<device>', 'device id or name')
+      .description('make a device renew its certificate now (with a new key); the current one works until it has')
+      .addHelpText('after', `
+An offline device renews when it is back. Agents renew by themselves after two thirds of a
+certificate's lifetime (outpost-relay start --device-cert-ttl); this is for a key that may have
+been copied.
+
+Examples:
+  outpost-relay devices rotate front-door
+`),
+  ).action(async (ref: string, opts: ClientOptions) => {
+    const res = await relayApi(opts).request<{ deviceId: string; requestedAt: string }>('POST', `/v1/devices/${encodeURIComponent(ref)}/rotate-certificate`);
+    if (opts.json) return printJson(res);
+    print(`asked ${res.deviceId} to renew its certificate (it does as soon as it is online)`);
   });
 
   deviceLogsCommand(devices);

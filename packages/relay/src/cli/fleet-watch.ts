@@ -53,7 +53,7 @@ export function fleetCommand(program: Command): void {
         const url = new URL('/v1/fleet/stream', api.url.replace(/^http/, 'ws'));
         if (view.lastSeq) url.searchParams.set('since', String(view.lastSeq));
         const closed = await new Promise<string>((resolve) => {
-          const ws = new WebSocket(url, { headers: api.token ? { authorization: `Bearer ${api.token}` } : {} });
+          const ws = new WebSocket(url, { headers: api.token ? { authorization: `Bearer ${api.token}` } : {}, ...api.tls });
           ws.on('open', () => {
             backoff = 250;
             status = `live from ${api.url}`;

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { completionCommand, examples } from '@outpost/shared';
 import { RELAY_VERSION } from '../version.js';
 import { startCommand } from './start.js';
+import { caCommand } from './ca.js';
 import { tokensCommand } from './tokens.js';
 import { devicesCommand } from './devices.js';
 import { modelsCommand } from './models.js';
@@ -32,6 +33,7 @@ export function relayProgram(): Command {
     );
   startCommand(program);
   tokensCommand(program);
+  caCommand(program);
   devicesCommand(program);
   modelsCommand(program);
   deployCommand(program);

@@ -1,6 +1,7 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
+import { checkAdvertiseHost } from '../tls/advertised-names.js';
 import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
 import { parseDurationOption, parseDurationOrZero } from './parse.js';
@@ -11,8 +12,13 @@ export function startCommand(program: Command): void {
     .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
     .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
     .option('--host <host>', 'interface to listen on', '0.0.0.0')
-    .option('--http-port <port>', 'HTTP API port (0 picks a free one)', parsePort, 8080)
-    .option('--mqtt-port <port>', 'embedded MQTT broker port (0 picks a free one)', parsePort, 1883)
+    .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, 8080)
+    .option('--mqtt-port <port>', 'embedded MQTT broker port: MQTT over TLS, default 8883 (1883 with --insecure; 0 picks a free one)', parsePort)
+    .option('--insecure', 'plain HTTP and MQTT without TLS: tokens, secrets and models cross the network readable (for a demo on 127.0.0.1)')
+    .option('--advertise-host <name>', 'a name or address devices and people reach this relay by, for its certificate (repeat for several; the host\'s own names and addresses are in already)', collectHost)
+    .option('--tls-cert <file>', 'a certificate (PEM, with its chain) for the HTTPS side instead of the relay\'s own, e.g. from a public CA; device certificates still come from the relay\'s CA')
+    .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
+    .addOption(durationOption('--device-cert-ttl <duration>', 'lifetime of device certificates; agents renew after two thirds of it', parseDurationOption, 30 * 86_400_000))
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
@@ -36,12 +42,20 @@ Two agents using one device's identity (a copied data dir) take its connection f
 after three takeovers within a minute the device is marked duplicate-connection (devices show,
 the fleet stream, the dashboard) and both agents are told to back off.
 
+TLS needs no setup: on first start the relay makes its own CA in DATA_DIR/tls and a server
+certificate for every name and address it is reached by; enrollment tokens carry the CA's
+fingerprint, so agents trust it with nothing to copy. \`outpost-relay ca\` prints the CA for
+CLI clients on other hosts (--ca FILE or OUTPOST_CA_FILE).
+
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
+  outpost-relay start --advertise-host relay.factory.example --advertise-host 10.0.0.5
+  outpost-relay start --tls-cert /etc/ssl/relay.pem --tls-key /etc/ssl/relay.key
+  outpost-relay start --insecure --host 127.0.0.1                # plain HTTP/MQTT, this host only
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -60,6 +74,11 @@ Examples:
         runQuotas: { logLines: opts.runLogLines, metricPoints: opts.runMetricPoints },
         artifactCheckIntervalMs: opts.artifactCheckInterval,
         duplicateClearMs: opts.duplicateClear,
+        insecure: opts.insecure,
+        advertiseHosts: opts.advertiseHost,
+        tlsCertFile: opts.tlsCert,
+        tlsKeyFile: opts.tlsKey,
+        deviceCertTtlMs: opts.deviceCertTtl,
       });
       if (relay.newAdminToken) {
         process.stderr.write(
@@ -67,6 +86,15 @@ Examples:
             `CLI commands on this host use it by themselves; elsewhere pass --token or set OUTPOST_TOKEN.\n\n`,
         );
       }
+      if (relay.ca) process.stderr.write(`CA fingerprint (enrollment tokens carry it): ${relay.ca.fingerprint}\n`);
       closeOnSignals(relay);
     });
+}
+
+function collectHost(value: string, previous: string[] = []): string[] {
+  try {
+    return [...previous, checkAdvertiseHost(value)];
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }

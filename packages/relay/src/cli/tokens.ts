@@ -29,13 +29,14 @@ Examples:
 `),
   ).action(async (opts: ClientOptions & { labels?: Labels; ttl: number; allowDeviceLabels?: boolean }) => {
     const api = relayApi(opts);
-    const res = await api.request<{ token: string; expiresAt: string; labels: Labels; allowDeviceLabels: boolean }>('POST', '/v1/tokens/enroll', {
+    const res = await api.request<{ token: string; caFingerprint?: string; expiresAt: string; labels: Labels; allowDeviceLabels: boolean }>('POST', '/v1/tokens/enroll', {
       ttlSeconds: opts.ttl / 1000,
       labels: opts.labels ?? {},
       allowDeviceLabels: opts.allowDeviceLabels ?? false,
     });
     if (opts.json) return printJson(res);
     print(res.token);
-    note(`expires ${res.expiresAt}; on the device: outpost-agent enroll --relay ${api.url} --token ${res.token.slice(0, 8)}…`);
+    const trust = res.caFingerprint ? ` (it carries the relay CA's fingerprint ${res.caFingerprint.slice(0, 8)}…: the device checks the relay against it)` : ' (the relay runs with --insecure: the device cannot check it is talking to this relay)';
+    note(`expires ${res.expiresAt}${trust}; on the device: outpost-agent enroll --relay ${api.url} --token ${res.token.slice(0, 8)}…`);
   });
 }

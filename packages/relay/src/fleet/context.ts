@@ -11,6 +11,7 @@ import type { Presence } from './presence.js';
 import type { DuplicateConnections } from './duplicate-connections.js';
 import type { FileState } from '../artifacts/artifact-store.js';
 import type { DeviceLogRequests } from './device-logs.js';
+import type { RelayTls } from '../tls/relay-tls.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -34,6 +35,8 @@ export interface FleetContext {
   duplicates: DuplicateConnections;
   /** Log requests waiting for devices' answers (held for their callers only, never stored). */
   deviceLogs: DeviceLogRequests;
+  /** The relay's CA and certificates; undefined with --insecure. */
+  tls?: RelayTls;
   /** The job scheduler's side of device messages (set once the scheduler exists). */
   jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */

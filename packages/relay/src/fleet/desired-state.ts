@@ -17,7 +17,8 @@ export function desiredStateFor(ctx: FleetContext, deviceId: string): DesiredSta
     const model = ctx.store.getModelVersion(d.model, d.version)!;
     return { name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) };
   });
-  return { revision: ctx.now(), models };
+  const renewBefore = ctx.store.getDeviceCertificate(deviceId)?.renewBefore;
+  return { revision: ctx.now(), models, ...(renewBefore ? { renewCertificateIssuedBefore: renewBefore } : {}) };
 }
 
 export async function publishDesiredState(ctx: FleetContext, deviceId: string): Promise<void> {

@@ -1,14 +1,19 @@
-// Enrollment: an admin makes a one-time token; a device trades it for its id and secret.
+// Enrollment: an admin makes a one-time token; a device trades it for its id and secret, and
+// (over TLS) its CSR for a certificate. The token carries the relay CA's fingerprint, so the
+// device can check it reached this relay before it sends the token.
 
-import { OutpostError, formatLabels, notAnEnrollToken, type Labels } from '@outpost/shared';
+import { OutpostError, formatEnrollToken, formatLabels, notAnEnrollToken, splitEnrollToken, type Labels } from '@outpost/shared';
 import { formatCredential, hashSecret, newSecret, parseCredential, secretMatches } from '../auth/secrets.js';
 import { randomBytes } from 'node:crypto';
 import type { FleetContext } from './context.js';
 import type { Store } from '../store/store.js';
 import { deviceView } from './views.js';
+import { signDeviceCertificate, type IssuedDeviceCertificate } from './device-certificates.js';
 
 export interface EnrollToken {
   token: string;
+  /** The relay CA's fingerprint the token carries (undefined with --insecure). */
+  caFingerprint?: string;
   expiresAt: number;
   labels: Labels;
   allowDeviceLabels: boolean;
@@ -21,7 +26,8 @@ export function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labe
   const allowDeviceLabels = opts.allowDeviceLabels ?? false;
   ctx.store.addEnrollToken({ id, hash: hashSecret(secret), labels: opts.labels, allowDeviceLabels, expiresAt, usedAt: null });
   ctx.log.info({ tokenId: id, expiresAt: new Date(expiresAt).toISOString(), allowDeviceLabels }, 'enrollment token created');
-  return { token: formatCredential('ope', id, secret), expiresAt, labels: opts.labels, allowDeviceLabels };
+  const caFingerprint = ctx.tls?.caFingerprint;
+  return { token: formatEnrollToken(formatCredential('ope', id, secret), caFingerprint), caFingerprint, expiresAt, labels: opts.labels, allowDeviceLabels };
 }
 
 export interface Enrollment {
@@ -29,9 +35,13 @@ export interface Enrollment {
   secret: string;
   name: string;
   labels: Labels;
+  /** With a CSR over TLS: the device's certificate and the relay's CA. */
+  certificate?: IssuedDeviceCertificate;
 }
 
-export async function enrollDevice(ctx: FleetContext, tokenText: string, request: { name?: string; labels?: Labels }): Promise<Enrollment> {
+export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: string, request: { name?: string; labels?: Labels; csr?: string }): Promise<Enrollment> {
+  // The fingerprint is for the device to check; the relay needs only the credential.
+  const tokenText = splitEnrollToken(tokenWithFingerprint).credential;
   const invalid = () => new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'the enrollment token is unknown, used or expired: ask the admin for a new one (outpost-relay tokens enroll)');
   const cred = parseCredential('ope', tokenText);
   // An API token or a device secret pasted here is said to be one (from its prefix alone).
@@ -54,6 +64,8 @@ export async function enrollDevice(ctx: FleetContext, tokenText: string, request
   // Labels from the token (set by the admin) win over labels the device asks for.
   const labels = { ...asked, ...token.labels };
   const name = request.name?.trim() || deviceId;
+  // Signed before anything is spent: a bad CSR leaves the token valid for a retry.
+  const signed = request.csr !== undefined ? await signDeviceCertificate(ctx, deviceId, request.csr) : undefined;
   // The broker account exists before the device learns its secret, so its first connect works.
   // The token is spent only after that: a broker failure leaves it valid for a retry.
   await ctx.brokerAccounts?.addDevice(deviceId, secret).catch((err: Error) => {
@@ -63,9 +75,10 @@ export async function enrollDevice(ctx: FleetContext, tokenText: string, request
     await ctx.brokerAccounts?.removeDevice(deviceId).catch(() => {});
     throw invalid();
   }
-  ctx.log.info({ deviceId, name }, 'device enrolled');
+  if (signed) ctx.store.setDeviceCertificate(deviceId, signed.serial, signed.notAfter);
+  ctx.log.info({ deviceId, name, certificate: signed ? signed.issued.expiresAt : undefined }, 'device enrolled');
   ctx.events.emit({ type: 'device.enrolled', device: deviceView(ctx.store.getDevice(deviceId)!) });
-  return { deviceId, secret, name, labels };
+  return { deviceId, secret, name, labels, ...(signed ? { certificate: signed.issued } : {}) };
 }
 
 /** Checks a device's MQTT or HTTP credentials in constant time. */

@@ -109,6 +109,15 @@ const MIGRATIONS: string[] = [
   INSERT INTO model_names (name, last_version) SELECT name, max(version) FROM models GROUP BY name;
   CREATE INDEX job_outputs_sha ON job_outputs (sha256);
   `,
+  // Each device's certificate: the serial it was last issued and the one before (still good
+  // until the device has switched to the new one), when the newest ends, and `devices rotate`'s
+  // time (a certificate issued before it is renewed at once).
+  `
+  ALTER TABLE devices ADD COLUMN cert_serial TEXT;
+  ALTER TABLE devices ADD COLUMN cert_previous_serial TEXT;
+  ALTER TABLE devices ADD COLUMN cert_expires_at INTEGER;
+  ALTER TABLE devices ADD COLUMN cert_renew_before INTEGER;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -32,6 +32,14 @@ export interface NewDevice {
   secretHash: string;
 }
 
+export interface DeviceCertificateRecord {
+  serial: string | null;
+  previousSerial: string | null;
+  expiresAt: number | null;
+  /** `devices rotate`: certificates issued before this (ms) are to be renewed. */
+  renewBefore: number | null;
+}
+
 export interface NewDeployment {
   id: string;
   model: string;
@@ -58,6 +66,11 @@ export interface Store {
   // devices
   getDevice(id: string): DeviceRecord | undefined;
   getDeviceSecretHash(id: string): string | undefined;
+  /** The serials of the device's certificates that stand: the newest, and the one it replaced. */
+  getDeviceCertificate(id: string): DeviceCertificateRecord | undefined;
+  /** Records a newly issued certificate; the one before stays good, older ones do not. */
+  setDeviceCertificate(id: string, serial: string, expiresAt: number): void;
+  setDeviceCertificateRenewBefore(id: string, at: number): void;
   countDevices(): { online: number; total: number };
   listDevices(): DeviceRecord[];
   setDeviceLabels(id: string, labels: Labels): void;

@@ -1,0 +1,81 @@
+// The device's TLS identity, beside device.json in its data dir: the relay's CA (trusted for
+// every connection to the relay), and the device's own key (made here, never sent; 0600) and
+// certificate (from the relay, subject = device id). A renewal replaces key and certificate
+// together, each written whole to a temporary file and renamed, so a crash keeps the old pair.
+
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ClientTls } from '@outpost/shared';
+
+export const CA_FILE = 'ca.crt';
+export const CERT_FILE = 'device.crt';
+export const KEY_FILE = 'device.key';
+
+function writeWhole(file: string, text: string, mode: number): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, text, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, file);
+}
+
+export class DeviceTls {
+  readonly #dataDir: string;
+  #current: ClientTls | undefined;
+
+  constructor(dataDir: string) {
+    this.#dataDir = dataDir;
+    this.#current = DeviceTls.read(dataDir);
+  }
+
+  static read(dataDir: string): ClientTls | undefined {
+    finishReplace(dataDir);
+    const ca = join(dataDir, CA_FILE);
+    if (!existsSync(ca)) return undefined;
+    const cert = join(dataDir, CERT_FILE);
+    const key = join(dataDir, KEY_FILE);
+    const pair = existsSync(cert) && existsSync(key) ? { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') } : {};
+    return { ca: readFileSync(ca, 'utf8'), ...pair };
+  }
+
+  /** Writes what enrollment got: the CA, and the key and certificate when there are. */
+  static write(dataDir: string, tls: ClientTls): void {
+    if (tls.ca) writeWhole(join(dataDir, CA_FILE), tls.ca, 0o644);
+    if (tls.key && tls.cert) {
+      writeWhole(join(dataDir, KEY_FILE), tls.key, 0o600);
+      writeWhole(join(dataDir, CERT_FILE), tls.cert, 0o644);
+    }
+  }
+
+  static remove(dataDir: string): void {
+    for (const f of [CA_FILE, CERT_FILE, KEY_FILE]) rmSync(join(dataDir, f), { force: true });
+  }
+
+  /** A new object on each change, so clients built for the old pair are not reused. */
+  get current(): ClientTls | undefined {
+    return this.#current;
+  }
+
+  get hasCertificate(): boolean {
+    return Boolean(this.#current?.cert && this.#current.key);
+  }
+
+  replace(cert: string, key: string): void {
+    // Both written whole under .next names first, then renamed: a crash between the renames
+    // is finished by the next read (finishReplace), so the pair on disk always matches.
+    writeWhole(join(this.#dataDir, `${KEY_FILE}.next`), key, 0o600);
+    writeWhole(join(this.#dataDir, `${CERT_FILE}.next`), cert, 0o644);
+    finishReplace(this.#dataDir);
+    this.#current = { ...this.#current, cert, key };
+  }
+
+}
+
+/** Renames a pair written by `replace` into place (the key first); nothing when there is none. */
+function finishReplace(dataDir: string): void {
+  const certNext = join(dataDir, `${CERT_FILE}.next`);
+  const keyNext = join(dataDir, `${KEY_FILE}.next`);
+  // The certificate's .next is renamed last, so while it exists the pair is not in place yet.
+  if (!existsSync(certNext)) return;
+  if (existsSync(keyNext)) renameSync(keyNext, join(dataDir, KEY_FILE));
+  renameSync(certNext, join(dataDir, CERT_FILE));
+}
