@@ -45,7 +45,9 @@ process.on('SIGTERM', () => void stop(0));
 /** The relay on 8080 (or OUTPOST_DEMO_PORT), or on a free port when that one is taken. */
 async function startRelay(): Promise<Relay> {
   const port = Number(process.env.OUTPOST_DEMO_PORT ?? 8080);
-  const opts = { dataDir: join(dir, 'relay'), host: '127.0.0.1', mqttPort: 0, log };
+  // Plain HTTP on loopback, so the browser opens the dashboard without a certificate warning;
+  // a relay started with outpost-relay start serves TLS.
+  const opts = { dataDir: join(dir, 'relay'), host: '127.0.0.1', mqttPort: 0, insecure: true, log };
   try {
     return await createRelay({ ...opts, httpPort: port });
   } catch (err) {
@@ -86,7 +88,7 @@ async function demo(): Promise<void> {
   say(`files       ${dir} (removed when the demo stops)`);
   relay = await startRelay();
   const token = relay.newAdminToken!;
-  say(`relay       ${relay.httpUrl} (data in ${relay.dataDir})`);
+  say(`relay       ${relay.httpUrl} (data in ${relay.dataDir}; plain HTTP on 127.0.0.1 only: the demo runs --insecure, a real relay serves TLS)`);
 
   const { token: enrollToken } = await api<{ token: string }>(relay, token, 'POST', '/v1/tokens/enroll', JSON.stringify({ labels: { site: 'demo' } }));
   const agentDir = join(dir, 'agent');

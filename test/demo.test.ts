@@ -65,7 +65,7 @@ t.test('the demo, with 8080 taken: trains, deploys, predicts, and stops on Ctrl-
   const folder = /^files\s+(\S+) \(removed when the demo stops\)$/m.exec(out)?.[1];
   t.ok(folder && existsSync(folder), 'it announces the one folder it writes to');
   if (busy) t.match(out, /^port 8080 is busy; using a free one$/m);
-  t.match(out, new RegExp(`relay\\s+http://127\\.0\\.0\\.1:\\d+ \\(data in ${folder}/relay\\)`));
+  t.match(out, new RegExp(`relay\\s+http://127\\.0\\.0\\.1:\\d+ \\(data in ${folder}/relay; plain HTTP on 127\\.0\\.0\\.1 only: the demo runs --insecure, a real relay serves TLS\\)`));
   t.match(out, /training\s+job_[0-9a-f]+ on local/);
   t.match(out, /succeeded: loss 0\.\d+, accuracy 0\.\d+; registered classifier:1/);
   t.match(out, /deployment\s+dep_[0-9a-f]+ succeeded/);

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, enrollDevice, runCli, AGENT_BIN, startAgent, startRelay, type Device } from './helpers/programs.js';
+import { trustFor } from './helpers/trust.js';
 import { waitFor } from './helpers/wait.js';
 
 const prefix = (id: string) => `outpost/v1/devices/${id}`;
@@ -14,7 +15,7 @@ const prefix = (id: string) => `outpost/v1/devices/${id}`;
 /** Connects as a device (or as anyone), resolving on CONNACK or rejecting with the refusal. */
 function connectAs(url: string, opts: mqtt.IClientOptions): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
+    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...trustFor(url), ...opts });
     client.once('connect', () => resolve(client));
     client.once('error', (err) => {
       client.end(true);
@@ -130,21 +131,21 @@ t.test('a device reaches only its own topics and artifacts', async (t) => {
 
   await t.test('artifacts need a credential, and a device sees only what is deployed to it', async (t) => {
     const url = `${relay.httpUrl}/v1/artifacts/${pushed.sha256}`;
-    t.equal((await fetch(url)).status, 401, 'no credential');
-    t.equal((await fetch(url, { headers: { authorization: 'Bearer ods_000000000000_wrongwrongwrongwrongwrong' } })).status, 401, 'wrong secret');
-    t.equal((await fetch(url, { headers: { authorization: `Bearer ${a.secret}` } })).status, 404, 'a has no deployment of it');
-    const asB = await fetch(url, { headers: { authorization: `Bearer ${b.secret}` } });
+    t.equal((await relay.fetch(url)).status, 401, 'no credential');
+    t.equal((await relay.fetch(url, { headers: { authorization: 'Bearer ods_000000000000_wrongwrongwrongwrongwrong' } })).status, 401, 'wrong secret');
+    t.equal((await relay.fetch(url, { headers: { authorization: `Bearer ${a.secret}` } })).status, 404, 'a has no deployment of it');
+    const asB = await relay.fetch(url, { headers: { authorization: `Bearer ${b.secret}` } });
     t.equal(asB.status, 200);
     const bytes = Buffer.from(await asB.arrayBuffer());
     t.equal(createHash('sha256').update(bytes).digest('hex'), pushed.sha256);
     t.equal(asB.headers.get('etag'), `"${pushed.sha256}"`);
-    const part = await fetch(url, { headers: { authorization: `Bearer ${relay.token}`, range: 'bytes=10-19' } });
+    const part = await relay.fetch(url, { headers: { authorization: `Bearer ${relay.token}`, range: 'bytes=10-19' } });
     t.equal(part.status, 206);
     t.equal(part.headers.get('content-range'), `bytes 10-19/${bytes.length}`);
     t.same(Buffer.from(await part.arrayBuffer()), bytes.subarray(10, 20));
-    const cached = await fetch(url, { headers: { authorization: `Bearer ${relay.token}`, 'if-none-match': `"${pushed.sha256}"` } });
+    const cached = await relay.fetch(url, { headers: { authorization: `Bearer ${relay.token}`, 'if-none-match': `"${pushed.sha256}"` } });
     t.equal(cached.status, 304);
-    const outside = await fetch(url, { headers: { authorization: `Bearer ${relay.token}`, range: `bytes=${bytes.length + 5}-` } });
+    const outside = await relay.fetch(url, { headers: { authorization: `Bearer ${relay.token}`, range: `bytes=${bytes.length + 5}-` } });
     t.equal(outside.status, 416);
     t.equal((await relay.api('GET', '/v1/devices', undefined, b.secret)).status, 403, 'a device secret cannot use the admin API');
     t.equal((await relay.api('GET', '/v1/devices', undefined, null)).status, 401);
@@ -152,7 +153,7 @@ t.test('a device reaches only its own topics and artifacts', async (t) => {
 
   await t.test('enrollment tokens are single use and expire', async (t) => {
     const tok = JSON.parse((await relay.cli('tokens', 'enroll', '--json')).stdout) as { token: string };
-    const enrollWith = (token: string) => fetch(`${relay.httpUrl}/v1/enroll`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' });
+    const enrollWith = (token: string) => relay.fetch(`${relay.httpUrl}/v1/enroll`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: '{}' });
     t.equal((await enrollWith(tok.token)).status, 201);
     const reused = await enrollWith(tok.token);
     t.equal(reused.status, 401);

@@ -17,7 +17,7 @@ interface LogLine {
 
 /** `devices logs … --follow` as a person runs it: output as it comes, stopped with Ctrl-C. */
 function follow(t: Test, relay: TestRelay, args: string[]) {
-  const proc = spawn(process.execPath, [RELAY_BIN, 'devices', 'logs', ...args, '--follow'], { env: { ...process.env, OUTPOST_RELAY_URL: relay.httpUrl, OUTPOST_TOKEN: relay.token }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [RELAY_BIN, 'devices', 'logs', ...args, '--follow'], { env: { ...process.env, ...relay.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const out = { stdout: '', stderr: '' };
   proc.stdout.setEncoding('utf8').on('data', (d: string) => (out.stdout += d));
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (out.stderr += d));

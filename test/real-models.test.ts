@@ -75,13 +75,13 @@ t.test('models with meaningful inputs, and the mistakes around deploying them', 
     const huge = await relay.cli('models', 'push', audio, '--name', 'audio-absurd', '--sample', absurd);
     t.equal(huge.code, 1, 'a sample claiming a trillion elements is refused');
     t.match(huge.stderr, /OUTPOST_ERR_TENSOR_INVALID: the sample does not fit the model/);
-    const oversized = await fetch(`${relay.httpUrl}/v1/samples`, {
+    const oversized = await relay.fetch(`${relay.httpUrl}/v1/samples`, {
       method: 'POST',
       headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' },
       body: Buffer.alloc(17 * 1024 * 1024, 0x20),
     });
     t.equal(oversized.status, 413, 'a sample over 16 MiB is refused');
-    const many = await Promise.all(Array.from({ length: 20 }, () => fetch(`${relay.httpUrl}/v1/samples`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: '{"inputs": [' })));
+    const many = await Promise.all(Array.from({ length: 20 }, () => relay.fetch(`${relay.httpUrl}/v1/samples`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: '{"inputs": [' })));
     t.same([...new Set(many.map((r) => r.status))], [400], 'a flood of broken samples gets a 400 each');
     t.equal((await relay.api('GET', '/v1/health')).status, 200, 'and the relay carries on');
   });

@@ -53,15 +53,15 @@ t.test('relay CLI', async (t) => {
     t.equal(unreadable.code, 1);
     t.match(unreadable.stderr, new RegExp(`^error: cannot read ${locked}: permission denied; check its permissions \\(ls -l ${locked}\\)`, 'm'));
 
-    // --relay HOST:PORT means http://HOST:PORT, as curl and kubectl read it.
-    const hostPort = relay.httpUrl.replace(/^http:\/\//, '');
-    const bare = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', hostPort, '--token', relay.token]);
+    // --relay HOST:PORT means https://HOST:PORT (relays serve TLS unless started with --insecure).
+    const hostPort = relay.httpUrl.replace(/^https:\/\//, '');
+    const bare = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', hostPort, '--token', relay.token, '--ca', relay.caFile!]);
     t.equal(bare.code, 0, bare.stderr);
     t.equal((JSON.parse(bare.stdout) as unknown[]).length, 1);
-    const fromEnv = await runCli(RELAY_BIN, ['devices', 'list', '--json'], { OUTPOST_RELAY_URL: `${hostPort}/`, OUTPOST_TOKEN: relay.token });
+    const fromEnv = await runCli(RELAY_BIN, ['devices', 'list', '--json'], { ...relay.env, OUTPOST_RELAY_URL: `${hostPort}/` });
     t.equal(fromEnv.code, 0, fromEnv.stderr);
     const mqtt = await relay.cli('devices', 'list', '--relay', relay.mqttUrl);
-    t.match(mqtt.stderr, /^error: --relay: mqtt:\/\/127\.0\.0\.1:\d+ is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/127\.0\.0\.1:8080$/m);
+    t.match(mqtt.stderr, /^error: --relay: mqtts:\/\/127\.0\.0\.1:\d+ is an MQTT URL: give the relay's HTTP URL, e\.g\. https:\/\/127\.0\.0\.1:8080$/m);
     t.match((await relay.cli('devices', 'list', '--relay', 'ftp://relay')).stderr, /^error: --relay: ftp:\/\/relay: give the relay's http:\/\/ or https:\/\/ URL/m);
     t.match((await relay.cli('devices', 'list', '--relay', 'http://')).stderr, /^error: --relay: "http:\/\/" is not a URL/m);
 
@@ -103,7 +103,7 @@ t.test('relay CLI', async (t) => {
   });
 
   await t.test('the API describes itself at /v1/openapi.json, without a token', async (t) => {
-    const res = await fetch(`${relay.httpUrl}/v1/openapi.json`);
+    const res = await relay.fetch(`${relay.httpUrl}/v1/openapi.json`);
     t.equal(res.status, 200);
     const doc = (await res.json()) as { openapi: string; info: { title: string }; paths: Record<string, Record<string, { parameters?: Array<{ name: string }>; requestBody?: unknown }>> };
     t.match(doc.openapi, /^3\./);

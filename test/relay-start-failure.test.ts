@@ -7,7 +7,7 @@ import t, { type Test } from 'tap';
 import { createServer, type Server } from 'node:net';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createLogger } from '@outpost/shared';
+import { createLogger, tlsFetch } from '@outpost/shared';
 import { createRelay } from '@outpost/relay';
 import { RELAY_BIN, closedPort, runCli, startRelay, tempDir } from './helpers/programs.js';
 
@@ -102,7 +102,7 @@ t.test('in one process, a failed start frees what it opened, so a retry there wo
   // What the demo does when 8080 is taken: the same data dir, another port.
   const relay = await createRelay({ dataDir, host: '127.0.0.1', httpPort: 0, mqttPort, log });
   t.match(relay.newAdminToken, /^opa_/, 'the retry makes the admin token');
-  const res = await fetch(`${relay.httpUrl}/v1/devices`, { headers: { authorization: `Bearer ${relay.newAdminToken}` } });
+  const res = await tlsFetch({ ca: relay.ca?.pem })(`${relay.httpUrl}/v1/devices`, { headers: { authorization: `Bearer ${relay.newAdminToken}` } });
   t.equal(res.status, 200, 'and takes requests with it');
   await relay.close();
 

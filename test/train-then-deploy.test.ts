@@ -192,14 +192,14 @@ t.test('training jobs', async (t) => {
     writeFileSync(join(dir, 'inner', 'x'), 'x');
     const evil = join(dir, 'evil.tgz');
     execFileSync('tar', ['-czf', evil, '-C', join(dir, 'inner'), '--transform', 's,^,../../,', 'x']);
-    const res = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(evil) });
+    const res = await relay.fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(evil) });
     t.equal(res.status, 400);
     const body = (await res.json()) as { error: { code: string; message: string } };
     t.equal(body.error.code, 'OUTPOST_ERR_BUNDLE_INVALID');
     t.match(body.error.message, /"\.\.\/\.\.\/x" would be written outside the job folder/);
     const abs = join(dir, 'abs.tgz');
     execFileSync('tar', ['-czPf', abs, join(dir, 'inner', 'x')]);
-    const res2 = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(abs) });
+    const res2 = await relay.fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(abs) });
     t.equal(res2.status, 400);
   });
 });

@@ -77,8 +77,8 @@ t.test('the fleet stream, health history and metrics', async (t) => {
     t.ok(week.body.points.length >= series.points.length);
     t.equal((await relay.api('GET', `/v1/devices/${d.deviceId}/health?range=forever`)).status, 400);
 
-    t.equal((await fetch(`${relay.httpUrl}/metrics`)).status, 401, 'metrics need a token');
-    const text = await (await fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
+    t.equal((await relay.fetch(`${relay.httpUrl}/metrics`)).status, 401, 'metrics need a token');
+    const text = await (await relay.fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
     t.match(text, /^outpost_devices\{online="true"\} 1$/m);
     t.match(text, /^outpost_deployments\{state="succeeded"\} 1$/m);
     t.match(text, /^outpost_stream_clients [1-9]/m);

@@ -31,7 +31,7 @@ function partialBytes(dataDir: string): number {
 t.test('the agent killed mid-download resumes it when it starts again', async (t) => {
   const relay = await startRelay(t);
   const proxy = await startProxy(t, Number(new URL(relay.httpUrl).port));
-  const device = await enrollDevice(t, relay, 'edge', undefined, proxy.url('http'));
+  const device = await enrollDevice(t, relay, 'edge', undefined, proxy.url('https'));
   let agent = await startAgent(t, device);
   const model = join(FIXTURES, 'cnn.onnx');
   const size = statSync(model).size;

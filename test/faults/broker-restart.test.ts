@@ -60,7 +60,7 @@ t.test('status messages out of order: sessions decide, heartbeats prove', async 
   const device = await enrollDevice(t, relay, 'edge');
   const topic = `outpost/v1/devices/${device.deviceId}/status`;
   const online = async () => (await relay.api<DeviceView>('GET', `/v1/devices/${device.deviceId}`)).body.online;
-  const c = await mqtt.connectAsync(relay.mqttUrl, { clientId: device.deviceId, username: device.deviceId, password: device.secret, reconnectPeriod: 0 });
+  const c = await mqtt.connectAsync(relay.mqttUrl, { ...relay.tls, clientId: device.deviceId, username: device.deviceId, password: device.secret, reconnectPeriod: 0 });
   t.teardown(() => c.endAsync());
   const say = (m: object) => c.publishAsync(topic, JSON.stringify({ ts: Date.now(), ...m }), { qos: 1, retain: true });
   await say({ online: true, session: 2000 });

@@ -42,7 +42,7 @@ t.test('a corrupt artifact on the relay is caught, quarantined and restored by a
     t.equal((await version()).file.foundBy, 'loading it into memory to serve it');
     t.notOk(existsSync(stored), 'nothing is left under its name to serve');
     t.ok(existsSync(join(dataDir, 'artifacts', '.quarantine', sha)), 'the bad bytes are kept aside for a look');
-    const direct = await fetch(`${relay.httpUrl}/v1/artifacts/${sha}`, { headers: { authorization: `Bearer ${relay.token}` } });
+    const direct = await relay.fetch(`${relay.httpUrl}/v1/artifacts/${sha}`, { headers: { authorization: `Bearer ${relay.token}` } });
     t.equal(direct.status, 503, 'a download is told to retry');
     t.match(await direct.text(), /OUTPOST_ERR_ARTIFACT_CORRUPT/);
     const show = await relay.cli('models', 'show', 'linear');

@@ -37,7 +37,7 @@ t.test('a full disk costs new work, never the relay', { skip: 'skip' in mount ? 
     t.match(push.stderr, /^error: OUTPOST_ERR_DISK_FULL: the relay's disk is full: free space in its data dir and retry/, push.stderr);
     t.same(readdirSync(join(dataDir, 'artifacts', '.staging')), [], 'nothing half-written is left in .staging');
 
-    const big = await fetch(`${relay.httpUrl}/v1/models/big/versions`, {
+    const big = await relay.fetch(`${relay.httpUrl}/v1/models/big/versions`, {
       method: 'POST',
       headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' },
       body: Buffer.alloc(2 * 1024 * 1024),

@@ -22,7 +22,7 @@ t.test('faults inside a health window', async (t) => {
   // The broker port is chosen first so that the proxy (and the relay, restarted) keep it.
   const mqttPort = await closedPort();
   const proxy = await startProxy(t, mqttPort);
-  const relayArgs = ['--mqtt-port', String(mqttPort), '--advertise-mqtt-url', proxy.url('mqtt')];
+  const relayArgs = ['--mqtt-port', String(mqttPort), '--advertise-mqtt-url', proxy.url('mqtts')];
   let relay: TestRelay = await startRelay(t, { extraArgs: relayArgs });
   const device = await enrollDevice(t, relay, 'edge');
   const agent = await startAgent(t, device);

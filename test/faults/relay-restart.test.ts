@@ -21,12 +21,12 @@ t.test('the relay killed mid-download', async (t) => {
   const mqttPort = new URL(first.mqttUrl).port;
   // The device reaches the relay's HTTP side through a proxy that makes the download slow.
   const proxy = await startProxy(t, Number(httpPort));
-  const device = await enrollDevice(t, first, 'edge', undefined, proxy.url('http'));
+  const device = await enrollDevice(t, first, 'edge', undefined, proxy.url('https'));
   const agent = await startAgent(t, device);
   t.equal((await first.cli('models', 'push', join(FIXTURES, 'cnn.onnx'), '--name', 'cnn')).code, 0);
   proxy.throttle(1024 * 1024);
 
-  const env = { OUTPOST_RELAY_URL: first.httpUrl, OUTPOST_TOKEN: first.token };
+  const env = first.env;
   const deploy = runCli(RELAY_BIN, ['deploy', 'cnn', '--device', device.deviceId, '--strategy', 'rolling', '--failure-threshold', '0', '--health-window', '1s', '--wait', '--json', '--timeout', '2m'], env);
   await waitFor('a megabyte of the download through', () => proxy.downBytes > 1024 * 1024);
   await first.kill();

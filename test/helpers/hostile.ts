@@ -15,7 +15,7 @@ export function rssMiB(pid: number): number {
 
 /** One sample of a relay metric (the sum of its series matching `labels`, e.g. `quota="rate"`). */
 export async function relayMetric(relay: TestRelay, name: string, labels = ''): Promise<number> {
-  const text = await (await fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
+  const text = await (await relay.fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
   let sum = 0;
   for (const line of text.split('\n')) {
     if (!line.startsWith(name) || (line[name.length] !== ' ' && line[name.length] !== '{')) continue;

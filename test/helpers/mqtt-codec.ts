@@ -5,6 +5,8 @@
 // with their original ids. Real clients (MQTT.js) are used for everything else.
 
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { trustFor } from './trust.js';
 
 /** The variable-length "remaining length" of a fixed header (any value up to 268,435,455). */
 export function remainingLength(n: number): Buffer {
@@ -155,9 +157,12 @@ export interface RawConnection {
 }
 
 export function rawConnect(url: string): Promise<RawConnection> {
-  const { hostname, port } = new URL(url);
+  const { hostname, port, protocol } = new URL(url);
+  // mqtts: the TLS a device speaks, with the relay's CA (recorded by startRelay); the attack
+  // is on what comes after the handshake.
+  const secure = protocol === 'mqtts:';
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname);
+    const socket = secure ? tlsConnect({ host: hostname, port: Number(port), ...trustFor(url) }) : connect(Number(port), hostname);
     const chunks: Buffer[] = [];
     let gone = false;
     socket.on('data', (c: Buffer) => chunks.push(c));
@@ -166,7 +171,7 @@ export function rawConnect(url: string): Promise<RawConnection> {
       gone = true;
       r();
     }));
-    socket.once('connect', () =>
+    socket.once(secure ? 'secureConnect' : 'connect', () =>
       resolve({
         socket,
         received: () => Buffer.concat(chunks),

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
 import { tlsConnectOptions, tlsFetch, type ClientTls } from '@outpost/shared';
+import { trustRelay } from './trust.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
@@ -122,6 +123,8 @@ export interface TestRelay extends RunningProgram {
   fetch: typeof fetch;
   /** TLS options for node's tls/https/ws/mqtt clients of this relay. */
   tls: { ca?: string[] };
+  /** The environment a CLI on another host would use for this relay: URL, token and CA file. */
+  env: Record<string, string>;
   /** Runs `outpost-relay ARGS` against this relay. */
   cli(...args: string[]): Promise<CliResult>;
   api<T = unknown>(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: T }>;
@@ -141,6 +144,8 @@ export async function startRelay(t: Test, opts: { dataDir?: string; extraArgs?: 
   const ca = httpUrl.startsWith('https:') && existsSync(caFile) ? readFileSync(caFile, 'utf8') : undefined;
   const trust: ClientTls = { ca };
   const relayFetch = tlsFetch(trust);
+  const env: Record<string, string> = { OUTPOST_RELAY_URL: httpUrl, OUTPOST_TOKEN: token, ...(ca ? { OUTPOST_CA_FILE: caFile } : {}) };
+  trustRelay([ready.mqttUrl as string, httpUrl], tlsConnectOptions(trust));
   return {
     ...program,
     httpUrl,
@@ -151,7 +156,8 @@ export async function startRelay(t: Test, opts: { dataDir?: string; extraArgs?: 
     caFile: ca ? caFile : undefined,
     fetch: relayFetch,
     tls: tlsConnectOptions(trust),
-    cli: (...args) => runCli(RELAY_BIN, args, { OUTPOST_RELAY_URL: httpUrl, OUTPOST_TOKEN: token, ...(ca ? { OUTPOST_CA_FILE: caFile } : {}) }),
+    env,
+    cli: (...args) => runCli(RELAY_BIN, args, env),
     async api<T>(method: string, path: string, body?: unknown, asToken: string | null = token) {
       const headers: Record<string, string> = {};
       if (asToken) headers.authorization = `Bearer ${asToken}`;

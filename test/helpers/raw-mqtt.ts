@@ -4,6 +4,8 @@
 // sends again. Every packet from the broker is kept in order, to be waited on.
 
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { trustFor } from './trust.js';
 import { DISCONNECT, PINGREQ, PacketReader, ackPacket, connectPacket, publishPacket, subscribePacket, type Packet, type Will } from './mqtt-codec.js';
 
 export interface RawMqttOptions {
@@ -60,10 +62,13 @@ export class RawMqtt {
 
   /** Connects and sends CONNECT; resolves once the CONNACK is in, or the broker has hung up. */
   static async open(url: string, opts: RawMqttOptions): Promise<RawMqtt> {
-    const { hostname, port } = new URL(url);
-    const socket = connect(Number(port), hostname.replace(/^\[|\]$/g, ''));
+    const { hostname, port, protocol } = new URL(url);
+    const host = hostname.replace(/^\[|\]$/g, '');
+    // mqtts: TLS with the relay's CA (recorded by startRelay), as a device's agent connects.
+    const secure = protocol === 'mqtts:';
+    const socket = secure ? tlsConnect({ host, port: Number(port), ...trustFor(url) }) : connect(Number(port), host);
     await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
+      socket.once(secure ? 'secureConnect' : 'connect', resolve);
       socket.once('error', reject);
     });
     const client = new RawMqtt(socket, opts.autoAck ?? true);

@@ -3,6 +3,7 @@
 import { WebSocket } from 'ws';
 import type { StreamMessage } from '@outpost/shared';
 import { waitFor } from './wait.js';
+import { trustFor } from './trust.js';
 
 export interface StreamTap {
   messages: StreamMessage[];
@@ -12,7 +13,7 @@ export interface StreamTap {
 }
 
 export function openStream(httpUrl: string, token: string, query = ''): Promise<StreamTap> {
-  const ws = new WebSocket(`${httpUrl.replace(/^http/, 'ws')}/v1/fleet/stream${query}`, { headers: { authorization: `Bearer ${token}` } });
+  const ws = new WebSocket(`${httpUrl.replace(/^http/, 'ws')}/v1/fleet/stream${query}`, { headers: { authorization: `Bearer ${token}` }, ...trustFor(httpUrl) });
   const messages: StreamMessage[] = [];
   ws.on('message', (data) => messages.push(JSON.parse(data.toString()) as StreamMessage));
   let seen = 0;
@@ -49,7 +50,7 @@ export function openStream(httpUrl: string, token: string, query = ''): Promise<
 /** Resolves with the HTTP status a refused upgrade got. */
 export function refusedUpgrade(url: string, headers: Record<string, string> = {}): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
+    const ws = new WebSocket(url, { headers, ...trustFor(url) });
     ws.once('unexpected-response', (_req, res) => {
       resolve(res.statusCode ?? 0);
       ws.terminate();

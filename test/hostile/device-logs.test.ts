@@ -6,12 +6,13 @@
 import t from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
 import { LINEAR_REQUEST, fleetStillWorks, relayMetric, relayWithBystander } from '../helpers/hostile.js';
+import { trustFor } from '../helpers/trust.js';
 import { enrollDevice, type Device } from '../helpers/programs.js';
 import { waitFor } from '../helpers/wait.js';
 
 function connectAs(url: string, d: Device): Promise<MqttClient> {
   return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { clientId: d.deviceId, username: d.deviceId, password: d.secret, reconnectPeriod: 0, connectTimeout: 5000 });
+    const client = mqtt.connect(url, { ...trustFor(url), clientId: d.deviceId, username: d.deviceId, password: d.secret, reconnectPeriod: 0, connectTimeout: 5000 });
     client.once('connect', () => resolve(client));
     client.once('error', (err) => {
       client.end(true);

@@ -5,7 +5,7 @@
 
 import t from 'tap';
 import mqtt from 'mqtt';
-import { request } from 'node:http';
+import { request } from 'node:https';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packBundle } from '@outpost/shared';
@@ -59,7 +59,7 @@ t.test('hostile job runs', async (t) => {
     const before = (await relay.api<{ lines: unknown[] }>('GET', `/v1/jobs/${endedJob}/logs?limit=10000`)).body.lines.length;
     // The device itself, its agent stopped: a compromised one replaying its old run.
     await trainerAgent.stop();
-    const c = await mqtt.connectAsync(relay.mqttUrl, { clientId: trainer.deviceId, username: trainer.deviceId, password: trainer.secret, reconnectPeriod: 0 });
+    const c = await mqtt.connectAsync(relay.mqttUrl, { ...relay.tls, clientId: trainer.deviceId, username: trainer.deviceId, password: trainer.secret, reconnectPeriod: 0 });
     const lines = Array.from({ length: 1000 }, (_, i) => ({ ts: Date.now(), stream: 'stdout', text: `outpost:metric loss=${i}` }));
     for (let i = 0; i < 5; i++) await c.publishAsync(`outpost/v1/devices/${trainer.deviceId}/job-log`, JSON.stringify({ jobId: endedJob, rank: 0, lines }), { qos: 1 });
     await c.publishAsync(`outpost/v1/devices/${trainer.deviceId}/status`, JSON.stringify({ online: true, ts: Date.now() }), { qos: 1 });
@@ -71,7 +71,7 @@ t.test('hostile job runs', async (t) => {
     const answer = await new Promise<{ status: number; connection: string | undefined; sent: number }>((resolve, reject) => {
       const url = new URL(`${relay.httpUrl}/v1/jobs/${endedJob}/outputs?rank=0&path=big.bin`);
       let sent = 0;
-      const req = request(url, { method: 'POST', headers: { authorization: `Bearer ${trainer.secret}`, 'content-type': 'application/octet-stream', 'content-length': 1024 ** 3 } }, (res) => {
+      const req = request(url, { method: 'POST', headers: { authorization: `Bearer ${trainer.secret}`, 'content-type': 'application/octet-stream', 'content-length': 1024 ** 3 }, ...relay.tls }, (res) => {
         res.resume();
         resolve({ status: res.statusCode!, connection: res.headers.connection, sent });
         req.destroy();
@@ -144,7 +144,7 @@ t.test('hostile job runs', async (t) => {
       for (const [from, to] of links) symlinkSync(to, join(dir, from));
       const file = join(tempDir(t, 'tgz'), 'b.tar.gz');
       await packBundle(dir, file);
-      const res = await fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(file) });
+      const res = await relay.fetch(`${relay.httpUrl}/v1/bundles`, { method: 'POST', headers: { authorization: `Bearer ${relay.token}`, 'content-type': 'application/octet-stream' }, body: readFileSync(file) });
       const body = (await res.json()) as { error: { code: string; message: string } };
       t.equal(res.status, 400, `${name}: ${body.error.message}`);
       t.equal(body.error.code, 'OUTPOST_ERR_BUNDLE_INVALID');

@@ -45,8 +45,8 @@ t.test('relay URLs', async (t) => {
   t.equal(relayUrl(' https://relay.example.com/ '), 'https://relay.example.com');
   t.equal(relayUrl('http://[::1]:8080/'), 'http://[::1]:8080');
   t.equal(relayUrl('http://relay:8080/prefix/'), 'http://relay:8080/prefix', 'a path prefix (behind a proxy) is kept');
-  t.throws(() => relayUrl('mqtt://outpost:pw@broker:1883'), /mqtt:\/\/outpost:pw@broker:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/broker:8080/);
-  t.throws(() => relayUrl('ws://relay:8080'), /^ws:\/\/relay:8080: give the relay's http:\/\/ or https:\/\/ URL, e\.g\. http:\/\/relay:8080$/);
+  t.throws(() => relayUrl('mqtt://outpost:pw@broker:1883'), /mqtt:\/\/outpost:pw@broker:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. https:\/\/broker:8080/);
+  t.throws(() => relayUrl('ws://relay:8080'), /^ws:\/\/relay:8080: give the relay's http:\/\/ or https:\/\/ URL, e\.g\. https:\/\/relay:8080$/);
   t.throws(() => relayUrl('http://'), /is not a URL/);
   t.throws(() => relayUrl('relay:port'), /is not a URL/);
 });

@@ -27,7 +27,7 @@ export interface ConnectionOptions {
   secret: string;
   /**
    * The relay's CA and the device's certificate, read again at each connect (a renewal takes
-   * effect on the next one). With a certificate the device is known by it: no secret is sent.
+   * effect on the next one).
    */
   tls?(): ClientTls | undefined;
   log: Logger;
@@ -74,13 +74,13 @@ export function connect(opts: ConnectionOptions): Connection {
   let lastReported: string | undefined;
   let lastJobsReported: string | undefined;
 
-  const identity = () => {
-    const tls = opts.tls?.();
-    return { ...tlsConnectOptions(tls), ...(tls?.cert ? { password: undefined } : { password: opts.secret }) };
-  };
+  // The secret goes too: an external broker (Mosquitto with passwords) knows the device by it,
+  // and over TLS the broker was verified first. The embedded broker goes by the certificate.
+  const identity = () => tlsConnectOptions(opts.tls?.());
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
     username: deviceId,
+    password: opts.secret,
     ...identity(),
     clean: true,
     keepalive: 30,
