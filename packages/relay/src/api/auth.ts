@@ -1,13 +1,15 @@
-// Who is calling the HTTP API: an API token (`opa_…`) or a device secret (`ods_…`),
-// both as `Authorization: Bearer …`, both checked in constant time against stored hashes.
+// Who is calling the HTTP API: an API token (`opa_…`) or a device secret (`ods_…`), both as
+// `Authorization: Bearer …`, both checked in constant time against stored hashes. What each
+// may do is api/access.ts's.
 
 import type { FastifyRequest } from 'fastify';
-import { OutpostError } from '@outpost/shared';
-import { parseCredential, secretMatches } from '../auth/secrets.js';
+import { parseCredential } from '../auth/secrets.js';
 import { deviceSecretMatches } from '../fleet/enrollment.js';
-import type { FleetContext } from '../fleet/context.js';
+import type { ApiTokens, TokenCaller } from '../auth/api-tokens.js';
+import type { Store } from '../store/store.js';
 
-export type Caller = { kind: 'api'; tokenId: string } | { kind: 'device'; deviceId: string };
+export type DeviceCaller = { kind: 'device'; deviceId: string };
+export type Caller = TokenCaller | DeviceCaller;
 
 export function bearerToken(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
@@ -16,37 +18,18 @@ export function bearerToken(request: FastifyRequest): string | undefined {
   return match?.[1];
 }
 
-function unauthorized(message = 'missing or wrong token: pass --token or set OUTPOST_TOKEN (the relay printed its admin token on first start)'): OutpostError {
-  return new OutpostError('OUTPOST_ERR_UNAUTHORIZED', message);
-}
-
-export function identifyCaller(ctx: FleetContext, request: FastifyRequest): Caller | undefined {
-  const token = bearerToken(request);
-  if (!token) return undefined;
-  const api = parseCredential('opa', token);
-  if (api) {
-    const record = ctx.store.getApiToken(api.id);
-    return record && secretMatches(api.secret, record.hash) ? { kind: 'api', tokenId: record.id } : undefined;
-  }
-  const device = parseCredential('ods', token);
+/**
+ * The caller a credential names; undefined for none or a wrong one. A token that matches but
+ * was revoked or has expired is a 401 that says so (ApiTokens.authenticate).
+ */
+export function identifyCredential(tokens: ApiTokens, store: Store, credential: string | undefined): Caller | undefined {
+  if (!credential) return undefined;
+  const token = tokens.authenticate(credential);
+  if (token) return token;
+  const device = parseCredential('ods', credential);
   if (device) {
     const deviceId = `dev_${device.id}`;
-    return deviceSecretMatches(ctx.store, deviceId, token) ? { kind: 'device', deviceId } : undefined;
+    return deviceSecretMatches(store, deviceId, credential) ? { kind: 'device', deviceId } : undefined;
   }
   return undefined;
-}
-
-/** preHandler for admin routes. */
-export function requireApiToken(ctx: FleetContext) {
-  return async (request: FastifyRequest): Promise<void> => {
-    const caller = identifyCaller(ctx, request);
-    if (!caller) throw unauthorized();
-    if (caller.kind !== 'api') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'a device credential cannot use the admin API');
-  };
-}
-
-export function requireCaller(ctx: FleetContext, request: FastifyRequest): Caller {
-  const caller = identifyCaller(ctx, request);
-  if (!caller) throw unauthorized('missing or wrong credential: use an API token or the device secret');
-  return caller;
 }

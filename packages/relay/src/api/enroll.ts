@@ -5,6 +5,7 @@ import { OutpostError, type Labels } from '@outpost/shared';
 import { enrollDevice } from '../fleet/enrollment.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { bearerToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { checkLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
@@ -12,6 +13,8 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   app.post<{ Body: { name?: string; labels?: Labels } }>(
     '/v1/enroll',
     {
+      // The enrollment token is checked by enrollDevice, not as a role.
+      config: { access: 'public', audit: 'device.enroll' },
       schema: {
         body: {
           type: 'object',
@@ -25,6 +28,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
       const labels = checkLabels(request.body?.labels);
       const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels });
+      auditTarget(request, enrollment.deviceId, { name: enrollment.name, labels: enrollment.labels, enrollToken: token.split('_')[1] }, { kind: 'device', id: enrollment.deviceId });
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);

@@ -11,6 +11,7 @@ import type { Presence } from './presence.js';
 import type { DuplicateConnections } from './duplicate-connections.js';
 import type { FileState } from '../artifacts/artifact-store.js';
 import type { DeviceLogRequests } from './device-logs.js';
+import type { AuditLog } from '../auth/audit.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -44,4 +45,6 @@ export interface FleetContext {
   artifactFile?(sha256: string): FileState;
   /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */
   brokerAccounts?: BrokerAccounts;
+  /** The audit log, for what the relay does by itself (unset in tests of fleet logic alone). */
+  audit?: AuditLog;
 }
