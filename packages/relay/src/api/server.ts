@@ -126,6 +126,6 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   await app.register(jobRoutes, deps);
   await app.register(targetRoutes, deps);
   await app.register(dashboardRoutes);
-  attachFleetStream(app, { tokens: deps.tokens, store: deps.ctx.store, stream: deps.stream });
+  attachFleetStream(app, { tokens: deps.tokens, stream: deps.stream });
   return { app, routes };
 }

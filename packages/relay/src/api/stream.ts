@@ -12,8 +12,6 @@ import type { ApiTokens, TokenCaller } from '../auth/api-tokens.js';
 import type { FleetStream } from '../stream/fleet-stream.js';
 import type { StreamClient } from '../stream/stream-client.js';
 import { authorize } from './access.js';
-import { identifyCredential } from './auth.js';
-import type { Store } from '../store/store.js';
 
 export const STREAM_PATH = '/v1/fleet/stream';
 /** setTimeout's longest delay; a later expiry is looked at again then. */
@@ -25,7 +23,7 @@ function refuse(socket: Duplex, status: number, code: string, message: string): 
   socket.end(`HTTP/1.1 ${status} ${text}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
-export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiTokens; store: Store; stream: FleetStream }): void {
+export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiTokens; stream: FleetStream }): void {
   const { tokens, stream } = deps;
   // perMessageDeflate off: compressing every small event costs the relay CPU for little gain.
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 64 * 1024 });
@@ -50,10 +48,12 @@ export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiToken
     const header = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
     let caller: TokenCaller;
     try {
-      const found = identifyCredential(tokens, deps.store, header ?? url.searchParams.get('token') ?? undefined);
+      // API tokens only: a device secret is no more a token here than it was before roles.
+      const credential = header ?? url.searchParams.get('token');
+      const found = credential ? tokens.authenticate(credential) : undefined;
       if (!found) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'missing or wrong token: pass it as Authorization: Bearer or ?token=');
       authorize('viewer', found, `GET ${STREAM_PATH}`);
-      caller = found as TokenCaller;
+      caller = found;
     } catch (err) {
       const e = err as OutpostError;
       return refuse(socket, e.status, e.code, e.message);
