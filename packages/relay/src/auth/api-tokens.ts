@@ -100,7 +100,7 @@ export class ApiTokens {
     const named = all.filter((t) => t.name === ref);
     const chosen = named.find((t) => live(t, now)) ?? named.at(-1);
     if (chosen) return chosen;
-    const hint = nearest(ref, all.map((t) => t.name));
+    const hint = nearest(ref, new Set(all.map((t) => t.name)));
     throw new OutpostError('OUTPOST_ERR_NOT_FOUND', `no token ${JSON.stringify(ref.slice(0, 80))}${hint.length ? `; did you mean ${hint.join(', ')}?` : ''}: list them with outpost-relay tokens list`);
   }
 
