@@ -5,6 +5,7 @@
 // audit log with the token's name and the caller's address.
 
 import t from 'tap';
+import { spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WebSocket } from 'ws';
@@ -180,14 +181,28 @@ t.test('roles, tokens and the audit log', async (t) => {
     const stream = await openStream(relay.httpUrl, wall);
     await stream.next('snapshot');
     const closed = closedBy(stream.ws);
+    // fleet watch with the same token: it stops, saying why, rather than reconnecting forever.
+    const watch = spawn(process.execPath, [RELAY_BIN, 'fleet', 'watch', '--json'], { env: { ...process.env, OUTPOST_RELAY_URL: relay.httpUrl, OUTPOST_TOKEN: wall }, stdio: ['ignore', 'pipe', 'pipe'] });
+    t.teardown(() => watch.kill());
+    let watched = '';
+    let watchErr = '';
+    watch.stdout.setEncoding('utf8').on('data', (d: string) => (watched += d));
+    watch.stderr.setEncoding('utf8').on('data', (d: string) => (watchErr += d));
+    const watchExit = new Promise<number | null>((resolve) => watch.once('exit', resolve));
+    await waitFor('fleet watch to print the snapshot', () => watched.includes('"type":"snapshot"'));
     const revoke = await relay.cli('tokens', 'revoke', 'wall-screen', '--json');
     t.equal(revoke.code, 0, revoke.stderr);
     t.match(JSON.parse(revoke.stdout), { name: 'wall-screen', role: 'viewer', revoked: true });
     t.same(await closed, { code: 4401, reason: 'the token was revoked' }, 'the open stream is closed');
+    t.equal(await watchExit, 1, 'fleet watch exits');
+    t.equal(watchErr, 'error: OUTPOST_ERR_UNAUTHORIZED: the token was revoked: ask an admin for a new one (outpost-relay tokens create)\n');
     const refused = await as(wall, 'devices', 'list');
     t.equal(refused.code, 1);
     t.match(refused.stderr, /^error: OUTPOST_ERR_UNAUTHORIZED: token wall-screen was revoked at \S+Z: ask an admin for a new one \(outpost-relay tokens create\)\n$/);
     t.equal(await refusedUpgrade(`${relay.httpUrl.replace(/^http/, 'ws')}/v1/fleet/stream?token=${wall}`), 401, 'and cannot open a new one');
+    const rewatch = await as(wall, 'fleet', 'watch', '--json');
+    t.equal(rewatch.code, 1);
+    t.match(rewatch.stderr, /^error: OUTPOST_ERR_UNAUTHORIZED: token wall-screen was revoked at \S+Z: ask an admin for a new one/, 'fleet watch says why it was refused');
     t.match((await relay.cli('tokens', 'list')).stdout, /wall-screen +viewer +revoked/);
     t.match((await relay.cli('tokens', 'revoke', 'wall-screen')).stdout, /^revoked wall-screen/, 'revoking again is no error');
     const late = await as(wall, 'deploy', 'linear', '--device', 'cam-1');
