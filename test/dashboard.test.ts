@@ -1,5 +1,7 @@
-// The web dashboard in real headless Chromium: log in, see a device appear, watch its row go
-// online and offline, follow a deployment's progress, and see the device's charts and agent log.
+// The web dashboard in real headless Chromium: log in, see who is logged in and with which
+// role, see a device appear, watch its row go online and offline, follow a deployment's
+// progress, see the device's charts and agent log, read the audit log as an admin, and be
+// logged out when the token is revoked.
 
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +48,9 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.click('#login button[type=submit]');
   await page.locator('.empty', { hasText: 'No devices yet' }).waitFor();
   await page.locator('#conn.live').waitFor();
+  t.equal(await page.locator('#whoami .name').textContent(), 'admin', 'who is logged in');
+  t.equal(await page.locator('#whoami .role').textContent(), 'admin', 'and with which role');
+  t.ok(await page.locator('#nav-audit').isVisible(), 'an admin sees the audit log');
 
   const d = await enrollDevice(t, relay, 'browser-cam');
   const row = page.locator(`#device-${d.deviceId}`);
@@ -97,6 +102,43 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.locator(`#job-${job} .logs`, { hasText: 'outpost:metric loss=' }).waitFor();
   t.ok(await page.locator(`#job-${job} .job-chart canvas`).count() > 0, 'the job\'s metrics are plotted');
   if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'jobs.png') });
+
+  // The audit log, newest first, for admins; Refresh reads it again.
+  await page.click('nav a[data-view=audit]');
+  const deployed = page.locator(`#audit-entries tr[data-action="deploy"][data-outcome="ok"]`);
+  await deployed.waitFor();
+  t.match(await deployed.textContent(), new RegExp(`admin.*deploy.*${dep.id}.*ok.*127\\.0\\.0\\.1`));
+  await page.locator(`#audit-entries tr[data-action="device.enroll"]`, { hasText: `device ${d.deviceId}` }).waitFor();
+  await page.locator('#audit-entries tr[data-action="job.submit"]', { hasText: job }).waitFor();
+  const seqs = await page.locator('#audit-entries tbody tr').evaluateAll((rows) => rows.map((r) => Number(r.getAttribute('data-seq'))));
+  t.same(seqs, [...seqs].sort((a, b) => b - a), 'newest first');
+  const made = await relay.cli('tokens', 'create', '--name', 'wall-screen', '--role', 'viewer');
+  t.equal(made.code, 0, made.stderr);
+  await page.click('#audit-refresh');
+  await page.locator('#audit-entries tr[data-action="token.create"]', { hasText: 'wall-screen' }).waitFor();
+  t.pass('Refresh shows the new entry');
+  if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'audit.png') });
+
+  // A viewer: its name and role, no audit log; revoked, the page logs out and says why.
+  await page.click('#logout');
+  await page.fill('#token', made.stdout.trim());
+  await page.click('#login button[type=submit]');
+  await page.locator('#whoami .name', { hasText: 'wall-screen' }).waitFor();
+  t.equal(await page.locator('#whoami .role').textContent(), 'viewer');
+  t.notOk(await page.locator('#nav-audit').isVisible(), 'a viewer is not offered the audit log');
+  // Still at #/audit, where the admin was.
+  await page.locator('#audit-status.error', { hasText: 'the audit log is for admin tokens; token wall-screen is a viewer' }).waitFor();
+  await page.click('nav a[data-view=fleet]');
+  await page.locator(`#device-${d.deviceId}`).waitFor();
+  t.pass('a viewer sees the fleet');
+  await page.locator('#conn.live').waitFor();
+  t.equal((await relay.cli('tokens', 'revoke', 'wall-screen')).code, 0);
+  await page.locator('#login-error', { hasText: 'the token was revoked: log in with another token' }).waitFor();
+  t.ok(await page.locator('#login').isVisible(), 'logged out when the token was revoked');
+  await page.fill('#token', made.stdout.trim());
+  await page.click('#login button[type=submit]');
+  await page.locator('#login-error', { hasText: 'That token was refused (token wall-screen was revoked at ' }).waitFor();
+  t.pass('a revoked token cannot log in again, and is told why');
 
   t.same(foreign, [], 'every asset comes from the relay');
   t.same(errors, [], 'no script errors');

@@ -125,15 +125,18 @@ function apply(m) {
 
 // ---- talking to the relay ----
 const token = () => sessionStorage.getItem(TOKEN_KEY);
+// Who the token is ({ kind, id, name, role, expiresAt } from /v1/whoami), once logged in.
+let me = null;
+// A token ended by the relay (revoked, expired) closes the stream with this code.
+const TOKEN_ENDED = 4401;
 
 async function api(path) {
   const res = await fetch(path, { headers: { authorization: `Bearer ${token()}` } });
-  if (res.status === 401) { logout('your token was refused; log in again'); throw new Error('unauthorized'); }
-  if (!res.ok) {
-    // The relay's own one-line reason, when it gave one (an offline device says where its logs are).
-    const body = await res.json().catch(() => null);
-    throw new Error(body && body.error ? body.error.message : `${path}: ${res.status}`);
-  }
+  // The relay's own one-line reason, when it gave one (an offline device says where its logs are,
+  // a revoked token says it was revoked).
+  const reason = async () => { const body = await res.json().catch(() => null); return body && body.error ? body.error.message : null; };
+  if (res.status === 401) { logout((await reason()) || 'your token was refused; log in again'); throw new Error('unauthorized'); }
+  if (!res.ok) throw new Error((await reason()) || `${path}: ${res.status}`);
   return res.json();
 }
 
@@ -148,8 +151,9 @@ function connect() {
   socket = ws;
   ws.onopen = () => { backoff = 250; setConn(true); };
   ws.onmessage = (e) => { apply(JSON.parse(e.data)); scheduleRender(JSON.parse(e.data)); };
-  ws.onclose = () => {
+  ws.onclose = (e) => {
     if (socket !== ws) return;
+    if (e.code === TOKEN_ENDED) { logout(`${e.reason || 'your token ended'}: log in with another token`); return; }
     setConn(false);
     setTimeout(() => { if (token()) connect(); }, backoff);
     backoff = Math.min(backoff * 2, 5000);
@@ -179,6 +183,7 @@ function route() {
   if (m) return { view: 'device', id: decodeURIComponent(m[1]) };
   if (hash === '/deployments') return { view: 'deployments' };
   if (hash === '/jobs') return { view: 'jobs' };
+  if (hash === '/audit') return { view: 'audit' };
   return { view: 'fleet' };
 }
 
@@ -189,6 +194,7 @@ function render(message) {
   if (r.view === 'fleet') renderFleet();
   else if (r.view === 'device') renderDevice(r.id, message);
   else if (r.view === 'deployments') renderDeployments();
+  else if (r.view === 'audit') renderAudit();
   else renderJobs();
 }
 
@@ -396,6 +402,58 @@ function renderJobs() {
   }
 }
 
+// Audit page (admins): the newest entries, read when the page opens and on Refresh (a stream
+// message does not redraw it, so a person can read it in peace).
+let auditShown = false;
+function renderAudit() {
+  if (auditShown && document.getElementById('audit')) return;
+  auditShown = true;
+  const refresh = el('button', { id: 'audit-refresh', type: 'button', onclick: () => loadAudit() }, 'Refresh');
+  $('#view').replaceChildren(
+    el('div', { class: 'card', id: 'audit' },
+      el('h1', {}, 'Audit log ', refresh),
+      el('p', { class: 'summary', id: 'audit-status' }, 'loading…'),
+      el('table', { id: 'audit-entries' },
+        el('thead', {}, el('tr', {}, ['Time', 'Who', 'Action', 'Target', 'Outcome', 'From'].map((h) => el('th', {}, h)))),
+        el('tbody', {}))));
+  loadAudit();
+}
+
+async function loadAudit() {
+  const status = $('#audit-status');
+  if (!me || me.role !== 'admin') {
+    status.className = 'error';
+    status.textContent = `the audit log is for admin tokens; ${me ? `token ${me.name} is a ${me.role}` : 'log in'}`;
+    return;
+  }
+  try {
+    const { entries } = await api('/v1/audit?limit=100');
+    if (!document.getElementById('audit-entries')) return;
+    $('#audit-entries tbody').replaceChildren(...entries.map((e) =>
+      el('tr', { 'data-seq': String(e.seq), 'data-action': e.action, 'data-outcome': e.outcome },
+        el('td', { class: 'muted' }, new Date(e.at).toLocaleString([], { hour12: false })),
+        el('td', {}, e.who),
+        el('td', {}, el('code', {}, e.action)),
+        el('td', {}, e.target || '-'),
+        el('td', { title: e.detail && e.detail.message ? e.detail.message : '' }, badge(e.outcome), e.status && e.outcome !== 'ok' ? ` ${e.status}` : ''),
+        el('td', { class: 'muted' }, e.address || '-'))));
+    status.className = 'summary';
+    status.textContent = entries.length ? `the ${entries.length} newest entries, as of ${new Date().toLocaleTimeString([], { hour12: false })}` : 'nothing recorded yet';
+  } catch (err) {
+    if (!document.getElementById('audit-status')) return;
+    status.className = 'error';
+    status.textContent = err.message;
+  }
+}
+
+function showWhoami() {
+  const w = $('#whoami');
+  w.hidden = !me;
+  w.replaceChildren(...(me ? [el('span', { class: 'name' }, me.name), el('span', { class: 'role' }, me.role)] : []));
+  w.title = me ? `token ${me.id}${me.expiresAt ? `, expires ${me.expiresAt}` : ''}` : '';
+  $('#nav-audit').hidden = !me || me.role !== 'admin';
+}
+
 // ---- log in and out ----
 function logout(message) {
   sessionStorage.removeItem(TOKEN_KEY);
@@ -404,6 +462,9 @@ function logout(message) {
   state.deployments.clear();
   state.jobs.clear();
   state.lastSeq = 0;
+  me = null;
+  auditShown = false;
+  showWhoami();
   $('#view').replaceChildren();
   for (const id of ['#nav', '#logout', '#conn']) $(id).hidden = true;
   $('#login').hidden = false;
@@ -414,6 +475,8 @@ async function start() {
   $('#login').hidden = true;
   for (const id of ['#nav', '#logout']) $(id).hidden = false;
   try {
+    me = await api('/v1/whoami');
+    showWhoami();
     const { deployments } = await api('/v1/deployments?limit=50');
     for (const d of deployments) if (!state.deployments.has(d.id)) state.deployments.set(d.id, d);
     const { jobs } = await api('/v1/jobs');
@@ -427,14 +490,20 @@ async function start() {
 $('#login').addEventListener('submit', async (e) => {
   e.preventDefault();
   const value = $('#token').value.trim();
-  const res = await fetch('/v1/devices', { headers: { authorization: `Bearer ${value}` } });
-  if (!res.ok) { $('#login-error').textContent = 'That token was refused. Use an API token (opa_…).'; return; }
+  const res = await fetch('/v1/whoami', { headers: { authorization: `Bearer ${value}` } });
+  if (!res.ok) {
+    // A revoked or expired token is told so; anything else is not an API token.
+    const body = await res.json().catch(() => null);
+    const said = body && body.error && /revoked|expired/.test(body.error.message) ? ` (${body.error.message})` : '';
+    $('#login-error').textContent = `That token was refused${said}. Use an API token (opa_…).`;
+    return;
+  }
   sessionStorage.setItem(TOKEN_KEY, value);
   $('#token').value = '';
   start();
 });
 $('#logout').addEventListener('click', () => logout());
-window.addEventListener('hashchange', () => render(null));
+window.addEventListener('hashchange', () => { auditShown = false; render(null); });
 setInterval(() => { if (route().view === 'fleet') render(null); }, 5000); // "last seen" ages
 
 if (token()) start();

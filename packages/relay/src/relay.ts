@@ -29,6 +29,9 @@ import { publishDesiredState } from './fleet/desired-state.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
 import type { FleetContext } from './fleet/context.js';
 import { buildApi } from './api/server.js';
+import type { RouteAccess } from './api/access.js';
+import { ApiTokens } from './auth/api-tokens.js';
+import { AuditLog } from './auth/audit.js';
 import { formatCredential, hashSecret, newSecret } from './auth/secrets.js';
 import { FleetEvents } from './fleet/fleet-events.js';
 import { HealthHistory } from './fleet/health-history.js';
@@ -99,6 +102,8 @@ export interface Relay {
   /** The admin token, only on the start that created it (to print it once). */
   newAdminToken?: string;
   store: Store;
+  /** Every HTTP route and who may call it (the role table, as registered). */
+  routes: readonly RouteAccess[];
   close(): Promise<void>;
 }
 
@@ -188,7 +193,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the health history', () => history.close());
   const quota = new QuotaEvents(events, log);
   const duplicates = new DuplicateConnections(opts.duplicateClearMs);
-  const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates };
+  const audit = new AuditLog(store);
+  const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates, audit };
   const stream = new FleetStream({
     snapshot: () => ({
       devices: store.listDevices().map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
@@ -276,7 +282,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
-  const api = await buildApi({
+  const { app: api, routes } = await buildApi({
     ctx,
     artifacts,
     artifactChecks,
@@ -289,6 +295,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     stream,
     scheduler,
     localDatasets: opts.datasets ?? {},
+    tokens: new ApiTokens(store),
+    audit,
     mqttUrlFor: (requestHost) => {
       if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
       if (!broker) return mqttConnectUrl;
@@ -354,6 +362,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     ca: tls && { pem: tls.caPem, fingerprint: tls.caFingerprint },
     newAdminToken,
     store,
+    routes,
     async close() {
       if (closed) return;
       closed = true;

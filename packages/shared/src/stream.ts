@@ -109,4 +109,6 @@ export const STREAM_CLOSE = {
   TOO_SLOW: 4008,
   /** The relay is shutting down. */
   GOING_AWAY: 1001,
+  /** The client's token was revoked or has expired: it needs a new one, not a reconnect. */
+  TOKEN_ENDED: 4401,
 } as const;

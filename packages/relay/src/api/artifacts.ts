@@ -3,7 +3,6 @@
 
 import type { FastifyInstance } from 'fastify';
 import { OutpostError } from '@outpost/shared';
-import { requireCaller } from './auth.js';
 import type { ApiDeps } from './server.js';
 import { corruptArtifact } from '../artifacts/hot-artifacts.js';
 
@@ -30,10 +29,10 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
   const { hot } = deps.artifactChecks;
   app.get<{ Params: { sha256: string } }>(
     '/v1/artifacts/:sha256',
-    { schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
+    { config: { access: 'viewer+device' }, schema: { params: { type: 'object', required: ['sha256'], properties: { sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } } } } },
     async (request, reply) => {
       const { sha256 } = request.params;
-      const caller = requireCaller(ctx, request);
+      const caller = request.caller!;
       const notFound = new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256} for this caller`);
       // A device sees only what is deployed to it; it cannot even learn whether other files exist.
       if (caller.kind === 'device' && !ctx.store.deviceMayFetch(caller.deviceId, sha256)) throw notFound;

@@ -18,10 +18,11 @@ const ASSETS: Record<string, { file: string; type: string }> = {
 };
 
 export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
-  app.get('/favicon.ico', async (_request, reply) => reply.status(204).send());
+  app.get('/favicon.ico', { config: { access: 'public' } }, async (_request, reply) => reply.status(204).send());
   for (const [path, { file, type }] of Object.entries(ASSETS)) {
     const body = readFileSync(file); // small, read once
-    app.get(path, async (_request, reply) => {
+    // Public: the page holds no data; it asks for a token and reads everything with it.
+    app.get(path, { config: { access: 'public' } }, async (_request, reply) => {
       reply.header('content-type', type).header('cache-control', 'no-cache');
       // The page talks only to this relay.
       if (path === '/') reply.header('content-security-policy', "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:");

@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { RolloutStrategy } from '../store/records.js';
 import { cancelDeployment, createDeployment, requireDeployment, rollbackDeployment } from '../fleet/deployments.js';
 import { explainRollout } from '../fleet/rollout-explain.js';
-import { requireApiToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { DEVICE_REF, MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
@@ -33,11 +33,11 @@ export function toStrategy(b: StrategyBody): RolloutStrategy {
 
 export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx } = deps;
-  app.addHook('preHandler', requireApiToken(ctx));
 
   app.post<{ Body: { model: string; version?: number; devices?: string[]; selector?: Record<string, string>; strategy?: StrategyBody; serving?: ServingConfig; allowEmpty?: boolean; force?: boolean } }>(
     '/v1/deployments',
     {
+      config: { access: 'deployer', audit: 'deploy' },
       schema: {
         body: {
           type: 'object',
@@ -70,7 +70,9 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     async (request, reply) => {
       if (request.body.selector) checkLabels(request.body.selector);
       const { strategy, ...rest } = request.body;
+      auditTarget(request, request.body.version ? `${request.body.model}:${request.body.version}` : request.body.model);
       const { deployment, notice } = await createDeployment(ctx, { ...rest, ...(strategy ? { strategy: toStrategy(strategy) } : {}) });
+      auditTarget(request, deployment.id, { model: `${deployment.model}:${deployment.version}`, ...(deployment.selector ? { selector: deployment.selector } : { devices: deployment.devices.length }), ...(strategy ? { strategy: strategy.kind ?? 'all' } : {}) });
       reply.status(201);
       return { ...deploymentView(deployment), ...(notice ? { notice } : {}) };
     },
@@ -79,12 +81,12 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   // Query values are strings (types are not coerced, so bodies stay strict).
   app.get<{ Querystring: { limit?: string } }>(
     '/v1/deployments',
-    { schema: { querystring: { type: 'object', properties: { limit: { type: 'string', pattern: '^([1-9][0-9]{0,2}|1000)$' } } } } },
+    { config: { access: 'viewer' }, schema: { querystring: { type: 'object', properties: { limit: { type: 'string', pattern: '^([1-9][0-9]{0,2}|1000)$' } } } } },
     async (request) => ({ deployments: ctx.store.listDeployments(Number(request.query.limit ?? 100)).map(deploymentView) }),
   );
 
   // One deployment, with what a person asks of a staged rollout: stage, canary, windows, why.
-  app.get<{ Params: { id: string } }>('/v1/deployments/:id', { schema: { params: idParams } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/deployments/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
     const d = requireDeployment(ctx, request.params.id);
     const view = deploymentView(d);
     const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
@@ -97,11 +99,11 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/deployments/:id/cancel', { schema: { params: idParams } }, async (request) =>
+  app.post<{ Params: { id: string } }>('/v1/deployments/:id/cancel', { config: { access: 'deployer', audit: 'deployment.cancel' }, schema: { params: idParams } }, async (request) =>
     deploymentView(await cancelDeployment(ctx, request.params.id)),
   );
 
-  app.post<{ Params: { id: string } }>('/v1/deployments/:id/rollback', { schema: { params: idParams } }, async (request) =>
+  app.post<{ Params: { id: string } }>('/v1/deployments/:id/rollback', { config: { access: 'deployer', audit: 'deployment.rollback' }, schema: { params: idParams } }, async (request) =>
     deploymentView(await rollbackDeployment(ctx, request.params.id)),
   );
 }

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { OutpostError } from '@outpost/shared';
 import { renewDeviceCertificate, rotateDeviceCertificate } from '../fleet/device-certificates.js';
-import { requireApiToken, requireCaller } from './auth.js';
+import { auditTarget } from './audit.js';
 import { deviceParams } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
@@ -13,15 +13,25 @@ export async function deviceCertificateRoutes(app: FastifyInstance, deps: ApiDep
   const { ctx } = deps;
   app.post<{ Body: { csr: string } }>(
     '/v1/devices/me/certificate',
-    { schema: { body: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', maxLength: 4096 } } } } },
+    {
+      config: { access: 'device', audit: 'device.renew-certificate' },
+      schema: { body: { type: 'object', required: ['csr'], additionalProperties: false, properties: { csr: { type: 'string', maxLength: 4096 } } } },
+    },
     async (request) => {
-      const caller = requireCaller(ctx, request);
-      if (caller.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device renews its own certificate (with its current one)');
+      const caller = request.caller;
+      if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device renews its own certificate (with its current one)');
+      auditTarget(request, caller.deviceId);
       return renewDeviceCertificate(ctx, caller.deviceId, request.body.csr);
     },
   );
 
-  app.post<{ Params: { id: string } }>('/v1/devices/:id/rotate-certificate', { preHandler: requireApiToken(ctx), schema: { params: deviceParams } }, async (request) =>
-    rotateDeviceCertificate(ctx, request.params.id),
+  app.post<{ Params: { id: string } }>(
+    '/v1/devices/:id/rotate-certificate',
+    { config: { access: 'admin', audit: 'device.rotate' }, schema: { params: deviceParams } },
+    async (request) => {
+      const res = await rotateDeviceCertificate(ctx, request.params.id);
+      auditTarget(request, res.deviceId);
+      return res;
+    },
   );
 }

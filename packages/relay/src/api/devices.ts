@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { MAX_LOGS_REQUEST_LINES, OutpostError, parseDuration } from '@outpost/shared';
 import { labelDevice, removeDevice, requireDevice, viewDevice } from '../fleet/devices.js';
-import { requireApiToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { checkLabels, deviceParams } from './schemas.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { explainDevice } from '../fleet/desired-state.js';
@@ -11,18 +11,17 @@ import type { ApiDeps } from './server.js';
 
 export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx } = deps;
-  app.addHook('preHandler', requireApiToken(ctx));
 
-  app.get('/v1/devices', async () => ({ devices: ctx.store.listDevices().map((d) => viewDevice(ctx, d)) }));
+  app.get('/v1/devices', { config: { access: 'viewer' } }, async () => ({ devices: ctx.store.listDevices().map((d) => viewDevice(ctx, d)) }));
 
-  app.get<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: deviceParams } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/devices/:id', { config: { access: 'viewer' }, schema: { params: deviceParams } }, async (request) => {
     const device = requireDevice(ctx, request.params.id);
     return { ...viewDevice(ctx, device), follows: explainDevice(ctx, device.id) };
   });
 
   app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
     '/v1/devices/:id/health',
-    { schema: { params: deviceParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
+    { config: { access: 'viewer' }, schema: { params: deviceParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
     async (request) => {
       const { id } = requireDevice(ctx, request.params.id);
       let rangeMs = 60 * 60_000;
@@ -40,7 +39,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   // Asked of the device over MQTT while the caller waits; the answer is not kept.
   app.get<{ Params: { id: string }; Querystring: { after?: string; limit?: string } }>(
     '/v1/devices/:id/logs',
-    { schema: { params: deviceParams, querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[0-9]{1,16}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } } } },
+    { config: { access: 'viewer' }, schema: { params: deviceParams, querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[0-9]{1,16}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } } } },
     async (request) => {
       const { id } = requireDevice(ctx, request.params.id);
       const after = request.query.after === undefined ? undefined : Number(request.query.after);
@@ -55,6 +54,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   app.patch<{ Params: { id: string }; Body: { labels: Record<string, string | null> } }>(
     '/v1/devices/:id/labels',
     {
+      config: { access: 'admin', audit: 'device.label' },
       schema: {
         params: deviceParams,
         body: {
@@ -69,13 +69,16 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       const set = Object.fromEntries(Object.entries(request.body.labels).filter((e): e is [string, string] => e[1] !== null));
       checkLabels(set);
       const device = labelDevice(ctx, request.params.id, request.body.labels);
+      auditTarget(request, device.id, { changes: request.body.labels });
       await syncSelectorMembership(ctx, device.id);
       return viewDevice(ctx, device);
     },
   );
 
-  app.delete<{ Params: { id: string } }>('/v1/devices/:id', { schema: { params: deviceParams } }, async (request, reply) => {
-    await removeDevice(ctx, request.params.id);
+  app.delete<{ Params: { id: string } }>('/v1/devices/:id', { config: { access: 'admin', audit: 'device.remove' }, schema: { params: deviceParams } }, async (request, reply) => {
+    const device = requireDevice(ctx, request.params.id);
+    auditTarget(request, device.id, { name: device.name });
+    await removeDevice(ctx, device.id);
     reply.status(204);
   });
 }

@@ -7,11 +7,12 @@ import { OutpostError, type Labels } from '@outpost/shared';
 import { enrollDevice } from '../fleet/enrollment.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { bearerToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { checkLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
 export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
-  app.get('/v1/ca', async () => {
+  app.get('/v1/ca', { config: { access: 'public' } }, async () => {
     const tls = deps.ctx.tls;
     if (!tls) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', 'this relay runs with --insecure: it has no CA');
     return { certificate: tls.caPem, fingerprint: tls.caFingerprint };
@@ -20,6 +21,8 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   app.post<{ Body: { name?: string; labels?: Labels; csr?: string } }>(
     '/v1/enroll',
     {
+      // The enrollment token is checked by enrollDevice, not as a role.
+      config: { access: 'public', audit: 'device.enroll' },
       schema: {
         body: {
           type: 'object',
@@ -33,6 +36,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
       const labels = checkLabels(request.body?.labels);
       const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels, csr: request.body?.csr });
+      auditTarget(request, enrollment.deviceId, { name: enrollment.name, labels: enrollment.labels, enrollToken: token.split('_')[1] }, { kind: 'device', id: enrollment.deviceId });
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);

@@ -3,21 +3,22 @@
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
 import { OutpostError, checkBundle } from '@outpost/shared';
-import { requireApiToken, requireCaller } from './auth.js';
+import type { DeviceCaller } from './auth.js';
+import { auditTarget } from './audit.js';
 import { MODEL_NAME_PATTERN, idParams } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
 export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts, scheduler } = deps;
-  const admin = requireApiToken(ctx);
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
-  app.post<{ Body: Readable }>('/v1/bundles', { preHandler: admin }, async (request, reply) => {
+  app.post<{ Body: Readable }>('/v1/bundles', { config: { access: 'deployer', audit: 'bundle.push' } }, async (request, reply) => {
     if (typeof request.body?.pipe !== 'function') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'send the bundle (tar.gz) as the body with Content-Type: application/octet-stream');
     const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
     try {
       const { files, bytes } = await checkBundle(staged.path);
       await staged.commit();
+      auditTarget(request, staged.sha256, { size: staged.size, files });
       reply.status(201);
       return { sha256: staged.sha256, size: staged.size, files, bytes };
     } catch (err) {
@@ -29,7 +30,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
   app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; registerModel?: { name: string; output: string } } }>(
     '/v1/jobs',
     {
-      preHandler: admin,
+      config: { access: 'deployer', audit: 'job.submit' },
       schema: {
         body: {
           type: 'object',
@@ -58,20 +59,23 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
       for (const key of Object.keys(rest.env ?? {})) {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || key.startsWith('OUTPOST_')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--env ${key}: use a variable name that does not start with OUTPOST_`);
       }
+      auditTarget(request, rest.target, { bundleSha256: rest.bundleSha256 });
       const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}) });
+      // The command, not its env: env values may be secrets.
+      auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}) });
       reply.status(201);
       return scheduler.summary(job.id);
     },
   );
 
-  app.get('/v1/jobs', { preHandler: admin }, async () => ({ jobs: ctx.store.listJobs(200).map((j) => scheduler.summary(j.id)) }));
+  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: ctx.store.listJobs(200).map((j) => scheduler.summary(j.id)) }));
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { preHandler: admin, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
 
   app.get<{ Params: { id: string }; Querystring: { after?: string; limit?: string } }>(
     '/v1/jobs/:id/logs',
     {
-      preHandler: admin,
+      config: { access: 'viewer' },
       schema: { params: idParams, querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^[0-9]{1,9}$' }, limit: { type: 'string', pattern: '^[0-9]{1,5}$' } } } },
     },
     async (request) => {
@@ -81,12 +85,12 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
   );
 
-  app.get<{ Params: { id: string } }>('/v1/jobs/:id/metrics', { preHandler: admin, schema: { params: idParams } }, async (request) => {
+  app.get<{ Params: { id: string } }>('/v1/jobs/:id/metrics', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
     const job = scheduler.require(request.params.id);
     return { jobId: job.id, points: ctx.store.jobMetrics(job.id) };
   });
 
-  app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', { preHandler: admin, schema: { params: idParams } }, async (request) => {
+  app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', { config: { access: 'deployer', audit: 'job.cancel' }, schema: { params: idParams } }, async (request) => {
     await scheduler.cancel(request.params.id);
     return scheduler.summary(request.params.id);
   });
@@ -94,10 +98,9 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
   // A device uploads what its run wrote to OUTPOST_OUTPUT_DIR, one file per request.
   app.post<{ Params: { id: string }; Querystring: { rank: string; path: string }; Body: Readable }>(
     '/v1/jobs/:id/outputs',
-    { schema: { params: idParams, querystring: { type: 'object', required: ['rank', 'path'], properties: { rank: { type: 'string', pattern: '^[0-9]{1,4}$' }, path: { type: 'string', minLength: 1, maxLength: 512 } } } } },
+    { config: { access: 'device' }, schema: { params: idParams, querystring: { type: 'object', required: ['rank', 'path'], properties: { rank: { type: 'string', pattern: '^[0-9]{1,4}$' }, path: { type: 'string', minLength: 1, maxLength: 512 } } } } },
     async (request, reply) => {
-      const caller = requireCaller(ctx, request);
-      if (caller.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only the device running the job uploads its outputs');
+      const caller = request.caller as DeviceCaller;
       try {
         await scheduler.addOutput(caller.deviceId, request.params.id, Number(request.query.rank), request.query.path, request.body);
       } catch (err) {

@@ -1,12 +1,11 @@
-// GET /metrics: Prometheus text format (API token, like every other admin route).
+// GET /metrics: Prometheus text format (any API token: viewers read it).
 
 import type { FastifyInstance } from 'fastify';
-import { requireApiToken } from './auth.js';
 import type { ApiDeps } from './server.js';
 
 export async function metricsRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { metrics } = deps;
-  app.get('/metrics', { preHandler: requireApiToken(deps.ctx) }, async (_request, reply) => {
+  app.get('/metrics', { config: { access: 'viewer' } }, async (_request, reply) => {
     reply.header('content-type', metrics.registry.contentType);
     return metrics.registry.metrics();
   });

@@ -7,7 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
 import { MAX_SAMPLE_BYTES, OutpostError, probeAndSelfTest, signatureChanges } from '@outpost/shared';
-import { requireApiToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
 import { modelNotFound } from '../fleet/model-lookup.js';
@@ -22,12 +22,12 @@ const nameParams = {
 
 export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts } = deps;
-  app.addHook('preHandler', requireApiToken(ctx));
   // The body stays a stream: models can be hundreds of MB.
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
 
   // A sample is a KServe v2 request body, stored as an artifact; a version push names it.
   app.post<{ Body: Readable }>('/v1/samples', {
+    config: { access: 'deployer', audit: 'sample.push' },
     // Refused from its header, before a byte is read, as a model push is.
     onRequest: async (request) => {
       const length = Number(request.headers['content-length'] ?? 0);
@@ -40,6 +40,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       const inputs = (JSON.parse(await readFile(staged.path, 'utf8')) as { inputs?: unknown } | null)?.inputs;
       if (!Array.isArray(inputs)) throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', 'the sample needs "inputs": give a KServe v2 request body, {"inputs": [{"name", "shape", "datatype", "data"}]}');
       await staged.commit();
+      auditTarget(request, staged.sha256, { size: staged.size });
       reply.status(201);
       return { sha256: staged.sha256, size: staged.size };
     } catch (err) {
@@ -52,6 +53,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.post<{ Params: { name: string }; Querystring: { sample?: string; allowSignatureChange?: string }; Body: Readable }>(
     '/v1/models/:name/versions',
     {
+      config: { access: 'deployer', audit: 'model.push' },
       schema: {
         params: nameParams,
         querystring: { type: 'object', additionalProperties: false, properties: { sample: { type: 'string', pattern: '^[0-9a-f]{64}$' }, allowSignatureChange: { type: 'string', enum: ['true', 'false'] } } },
@@ -86,6 +88,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
         const sample = sampleSha ? { sha256: sampleSha, size: sampleSize! } : undefined;
         const { record, created } = ctx.store.addModelVersion(name, staged.sha256, staged.size, signature, { sample, selfTest });
         request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created, selfTest }, 'model version registered');
+        auditTarget(request, `${record.name}:${record.version}`, { sha256: record.sha256, size: record.size, created });
         reply.status(created ? 201 : 200);
         return { ...modelVersionView(record, artifacts.fileState(record.sha256)), created };
       } catch (err) {
@@ -95,11 +98,11 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     },
   );
 
-  app.get('/v1/models', async () => ({
+  app.get('/v1/models', { config: { access: 'viewer' } }, async () => ({
     models: ctx.store.listModels().map((m) => ({ ...m, updatedAt: new Date(m.updatedAt).toISOString() })),
   }));
 
-  app.get<{ Params: { name: string } }>('/v1/models/:name', { schema: { params: nameParams } }, async (request) => {
+  app.get<{ Params: { name: string } }>('/v1/models/:name', { config: { access: 'viewer' }, schema: { params: nameParams } }, async (request) => {
     const versions = ctx.store.listModelVersions(request.params.name);
     if (versions.length === 0) throw modelNotFound(ctx, request.params.name, undefined, 'list them with outpost-relay models list');
     return { name: request.params.name, versions: versions.map((v) => modelVersionView(v, artifacts.fileState(v.sha256))) };
@@ -108,6 +111,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.get<{ Params: { name: string; version: string } }>(
     '/v1/models/:name/versions/:version',
     {
+      config: { access: 'viewer' },
       schema: {
         params: { type: 'object', required: ['name', 'version'], properties: { name: nameParams.properties.name, version: { type: 'string', pattern: '^(latest|[1-9][0-9]{0,8})$' } } },
       },
@@ -129,6 +133,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.delete<{ Params: { name: string; version: string } }>(
     '/v1/models/:name/versions/:version',
     {
+      config: { access: 'deployer', audit: 'model.delete' },
       // A number only: "latest" would delete whatever was pushed last.
       schema: { params: { type: 'object', required: ['name', 'version'], properties: { name: nameParams.properties.name, version: { type: 'string', pattern: '^[1-9][0-9]{0,8}$' } } } },
     },
@@ -138,6 +143,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   app.post<{ Body: { keep?: number; dryRun?: boolean; model?: string } | undefined }>(
     '/v1/models/prune',
     {
+      config: { access: 'deployer', audit: 'model.prune' },
       schema: {
         body: {
           type: 'object',
@@ -146,6 +152,11 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
         },
       },
     },
-    async (request) => pruneModels(ctx, removeArtifact, { keep: request.body?.keep ?? 3, dryRun: request.body?.dryRun, model: request.body?.model }),
+    async (request) => {
+      const keep = request.body?.keep ?? 3;
+      const result = pruneModels(ctx, removeArtifact, { keep, dryRun: request.body?.dryRun, model: request.body?.model });
+      auditTarget(request, request.body?.model ?? 'every model', { keep, dryRun: result.dryRun, deleted: result.deleted.map((d) => `${d.name}:${d.version}`).slice(0, 100) });
+      return result;
+    },
   );
 }

@@ -4,6 +4,7 @@
 
 import swagger from '@fastify/swagger';
 import type { FastifyInstance } from 'fastify';
+import { accessText, isAccess } from '../auth/roles.js';
 
 /** Registers the generator; call before any route, so it sees every one. */
 export async function openapiRoutes(app: FastifyInstance, opts: { version: string }): Promise<void> {
@@ -13,6 +14,13 @@ export async function openapiRoutes(app: FastifyInstance, opts: { version: strin
       components: { securitySchemes: { token: { type: 'http', scheme: 'bearer', description: 'An API token (opa_…), or a device secret for the artifact routes' } } },
       security: [{ token: [] }],
     },
+    // Each operation says who may call it (the role table, from the routes' own config).
+    transform: ({ schema, url, route }) => {
+      const access = route.config?.access;
+      if (!isAccess(access)) return { schema, url };
+      const description = [schema?.description, accessText(access)].filter(Boolean).join(' ');
+      return { url, schema: { ...schema, description, ...(access === 'public' ? { security: [] } : {}) } };
+    },
   });
-  app.get('/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/v1/openapi.json', { config: { access: 'public' }, schema: { hide: true } }, async () => app.swagger());
 }

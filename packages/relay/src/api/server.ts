@@ -25,6 +25,11 @@ import type { FleetStream } from '../stream/fleet-stream.js';
 import type { JobScheduler } from '../jobs/scheduler.js';
 import { jobRoutes } from './jobs.js';
 import { targetRoutes } from './targets.js';
+import { whoamiRoutes } from './whoami.js';
+import { auditRoutes, recordRequests } from './audit.js';
+import { guardRoutes, type RouteAccess } from './access.js';
+import type { ApiTokens } from '../auth/api-tokens.js';
+import type { AuditLog } from '../auth/audit.js';
 
 export interface ApiDeps {
   ctx: FleetContext;
@@ -43,9 +48,17 @@ export interface ApiDeps {
   stream: FleetStream;
   scheduler: JobScheduler;
   localDatasets: Record<string, string>;
+  tokens: ApiTokens;
+  audit: AuditLog;
 }
 
-export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
+export interface Api {
+  app: FastifyInstance;
+  /** Every route and who may call it: the role table, as the routes registered it. */
+  routes: readonly RouteAccess[];
+}
+
+export async function buildApi(deps: ApiDeps): Promise<Api> {
   const app = Fastify({
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
@@ -100,8 +113,14 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     request.log.debug({ method: request.method, url: route, status: reply.statusCode, ms: reply.elapsedTime }, 'http');
   });
 
+  // Before any route: a route that does not say who may call it is refused here.
+  const routes = guardRoutes(app, { tokens: deps.tokens, store: deps.ctx.store });
+  recordRequests(app, deps.audit);
+
   await openapiRoutes(app, { version: RELAY_VERSION });
   await app.register(healthRoutes);
+  await app.register(whoamiRoutes);
+  await app.register(auditRoutes, deps);
   await app.register(enrollRoutes, deps);
   await app.register(tokenRoutes, deps);
   await app.register(deviceRoutes, deps);
@@ -113,6 +132,6 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   await app.register(jobRoutes, deps);
   await app.register(targetRoutes, deps);
   await app.register(dashboardRoutes);
-  attachFleetStream(app, deps.ctx, deps.stream);
-  return app;
+  attachFleetStream(app, { tokens: deps.tokens, stream: deps.stream });
+  return { app, routes };
 }

@@ -2,14 +2,13 @@
 
 import type { FastifyInstance } from 'fastify';
 import { requireDevice } from '../fleet/devices.js';
-import { requireApiToken } from './auth.js';
+import { auditTarget } from './audit.js';
 import { deviceParams } from './schemas.js';
 import type { ApiDeps } from './server.js';
 import type { DeviceRecord } from '../store/records.js';
 
 export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, scheduler } = deps;
-  app.addHook('preHandler', requireApiToken(ctx));
 
   const running = () => {
     const byTarget = new Map<string, string>();
@@ -29,7 +28,7 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     running: busy.get(d.id) ?? null,
   });
 
-  app.get('/v1/targets', async () => {
+  app.get('/v1/targets', { config: { access: 'viewer' } }, async () => {
     const busy = running();
     return {
       targets: [
@@ -40,8 +39,9 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   });
 
   for (const [action, attached] of [['attach', true], ['detach', false]] as const) {
-    app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { schema: { params: deviceParams } }, async (request) => {
+    app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { config: { access: 'admin', audit: `target.${action}` }, schema: { params: deviceParams } }, async (request) => {
       const { id } = requireDevice(ctx, request.params.id);
+      auditTarget(request, id);
       ctx.store.setDeviceTrainingAttached(id, attached);
       ctx.log.info({ deviceId: id, attached }, attached ? 'device attached for training' : 'device detached from training');
       scheduler.onTargetsChanged();

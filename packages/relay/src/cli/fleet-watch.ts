@@ -4,7 +4,7 @@
 
 import type { Command } from 'commander';
 import { WebSocket } from 'ws';
-import { examples, type StreamMessage } from '@outpost/shared';
+import { STREAM_CLOSE, examples, isErrorBody, type StreamMessage } from '@outpost/shared';
 import { relayApi, type ClientOptions } from './client.js';
 import { clientOptions } from './options.js';
 import { FleetView } from './fleet-view.js';
@@ -60,9 +60,22 @@ export function fleetCommand(program: Command): void {
             scheduleDraw();
           });
           ws.on('unexpected-response', (_req, res) => {
-            if (res.statusCode === 401) {
-              process.stderr.write('error: OUTPOST_ERR_UNAUTHORIZED: the relay refused the token: pass --token or set OUTPOST_TOKEN\n');
-              process.exit(1);
+            if (res.statusCode === 401 || res.statusCode === 403) {
+              // The relay's own reason (a revoked or expired token says so), else the general one.
+              let body = '';
+              res.setEncoding('utf8').on('data', (d: string) => (body += d.slice(0, 4096)));
+              res.on('end', () => {
+                let data: unknown;
+                try {
+                  data = JSON.parse(body);
+                } catch {
+                  data = undefined;
+                }
+                const reason = isErrorBody(data) ? `${data.error.code}: ${data.error.message}` : 'OUTPOST_ERR_UNAUTHORIZED: the relay refused the token: pass --token or set OUTPOST_TOKEN';
+                process.stderr.write(`error: ${reason}\n`);
+                process.exit(1);
+              });
+              return;
             }
             resolve(`HTTP ${res.statusCode}`);
           });
@@ -73,7 +86,14 @@ export function fleetCommand(program: Command): void {
             else scheduleDraw();
           });
           ws.on('error', (err) => resolve((err as NodeJS.ErrnoException).code ?? err.message));
-          ws.on('close', (code, reason) => resolve(`closed ${code}${reason.length ? ` ${reason.toString()}` : ''}`));
+          ws.on('close', (code, reason) => {
+            // Reconnecting cannot help: the token itself has ended.
+            if (code === STREAM_CLOSE.TOKEN_ENDED) {
+              process.stderr.write(`error: OUTPOST_ERR_UNAUTHORIZED: ${reason.toString() || 'the token ended'}: ask an admin for a new one (outpost-relay tokens create)\n`);
+              process.exit(1);
+            }
+            resolve(`closed ${code}${reason.length ? ` ${reason.toString()}` : ''}`);
+          });
         });
         status = `reconnecting (${closed})`;
         if (!tty) process.stderr.write(`stream ${closed}; reconnecting in ${backoff} ms\n`);

@@ -14,6 +14,8 @@ import { deploymentsCommand } from './deployments.js';
 import { fleetCommand } from './fleet-watch.js';
 import { targetsCommand } from './targets.js';
 import { jobsCommand } from './jobs.js';
+import { auditCommand } from './audit.js';
+import { whoamiCommand } from './whoami.js';
 
 export function relayProgram(): Command {
   const program = new Command('outpost-relay')
@@ -26,6 +28,7 @@ export function relayProgram(): Command {
       examples(
         'outpost-relay start --data-dir ~/.outpost/relay',
         'outpost-relay tokens enroll --labels site=lab',
+        'outpost-relay tokens create --name ci-bot --role deployer',
         'outpost-relay models push model.onnx --name detector',
         'outpost-relay deploy detector --selector site=lab --wait',
         'outpost-relay models --help                       # every group has its own help',
@@ -41,6 +44,8 @@ export function relayProgram(): Command {
   targetsCommand(program);
   jobsCommand(program);
   fleetCommand(program);
+  auditCommand(program);
+  whoamiCommand(program);
   completionCommand(program);
   return program;
 }

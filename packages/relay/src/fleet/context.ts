@@ -12,6 +12,7 @@ import type { DuplicateConnections } from './duplicate-connections.js';
 import type { FileState } from '../artifacts/artifact-store.js';
 import type { DeviceLogRequests } from './device-logs.js';
 import type { RelayTls } from '../tls/relay-tls.js';
+import type { AuditLog } from '../auth/audit.js';
 
 export interface JobHooks {
   onRunReports(deviceId: string, runs: JobRunReport[]): void;
@@ -47,4 +48,6 @@ export interface FleetContext {
   artifactFile?(sha256: string): FileState;
   /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */
   brokerAccounts?: BrokerAccounts;
+  /** The audit log, for what the relay does by itself (unset in tests of fleet logic alone). */
+  audit?: AuditLog;
 }

@@ -100,6 +100,7 @@ export class RolloutController {
     if (s.failureThreshold !== null && failed > resolveCount(s.failureThreshold, rows.length)) {
       this.#ctx.log.warn({ deploymentId: d.id, failed }, 'rollout failed past its threshold: rolling back');
       await rollbackDeployment(this.#ctx, d.id);
+      this.#ctx.audit?.record({ actor: { kind: 'relay' }, action: 'deployment.rollback', target: d.id, outcome: 'ok', detail: { reason: `${failed} of ${rows.length} devices failed, past the failure threshold (${s.failureThreshold})` } });
       return;
     }
     // 3. Release the next batch once every released device is done.

@@ -118,6 +118,22 @@ const MIGRATIONS: string[] = [
   ALTER TABLE devices ADD COLUMN cert_expires_at INTEGER;
   ALTER TABLE devices ADD COLUMN cert_renew_before INTEGER;
   `,
+  // API tokens get roles (the first admin token keeps `admin`), an expiry, revocation and when
+  // they were last used. The audit log is append-only: SQLite itself refuses an UPDATE of it;
+  // the only DELETE drops the oldest entries past its bound (store.appendAudit).
+  `
+  ALTER TABLE api_tokens ADD COLUMN expires_at INTEGER;
+  ALTER TABLE api_tokens ADD COLUMN revoked_at INTEGER;
+  ALTER TABLE api_tokens ADD COLUMN last_used_at INTEGER;
+  CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, ts INTEGER NOT NULL, actor_kind TEXT NOT NULL, actor_id TEXT,
+    actor_name TEXT NOT NULL, action TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, status INTEGER,
+    address TEXT, detail TEXT
+  );
+  CREATE INDEX audit_log_ts ON audit_log (ts);
+  CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+  `,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -1,6 +1,7 @@
 // The records the relay keeps. The store interface and its implementations speak these.
 
 import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
+import type { Role } from '../auth/roles.js';
 
 export interface DeviceRecord {
   id: string;
@@ -210,7 +211,43 @@ export interface ApiTokenRecord {
   id: string;
   name: string;
   hash: string;
-  role: 'admin';
+  role: Role;
+  createdAt: number;
+  /** null: it never expires (the admin token made on first start). */
+  expiresAt: number | null;
+  revokedAt: number | null;
+  /** When it last authenticated a request, to the minute (auth/api-tokens.ts writes it at most once a minute). */
+  lastUsedAt: number | null;
+}
+
+export interface NewApiToken {
+  id: string;
+  name: string;
+  hash: string;
+  role: Role;
+  expiresAt?: number | null;
+}
+
+/** Who did something: an API token, a device, or the relay itself (an automatic rollback). */
+export type AuditActor = { kind: 'token'; id: string; name: string } | { kind: 'device'; id: string } | { kind: 'relay' };
+
+export type AuditOutcome = 'ok' | 'refused' | 'failed';
+
+export interface NewAuditEntry {
+  ts: number;
+  actor: AuditActor;
+  action: string;
+  target: string | null;
+  outcome: AuditOutcome;
+  /** The HTTP status answered, for actions taken over the API. */
+  status: number | null;
+  /** The caller's address (request.ip). */
+  address: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+export interface AuditEntry extends NewAuditEntry {
+  seq: number;
 }
 
 export interface EnrollTokenRecord {

@@ -8,6 +8,8 @@ import type { DeviceCertificateRecord, NewDeployment, NewDevice, Store } from '.
 import type {
   ModelVersionExtras,
   ApiTokenRecord,
+  AuditActor,
+  AuditEntry,
   DeploymentDeviceRecord,
   DeploymentInfo,
   DeploymentRecord,
@@ -29,6 +31,8 @@ import type {
   ModelRolloutRecord,
   ModelSummary,
   ModelVersionRecord,
+  NewApiToken,
+  NewAuditEntry,
 } from './records.js';
 
 interface DeviceRow {
@@ -126,6 +130,57 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   selfTest: r.self_test ? (JSON.parse(r.self_test) as SelfTestResult) : null,
 });
 
+interface ApiTokenRow {
+  id: string;
+  name: string;
+  hash: string;
+  role: ApiTokenRecord['role'];
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+const toApiToken = (r: ApiTokenRow): ApiTokenRecord => ({
+  id: r.id,
+  name: r.name,
+  hash: r.hash,
+  role: r.role,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+  lastUsedAt: r.last_used_at,
+});
+
+interface AuditRow {
+  seq: number;
+  ts: number;
+  actor_kind: AuditActor['kind'];
+  actor_id: string | null;
+  actor_name: string;
+  action: string;
+  target: string | null;
+  outcome: AuditEntry['outcome'];
+  status: number | null;
+  address: string | null;
+  detail: string | null;
+}
+
+const toActor = (r: AuditRow): AuditActor =>
+  r.actor_kind === 'token' ? { kind: 'token', id: r.actor_id ?? '', name: r.actor_name } : r.actor_kind === 'device' ? { kind: 'device', id: r.actor_id ?? '' } : { kind: 'relay' };
+
+const toAudit = (r: AuditRow): AuditEntry => ({
+  seq: r.seq,
+  ts: r.ts,
+  actor: toActor(r),
+  action: r.action,
+  target: r.target,
+  outcome: r.outcome,
+  status: r.status,
+  address: r.address,
+  detail: r.detail ? (JSON.parse(r.detail) as Record<string, unknown>) : null,
+});
+
 /** A deployment of a deleted model version applies to no device: it is history. */
 const VERSION_EXISTS = 'EXISTS (SELECT 1 FROM models m WHERE m.name = d.model AND m.version = d.version)';
 
@@ -141,9 +196,15 @@ export class SqliteStore implements Store {
     migrate(this.#db);
     const db = this.#db;
     this.#stmt = {
-      addApiToken: db.prepare('INSERT INTO api_tokens (id, name, hash, role, created_at) VALUES (?, ?, ?, ?, ?)'),
-      getApiToken: db.prepare('SELECT id, name, hash, role FROM api_tokens WHERE id = ?'),
+      addApiToken: db.prepare('INSERT INTO api_tokens (id, name, hash, role, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      getApiToken: db.prepare('SELECT * FROM api_tokens WHERE id = ?'),
+      listApiTokens: db.prepare('SELECT * FROM api_tokens ORDER BY created_at, id'),
       countApiTokens: db.prepare('SELECT count(*) AS n FROM api_tokens'),
+      revokeApiToken: db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+      setApiTokenLastUsed: db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE id = ?'),
+      addAudit: db.prepare('INSERT INTO audit_log (ts, actor_kind, actor_id, actor_name, action, target, outcome, status, address, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'),
+      trimAudit: db.prepare('DELETE FROM audit_log WHERE seq <= ?'),
+      listAudit: db.prepare('SELECT * FROM audit_log WHERE ts >= ? AND seq < ? ORDER BY seq DESC LIMIT ?'),
       addEnrollToken: db.prepare('INSERT INTO enroll_tokens (id, hash, labels, expires_at, used_at, allow_device_labels) VALUES (?, ?, ?, ?, NULL, ?)'),
       getEnrollToken: db.prepare('SELECT id, hash, labels, expires_at, used_at, allow_device_labels FROM enroll_tokens WHERE id = ?'),
       useEnrollToken: db.prepare('UPDATE enroll_tokens SET used_at = ?, device_id = ? WHERE id = ? AND used_at IS NULL AND expires_at > ?'),
@@ -250,16 +311,46 @@ export class SqliteStore implements Store {
     };
   }
 
-  addApiToken(t: ApiTokenRecord): void {
-    this.#stmt.addApiToken.run(t.id, t.name, t.hash, t.role, Date.now());
+  addApiToken(t: NewApiToken): ApiTokenRecord {
+    const createdAt = Date.now();
+    this.#stmt.addApiToken.run(t.id, t.name, t.hash, t.role, createdAt, t.expiresAt ?? null);
+    return { id: t.id, name: t.name, hash: t.hash, role: t.role, createdAt, expiresAt: t.expiresAt ?? null, revokedAt: null, lastUsedAt: null };
   }
 
   getApiToken(id: string): ApiTokenRecord | undefined {
-    return this.#stmt.getApiToken.get(id) as ApiTokenRecord | undefined;
+    const r = this.#stmt.getApiToken.get(id) as ApiTokenRow | undefined;
+    return r && toApiToken(r);
+  }
+
+  listApiTokens(): ApiTokenRecord[] {
+    return (this.#stmt.listApiTokens.all() as ApiTokenRow[]).map(toApiToken);
   }
 
   countApiTokens(): number {
     return (this.#stmt.countApiTokens.get() as { n: number }).n;
+  }
+
+  revokeApiToken(id: string, at: number): boolean {
+    return this.#stmt.revokeApiToken.run(at, id).changes === 1;
+  }
+
+  setApiTokenLastUsed(id: string, at: number): void {
+    this.#stmt.setApiTokenLastUsed.run(at, id);
+  }
+
+  appendAudit(e: NewAuditEntry, keep: number): AuditEntry {
+    const a = e.actor;
+    const [actorId, actorName] = a.kind === 'token' ? [a.id, a.name] : a.kind === 'device' ? [a.id, a.id] : [null, 'relay'];
+    return this.#db.transaction(() => {
+      const seq = Number(this.#stmt.addAudit.run(e.ts, a.kind, actorId, actorName, e.action, e.target, e.outcome, e.status, e.address, e.detail ? JSON.stringify(e.detail) : null).lastInsertRowid);
+      // seq only grows (AUTOINCREMENT), so the newest `keep` are those above seq - keep.
+      this.#stmt.trimAudit.run(seq - keep);
+      return { ...e, seq };
+    })();
+  }
+
+  listAudit(q: { since?: number; before?: number; limit: number }): AuditEntry[] {
+    return (this.#stmt.listAudit.all(q.since ?? 0, q.before ?? Number.MAX_SAFE_INTEGER, q.limit) as AuditRow[]).map(toAudit);
   }
 
   addEnrollToken(t: EnrollTokenRecord): void {

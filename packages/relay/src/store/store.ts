@@ -5,6 +5,7 @@ import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfi
 import type {
   ModelVersionExtras,
   ApiTokenRecord,
+  AuditEntry,
   DeploymentInfo,
   DeploymentRecord,
   DeploymentState,
@@ -23,6 +24,8 @@ import type {
   ModelRolloutRecord,
   ModelSummary,
   ModelVersionRecord,
+  NewApiToken,
+  NewAuditEntry,
 } from './records.js';
 
 export interface NewDevice {
@@ -55,9 +58,15 @@ export interface NewDeployment {
 
 export interface Store {
   // tokens
-  addApiToken(token: ApiTokenRecord): void;
+  addApiToken(token: NewApiToken): ApiTokenRecord;
   getApiToken(id: string): ApiTokenRecord | undefined;
+  /** Every API token, revoked and expired ones included, oldest first. */
+  listApiTokens(): ApiTokenRecord[];
+  /** Ever made, revoked ones included (none: the first start makes the admin token). */
   countApiTokens(): number;
+  /** False when it was revoked already (or does not exist). */
+  revokeApiToken(id: string, at: number): boolean;
+  setApiTokenLastUsed(id: string, at: number): void;
   addEnrollToken(token: EnrollTokenRecord): void;
   getEnrollToken(id: string): EnrollTokenRecord | undefined;
   /** Marks the token used and creates the device, atomically; false when it was used or expired meanwhile. */
@@ -151,6 +160,12 @@ export interface Store {
   jobOutputs(jobId: string): JobOutputRecord[];
   /** Device id → job run it is busy with (running jobs), for the scheduler. */
   busyTargets(): Set<string>;
+
+  // audit log: append-only (no update or delete of an entry; the oldest go past `keep`)
+  /** Appends an entry and drops the oldest past the newest `keep`; returns the entry with its seq. */
+  appendAudit(entry: NewAuditEntry, keep: number): AuditEntry;
+  /** Newest first: entries at or after `since` (ms), before seq `before`, at most `limit`. */
+  listAudit(query: { since?: number; before?: number; limit: number }): AuditEntry[];
 
   close(): void;
 }
