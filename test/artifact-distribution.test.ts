@@ -80,7 +80,7 @@ t.test('a download waits its turn for a slot, and leaves the queue when its clie
     return { active: get('active'), waiting: get('waiting') };
   };
   const held = await new Promise<IncomingMessage>((resolve, reject) => {
-    request(url, { headers: auth }, (res) => {
+    request(url, { headers: auth, ...relay.tls }, (res) => {
       res.pause();
       resolve(res);
     })

@@ -6,30 +6,17 @@
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
-import { X509Certificate, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, launchBrowser } from './helpers/browser.js';
 import { FIXTURES, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
 import { needPackage } from './helpers/system-package.js';
 import { waitFor } from './helpers/wait.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-
-/** base64 sha256 of the relay server certificate's public key, as Chromium's SPKI list wants it. */
-function serverSpki(dataDir: string): string {
-  const cert = new X509Certificate(readFileSync(join(dataDir, 'tls/server.crt')));
-  return createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
-}
 const EXAMPLE = fileURLToPath(new URL('../examples/classifier', import.meta.url));
 
 t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'chromium') }, async (t) => {
   const relay = await startRelay(t);
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    // The browser trusts exactly the relay's certificate (its key's SPKI hash), as a person who
-    // imported the relay CA would; any other certificate still fails.
-    args: [`--ignore-certificate-errors-spki-list=${serverSpki(relay.dataDir)}`, '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser: Browser = await launchBrowser(relay);
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const foreign: string[] = [];

@@ -38,7 +38,7 @@ t.test('devices logs shows what the agent logged', async (t) => {
     const text = await relay.cli('devices', 'logs', d.deviceId);
     t.equal(text.code, 0, text.stderr);
     t.match(text.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}agent ready deviceId=dev_/m);
-    t.match(text.stdout, /INFO {2}connected to the relay broker url=mqtt:\/\/127\.0\.0\.1:\d+/);
+    t.match(text.stdout, /INFO {2}connected to the relay broker url=mqtts:\/\/127\.0\.0\.1:\d+/);
     t.notMatch(text.stdout, d.secret, 'no secret in the lines');
 
     const json = await relay.cli('devices', 'logs', d.deviceId, '--json', '--lines', '2');

@@ -224,7 +224,7 @@ t.test('enroll two devices, push, deploy, infer', async (t) => {
   await t.test('a killed agent shows offline; status and deployments read back', async (t) => {
     const status = await runCli(AGENT_BIN, ['status', '--data-dir', b.dataDir, '--json']);
     t.equal(status.code, 0);
-    t.match(JSON.parse(status.stdout), { deviceId: b.deviceId, running: true, connected: true, models: [{ name: 'multi', state: 'serving' }] });
+    t.match(JSON.parse(status.stdout), { deviceId: b.deviceId, running: true, connected: true, certificateExpiresAt: /^\d{4}-/, models: [{ name: 'multi', state: 'serving' }] });
 
     await agentB.kill();
     await waitFor('beta offline', async () => {
@@ -236,6 +236,7 @@ t.test('enroll two devices, push, deploy, infer', async (t) => {
     const after = await runCli(AGENT_BIN, ['status', '--data-dir', b.dataDir]);
     t.equal(after.code, 1, 'status exits 1 when the agent is not running');
     t.match(after.stdout, /not running/);
+    t.match(after.stdout, /identity\s+certificate until \d{4}-.* \(renewed by the agent\)/);
 
     const list = await relay.cli('deployments', 'list', '--json');
     t.equal((JSON.parse(list.stdout) as unknown[]).length, 4);

@@ -27,7 +27,7 @@ t.test('relay CLI', async (t) => {
     const port = await closedPort();
     const down = await runCli(RELAY_BIN, ['devices', 'list', '--relay', `http://127.0.0.1:${port}`, '--token', 'x']);
     t.match(down.stderr, new RegExp(`^error: cannot reach the relay at http://127\\.0\\.0\\.1:${port} \\(ECONNREFUSED\\): is it running\\?`, 'm'));
-    const badToken = await runCli(RELAY_BIN, ['devices', 'list', '--relay', relay.httpUrl, '--token', 'opa_000000000000_nonono-nonono-nonono-no']);
+    const badToken = await runCli(RELAY_BIN, ['devices', 'list', '--relay', relay.httpUrl, '--ca', relay.caFile!, '--token', 'opa_000000000000_nonono-nonono-nonono-no']);
     t.match(badToken.stderr, /^error: OUTPOST_ERR_UNAUTHORIZED: /m);
   });
 
@@ -99,7 +99,7 @@ t.test('relay CLI', async (t) => {
     t.equal(enrolled.code, 0, enrolled.stderr);
     t.equal((JSON.parse(readFileSync(join(agentDir, 'device.json'), 'utf8')) as { relayUrl: string }).relayUrl, relay.httpUrl);
     const badUrl = await runCli(AGENT_BIN, ['enroll', '--relay', 'mqtt://relay:1883', '--token', tok.token, '--data-dir', join(agentDir, 'x')]);
-    t.match(badUrl.stderr, /mqtt:\/\/relay:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. http:\/\/relay:8080/);
+    t.match(badUrl.stderr, /mqtt:\/\/relay:1883 is an MQTT URL: give the relay's HTTP URL, e\.g\. https:\/\/relay:8080/);
   });
 
   await t.test('the API describes itself at /v1/openapi.json, without a token', async (t) => {

@@ -47,7 +47,7 @@ t.test('a taken HTTP port on a first start: one line, nothing left, and the next
   const printed = /Admin token \(shown once[^\n]*\n\s+(opa_\S+)/.exec(relay.stderr())?.[1];
   t.ok(printed, 'the next start prints the admin token');
   t.equal(printed, relay.token, 'the one saved in admin.token');
-  const list = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', relay.httpUrl, '--token', printed!]);
+  const list = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', relay.httpUrl, '--ca', relay.caFile!, '--token', printed!]);
   t.equal(list.code, 0, list.stderr);
   t.same(JSON.parse(list.stdout), []);
 });

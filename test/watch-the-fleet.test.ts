@@ -94,7 +94,7 @@ t.test('the fleet stream, health history and metrics', async (t) => {
   });
 
   await t.test('fleet watch --json prints the stream and reconnects after a relay restart', async (t) => {
-    const watch = spawn(process.execPath, [RELAY_BIN, 'fleet', 'watch', '--json', '--relay', relay.httpUrl, '--token', relay.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const watch = spawn(process.execPath, [RELAY_BIN, 'fleet', 'watch', '--json', '--relay', relay.httpUrl, '--ca', relay.caFile!, '--token', relay.token], { stdio: ['ignore', 'pipe', 'pipe'] });
     t.teardown(() => watch.kill('SIGKILL'));
     const lines: StreamMessage[] = [];
     let stderr = '';

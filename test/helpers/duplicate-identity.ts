@@ -11,10 +11,11 @@ import type { DeviceProblem, StreamMessage } from '@outpost/shared';
 import { AGENT_BIN, FIXTURES, enrollDevice, runCli, startAgent, tempDir, type Device, type TestAgent, type TestRelay } from './programs.js';
 import { openStream } from './stream.js';
 import { holdsFor, waitFor } from './wait.js';
-import { chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { launchBrowser } from './browser.js';
 import mqtt from 'mqtt';
 
-export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export { CHROMIUM } from './browser.js';
 
 const DUPLICATE_LINE = "another agent is connected with this device's identity (device.json copied?): backing off; stop the other agent or enroll this one as a new device";
 
@@ -31,7 +32,7 @@ interface DeploymentView {
 
 /** The dashboard, logged in and following the stream (headless Chromium). */
 export async function openDashboard(t: Test, relay: TestRelay): Promise<Page> {
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+  const browser = await launchBrowser(relay);
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   await page.goto(relay.httpUrl);

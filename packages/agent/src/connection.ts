@@ -76,7 +76,9 @@ export function connect(opts: ConnectionOptions): Connection {
 
   // The secret goes too: an external broker (Mosquitto with passwords) knows the device by it,
   // and over TLS the broker was verified first. The embedded broker goes by the certificate.
-  const identity = () => tlsConnectOptions(opts.tls?.());
+  // Only for mqtts://: MQTT.js turns a plain mqtt:// URL into TLS when it is given a key and certificate.
+  const secure = /^(mqtts|wss):/i.test(opts.url);
+  const identity = () => (secure ? tlsConnectOptions(opts.tls?.()) : {});
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
     username: deviceId,

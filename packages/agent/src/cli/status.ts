@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import { examples } from '@outpost/shared';
 import { readStateFile } from '../state-file.js';
 import { defaultAgentDir, readDeviceFile } from '../device-file.js';
+import { DeviceTls } from '../device-tls.js';
+import { X509Certificate } from 'node:crypto';
 
 function alive(pid: number): boolean {
   try {
@@ -25,11 +27,14 @@ export function statusCommand(program: Command): void {
       const device = readDeviceFile(opts.dataDir);
       const state = readStateFile(opts.dataDir);
       const running = state !== undefined && alive(state.pid);
+      const tls = DeviceTls.read(opts.dataDir);
+      const cert = tls?.cert ? new X509Certificate(tls.cert) : undefined;
       const result = {
         deviceId: device.deviceId,
         name: device.name,
         relayUrl: device.relayUrl,
         mqttUrl: device.mqttUrl,
+        certificateExpiresAt: cert ? new Date(cert.validTo).toISOString() : null,
         running,
         connected: running ? state.connected : false,
         httpUrl: running ? state.httpUrl : null,
@@ -40,6 +45,7 @@ export function statusCommand(program: Command): void {
         const lines = [
           `device     ${result.deviceId} (${result.name})`,
           `relay      ${result.relayUrl} (mqtt ${result.mqttUrl})`,
+          `identity   ${cert ? `certificate until ${result.certificateExpiresAt} (renewed by the agent)` : tls ? 'the relay CA, no certificate: enroll again' : 'secret only: the relay runs without TLS (--insecure)'}`,
           `agent      ${running ? `running, pid ${state.pid}, ${state.connected ? 'connected' : 'not connected'} to the relay` : 'not running (outpost-agent start)'}`,
         ];
         if (running) {
