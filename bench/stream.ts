@@ -30,7 +30,8 @@ const TOGGLES_PER_S = Number(values.toggles);
 const RELAY_BIN = new URL('../packages/relay/dist/cli/main.js', import.meta.url).pathname;
 
 const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-stream-'));
-const relay = spawn(process.execPath, [RELAY_BIN, 'start', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0'], {
+// --insecure: the stream's fan-out is what is measured, not TLS.
+const relay = spawn(process.execPath, [RELAY_BIN, 'start', '--insecure', '--data-dir', dir, '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0'], {
   stdio: ['ignore', 'ignore', 'ignore'],
   env: { ...process.env, OUTPOST_LOG_LEVEL: 'warn' },
 });

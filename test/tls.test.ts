@@ -228,7 +228,7 @@ t.test('a TLS socket that never finishes its handshake costs nothing lasting', a
   const relay = await startRelay(t);
   const port = Number(new URL(relay.mqttUrl).port);
   const sockets = Array.from({ length: 50 }, () => {
-    const s = tlsConnect({ port, host: '127.0.0.1', ca: relay.tls.ca, servername: 'localhost' });
+    const s = tlsConnect({ port, host: '127.0.0.1', ...relay.tls, servername: 'localhost' });
     s.on('error', () => undefined);
     return s;
   });

@@ -49,8 +49,10 @@ const dir = mkdtempSync(join(values['cache-dir']!, 'outpost-fleet-'));
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 const profileArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
+// --insecure: this measures the fleet logic (enrollment, rollout, reconnect storms) over plain
+// MQTT, comparable across runs; TLS handshakes are measured apart (bench/tls-connect.ts).
 const startRelay = (httpPort = '0', mqttPort = '0') =>
-  spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!], {
+  spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--insecure', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!], {
     stdio: ['ignore', values['relay-log'] ? openSync(values['relay-log'], 'a') : 'ignore', 'ignore'],
     env: { ...process.env, OUTPOST_LOG_LEVEL: values['relay-log'] ? 'debug' : 'error' },
   });

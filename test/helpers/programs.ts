@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Test } from 'tap';
-import { tlsConnectOptions, tlsFetch, type ClientTls } from '@outpost/shared';
+import { tlsConnectOptions, tlsFetch, type ClientTls, type TlsClientOptions } from '@outpost/shared';
 import { trustRelay } from './trust.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -122,7 +122,7 @@ export interface TestRelay extends RunningProgram {
   /** fetch that trusts the relay's CA (plain fetch for an --insecure relay). */
   fetch: typeof fetch;
   /** TLS options for node's tls/https/ws/mqtt clients of this relay. */
-  tls: { ca?: string[] };
+  tls: TlsClientOptions;
   /** The environment a CLI on another host would use for this relay: URL, token and CA file. */
   env: Record<string, string>;
   /** Runs `outpost-relay ARGS` against this relay. */
@@ -179,7 +179,7 @@ export interface Device {
 }
 
 /** The device's TLS files, as options for node's tls/mqtt clients (the relay CA; its certificate when `mutual`). */
-export function deviceTls(device: Device, mutual = true): { ca?: string[]; cert?: string; key?: string } {
+export function deviceTls(device: Device, mutual = true): TlsClientOptions {
   if (!device.tls) return {};
   return tlsConnectOptions(mutual ? device.tls : { ca: device.tls.ca });
 }

@@ -2,12 +2,14 @@
 // the conformance cases, stream clients, which get only a URL): startRelay records each
 // relay's CA under its hosts (host:port).
 
-const byUrl = new Map<string, { ca?: string[] }>();
+import type { TlsClientOptions } from '@outpost/shared';
 
-export function trustRelay(urls: string[], tls: { ca?: string[] }): void {
+const byUrl = new Map<string, TlsClientOptions>();
+
+export function trustRelay(urls: string[], tls: TlsClientOptions): void {
   for (const u of urls) byUrl.set(new URL(u).host, tls);
 }
 
-export function trustFor(url: string): { ca?: string[] } {
+export function trustFor(url: string): TlsClientOptions {
   return byUrl.get(new URL(url).host) ?? {};
 }

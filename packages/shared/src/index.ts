@@ -76,4 +76,4 @@ export { MAX_SAMPLE_BYTES, parseSample, selfTestFailure, selfTestInputs, type Se
 export { signatureChanges } from './signature-diff.js';
 export { editDistance, nearest, didYouMean, typoBudget } from './nearest.js';
 export { caFingerprint, caFingerprintHex, formatEnrollToken, normaliseSerial, splitEnrollToken } from './tls/fingerprint.js';
-export { tlsConnectOptions, tlsFetch, trustedCas, type ClientTls } from './tls/client-tls.js';
+export { tlsConnectOptions, tlsFetch, trustedCas, type ClientTls, type TlsClientOptions } from './tls/client-tls.js';

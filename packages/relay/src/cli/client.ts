@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { isErrorBody, relayUrl, tlsConnectOptions, tlsFetch, type ClientTls } from '@outpost/shared';
+import { isErrorBody, relayUrl, tlsConnectOptions, tlsFetch, type ClientTls, type TlsClientOptions } from '@outpost/shared';
 import { readAdminToken, readCaCert, readRuntimeFile, type RelayRuntimeFile } from '../data-dir.js';
 import { CliError, RelayUnreachableError } from './output.js';
 
@@ -26,7 +26,7 @@ export interface RelayApi {
   url: string;
   token: string | undefined;
   /** Options for a TLS client of the relay (the fleet stream's WebSocket). */
-  tls: { ca?: string[] };
+  tls: TlsClientOptions;
   request<T>(method: string, path: string, body?: unknown, init?: RequestInit): Promise<T>;
   /** A GET whose answer is not JSON (a file): the response, once it is known to be a success. */
   download(path: string): Promise<Response>;

@@ -2,7 +2,7 @@
 // the system's roots (a relay with --tls-cert from a public CA verifies too), and the device's
 // own certificate when it has one. One dispatcher per set of options, for fetch.
 
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { Agent } from 'undici';
 
 export interface ClientTls {
@@ -18,10 +18,26 @@ export function trustedCas(ca: string | undefined): string[] | undefined {
   return ca ? [ca, ...rootCertificates] : undefined;
 }
 
-/** Options for node's tls/https/ws/mqtt clients. */
-export function tlsConnectOptions(t: ClientTls | undefined): { ca?: string[]; cert?: string; key?: string } {
-  if (!t) return {};
-  return { ca: trustedCas(t.ca), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) };
+/** What node's TLS clients take to trust the relay (and show the device's certificate). */
+export interface TlsClientOptions {
+  secureContext?: SecureContext;
+}
+
+const contexts = new WeakMap<ClientTls, SecureContext>();
+
+/**
+ * Options for node's tls/https/ws/mqtt clients. One secure context per set of options: built
+ * from the relay's CA and the system's ~140 roots, it costs tens of milliseconds of CPU, which
+ * each connection would otherwise pay again.
+ */
+export function tlsConnectOptions(t: ClientTls | undefined): TlsClientOptions {
+  if (!t || (!t.ca && !t.cert)) return {};
+  let secureContext = contexts.get(t);
+  if (!secureContext) {
+    secureContext = createSecureContext({ ca: trustedCas(t.ca), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) });
+    contexts.set(t, secureContext);
+  }
+  return { secureContext };
 }
 
 const dispatchers = new WeakMap<ClientTls, Agent>();
@@ -31,7 +47,7 @@ export function tlsFetch(t: ClientTls | undefined): typeof fetch {
   if (!t || (!t.ca && !t.cert)) return fetch;
   let dispatcher = dispatchers.get(t);
   if (!dispatcher) {
-    dispatcher = new Agent({ connect: tlsConnectOptions(t) });
+    dispatcher = new Agent({ connect: tlsConnectOptions(t) as object });
     dispatchers.set(t, dispatcher);
   }
   const d = dispatcher;
