@@ -5,7 +5,7 @@
 import t from 'tap';
 import mqtt, { type MqttClient } from 'mqtt';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, deviceTls, enrollDevice, startAgent, startRelay, type Device, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
@@ -72,5 +72,17 @@ t.test('an expired certificate is refused; the agent renews long before that, se
     await waitFor('renewed again', async () => agent.logs.filter((l) => l.msg === 'device certificate renewed').length > renewals);
     t.not(readFileSync(join(d.dataDir, 'device.crt'), 'utf8'), before);
   });
-});
 
+  await t.test('a device away past its certificate\'s end comes back (it renews with its secret)', async (t) => {
+    await agent.stop();
+    // As if it had been off since enrollment: its first certificate, ended and replaced since.
+    writeFileSync(join(d.dataDir, 'device.crt'), d.tls!.cert!);
+    writeFileSync(join(d.dataDir, 'device.key'), d.tls!.key!, { mode: 0o600 });
+    await waitFor('the device offline', async () => !(await relay.api<{ online: boolean }>('GET', '/v1/devices/cam')).body.online);
+    const back = await startAgent(t, d);
+    await waitFor('renewed', async () => back.logs.some((l) => l.msg === 'device certificate renewed'));
+    await waitFor('online again', async () => (await relay.api<{ online: boolean }>('GET', '/v1/devices/cam')).body.online, 30_000);
+    t.not(readFileSync(join(d.dataDir, 'device.crt'), 'utf8'), d.tls!.cert, 'with a new certificate');
+    await waitFor('serving again', async () => (await back.infer('linear', body)).status === 200);
+  });
+});

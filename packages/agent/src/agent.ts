@@ -122,7 +122,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
   httpUrl = `http://${host}:${port}`;
 
-  const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, log }) : undefined;
+  const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, secret: device.secret, log }) : undefined;
   connection = connect({
     url: device.mqttUrl,
     deviceId: device.deviceId,

@@ -1,6 +1,6 @@
 // Renews the device certificate before it ends: once two thirds of its lifetime have passed
 // (or the relay asks, `devices rotate`), with a new key made here and a CSR sent over mutual
-// TLS with the current certificate. Serving and the MQTT session go on; the next connection
+// TLS with the current certificate (with the device's secret, when that certificate has ended). Serving and the MQTT session go on; the next connection
 // uses the new pair. A failure (relay away, clock off) is retried with backoff and shown in
 // health, long before the certificate ends. The wall clock is looked at again at least every
 // 30 s (sooner when renewal is due sooner), so a clock that jumps is caught up with instead
@@ -22,6 +22,7 @@ export interface CertificateState {
 export class CertificateRenewal {
   readonly #tls: DeviceTls;
   readonly #relayUrl: string;
+  readonly #secret: string;
   readonly #log: Logger;
   readonly #checkMs: number;
   #timer: NodeJS.Timeout | undefined;
@@ -33,9 +34,10 @@ export class CertificateRenewal {
   /** A certificate issued before this (ms) is renewed at once (the relay's `devices rotate`). */
   #issuedBefore = 0;
 
-  constructor(opts: { tls: DeviceTls; relayUrl: string; log: Logger; checkMs?: number }) {
+  constructor(opts: { tls: DeviceTls; relayUrl: string; secret: string; log: Logger; checkMs?: number }) {
     this.#tls = opts.tls;
     this.#relayUrl = opts.relayUrl;
+    this.#secret = opts.secret;
     this.#log = opts.log;
     this.#checkMs = opts.checkMs ?? CHECK_MS;
     this.#schedule();
@@ -100,17 +102,28 @@ export class CertificateRenewal {
     const x509 = await import('@outpost/shared/x509');
     const keys = await x509.newKeyPair();
     const csr = await x509.makeCsr(keys, 'outpost-device');
-    let res: Response;
-    try {
-      res = await tlsFetch(this.#tls.current)(`${this.#relayUrl}/v1/devices/me/certificate`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ csr }),
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause;
-      throw new Error(`cannot reach the relay at ${this.#relayUrl} (${cause?.code ?? (err as Error).message})`);
+    const ask = async (withSecret: boolean): Promise<Response> => {
+      const current = this.#tls.current;
+      try {
+        // With the secret, the relay is still verified against its CA; only the client certificate stays home.
+        return await tlsFetch(withSecret ? { ca: current?.ca } : current)(`${this.#relayUrl}/v1/devices/me/certificate`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(withSecret ? { authorization: `Bearer ${this.#secret}` } : {}) },
+          body: JSON.stringify({ csr }),
+          signal: AbortSignal.timeout(30_000),
+        });
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause;
+        throw new Error(`cannot reach the relay at ${this.#relayUrl} (${cause?.code ?? (err as Error).message})`);
+      }
+    };
+    // A certificate that ended while the device was away (or was replaced) cannot renew itself:
+    // the device's secret can, so a device offline past its certificate's end comes back.
+    const expired = (this.#times()?.expiresAt ?? 0) <= Date.now();
+    let res = await ask(expired);
+    if (res.status === 401 && !expired) {
+      await res.body?.cancel();
+      res = await ask(true);
     }
     const body = (await res.json().catch(() => undefined)) as unknown;
     if (!res.ok) throw new Error(isErrorBody(body) ? `${body.error.code}: ${body.error.message}` : `the relay answered ${res.status}`);
