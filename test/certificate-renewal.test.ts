@@ -65,12 +65,17 @@ t.test('an expired certificate is refused; the agent renews long before that, se
 
   await t.test('devices rotate: a renewal now', async (t) => {
     const before = readFileSync(join(d.dataDir, 'device.crt'), 'utf8');
+    const beforeKey = readFileSync(join(d.dataDir, 'device.key'), 'utf8');
     const renewals = agent.logs.filter((l) => l.msg === 'device certificate renewed').length;
     const res = await relay.cli('devices', 'rotate', 'cam');
     t.equal(res.code, 0, res.stderr);
     t.match(res.stdout, /asked dev_\w+ to renew its certificate/);
     await waitFor('renewed again', async () => agent.logs.filter((l) => l.msg === 'device certificate renewed').length > renewals);
     t.not(readFileSync(join(d.dataDir, 'device.crt'), 'utf8'), before);
+    // A rotation keeps no old certificate good: a copy of the old key is worth nothing now.
+    await t.rejects(certClient(relay, d, deviceTls({ ...d, tls: { ca: d.tls!.ca, cert: before, key: beforeKey } })), /Not authorized/i, 'the certificate from before the rotation is refused');
+    await waitFor('the agent back online with the new one', async () => (await relay.api<{ online: boolean }>('GET', '/v1/devices/cam')).body.online);
+    t.equal(agent.logs.filter((l) => l.msg === 'device certificate renewed').length, renewals + 1, 'renewed once, not again');
   });
 
   await t.test('a device away past its certificate\'s end comes back (it renews with its secret)', async (t) => {

@@ -157,6 +157,35 @@ t.test('enrollment checks the relay against the token before sending anything', 
   });
 });
 
+t.test('a man in the middle who shows the real CA with his own after it gets nothing', async (t) => {
+  const relay = await startRelay(t);
+  const token = await newToken(relay);
+  // The attacker's own CA and a server certificate from it for 127.0.0.1.
+  const x509 = await import('@outpost/shared/x509');
+  const caKeys = await x509.newKeyPair();
+  const evilCa = await x509.makeCa(caKeys, 'evil', 86_400_000);
+  const serverKeys = await x509.newKeyPair();
+  const serverCert = await x509.makeServerCert({ certPem: evilCa.pem, keys: caKeys }, serverKeys, ['127.0.0.1'], 86_400_000);
+  const received: string[] = [];
+  const { createServer } = await import('node:https');
+  const server = createServer({ cert: serverCert.pem + evilCa.pem, key: serverKeys.privateKeyPem }, (req, res) => {
+    received.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`);
+    res.setHeader('content-type', 'application/json');
+    // The real CA first (its fingerprint is the token's), then the attacker's.
+    res.end(req.url === '/v1/ca' ? JSON.stringify({ certificate: relay.ca! + evilCa.pem }) : '{}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const port = (server.address() as { port: number }).port;
+  const dir = tempDir(t, 'agent');
+  const res = await runCli(AGENT_BIN, ['enroll', '--relay', `https://127.0.0.1:${port}`, '--token', token, '--data-dir', dir]);
+  t.equal(res.code, 1);
+  t.match(res.stderr, /sent no usable CA certificate \(one, marked as a CA\)/);
+  t.same(received.map((r) => r.split(' ').slice(0, 2).join(' ')), ['GET /v1/ca'], 'it asked for the CA and sent nothing else');
+  t.notOk(received.some((r) => r.includes('ope_')), 'not the token');
+  t.notOk(existsSync(join(dir, 'ca.crt')), 'and trusts nothing');
+});
+
 t.test('a device certificate acts only as its device, and stops with it', async (t) => {
   const relay = await startRelay(t);
   const a = await enrollDevice(t, relay, 'a');

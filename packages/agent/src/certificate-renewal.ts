@@ -79,7 +79,8 @@ export class CertificateRenewal {
   check(now = Date.now()): Promise<void> {
     const times = this.#times();
     if (!times || this.#renewing) return this.#renewing ?? Promise.resolve();
-    const forced = times.issuedAt < this.#issuedBefore;
+    // Certificates carry whole seconds: one issued in the second of the request is not older than it.
+    const forced = times.issuedAt + 1000 <= this.#issuedBefore;
     if ((now < times.renewAt && !forced) || now < this.#nextTry) return Promise.resolve();
     this.#renewing = this.#renew()
       .then(() => {
@@ -132,7 +133,7 @@ export class CertificateRenewal {
     // Checked before it replaces the one that works: it must be for this key and from the relay's CA.
     const parsed = new X509Certificate(cert);
     if (!parsed.checkPrivateKey(createPrivateKey(keys.privateKeyPem))) throw new Error('the relay sent a certificate for another key');
-    if (this.#tls.current?.ca && !parsed.checkIssued(new X509Certificate(this.#tls.current.ca))) throw new Error("the relay sent a certificate its CA did not issue");
+    if (this.#tls.current?.ca && !parsed.verify(new X509Certificate(this.#tls.current.ca).publicKey)) throw new Error("the relay sent a certificate its CA did not issue");
     this.#tls.replace(cert, keys.privateKeyPem);
     this.#log.info({ expiresAt: new Date(Date.parse(parsed.validTo)).toISOString() }, 'device certificate renewed');
   }

@@ -9,9 +9,9 @@
 // sees it in the agents' instances and says so in a retained notice; an agent whose connection
 // closes while the notice stands waits its longest backoff instead of a second, and says why once.
 
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -78,7 +78,19 @@ export function connect(opts: ConnectionOptions): Connection {
   // and over TLS the broker was verified first. The embedded broker goes by the certificate.
   // Only for mqtts://: MQTT.js turns a plain mqtt:// URL into TLS when it is given a key and certificate.
   const secure = /^(mqtts|wss):/i.test(opts.url);
-  const identity = () => (secure ? tlsConnectOptions(opts.tls?.()) : {});
+  // The relay's CA alone (not the system's roots: the secret goes to this broker too), and the
+  // certificate while it has not ended (an ended one would only be refused; the secret works).
+  const pinned = new WeakMap<ClientTls, { valid: TlsClientOptions; caOnly: TlsClientOptions }>();
+  const identity = (): TlsClientOptions => {
+    const tls = secure ? opts.tls?.() : undefined;
+    if (!tls) return {};
+    let both = pinned.get(tls);
+    if (!both) {
+      both = { valid: tlsConnectOptions({ ...tls, systemRoots: false }), caOnly: tlsConnectOptions({ ca: tls.ca, systemRoots: false }) };
+      pinned.set(tls, both);
+    }
+    return tls.cert && Date.parse(new X509Certificate(tls.cert).validTo) > Date.now() ? both.valid : both.caOnly;
+  };
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
     username: deviceId,

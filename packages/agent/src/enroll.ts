@@ -4,6 +4,7 @@
 // for a key made here (it never leaves the device) and keeps the certificate it gets.
 
 import { existsSync, mkdirSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { caFingerprint, isErrorBody, splitEnrollToken, tlsFetch, type ClientTls, type Labels } from '@outpost/shared';
@@ -45,19 +46,22 @@ async function fetchTrustedCa(relayUrl: string, expected: string): Promise<strin
     await blind.close();
   }
   const pem = (body as { certificate?: unknown })?.certificate;
-  let actual: string | undefined;
+  // Exactly one CA certificate, and what is kept is rebuilt from the DER that was hashed: a
+  // second certificate after the real one would otherwise be trusted with it.
+  let cert: X509Certificate | undefined;
   try {
-    actual = typeof pem === 'string' && pem.length < 16_384 ? caFingerprint(pem) : undefined;
+    cert = typeof pem === 'string' && pem.length < 16_384 && pem.split('-----BEGIN CERTIFICATE-----').length === 2 ? new X509Certificate(pem) : undefined;
   } catch {
-    actual = undefined;
+    cert = undefined;
   }
-  if (!actual) throw new Error(`the relay at ${relayUrl} sent no usable CA certificate: check --relay`);
+  if (!cert || !cert.ca) throw new Error(`the relay at ${relayUrl} sent no usable CA certificate (one, marked as a CA): check --relay`);
+  const actual = caFingerprint(cert.raw);
   if (actual !== expected) {
     throw new Error(
       `the relay at ${relayUrl} showed a CA whose fingerprint is ${actual}, but the token expects ${expected}: this may not be your relay (something between could be intercepting); nothing was sent. Check --relay, or make a new token on the relay (outpost-relay tokens enroll)`,
     );
   }
-  return pem as string;
+  return cert.toString();
 }
 
 export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: string; labels: Labels; certificateExpiresAt?: string }> {

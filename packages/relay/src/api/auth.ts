@@ -13,7 +13,8 @@ import { peerDevice } from '../tls/peer-device.js';
 import type { ApiTokens, TokenCaller } from '../auth/api-tokens.js';
 import type { Store } from '../store/store.js';
 
-export type DeviceCaller = { kind: 'device'; deviceId: string };
+/** A device, by its secret or its certificate (then with that certificate's serial). */
+export type DeviceCaller = { kind: 'device'; deviceId: string; certificateSerial?: string };
 export type Caller = TokenCaller | DeviceCaller;
 
 export function bearerToken(request: FastifyRequest): string | undefined {
@@ -32,7 +33,8 @@ function certificateDevice(store: Store, request: FastifyRequest): DeviceCaller 
   if (!cert) return undefined;
   const why = 'refused' in cert ? cert.refused : certificateStands(store, cert.deviceId, cert.serial);
   if (why) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', `the device certificate is refused: ${why}`);
-  return { kind: 'device', deviceId: (cert as { deviceId: string }).deviceId };
+  const { deviceId, serial } = cert as { deviceId: string; serial: string };
+  return { kind: 'device', deviceId, certificateSerial: serial };
 }
 
 /** The caller of a request: its bearer credential, or else its client certificate. */

@@ -21,7 +21,7 @@ export async function deviceCertificateRoutes(app: FastifyInstance, deps: ApiDep
       const caller = request.caller;
       if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device renews its own certificate (with its current one)');
       auditTarget(request, caller.deviceId);
-      return renewDeviceCertificate(ctx, caller.deviceId, request.body.csr);
+      return renewDeviceCertificate(ctx, caller.deviceId, request.body.csr, caller.certificateSerial);
     },
   );
 

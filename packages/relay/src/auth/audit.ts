@@ -5,7 +5,8 @@
 //
 // Refused attempts (403) are recorded too, but at most once a minute per token and action (the
 // next one says how many were left out), so a token cannot push real entries out of the bound
-// by being refused over and over.
+// by being refused over and over; so are a device's failed calls (bad CSRs, say), for the same
+// reason: a device is not trusted not to try.
 
 import type { Store } from '../store/store.js';
 import type { AuditActor, AuditEntry, AuditOutcome } from '../store/records.js';
@@ -91,8 +92,8 @@ export class AuditLog {
   record(r: AuditRecord): AuditEntry | undefined {
     const now = this.#now();
     let detail = r.detail ?? null;
-    if (r.outcome === 'refused') {
-      const key = `${r.actor.kind}:${r.actor.kind === 'relay' ? '' : r.actor.id}:${r.action}`;
+    if (r.outcome === 'refused' || (r.outcome === 'failed' && r.actor.kind === 'device')) {
+      const key = `${r.outcome}:${r.actor.kind}:${r.actor.kind === 'relay' ? '' : r.actor.id}:${r.action}`;
       const last = this.#refused.get(key);
       if (last && now - last.at < REFUSED_EVERY_MS) {
         last.leftOut++;

@@ -37,11 +37,20 @@ export async function signDeviceCertificate(ctx: FleetContext, deviceId: string,
   }
 }
 
-/** A renewal: a new certificate for a known device, recorded; the previous one stays good until the next. */
-export async function renewDeviceCertificate(ctx: FleetContext, deviceId: string, csr: string): Promise<IssuedDeviceCertificate> {
+/**
+ * A renewal: a new certificate for a known device, recorded. The certificate the device renewed
+ * with stays good beside it, until the device has switched (its MQTT session uses it until it
+ * reconnects); every other one ends now. A renewal with the secret (the certificate had ended),
+ * or the one `devices rotate` asked for, keeps none: after a rotation the device is
+ * disconnected, so it comes back with the new key, and a copied old key is worth nothing.
+ */
+export async function renewDeviceCertificate(ctx: FleetContext, deviceId: string, csr: string, renewedWith: string | undefined): Promise<IssuedDeviceCertificate> {
+  const current = ctx.store.getDeviceCertificate(deviceId);
+  const rotating = (current?.renewBefore ?? 0) > (current?.issuedAt ?? 0);
   const { issued, serial, notAfter } = await signDeviceCertificate(ctx, deviceId, csr);
-  ctx.store.setDeviceCertificate(deviceId, serial, notAfter);
-  ctx.log.info({ deviceId, serial, expiresAt: issued.expiresAt }, 'device certificate renewed');
+  ctx.store.setDeviceCertificate(deviceId, { serial, issuedAt: ctx.now(), expiresAt: notAfter }, rotating ? null : (renewedWith ?? null));
+  ctx.log.info({ deviceId, serial, expiresAt: issued.expiresAt, rotated: rotating }, 'device certificate renewed');
+  if (rotating) setImmediate(() => ctx.disconnectDevice?.(deviceId));
   return issued;
 }
 

@@ -75,7 +75,7 @@ export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: stri
     await ctx.brokerAccounts?.removeDevice(deviceId).catch(() => {});
     throw invalid();
   }
-  if (signed) ctx.store.setDeviceCertificate(deviceId, signed.serial, signed.notAfter);
+  if (signed) ctx.store.setDeviceCertificate(deviceId, { serial: signed.serial, issuedAt: ctx.now(), expiresAt: signed.notAfter }, null);
   ctx.log.info({ deviceId, name, certificate: signed ? signed.issued.expiresAt : undefined }, 'device enrolled');
   ctx.events.emit({ type: 'device.enrolled', device: deviceView(ctx.store.getDevice(deviceId)!) });
   return { deviceId, secret, name, labels, ...(signed ? { certificate: signed.issued } : {}) };

@@ -110,13 +110,14 @@ const MIGRATIONS: string[] = [
   CREATE INDEX job_outputs_sha ON job_outputs (sha256);
   `,
   // Each device's certificate: the serial it was last issued and the one before (still good
-  // until the device has switched to the new one), when the newest ends, and `devices rotate`'s
+  // until the device has switched to the new one), when the newest was issued and ends, and `devices rotate`'s
   // time (a certificate issued before it is renewed at once).
   `
   ALTER TABLE devices ADD COLUMN cert_serial TEXT;
   ALTER TABLE devices ADD COLUMN cert_previous_serial TEXT;
   ALTER TABLE devices ADD COLUMN cert_expires_at INTEGER;
   ALTER TABLE devices ADD COLUMN cert_renew_before INTEGER;
+  ALTER TABLE devices ADD COLUMN cert_issued_at INTEGER;
   `,
   // API tokens get roles (the first admin token keeps `admin`), an expiry, revocation and when
   // they were last used. The audit log is append-only: SQLite itself refuses an UPDATE of it;

@@ -211,9 +211,9 @@ export class SqliteStore implements Store {
       addDevice: db.prepare('INSERT INTO devices (id, name, labels, secret_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
       getDevice: db.prepare('SELECT * FROM devices WHERE id = ?'),
       getSecretHash: db.prepare('SELECT secret_hash FROM devices WHERE id = ?'),
-      getCertificate: db.prepare('SELECT cert_serial, cert_previous_serial, cert_expires_at, cert_renew_before FROM devices WHERE id = ?'),
+      getCertificate: db.prepare('SELECT cert_serial, cert_previous_serial, cert_expires_at, cert_renew_before, cert_issued_at FROM devices WHERE id = ?'),
       setCertificateRenewBefore: db.prepare('UPDATE devices SET cert_renew_before = ? WHERE id = ?'),
-      setCertificate: db.prepare('UPDATE devices SET cert_previous_serial = cert_serial, cert_serial = ?, cert_expires_at = ? WHERE id = ?'),
+      setCertificate: db.prepare('UPDATE devices SET cert_previous_serial = ?, cert_serial = ?, cert_expires_at = ?, cert_issued_at = ? WHERE id = ?'),
       countDevices: db.prepare('SELECT count(*) AS total, coalesce(sum(online), 0) AS online FROM devices'),
       activeDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"),
       countDeployments: db.prepare('SELECT state, count(*) AS n FROM deployments GROUP BY state'),
@@ -382,16 +382,16 @@ export class SqliteStore implements Store {
   }
 
   getDeviceCertificate(id: string): DeviceCertificateRecord | undefined {
-    const r = this.#stmt.getCertificate.get(id) as { cert_serial: string | null; cert_previous_serial: string | null; cert_expires_at: number | null; cert_renew_before: number | null } | undefined;
-    return r && { serial: r.cert_serial, previousSerial: r.cert_previous_serial, expiresAt: r.cert_expires_at, renewBefore: r.cert_renew_before };
+    const r = this.#stmt.getCertificate.get(id) as { cert_serial: string | null; cert_previous_serial: string | null; cert_expires_at: number | null; cert_renew_before: number | null; cert_issued_at: number | null } | undefined;
+    return r && { serial: r.cert_serial, previousSerial: r.cert_previous_serial, expiresAt: r.cert_expires_at, renewBefore: r.cert_renew_before, issuedAt: r.cert_issued_at };
   }
 
   setDeviceCertificateRenewBefore(id: string, at: number): void {
     this.#stmt.setCertificateRenewBefore.run(at, id);
   }
 
-  setDeviceCertificate(id: string, serial: string, expiresAt: number): void {
-    this.#stmt.setCertificate.run(serial, expiresAt, id);
+  setDeviceCertificate(id: string, cert: { serial: string; issuedAt: number; expiresAt: number }, previousSerial: string | null): void {
+    this.#stmt.setCertificate.run(previousSerial, cert.serial, cert.expiresAt, cert.issuedAt, id);
   }
 
   countDevices(): { online: number; total: number } {

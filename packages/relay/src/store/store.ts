@@ -41,6 +41,8 @@ export interface DeviceCertificateRecord {
   expiresAt: number | null;
   /** `devices rotate`: certificates issued before this (ms) are to be renewed. */
   renewBefore: number | null;
+  /** When the newest was issued (ms). */
+  issuedAt: number | null;
 }
 
 export interface NewDeployment {
@@ -77,8 +79,8 @@ export interface Store {
   getDeviceSecretHash(id: string): string | undefined;
   /** The serials of the device's certificates that stand: the newest, and the one it replaced. */
   getDeviceCertificate(id: string): DeviceCertificateRecord | undefined;
-  /** Records a newly issued certificate; the one before stays good, older ones do not. */
-  setDeviceCertificate(id: string, serial: string, expiresAt: number): void;
+  /** Records a newly issued certificate and the one that stays good beside it (null: none does). */
+  setDeviceCertificate(id: string, cert: { serial: string; issuedAt: number; expiresAt: number }, previousSerial: string | null): void;
   setDeviceCertificateRenewBefore(id: string, at: number): void;
   countDevices(): { online: number; total: number };
   listDevices(): DeviceRecord[];

@@ -11,11 +11,18 @@ export interface ClientTls {
   /** The device's certificate and key (PEM), for mutual TLS. */
   cert?: string;
   key?: string;
+  /**
+   * Trust the system's roots beside the relay's CA (default true: a relay with --tls-cert from a
+   * public CA). False pins the relay's CA alone, as the agent does for MQTT: the embedded
+   * broker's certificate always comes from that CA.
+   */
+  systemRoots?: boolean;
 }
 
 /** The CAs to trust: the relay's, then the system's; undefined leaves node's defaults. */
-export function trustedCas(ca: string | undefined): string[] | undefined {
-  return ca ? [ca, ...rootCertificates] : undefined;
+export function trustedCas(ca: string | undefined, systemRoots = true): string[] | undefined {
+  if (!ca) return undefined;
+  return systemRoots ? [ca, ...rootCertificates] : [ca];
 }
 
 /** What node's TLS clients take to trust the relay (and show the device's certificate). */
@@ -34,7 +41,7 @@ export function tlsConnectOptions(t: ClientTls | undefined): TlsClientOptions {
   if (!t || (!t.ca && !t.cert)) return {};
   let secureContext = contexts.get(t);
   if (!secureContext) {
-    secureContext = createSecureContext({ ca: trustedCas(t.ca), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) });
+    secureContext = createSecureContext({ ca: trustedCas(t.ca, t.systemRoots ?? true), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) });
     contexts.set(t, secureContext);
   }
   return { secureContext };
