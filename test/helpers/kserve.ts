@@ -20,7 +20,9 @@ export interface InferResult {
   outputs: Tensor[];
 }
 
-const keepAlive = new Agent({ keepAlive: true, maxSockets: 256, noDelay: true } as ConstructorParameters<typeof Agent>[0]);
+// Idle sockets are dropped after 2 s, before the agent's server closes them (Node's 5 s
+// keep-alive timeout): a request sent on a socket the server is closing gets ECONNRESET.
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 256, noDelay: true, timeout: 2000 } as ConstructorParameters<typeof Agent>[0]);
 
 /** A POST of `body` (chunks are written as they are, in one writev: no copy into one buffer). */
 export function post(url: string, body: Uint8Array | Uint8Array[], headers: Record<string, string | number>): Promise<{ status: number; headers: InferResult['headers']; body: Buffer }> {
