@@ -45,8 +45,8 @@ t.test('roles are ordered, and a refusal says what is needed and what the token 
   t.equal(forbiddenMessage('deployer', { name: 'ci-bot', role: 'viewer' }), 'this needs the deployer role; token ci-bot is a viewer: ask an admin for a deployer token (outpost-relay tokens create --role deployer)');
   t.equal(forbiddenMessage('admin', { name: 'ci-bot', role: 'deployer' }), 'this needs the admin role; token ci-bot is a deployer: ask an admin for an admin token (outpost-relay tokens create --role admin)');
   t.match(accessText('public'), /no credential/);
-  t.match(accessText('device'), /device secret/);
-  t.match(accessText('viewer+device'), /any role, or a device secret/);
+  t.match(accessText('device'), /the device's certificate \(mutual TLS\) or its secret/);
+  t.match(accessText('viewer+device'), /any role, or a device's certificate or secret/);
   t.match(accessText('admin'), /admin role\.$/);
   t.match(accessText('viewer'), /viewer role or higher/);
 
@@ -54,7 +54,7 @@ t.test('roles are ordered, and a refusal says what is needed and what the token 
   const device = { kind: 'device', deviceId: 'dev_a1b2c3d4e5f6' } as const;
   t.doesNotThrow(() => authorize('public', undefined, 'GET /v1/health'));
   t.throws(() => authorize('viewer', undefined, 'GET /v1/devices'), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /pass --token/ });
-  t.throws(() => authorize('device', undefined, 'POST /x'), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /device secret/ });
+  t.throws(() => authorize('device', undefined, 'POST /x'), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /the device's certificate or secret/ });
   t.throws(() => authorize('viewer+device', undefined, 'GET /a'), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /API token or the device secret/ });
   t.throws(() => authorize('viewer', device, 'GET /v1/devices'), { code: 'OUTPOST_ERR_FORBIDDEN', message: /not GET \/v1\/devices: that needs an API token with the viewer role/ });
   t.doesNotThrow(() => authorize('viewer+device', device, 'GET /a'));
