@@ -3,24 +3,12 @@
 // a certificate past its end is refused. Real relay, agent and TLS on loopback, a 30 s lifetime.
 
 import t from 'tap';
-import mqtt, { type MqttClient } from 'mqtt';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { FIXTURES, deviceTls, enrollDevice, startAgent, startRelay, type Device, type TestRelay } from './helpers/programs.js';
+import { FIXTURES, deviceTls, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
-
-function certClient(relay: TestRelay, d: Device, tls = deviceTls(d)): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(relay.mqttUrl, { clientId: d.deviceId, username: d.deviceId, reconnectPeriod: 0, connectTimeout: 5000, ...tls });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-    client.once('close', () => reject(new Error('connection closed')));
-  });
-}
+import { certClient } from './helpers/mqtt-client.js';
 
 t.test('an expired certificate is refused; the agent renews long before that, serving on', async (t) => {
   // Two-thirds of 30 s: the agent renews after about 20 s.

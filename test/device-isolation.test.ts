@@ -2,28 +2,15 @@
 // and artifacts; bad credentials, malformed payloads and floods are refused and crash nothing.
 
 import t from 'tap';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FIXTURES, enrollDevice, runCli, AGENT_BIN, startAgent, startRelay, type Device } from './helpers/programs.js';
-import { trustFor } from './helpers/trust.js';
+import { connectAs } from './helpers/mqtt-client.js';
 import { waitFor } from './helpers/wait.js';
 
 const prefix = (id: string) => `outpost/v1/devices/${id}`;
-
-/** Connects as a device (or as anyone), resolving on CONNACK or rejecting with the refusal. */
-function connectAs(url: string, opts: mqtt.IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...trustFor(url), ...opts });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-    client.once('close', () => reject(new Error('connection closed')));
-  });
-}
 
 function deviceClient(url: string, d: Device): Promise<MqttClient> {
   return connectAs(url, { clientId: d.deviceId, username: d.deviceId, password: d.secret });

@@ -4,34 +4,16 @@
 // leaves it) that can act only as that device, and removing a device revokes it at once.
 
 import t from 'tap';
-import mqtt, { type MqttClient } from 'mqtt';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect } from 'node:net';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { caFingerprint, tlsFetch } from '@outpost/shared';
-import { AGENT_BIN, FIXTURES, RELAY_BIN, deviceTls, enrollDevice, runCli, runCommand, startAgent, startRelay, tempDir, type Device, type TestRelay } from './helpers/programs.js';
+import { AGENT_BIN, FIXTURES, RELAY_BIN, enrollDevice, runCli, runCommand, startAgent, startRelay, tempDir, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
+import { certClient, connectAs } from './helpers/mqtt-client.js';
 import { needPackage } from './helpers/system-package.js';
-
-/** Connects, resolving on CONNACK or rejecting with the refusal. */
-function connectAs(url: string, opts: mqtt.IClientOptions): Promise<MqttClient> {
-  return new Promise((resolve, reject) => {
-    const client = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...opts });
-    client.once('connect', () => resolve(client));
-    client.once('error', (err) => {
-      client.end(true);
-      reject(err);
-    });
-    client.once('close', () => reject(new Error('connection closed')));
-  });
-}
-
-/** As the agent connects: its certificate, no secret. */
-function certClient(relay: TestRelay, d: Device, extra: mqtt.IClientOptions = {}): Promise<MqttClient> {
-  return connectAs(relay.mqttUrl, { clientId: d.deviceId, username: d.deviceId, ...deviceTls(d), ...extra });
-}
 
 async function newToken(relay: TestRelay): Promise<string> {
   const res = await relay.cli('tokens', 'enroll', '--json');
