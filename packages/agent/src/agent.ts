@@ -127,7 +127,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     url: device.mqttUrl,
     deviceId: device.deviceId,
     secret: device.secret,
-    tls: () => tls.current,
+    tls: () => tls.forMqtt,
     log,
     agentVersion: AGENT_VERSION,
     training: opts.acceptTraining ?? false,

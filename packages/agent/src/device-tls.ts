@@ -1,5 +1,6 @@
 // The device's TLS identity, beside device.json in its data dir: the relay's CA (trusted for
-// every connection to the relay), and the device's own key (made here, never sent; 0600) and
+// every connection to the relay), the CA of an external broker's certificate when the relay
+// handed one (--mqtt-ca; trusted for MQTT only), and the device's own key (made here, never sent; 0600) and
 // certificate (from the relay, subject = device id). A renewal replaces key and certificate
 // together, each written whole to a temporary file and renamed, so a crash keeps the old pair.
 
@@ -10,6 +11,7 @@ import type { ClientTls } from '@outpost/shared';
 export const CA_FILE = 'ca.crt';
 export const CERT_FILE = 'device.crt';
 export const KEY_FILE = 'device.key';
+export const MQTT_CA_FILE = 'mqtt-ca.crt';
 
 function writeWhole(file: string, text: string, mode: number): void {
   const tmp = `${file}.tmp`;
@@ -21,10 +23,14 @@ function writeWhole(file: string, text: string, mode: number): void {
 export class DeviceTls {
   readonly #dataDir: string;
   #current: ClientTls | undefined;
+  readonly #mqttCa: string | undefined;
+  #forMqtt: { from: ClientTls; tls: ClientTls } | undefined;
 
   constructor(dataDir: string) {
     this.#dataDir = dataDir;
     this.#current = DeviceTls.read(dataDir);
+    const mqttCa = join(dataDir, MQTT_CA_FILE);
+    this.#mqttCa = existsSync(mqttCa) ? readFileSync(mqttCa, 'utf8') : undefined;
   }
 
   static read(dataDir: string): ClientTls | undefined {
@@ -37,9 +43,11 @@ export class DeviceTls {
     return { ca: readFileSync(ca, 'utf8'), ...pair };
   }
 
-  /** Writes what enrollment got: the CA, and the key and certificate when there are. */
-  static write(dataDir: string, tls: ClientTls): void {
+  /** Writes what enrollment got: the CA, the broker's CA, and the key and certificate when there are. */
+  static write(dataDir: string, tls: ClientTls & { mqttCa?: string }): void {
     if (tls.ca) writeWhole(join(dataDir, CA_FILE), tls.ca, 0o644);
+    if (tls.mqttCa) writeWhole(join(dataDir, MQTT_CA_FILE), tls.mqttCa, 0o644);
+    else rmSync(join(dataDir, MQTT_CA_FILE), { force: true });
     if (tls.key && tls.cert) {
       writeWhole(join(dataDir, KEY_FILE), tls.key, 0o600);
       writeWhole(join(dataDir, CERT_FILE), tls.cert, 0o644);
@@ -47,12 +55,20 @@ export class DeviceTls {
   }
 
   static remove(dataDir: string): void {
-    for (const f of [CA_FILE, CERT_FILE, KEY_FILE]) rmSync(join(dataDir, f), { force: true });
+    for (const f of [CA_FILE, MQTT_CA_FILE, CERT_FILE, KEY_FILE]) rmSync(join(dataDir, f), { force: true });
   }
 
   /** A new object on each change, so clients built for the old pair are not reused. */
   get current(): ClientTls | undefined {
     return this.#current;
+  }
+
+  /** For MQTT: the same, trusting the broker's own CA too when the relay handed one. */
+  get forMqtt(): ClientTls | undefined {
+    const current = this.#current;
+    if (!current || !this.#mqttCa) return current;
+    if (this.#forMqtt?.from !== current) this.#forMqtt = { from: current, tls: { ...current, ca: `${current.ca ?? ''}${this.#mqttCa}` } };
+    return this.#forMqtt.tls;
   }
 
   get hasCertificate(): boolean {

@@ -95,12 +95,14 @@ export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: 
   }
   const body = (await res.json().catch(() => undefined)) as unknown;
   if (!res.ok) throw new Error(isErrorBody(body) ? `${body.error.code}: ${body.error.message}` : `the relay answered ${res.status}`);
-  const r = body as { deviceId: string; secret: string; name: string; labels: Labels; mqttUrl: string; certificate?: { certificate: string; caCertificate: string; expiresAt: string } };
+  const r = body as { deviceId: string; secret: string; name: string; labels: Labels; mqttUrl: string; mqttCa?: string; certificate?: { certificate: string; caCertificate: string; expiresAt: string } };
+  // Over the connection verified above: the CA of the external broker's certificate (--mqtt-ca).
+  const mqttCa = typeof r.mqttCa === 'string' && r.mqttCa.length <= 64 * 1024 && r.mqttCa.includes('-----BEGIN CERTIFICATE-----') ? r.mqttCa : undefined;
   if (expected && !r.certificate) throw new Error('the relay sent no device certificate: it is older than this agent; enroll with an agent of its version');
   const device: DeviceFile = { deviceId: r.deviceId, secret: r.secret, relayUrl, mqttUrl: r.mqttUrl, name: r.name };
   // The TLS files first: device.json is what makes the data dir an enrolled device.
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-  if (trust && r.certificate && privateKeyPem) DeviceTls.write(opts.dataDir, { ca: trust.ca, cert: r.certificate.certificate, key: privateKeyPem });
+  if (trust && r.certificate && privateKeyPem) DeviceTls.write(opts.dataDir, { ca: trust.ca, mqttCa, cert: r.certificate.certificate, key: privateKeyPem });
   else DeviceTls.remove(opts.dataDir); // enrolled again, now with a relay without TLS
   const file = writeDeviceFile(opts.dataDir, device);
   return { ...device, file, labels: r.labels, certificateExpiresAt: r.certificate?.expiresAt };

@@ -1,9 +1,10 @@
 // The relay as one started, closeable instance: store, artifacts, broker, the relay's MQTT
 // client, fleet logic and HTTP API, wired together. The CLI's `start` and the tests use it.
 
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
+import type { Server as TlsServer } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { OutpostError, background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
@@ -15,8 +16,8 @@ import { DownloadSlots } from './artifacts/download-slots.js';
 import { ArtifactChecks } from './artifacts/artifact-checks.js';
 import { DiskSpace } from './disk-space.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
-import { connectRelayClient, type RelayClient } from './broker/relay-client.js';
-import { connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
+import { connectRelayClient, type BrokerTls, type RelayClient } from './broker/relay-client.js';
+import { RELAY_USER, connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
 import type { DeviceLimits } from './broker/device-quotas.js';
 import type { PacketLimits } from './broker/packet-guard.js';
 import { QuotaEvents } from './fleet/quota-events.js';
@@ -62,6 +63,12 @@ export interface RelayOptions {
   mosquittoDynsec?: boolean;
   /** The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name. */
   advertisedMqttUrl?: string;
+  /**
+   * A PEM file with the CA an external broker's server certificate comes from, when not the
+   * relay's own (`outpost-relay ca issue --server`) or a public one: trusted by the relay and
+   * handed to devices at enrollment.
+   */
+  mqttCaFile?: string;
   maxModelBytes?: number;
   /** Per-device quotas of the embedded broker (rate, retained bytes, subscriptions, strikes). */
   deviceLimits?: Partial<DeviceLimits>;
@@ -90,6 +97,8 @@ export interface RelayOptions {
   tlsKeyFile?: string;
   /** Lifetime of device certificates (default 30 days). */
   deviceCertTtlMs?: number;
+  /** Time between checks of the server certificate's end and the --tls-cert files (default a day). */
+  tlsRefreshIntervalMs?: number;
   log?: Logger;
 }
 
@@ -104,7 +113,24 @@ export interface Relay {
   store: Store;
   /** Every HTTP route and who may call it (the role table, as registered). */
   routes: readonly RouteAccess[];
+  /**
+   * Remakes the server certificate if it nears its end and reads --tls-cert/--tls-key again,
+   * and serves what changed to new connections (the daily check; `start` runs it on SIGHUP).
+   * Resolves true when a certificate changed.
+   */
+  reloadTls(): Promise<boolean>;
   close(): Promise<void>;
+}
+
+function readMqttCa(file: string): string {
+  let pem: string;
+  try {
+    pem = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`--mqtt-ca ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  if (!pem.includes('-----BEGIN CERTIFICATE-----') || pem.length > 64 * 1024) throw new Error(`--mqtt-ca ${file}: not a PEM certificate file (-----BEGIN CERTIFICATE-----, at most 64 KiB)`);
+  return pem.endsWith('\n') ? pem : `${pem}\n`;
 }
 
 /** The schemes MQTT.js connects with that name a broker by host and port. */
@@ -209,6 +235,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   let mqttConnectUrl: string;
   let username: string | undefined;
   let password: string | undefined;
+  const mqttCa = opts.mqttCaFile ? readMqttCa(opts.mqttCaFile) : undefined;
+  if (mqttCa && !opts.mqttUrl) throw new Error('--mqtt-ca is for an external broker: give --mqtt-url mqtts://… too');
   if (opts.mqttUrl) {
     const url = URL.canParse(opts.mqttUrl) ? new URL(opts.mqttUrl) : undefined;
     if (!url || !MQTT_URL_SCHEMES.has(url.protocol) || !url.hostname) throw new Error(`--mqtt-url ${JSON.stringify(opts.mqttUrl)} is not a broker URL: give it as mqtt://USER:PASS@HOST:PORT (or mqtts://, ws://, wss://)`);
@@ -240,19 +268,28 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     undo.add('the embedded broker', () => started.close());
     mqttConnectUrl = `${tls ? 'mqtts' : 'mqtt'}://${urlHost(host)}:${broker.port}`;
   }
+  // Over TLS to a broker: trust the relay's CA and --mqtt-ca, and show a certificate naming the
+  // MQTT user (Mosquitto's use_identity_as_username). Only for TLS URLs: MQTT.js would turn an
+  // mqtt:// URL into TLS when handed a certificate.
+  const brokerTls = async (user: string | undefined): Promise<BrokerTls | undefined> => {
+    if (!/^(mqtts|wss):/.test(mqttConnectUrl)) return undefined;
+    const ca = [tls?.caPem, mqttCa].filter(Boolean).join('') || undefined;
+    const identity = tls && !broker ? await tls.issueClientCert(user ?? RELAY_USER) : undefined;
+    return { ca, ...identity };
+  };
 
   let route: (topic: string, payload: Buffer) => void = () => {};
   let republish: () => void = () => {};
   let accounts: BrokerAccounts | undefined;
   if (opts.mosquittoDynsec) {
-    if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port');
-    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, log: log.child({ part: 'broker-accounts' }) });
+    if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port (over mutual TLS, mqtts://USER@host:port)');
+    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, tls: await brokerTls(username), log: log.child({ part: 'broker-accounts' }) });
     undo.add('the broker accounts connection', () => made.close());
     accounts = made;
     // The relay's own client uses the account made for it, not the plugin's admin.
     ({ username, password } = accounts.relayUser);
   }
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, ca: tls?.caPem, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: await brokerTls(username), log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
@@ -297,6 +334,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     localDatasets: opts.datasets ?? {},
     tokens: new ApiTokens(store),
     audit,
+    mqttCa,
     mqttUrlFor: (requestHost) => {
       if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
       if (!broker) return mqttConnectUrl;
@@ -333,6 +371,15 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // A duplicate-connection mark ends with no message to announce it: look every second.
   const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
   undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));
+  const reloadTls = async (): Promise<boolean> => {
+    if (!tls || !(await tls.refresh())) return false;
+    (api.server as unknown as TlsServer).setSecureContext({ cert: tls.http.cert, key: tls.http.key, ca: tls.caPem, minVersion: 'TLSv1.2' });
+    broker?.setCertificate(tls.server);
+    log.info('serving the new server certificate to new connections');
+    return true;
+  };
+  const tlsTimer = guardedInterval(log, 'checking the server certificate', opts.tlsRefreshIntervalMs ?? 86_400_000, async () => void (await reloadTls()));
+  undo.add('the server certificate check', () => clearInterval(tlsTimer));
 
   artifactChecks.start();
   undo.add('the artifact checks', () => artifactChecks.close());
@@ -363,9 +410,11 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     newAdminToken,
     store,
     routes,
+    reloadTls,
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(tlsTimer);
       scheduler.close();
       rollouts.close();
       clearInterval(duplicateTimer);

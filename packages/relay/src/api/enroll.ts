@@ -40,7 +40,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);
-      return { ...enrollment, mqttUrl: deps.mqttUrlFor(request.hostname) };
+      return { ...enrollment, mqttUrl: deps.mqttUrlFor(request.hostname), ...(deps.mqttCa ? { mqttCa: deps.mqttCa } : {}) };
     },
   );
 }

@@ -39,6 +39,8 @@ export interface ApiDeps {
   log: Logger;
   /** The MQTT URL devices should use, given the host name they reached the API on. */
   mqttUrlFor(requestHost: string | undefined): string;
+  /** The CA of an external broker's certificate (--mqtt-ca), handed to devices at enrollment. */
+  mqttCa?: string;
   maxModelBytes: number;
   /** Bound on artifact downloads served at once. */
   /** Bound on concurrent artifact downloads, and how long one waits for a slot. */

@@ -4,7 +4,7 @@
 // connects to it as a client like any broker.
 
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
@@ -46,6 +46,8 @@ export interface EmbeddedBroker {
   disconnect(clientId: string): void;
   /** Bytes unauthenticated connections hold right now. */
   readonly preAuthBytes: number;
+  /** Serves a new server certificate and key to connections from now on (a renewal, no restart). */
+  setCertificate(pair: { cert: string; key: string }): void;
   close(): Promise<void>;
 }
 
@@ -266,6 +268,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     get preAuthBytes() {
       return budget.used;
+    },
+    setCertificate(pair) {
+      if (!opts.tls) throw new Error('the embedded broker runs without TLS');
+      (server as TlsServer).setSecureContext({ ...pair, ca: opts.tls.ca, minVersion: 'TLSv1.2' });
     },
     async close() {
       await new Promise<void>((resolve) => broker.close(() => resolve()));

@@ -13,6 +13,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { TOPIC_ROOT, devicePrefix, type Logger } from '@outpost/shared';
+import { brokerTlsOptions, type BrokerTls } from './relay-client.js';
 
 const COMMANDS = '$CONTROL/dynamic-security/v1';
 const RESPONSES = `${COMMANDS}/response`;
@@ -55,6 +56,8 @@ export interface DynsecOptions {
   /** A Mosquitto client with the plugin's admin role (`mosquitto_ctrl dynsec init`). */
   username: string;
   password?: string;
+  /** Trust for an mqtts:// broker, and the admin's client certificate (subject = `username`). */
+  tls?: BrokerTls;
   log: Logger;
   /** How long to wait for Mosquitto's answer to a command (default 10 s). */
   timeoutMs?: number;
@@ -69,6 +72,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
       clientId: `outpost-relay-dynsec-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
       username: opts.username,
       password: opts.password,
+      ...brokerTlsOptions(opts.tls),
       clean: true,
       reconnectPeriod: 1000,
       resubscribe: false,

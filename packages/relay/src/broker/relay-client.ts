@@ -8,8 +8,8 @@ export interface RelayClientOptions {
   url: string;
   username?: string;
   password?: string;
-  /** The relay CA's PEM, trusted beside the system's roots (mqtts:// to the embedded broker). */
-  ca?: string;
+  /** How the relay trusts the broker (and, with mutual TLS, proves who it is). */
+  tls?: BrokerTls;
   log: Logger;
   /** Called for every message on a device topic. Must not throw. */
   onMessage(topic: string, payload: Buffer): void;
@@ -18,6 +18,23 @@ export interface RelayClientOptions {
    * retained message (Mosquitto without persistence), so the relay publishes its state again.
    */
   onReconnect?(): void;
+}
+
+/**
+ * The relay's side of TLS to a broker: the CAs it trusts beside the system's roots (its own CA,
+ * and --mqtt-ca), and a client certificate whose subject is the MQTT user it connects as (a
+ * Mosquitto with `use_identity_as_username` takes the user from it).
+ */
+export interface BrokerTls {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
+/** MQTT.js's TLS options for it (only used for mqtts:// and wss:// URLs). */
+export function brokerTlsOptions(t: BrokerTls | undefined): { ca?: string[]; cert?: string; key?: string } {
+  if (!t) return {};
+  return { ...(t.ca ? { ca: trustedCas(t.ca) } : {}), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) };
 }
 
 export interface RelayClient {
@@ -38,7 +55,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     clientId: `outpost-relay-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
     username: opts.username,
     password: opts.password,
-    ...(opts.ca ? { ca: trustedCas(opts.ca) } : {}),
+    ...brokerTlsOptions(opts.tls),
     clean: true,
     reconnectPeriod: 1000,
     // Subscriptions are made on every connect below, so MQTT.js must not replay its own copy.

@@ -19,7 +19,8 @@ export function startCommand(program: Command): void {
     .option('--tls-cert <file>', 'a certificate (PEM, with its chain) for the HTTPS side instead of the relay\'s own, e.g. from a public CA; device certificates still come from the relay\'s CA')
     .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
     .addOption(durationOption('--device-cert-ttl <duration>', 'lifetime of device certificates; agents renew after two thirds of it', parseDurationOption, 30 * 86_400_000))
-    .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port)')
+    .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port; mqtts://user@host:port shows a certificate from the relay CA naming the user)')
+    .option('--mqtt-ca <file>', "with an mqtts:// --mqtt-url: the CA (PEM) of that broker's certificate, when not the relay's own (outpost-relay ca issue) or a public one; handed to devices at enrollment")
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
     .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', 2 * 1024 ** 3))
@@ -45,7 +46,14 @@ the fleet stream, the dashboard) and both agents are told to back off.
 TLS needs no setup: on first start the relay makes its own CA in DATA_DIR/tls and a server
 certificate for every name and address it is reached by; enrollment tokens carry the CA's
 fingerprint, so agents trust it with nothing to copy. \`outpost-relay ca\` prints the CA for
-CLI clients on other hosts (--ca FILE or OUTPOST_CA_FILE).
+CLI clients on other hosts (--ca FILE or OUTPOST_CA_FILE). The server certificate is checked
+daily and remade a month before its end; SIGHUP (or the daily check) also reads --tls-cert and
+--tls-key again, so a renewed certificate is served without a restart.
+
+With Mosquitto over mutual TLS (require_certificate, use_identity_as_username), give it a
+server certificate from the relay's CA (outpost-relay ca issue --server HOST --out DIR) and
+--mqtt-url mqtts://…: the relay shows certificates naming its users, devices theirs. The
+README's "External Mosquitto" section has the whole broker config.
 
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
@@ -53,9 +61,10 @@ Examples:
   outpost-relay start --tls-cert /etc/ssl/relay.pem --tls-key /etc/ssl/relay.key
   outpost-relay start --insecure --host 127.0.0.1                # plain HTTP/MQTT, this host only
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
+  outpost-relay start --mqtt-url mqtts://admin@broker:8883 --mosquitto-dynsec    # Mosquitto with mutual TLS
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -64,6 +73,7 @@ Examples:
         httpPort: opts.httpPort,
         mqttPort: opts.mqttPort,
         mqttUrl: opts.mqttUrl,
+        mqttCaFile: opts.mqttCa,
         mosquittoDynsec: opts.mosquittoDynsec,
         advertisedMqttUrl: opts.advertiseMqttUrl,
         maxModelBytes: opts.maxModelSize,
@@ -88,6 +98,13 @@ Examples:
       }
       if (relay.ca) process.stderr.write(`CA fingerprint (enrollment tokens carry it): ${relay.ca.fingerprint}\n`);
       closeOnSignals(relay);
+      // SIGHUP: read --tls-cert/--tls-key again (a renewed certificate), as nginx reloads on it.
+      process.on('SIGHUP', () => {
+        relay.reloadTls().then(
+          (changed) => process.stderr.write(changed ? 'serving the new certificate\n' : 'the certificates are unchanged\n'),
+          (err: Error) => process.stderr.write(`kept the current certificate: ${err.message}\n`),
+        );
+      });
     });
 }
 

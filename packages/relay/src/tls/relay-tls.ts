@@ -6,13 +6,14 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import { caFingerprint, type Logger } from '@outpost/shared';
-import type { IssuedCertificate } from '@outpost/shared/x509';
+import type { IssuedCertificate, Issuer } from '@outpost/shared/x509';
 
 const DAY = 86_400_000;
 const CA_LIFETIME = 3650 * DAY;
 const SERVER_LIFETIME = 365 * DAY;
-/** A server certificate this close to its end is remade at start. */
+/** A server certificate this close to its end is remade (at start, and by the daily check). */
 const SERVER_RENEW_BEFORE = 30 * DAY;
 
 export interface RelayTlsOptions {
@@ -32,12 +33,33 @@ export interface RelayTls {
   /** sha256 of the CA's DER, base64url: what enrollment tokens carry. */
   caFingerprint: string;
   /** Our server certificate (with the CA after it) and key: the MQTT listener's. */
-  server: { cert: string; key: string };
+  readonly server: KeyAndCert;
   /** The HTTP listener's: the operator's when given, else the same as `server`. */
-  http: { cert: string; key: string };
+  readonly http: KeyAndCert;
   deviceCertTtlMs: number;
   /** Signs a device's CSR; the subject is the device id, whatever the CSR says. */
   issueDeviceCert(csrPem: string, deviceId: string): Promise<IssuedCertificate>;
+  /** A client certificate and a new key for a name the relay connects as (an external broker's user). */
+  issueClientCert(commonName: string): Promise<KeyAndCert>;
+  /**
+   * Remakes the server certificate when it nears its end (or lacks a name), and reads the
+   * operator's --tls-cert/--tls-key files again; true when either changed, so the listeners
+   * take the new pair (`setSecureContext`) without a restart.
+   */
+  refresh(): Promise<boolean>;
+}
+
+export interface KeyAndCert {
+  cert: string;
+  key: string;
+}
+
+/** The relay CA from the data dir's tls/ folder, made on first use. */
+export interface RelayCa {
+  pem: string;
+  fingerprint: string;
+  issuer: Issuer;
+  dir: string;
 }
 
 function writePrivate(file: string, text: string): void {
@@ -53,9 +75,9 @@ function readOperatorFile(file: string, flag: string): string {
   }
 }
 
-export async function loadRelayTls(opts: RelayTlsOptions): Promise<RelayTls> {
+export async function loadRelayCa(dataDir: string, log: Logger): Promise<RelayCa> {
   const x509 = await import('@outpost/shared/x509');
-  const dir = join(opts.dataDir, 'tls');
+  const dir = join(dataDir, 'tls');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const caKeyFile = join(dir, 'ca.key');
@@ -73,42 +95,80 @@ export async function loadRelayTls(opts: RelayTlsOptions): Promise<RelayTls> {
     // certificate without its key.
     writePrivate(caKeyFile, caKeys.privateKeyPem);
     writeFileSync(caCertFile, caPem, { mode: 0o644 });
-    opts.log.info({ caFingerprint: caFingerprint(caPem), file: caCertFile }, 'made the relay CA');
+    log.info({ caFingerprint: caFingerprint(caPem), file: caCertFile }, 'made the relay CA');
   }
-  const issuer = { certPem: caPem, keys: caKeys };
+  return { pem: caPem, fingerprint: caFingerprint(caPem), issuer: { certPem: caPem, keys: caKeys }, dir };
+}
 
-  const serverKeyFile = join(dir, 'server.key');
-  const serverCertFile = join(dir, 'server.crt');
-  let server: { cert: string; key: string } | undefined;
-  if (existsSync(serverKeyFile) && existsSync(serverCertFile)) {
-    const cert = readFileSync(serverCertFile, 'utf8');
-    const about = x509.describeCertificate(cert);
-    const covered = new Set(about.names.map(normaliseName));
-    const missing = opts.names.filter((n) => !covered.has(normaliseName(n)));
-    const fromThisCa = new X509Certificate(cert).verify(new X509Certificate(caPem).publicKey);
-    if (missing.length === 0 && fromThisCa && about.notAfter - Date.now() > SERVER_RENEW_BEFORE) server = { cert, key: readFileSync(serverKeyFile, 'utf8') };
-    else opts.log.info({ missing, nearEnd: about.notAfter - Date.now() <= SERVER_RENEW_BEFORE }, 'remaking the server certificate');
-  }
-  if (!server) {
-    const keys = await x509.newKeyPair();
-    const issued = await x509.makeServerCert(issuer, keys, opts.names, SERVER_LIFETIME);
-    writePrivate(serverKeyFile, keys.privateKeyPem);
-    // The chain a client needs: the server's certificate, then the CA's.
-    writeFileSync(serverCertFile, issued.pem + caPem, { mode: 0o644 });
-    server = { cert: issued.pem + caPem, key: keys.privateKeyPem };
-  }
-  let http = server;
-  if (opts.httpCertFile || opts.httpKeyFile) {
+/** A server certificate (with the CA after it: the chain a client needs) and its new key. */
+export async function issueServerCert(ca: RelayCa, names: string[], lifetimeMs = SERVER_LIFETIME): Promise<KeyAndCert & { notAfter: number }> {
+  const x509 = await import('@outpost/shared/x509');
+  const keys = await x509.newKeyPair();
+  const issued = await x509.makeServerCert(ca.issuer, keys, names, lifetimeMs);
+  return { cert: issued.pem + ca.pem, key: keys.privateKeyPem, notAfter: issued.notAfter };
+}
+
+/** A client certificate for a name (not a device: those come from CSRs) and its new key. */
+export async function issueClientCert(ca: RelayCa, commonName: string, lifetimeMs = SERVER_LIFETIME): Promise<KeyAndCert & { notAfter: number }> {
+  const x509 = await import('@outpost/shared/x509');
+  const keys = await x509.newKeyPair();
+  const issued = await x509.makeClientCert(ca.issuer, keys, commonName, lifetimeMs);
+  return { cert: issued.pem + ca.pem, key: keys.privateKeyPem, notAfter: issued.notAfter };
+}
+
+export async function loadRelayTls(opts: RelayTlsOptions): Promise<RelayTls> {
+  const x509 = await import('@outpost/shared/x509');
+  const ca = await loadRelayCa(opts.dataDir, opts.log);
+  const serverKeyFile = join(ca.dir, 'server.key');
+  const serverCertFile = join(ca.dir, 'server.crt');
+
+  /** The stored server certificate while it is good for every name and not near its end; else a new one. */
+  const serverCert = async (): Promise<KeyAndCert> => {
+    if (existsSync(serverKeyFile) && existsSync(serverCertFile)) {
+      const cert = readFileSync(serverCertFile, 'utf8');
+      const about = x509.describeCertificate(cert);
+      const covered = new Set(about.names.map(normaliseName));
+      const missing = opts.names.filter((n) => !covered.has(normaliseName(n)));
+      const fromThisCa = new X509Certificate(cert).verify(new X509Certificate(ca.pem).publicKey);
+      const nearEnd = about.notAfter - Date.now() <= SERVER_RENEW_BEFORE;
+      if (missing.length === 0 && fromThisCa && !nearEnd) return { cert, key: readFileSync(serverKeyFile, 'utf8') };
+      opts.log.info({ missing, nearEnd }, 'remaking the server certificate');
+    }
+    const made = await issueServerCert(ca, opts.names);
+    writePrivate(serverKeyFile, made.key);
+    writeFileSync(serverCertFile, made.cert, { mode: 0o644 });
+    return { cert: made.cert, key: made.key };
+  };
+  const operatorCert = (): KeyAndCert | undefined => {
+    if (!opts.httpCertFile && !opts.httpKeyFile) return undefined;
     if (!opts.httpCertFile || !opts.httpKeyFile) throw new Error('--tls-cert and --tls-key go together: give both');
-    http = { cert: readOperatorFile(opts.httpCertFile, '--tls-cert'), key: readOperatorFile(opts.httpKeyFile, '--tls-key') };
-  }
+    return { cert: readOperatorFile(opts.httpCertFile, '--tls-cert'), key: readOperatorFile(opts.httpKeyFile, '--tls-key') };
+  };
+
+  let server = await serverCert();
+  let http = operatorCert() ?? server;
   return {
-    caPem,
-    caFingerprint: caFingerprint(caPem),
-    server,
-    http,
+    caPem: ca.pem,
+    caFingerprint: ca.fingerprint,
+    get server() {
+      return server;
+    },
+    get http() {
+      return http;
+    },
     deviceCertTtlMs: opts.deviceCertTtlMs,
-    issueDeviceCert: (csrPem, deviceId) => x509.signDeviceCsr(issuer, csrPem, deviceId, opts.deviceCertTtlMs),
+    issueDeviceCert: (csrPem, deviceId) => x509.signDeviceCsr(ca.issuer, csrPem, deviceId, opts.deviceCertTtlMs),
+    issueClientCert: (commonName) => issueClientCert(ca, commonName),
+    async refresh() {
+      const nextServer = await serverCert();
+      const nextHttp = operatorCert() ?? nextServer;
+      // An operator's pair that does not go together would fail every handshake: keep the old one.
+      if (nextHttp !== nextServer) createSecureContext(nextHttp);
+      const changed = nextServer.cert !== server.cert || nextHttp.cert !== http.cert || nextHttp.key !== http.key;
+      server = nextServer;
+      http = nextHttp;
+      return changed;
+    },
   };
 }
 

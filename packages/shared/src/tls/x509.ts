@@ -84,7 +84,7 @@ export async function makeCa(keys: KeyPair, commonName: string, lifetimeMs: numb
   return { pem: cert.toString('pem') + '\n', serial, notAfter };
 }
 
-interface Issuer {
+export interface Issuer {
   certPem: string;
   keys: KeyPair;
 }
@@ -163,14 +163,18 @@ export async function signDeviceCsr(issuer: Issuer, csrPem: string, deviceId: st
   }
   if (!valid) throw new CsrError('the CSR\'s signature does not match its key');
   const publicKey = await csr.publicKey.export(ALGORITHM, ['verify']);
-  return issue(
-    issuer,
-    cn(deviceId),
-    publicKey,
-    lifetimeMs,
-    [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false)],
-    now,
-  );
+  return issue(issuer, cn(deviceId), publicKey, lifetimeMs, clientExtensions(), now);
+}
+
+const clientExtensions = () => [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false)];
+
+/**
+ * A client certificate for a name the relay itself connects as (its MQTT user on an external
+ * broker that takes the identity from the certificate, Mosquitto's `use_identity_as_username`).
+ */
+export async function makeClientCert(issuer: Issuer, keys: KeyPair, commonName: string, lifetimeMs: number, now = Date.now()): Promise<IssuedCertificate> {
+  if (commonName.length === 0 || commonName.length > 64) throw new Error('a client certificate\'s name is 1 to 64 characters');
+  return issue(issuer, cn(commonName), keys.keys.publicKey, lifetimeMs, clientExtensions(), now);
 }
 
 export class CsrError extends Error {
