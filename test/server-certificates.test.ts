@@ -1,0 +1,107 @@
+// The relay's server certificates over time: an operator's own (--tls-cert/--tls-key) on the
+// HTTPS side while MQTT keeps the relay's, files read again on SIGHUP (a renewed certificate
+// served without a restart, a broken pair refused and the old one kept), and the relay's own
+// certificate remade and served on both ports when it nears its end.
+
+import t from 'tap';
+import { X509Certificate } from 'node:crypto';
+import { connect as tlsConnect } from 'node:tls';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startRelay, tempDir, type TestRelay } from './helpers/programs.js';
+import { waitFor } from './helpers/wait.js';
+import { loadRelayCa, issueServerCert } from '../packages/relay/dist/tls/relay-tls.js';
+import { createLogger } from '@outpost/shared';
+
+/** The serial of the certificate a TLS server at this URL shows (verification is the point of other tests). */
+function servedSerial(url: string): Promise<string> {
+  const u = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
+      const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
+      socket.end();
+      if (serial) resolve(serial);
+      else reject(new Error('no certificate'));
+    });
+    socket.once('error', reject);
+  });
+}
+
+const serialOf = (pem: string) => new X509Certificate(pem).serialNumber.toLowerCase();
+
+/** A site CA and a server certificate from it for 127.0.0.1, as an operator brings them. */
+async function operatorPair(dir: string, name: string) {
+  const x509 = await import('@outpost/shared/x509');
+  const caKeys = await x509.newKeyPair();
+  const ca = await x509.makeCa(caKeys, 'site CA', 86_400_000);
+  const keys = await x509.newKeyPair();
+  const cert = await x509.makeServerCert({ certPem: ca.pem, keys: caKeys }, keys, ['127.0.0.1', 'localhost'], 86_400_000);
+  const files = { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`), ca: join(dir, `${name}-ca.crt`) };
+  writeFileSync(files.cert, cert.pem + ca.pem);
+  writeFileSync(files.key, keys.privateKeyPem);
+  writeFileSync(files.ca, ca.pem);
+  return { ...files, serial: serialOf(cert.pem) };
+}
+
+/** Sends SIGHUP and waits for the relay's answer on stderr (`nth` answer, counting from 1). */
+async function hangUp(relay: TestRelay, nth: number): Promise<string> {
+  relay.proc.kill('SIGHUP');
+  const answers = () => relay.stderr().match(/^(serving the new certificate|the certificates are unchanged|kept the current certificate: .*)$/gm) ?? [];
+  return waitFor(`answer ${nth} to SIGHUP`, () => answers()[nth - 1]);
+}
+
+t.test('--tls-cert: the operator certificate on HTTPS, the relay\'s on MQTT, read again on SIGHUP', async (t) => {
+  const dir = tempDir(t, 'operator-tls');
+  const first = await operatorPair(dir, 'first');
+  const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+  writeFileSync(live.cert, readFileSync(first.cert));
+  writeFileSync(live.key, readFileSync(first.key));
+  const relay = await startRelay(t, { extraArgs: ['--tls-cert', live.cert, '--tls-key', live.key] });
+  t.equal(await servedSerial(relay.httpUrl), first.serial, 'HTTPS shows the operator certificate');
+  const relayServer = readFileSync(join(relay.dataDir, 'tls/server.crt'), 'utf8');
+  t.equal(await servedSerial(relay.mqttUrl), serialOf(relayServer), "MQTT shows the relay's own (device certificates come from its CA)");
+  const cli = await relay.cli('devices', 'list', '--ca', first.ca);
+  t.equal(cli.code, 0, `a CLI trusting the operator's CA: ${cli.stderr}`);
+
+  await t.test('SIGHUP with the same files changes nothing', async (t) => {
+    t.equal(await hangUp(relay, 1), 'the certificates are unchanged');
+  });
+
+  await t.test('a renewed certificate is served after SIGHUP, no restart', async (t) => {
+    const second = await operatorPair(dir, 'second');
+    writeFileSync(live.cert, readFileSync(second.cert));
+    writeFileSync(live.key, readFileSync(second.key));
+    t.equal(await hangUp(relay, 2), 'serving the new certificate');
+    t.equal(await servedSerial(relay.httpUrl), second.serial, 'new connections get the new certificate');
+    const cli = await relay.cli('devices', 'list', '--ca', second.ca);
+    t.equal(cli.code, 0, cli.stderr);
+  });
+
+  await t.test('a key that does not go with the certificate is refused; the served pair stays', async (t) => {
+    const before = await servedSerial(relay.httpUrl);
+    writeFileSync(live.key, readFileSync(first.key));
+    t.match(await hangUp(relay, 3), /^kept the current certificate: .*key values mismatch/);
+    t.equal(await servedSerial(relay.httpUrl), before);
+    t.equal(relay.proc.exitCode, null, 'the relay runs on');
+  });
+});
+
+t.test("the relay's own certificate is remade when it nears its end and served on both ports", async (t) => {
+  const relay = await startRelay(t);
+  const original = serialOf(readFileSync(join(relay.dataDir, 'tls/server.crt'), 'utf8'));
+  t.equal(await servedSerial(relay.httpUrl), original);
+  // As if a year had passed: the stored certificate has ten days left (the check remakes it
+  // at thirty). The daily check does what SIGHUP does here.
+  const ca = await loadRelayCa(relay.dataDir, createLogger({ name: 'test', level: 'silent' }));
+  const ending = await issueServerCert(ca, ['127.0.0.1', 'localhost'], 10 * 86_400_000);
+  writeFileSync(join(relay.dataDir, 'tls/server.crt'), ending.cert);
+  writeFileSync(join(relay.dataDir, 'tls/server.key'), ending.key);
+  t.equal(await hangUp(relay, 1), 'serving the new certificate');
+  const remade = readFileSync(join(relay.dataDir, 'tls/server.crt'), 'utf8');
+  t.not(serialOf(remade), serialOf(ending.cert), 'remade, not the one near its end');
+  t.ok(Date.parse(new X509Certificate(remade).validTo) - Date.now() > 300 * 86_400_000, 'for another year');
+  t.equal(await servedSerial(relay.httpUrl), serialOf(remade), 'HTTPS serves it');
+  t.equal(await servedSerial(relay.mqttUrl), serialOf(remade), 'MQTT serves it');
+  const devices = await relay.api('GET', '/v1/devices');
+  t.equal(devices.status, 200, 'clients trusting the relay CA go on');
+});
