@@ -18,6 +18,7 @@ import { JobRunner } from './jobs/job-runner.js';
 import { LastGood } from './last-good.js';
 import { LogRing } from './log-ring.js';
 import { DeviceTls } from './device-tls.js';
+import type { Server as TlsServer } from 'node:tls';
 import { CertificateRenewal } from './certificate-renewal.js';
 
 
@@ -28,6 +29,8 @@ export interface AgentOptions {
   heartbeatMs?: number;
   /** Require this bearer token on the inference port. */
   inferenceToken?: string;
+  /** Serve the inference port over HTTPS with the device's certificate (renewals included). */
+  inferenceTls?: boolean;
   /** Largest inference request body; bytes all bodies may hold at once. */
   maxRequestBytes?: number;
   maxBodyMemory?: number;
@@ -47,6 +50,17 @@ export interface Agent {
   /** Resolves when reconciling has settled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * The device's key and certificate for the inference port. Its name for clients is the device
+ * id (a DNS name in the certificate), from the relay's CA; certificates from relays before this
+ * one were for clients only, and a renewal (`outpost-relay devices rotate`) brings a new one.
+ */
+function inferenceCertificate(tls: DeviceTls): { cert: string; key: string } {
+  const current = tls.current;
+  if (!current?.cert || !current.key) throw new Error('--https needs a device certificate: enroll with a relay that serves TLS (this one was enrolled with --insecure)');
+  return { cert: current.cert, key: current.key };
 }
 
 export async function createAgent(opts: AgentOptions): Promise<Agent> {
@@ -109,7 +123,12 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     publishLog: (batch) => connection?.publishJobLog(batch),
   });
 
-  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory });
+  const servingTls = opts.inferenceTls ? inferenceCertificate(tls) : undefined;
+  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory, tls: servingTls });
+  if (servingTls) {
+    // A renewed certificate is served to new connections; open ones keep theirs.
+    tls.onReplace((pair) => (server as TlsServer).setSecureContext({ ...pair, minVersion: 'TLSv1.2' }));
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 8000, opts.host ?? '0.0.0.0', () => {
@@ -120,7 +139,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
-  httpUrl = `http://${host}:${port}`;
+  httpUrl = `${servingTls ? 'https' : 'http'}://${host}:${port}`;
 
   const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, secret: device.secret, log }) : undefined;
   connection = connect({

@@ -25,6 +25,7 @@ export class DeviceTls {
   #current: ClientTls | undefined;
   readonly #mqttCa: string | undefined;
   #forMqtt: { from: ClientTls; tls: ClientTls } | undefined;
+  readonly #onReplace: Array<(pair: { cert: string; key: string }) => void> = [];
 
   constructor(dataDir: string) {
     this.#dataDir = dataDir;
@@ -82,6 +83,12 @@ export class DeviceTls {
     writeWhole(join(this.#dataDir, `${CERT_FILE}.next`), cert, 0o644);
     finishReplace(this.#dataDir);
     this.#current = { ...this.#current, cert, key };
+    for (const listener of this.#onReplace) listener({ cert, key });
+  }
+
+  /** Told of each new key and certificate (the inference port serves them from then on). */
+  onReplace(listener: (pair: { cert: string; key: string }) => void): void {
+    this.#onReplace.push(listener);
   }
 
 }

@@ -14,6 +14,7 @@ export function startCommand(program: Command): void {
     .option('--host <host>', 'interface for the inference API', '0.0.0.0')
     .option('--port <port>', 'inference API port (0 picks a free one)', parsePort, 8000)
     .option('--token-file <file>', 'require the bearer token in this file on the inference API (or set env OUTPOST_AGENT_TOKEN)')
+    .option('--https', "serve the inference API over HTTPS with this device's certificate (clients trust the relay's CA and check the name DEVICE_ID)")
     .option('--token <token>', 'deprecated: visible to every user in the process list; use --token-file or OUTPOST_AGENT_TOKEN')
     .addOption(sizeOption('--max-request-size <size>', "largest inference request body (a model's own signature may allow less)", 64 * 1024 * 1024))
     .addOption(sizeOption('--max-body-memory <size>', 'memory all inference request bodies may hold at once; past it requests get 429', 128 * 1024 * 1024))
@@ -26,8 +27,10 @@ Examples:
   outpost-agent start
   outpost-agent start --accept-training --dataset images=/data/images
   OUTPOST_AGENT_TOKEN=… outpost-agent start --port 8000        # or: --token-file /etc/outpost/inference.token
+  outpost-agent start --https --token-file /etc/outpost/inference.token
+    # then: curl --cacert relay-ca.pem --connect-to DEVICE_ID:8000:HOST:8000 https://DEVICE_ID:8000/v2/health/ready
 `)
-    .action(async (opts: { dataDir: string; host: string; port: number; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
+    .action(async (opts: { dataDir: string; host: string; port: number; https?: boolean; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
@@ -36,6 +39,7 @@ Examples:
         port: opts.port,
         heartbeatMs: opts.heartbeat,
         inferenceToken: inferenceToken(opts),
+        inferenceTls: opts.https,
         maxRequestBytes: opts.maxRequestSize,
         maxBodyMemory: opts.maxBodyMemory,
         session: { intraOpThreads: opts.threads },

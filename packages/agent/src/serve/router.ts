@@ -4,6 +4,10 @@
 // idle (docs/benchmarks.md) for features these routes do not use.
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+
+/** The inference port: plain HTTP, or HTTPS with the device's certificate. */
+export type InferenceServer = Server | HttpsServer;
 import { OutpostError, type Logger } from '@outpost/shared';
 
 export type Params = Record<string, string>;
@@ -89,10 +93,11 @@ export class Router {
     return this;
   }
 
-  /** A node:http server answering with these routes. */
-  server(): Server {
+  /** A node:http server answering with these routes; node:https with a certificate and key. */
+  server(tls?: { cert: string; key: string }): InferenceServer {
     // Timeouts are checked every second rather than Node's default 30.
-    const server = createServer({ connectionsCheckingInterval: 1000 }, (req, res) => void this.#handle(req, res));
+    const handle = (req: IncomingMessage, res: ServerResponse) => void this.#handle(req, res);
+    const server = tls ? createHttpsServer({ ...tls, minVersion: 'TLSv1.2', handshakeTimeout: 10_000, connectionsCheckingInterval: 1000 }, handle) : createServer({ connectionsCheckingInterval: 1000 }, handle);
     // Node keeps an unfinished request for 5 minutes by default; a stranger's half-sent body must not.
     server.headersTimeout = this.#timeouts.headersMs;
     server.requestTimeout = this.#timeouts.requestMs;

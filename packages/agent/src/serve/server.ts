@@ -2,7 +2,6 @@
 // (see @outpost/shared kserve-binary). Errors follow KServe's shape, `{ "error": "message" }`,
 // with Outpost's stable `code` beside it.
 
-import type { Server } from 'node:http';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
@@ -10,9 +9,11 @@ import type { ModelTable } from '../runtime/model-table.js';
 import type { ServedModel } from '../runtime/served-model.js';
 import type { InferenceOutcome } from '../runtime/model-stats.js';
 import type { AgentMetrics } from './agent-metrics.js';
-import { Router, type HttpTimeouts, type Reply, type Request } from './router.js';
+import { Router, type HttpTimeouts, type InferenceServer, type Reply, type Request } from './router.js';
 
 export interface ServeOptions {
+  /** Serve HTTPS with this certificate and key (the device's). */
+  tls?: { cert: string; key: string };
   table: ModelTable;
   log: Logger;
   agentVersion: string;
@@ -80,7 +81,7 @@ function digest(s: string): Buffer {
 }
 
 /** The Open Inference Protocol routes, on a node:http server (not listening yet). */
-export function buildInferenceServer(opts: ServeOptions): Server {
+export function buildInferenceServer(opts: ServeOptions): InferenceServer {
   const { table } = opts;
   const expected = opts.token ? digest(opts.token) : undefined;
   const router = new Router({
@@ -181,5 +182,5 @@ export function buildInferenceServer(opts: ServeOptions): Server {
 
   router.on('GET', '/metrics', async () => ({ headers: { 'content-type': opts.metrics.registry.contentType }, chunks: [await opts.metrics.registry.metrics()] }));
 
-  return router.server();
+  return router.server(opts.tls);
 }

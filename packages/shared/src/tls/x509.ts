@@ -146,6 +146,8 @@ export const MAX_CSR_BYTES = 4096;
  * certificate's subject is the device id the relay gives, and nothing else.
  */
 export async function signDeviceCsr(issuer: Issuer, csrPem: string, deviceId: string, lifetimeMs: number, now = Date.now()): Promise<IssuedCertificate> {
+  // The "_" is what keeps a device's server name from being any real host's (see below).
+  if (!/^dev_[0-9a-z]{1,60}$/.test(deviceId)) throw new Error(`not a device id: ${deviceId}`);
   if (typeof csrPem !== 'string' || csrPem.length > MAX_CSR_BYTES) throw new CsrError(`a CSR is at most ${MAX_CSR_BYTES} bytes of PEM`);
   let csr: x509.Pkcs10CertificateRequest;
   try {
@@ -163,7 +165,21 @@ export async function signDeviceCsr(issuer: Issuer, csrPem: string, deviceId: st
   }
   if (!valid) throw new CsrError('the CSR\'s signature does not match its key');
   const publicKey = await csr.publicKey.export(ALGORITHM, ['verify']);
-  return issue(issuer, cn(deviceId), publicKey, lifetimeMs, clientExtensions(), now);
+  // Also a server certificate for the name `deviceId` alone, for the agent's inference port
+  // (`outpost-agent start --https`). Device ids contain "_", which no host name may: the
+  // certificate can never pass for the relay or any other real host.
+  return issue(
+    issuer,
+    cn(deviceId),
+    publicKey,
+    lifetimeMs,
+    [
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth], false),
+      new x509.SubjectAlternativeNameExtension([{ type: 'dns', value: deviceId }], false),
+    ],
+    now,
+  );
 }
 
 const clientExtensions = () => [new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false)];
