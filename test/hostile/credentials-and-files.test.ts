@@ -6,6 +6,7 @@ import t from 'tap';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_BIN, runCli, startAgent, startRelay, tempDir, enrollDevice } from '../helpers/programs.js';
+import { tlsFetch } from '@outpost/shared';
 
 const mode = (file: string) => statSync(file).mode & 0o777;
 
@@ -49,4 +50,26 @@ t.test('secrets stay off the command line, and the relay\'s files are its own', 
   const missing = await runCli(AGENT_BIN, ['start', '--data-dir', device.dataDir, '--port', '0', '--token-file', join(tokenFile, 'nope')]);
   t.equal(missing.code, 1);
   t.match(missing.stderr, /cannot read --token-file .*nope: (ENOTDIR|ENOENT)/);
+});
+
+t.test('a device renewing its certificate in a loop is told to wait', async (t) => {
+  const relay = await startRelay(t);
+  const d = await enrollDevice(t, relay, 'loop');
+  const x509 = await import('@outpost/shared/x509');
+  const asDevice = tlsFetch(d.tls);
+  const renew = async () => {
+    const csr = await x509.makeCsr(await x509.newKeyPair(), 'x');
+    return asDevice(`${relay.httpUrl}/v1/devices/me/certificate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ csr }) });
+  };
+  // Its first certificate stays good as the one renewed from, so each call may use it.
+  for (let i = 0; i < 5; i++) t.equal((await renew()).status, 200, `renewal ${i + 1} of a burst`);
+  const refused = await renew();
+  t.equal(refused.status, 429);
+  t.equal(refused.headers.get('retry-after'), '10');
+  t.match(((await refused.json()) as { error: { code: string; message: string } }).error, { code: 'OUTPOST_ERR_RATE_LIMITED', message: /at most one renewal every 10 s/ });
+  t.equal((await renew()).status, 429, 'and again');
+  const audit = await relay.api<{ entries: Array<{ action: string; outcome: string }> }>('GET', '/v1/audit?limit=100');
+  const renewals = audit.body.entries.filter((e) => e.action === 'device.renew-certificate');
+  t.equal(renewals.filter((e) => e.outcome === 'ok').length, 5, 'five certificates signed');
+  t.equal(renewals.filter((e) => e.outcome === 'failed').length, 1, "the refusals, in one entry (a device's failures are throttled in the log)");
 });

@@ -30,6 +30,7 @@ export const ERRORS = {
   OUTPOST_ERR_TENSOR_INVALID: { status: 400, description: 'An input tensor does not match the model signature.' },
   OUTPOST_ERR_INFERENCE_FAILED: { status: 500, description: 'onnxruntime failed to run the model.' },
   OUTPOST_ERR_OVERLOADED: { status: 429, description: "The model's request queue is full; retry shortly (or deploy with a larger --max-queue)." },
+  OUTPOST_ERR_RATE_LIMITED: { status: 429, description: 'The caller asked too often (a device renewing its certificate over and over); retry after Retry-After.' },
   OUTPOST_ERR_BROKER_UNAVAILABLE: { status: 503, description: 'The MQTT broker did not take a change to device accounts; retry.' },
   OUTPOST_ERR_BUSY: { status: 503, description: 'The relay is at its bound of concurrent downloads (or of log requests waiting for devices); retry after Retry-After.' },
   OUTPOST_ERR_DISK_FULL: { status: 507, description: "The relay's disk is full: it refuses new work (uploads, deployments, jobs) and keeps serving reads until space returns." },
