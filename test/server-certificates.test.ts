@@ -6,9 +6,9 @@
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRelay, tempDir, type TestRelay } from './helpers/programs.js';
+import { RELAY_BIN, runCli, startRelay, tempDir, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 import { loadRelayCa, issueServerCert } from '../packages/relay/dist/tls/relay-tls.js';
 import { createLogger } from '@outpost/shared';
@@ -46,7 +46,7 @@ async function operatorPair(dir: string, name: string) {
 /** Sends SIGHUP and waits for the relay's answer on stderr (`nth` answer, counting from 1). */
 async function hangUp(relay: TestRelay, nth: number): Promise<string> {
   relay.proc.kill('SIGHUP');
-  const answers = () => relay.stderr().match(/^(serving the new certificate|the certificates are unchanged|kept the current certificate: .*)$/gm) ?? [];
+  const answers = () => relay.stderr().match(/^(serving the new certificate|the certificates are unchanged|--tls-cert\/--tls-key not taken.*)$/gm) ?? [];
   return waitFor(`answer ${nth} to SIGHUP`, () => answers()[nth - 1]);
 }
 
@@ -80,7 +80,7 @@ t.test('--tls-cert: the operator certificate on HTTPS, the relay\'s on MQTT, rea
   await t.test('a key that does not go with the certificate is refused; the served pair stays', async (t) => {
     const before = await servedSerial(relay.httpUrl);
     writeFileSync(live.key, readFileSync(first.key));
-    t.match(await hangUp(relay, 3), /^kept the current certificate: .*key values mismatch/);
+    t.match(await hangUp(relay, 3), /^--tls-cert\/--tls-key not taken, the served pair kept: .*key values mismatch/);
     t.equal(await servedSerial(relay.httpUrl), before);
     t.equal(relay.proc.exitCode, null, 'the relay runs on');
   });
@@ -104,4 +104,60 @@ t.test("the relay's own certificate is remade when it nears its end and served o
   t.equal(await servedSerial(relay.mqttUrl), serialOf(remade), 'MQTT serves it');
   const devices = await relay.api('GET', '/v1/devices');
   t.equal(devices.status, 200, 'clients trusting the relay CA go on');
+});
+
+t.test('ca issue: certificates from the relay CA for a broker and its clients, files private', async (t) => {
+  const dataDir = tempDir(t, 'relay');
+  const out = tempDir(t, 'issued');
+  const issue = (...args: string[]) => runCli(RELAY_BIN, ['ca', 'issue', '--data-dir', dataDir, '--out', out, ...args]);
+  const server = await issue('--server', 'broker.example', '--server', '10.0.0.7', '--json');
+  t.equal(server.code, 0, server.stderr);
+  const files = JSON.parse(server.stdout) as { ca: string; cert: string; key: string; caFingerprint: string };
+  const cert = new X509Certificate(readFileSync(files.cert));
+  t.ok(cert.checkHost('broker.example') && cert.checkIP('10.0.0.7'), 'names every --server');
+  t.ok(cert.verify(new X509Certificate(readFileSync(join(dataDir, 'tls/ca.crt'))).publicKey), 'signed by the relay CA, made in the data dir');
+  t.equal(statSync(files.key).mode & 0o777, 0o600);
+  t.equal((await issue('--server', 'broker.example')).code, 1, 'existing files are kept without --force');
+  t.equal((await issue('--server', 'broker.example', '--force')).code, 0);
+  t.not(new X509Certificate(readFileSync(files.cert)).serialNumber, cert.serialNumber, '--force replaced it');
+  t.equal(statSync(files.key).mode & 0o777, 0o600, 'still private');
+
+  const admin = await issue('--client', 'admin', '--valid', '7d', '--force');
+  t.equal(admin.code, 0, admin.stderr);
+  const adminCert = new X509Certificate(readFileSync(join(out, 'admin.crt')));
+  t.match(adminCert.subject, /CN=admin/);
+  t.ok(Date.parse(adminCert.validTo) - Date.now() < 8 * 86_400_000, '--valid bounds it');
+  for (const [args, why] of [
+    [['--client', 'dev_0123456789ab'], /device names \(dev_…\) and outpost-relay are the relay's to issue/],
+    [['--client', 'outpost-relay'], /are the relay's to issue/],
+    [['--server', 'bad_name'], /"bad_name" is not a host name/],
+    [['--server', 'a.example', '--client', 'x'], /one of the two/],
+    [['--client', 'x', '--valid', '500d'], /at most 398d/],
+  ] as const) {
+    const res = await issue(...args, '--force');
+    t.equal(res.code, 1, args.join(' '));
+    t.match(res.stderr, why);
+  }
+});
+
+t.test('--mqtt-ca hands devices CA certificates only', async (t) => {
+  const dir = tempDir(t, 'mqtt-ca');
+  const x509 = await import('@outpost/shared/x509');
+  const keys = await x509.newKeyPair();
+  const ca = await x509.makeCa(keys, 'site CA', 86_400_000);
+  const start = (file: string, url = 'mqtts://127.0.0.1:1') => runCli(RELAY_BIN, ['start', '--data-dir', tempDir(t, 'relay'), '--host', '127.0.0.1', '--http-port', '0', '--mqtt-url', url, '--mqtt-ca', file]);
+  writeFileSync(join(dir, 'with-key.pem'), ca.pem + keys.privateKeyPem);
+  const withKey = await start(join(dir, 'with-key.pem'));
+  t.equal(withKey.code, 1);
+  t.match(withKey.stderr, /holds a private key: give a file with the CA's certificate alone/);
+  const leafKeys = await x509.newKeyPair();
+  const leaf = await x509.makeServerCert({ certPem: ca.pem, keys }, leafKeys, ['broker.example'], 86_400_000);
+  writeFileSync(join(dir, 'leaf.pem'), leaf.pem);
+  const notCa = await start(join(dir, 'leaf.pem'));
+  t.equal(notCa.code, 1);
+  t.match(notCa.stderr, /is not a CA certificate: give the CA that signed the broker's certificate/);
+  writeFileSync(join(dir, 'ca.pem'), ca.pem);
+  const plain = await start(join(dir, 'ca.pem'), 'mqtt://127.0.0.1:1');
+  t.equal(plain.code, 1);
+  t.match(plain.stderr, /--mqtt-ca is for an external broker over TLS/);
 });

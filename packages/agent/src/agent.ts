@@ -19,6 +19,7 @@ import { LastGood } from './last-good.js';
 import { LogRing } from './log-ring.js';
 import { DeviceTls } from './device-tls.js';
 import type { Server as TlsServer } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import { CertificateRenewal } from './certificate-renewal.js';
 
 
@@ -60,6 +61,10 @@ export interface Agent {
 function inferenceCertificate(tls: DeviceTls): { cert: string; key: string } {
   const current = tls.current;
   if (!current?.cert || !current.key) throw new Error('--https needs a device certificate: enroll with a relay that serves TLS (this one was enrolled with --insecure)');
+  const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+  if (!(new X509Certificate(current.cert).keyUsage ?? []).includes(SERVER_AUTH)) {
+    throw new Error('--https: this device certificate is for clients only (from an older relay): run outpost-relay devices rotate DEVICE on the relay, then start again');
+  }
   return { cert: current.cert, key: current.key };
 }
 
@@ -127,7 +132,10 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory, tls: servingTls });
   if (servingTls) {
     // A renewed certificate is served to new connections; open ones keep theirs.
-    tls.onReplace((pair) => (server as TlsServer).setSecureContext({ ...pair, minVersion: 'TLSv1.2' }));
+    tls.onReplace(
+      (pair) => (server as TlsServer).setSecureContext({ ...pair, minVersion: 'TLSv1.2' }),
+      (err) => log.error({ err: err.message }, 'the inference port could not take the renewed certificate; it serves the previous one'),
+    );
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -26,6 +26,7 @@ export class DeviceTls {
   readonly #mqttCa: string | undefined;
   #forMqtt: { from: ClientTls; tls: ClientTls } | undefined;
   readonly #onReplace: Array<(pair: { cert: string; key: string }) => void> = [];
+  #onListenerError: ((err: Error) => void) | undefined;
 
   constructor(dataDir: string) {
     this.#dataDir = dataDir;
@@ -83,12 +84,20 @@ export class DeviceTls {
     writeWhole(join(this.#dataDir, `${CERT_FILE}.next`), cert, 0o644);
     finishReplace(this.#dataDir);
     this.#current = { ...this.#current, cert, key };
-    for (const listener of this.#onReplace) listener({ cert, key });
+    // The new pair is in place whatever a listener does with it.
+    for (const listener of this.#onReplace) {
+      try {
+        listener({ cert, key });
+      } catch (err) {
+        this.#onListenerError?.(err as Error);
+      }
+    }
   }
 
-  /** Told of each new key and certificate (the inference port serves them from then on). */
-  onReplace(listener: (pair: { cert: string; key: string }) => void): void {
+  /** Told of each new key and certificate (the inference port serves them from then on); `onError` of a listener's failure. */
+  onReplace(listener: (pair: { cert: string; key: string }) => void, onError?: (err: Error) => void): void {
     this.#onReplace.push(listener);
+    if (onError) this.#onListenerError = onError;
   }
 
 }

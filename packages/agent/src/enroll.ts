@@ -64,6 +64,21 @@ async function fetchTrustedCa(relayUrl: string, expected: string): Promise<strin
   return cert.toString();
 }
 
+/** The broker's CA as the relay sent it: CA certificates only, or the enrollment stops here. */
+function brokerCa(value: unknown): string {
+  const blocks = typeof value === 'string' && value.length <= 64 * 1024 ? (value.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [];
+  const certs = blocks.flatMap((b) => {
+    try {
+      const cert = new X509Certificate(b);
+      return cert.ca ? [cert.toString()] : [];
+    } catch {
+      return [];
+    }
+  });
+  if (certs.length === 0 || certs.length !== blocks.length) throw new Error("the relay sent a broker CA (--mqtt-ca) that is not a CA certificate: fix the relay's --mqtt-ca file, then enroll again");
+  return certs.join('');
+}
+
 export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: string; labels: Labels; certificateExpiresAt?: string }> {
   if (!opts.force && existsSync(join(opts.dataDir, DEVICE_FILE))) {
     throw new Error(`${join(opts.dataDir, DEVICE_FILE)} exists: this device is enrolled already (pass --force to enroll again)`);
@@ -97,7 +112,7 @@ export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: 
   if (!res.ok) throw new Error(isErrorBody(body) ? `${body.error.code}: ${body.error.message}` : `the relay answered ${res.status}`);
   const r = body as { deviceId: string; secret: string; name: string; labels: Labels; mqttUrl: string; mqttCa?: string; certificate?: { certificate: string; caCertificate: string; expiresAt: string } };
   // Over the connection verified above: the CA of the external broker's certificate (--mqtt-ca).
-  const mqttCa = typeof r.mqttCa === 'string' && r.mqttCa.length <= 64 * 1024 && r.mqttCa.includes('-----BEGIN CERTIFICATE-----') ? r.mqttCa : undefined;
+  const mqttCa = r.mqttCa === undefined ? undefined : brokerCa(r.mqttCa);
   if (expected && !r.certificate) throw new Error('the relay sent no device certificate: it is older than this agent; enroll with an agent of its version');
   const device: DeviceFile = { deviceId: r.deviceId, secret: r.secret, relayUrl, mqttUrl: r.mqttUrl, name: r.name };
   // The TLS files first: device.json is what makes the data dir an enrolled device.

@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
-import { randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import { OutpostError, background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
 import { listenFailure } from './listen-failure.js';
@@ -43,7 +43,7 @@ import { JobScheduler } from './jobs/scheduler.js';
 import type { RunQuotas } from './jobs/run-ingest.js';
 import { RolloutController } from './fleet/rollout-controller.js';
 import { jobView } from './jobs/job-views.js';
-import { loadRelayTls, type RelayTls } from './tls/relay-tls.js';
+import { RELAY_CLIENT_LIFETIME, loadRelayTls, serverContextOptions, type RelayTls } from './tls/relay-tls.js';
 import { advertisedNames } from './tls/advertised-names.js';
 import { certificateStands } from './fleet/device-certificates.js';
 
@@ -122,15 +122,32 @@ export interface Relay {
   close(): Promise<void>;
 }
 
+/**
+ * The CA certificates in an --mqtt-ca file, written out again from what parsed: only CA
+ * certificates go to devices, never whatever else the file holds (a key beside them, say).
+ */
 function readMqttCa(file: string): string {
-  let pem: string;
+  let text: string;
   try {
-    pem = readFileSync(file, 'utf8');
+    text = readFileSync(file, 'utf8');
   } catch (err) {
     throw new Error(`--mqtt-ca ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  if (!pem.includes('-----BEGIN CERTIFICATE-----') || pem.length > 64 * 1024) throw new Error(`--mqtt-ca ${file}: not a PEM certificate file (-----BEGIN CERTIFICATE-----, at most 64 KiB)`);
-  return pem.endsWith('\n') ? pem : `${pem}\n`;
+  if (/PRIVATE KEY-----/.test(text)) throw new Error(`--mqtt-ca ${file} holds a private key: give a file with the CA's certificate alone (it is handed to every device)`);
+  const blocks = text.length <= 64 * 1024 ? (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [];
+  if (blocks.length === 0) throw new Error(`--mqtt-ca ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----, at most 64 KiB)`);
+  return blocks
+    .map((block) => {
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(block);
+      } catch {
+        throw new Error(`--mqtt-ca ${file}: a certificate in it does not parse`);
+      }
+      if (!cert.ca) throw new Error(`--mqtt-ca ${file}: ${cert.subject.replace(/\n/g, ', ')} is not a CA certificate: give the CA that signed the broker's certificate`);
+      return cert.toString();
+    })
+    .join('');
 }
 
 /** The schemes MQTT.js connects with that name a broker by host and port. */
@@ -236,7 +253,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   let username: string | undefined;
   let password: string | undefined;
   const mqttCa = opts.mqttCaFile ? readMqttCa(opts.mqttCaFile) : undefined;
-  if (mqttCa && !opts.mqttUrl) throw new Error('--mqtt-ca is for an external broker: give --mqtt-url mqtts://… too');
+  if (mqttCa && !/^(mqtts|wss):/.test(opts.mqttUrl ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
   if (opts.mqttUrl) {
     const url = URL.canParse(opts.mqttUrl) ? new URL(opts.mqttUrl) : undefined;
     if (!url || !MQTT_URL_SCHEMES.has(url.protocol) || !url.hostname) throw new Error(`--mqtt-url ${JSON.stringify(opts.mqttUrl)} is not a broker URL: give it as mqtt://USER:PASS@HOST:PORT (or mqtts://, ws://, wss://)`);
@@ -271,11 +288,26 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // Over TLS to a broker: trust the relay's CA and --mqtt-ca, and show a certificate naming the
   // MQTT user (Mosquitto's use_identity_as_username). Only for TLS URLs: MQTT.js would turn an
   // mqtt:// URL into TLS when handed a certificate.
-  const brokerTls = async (user: string | undefined): Promise<BrokerTls | undefined> => {
-    if (!/^(mqtts|wss):/.test(mqttConnectUrl)) return undefined;
+  // Each such certificate is remade by the daily check when a third of its life is left.
+  const identities: Array<{ name: string; notAfter: number; set?: (pair: { cert: string; key: string }) => void }> = [];
+  const brokerTls = async (user: string | undefined): Promise<{ tls?: BrokerTls; identity?: (typeof identities)[number] }> => {
+    if (!/^(mqtts|wss):/.test(mqttConnectUrl)) return {};
     const ca = [tls?.caPem, mqttCa].filter(Boolean).join('') || undefined;
-    const identity = tls && !broker ? await tls.issueClientCert(user ?? RELAY_USER) : undefined;
-    return { ca, ...identity };
+    if (!tls || broker) return { tls: { ca } };
+    const name = user ?? RELAY_USER;
+    const made = await tls.issueClientCert(name);
+    const identity = { name, notAfter: made.notAfter };
+    identities.push(identity);
+    return { tls: { ca, cert: made.cert, key: made.key }, identity };
+  };
+  const renewBrokerIdentities = async () => {
+    for (const identity of identities) {
+      if (!tls || !identity.set || identity.notAfter - Date.now() > RELAY_CLIENT_LIFETIME / 3) continue;
+      const made = await tls.issueClientCert(identity.name);
+      identity.set(made);
+      identity.notAfter = made.notAfter;
+      log.info({ user: identity.name, expiresAt: new Date(made.notAfter).toISOString() }, "renewed the relay's client certificate for the broker");
+    }
   };
 
   let route: (topic: string, payload: Buffer) => void = () => {};
@@ -283,14 +315,18 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   let accounts: BrokerAccounts | undefined;
   if (opts.mosquittoDynsec) {
     if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port (over mutual TLS, mqtts://USER@host:port)');
-    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, tls: await brokerTls(username), log: log.child({ part: 'broker-accounts' }) });
+    const admin = await brokerTls(username);
+    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, tls: admin.tls, log: log.child({ part: 'broker-accounts' }) });
     undo.add('the broker accounts connection', () => made.close());
+    if (admin.identity) admin.identity.set = (pair) => made.setIdentity(pair);
     accounts = made;
     // The relay's own client uses the account made for it, not the plugin's admin.
     ({ username, password } = accounts.relayUser);
   }
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: await brokerTls(username), log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  const own = await brokerTls(username);
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
+  if (own.identity) own.identity.set = (pair) => mqtt.setIdentity(pair);
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
   undo.add('the requests waiting for device logs', () => deviceLogs.close());
@@ -372,13 +408,19 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
   undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));
   const reloadTls = async (): Promise<boolean> => {
-    if (!tls || !(await tls.refresh())) return false;
-    (api.server as unknown as TlsServer).setSecureContext({ cert: tls.http.cert, key: tls.http.key, ca: tls.caPem, minVersion: 'TLSv1.2' });
-    broker?.setCertificate(tls.server);
-    log.info('serving the new server certificate to new connections');
-    return true;
+    if (!tls) throw new Error('this relay runs with --insecure: it has no certificates to reload');
+    const { changed, operatorError } = await tls.refresh((next) => {
+      (api.server as unknown as TlsServer).setSecureContext(serverContextOptions(next.http, tls!.caPem));
+      broker?.setCertificate(next.server);
+    });
+    if (changed) log.info('serving the new server certificate to new connections');
+    if (operatorError) throw new Error(`--tls-cert/--tls-key not taken, the served pair kept: ${operatorError.message}`);
+    return changed;
   };
-  const tlsTimer = guardedInterval(log, 'checking the server certificate', opts.tlsRefreshIntervalMs ?? 86_400_000, async () => void (await reloadTls()));
+  const tlsTimer = guardedInterval(log, 'checking the server certificate', opts.tlsRefreshIntervalMs ?? 86_400_000, async () => {
+    await renewBrokerIdentities();
+    if (tls) await reloadTls();
+  });
   undo.add('the server certificate check', () => clearInterval(tlsTimer));
 
   artifactChecks.start();

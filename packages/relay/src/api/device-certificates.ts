@@ -31,7 +31,7 @@ export async function deviceCertificateRoutes(app: FastifyInstance, deps: ApiDep
       if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device renews its own certificate (with its current one)');
       if (!renewals.allow(caller.deviceId)) {
         reply.header('retry-after', String(Math.ceil(1 / RENEWALS.ratePerSec)));
-        throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device renewed its certificate ${RENEWALS.burst} times in a row: at most one renewal every ${1 / RENEWALS.ratePerSec} s from now on`);
+        throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device asks for new certificates too often: ${RENEWALS.burst} at once, then at most one renewal every ${1 / RENEWALS.ratePerSec} s`);
       }
       auditTarget(request, caller.deviceId);
       return renewDeviceCertificate(ctx, caller.deviceId, request.body.csr, caller.certificateSerial);

@@ -1,5 +1,6 @@
 // The relay's HTTP server: fastify with one plugin per API area, one error shape for all.
 
+import { serverContextOptions } from '../tls/relay-tls.js';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import { OutpostError, isDiskFull, type Logger } from '@outpost/shared';
 import type { FleetContext } from '../fleet/context.js';
@@ -75,7 +76,7 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
     // Timeouts are checked every second rather than Node's default 30. Over TLS a device may
     // show its certificate (asked for, not required: people and scripts use tokens).
     ...(deps.ctx.tls
-      ? { https: { cert: deps.ctx.tls.http.cert, key: deps.ctx.tls.http.key, ca: deps.ctx.tls.caPem, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const, handshakeTimeout: 10_000, connectionsCheckingInterval: 1000 } }
+      ? { https: { ...serverContextOptions(deps.ctx.tls.http, deps.ctx.tls.caPem), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000, connectionsCheckingInterval: 1000 } }
       : { http: { connectionsCheckingInterval: 1000 } }),
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false } },
   });

@@ -9,6 +9,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
 import { peerDevice } from '../tls/peer-device.js';
+import { serverContextOptions } from '../tls/relay-tls.js';
 import { MAX_DEVICE_PAYLOAD_BYTES, isReserved, mayPublish, mayReceive, maySubscribe, mayWill, type BrokerIdentity } from './access-policy.js';
 import { DeviceQuotas, type DeviceLimits, type Verdict } from './device-quotas.js';
 import { DEFAULT_PACKET_LIMITS, PacketGuard, PreAuthBudget, type PacketLimits } from './packet-guard.js';
@@ -236,7 +237,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   // Client certificates are asked for, not required: the relay's own client and devices that
   // use their secret have none. Whether one that came is good is decided at CONNECT.
   const server: Server = opts.tls
-    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, ca: opts.tls.ca, requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000, minVersion: 'TLSv1.2' }, accept)
+    ? createTlsServer({ ...serverContextOptions(opts.tls, opts.tls.ca), requestCert: true, rejectUnauthorized: false, handshakeTimeout: 10_000 }, accept)
     : createServer(accept);
   if (opts.tls) {
     server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
@@ -271,7 +272,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     },
     setCertificate(pair) {
       if (!opts.tls) throw new Error('the embedded broker runs without TLS');
-      (server as TlsServer).setSecureContext({ ...pair, ca: opts.tls.ca, minVersion: 'TLSv1.2' });
+      (server as TlsServer).setSecureContext(serverContextOptions(pair, opts.tls.ca));
     },
     async close() {
       await new Promise<void>((resolve) => broker.close(() => resolve()));

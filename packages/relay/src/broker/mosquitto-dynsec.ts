@@ -13,12 +13,13 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { TOPIC_ROOT, devicePrefix, type Logger } from '@outpost/shared';
-import { brokerTlsOptions, type BrokerTls } from './relay-client.js';
+import { brokerTlsOptions, setIdentity, type BrokerTls } from './relay-client.js';
+import { RELAY_USER } from './relay-user.js';
 
 const COMMANDS = '$CONTROL/dynamic-security/v1';
 const RESPONSES = `${COMMANDS}/response`;
 /** The client and role the relay's own MQTT client uses: every Outpost topic, nothing else. */
-export const RELAY_USER = 'outpost-relay';
+export { RELAY_USER };
 const deviceRole = (deviceId: string) => `outpost-device-${deviceId}`;
 /** Answers that mean the thing is already as wanted (setup and removal are idempotent). */
 const ALREADY = /already exists|not found/i;
@@ -32,6 +33,8 @@ export interface BrokerAccounts {
   missing(deviceIds: string[]): Promise<string[]>;
   /** Deletes the device's client (disconnecting it) and role. */
   removeDevice(deviceId: string): Promise<void>;
+  /** A new client certificate for the admin connection, from its next connect on. */
+  setIdentity(pair: { cert: string; key: string }): void;
   close(): Promise<void>;
 }
 
@@ -177,6 +180,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
         `delete device ${deviceId}'s account`,
       );
     },
+    setIdentity: (pair) => setIdentity(client, pair),
     async close() {
       for (const settle of [...waiting.values()]) settle({ command: '', error: 'the relay is closing' });
       await client.endAsync();

@@ -37,6 +37,11 @@ export function brokerTlsOptions(t: BrokerTls | undefined): { ca?: string[]; cer
   return { ...(t.ca ? { ca: trustedCas(t.ca) } : {}), ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}) };
 }
 
+/** MQTT.js connects again with `client.options`, the same object its TLS stream is built from. */
+export function setIdentity(client: MqttClient, pair: { cert: string; key: string }): void {
+  Object.assign(client.options, { cert: pair.cert, key: pair.key });
+}
+
 export interface RelayClient {
   /** Publishes a retained state message (QoS 1); resolves once the broker has it. */
   publishRetained(topic: string, body: unknown): Promise<void>;
@@ -46,7 +51,22 @@ export interface RelayClient {
   publish(topic: string, body: unknown): Promise<void>;
   /** Messages published so far. */
   readonly published: number;
+  /** A new client certificate and key, shown from the next connection on (the relay's renewal). */
+  setIdentity(pair: { cert: string; key: string }): void;
   close(): Promise<void>;
+}
+
+/** The fix for a failed first connection, from what failed. */
+function brokerHint(err: Error, opts: RelayClientOptions): string {
+  const text = `${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`;
+  if (/SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|self-signed|unable to (verify|get)/i.test(text)) {
+    return "the broker's certificate is not from the relay's CA or a public one: issue it with outpost-relay ca issue --server HOST, or trust its CA with --mqtt-ca FILE";
+  }
+  if (/ERR_TLS_CERT_ALTNAME_INVALID|altnames/i.test(text)) return "the broker's certificate does not name the host in --mqtt-url: use the name it has, or issue one for this name";
+  if (/certificate required/i.test(text)) {
+    return opts.tls?.cert ? 'the broker refused the certificate the relay showed' : 'the broker requires a client certificate, and a relay with --insecure has none to show: run the relay with TLS';
+  }
+  return 'check --mqtt-url (mqtt://USER:PASS@HOST:PORT) and that the broker runs';
 }
 
 export async function connectRelayClient(opts: RelayClientOptions): Promise<RelayClient> {
@@ -83,7 +103,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     const onError = (err: Error) => {
       // No retrying in the background: the start that asked for this client fails now.
       client.end(true);
-      reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}: check --mqtt-url (mqtt://USER:PASS@HOST:PORT) and that the broker runs`));
+      reject(new Error(`cannot connect to the MQTT broker at ${opts.url}: ${err.message}: ${brokerHint(err, opts)}`));
     };
     client.once('error', onError);
     client.once('connect', () => {
@@ -106,6 +126,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     publishRetained: (topic, body) => publish(topic, JSON.stringify(body)),
     clearRetained: (topic) => publish(topic, ''),
     publish: (topic, body) => publish(topic, JSON.stringify(body), false),
+    setIdentity: (pair) => setIdentity(client, pair),
     close: () => {
       closing = true;
       return client.endAsync().then(() => undefined);

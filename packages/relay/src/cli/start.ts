@@ -102,7 +102,7 @@ Examples:
       process.on('SIGHUP', () => {
         relay.reloadTls().then(
           (changed) => process.stderr.write(changed ? 'serving the new certificate\n' : 'the certificates are unchanged\n'),
-          (err: Error) => process.stderr.write(`kept the current certificate: ${err.message}\n`),
+          (err: Error) => process.stderr.write(`${err.message}\n`),
         );
       });
     });

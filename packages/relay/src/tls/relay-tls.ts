@@ -13,6 +13,8 @@ import type { IssuedCertificate, Issuer } from '@outpost/shared/x509';
 const DAY = 86_400_000;
 const CA_LIFETIME = 3650 * DAY;
 const SERVER_LIFETIME = 365 * DAY;
+/** The relay's own client certificates for an external broker: remade by the daily check at a third left. */
+export const RELAY_CLIENT_LIFETIME = 90 * DAY;
 /** A server certificate this close to its end is remade (at start, and by the daily check). */
 const SERVER_RENEW_BEFORE = 30 * DAY;
 
@@ -39,14 +41,16 @@ export interface RelayTls {
   deviceCertTtlMs: number;
   /** Signs a device's CSR; the subject is the device id, whatever the CSR says. */
   issueDeviceCert(csrPem: string, deviceId: string): Promise<IssuedCertificate>;
-  /** A client certificate and a new key for a name the relay connects as (an external broker's user). */
-  issueClientCert(commonName: string): Promise<KeyAndCert>;
+  /** A client certificate (90 days) and a new key for a name the relay connects as (an external broker's user). */
+  issueClientCert(commonName: string): Promise<KeyAndCert & { notAfter: number }>;
   /**
    * Remakes the server certificate when it nears its end (or lacks a name), and reads the
-   * operator's --tls-cert/--tls-key files again; true when either changed, so the listeners
-   * take the new pair (`setSecureContext`) without a restart.
+   * operator's --tls-cert/--tls-key files again. What changed goes to `apply` (the listeners'
+   * `setSecureContext`) before it is kept: when `apply` throws, nothing is, and the next call
+   * tries again. An operator pair that does not load is not taken (its error is returned);
+   * the relay's own certificate is renewed all the same.
    */
-  refresh(): Promise<boolean>;
+  refresh(apply: (next: { server: KeyAndCert; http: KeyAndCert }) => void): Promise<{ changed: boolean; operatorError?: Error }>;
 }
 
 export interface KeyAndCert {
@@ -60,6 +64,11 @@ export interface RelayCa {
   fingerprint: string;
   issuer: Issuer;
   dir: string;
+}
+
+/** What node's TLS servers (and `setSecureContext`) take for a pair: TLS 1.2 at least. */
+export function serverContextOptions(pair: KeyAndCert, ca?: string): { cert: string; key: string; ca?: string; minVersion: 'TLSv1.2' } {
+  return { cert: pair.cert, key: pair.key, ...(ca ? { ca } : {}), minVersion: 'TLSv1.2' };
 }
 
 function writePrivate(file: string, text: string): void {
@@ -158,16 +167,26 @@ export async function loadRelayTls(opts: RelayTlsOptions): Promise<RelayTls> {
     },
     deviceCertTtlMs: opts.deviceCertTtlMs,
     issueDeviceCert: (csrPem, deviceId) => x509.signDeviceCsr(ca.issuer, csrPem, deviceId, opts.deviceCertTtlMs),
-    issueClientCert: (commonName) => issueClientCert(ca, commonName),
-    async refresh() {
+    issueClientCert: (commonName) => issueClientCert(ca, commonName, RELAY_CLIENT_LIFETIME),
+    async refresh(apply) {
       const nextServer = await serverCert();
-      const nextHttp = operatorCert() ?? nextServer;
-      // An operator's pair that does not go together would fail every handshake: keep the old one.
-      if (nextHttp !== nextServer) createSecureContext(nextHttp);
+      let nextHttp = http === server ? nextServer : http;
+      let operatorError: Error | undefined;
+      try {
+        const operator = operatorCert();
+        if (operator) {
+          // A pair that does not go together would fail every handshake: check it loads first.
+          createSecureContext(operator);
+          nextHttp = operator;
+        }
+      } catch (err) {
+        operatorError = err as Error;
+      }
       const changed = nextServer.cert !== server.cert || nextHttp.cert !== http.cert || nextHttp.key !== http.key;
+      if (changed) apply({ server: nextServer, http: nextHttp });
       server = nextServer;
       http = nextHttp;
-      return changed;
+      return { changed, ...(operatorError ? { operatorError } : {}) };
     },
   };
 }
