@@ -8,6 +8,7 @@ import type { Server as TlsServer } from 'node:tls';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { OutpostError, background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
+import { RELAY_DEFAULTS } from './config.js';
 import { listenFailure } from './listen-failure.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
@@ -206,7 +207,7 @@ export async function createRelay(opts: RelayOptions): Promise<Relay> {
 }
 
 async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Promise<Relay> {
-  const host = opts.host ?? '0.0.0.0';
+  const host = opts.host ?? RELAY_DEFAULTS.host;
   const madeDir = mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   // A first start that fails leaves no data dir: a later one with the same --data-dir starts clean.
   if (madeDir) undo.add('the new data dir', () => rmSync(madeDir, { recursive: true, force: true }));
@@ -221,13 +222,13 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (opts.tlsCertFile || opts.tlsKeyFile) throw new Error('--tls-cert and --tls-key need TLS: leave out --insecure');
     log.warn('running with --insecure: plain HTTP and MQTT, so tokens, device secrets and models cross the network readable by anyone on it');
   } else {
-    tls = await loadRelayTls({ dataDir: opts.dataDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? 30 * 86_400_000, log });
+    tls = await loadRelayTls({ dataDir: opts.dataDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? RELAY_DEFAULTS.deviceCertTtlMs, log });
   }
   const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
   const disk = new DiskSpace(opts.dataDir, log);
   undo.add('the disk space checks', () => disk.close());
-  const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? 6 * 3600_000, firstPassMs: opts.artifactFirstCheckMs });
+  const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? RELAY_DEFAULTS.artifactCheckIntervalMs, firstPassMs: opts.artifactFirstCheckMs });
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
   for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
 
@@ -235,7 +236,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const history = new HealthHistory(store, log);
   undo.add('the health history', () => history.close());
   const quota = new QuotaEvents(events, log);
-  const duplicates = new DuplicateConnections(opts.duplicateClearMs);
+  const duplicates = new DuplicateConnections(opts.duplicateClearMs ?? RELAY_DEFAULTS.duplicateClearMs);
   const audit = new AuditLog(store);
   const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates, audit };
   const stream = new FleetStream({
@@ -265,7 +266,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   } else {
     username = 'outpost-relay';
     password = newSecret();
-    const mqttPort = opts.mqttPort ?? (tls ? 8883 : 1883);
+    const mqttPort = opts.mqttPort ?? (tls ? RELAY_DEFAULTS.mqttPortTls : RELAY_DEFAULTS.mqttPortPlain);
     broker = await startEmbeddedBroker({
       host,
       port: mqttPort,
@@ -336,7 +337,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   ctx.jobs = scheduler;
   const router = createDeviceMessageRouter(ctx);
   route = router.route;
-  const downloads = new DownloadSlots(opts.maxDownloads ?? 64);
+  const downloads = new DownloadSlots(opts.maxDownloads ?? RELAY_DEFAULTS.maxDownloads);
   const metrics = new RelayMetrics({
     store,
     downloads,
@@ -361,9 +362,9 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     artifactChecks,
     disk,
     log,
-    maxModelBytes: opts.maxModelBytes ?? 2 * 1024 ** 3,
+    maxModelBytes: opts.maxModelBytes ?? RELAY_DEFAULTS.maxModelBytes,
     downloads,
-    downloadWaitMs: opts.downloadWaitMs ?? 10_000,
+    downloadWaitMs: opts.downloadWaitMs ?? RELAY_DEFAULTS.downloadWaitMs,
     metrics,
     stream,
     scheduler,
@@ -388,7 +389,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   api.addHook('onRequest', async () => {
     if (!(await startOutcome)) throw new OutpostError('OUTPOST_ERR_INTERNAL', 'the relay failed to start; its log says why');
   });
-  const httpPortWanted = opts.httpPort ?? 8080;
+  const httpPortWanted = opts.httpPort ?? RELAY_DEFAULTS.httpPort;
   await api.listen({ host, port: httpPortWanted }).catch((err: unknown) => {
     throw listenFailure(err, { service: 'HTTP', host, port: httpPortWanted, flag: '--http-port' });
   });
@@ -417,7 +418,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (operatorError) throw new Error(`--tls-cert/--tls-key not taken, the served pair kept: ${operatorError.message}`);
     return changed;
   };
-  const tlsTimer = guardedInterval(log, 'checking the server certificate', opts.tlsRefreshIntervalMs ?? 86_400_000, async () => {
+  const tlsTimer = guardedInterval(log, 'checking the server certificate', opts.tlsRefreshIntervalMs ?? RELAY_DEFAULTS.tlsRefreshIntervalMs, async () => {
     await renewBrokerIdentities();
     if (tls) await reloadTls();
   });

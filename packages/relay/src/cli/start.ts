@@ -4,6 +4,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { checkAdvertiseHost } from '../tls/advertised-names.js';
 import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
+import { RELAY_DEFAULTS } from '../config.js';
 import { parseDurationOption, parseDurationOrZero } from './parse.js';
 
 export function startCommand(program: Command): void {
@@ -11,29 +12,29 @@ export function startCommand(program: Command): void {
     .command('start')
     .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
     .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
-    .option('--host <host>', 'interface to listen on', '0.0.0.0')
-    .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, 8080)
+    .option('--host <host>', 'interface to listen on', RELAY_DEFAULTS.host)
+    .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, RELAY_DEFAULTS.httpPort)
     .option('--mqtt-port <port>', 'embedded MQTT broker port: MQTT over TLS, default 8883 (1883 with --insecure; 0 picks a free one)', parsePort)
     .option('--insecure', 'plain HTTP and MQTT without TLS: tokens, secrets and models cross the network readable (for a demo on 127.0.0.1)')
     .option('--advertise-host <name>', 'a name or address devices and people reach this relay by, for its certificate (repeat for several; the host\'s own names and addresses are in already)', collectHost)
     .option('--tls-cert <file>', 'a certificate (PEM, with its chain) for the HTTPS side instead of the relay\'s own, e.g. from a public CA; device certificates still come from the relay\'s CA')
     .option('--tls-key <file>', 'the key of --tls-cert (PEM)')
-    .addOption(durationOption('--device-cert-ttl <duration>', 'lifetime of device certificates; agents renew after two thirds of it', parseDurationOption, 30 * 86_400_000))
+    .addOption(durationOption('--device-cert-ttl <duration>', 'lifetime of device certificates; agents renew after two thirds of it', parseDurationOption, RELAY_DEFAULTS.deviceCertTtlMs))
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port; mqtts://user@host:port shows a certificate from the relay CA naming the user)')
     .option('--mqtt-ca <file>', "with an mqtts:// --mqtt-url: the CA (PEM) of that broker's certificate, when not the relay's own (outpost-relay ca issue) or a public one; handed to devices at enrollment")
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
-    .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', 2 * 1024 ** 3))
-    .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, 64)
-    .addOption(durationOption('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, 10_000))
-    .option('--device-rate <n>', 'MQTT messages a second one device may publish, sustained (embedded broker)', parsePositiveInt, 20)
-    .option('--device-burst <n>', 'messages one device may publish in a burst above --device-rate', parsePositiveInt, 200)
-    .addOption(sizeOption('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', 128 * 1024))
-    .option('--run-log-lines <n>', 'log lines kept per job run', parsePositiveInt, 50_000)
-    .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, 20_000)
-    .addOption(durationOption('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, 6 * 3600_000))
+    .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', RELAY_DEFAULTS.maxModelBytes))
+    .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, RELAY_DEFAULTS.maxDownloads)
+    .addOption(durationOption('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, RELAY_DEFAULTS.downloadWaitMs))
+    .option('--device-rate <n>', 'MQTT messages a second one device may publish, sustained (embedded broker)', parsePositiveInt, RELAY_DEFAULTS.deviceLimits.ratePerSec)
+    .option('--device-burst <n>', 'messages one device may publish in a burst above --device-rate', parsePositiveInt, RELAY_DEFAULTS.deviceLimits.burst)
+    .addOption(sizeOption('--device-retained <size>', 'bytes of retained messages one device may keep in the embedded broker', RELAY_DEFAULTS.deviceLimits.retainedBytes))
+    .option('--run-log-lines <n>', 'log lines kept per job run', parsePositiveInt, RELAY_DEFAULTS.runQuotas.logLines)
+    .option('--run-metric-points <n>', 'metric points kept per job run', parsePositiveInt, RELAY_DEFAULTS.runQuotas.metricPoints)
+    .addOption(durationOption('--artifact-check-interval <duration>', 'how often every stored file is hashed against its name; a corrupt one is quarantined (0 = never)', parseDurationOrZero, RELAY_DEFAULTS.artifactCheckIntervalMs))
     .option('--dataset <name=path>', 'a dataset on this host that jobs on `local` may ask for (repeat for several)', collectDataset)
-    .addOption(durationOption('--duplicate-clear <duration>', 'a device marked duplicate-connection (two agents on its identity) is unmarked after this long without a takeover', parseDurationOption, 120_000))
+    .addOption(durationOption('--duplicate-clear <duration>', 'a device marked duplicate-connection (two agents on its identity) is unmarked after this long without a takeover', parseDurationOption, RELAY_DEFAULTS.duplicateClearMs))
     .addHelpText('after', `
 Devices past their quotas are throttled (messages dropped), then disconnected for 10 s; each
 time is counted in /metrics (outpost_device_quota_events_total) and told once a minute per
