@@ -7,7 +7,7 @@
 // of trusted to one long timer.
 
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { backoffMs, guardedTimeout, isErrorBody, tlsFetch, type Logger } from '@outpost/shared';
+import { backoffMs, guardedTimeout, isErrorBody, tlsFetch, type ClientTls, type Logger } from '@outpost/shared';
 import type { DeviceTls } from './device-tls.js';
 
 const CHECK_MS = 30_000;
@@ -99,6 +99,14 @@ export class CertificateRenewal {
     return this.#renewing;
   }
 
+  #caOnlyFor: { from: ClientTls | undefined; tls: ClientTls } | undefined;
+
+  /** The relay's CA without the device's certificate: one object per set, so one dispatcher (and its sockets), not one per try. */
+  #caOnly(current: ClientTls | undefined): ClientTls {
+    if (!this.#caOnlyFor || this.#caOnlyFor.from !== current) this.#caOnlyFor = { from: current, tls: { ca: current?.ca } };
+    return this.#caOnlyFor.tls;
+  }
+
   async #renew(): Promise<void> {
     const x509 = await import('@outpost/shared/x509');
     const keys = await x509.newKeyPair();
@@ -107,7 +115,7 @@ export class CertificateRenewal {
       const current = this.#tls.current;
       try {
         // With the secret, the relay is still verified against its CA; only the client certificate stays home.
-        return await tlsFetch(withSecret ? { ca: current?.ca } : current)(`${this.#relayUrl}/v1/devices/me/certificate`, {
+        return await tlsFetch(withSecret ? this.#caOnly(current) : current)(`${this.#relayUrl}/v1/devices/me/certificate`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', ...(withSecret ? { authorization: `Bearer ${this.#secret}` } : {}) },
           body: JSON.stringify({ csr }),
