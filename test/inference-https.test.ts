@@ -7,9 +7,9 @@ import { X509Certificate } from 'node:crypto';
 import { request } from 'node:https';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { enrollDevice, runCommand, startAgent, startRelay, tempDir } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
+import { servedSerial } from './helpers/served-certificate.js';
 import { needPackage } from './helpers/system-package.js';
 
 /** GET over HTTPS trusting only `ca`, checking the certificate's name against `servername`. */
@@ -22,18 +22,6 @@ function httpsGet(url: string, opts: { ca: string; servername?: string; token?: 
     });
     req.once('error', reject);
     req.end();
-  });
-}
-
-function servedSerial(url: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
-      const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase() ?? '';
-      socket.end();
-      resolve(serial);
-    });
-    socket.once('error', reject);
   });
 }
 

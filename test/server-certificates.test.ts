@@ -5,27 +5,13 @@
 
 import t from 'tap';
 import { X509Certificate } from 'node:crypto';
-import { connect as tlsConnect } from 'node:tls';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RELAY_BIN, runCli, startRelay, tempDir, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
+import { servedSerial } from './helpers/served-certificate.js';
 import { loadRelayCa, issueServerCert } from '../packages/relay/dist/tls/relay-tls.js';
 import { createLogger } from '@outpost/shared';
-
-/** The serial of the certificate a TLS server at this URL shows (verification is the point of other tests). */
-function servedSerial(url: string): Promise<string> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = tlsConnect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
-      const serial = socket.getPeerX509Certificate()?.serialNumber.toLowerCase();
-      socket.end();
-      if (serial) resolve(serial);
-      else reject(new Error('no certificate'));
-    });
-    socket.once('error', reject);
-  });
-}
 
 const serialOf = (pem: string) => new X509Certificate(pem).serialNumber.toLowerCase();
 

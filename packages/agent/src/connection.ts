@@ -11,7 +11,7 @@
 
 import { X509Certificate, randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, isTlsBrokerUrl, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -77,7 +77,7 @@ export function connect(opts: ConnectionOptions): Connection {
   // The secret goes too: an external broker (Mosquitto with passwords) knows the device by it,
   // and over TLS the broker was verified first. The embedded broker goes by the certificate.
   // Only for mqtts://: MQTT.js turns a plain mqtt:// URL into TLS when it is given a key and certificate.
-  const secure = /^(mqtts|wss):/i.test(opts.url);
+  const secure = isTlsBrokerUrl(opts.url);
   // The relay's CA alone (not the system's roots: the secret goes to this broker too), and the
   // certificate while it has not ended (an ended one would only be refused; the secret works).
   const pinned = new WeakMap<ClientTls, { valid: TlsClientOptions; caOnly: TlsClientOptions }>();

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { Agent } from 'undici';
-import { caFingerprint, isErrorBody, splitEnrollToken, tlsFetch, type ClientTls, type Labels } from '@outpost/shared';
+import { caCertificates, caFingerprint, isErrorBody, splitEnrollToken, tlsFetch, type ClientTls, type Labels } from '@outpost/shared';
 import { DEVICE_FILE, writeDeviceFile, type DeviceFile } from './device-file.js';
 import { DeviceTls } from './device-tls.js';
 
@@ -66,17 +66,9 @@ async function fetchTrustedCa(relayUrl: string, expected: string): Promise<strin
 
 /** The broker's CA as the relay sent it: CA certificates only, or the enrollment stops here. */
 function brokerCa(value: unknown): string {
-  const blocks = typeof value === 'string' && value.length <= 64 * 1024 ? (value.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [];
-  const certs = blocks.flatMap((b) => {
-    try {
-      const cert = new X509Certificate(b);
-      return cert.ca ? [cert.toString()] : [];
-    } catch {
-      return [];
-    }
-  });
-  if (certs.length === 0 || certs.length !== blocks.length) throw new Error("the relay sent a broker CA (--mqtt-ca) that is not a CA certificate: fix the relay's --mqtt-ca file, then enroll again");
-  return certs.join('');
+  const cas = typeof value === 'string' ? caCertificates(value) : undefined;
+  if (!cas?.ok) throw new Error("the relay sent a broker CA (--mqtt-ca) that is not a CA certificate: fix the relay's --mqtt-ca file, then enroll again");
+  return cas.pem;
 }
 
 export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: string; labels: Labels; certificateExpiresAt?: string }> {

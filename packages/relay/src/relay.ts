@@ -5,8 +5,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
 import { join } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
-import { X509Certificate, randomBytes } from 'node:crypto';
-import { OutpostError, background, createLogger, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
+import { randomBytes } from 'node:crypto';
+import { OutpostError, background, caCertificates, createLogger, isTlsBrokerUrl, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
 import { RELAY_DEFAULTS } from './config.js';
 import { listenFailure } from './listen-failure.js';
@@ -123,10 +123,7 @@ export interface Relay {
   close(): Promise<void>;
 }
 
-/**
- * The CA certificates in an --mqtt-ca file, written out again from what parsed: only CA
- * certificates go to devices, never whatever else the file holds (a key beside them, say).
- */
+/** The CA certificates in an --mqtt-ca file (shared/tls/ca-certificates.ts checks them). */
 function readMqttCa(file: string): string {
   let text: string;
   try {
@@ -134,21 +131,9 @@ function readMqttCa(file: string): string {
   } catch (err) {
     throw new Error(`--mqtt-ca ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
   }
-  if (/PRIVATE KEY-----/.test(text)) throw new Error(`--mqtt-ca ${file} holds a private key: give a file with the CA's certificate alone (it is handed to every device)`);
-  const blocks = text.length <= 64 * 1024 ? (text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [];
-  if (blocks.length === 0) throw new Error(`--mqtt-ca ${file}: no PEM certificate in it (-----BEGIN CERTIFICATE-----, at most 64 KiB)`);
-  return blocks
-    .map((block) => {
-      let cert: X509Certificate;
-      try {
-        cert = new X509Certificate(block);
-      } catch {
-        throw new Error(`--mqtt-ca ${file}: a certificate in it does not parse`);
-      }
-      if (!cert.ca) throw new Error(`--mqtt-ca ${file}: ${cert.subject.replace(/\n/g, ', ')} is not a CA certificate: give the CA that signed the broker's certificate`);
-      return cert.toString();
-    })
-    .join('');
+  const cas = caCertificates(text);
+  if (!cas.ok) throw new Error(`--mqtt-ca ${file}: ${cas.reason}`);
+  return cas.pem;
 }
 
 /** The schemes MQTT.js connects with that name a broker by host and port. */
@@ -254,7 +239,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   let username: string | undefined;
   let password: string | undefined;
   const mqttCa = opts.mqttCaFile ? readMqttCa(opts.mqttCaFile) : undefined;
-  if (mqttCa && !/^(mqtts|wss):/.test(opts.mqttUrl ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
+  if (mqttCa && !isTlsBrokerUrl(opts.mqttUrl ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
   if (opts.mqttUrl) {
     const url = URL.canParse(opts.mqttUrl) ? new URL(opts.mqttUrl) : undefined;
     if (!url || !MQTT_URL_SCHEMES.has(url.protocol) || !url.hostname) throw new Error(`--mqtt-url ${JSON.stringify(opts.mqttUrl)} is not a broker URL: give it as mqtt://USER:PASS@HOST:PORT (or mqtts://, ws://, wss://)`);
@@ -292,7 +277,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // Each such certificate is remade by the daily check when a third of its life is left.
   const identities: Array<{ name: string; notAfter: number; set?: (pair: { cert: string; key: string }) => void }> = [];
   const brokerTls = async (user: string | undefined): Promise<{ tls?: BrokerTls; identity?: (typeof identities)[number] }> => {
-    if (!/^(mqtts|wss):/.test(mqttConnectUrl)) return {};
+    if (!isTlsBrokerUrl(mqttConnectUrl)) return {};
     const ca = [tls?.caPem, mqttCa].filter(Boolean).join('') || undefined;
     if (!tls || broker) return { tls: { ca } };
     const name = user ?? RELAY_USER;
