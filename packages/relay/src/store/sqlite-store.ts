@@ -1,10 +1,13 @@
-// The Store on SQLite (better-sqlite3): synchronous, prepared statements, WAL journal.
+// The Store on SQLite (better-sqlite3): prepared statements, WAL journal. The engine below is
+// synchronous; SqliteStore hands its methods out as the async repositories, and runs a
+// transaction's awaits behind a gate that holds every other call until it ends (one connection
+// cannot keep two transactions apart).
 
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
 import { MEMBER_STATES } from './records.js';
-import type { DeviceCertificateRecord, NewDeployment, NewDevice, Store } from './store.js';
+import type { DeviceCertificateRecord, NewDeployment, NewDevice, Repositories, Store, Synchronous } from './store.js';
 import type {
   ModelVersionExtras,
   ApiTokenRecord,
@@ -184,7 +187,8 @@ const toAudit = (r: AuditRow): AuditEntry => ({
 /** A deployment of a deleted model version applies to no device: it is history. */
 const VERSION_EXISTS = 'EXISTS (SELECT 1 FROM models m WHERE m.name = d.model AND m.version = d.version)';
 
-export class SqliteStore implements Store {
+/** The tables and their statements, one synchronous method per query. */
+class SqliteEngine {
   readonly #db: Database.Database;
   readonly #stmt;
 
@@ -714,7 +718,172 @@ export class SqliteStore implements Store {
     this.#stmt.deleteRollups.run(deviceId);
   }
 
+  /** BEGIN IMMEDIATE … COMMIT around async work (the caller keeps every other call out meanwhile). */
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = await work();
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.#db.inTransaction) this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
   close(): void {
     this.#db.close();
+  }
+}
+
+type SyncRepositories = { [K in keyof Repositories]: Synchronous<Repositories[K]> };
+
+/** The engine's methods, grouped as the repositories. */
+function repositories(e: SqliteEngine): SyncRepositories {
+  return {
+    tokens: {
+      add: (t) => e.addApiToken(t),
+      get: (id) => e.getApiToken(id),
+      list: () => e.listApiTokens(),
+      count: () => e.countApiTokens(),
+      revoke: (id, at) => e.revokeApiToken(id, at),
+      setLastUsed: (id, at) => e.setApiTokenLastUsed(id, at),
+    },
+    enrollment: {
+      addToken: (t) => e.addEnrollToken(t),
+      getToken: (id) => e.getEnrollToken(id),
+      enroll: (tokenId, now, device) => e.enrollDevice(tokenId, now, device),
+    },
+    devices: {
+      get: (id) => e.getDevice(id),
+      secretHash: (id) => e.getDeviceSecretHash(id),
+      certificate: (id) => e.getDeviceCertificate(id),
+      setCertificate: (id, cert, previous) => e.setDeviceCertificate(id, cert, previous),
+      setCertificateRenewBefore: (id, at) => e.setDeviceCertificateRenewBefore(id, at),
+      count: () => e.countDevices(),
+      list: () => e.listDevices(),
+      setLabels: (id, labels) => e.setDeviceLabels(id, labels),
+      remove: (id) => e.removeDevice(id),
+      setOnline: (id, online, at) => e.setDeviceOnline(id, online, at),
+      setReported: (id, reported, at) => e.setDeviceReported(id, reported, at),
+      setTrainingAttached: (id, attached) => e.setDeviceTrainingAttached(id, attached),
+      setCapabilities: (id, accepts, datasets) => e.setDeviceCapabilities(id, accepts, datasets),
+    },
+    models: {
+      addVersion: (name, sha256, size, signature, extras) => e.addModelVersion(name, sha256, size, signature, extras),
+      list: () => e.listModels(),
+      versions: (name) => e.listModelVersions(name),
+      get: (name, version) => e.getModelVersion(name, version),
+      deleteVersion: (name, version) => e.deleteModelVersion(name, version),
+      rollouts: (model) => e.modelRollouts(model),
+    },
+    deployments: {
+      create: (d, at) => e.createDeployment(d, at),
+      get: (id) => e.getDeployment(id),
+      info: (id) => e.getDeploymentInfo(id),
+      rolloutCounts: (id) => e.rolloutCounts(id),
+      list: (limit) => e.listDeployments(limit),
+      lastPerVersion: (model) => e.lastDeploymentPerVersion(model),
+      active: (recent) => e.activeDeployments(recent),
+      countByState: () => e.countDeploymentsByState(),
+      forDevice: (deviceId) => e.deploymentsForDevice(deviceId),
+      withSelector: (deviceId) => e.selectorDeployments(deviceId),
+      addRollout: (id, deviceId, at) => e.addRollout(id, deviceId, at),
+      staged: () => e.stagedDeployments(),
+      setRolloutState: (id, deviceId, state, reason, at) => e.setRolloutState(id, deviceId, state, reason, at),
+      setState: (id, state) => e.setDeploymentState(id, state),
+    },
+    artifactRefs: {
+      referenced: (sha256) => e.artifactReferenced(sha256),
+      deviceMayFetch: (deviceId, sha256) => e.deviceMayFetch(deviceId, sha256),
+    },
+    health: {
+      add: (samples, bucketMs, latest) => e.addHealthSamples(samples, bucketMs, latest),
+      samples: (deviceId, since) => e.healthSamples(deviceId, since),
+      rollups: (deviceId, since, until, bucketMs) => e.healthRollups(deviceId, since, until, bucketMs),
+      prune: (samplesBefore, rollupsBefore) => e.pruneHealth(samplesBefore, rollupsBefore),
+      deleteDevice: (deviceId) => e.deleteHealth(deviceId),
+    },
+    jobs: {
+      create: (id, spec, at) => e.createJob(id, spec, at),
+      get: (id) => e.getJob(id),
+      list: (limit) => e.listJobs(limit),
+      inState: (state) => e.jobsInState(state),
+      setState: (id, state, at, error) => e.setJobState(id, state, at, error),
+      setModel: (id, model) => e.setJobModel(id, model),
+      addRuns: (jobId, runs, at) => e.addJobRuns(jobId, runs, at),
+      setRunState: (jobId, rank, state, at, exitCode, error) => e.setJobRunState(jobId, rank, state, at, exitCode, error),
+      appendLogs: (jobId, lines, maxLines) => e.appendJobLogs(jobId, lines, maxLines),
+      logs: (jobId, after, limit) => e.jobLogs(jobId, after, limit),
+      addMetrics: (jobId, points) => e.addJobMetrics(jobId, points),
+      metrics: (jobId) => e.jobMetrics(jobId),
+      metricSummary: (jobId) => e.jobMetricSummary(jobId),
+      countRunRecords: (jobId, rank) => e.countRunRecords(jobId, rank),
+      addOutput: (jobId, output) => e.addJobOutput(jobId, output),
+      outputs: (jobId) => e.jobOutputs(jobId),
+      busyTargets: () => e.busyTargets(),
+    },
+    audit: {
+      append: (entry, keep) => e.appendAudit(entry, keep),
+      list: (query) => e.listAudit(query),
+    },
+  };
+}
+
+/** Each method as an async one that first waits for `gate` (an open transaction), when given. */
+function asynchronous(sync: SyncRepositories, gate?: () => Promise<void> | undefined): Repositories {
+  const wrap = <R extends object>(repo: R) =>
+    Object.fromEntries(
+      Object.entries(repo).map(([name, fn]: [string, (...args: unknown[]) => unknown]) => [
+        name,
+        async (...args: unknown[]) => {
+          for (let open = gate?.(); open; open = gate?.()) await open;
+          return fn(...args);
+        },
+      ]),
+    );
+  return Object.fromEntries(Object.entries(sync).map(([name, repo]) => [name, wrap(repo as object)])) as unknown as Repositories;
+}
+
+export class SqliteStore implements Store {
+  readonly kind = 'sqlite';
+  readonly tokens;
+  readonly enrollment;
+  readonly devices;
+  readonly models;
+  readonly deployments;
+  readonly artifactRefs;
+  readonly health;
+  readonly jobs;
+  readonly audit;
+  readonly #engine: SqliteEngine;
+  /** The repositories as a transaction sees them: no gate. */
+  readonly #inside: Repositories;
+  /** Settles when the open transaction ends; undefined when none is open. */
+  #open: Promise<void> | undefined;
+
+  constructor(file: string) {
+    this.#engine = new SqliteEngine(file);
+    const sync = repositories(this.#engine);
+    const outside = asynchronous(sync, () => this.#open);
+    this.#inside = asynchronous(sync);
+    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } = outside);
+  }
+
+  async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    while (this.#open) await this.#open;
+    let end!: () => void;
+    this.#open = new Promise((resolve) => (end = resolve));
+    try {
+      return await this.#engine.transaction(() => work(this.#inside));
+    } finally {
+      this.#open = undefined;
+      end();
+    }
+  }
+
+  async close(): Promise<void> {
+    while (this.#open) await this.#open;
+    this.#engine.close();
   }
 }

@@ -1,5 +1,6 @@
-// The relay's persistent state. SQLite is the embedded implementation; the interface is what
-// the rest of the relay depends on, so another database can implement it later.
+// The relay's persistent state, as repositories per aggregate. Every method is asynchronous so
+// that a networked database (PostgreSQL) can implement it; SQLite is the embedded default.
+// Work that must see one state and change it as a whole runs in `store.transaction`.
 
 import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
 import type {
@@ -58,116 +59,164 @@ export interface NewDeployment {
   initialState?: 'pending' | 'waiting';
 }
 
-export interface Store {
-  // tokens
-  addApiToken(token: NewApiToken): ApiTokenRecord;
-  getApiToken(id: string): ApiTokenRecord | undefined;
+export interface ApiTokenRepository {
+  add(token: NewApiToken): Promise<ApiTokenRecord>;
+  get(id: string): Promise<ApiTokenRecord | undefined>;
   /** Every API token, revoked and expired ones included, oldest first. */
-  listApiTokens(): ApiTokenRecord[];
+  list(): Promise<ApiTokenRecord[]>;
   /** Ever made, revoked ones included (none: the first start makes the admin token). */
-  countApiTokens(): number;
+  count(): Promise<number>;
   /** False when it was revoked already (or does not exist). */
-  revokeApiToken(id: string, at: number): boolean;
-  setApiTokenLastUsed(id: string, at: number): void;
-  addEnrollToken(token: EnrollTokenRecord): void;
-  getEnrollToken(id: string): EnrollTokenRecord | undefined;
+  revoke(id: string, at: number): Promise<boolean>;
+  setLastUsed(id: string, at: number): Promise<void>;
+}
+
+export interface EnrollmentRepository {
+  addToken(token: EnrollTokenRecord): Promise<void>;
+  getToken(id: string): Promise<EnrollTokenRecord | undefined>;
   /** Marks the token used and creates the device, atomically; false when it was used or expired meanwhile. */
-  enrollDevice(tokenId: string, now: number, device: NewDevice): boolean;
+  enroll(tokenId: string, now: number, device: NewDevice): Promise<boolean>;
+}
 
-  // devices
-  getDevice(id: string): DeviceRecord | undefined;
-  getDeviceSecretHash(id: string): string | undefined;
+export interface DeviceRepository {
+  get(id: string): Promise<DeviceRecord | undefined>;
+  secretHash(id: string): Promise<string | undefined>;
   /** The serials of the device's certificates that stand: the newest, and the one it replaced. */
-  getDeviceCertificate(id: string): DeviceCertificateRecord | undefined;
+  certificate(id: string): Promise<DeviceCertificateRecord | undefined>;
   /** Records a newly issued certificate and the one that stays good beside it (null: none does). */
-  setDeviceCertificate(id: string, cert: { serial: string; issuedAt: number; expiresAt: number }, previousSerial: string | null): void;
-  setDeviceCertificateRenewBefore(id: string, at: number): void;
-  countDevices(): { online: number; total: number };
-  listDevices(): DeviceRecord[];
-  setDeviceLabels(id: string, labels: Labels): void;
-  removeDevice(id: string): void;
-  setDeviceOnline(id: string, online: boolean, at: number): void;
-  setDeviceReported(id: string, reported: ReportedState, at: number): void;
+  setCertificate(id: string, cert: { serial: string; issuedAt: number; expiresAt: number }, previousSerial: string | null): Promise<void>;
+  setCertificateRenewBefore(id: string, at: number): Promise<void>;
+  count(): Promise<{ online: number; total: number }>;
+  list(): Promise<DeviceRecord[]>;
+  setLabels(id: string, labels: Labels): Promise<void>;
+  /** The device and its rollout rows (its health history is the health repository's). */
+  remove(id: string): Promise<void>;
+  setOnline(id: string, online: boolean, at: number): Promise<void>;
+  setReported(id: string, reported: ReportedState, at: number): Promise<void>;
+  setTrainingAttached(id: string, attached: boolean): Promise<void>;
+  setCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): Promise<void>;
+}
 
-  // models
+export interface ModelRepository {
   /** Registers the next version of a model (or returns the existing one with the same bytes). */
-  addModelVersion(name: string, sha256: string, size: number, signature: ModelSignature, extras?: ModelVersionExtras): { record: ModelVersionRecord; created: boolean };
-  listModels(): ModelSummary[];
-  listModelVersions(name: string): ModelVersionRecord[];
-  getModelVersion(name: string, version?: number): ModelVersionRecord | undefined;
+  addVersion(name: string, sha256: string, size: number, signature: ModelSignature, extras?: ModelVersionExtras): Promise<{ record: ModelVersionRecord; created: boolean }>;
+  list(): Promise<ModelSummary[]>;
+  versions(name: string): Promise<ModelVersionRecord[]>;
+  /** One version, or the latest. */
+  get(name: string, version?: number): Promise<ModelVersionRecord | undefined>;
   /** Forgets a version; its number is never given again. False when there was no such version. */
-  deleteModelVersion(name: string, version: number): boolean;
+  deleteVersion(name: string, version: number): Promise<boolean>;
   /**
    * The rows of a model's deployments that apply or will apply to a device (member states and
    * waiting; not rolled back), newest deployment first. Deleted versions are left out.
    */
-  modelRollouts(model: string): ModelRolloutRecord[];
-  /** Whether any model version, job output or job bundle refers to this file. */
-  artifactReferenced(sha256: string): boolean;
-
-  // deployments
-  createDeployment(deployment: NewDeployment, at: number): DeploymentRecord;
-  getDeployment(id: string): DeploymentRecord | undefined;
-  /** The deployment without its device rows. */
-  getDeploymentInfo(id: string): DeploymentInfo | undefined;
-  /** How many of its devices are in each rollout state. */
-  rolloutCounts(deploymentId: string): Partial<Record<DeviceRolloutState, number>>;
-  listDeployments(limit?: number): DeploymentRecord[];
-  /** The newest deployment of each version of a model (to tell versions that were rolled back). */
-  lastDeploymentPerVersion(model: string): Array<{ id: string; version: number; state: DeploymentState }>;
-  /** Deployments still in progress, and the newest `recent` others. */
-  activeDeployments(recent: number): DeploymentRecord[];
-  countDeploymentsByState(): Record<string, number>;
-  /** Deployments that still apply to a device (see MEMBER_STATES), newest first; not those of deleted versions. */
-  deploymentsForDevice(deviceId: string): DeviceDeployment[];
-  /** Selector deployments that are not canceled or rolled back (nor of a deleted version), with the device's row if it has one. */
-  selectorDeployments(deviceId: string): Array<DeploymentInfo & { rollout: DeviceDeployment['rollout'] | null }>;
-  addRollout(deploymentId: string, deviceId: string, at: number): void;
-  /** In-progress deployments with a staged rollout, oldest first. */
-  stagedDeployments(): DeploymentRecord[];
-  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean;
-  setDeploymentState(deploymentId: string, state: DeploymentState): void;
-  /** Whether the device may fetch this artifact: some deployment to it uses it. */
-  deviceMayFetch(deviceId: string, sha256: string): boolean;
-
-  // health history: raw samples (recent), and rollups (sums per bucket) for the longer range
-  /** One transaction: the samples, their rollups, and each device's latest heartbeat. */
-  addHealthSamples(samples: HealthSample[], bucketMs: number, latest?: Array<{ deviceId: string; health: HealthMessage; at: number }>): void;
-  healthSamples(deviceId: string, sinceMs: number): HealthSample[];
-  healthRollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): HealthSample[];
-  pruneHealth(samplesBefore: number, rollupsBefore: number): void;
-  deleteHealth(deviceId: string): void;
-
-  // training
-  setDeviceTrainingAttached(id: string, attached: boolean): void;
-  setDeviceCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): void;
-  createJob(id: string, spec: JobSpec, at: number): JobRecord;
-  getJob(id: string): JobRecord | undefined;
-  listJobs(limit?: number): JobRecord[];
-  jobsInState(state: JobState): JobRecord[];
-  setJobState(id: string, state: JobState, at: number, error?: string | null): void;
-  setJobModel(id: string, model: { name: string; version: number }): void;
-  addJobRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): void;
-  setJobRunState(jobId: string, rank: number, state: string, at: number, exitCode?: number | null, error?: string | null): boolean;
-  /** Appends lines up to a cap per job; returns how many were kept. */
-  appendJobLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): JobLogLine[];
-  jobLogs(jobId: string, afterSeq: number, limit: number): JobLogLine[];
-  addJobMetrics(jobId: string, points: JobMetricRecord[]): void;
-  jobMetrics(jobId: string): JobMetricRecord[];
-  /** Per metric name: the latest value (and its step), the lowest and the highest. */
-  jobMetricSummary(jobId: string): Array<{ name: string; latest: number; step: number | null; lowest: number; highest: number }>;
-  /** What one run has stored so far, for its quotas. */
-  countRunRecords(jobId: string, rank: number): { logs: number; metrics: number; outputs: number };
-  addJobOutput(jobId: string, output: JobOutputRecord): void;
-  jobOutputs(jobId: string): JobOutputRecord[];
-  /** Device id → job run it is busy with (running jobs), for the scheduler. */
-  busyTargets(): Set<string>;
-
-  // audit log: append-only (no update or delete of an entry; the oldest go past `keep`)
-  /** Appends an entry and drops the oldest past the newest `keep`; returns the entry with its seq. */
-  appendAudit(entry: NewAuditEntry, keep: number): AuditEntry;
-  /** Newest first: entries at or after `since` (ms), before seq `before`, at most `limit`. */
-  listAudit(query: { since?: number; before?: number; limit: number }): AuditEntry[];
-
-  close(): void;
+  rollouts(model: string): Promise<ModelRolloutRecord[]>;
 }
+
+export interface DeploymentRepository {
+  create(deployment: NewDeployment, at: number): Promise<DeploymentRecord>;
+  get(id: string): Promise<DeploymentRecord | undefined>;
+  /** The deployment without its device rows. */
+  info(id: string): Promise<DeploymentInfo | undefined>;
+  /** How many of its devices are in each rollout state. */
+  rolloutCounts(deploymentId: string): Promise<Partial<Record<DeviceRolloutState, number>>>;
+  /** Newest first. */
+  list(limit?: number): Promise<DeploymentRecord[]>;
+  /** The newest deployment of each version of a model (to tell versions that were rolled back). */
+  lastPerVersion(model: string): Promise<Array<{ id: string; version: number; state: DeploymentState }>>;
+  /** Deployments still in progress, and the newest `recent` others. */
+  active(recent: number): Promise<DeploymentRecord[]>;
+  countByState(): Promise<Record<string, number>>;
+  /** Deployments that still apply to a device (see MEMBER_STATES), newest first; not those of deleted versions. */
+  forDevice(deviceId: string): Promise<DeviceDeployment[]>;
+  /** Selector deployments that are not canceled or rolled back (nor of a deleted version), oldest first, with the device's row if it has one. */
+  withSelector(deviceId: string): Promise<Array<DeploymentInfo & { rollout: DeviceDeployment['rollout'] | null }>>;
+  /** Adds the device as pending (or makes its row pending again). */
+  addRollout(deploymentId: string, deviceId: string, at: number): Promise<void>;
+  /** In-progress deployments with a staged rollout, oldest first. */
+  staged(): Promise<DeploymentRecord[]>;
+  /** False when the row was already in that state with that reason (or does not exist). */
+  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): Promise<boolean>;
+  setState(deploymentId: string, state: DeploymentState): Promise<void>;
+}
+
+/** Which stored files are in use, and by whom: they span models, deployments and jobs. */
+export interface ArtifactReferences {
+  /** Whether any model version, job output or job bundle refers to this file. */
+  referenced(sha256: string): Promise<boolean>;
+  /** Whether the device may fetch this file: a deployment to it, its sample, or a job bundle it runs. */
+  deviceMayFetch(deviceId: string, sha256: string): Promise<boolean>;
+}
+
+/** Raw samples (recent), and rollups (sums per bucket) for the longer range. */
+export interface HealthRepository {
+  /** One unit: the samples, their rollups, and each device's latest heartbeat. */
+  add(samples: HealthSample[], bucketMs: number, latest?: Array<{ deviceId: string; health: HealthMessage; at: number }>): Promise<void>;
+  samples(deviceId: string, sinceMs: number): Promise<HealthSample[]>;
+  rollups(deviceId: string, sinceMs: number, untilMs: number, bucketMs: number): Promise<HealthSample[]>;
+  prune(samplesBefore: number, rollupsBefore: number): Promise<void>;
+  deleteDevice(deviceId: string): Promise<void>;
+}
+
+export interface JobRepository {
+  create(id: string, spec: JobSpec, at: number): Promise<JobRecord>;
+  get(id: string): Promise<JobRecord | undefined>;
+  /** Newest first. */
+  list(limit?: number): Promise<JobRecord[]>;
+  /** Oldest first. */
+  inState(state: JobState): Promise<JobRecord[]>;
+  setState(id: string, state: JobState, at: number, error?: string | null): Promise<void>;
+  setModel(id: string, model: { name: string; version: number }): Promise<void>;
+  addRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): Promise<void>;
+  /** False when the run was in that state already (or does not exist). */
+  setRunState(jobId: string, rank: number, state: string, at: number, exitCode?: number | null, error?: string | null): Promise<boolean>;
+  /** Appends lines up to a cap per job; returns the lines kept, with their seq. */
+  appendLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): Promise<JobLogLine[]>;
+  logs(jobId: string, afterSeq: number, limit: number): Promise<JobLogLine[]>;
+  addMetrics(jobId: string, points: JobMetricRecord[]): Promise<void>;
+  metrics(jobId: string): Promise<JobMetricRecord[]>;
+  /** Per metric name: the latest value (and its step), the lowest and the highest. */
+  metricSummary(jobId: string): Promise<Array<{ name: string; latest: number; step: number | null; lowest: number; highest: number }>>;
+  /** What one run has stored so far, for its quotas. */
+  countRunRecords(jobId: string, rank: number): Promise<{ logs: number; metrics: number; outputs: number }>;
+  addOutput(jobId: string, output: JobOutputRecord): Promise<void>;
+  outputs(jobId: string): Promise<JobOutputRecord[]>;
+  /** Device ids with a run of a running job, for the scheduler. */
+  busyTargets(): Promise<Set<string>>;
+}
+
+/** Append-only: no entry is changed or deleted, except the oldest past `keep`. */
+export interface AuditRepository {
+  /** Appends an entry and drops the oldest past the newest `keep`; returns the entry with its seq. */
+  append(entry: NewAuditEntry, keep: number): Promise<AuditEntry>;
+  /** Newest first: entries at or after `since` (ms), before seq `before`, at most `limit`. */
+  list(query: { since?: number; before?: number; limit: number }): Promise<AuditEntry[]>;
+}
+
+/** Everything a unit of work can reach. */
+export interface Repositories {
+  readonly tokens: ApiTokenRepository;
+  readonly enrollment: EnrollmentRepository;
+  readonly devices: DeviceRepository;
+  readonly models: ModelRepository;
+  readonly deployments: DeploymentRepository;
+  readonly artifactRefs: ArtifactReferences;
+  readonly health: HealthRepository;
+  readonly jobs: JobRepository;
+  readonly audit: AuditRepository;
+}
+
+export interface Store extends Repositories {
+  /** `sqlite` or `postgres`: for logs and `/metrics`. */
+  readonly kind: 'sqlite' | 'postgres';
+  /**
+   * Runs `work` as one transaction: it sees one state and its writes land together or not at all
+   * (a throw rolls them back). Calls on the store itself (not `tx`) wait until it is done on
+   * SQLite; on PostgreSQL they run beside it on other connections.
+   */
+  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A repository's methods with their results unwrapped: what a synchronous engine writes. */
+export type Synchronous<R> = { [K in keyof R]: R[K] extends (...args: infer A) => Promise<infer T> ? (...args: A) => T : never };
