@@ -159,8 +159,8 @@ function privateFile(file: string): string {
  * database row, so that a start which fails (or dies) in between leaves no token anyone
  * lacks the file of, and the next start makes and prints one.
  */
-function ensureAdminToken(store: Store, dataDir: string): string | undefined {
-  if (store.countApiTokens() > 0) return undefined;
+async function ensureAdminToken(store: Store, dataDir: string): Promise<string | undefined> {
+  if (await store.tokens.count() > 0) return undefined;
   const id = randomBytes(6).toString('hex');
   const secret = newSecret();
   const token = formatCredential('opa', id, secret);
@@ -168,7 +168,7 @@ function ensureAdminToken(store: Store, dataDir: string): string | undefined {
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
   try {
-    store.addApiToken({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
+    await store.tokens.add({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
   } catch (err) {
     rmSync(file, { force: true });
     throw err;
@@ -215,7 +215,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the disk space checks', () => disk.close());
   const artifactChecks = new ArtifactChecks({ store: artifacts, log, intervalMs: opts.artifactCheckIntervalMs ?? RELAY_DEFAULTS.artifactCheckIntervalMs, firstPassMs: opts.artifactFirstCheckMs });
   // Statuses are retained only in the broker; until a device says otherwise it is offline.
-  for (const d of store.listDevices()) if (d.online) store.setDeviceOnline(d.id, false, d.lastSeen ?? Date.now());
+  for (const d of await store.devices.list()) if (d.online) await store.devices.setOnline(d.id, false, d.lastSeen ?? Date.now());
 
   const events = new FleetEvents(log);
   const history = new HealthHistory(store, log);
@@ -225,11 +225,11 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const audit = new AuditLog(store);
   const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates, audit };
   const stream = new FleetStream({
-    snapshot: () => ({
-      devices: store.listDevices().map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
-      deployments: store.activeDeployments(20).map(deploymentView),
-      jobs: [...store.jobsInState('queued'), ...store.jobsInState('running'), ...store.listJobs(20).filter((j) => j.state !== 'queued' && j.state !== 'running')].map((j) =>
-        jobView(j, store.jobMetricSummary(j.id), store.jobOutputs(j.id)),
+    snapshot: async () => ({
+      devices: (await store.devices.list()).map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
+      deployments: (await store.deployments.active(20)).map(deploymentView),
+      jobs: [...await store.jobs.inState('queued'), ...await store.jobs.inState('running'), ...(await store.jobs.list(20)).filter((j) => j.state !== 'queued' && j.state !== 'running')].map(async (j) =>
+        jobView(j, await store.jobs.metricSummary(j.id), await store.jobs.outputs(j.id)),
       ),
     }),
   });
@@ -313,7 +313,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
   if (own.identity) own.identity.set = (pair) => mqtt.setIdentity(pair);
-  const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: (id) => store.getDevice(id)?.online ?? false });
+  const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: async (id) => (await store.devices.get(id))?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
   undo.add('the requests waiting for device logs', () => deviceLogs.close());
   const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, tls, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
@@ -337,7 +337,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
 
   if (accounts) {
     // Devices enrolled before --mosquitto-dynsec cannot connect: their secrets exist only hashed.
-    const missing = await accounts.missing(store.listDevices().map((d) => d.id));
+    const missing = await accounts.missing((await store.devices.list()).map((d) => d.id));
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
@@ -381,7 +381,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
 
   // Retained desired states may have died with a previous broker: publish them all again, at
   // start and whenever the relay's broker connection is new.
-  const publishFleet = () => eachBounded(store.listDevices().map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
+  const publishFleet = async () => eachBounded((await store.devices.list()).map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
   await publishFleet();
   republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
   await scheduler.start();

@@ -113,7 +113,7 @@ export function runJobProcess(opts: JobProcessOptions): JobProcess {
   };
   const timer = opts.timeoutMs ? setTimeout(() => {
     timedOut = `timed out after ${Math.round(opts.timeoutMs! / 1000)} s; the whole process tree was killed`;
-    killTree();
+    void killTree(); // its sweep is kept in `swept` and awaited when the process ends
   }, opts.timeoutMs) : undefined;
 
   const result = new Promise<JobProcessResult>((resolve) => {

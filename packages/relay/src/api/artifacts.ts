@@ -35,7 +35,7 @@ export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promi
       const caller = request.caller!;
       const notFound = new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `no artifact ${sha256} for this caller`);
       // A device sees only what is deployed to it; it cannot even learn whether other files exist.
-      if (caller.kind === 'device' && !ctx.store.deviceMayFetch(caller.deviceId, sha256)) throw notFound;
+      if (caller.kind === 'device' && !await ctx.store.artifactRefs.deviceMayFetch(caller.deviceId, sha256)) throw notFound;
       const size = await artifacts.size(sha256);
       if (size === undefined) throw artifacts.quarantined(sha256) ? corruptArtifact(sha256) : notFound;
 

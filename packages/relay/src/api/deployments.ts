@@ -82,7 +82,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   app.get<{ Querystring: { limit?: string } }>(
     '/v1/deployments',
     { config: { access: 'viewer' }, schema: { querystring: { type: 'object', properties: { limit: { type: 'string', pattern: '^([1-9][0-9]{0,2}|1000)$' } } } } },
-    async (request) => ({ deployments: ctx.store.listDeployments(Number(request.query.limit ?? 100)).map(deploymentView) }),
+    async (request) => ({ deployments: (await ctx.store.deployments.list(Number(request.query.limit ?? 100))).map(deploymentView) }),
   );
 
   // One deployment, with what a person asks of a staged rollout: stage, canary, windows, why.
@@ -91,7 +91,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     const view = deploymentView(d);
     const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
     // Names from one read of the registry, not one query per device of a big rollout.
-    const names = new Map(ctx.store.listDevices().map((dev) => [dev.id, dev.name]));
+    const names = new Map((await ctx.store.devices.list()).map((dev) => [dev.id, dev.name]));
     return {
       ...view,
       ...(explained ? { stage: explained.stage, canary: explained.canary } : {}),

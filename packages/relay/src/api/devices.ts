@@ -12,7 +12,7 @@ import type { ApiDeps } from './server.js';
 export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx } = deps;
 
-  app.get('/v1/devices', { config: { access: 'viewer' } }, async () => ({ devices: ctx.store.listDevices().map((d) => viewDevice(ctx, d)) }));
+  app.get('/v1/devices', { config: { access: 'viewer' } }, async () => ({ devices: (await ctx.store.devices.list()).map((d) => viewDevice(ctx, d)) }));
 
   app.get<{ Params: { id: string } }>('/v1/devices/:id', { config: { access: 'viewer' }, schema: { params: deviceParams } }, async (request) => {
     const device = requireDevice(ctx, request.params.id);

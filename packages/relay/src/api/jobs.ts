@@ -68,7 +68,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
   );
 
-  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: ctx.store.listJobs(200).map((j) => scheduler.summary(j.id)) }));
+  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: (await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id)) }));
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
 
@@ -80,14 +80,14 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
     async (request) => {
       const job = scheduler.require(request.params.id);
-      const lines = ctx.store.jobLogs(job.id, Number(request.query.after ?? 0), Math.min(10_000, Number(request.query.limit ?? 1000)));
+      const lines = await ctx.store.jobs.logs(job.id, Number(request.query.after ?? 0), Math.min(10_000, Number(request.query.limit ?? 1000)));
       return { jobId: job.id, state: job.state, lines };
     },
   );
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id/metrics', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
     const job = scheduler.require(request.params.id);
-    return { jobId: job.id, points: ctx.store.jobMetrics(job.id) };
+    return { jobId: job.id, points: await ctx.store.jobs.metrics(job.id) };
   });
 
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', { config: { access: 'deployer', audit: 'job.cancel' }, schema: { params: idParams } }, async (request) => {

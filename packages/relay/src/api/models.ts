@@ -77,7 +77,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
         if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
         const { signature, selfTest } = await probeAndSelfTest(staged.path, name, sampleSha && artifacts.path(sampleSha));
         // A new version that breaks callers is a decision, not an accident.
-        const previous = ctx.store.getModelVersion(name);
+        const previous = await ctx.store.models.get(name);
         const changes = previous && previous.sha256 !== staged.sha256 ? signatureChanges(previous.signature, signature) : [];
         if (changes.length > 0 && request.query.allowSignatureChange !== 'true') {
           throw new OutpostError('OUTPOST_ERR_SIGNATURE_CHANGED', `the new version's signature differs from ${name}:${previous!.version}'s: ${changes.join('; ')}; push with --allow-signature-change if that is meant`);
@@ -86,7 +86,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
         await staged.commit();
         deps.artifactChecks.pushed(staged.sha256, wasQuarantined);
         const sample = sampleSha ? { sha256: sampleSha, size: sampleSize! } : undefined;
-        const { record, created } = ctx.store.addModelVersion(name, staged.sha256, staged.size, signature, { sample, selfTest });
+        const { record, created } = await ctx.store.models.addVersion(name, staged.sha256, staged.size, signature, { sample, selfTest });
         request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created, selfTest }, 'model version registered');
         auditTarget(request, `${record.name}:${record.version}`, { sha256: record.sha256, size: record.size, created });
         reply.status(created ? 201 : 200);
@@ -99,11 +99,11 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
   );
 
   app.get('/v1/models', { config: { access: 'viewer' } }, async () => ({
-    models: ctx.store.listModels().map((m) => ({ ...m, updatedAt: new Date(m.updatedAt).toISOString() })),
+    models: (await ctx.store.models.list()).map((m) => ({ ...m, updatedAt: new Date(m.updatedAt).toISOString() })),
   }));
 
   app.get<{ Params: { name: string } }>('/v1/models/:name', { config: { access: 'viewer' }, schema: { params: nameParams } }, async (request) => {
-    const versions = ctx.store.listModelVersions(request.params.name);
+    const versions = await ctx.store.models.versions(request.params.name);
     if (versions.length === 0) throw modelNotFound(ctx, request.params.name, undefined, 'list them with outpost-relay models list');
     return { name: request.params.name, versions: versions.map((v) => modelVersionView(v, artifacts.fileState(v.sha256))) };
   });
@@ -118,7 +118,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     },
     async (request) => {
       const { name, version } = request.params;
-      const record = ctx.store.getModelVersion(name, version === 'latest' ? undefined : Number(version));
+      const record = await ctx.store.models.get(name, version === 'latest' ? undefined : Number(version));
       if (!record) throw modelNotFound(ctx, name, version === 'latest' ? undefined : Number(version), 'list them with outpost-relay models list');
       return modelVersionView(record, artifacts.fileState(record.sha256));
     },

@@ -10,9 +10,9 @@ import type { DeviceRecord } from '../store/records.js';
 export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, scheduler } = deps;
 
-  const running = () => {
+  const running = async () => {
     const byTarget = new Map<string, string>();
-    for (const job of ctx.store.jobsInState('running')) for (const r of job.runs) if (['starting', 'running'].includes(r.state)) byTarget.set(r.target, job.id);
+    for (const job of await ctx.store.jobs.inState('running')) for (const r of job.runs) if (['starting', 'running'].includes(r.state)) byTarget.set(r.target, job.id);
     return byTarget;
   };
   const deviceTarget = (d: DeviceRecord, busy: Map<string, string>) => ({
@@ -33,7 +33,7 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     return {
       targets: [
         { name: 'local', kind: 'local', online: true, deploys: false, trains: true, attached: true, acceptsTraining: true, datasets: Object.keys(deps.localDatasets), running: busy.get('local') ?? null },
-        ...ctx.store.listDevices().map((d) => deviceTarget(d, busy)),
+        ...(await ctx.store.devices.list()).map((d) => deviceTarget(d, busy)),
       ],
     };
   });
@@ -42,10 +42,10 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { config: { access: 'admin', audit: `target.${action}` }, schema: { params: deviceParams } }, async (request) => {
       const { id } = requireDevice(ctx, request.params.id);
       auditTarget(request, id);
-      ctx.store.setDeviceTrainingAttached(id, attached);
+      await ctx.store.devices.setTrainingAttached(id, attached);
       ctx.log.info({ deviceId: id, attached }, attached ? 'device attached for training' : 'device detached from training');
       scheduler.onTargetsChanged();
-      return deviceTarget(ctx.store.getDevice(id)!, running());
+      return deviceTarget((await ctx.store.devices.get(id))!, running());
     });
   }
 }

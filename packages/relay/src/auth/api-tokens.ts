@@ -70,7 +70,7 @@ export class ApiTokens {
   }
 
   /** Makes a token; its secret is in the answer and nowhere else. */
-  create(req: { name: string; role: Role; ttlMs?: number }): { token: string; view: ApiTokenView } {
+  async create(req: { name: string; role: Role; ttlMs?: number }): Promise<{ token: string; view: ApiTokenView }> {
     const problem = tokenNameProblem(req.name);
     if (problem) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', problem);
     if (req.ttlMs !== undefined && !(req.ttlMs > 0 && req.ttlMs <= MAX_TOKEN_TTL_MS)) {
@@ -78,24 +78,24 @@ export class ApiTokens {
     }
     const now = this.#now();
     // Synchronous from this check to the insert: no other request runs in between.
-    const taken = this.#store.listApiTokens().find((t) => t.name === req.name && live(t, now));
+    const taken = (await this.#store.tokens.list()).find((t) => t.name === req.name && live(t, now));
     if (taken) throw new OutpostError('OUTPOST_ERR_CONFLICT', `a live token is named ${req.name} already (${taken.id}, ${taken.role}): pick another name, or revoke it first (outpost-relay tokens revoke ${req.name})`);
     const id = randomBytes(6).toString('hex');
     const secret = newSecret();
-    const record = this.#store.addApiToken({ id, name: req.name, hash: hashSecret(secret), role: req.role, expiresAt: req.ttlMs === undefined ? null : now + req.ttlMs });
+    const record = await this.#store.tokens.add({ id, name: req.name, hash: hashSecret(secret), role: req.role, expiresAt: req.ttlMs === undefined ? null : now + req.ttlMs });
     return { token: formatCredential('opa', id, secret), view: apiTokenView(record, now) };
   }
 
-  list(): ApiTokenView[] {
+  async list(): Promise<ApiTokenView[]> {
     const now = this.#now();
-    return this.#store.listApiTokens().map((t) => apiTokenView(t, now));
+    return (await this.#store.tokens.list()).map((t) => apiTokenView(t, now));
   }
 
   /** A token by id, or by the name of a live one (a revoked token's name may be in use again). */
-  find(ref: string): ApiTokenRecord {
-    const byId = this.#store.getApiToken(ref);
+  async find(ref: string): Promise<ApiTokenRecord> {
+    const byId = await this.#store.tokens.get(ref);
     if (byId) return byId;
-    const all = this.#store.listApiTokens();
+    const all = await this.#store.tokens.list();
     const now = this.#now();
     const named = all.filter((t) => t.name === ref);
     const chosen = named.find((t) => live(t, now)) ?? named.at(-1);
@@ -105,12 +105,12 @@ export class ApiTokens {
   }
 
   /** Revokes at once; revoking a revoked token again changes nothing. */
-  revoke(ref: string): ApiTokenView {
+  async revoke(ref: string): Promise<ApiTokenView> {
     const token = this.find(ref);
     const now = this.#now();
     if (token.revokedAt !== null) return apiTokenView(token, now);
     if (token.role === 'admin' && token.expiresAt === null) {
-      const others = this.#store.listApiTokens().filter((t) => t.id !== token.id && t.role === 'admin' && t.expiresAt === null && t.revokedAt === null);
+      const others = (await this.#store.tokens.list()).filter((t) => t.id !== token.id && t.role === 'admin' && t.expiresAt === null && t.revokedAt === null);
       if (others.length === 0) {
         throw new OutpostError(
           'OUTPOST_ERR_CONFLICT',
@@ -118,9 +118,9 @@ export class ApiTokens {
         );
       }
     }
-    this.#store.revokeApiToken(token.id, now);
+    await this.#store.tokens.revoke(token.id, now);
     for (const listener of this.#revoked) listener(token.id);
-    return apiTokenView(this.#store.getApiToken(token.id)!, now);
+    return apiTokenView((await this.#store.tokens.get(token.id))!, now);
   }
 
   /** Called with a token's id when it is revoked (the fleet stream closes its sockets). */
@@ -132,21 +132,21 @@ export class ApiTokens {
    * The caller an `opa_…` credential names: undefined when it is not one, or no token matches
    * it; a 401 naming why for a token that matches but was revoked or has expired.
    */
-  authenticate(text: string): TokenCaller | undefined {
+  async authenticate(text: string): Promise<TokenCaller | undefined> {
     const cred = parseCredential('opa', text);
     if (!cred) return undefined;
-    const token = this.#store.getApiToken(cred.id);
+    const token = await this.#store.tokens.get(cred.id);
     if (!token || !secretMatches(cred.secret, token.hash)) return undefined;
     const now = this.#now();
     if (token.revokedAt !== null) throw unauthorized(`token ${token.name} was revoked at ${iso(token.revokedAt)}: ask an admin for a new one (outpost-relay tokens create)`);
     if (token.expiresAt !== null && token.expiresAt <= now) throw unauthorized(`token ${token.name} expired at ${iso(token.expiresAt)}: ask an admin for a new one (outpost-relay tokens create)`);
-    if (token.lastUsedAt === null || now - token.lastUsedAt >= LAST_USED_RESOLUTION_MS) this.#store.setApiTokenLastUsed(token.id, now);
+    if (token.lastUsedAt === null || now - token.lastUsedAt >= LAST_USED_RESOLUTION_MS) await this.#store.tokens.setLastUsed(token.id, now);
     return { kind: 'token', id: token.id, name: token.name, role: token.role, expiresAt: token.expiresAt };
   }
 
   /** Whether a token still authenticates: not revoked, not expired. */
-  isLive(tokenId: string): boolean {
-    const token = this.#store.getApiToken(tokenId);
+  async isLive(tokenId: string): Promise<boolean> {
+    const token = await this.#store.tokens.get(tokenId);
     return token !== undefined && live(token, this.#now());
   }
 }

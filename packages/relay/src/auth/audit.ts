@@ -89,7 +89,7 @@ export class AuditLog {
   }
 
   /** Records an entry; undefined when it was a refusal left out (see above). */
-  record(r: AuditRecord): AuditEntry | undefined {
+  async record(r: AuditRecord): Promise<AuditEntry | undefined> {
     const now = this.#now();
     let detail = r.detail ?? null;
     if (r.outcome === 'refused' || (r.outcome === 'failed' && r.actor.kind === 'device')) {
@@ -103,11 +103,11 @@ export class AuditLog {
       if (last?.leftOut) detail = { ...detail, leftOut: last.leftOut };
       this.#refused.set(key, { at: now, leftOut: 0 });
     }
-    return this.#store.appendAudit({ ts: now, actor: r.actor, action: r.action, target: r.target, outcome: r.outcome, status: r.status ?? null, address: r.address ?? null, detail }, this.#keep);
+    return await this.#store.audit.append({ ts: now, actor: r.actor, action: r.action, target: r.target, outcome: r.outcome, status: r.status ?? null, address: r.address ?? null, detail }, this.#keep);
   }
 
   /** Newest first. */
-  list(query: { since?: number; before?: number; limit?: number } = {}): AuditView[] {
-    return this.#store.listAudit({ since: query.since, before: query.before, limit: Math.min(query.limit ?? 100, AUDIT_MAX_LIMIT) }).map(auditView);
+  async list(query: { since?: number; before?: number; limit?: number } = {}): Promise<AuditView[]> {
+    return (await this.#store.audit.list({ since: query.since, before: query.before, limit: Math.min(query.limit ?? 100, AUDIT_MAX_LIMIT) })).map(auditView);
   }
 }

@@ -42,10 +42,10 @@ export function matchesSelector(labels: Labels, selector: Labels): boolean {
  * deployment ended rolled-back), then the newest one that was not, saying so. A rolled-back
  * version goes out again only when it is named.
  */
-function chooseVersion(ctx: FleetContext, name: string): { model: ModelVersionRecord; notice?: string } {
-  const versions = ctx.store.listModelVersions(name).sort((a, b) => b.version - a.version);
+async function chooseVersion(ctx: FleetContext, name: string): Promise<{ model: ModelVersionRecord; notice?: string }> {
+  const versions = (await ctx.store.models.versions(name)).sort((a, b) => b.version - a.version);
   if (versions.length === 0) throw modelNotFound(ctx, name, undefined, `push it first (outpost-relay models push FILE --name ${name})`);
-  const rolledBack = new Map(ctx.store.lastDeploymentPerVersion(name).filter((d) => d.state === 'rolled-back').map((d) => [d.version, d.id]));
+  const rolledBack = new Map((await ctx.store.deployments.lastPerVersion(name)).filter((d) => d.state === 'rolled-back').map((d) => [d.version, d.id]));
   const model = versions.find((v) => !rolledBack.has(v.version));
   const latest = versions[0]!;
   if (!model) throw new OutpostError('OUTPOST_ERR_CONFLICT', `every version of "${name}" was rolled back; name the one to deploy again (outpost-relay deploy ${name}:${latest.version})`);
@@ -59,7 +59,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   let notice: string | undefined;
   if (req.version === undefined) ({ model, notice } = chooseVersion(ctx, req.model));
   else {
-    model = ctx.store.getModelVersion(req.model, req.version);
+    model = await ctx.store.models.get(req.model, req.version);
     if (!model) throw modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
   }
   if (model.selfTest && !model.selfTest.ok && req.serving?.selfTest !== 'off' && !req.force) {
@@ -73,7 +73,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (!req.selector && !req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID or NAME) or a selector (--selector k=v)');
   // Devices named by id or name; the same device twice is one row.
   const deviceIds = req.selector
-    ? ctx.store.listDevices().filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
+    ? (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
     : [...new Set(requireDevices(ctx, req.devices!).map((d) => d.id))];
   if (req.selector && deviceIds.length === 0 && !req.allowEmpty) {
     throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
@@ -82,18 +82,18 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   const id = `dep_${randomBytes(6).toString('hex')}`;
   // A staged rollout starts with every device waiting; the rollout controller releases them.
   const staged = req.strategy && (req.strategy.kind === 'rolling' || req.strategy.canary > 0 || req.strategy.healthWindowMs > 0 || req.strategy.failureThreshold !== null);
-  ctx.store.createDeployment(
+  await ctx.store.deployments.create(
     { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector, strategy: staged ? req.strategy : undefined, serving: req.serving && Object.keys(req.serving).length > 0 ? req.serving : undefined, initialState: staged ? 'waiting' : 'pending' },
     ctx.now(),
   );
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
-  ctx.events.emit({ type: 'deployment.created', deployment: deploymentView(ctx.store.getDeployment(id)!) });
+  ctx.events.emit({ type: 'deployment.created', deployment: deploymentView((await ctx.store.deployments.get(id))!) });
   // The call is answered at once; thousands of desired states go out behind it, a bounded
   // number at a time (a failed publish is logged; the relay republishes on every reconnect).
   if (!staged) background(ctx.log, `publishing deployment ${id}`, converge(ctx, deviceIds).then(() => refreshDeploymentState(ctx, id)));
   refreshDeploymentState(ctx, id);
   if (notice) ctx.log.info({ deploymentId: id }, notice);
-  return { deployment: ctx.store.getDeployment(id)!, ...(notice ? { notice } : {}) };
+  return { deployment: (await ctx.store.deployments.get(id))!, ...(notice ? { notice } : {}) };
 }
 
 /** Publishes the devices' desired states and counts what they already report. */
@@ -101,7 +101,7 @@ export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): 
   await eachBounded([...deviceIds], PUBLISH_CONCURRENCY, async (deviceId) => {
     await publishDesiredState(ctx, deviceId);
     // A device that already serves these bytes reports nothing new; count what it last said.
-    const reported = ctx.store.getDevice(deviceId)?.reported;
+    const reported = (await ctx.store.devices.get(deviceId))?.reported;
     applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
   });
 }
@@ -124,15 +124,15 @@ async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 
   for (const x of d.devices) {
     if (!(MEMBER_STATES.has(x.state) || x.state === 'waiting') || !leaves(x.state)) continue;
     // A failed device keeps the reason it failed; it explains the rollback.
-    ctx.store.setRolloutState(id, x.deviceId, state, x.reason, now);
+    await ctx.store.deployments.setRolloutState(id, x.deviceId, state, x.reason, now);
     ctx.events.emit({ type: 'deployment.progress', deploymentId: id, deviceId: x.deviceId, state, reason: x.reason });
     touched.push(x.deviceId);
   }
-  ctx.store.setDeploymentState(id, state);
+  await ctx.store.deployments.setState(id, state);
   ctx.events.emit({ type: 'deployment.state', deploymentId: id, state });
   ctx.log.info({ deploymentId: id, state, devices: touched.length }, state === 'canceled' ? 'deployment canceled' : 'deployment rolled back');
   await converge(ctx, touched);
-  return ctx.store.getDeployment(id)!;
+  return (await ctx.store.deployments.get(id))!;
 }
 
 /**
@@ -140,19 +140,19 @@ async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 
  * it joins those it now matches and leaves those it no longer matches.
  */
 export async function syncSelectorMembership(ctx: FleetContext, deviceId: string): Promise<void> {
-  const device = ctx.store.getDevice(deviceId);
+  const device = await ctx.store.devices.get(deviceId);
   if (!device) return;
   const now = ctx.now();
   let changed = false;
-  for (const d of ctx.store.selectorDeployments(deviceId)) {
+  for (const d of await ctx.store.deployments.withSelector(deviceId)) {
     const row = d.rollout;
     const member = row !== null && MEMBER_STATES.has(row.state);
     const matches = matchesSelector(device.labels, d.selector!);
     if (matches && !member && row?.state !== 'canceled' && row?.state !== 'rolled-back') {
-      ctx.store.addRollout(d.id, deviceId, now);
+      await ctx.store.deployments.addRollout(d.id, deviceId, now);
       ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'pending', reason: null });
     } else if (!matches && member) {
-      ctx.store.setRolloutState(d.id, deviceId, 'removed', 'no longer matches the selector', now);
+      await ctx.store.deployments.setRolloutState(d.id, deviceId, 'removed', 'no longer matches the selector', now);
       ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'removed', reason: 'no longer matches the selector' });
     } else {
       continue;
@@ -163,8 +163,8 @@ export async function syncSelectorMembership(ctx: FleetContext, deviceId: string
   if (changed) await converge(ctx, [deviceId]);
 }
 
-export function requireDeployment(ctx: FleetContext, id: string): DeploymentRecord {
-  const d = ctx.store.getDeployment(id);
+export async function requireDeployment(ctx: FleetContext, id: string): Promise<DeploymentRecord> {
+  const d = await ctx.store.deployments.get(id);
   if (!d) throw new OutpostError('OUTPOST_ERR_DEPLOYMENT_NOT_FOUND', `no deployment "${id}": list them with outpost-relay deployments list`);
   return d;
 }

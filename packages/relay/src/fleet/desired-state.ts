@@ -12,12 +12,12 @@ export function effectiveDeployments<D extends DeploymentInfo>(deployments: D[])
   return [...byModel.values()];
 }
 
-export function desiredStateFor(ctx: FleetContext, deviceId: string): DesiredState {
-  const models: DesiredModel[] = effectiveDeployments(ctx.store.deploymentsForDevice(deviceId)).map((d) => {
-    const model = ctx.store.getModelVersion(d.model, d.version)!;
+export async function desiredStateFor(ctx: FleetContext, deviceId: string): Promise<DesiredState> {
+  const models: DesiredModel[] = effectiveDeployments(await ctx.store.deployments.forDevice(deviceId)).map(async (d) => {
+    const model = (await ctx.store.models.get(d.model, d.version))!;
     return { name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) };
   });
-  const renewBefore = ctx.store.getDeviceCertificate(deviceId)?.renewBefore;
+  const renewBefore = (await ctx.store.devices.certificate(deviceId))?.renewBefore;
   return { revision: ctx.now(), models, ...(renewBefore ? { renewCertificateIssuedBefore: renewBefore } : {}) };
 }
 
@@ -26,8 +26,8 @@ export async function publishDesiredState(ctx: FleetContext, deviceId: string): 
 }
 
 /** Why a device has what it has: per model, the deployment it follows and the others. */
-export function explainDevice(ctx: FleetContext, deviceId: string): Array<{ model: string; deploymentId: string; version: number; why: string }> {
-  const all = ctx.store.deploymentsForDevice(deviceId);
+export async function explainDevice(ctx: FleetContext, deviceId: string): Promise<Array<{ model: string; deploymentId: string; version: number; why: string }>> {
+  const all = await ctx.store.deployments.forDevice(deviceId);
   return effectiveDeployments(all).map((d) => {
     const others = all.filter((x) => x.model === d.model && x.id !== d.id).length;
     const how = d.selector ? `its labels match ${formatLabels(d.selector)}` : 'it was named';

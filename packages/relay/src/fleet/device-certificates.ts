@@ -18,8 +18,8 @@ export interface IssuedDeviceCertificate {
 }
 
 /** Undefined when the certificate stands, else why not. */
-export function certificateStands(store: Store, deviceId: string, serial: string): string | undefined {
-  const cert = store.getDeviceCertificate(deviceId);
+export async function certificateStands(store: Store, deviceId: string, serial: string): Promise<string | undefined> {
+  const cert = await store.devices.certificate(deviceId);
   if (!cert) return `device ${deviceId} no longer exists (removed): its certificate is revoked`;
   if (cert.serial !== serial && cert.previousSerial !== serial) return `this certificate of ${deviceId} was replaced by a newer one`;
   return undefined;
@@ -45,10 +45,10 @@ export async function signDeviceCertificate(ctx: FleetContext, deviceId: string,
  * disconnected, so it comes back with the new key, and a copied old key is worth nothing.
  */
 export async function renewDeviceCertificate(ctx: FleetContext, deviceId: string, csr: string, renewedWith: string | undefined): Promise<IssuedDeviceCertificate> {
-  const current = ctx.store.getDeviceCertificate(deviceId);
+  const current = await ctx.store.devices.certificate(deviceId);
   const rotating = (current?.renewBefore ?? 0) > (current?.issuedAt ?? 0);
   const { issued, serial, notAfter } = await signDeviceCertificate(ctx, deviceId, csr);
-  ctx.store.setDeviceCertificate(deviceId, { serial, issuedAt: ctx.now(), expiresAt: notAfter }, rotating ? null : (renewedWith ?? null));
+  await ctx.store.devices.setCertificate(deviceId, { serial, issuedAt: ctx.now(), expiresAt: notAfter }, rotating ? null : (renewedWith ?? null));
   ctx.log.info({ deviceId, serial, expiresAt: issued.expiresAt, rotated: rotating }, 'device certificate renewed');
   if (rotating) setImmediate(() => ctx.disconnectDevice?.(deviceId));
   return issued;
@@ -63,7 +63,7 @@ export async function rotateDeviceCertificate(ctx: FleetContext, ref: string): P
   if (!ctx.tls) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'this relay runs with --insecure: devices have no certificates to rotate');
   const device = requireDevice(ctx, ref);
   const at = ctx.now();
-  ctx.store.setDeviceCertificateRenewBefore(device.id, at);
+  await ctx.store.devices.setCertificateRenewBefore(device.id, at);
   await publishDesiredState(ctx, device.id);
   ctx.log.info({ deviceId: device.id }, 'device certificate rotation asked for');
   return { deviceId: device.id, requestedAt: new Date(at).toISOString() };

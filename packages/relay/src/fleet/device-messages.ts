@@ -18,9 +18,9 @@ function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, device
   };
 }
 
-function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): void {
+async function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): Promise<void> {
   const now = ctx.now();
-  ctx.store.setDeviceOnline(deviceId, online, now);
+  await ctx.store.devices.setOnline(deviceId, online, now);
   ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString() });
   // Two agents on one identity go offline and online every few seconds; the problem was logged once.
   if (ctx.duplicates.problem(deviceId, now)) ctx.log.debug({ deviceId, online }, message);
@@ -30,13 +30,13 @@ function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message
 const parseLogsAnswer = messageParser(LogsAnswer);
 
 const HANDLERS: Record<string, Handler> = {
-  status: handler(messageParser(StatusMessage), (ctx, deviceId, m) => {
+  status: handler(messageParser(StatusMessage), async (ctx, deviceId, m) => {
     // Every online counts here, news or not: two agents' clocks (so sessions) need not agree.
     if (m.online && m.instance) noteAgentInstance(ctx, deviceId, m.instance);
     // A late will of an earlier connection is not news (see fleet/presence.ts).
     if (!ctx.presence.status(deviceId, m)) return;
     setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
-    if (m.online) ctx.store.setDeviceCapabilities(deviceId, m.training === true, m.datasets ?? []);
+    if (m.online) await ctx.store.devices.setCapabilities(deviceId, m.training === true, m.datasets ?? []);
     ctx.jobs?.onTargetsChanged();
   }),
   'jobs-reported': handler(messageParser(JobsReported), (ctx, deviceId, m) => {
@@ -48,14 +48,14 @@ const HANDLERS: Record<string, Handler> = {
     const result = parseLogsAnswer.parse(payload);
     return result.ok ? ctx.deviceLogs.onAnswer(deviceId, result.value, payload.length) : result.reason;
   },
-  reported: handler(messageParser(ReportedState), (ctx, deviceId, m) => {
-    ctx.store.setDeviceReported(deviceId, m, ctx.now());
+  reported: handler(messageParser(ReportedState), async (ctx, deviceId, m) => {
+    await ctx.store.devices.setReported(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
     applyReportedState(ctx, deviceId, m);
   }),
   health: handler(messageParser(HealthMessage), (ctx, deviceId, m) => {
     // Only a connected device's heartbeat is delivered: it proves the device online.
-    if (ctx.presence.heartbeat(deviceId, () => ctx.store.getDevice(deviceId)?.online ?? false)) setOnline(ctx, deviceId, true, 'device online (its heartbeat arrived)');
+    if (ctx.presence.heartbeat(deviceId, async () => (await ctx.store.devices.get(deviceId))?.online ?? false)) setOnline(ctx, deviceId, true, 'device online (its heartbeat arrived)');
     // Stored by the health history's once-a-second transaction, not one write per heartbeat.
     ctx.history.record(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.health', deviceId, health: m });
@@ -78,13 +78,13 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
   const throttle = new LogThrottle(60_000, ctx.now);
   return {
     stats,
-    route(topic, payload) {
+    async route(topic, payload) {
       stats.received++;
       const parsed = parseDeviceTopic(topic);
       // `desired`, `jobs` and `logs-request` are the relay's own messages coming back; an empty payload clears a retained one.
       if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
       if (parsed.leaf === 'notice') {
-        if (ctx.store.getDeviceSecretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
+        if (await ctx.store.devices.secretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
         return;
       }
       const handle = HANDLERS[parsed.leaf];
@@ -94,7 +94,7 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
         if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, suppressed: told.suppressed }, 'message on an unknown device topic dropped');
         return;
       }
-      if (!ctx.store.getDeviceSecretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
+      if (!await ctx.store.devices.secretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
       try {
         const refused = handle(ctx, parsed.deviceId, payload);
         if (refused) {

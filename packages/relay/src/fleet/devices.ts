@@ -13,14 +13,14 @@ const LIST_HINT = 'list them with outpost-relay devices list';
  * refused with their ids, and one no device has gets the nearest names and ids as a hint.
  * `hint` says where to look (for job targets: local, a device, or a selector).
  */
-export function requireDevice(ctx: FleetContext, ref: string, hint = LIST_HINT): DeviceRecord {
-  return ctx.store.getDevice(ref) ?? byName(ref, ctx.store.listDevices(), hint);
+export async function requireDevice(ctx: FleetContext, ref: string, hint = LIST_HINT): Promise<DeviceRecord> {
+  return await ctx.store.devices.get(ref) ?? byName(ref, await ctx.store.devices.list(), hint);
 }
 
 /** Several at once (a deployment's devices): the device list is read once, not once per name. */
 export function requireDevices(ctx: FleetContext, refs: string[]): DeviceRecord[] {
   let all: DeviceRecord[] | undefined;
-  return refs.map((ref) => ctx.store.getDevice(ref) ?? byName(ref, (all ??= ctx.store.listDevices()), LIST_HINT));
+  return refs.map(async (ref) => await ctx.store.devices.get(ref) ?? byName(ref, (all ??= await ctx.store.devices.list()), LIST_HINT));
 }
 
 function byName(ref: string, all: DeviceRecord[], hint: string): DeviceRecord {
@@ -40,7 +40,7 @@ export function viewDevice(ctx: FleetContext, d: DeviceRecord) {
 }
 
 /** Sets labels (`k: v`, already checked) and removes those whose value is null, like `kubectl label k-`. */
-export function labelDevice(ctx: FleetContext, ref: string, changes: Record<string, string | null>): DeviceRecord {
+export async function labelDevice(ctx: FleetContext, ref: string, changes: Record<string, string | null>): Promise<DeviceRecord> {
   const device = requireDevice(ctx, ref);
   const { id } = device;
   const labels: Labels = { ...device.labels };
@@ -48,7 +48,7 @@ export function labelDevice(ctx: FleetContext, ref: string, changes: Record<stri
     if (value === null) delete labels[key];
     else labels[key] = value;
   }
-  ctx.store.setDeviceLabels(id, labels);
+  await ctx.store.devices.setLabels(id, labels);
   const updated = { ...device, labels };
   ctx.events.emit({ type: 'device.updated', device: viewDevice(ctx, updated) });
   ctx.jobs?.onTargetsChanged();
@@ -58,7 +58,7 @@ export function labelDevice(ctx: FleetContext, ref: string, changes: Record<stri
 /** Forgets a device: its credentials stop working at once and its retained topics are cleared. */
 export async function removeDevice(ctx: FleetContext, ref: string): Promise<void> {
   const { id } = requireDevice(ctx, ref);
-  ctx.store.removeDevice(id);
+  await ctx.store.devices.remove(id);
   ctx.disconnectDevice?.(id);
   // Deleting the Mosquitto client also disconnects it. The device is gone from the store either
   // way, so the relay ignores it; an account left behind is reported for the operator to delete.

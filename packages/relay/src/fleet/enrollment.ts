@@ -19,12 +19,12 @@ export interface EnrollToken {
   allowDeviceLabels: boolean;
 }
 
-export function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labels: Labels; allowDeviceLabels?: boolean }): EnrollToken {
+export async function createEnrollToken(ctx: FleetContext, opts: { ttlMs: number; labels: Labels; allowDeviceLabels?: boolean }): Promise<EnrollToken> {
   const id = randomBytes(6).toString('hex');
   const secret = newSecret();
   const expiresAt = ctx.now() + opts.ttlMs;
   const allowDeviceLabels = opts.allowDeviceLabels ?? false;
-  ctx.store.addEnrollToken({ id, hash: hashSecret(secret), labels: opts.labels, allowDeviceLabels, expiresAt, usedAt: null });
+  await ctx.store.enrollment.addToken({ id, hash: hashSecret(secret), labels: opts.labels, allowDeviceLabels, expiresAt, usedAt: null });
   ctx.log.info({ tokenId: id, expiresAt: new Date(expiresAt).toISOString(), allowDeviceLabels }, 'enrollment token created');
   const caFingerprint = ctx.tls?.caFingerprint;
   return { token: formatEnrollToken(formatCredential('ope', id, secret), caFingerprint), caFingerprint, expiresAt, labels: opts.labels, allowDeviceLabels };
@@ -48,7 +48,7 @@ export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: stri
   const wrongKind = notAnEnrollToken(tokenText);
   if (wrongKind) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', wrongKind);
   if (!cred) throw invalid();
-  const token = ctx.store.getEnrollToken(cred.id);
+  const token = await ctx.store.enrollment.getToken(cred.id);
   if (!token || !secretMatches(cred.secret, token.hash)) throw invalid();
   // Labels decide which selector deployments and jobs (with their env values) reach a device,
   // so they come from the admin: a device may add its own only when the token allows it.
@@ -71,18 +71,18 @@ export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: stri
   await ctx.brokerAccounts?.addDevice(deviceId, secret).catch((err: Error) => {
     throw new OutpostError('OUTPOST_ERR_BROKER_UNAVAILABLE', `the MQTT broker did not take the device's account (${err.message}); the enrollment token is still valid: retry`);
   });
-  if (!ctx.store.enrollDevice(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) {
+  if (!await ctx.store.enrollment.enroll(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) {
     await ctx.brokerAccounts?.removeDevice(deviceId).catch(() => {});
     throw invalid();
   }
-  if (signed) ctx.store.setDeviceCertificate(deviceId, { serial: signed.serial, issuedAt: ctx.now(), expiresAt: signed.notAfter }, null);
+  if (signed) await ctx.store.devices.setCertificate(deviceId, { serial: signed.serial, issuedAt: ctx.now(), expiresAt: signed.notAfter }, null);
   ctx.log.info({ deviceId, name, certificate: signed ? signed.issued.expiresAt : undefined }, 'device enrolled');
-  ctx.events.emit({ type: 'device.enrolled', device: deviceView(ctx.store.getDevice(deviceId)!) });
+  ctx.events.emit({ type: 'device.enrolled', device: deviceView((await ctx.store.devices.get(deviceId))!) });
   return { deviceId, secret, name, labels, ...(signed ? { certificate: signed.issued } : {}) };
 }
 
 /** Checks a device's MQTT or HTTP credentials in constant time. */
-export function deviceSecretMatches(store: Store, deviceId: string, secret: string): boolean {
-  const hash = store.getDeviceSecretHash(deviceId);
+export async function deviceSecretMatches(store: Store, deviceId: string, secret: string): Promise<boolean> {
+  const hash = await store.devices.secretHash(deviceId);
   return hash !== undefined && secretMatches(secret, hash);
 }

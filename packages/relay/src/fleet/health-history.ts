@@ -77,34 +77,34 @@ export class HealthHistory {
     });
   }
 
-  flush(): void {
+  async flush(): Promise<void> {
     if (this.#pending.length === 0) return;
     const batch = this.#pending;
     const latest = [...this.#latest.values()];
     this.#pending = [];
     this.#latest = new Map();
-    this.#store.addHealthSamples(batch, ROLLUP_BUCKET_MS, latest);
+    await this.#store.health.add(batch, ROLLUP_BUCKET_MS, latest);
   }
 
-  prune(): void {
+  async prune(): Promise<void> {
     const now = this.#now();
-    this.#store.pruneHealth(now - RAW_WINDOW_MS, now - ROLLUP_WINDOW_MS);
+    await this.#store.health.prune(now - RAW_WINDOW_MS, now - ROLLUP_WINDOW_MS);
   }
 
-  forget(deviceId: string): void {
+  async forget(deviceId: string): Promise<void> {
     this.#last.delete(deviceId);
     this.#latest.delete(deviceId);
     this.#pending = this.#pending.filter((s) => s.deviceId !== deviceId);
-    this.#store.deleteHealth(deviceId);
+    await this.#store.health.deleteDevice(deviceId);
   }
 
-  series(deviceId: string, rangeMs: number): HealthSeries {
+  async series(deviceId: string, rangeMs: number): Promise<HealthSeries> {
     this.flush();
     const now = this.#now();
     const from = now - Math.min(rangeMs, ROLLUP_WINDOW_MS);
     const rawFrom = Math.max(from, now - RAW_WINDOW_MS);
-    const older = from < rawFrom ? this.#store.healthRollups(deviceId, from - (from % ROLLUP_BUCKET_MS), rawFrom - (rawFrom % ROLLUP_BUCKET_MS), ROLLUP_BUCKET_MS) : [];
-    const recent = this.#store.healthSamples(deviceId, rawFrom);
+    const older = from < rawFrom ? await this.#store.health.rollups(deviceId, from - (from % ROLLUP_BUCKET_MS), rawFrom - (rawFrom % ROLLUP_BUCKET_MS), ROLLUP_BUCKET_MS) : [];
+    const recent = await this.#store.health.samples(deviceId, rawFrom);
     const points = [...older, ...recent].map(({ deviceId: _, ...p }) => p);
     return { deviceId, from: new Date(from).toISOString(), points };
   }

@@ -5,10 +5,10 @@ import { OutpostError, didYouMean } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 
 /** `hint` says what to do when nothing is near (push it, or list the models). */
-export function modelNotFound(ctx: Pick<FleetContext, 'store'>, name: string, version: number | undefined, hint: string): OutpostError {
-  const latest = version === undefined ? undefined : ctx.store.getModelVersion(name);
+export async function modelNotFound(ctx: Pick<FleetContext, 'store'>, name: string, version: number | undefined, hint: string): Promise<OutpostError> {
+  const latest = version === undefined ? undefined : await ctx.store.models.get(name);
   if (latest) return new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}": its latest is ${latest.version} (outpost-relay models show ${name})`);
   const what = version === undefined ? `model "${name}"` : `version ${version} of model "${name}"`;
-  const suggestion = didYouMean(name, ctx.store.listModels().map((m) => m.name));
+  const suggestion = didYouMean(name, (await ctx.store.models.list()).map((m) => m.name));
   return new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', suggestion ? `no ${what}${suggestion}` : `no ${what}: ${hint}`);
 }

@@ -31,7 +31,7 @@ export interface DeletedVersion {
 export type RemoveArtifact = (sha256: string) => boolean;
 
 /** For each version of `model` that is in use, the deployments that use it. */
-export function versionUses(ctx: FleetContext, model: string): Map<number, VersionUse[]> {
+export async function versionUses(ctx: FleetContext, model: string): Promise<Map<number, VersionUse[]>> {
   const uses = new Map<number, Map<string, VersionUse>>();
   const use = (version: number, deploymentId: string, rollingOut: boolean): VersionUse => {
     const byDeployment = uses.get(version) ?? new Map<string, VersionUse>();
@@ -42,7 +42,7 @@ export function versionUses(ctx: FleetContext, model: string): Map<number, Versi
   };
   const seen = new Set<string>();
   // Newest deployment first: a device's first row that applies is the one it follows.
-  for (const row of ctx.store.modelRollouts(model)) {
+  for (const row of await ctx.store.models.rollouts(model)) {
     if (row.deploymentState === 'in-progress') use(row.version, row.deploymentId, true);
     if (row.state === 'waiting' || seen.has(row.deviceId)) continue;
     seen.add(row.deviceId);
@@ -57,19 +57,19 @@ function describeUses(uses: VersionUse[]): string {
 }
 
 /** Deletes versions known not to be in use, then each file no other record refers to. */
-function remove(ctx: FleetContext, removeArtifact: RemoveArtifact, versions: ModelVersionRecord[]): DeletedVersion[] {
-  for (const v of versions) ctx.store.deleteModelVersion(v.name, v.version);
+async function remove(ctx: FleetContext, removeArtifact: RemoveArtifact, versions: ModelVersionRecord[]): Promise<DeletedVersion[]> {
+  for (const v of versions) await ctx.store.models.deleteVersion(v.name, v.version);
   const gone = new Set<string>();
-  return versions.map((v) => {
-    if (!gone.has(v.sha256) && !ctx.store.artifactReferenced(v.sha256) && removeArtifact(v.sha256)) gone.add(v.sha256);
+  return versions.map(async (v) => {
+    if (!gone.has(v.sha256) && !await ctx.store.artifactRefs.referenced(v.sha256) && removeArtifact(v.sha256)) gone.add(v.sha256);
     ctx.log.info({ model: v.name, version: v.version, sha256: v.sha256, fileRemoved: gone.has(v.sha256) }, 'model version deleted');
     return { name: v.name, version: v.version, sha256: v.sha256, size: v.size, fileRemoved: gone.has(v.sha256) };
   });
 }
 
 /** `models delete NAME:VERSION`: refused (409) while the version is in use, naming who uses it. */
-export function deleteModelVersion(ctx: FleetContext, removeArtifact: RemoveArtifact, name: string, version: number): DeletedVersion {
-  const record = ctx.store.getModelVersion(name, version);
+export async function deleteModelVersion(ctx: FleetContext, removeArtifact: RemoveArtifact, name: string, version: number): Promise<DeletedVersion> {
+  const record = await ctx.store.models.get(name, version);
   if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}": see its versions with outpost-relay models show ${name}`);
   const uses = versionUses(ctx, name).get(version);
   if (uses) {
@@ -100,14 +100,14 @@ export interface PruneResult {
 }
 
 /** `models prune`: every version older than the newest `keep` of its model, unless it is in use. */
-export function pruneModels(ctx: FleetContext, removeArtifact: RemoveArtifact, req: PruneRequest): PruneResult {
-  const names = req.model ? [req.model] : ctx.store.listModels().map((m) => m.name);
-  if (req.model && ctx.store.listModelVersions(req.model).length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${req.model}": list them with outpost-relay models list`);
+export async function pruneModels(ctx: FleetContext, removeArtifact: RemoveArtifact, req: PruneRequest): Promise<PruneResult> {
+  const names = req.model ? [req.model] : (await ctx.store.models.list()).map((m) => m.name);
+  if (req.model && (await ctx.store.models.versions(req.model)).length === 0) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${req.model}": list them with outpost-relay models list`);
   const victims: ModelVersionRecord[] = [];
   const inUse: PruneResult['inUse'] = [];
   for (const name of names) {
     const uses = versionUses(ctx, name);
-    const versions = ctx.store.listModelVersions(name); // oldest first
+    const versions = await ctx.store.models.versions(name); // oldest first
     const old = versions.slice(0, Math.max(0, versions.length - req.keep));
     for (const v of old) {
       const u = uses.get(v.version);

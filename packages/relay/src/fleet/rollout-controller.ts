@@ -67,7 +67,7 @@ export class RolloutController {
       try {
         do {
           this.#again = false;
-          for (const d of this.#ctx.store.stagedDeployments()) await this.#step(d);
+          for (const d of await this.#ctx.store.deployments.staged()) await this.#step(d);
         } while (this.#again);
       } catch (err) {
         this.#ctx.log.error({ err }, 'rollout step failed');
@@ -87,14 +87,14 @@ export class RolloutController {
       if (row.state !== 'serving' || s.healthWindowMs <= 0) continue;
       const verdict = this.#judge(d, row.deviceId, row.updatedAt, s.healthWindowMs);
       if (!verdict) continue;
-      if (store.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now)) {
+      if (await store.deployments.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now)) {
         events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state: verdict.state, reason: verdict.reason });
         changed = true;
       }
       this.#windows.delete(`${d.id}:${row.deviceId}`);
     }
     // Read the rows again only when this pass changed some.
-    const rows = changed ? store.getDeployment(d.id)!.devices : d.devices;
+    const rows = changed ? (await store.deployments.get(d.id))!.devices : d.devices;
     // 2. Too many failures: stop, and send every device that received it back.
     const failed = rows.filter((r) => r.state === 'failed').length;
     if (s.failureThreshold !== null && failed > resolveCount(s.failureThreshold, rows.length)) {
@@ -111,7 +111,7 @@ export class RolloutController {
     const size = released.length < s.canary ? s.canary - released.length : resolveCount(s.batch, rows.length);
     const batch = waiting.slice(0, size);
     for (const r of batch) {
-      store.setRolloutState(d.id, r.deviceId, 'pending', null, now);
+      await store.deployments.setRolloutState(d.id, r.deviceId, 'pending', null, now);
       events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: r.deviceId, state: 'pending', reason: null });
     }
     this.#ctx.log.info({ deploymentId: d.id, devices: batch.length, left: waiting.length - batch.length }, released.length < s.canary ? 'canary released' : 'rollout batch released');
@@ -132,9 +132,9 @@ export class RolloutController {
    * only when a heartbeat arrived after its end and the device did not go offline inside it: a
    * device cut off in its window is not taken for healthy, it waits (its model has not failed).
    */
-  #judge(d: DeploymentRecord, deviceId: string, servingSince: number, windowMs: number): { state: 'healthy' | 'failed'; reason: string | null } | null {
+  async #judge(d: DeploymentRecord, deviceId: string, servingSince: number, windowMs: number): Promise<{ state: 'healthy' | 'failed'; reason: string | null } | null> {
     const key = `${d.id}:${deviceId}`;
-    const stats = this.#ctx.store.getDevice(deviceId)?.health?.models[d.model];
+    const stats = (await this.#ctx.store.devices.get(deviceId))?.health?.models[d.model];
     let w = this.#windows.get(key);
     if (!w) {
       // First sight (or a relay restarted): the window began when the device started serving,

@@ -23,12 +23,12 @@ export function deploymentState(d: { state?: DeploymentState; strategy?: Rollout
   return failed ? 'failed' : 'succeeded';
 }
 
-export function refreshDeploymentState(ctx: FleetContext, deploymentId: string): void {
-  const d = ctx.store.getDeploymentInfo(deploymentId);
+export async function refreshDeploymentState(ctx: FleetContext, deploymentId: string): Promise<void> {
+  const d = await ctx.store.deployments.info(deploymentId);
   if (!d) return;
-  const state = deploymentState({ ...d, counts: ctx.store.rolloutCounts(deploymentId) });
+  const state = deploymentState({ ...d, counts: await ctx.store.deployments.rolloutCounts(deploymentId) });
   if (state !== d.state) {
-    ctx.store.setDeploymentState(d.id, state);
+    await ctx.store.deployments.setState(d.id, state);
     ctx.events.emit({ type: 'deployment.state', deploymentId: d.id, state });
     ctx.log.info({ deploymentId: d.id, model: d.model, version: d.version, state }, 'deployment state changed');
   }
@@ -52,13 +52,13 @@ function holds(row: DeviceRolloutState, reported: ReportedModel['state']): boole
  * Applies a device's reported state to the deployments it follows. Older deployments of the
  * same model on the device are marked superseded, so they stop waiting for it.
  */
-export function applyReportedState(ctx: FleetContext, deviceId: string, reported: ReportedState): void {
+export async function applyReportedState(ctx: FleetContext, deviceId: string, reported: ReportedState): Promise<void> {
   const now = ctx.now();
-  const all = ctx.store.deploymentsForDevice(deviceId);
+  const all = await ctx.store.deployments.forDevice(deviceId);
   const current = new Set(effectiveDeployments(all).map((d) => d.id));
   const touched = new Set<string>();
-  const progress = (deploymentId: string, state: DeviceRolloutState, reason: string | null) => {
-    if (!ctx.store.setRolloutState(deploymentId, deviceId, state, reason, now)) return;
+  const progress = async (deploymentId: string, state: DeviceRolloutState, reason: string | null) => {
+    if (!await ctx.store.deployments.setRolloutState(deploymentId, deviceId, state, reason, now)) return;
     touched.add(deploymentId);
     ctx.events.emit({ type: 'deployment.progress', deploymentId, deviceId, state, reason });
   };

@@ -56,9 +56,9 @@ export class RunIngest {
   }
 
   /** The run, when `source` may send for it now; else why not. */
-  #live(source: string, jobId: string, rank: number): { job: JobRecord; counts: RunCounts } | string {
+  async #live(source: string, jobId: string, rank: number): Promise<{ job: JobRecord; counts: RunCounts } | string> {
     const key = `${jobId}:${rank}`;
-    const job = this.#ctx.store.getJob(jobId);
+    const job = await this.#ctx.store.jobs.get(jobId);
     const run = job?.runs.find((r) => r.rank === rank);
     if (!job || run?.target !== source) return `run ${rank} of ${jobId} is not this sender's`;
     if (job.state !== 'running' || TERMINAL.has(run.state)) {
@@ -67,31 +67,31 @@ export class RunIngest {
     }
     let counts = this.#counts.get(key);
     if (!counts) {
-      counts = { ...this.#ctx.store.countRunRecords(jobId, rank), told: new Set() };
+      counts = { ...await this.#ctx.store.jobs.countRunRecords(jobId, rank), told: new Set() };
       this.#counts.set(key, counts);
     }
     return { job, counts };
   }
 
   /** A run reached a quota: one line in its log says so, and (for a device) a quota event. */
-  #reached(source: string, job: JobRecord, rank: number, counts: RunCounts, quota: keyof RunQuotas, what: string): void {
+  async #reached(source: string, job: JobRecord, rank: number, counts: RunCounts, quota: keyof RunQuotas, what: string): Promise<void> {
     if (counts.told.has(quota)) return;
     counts.told.add(quota);
     const text = `[outpost] this run reached its quota of ${this.quotas[quota]} ${what}; more are dropped`;
-    const [line] = this.#ctx.store.appendJobLogs(job.id, [{ rank, ts: this.#ctx.now(), stream: 'stderr', text }], Number.MAX_SAFE_INTEGER);
+    const [line] = await this.#ctx.store.jobs.appendLogs(job.id, [{ rank, ts: this.#ctx.now(), stream: 'stderr', text }], Number.MAX_SAFE_INTEGER);
     if (line) this.#ctx.events.emit({ type: 'job.log', jobId: job.id, lines: [line] });
     if (source !== 'local') this.#ctx.quota.exceeded(source, `run-${quota}`, 'dropped', `${job.id} rank ${rank}: ${text.slice(11)}`);
   }
 
   /** Output lines of a run; returns why they were refused, or null. */
-  logs(source: string, jobId: string, rank: number, lines: JobLine[]): string | null {
+  async logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
     const live = this.#live(source, jobId, rank);
     if (typeof live === 'string') return live;
     const { job, counts } = live;
     const room = Math.max(0, this.quotas.logLines - counts.logs);
     const taken = lines.slice(0, room);
     if (taken.length) {
-      const kept = this.#ctx.store.appendJobLogs(jobId, taken.map((l) => ({ rank, ts: l.ts, stream: l.stream, text: l.text })), Number.MAX_SAFE_INTEGER);
+      const kept = await this.#ctx.store.jobs.appendLogs(jobId, taken.map((l) => ({ rank, ts: l.ts, stream: l.stream, text: l.text })), Number.MAX_SAFE_INTEGER);
       counts.logs += kept.length;
       if (kept.length) this.#ctx.events.emit({ type: 'job.log', jobId, lines: kept });
     }
@@ -101,12 +101,12 @@ export class RunIngest {
     return null;
   }
 
-  #metrics(source: string, job: JobRecord, rank: number, counts: RunCounts, points: MetricPoint[]): void {
+  async #metrics(source: string, job: JobRecord, rank: number, counts: RunCounts, points: MetricPoint[]): Promise<void> {
     const room = Math.max(0, this.quotas.metricPoints - counts.metrics);
     const taken = points.slice(0, room);
     if (taken.length) {
       const ts = this.#ctx.now();
-      this.#ctx.store.addJobMetrics(job.id, taken.map((p) => ({ rank, ts, ...p })));
+      await this.#ctx.store.jobs.addMetrics(job.id, taken.map((p) => ({ rank, ts, ...p })));
       counts.metrics += taken.length;
       this.#ctx.events.emit({ type: 'job.metric', jobId: job.id, rank, points: taken });
     }
@@ -130,7 +130,7 @@ export class RunIngest {
     const staged = await this.#artifacts.stage(body, { maxBytes: this.quotas.outputBytes });
     await staged.commit();
     counts.outputs++;
-    this.#ctx.store.addJobOutput(jobId, { rank, path: clean, sha256: staged.sha256, size: staged.size });
+    await this.#ctx.store.jobs.addOutput(jobId, { rank, path: clean, sha256: staged.sha256, size: staged.size });
     if (clean === 'metrics.jsonl') {
       for await (const line of boundedLines(createReadStream(this.#artifacts.path(staged.sha256)), MAX_METRIC_JSON_LINE)) {
         const points = parseMetricJson(line);

@@ -102,9 +102,9 @@ export class JobScheduler {
     // A relay killed with local runs going left their processes (and folders) behind: end them.
     const leftovers = await cleanUpLeftoverRuns(this.#opts.workRoot);
     if (leftovers > 0) log.warn({ runs: leftovers }, `ended ${leftovers} local job run(s) a previous relay left running, and removed their folders`);
-    for (const job of store.jobsInState('running')) {
+    for (const job of await store.jobs.inState('running')) {
       for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
-      this.#armWatchdog(store.getJob(job.id)!);
+      this.#armWatchdog((await store.jobs.get(job.id))!);
     }
     await this.republish();
     this.tick();
@@ -115,14 +115,14 @@ export class JobScheduler {
     await eachBounded([...this.#devicesWithRuns()], PUBLISH_CONCURRENCY, (id) => this.#publishJobs(id));
   }
 
-  summary(id: string) {
+  async summary(id: string) {
     const { store } = this.#ctx;
     const job = this.require(id);
-    return jobView(job, store.jobMetricSummary(id), store.jobOutputs(id));
+    return jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id));
   }
 
-  require(id: string): JobRecord {
-    const job = this.#ctx.store.getJob(id);
+  async require(id: string): Promise<JobRecord> {
+    const job = await this.#ctx.store.jobs.get(id);
     if (!job) throw new OutpostError('OUTPOST_ERR_JOB_NOT_FOUND', `no job "${id}": list them with outpost-relay jobs list`);
     return job;
   }
@@ -151,7 +151,7 @@ export class JobScheduler {
       if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
       if (req.dataset && !d.datasets.includes(req.dataset)) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `device ${d.id} has no dataset "${req.dataset}" (outpost-agent start --dataset ${req.dataset}=PATH)`);
     } else {
-      const matching = store.listDevices().filter((d) => matches(d, target.selector));
+      const matching = (await store.devices.list()).filter((d) => matches(d, target.selector));
       const able = matching.filter((d) => trainingProblem(d) === null && (!req.dataset || d.datasets.includes(req.dataset)));
       if (able.length < nodes) {
         const why = matching.map((d) => trainingProblem(d) ?? (req.dataset && !d.datasets.includes(req.dataset) ? `device ${d.id} has no dataset "${req.dataset}"` : null)).filter(Boolean);
@@ -169,23 +169,23 @@ export class JobScheduler {
       ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
       ...(req.registerModel ? { registerModel: req.registerModel } : {}),
     };
-    const job = store.createJob(`job_${randomBytes(6).toString('hex')}`, spec, this.#ctx.now());
+    const job = await store.jobs.create(`job_${randomBytes(6).toString('hex')}`, spec, this.#ctx.now());
     this.#ctx.log.info({ jobId: job.id, target: describeTarget(target), nodes }, 'job queued');
     this.#ctx.events.emit({ type: 'job.created', job: jobView(job, [], []) });
     this.tick();
-    return store.getJob(job.id)!;
+    return (await store.jobs.get(job.id))!;
   }
 
   /** Starts every queued job whose targets are free, in submission order. */
-  tick(): void {
+  async tick(): Promise<void> {
     if (this.#closed) return;
     const { store } = this.#ctx;
     // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
-    const queued = store.jobsInState('queued');
+    const queued = await store.jobs.inState('queued');
     if (queued.length === 0) return;
-    const busy = store.busyTargets();
+    const busy = await store.jobs.busyTargets();
     const held = new Set<string>();
-    const devices = store.listDevices();
+    const devices = await store.devices.list();
     for (const job of queued) {
       const candidates = this.#candidates(job, devices);
       const free = candidates.filter((c) => !busy.has(c) && !held.has(c));
@@ -211,11 +211,11 @@ export class JobScheduler {
   async #start(job: JobRecord, targets: string[]): Promise<void> {
     const { store, events, log } = this.#ctx;
     const now = this.#ctx.now();
-    store.addJobRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
-    store.setJobState(job.id, 'running', now);
+    await store.jobs.addRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
+    await store.jobs.setState(job.id, 'running', now);
     events.emit({ type: 'job.state', jobId: job.id, state: 'running', error: null });
     log.info({ jobId: job.id, targets }, 'job started');
-    const started = store.getJob(job.id)!;
+    const started = (await store.jobs.get(job.id))!;
     this.#armWatchdog(started);
     for (const [rank, target] of targets.entries()) {
       if (target === 'local') background(log, `running job ${job.id} on local`, this.#runLocal(started, rank, targets.length));
@@ -227,9 +227,9 @@ export class JobScheduler {
   #armWatchdog(job: JobRecord): void {
     if (!job.spec.timeoutMs || !job.startedAt) return;
     const left = job.startedAt + job.spec.timeoutMs + 30_000 - this.#ctx.now();
-    const timer = guardedTimeout(this.#ctx.log, `job ${job.id} watchdog`, Math.max(0, left), () => {
+    const timer = guardedTimeout(this.#ctx.log, `job ${job.id} watchdog`, Math.max(0, left), async () => {
       this.#watchdogs.delete(job.id);
-      const now = this.#ctx.store.getJob(job.id);
+      const now = await this.#ctx.store.jobs.get(job.id);
       if (now?.state === 'running') return this.#endJob(now, 'failed', `timed out after ${Math.round(job.spec.timeoutMs! / 1000)} s`);
     });
     this.#watchdogs.set(job.id, timer);
@@ -265,15 +265,15 @@ export class JobScheduler {
     }
   }
 
-  #devicesWithRuns(): Set<string> {
+  async #devicesWithRuns(): Promise<Set<string>> {
     const ids = new Set<string>();
-    for (const job of this.#ctx.store.jobsInState('running')) for (const r of job.runs) if (r.target !== 'local') ids.add(r.target);
+    for (const job of await this.#ctx.store.jobs.inState('running')) for (const r of job.runs) if (r.target !== 'local') ids.add(r.target);
     return ids;
   }
 
-  desiredJobsFor(deviceId: string): DesiredJobs {
+  async desiredJobsFor(deviceId: string): Promise<DesiredJobs> {
     const jobs: DesiredJobs['jobs'] = [];
-    for (const job of this.#ctx.store.jobsInState('running')) {
+    for (const job of await this.#ctx.store.jobs.inState('running')) {
       for (const r of job.runs) {
         if (r.target !== deviceId || TERMINAL.has(r.state)) continue;
         jobs.push({
@@ -296,9 +296,9 @@ export class JobScheduler {
   }
 
   /** A device's report of its runs; only runs assigned to that device count. */
-  onRunReports(deviceId: string, runs: JobRunReport[]): void {
+  async onRunReports(deviceId: string, runs: JobRunReport[]): Promise<void> {
     for (const r of runs) {
-      const job = this.#ctx.store.getJob(r.jobId);
+      const job = await this.#ctx.store.jobs.get(r.jobId);
       const run = job?.runs.find((x) => x.rank === r.rank);
       if (!job || run?.target !== deviceId) continue;
       this.#runUpdate(r.jobId, r.rank, r.state, r.exitCode ?? null, r.error ?? null);
@@ -315,10 +315,10 @@ export class JobScheduler {
     this.#deferred.run(`job ${jobId} rank ${rank}: ${state}`, () => this.#applyRunUpdate(jobId, rank, state, at, exitCode, error));
   }
 
-  #applyRunUpdate(jobId: string, rank: number, state: string, at: number, exitCode: number | null, error: string | null): void {
+  async #applyRunUpdate(jobId: string, rank: number, state: string, at: number, exitCode: number | null, error: string | null): Promise<void> {
     const { store, events } = this.#ctx;
-    if (!store.setJobRunState(jobId, rank, state, at, exitCode, error)) return;
-    const job = store.getJob(jobId)!;
+    if (!await store.jobs.setRunState(jobId, rank, state, at, exitCode, error)) return;
+    const job = (await store.jobs.get(jobId))!;
     const run = job.runs.find((r) => r.rank === rank)!;
     events.emit({ type: 'job.run', jobId, rank, target: run.target, state, exitCode, error });
     if (job.state !== 'running') {
@@ -339,7 +339,7 @@ export class JobScheduler {
     if (reg) {
       try {
         const model = await this.#register(job, reg);
-        this.#ctx.store.setJobModel(job.id, model);
+        await this.#ctx.store.jobs.setModel(job.id, model);
       } catch (err) {
         return this.#endJob(job, 'failed', `the job succeeded but its model was not registered: ${(err as Error).message}`);
       }
@@ -349,11 +349,11 @@ export class JobScheduler {
 
   async #register(job: JobRecord, reg: { name: string; output: string }): Promise<{ name: string; version: number }> {
     const { store } = this.#ctx;
-    const output = store.jobOutputs(job.id).find((o) => o.rank === 0 && o.path === reg.output);
+    const output = (await store.jobs.outputs(job.id)).find((o) => o.rank === 0 && o.path === reg.output);
     if (!output) throw new Error(`the job wrote no ${reg.output} in OUTPOST_OUTPUT_DIR (rank 0)`);
     const signature = await probeModel(this.#opts.artifacts.path(output.sha256));
-    const metrics = Object.fromEntries(Object.entries(summarizeMetrics(store.jobMetricSummary(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
-    const { record } = store.addModelVersion(reg.name, output.sha256, output.size, signature, { lineage: { jobId: job.id, target: describeTarget(job.spec.target), metrics } });
+    const metrics = Object.fromEntries(Object.entries(summarizeMetrics(await store.jobs.metricSummary(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
+    const { record } = await store.models.addVersion(reg.name, output.sha256, output.size, signature, { lineage: { jobId: job.id, target: describeTarget(job.spec.target), metrics } });
     this.#ctx.log.info({ jobId: job.id, model: record.name, version: record.version }, 'job output registered as a model version');
     return { name: record.name, version: record.version };
   }
@@ -361,10 +361,10 @@ export class JobScheduler {
   /** Ends a job: its other runs are stopped, its devices told, the queue moves on. */
   async #endJob(job: JobRecord, state: JobState, error: string | null): Promise<void> {
     const { store, events, log } = this.#ctx;
-    const current = store.getJob(job.id);
+    const current = await store.jobs.get(job.id);
     if (!current || TERMINAL.has(current.state)) return;
     const at = this.#ctx.now();
-    this.#deferred.run(`job ${job.id}: ${state}`, () => store.setJobState(job.id, state, at, error));
+    this.#deferred.run(`job ${job.id}: ${state}`, async () => await store.jobs.setState(job.id, state, at, error));
     clearTimeout(this.#watchdogs.get(job.id));
     this.#watchdogs.delete(job.id);
     events.emit({ type: 'job.state', jobId: job.id, state, error });
@@ -380,7 +380,7 @@ export class JobScheduler {
   async cancel(id: string): Promise<JobRecord> {
     const job = this.require(id);
     if (job.state === 'queued') {
-      this.#ctx.store.setJobState(id, 'canceled', this.#ctx.now(), 'canceled before it started');
+      await this.#ctx.store.jobs.setState(id, 'canceled', this.#ctx.now(), 'canceled before it started');
       this.#ctx.events.emit({ type: 'job.state', jobId: id, state: 'canceled', error: 'canceled before it started' });
       this.tick();
     } else if (job.state === 'running') {
@@ -399,7 +399,7 @@ export class JobScheduler {
   }
 
   /** Local runs die with the relay: they are recorded as failed, then killed. */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true;
     this.#deferred.close();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
@@ -408,8 +408,8 @@ export class JobScheduler {
     const why = 'the relay shut down while this run was going';
     for (const [key, p] of this.#local) {
       const [jobId, rank] = key.split(':') as [string, string];
-      store.setJobRunState(jobId, Number(rank), 'failed', now, null, why);
-      if (store.getJob(jobId)?.state === 'running') store.setJobState(jobId, 'failed', now, why);
+      await store.jobs.setRunState(jobId, Number(rank), 'failed', now, null, why);
+      if ((await store.jobs.get(jobId))?.state === 'running') await store.jobs.setState(jobId, 'failed', now, why);
       p.cancel(why);
     }
   }

@@ -32,8 +32,8 @@ export class RelayMetrics {
       help: 'Enrolled devices, by online state',
       labelNames: ['online'],
       registers: [registry],
-      collect() {
-        const { online, total } = src.store.countDevices();
+      async collect() {
+        const { online, total } = await src.store.devices.count();
         this.set({ online: 'true' }, online);
         this.set({ online: 'false' }, total - online);
       },
@@ -43,9 +43,9 @@ export class RelayMetrics {
       help: 'Deployments, by state',
       labelNames: ['state'],
       registers: [registry],
-      collect() {
+      async collect() {
         this.reset();
-        for (const [state, n] of Object.entries(src.store.countDeploymentsByState())) this.set({ state }, n);
+        for (const [state, n] of Object.entries(await src.store.deployments.countByState())) this.set({ state }, n);
       },
     });
     new Gauge({

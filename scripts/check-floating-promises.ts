@@ -1,0 +1,51 @@
+// Fails on a promise that is dropped: a statement whose value is a promise, not awaited,
+// returned or handed to `void`. The store became asynchronous (issue 16); a dropped promise
+// would reorder writes and lose their errors. Run by `pnpm run typecheck`.
+
+import ts from 'typescript';
+
+const projects = process.argv.slice(2);
+let found = 0;
+for (const project of projects) {
+  const configPath = ts.findConfigFile(project, ts.sys.fileExists, 'tsconfig.json');
+  if (!configPath) throw new Error(`no tsconfig.json in ${project}`);
+  const config = ts.getParsedCommandLineOfConfigFile(configPath, {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+  if (!config) throw new Error(`cannot read ${configPath}`);
+  const program = ts.createProgram(config.fileNames, { ...config.options, noEmit: true });
+  const checker = program.getTypeChecker();
+  const isPromise = (type: ts.Type): boolean => {
+    if (type.isUnion()) return type.types.some(isPromise);
+    return type.getProperty('then') !== undefined && type.getProperty('catch') !== undefined;
+  };
+  // `p.catch(…)` and `p.then(ok, failed)` settle whatever p does.
+  const handled = (e: ts.Expression): boolean =>
+    ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && (e.expression.name.text === 'catch' || (e.expression.name.text === 'then' && e.arguments.length === 2));
+  for (const file of program.getSourceFiles()) {
+    const report = (e: ts.Node): void => {
+      const { line, character } = file.getLineAndCharacterOfPosition(e.getStart(file));
+      console.error(`${file.fileName}:${line + 1}:${character + 1}: a promise is dropped: await it, or hand it to background()/void with a reason`);
+      found++;
+    };
+    if (file.isDeclarationFile || file.fileName.includes('/node_modules/')) continue;
+    const visit = (node: ts.Node): void => {
+      if (ts.isExpressionStatement(node)) {
+        const e = node.expression;
+        const dropped = !ts.isAwaitExpression(e) && !ts.isVoidExpression(e) && !handled(e) && !(ts.isBinaryExpression(e) && e.operatorToken.kind >= ts.SyntaxKind.FirstAssignment && e.operatorToken.kind <= ts.SyntaxKind.LastAssignment);
+        if (dropped && isPromise(checker.getTypeAtLocation(e))) report(e);
+      }
+      // An arrow whose body is a promise, where a function returning nothing is expected (a
+      // listener, a callback): its rejection would go nowhere.
+      if (ts.isArrowFunction(node) && !ts.isBlock(node.body) && !ts.isVoidExpression(node.body) && !handled(node.body)) {
+        const expected = checker.getContextualType(node);
+        const returns = expected?.getCallSignatures().map((s) => s.getReturnType());
+        if (returns?.length && returns.every((r) => r.flags & ts.TypeFlags.Void) && isPromise(checker.getTypeAtLocation(node.body))) report(node.body);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(file);
+  }
+}
+if (found > 0) {
+  console.error(`${found} dropped promise(s)`);
+  process.exit(1);
+}
