@@ -17,6 +17,7 @@ for (const project of projects) {
     if (type.isUnion()) return type.types.some(isPromise);
     return type.getProperty('then') !== undefined && type.getProperty('catch') !== undefined;
   };
+  const takesAnything = (type: ts.Type): boolean => (type.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown)) !== 0;
   // `p.catch(…)` and `p.then(ok, failed)` settle whatever p does.
   const handled = (e: ts.Expression): boolean =>
     ts.isCallExpression(e) && ts.isPropertyAccessExpression(e.expression) && (e.expression.name.text === 'catch' || (e.expression.name.text === 'then' && e.arguments.length === 2));
@@ -39,6 +40,31 @@ for (const project of projects) {
         const expected = checker.getContextualType(node);
         const returns = expected?.getCallSignatures().map((s) => s.getReturnType());
         if (returns?.length && returns.every((r) => r.flags & ts.TypeFlags.Void) && isPromise(checker.getTypeAtLocation(node.body))) report(node.body);
+      }
+      // A promise handed where any value goes (`unknown`, `any`: a test's t.equal, a JSON
+      // answer's field) is almost always a missing await.
+      if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && node.arguments) {
+        const signature = checker.getResolvedSignature(node);
+        node.arguments.forEach((arg, i) => {
+          if (!signature || ts.isSpreadElement(arg) || !isPromise(checker.getTypeAtLocation(arg))) return;
+          const param = signature.parameters[Math.min(i, signature.parameters.length - 1)];
+          if (param && takesAnything(checker.getTypeOfSymbolAtLocation(param, node))) report(arg);
+        });
+      }
+      // A promise as a truth value is always true.
+      const truth =
+        ts.isPrefixUnaryExpression(node) && node.operator === ts.SyntaxKind.ExclamationToken ? node.operand
+        : ts.isIfStatement(node) || ts.isWhileStatement(node) || ts.isConditionalExpression(node) ? (ts.isConditionalExpression(node) ? node.condition : node.expression)
+        : ts.isBinaryExpression(node) && (node.operatorToken.kind === ts.SyntaxKind.AmpersandAmpersandToken || node.operatorToken.kind === ts.SyntaxKind.BarBarToken) ? node.left
+        : undefined;
+      if (truth) {
+        const type = checker.getTypeAtLocation(truth);
+        // `Promise | undefined` (a pending task or none) is a fair question to ask.
+        if (!type.isUnion() && isPromise(type)) report(truth);
+      }
+      if (ts.isPropertyAssignment(node) && isPromise(checker.getTypeAtLocation(node.initializer))) {
+        const expected = checker.getContextualType(node.initializer);
+        if (!expected || takesAnything(expected)) report(node.initializer);
       }
       ts.forEachChild(node, visit);
     };

@@ -22,7 +22,7 @@ t.test('$ topics are reserved for every identity', async (t) => {
     log,
     relayUsername: 'outpost-relay',
     relayPassword: 'relay-secret',
-    authenticateDevice: (id, secret) => id === DEVICE.id && secret === DEVICE.secret,
+    authenticateDevice: async (id, secret) => id === DEVICE.id && secret === DEVICE.secret,
   });
   t.teardown(() => broker.close());
   const asRelay = () => RawMqtt.connect(broker.url, { clientId: `outpost-relay-${Math.random().toString(16).slice(2, 8)}`, username: 'outpost-relay', password: 'relay-secret' });

@@ -114,7 +114,7 @@ function requests(online = true, limits = {}) {
         if (fail) throw fail;
         sent.push({ topic, body });
       },
-      online: () => online,
+      online: async () => online,
     },
     { timeoutMs: 200, ...limits },
   );
@@ -144,7 +144,7 @@ t.test('the relay asks, holds the parts for the caller, and gives them in one pi
 });
 
 t.test('offline, busy, silent, gone: each is a clear refusal', async (t) => {
-  await t.rejects(requests(false).logs.fetch('dev_a', { limit: 1 }), { code: 'OUTPOST_ERR_DEVICE_OFFLINE', message: 'device dev_a is offline: its logs are on the device (journalctl -u outpost-agent or its stdout)' });
+  await t.rejects((requests(false)).logs.fetch('dev_a', { limit: 1 }), { code: 'OUTPOST_ERR_DEVICE_OFFLINE', message: 'device dev_a is offline: its logs are on the device (journalctl -u outpost-agent or its stdout)' });
 
   const { logs } = requests(true, { maxWaiting: 3, maxWaitingPerDevice: 2 });
   const a1 = logs.fetch('dev_a', { limit: 1 });
@@ -165,7 +165,7 @@ t.test('offline, busy, silent, gone: each is a clear refusal', async (t) => {
   await t.rejects(c, { code: 'OUTPOST_ERR_BUSY', message: /shutting down/ });
   t.equal(logs.waiting, 0);
 
-  const broken = requests();
+  const broken = await requests();
   broken.failNext(new Error('client disconnecting'));
   await t.rejects(broken.logs.fetch('dev_a', { limit: 1 }), { code: 'OUTPOST_ERR_INTERNAL', message: /could not send the request to device dev_a: client disconnecting/ });
 });

@@ -32,7 +32,7 @@ class FakeSocket extends EventEmitter {
 
 const health = (cpu: number): HealthMessage => ({ ts: 0, uptimeS: 1, cpuPercent: cpu, memory: { rssBytes: 1, usedBytes: 1, totalBytes: 2 }, disk: { freeBytes: 1, totalBytes: 2 }, models: {} });
 const limits = { maxQueue: 10, highWaterBytes: 100 };
-const snapshot = () => ({ devices: [], deployments: [], jobs: [] });
+const snapshot = async () => ({ devices: [], deployments: [], jobs: [] });
 
 t.test('a stuck client is dropped; a fast one gets everything', async (t) => {
   const stream = new FleetStream({ snapshot, limits, now: () => 1000 });

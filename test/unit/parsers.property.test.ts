@@ -96,12 +96,12 @@ t.test('MQTT payload parsers refuse with a reason and never let an impossible va
   }
   // Schema-valid heartbeats, however extreme within their bounds, give finite stored figures.
   const samples: Array<Record<string, unknown>> = [];
-  const store = { addHealthSamples: (s: Array<Record<string, unknown>>) => samples.push(...s), pruneHealth: () => {}, deleteHealth: () => {} };
+  const store = { health: { add: async (s: Array<Record<string, unknown>>) => void samples.push(...s), prune: async () => {}, deleteDevice: async () => {} } };
   const history = new HealthHistory(store as never, { error: () => {} } as unknown as Logger, () => 0, 60_000);
   const parse = messageParser(HealthMessage);
   const extreme = fc.constantFrom(0, 1, Number.MAX_SAFE_INTEGER);
-  fc.assert(
-    fc.property(fc.array(fc.tuple(extreme, extreme, fc.integer({ min: 0, max: 5 })), { minLength: 2, maxLength: 6 }), (beats) => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.tuple(extreme, extreme, fc.integer({ min: 0, max: 5 })), { minLength: 2, maxLength: 6 }), async (beats) => {
       let at = 1;
       for (const [requests, errors, dt] of beats) {
         const h: Health = { ts: at, uptimeS: 1, cpuPercent: 100, memory: { rssBytes: 2 ** 60, usedBytes: 2 ** 60, totalBytes: 2 ** 60 }, disk: { freeBytes: 0, totalBytes: 2 ** 60 }, models: { a: { requests, errors, p50Ms: 86_400_000, p99Ms: null }, b: { requests, errors, p50Ms: null, p99Ms: 86_400_000 } } };
@@ -110,12 +110,12 @@ t.test('MQTT payload parsers refuse with a reason and never let an impossible va
         at += dt;
         history.record('d', parsed.value, at);
       }
-      history.flush();
+      await history.flush();
       return samples.every(allFinite);
     }),
     RUNS,
   );
-  history.close();
+  await history.close();
   t.pass('rates and figures derived from valid heartbeats are finite');
 });
 

@@ -12,9 +12,9 @@ t.test('status by session: a late will of an old connection is not news', async 
   t.notOk(p.status('d', status(true, 200)), 'an online of an ended session is stale');
   t.ok(p.status('d', status(true, 300)), 'a new session');
   t.ok(p.status('d', status(false)), 'an agent without sessions: arrival order');
-  t.notOk(p.heartbeat('x', () => true), 'a heartbeat of a device stored online changes nothing');
-  t.ok(p.heartbeat('d', () => true), 'a heartbeat brings a device the relay saw go offline back online');
-  t.notOk(p.heartbeat('d', () => false), 'once');
+  t.notOk(await p.heartbeat('x', async () => true), 'a heartbeat of a device stored online changes nothing');
+  t.ok(await p.heartbeat('d', async () => true), 'a heartbeat brings a device the relay saw go offline back online');
+  t.notOk(await p.heartbeat('d', async () => false), 'once');
   p.forget('d');
-  t.ok(p.heartbeat('d', () => false), 'a forgotten device falls back to the store');
+  t.ok(await p.heartbeat('d', async () => false), 'a forgotten device falls back to the store');
 });

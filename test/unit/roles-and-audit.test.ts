@@ -24,8 +24,8 @@ function tempStore(t: Test): { store: SqliteStore; file: string } {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-roles-'));
   const file = join(dir, 'relay.db');
   const store = new SqliteStore(file);
-  t.teardown(() => {
-    store.close();
+  t.teardown(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   return { store, file };
@@ -81,68 +81,68 @@ t.test('API tokens: create, find, expire, revoke, the last admin, last use', asy
   let now = Date.now();
   const tokens = new ApiTokens(store, () => now);
   // The first start's admin token, as relay.ts makes it.
-  store.addApiToken({ id: '0123456789ab', name: 'admin', hash: hashSecret('unused'), role: 'admin' });
+  await store.tokens.add({ id: '0123456789ab', name: 'admin', hash: hashSecret('unused'), role: 'admin' });
 
-  const viewer = tokens.create({ name: 'ci-bot', role: 'viewer' });
+  const viewer = await tokens.create({ name: 'ci-bot', role: 'viewer' });
   t.match(viewer.token, /^opa_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
   t.match(viewer.view, { name: 'ci-bot', role: 'viewer', expiresAt: null, lastUsedAt: null, revoked: false, expired: false });
-  t.notOk(JSON.stringify(tokens.list()).includes(viewer.token.split('_').slice(2).join('_')), 'no secret in the list');
-  t.notOk('hash' in tokens.list()[0]!, 'no hash in the list');
-  t.throws(() => tokens.create({ name: 'ci-bot', role: 'admin' }), { code: 'OUTPOST_ERR_CONFLICT', message: /a live token is named ci-bot already/ });
-  t.throws(() => tokens.create({ name: 'bad name', role: 'viewer' }), { code: 'OUTPOST_ERR_BAD_REQUEST' });
-  t.throws(() => tokens.create({ name: 'forever', role: 'viewer', ttlMs: MAX_TOKEN_TTL_MS + 1 }), { code: 'OUTPOST_ERR_BAD_REQUEST', message: /at most 365d/ });
-  t.throws(() => tokens.create({ name: 'never', role: 'viewer', ttlMs: 0 }), { code: 'OUTPOST_ERR_BAD_REQUEST' });
+  t.notOk(JSON.stringify(await tokens.list()).includes(viewer.token.split('_').slice(2).join('_')), 'no secret in the list');
+  t.notOk('hash' in (await tokens.list())[0]!, 'no hash in the list');
+  await t.rejects(tokens.create({ name: 'ci-bot', role: 'admin' }), { code: 'OUTPOST_ERR_CONFLICT', message: /a live token is named ci-bot already/ });
+  await t.rejects(tokens.create({ name: 'bad name', role: 'viewer' }), { code: 'OUTPOST_ERR_BAD_REQUEST' });
+  await t.rejects(tokens.create({ name: 'forever', role: 'viewer', ttlMs: MAX_TOKEN_TTL_MS + 1 }), { code: 'OUTPOST_ERR_BAD_REQUEST', message: /at most 365d/ });
+  await t.rejects(tokens.create({ name: 'never', role: 'viewer', ttlMs: 0 }), { code: 'OUTPOST_ERR_BAD_REQUEST' });
 
   // Authentication: the right secret only; last use written at most once a minute.
-  const me = tokens.authenticate(viewer.token);
+  const me = await tokens.authenticate(viewer.token);
   t.match(me, { kind: 'token', name: 'ci-bot', role: 'viewer', expiresAt: null });
-  t.equal(tokens.authenticate(viewer.token.slice(0, -2) + 'xx'), undefined, 'a wrong secret names nobody');
-  t.equal(tokens.authenticate('ods_0123456789ab_aaaaaaaaaaaaaaaaaaaaaaaa'), undefined, 'not an API token');
-  t.equal(tokens.authenticate('opa_ffffffffffff_aaaaaaaaaaaaaaaaaaaaaaaa'), undefined, 'an unknown id');
-  const firstUse = store.getApiToken(me!.id)!.lastUsedAt;
+  t.equal(await tokens.authenticate(viewer.token.slice(0, -2) + 'xx'), undefined, 'a wrong secret names nobody');
+  t.equal(await tokens.authenticate('ods_0123456789ab_aaaaaaaaaaaaaaaaaaaaaaaa'), undefined, 'not an API token');
+  t.equal(await tokens.authenticate('opa_ffffffffffff_aaaaaaaaaaaaaaaaaaaaaaaa'), undefined, 'an unknown id');
+  const firstUse = (await store.tokens.get(me!.id))!.lastUsedAt;
   t.equal(firstUse, now);
   now += 30_000;
-  tokens.authenticate(viewer.token);
-  t.equal(store.getApiToken(me!.id)!.lastUsedAt, firstUse, 'not written again within the minute');
+  await tokens.authenticate(viewer.token);
+  t.equal((await store.tokens.get(me!.id))!.lastUsedAt, firstUse, 'not written again within the minute');
   now += 31_000;
-  tokens.authenticate(viewer.token);
-  t.equal(store.getApiToken(me!.id)!.lastUsedAt, now, 'written again after it');
+  await tokens.authenticate(viewer.token);
+  t.equal((await store.tokens.get(me!.id))!.lastUsedAt, now, 'written again after it');
 
   // Expiry: refused with a 401 that says so; the name is free again.
-  const short = tokens.create({ name: 'short', role: 'deployer', ttlMs: 60_000 });
-  t.match(tokens.authenticate(short.token), { role: 'deployer', expiresAt: now + 60_000 });
-  t.ok(tokens.isLive(short.view.id));
+  const short = await tokens.create({ name: 'short', role: 'deployer', ttlMs: 60_000 });
+  t.match(await tokens.authenticate(short.token), { role: 'deployer', expiresAt: now + 60_000 });
+  t.ok(await tokens.isLive(short.view.id));
   now += 60_000;
-  t.throws(() => tokens.authenticate(short.token), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /^token short expired at .*: ask an admin for a new one/ });
-  t.notOk(tokens.isLive(short.view.id));
-  t.notOk(tokens.isLive('ffffffffffff'));
-  t.match(tokens.list().find((x) => x.id === short.view.id), { expired: true, revoked: false });
-  const again = tokens.create({ name: 'short', role: 'viewer' });
-  t.equal(tokens.find('short').id, again.view.id, 'the name finds the live token');
+  await t.rejects(tokens.authenticate(short.token), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /^token short expired at .*: ask an admin for a new one/ });
+  t.notOk(await tokens.isLive(short.view.id));
+  t.notOk(await tokens.isLive('ffffffffffff'));
+  t.match((await tokens.list()).find((x) => x.id === short.view.id), { expired: true, revoked: false });
+  const again = await tokens.create({ name: 'short', role: 'viewer' });
+  t.equal((await tokens.find('short')).id, again.view.id, 'the name finds the live token');
 
   // Revocation: at once, listeners told, revoking again changes nothing; found by id or name.
   const told: string[] = [];
   tokens.onRevoked((id) => told.push(id));
-  const revoked = tokens.revoke('ci-bot');
+  const revoked = await tokens.revoke('ci-bot');
   t.match(revoked, { name: 'ci-bot', revoked: true });
   t.same(told, [me!.id]);
-  t.throws(() => tokens.authenticate(viewer.token), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /^token ci-bot was revoked at / });
-  t.match(tokens.revoke(me!.id), { revoked: true }, 'by id, again: still revoked');
+  await t.rejects(tokens.authenticate(viewer.token), { code: 'OUTPOST_ERR_UNAUTHORIZED', message: /^token ci-bot was revoked at / });
+  t.match(await tokens.revoke(me!.id), { revoked: true }, 'by id, again: still revoked');
   t.same(told, [me!.id], 'no second notice');
-  t.equal(tokens.find('ci-bot').id, me!.id, 'a revoked name still finds its newest token');
-  t.throws(() => tokens.find('ci-bto'), { code: 'OUTPOST_ERR_NOT_FOUND', message: /no token "ci-bto"; did you mean ci-bot\?/ });
-  t.throws(() => tokens.find('zzzzzzzz'), { code: 'OUTPOST_ERR_NOT_FOUND', message: /^no token "zzzzzzzz": list them/ });
+  t.equal((await tokens.find('ci-bot')).id, me!.id, 'a revoked name still finds its newest token');
+  await t.rejects(tokens.find('ci-bto'), { code: 'OUTPOST_ERR_NOT_FOUND', message: /no token "ci-bto"; did you mean ci-bot\?/ });
+  await t.rejects(tokens.find('zzzzzzzz'), { code: 'OUTPOST_ERR_NOT_FOUND', message: /^no token "zzzzzzzz": list them/ });
 
   // The last admin token that never expires stays; an expiring admin does not count.
-  t.throws(() => tokens.revoke('admin'), { code: 'OUTPOST_ERR_CONFLICT', message: /^token admin is the last admin token that does not expire/ });
-  const temp = tokens.create({ name: 'temp-admin', role: 'admin', ttlMs: 3600_000 });
-  t.throws(() => tokens.revoke('admin'), { code: 'OUTPOST_ERR_CONFLICT' }, 'an admin token that expires does not count');
-  t.match(tokens.revoke(temp.view.id), { revoked: true }, 'an expiring admin may go');
-  const alice = tokens.create({ name: 'alice', role: 'admin' });
-  t.match(tokens.revoke('admin'), { revoked: true }, 'with another admin, the first may go');
-  t.throws(() => tokens.revoke('alice'), { code: 'OUTPOST_ERR_CONFLICT', message: /token alice is the last admin token/ });
-  t.ok(tokens.isLive(alice.view.id));
-  t.equal(store.countApiTokens(), 6, 'revoked tokens are still counted: the first start never runs again');
+  await t.rejects(tokens.revoke('admin'), { code: 'OUTPOST_ERR_CONFLICT', message: /^token admin is the last admin token that does not expire/ });
+  const temp = await tokens.create({ name: 'temp-admin', role: 'admin', ttlMs: 3600_000 });
+  await t.rejects(tokens.revoke('admin'), { code: 'OUTPOST_ERR_CONFLICT' }, 'an admin token that expires does not count');
+  t.match(await tokens.revoke(temp.view.id), { revoked: true }, 'an expiring admin may go');
+  const alice = await tokens.create({ name: 'alice', role: 'admin' });
+  t.match(await tokens.revoke('admin'), { revoked: true }, 'with another admin, the first may go');
+  await t.rejects(tokens.revoke('alice'), { code: 'OUTPOST_ERR_CONFLICT', message: /token alice is the last admin token/ });
+  t.ok(await tokens.isLive(alice.view.id));
+  t.equal(await store.tokens.count(), 6, 'revoked tokens are still counted: the first start never runs again');
 });
 
 t.test('the audit log: bounded, refusals throttled, append-only', async (t) => {
@@ -152,31 +152,31 @@ t.test('the audit log: bounded, refusals throttled, append-only', async (t) => {
   const bot = { kind: 'token', id: 'a1b2c3d4e5f6', name: 'ci-bot' } as const;
   for (let i = 0; i < 8; i++) {
     now += 1000;
-    audit.record({ actor: bot, action: 'deploy', target: `dep_${i}`, outcome: 'ok', status: 201, address: '127.0.0.1' });
+    await audit.record({ actor: bot, action: 'deploy', target: `dep_${i}`, outcome: 'ok', status: 201, address: '127.0.0.1' });
   }
-  const all = audit.list({ limit: 100 });
+  const all = await audit.list({ limit: 100 });
   t.same(all.map((e) => e.target), ['dep_7', 'dep_6', 'dep_5', 'dep_4', 'dep_3'], 'the newest 5, newest first');
   t.match(all[0], { who: 'ci-bot', actor: bot, action: 'deploy', outcome: 'ok', status: 201, address: '127.0.0.1', detail: null, at: new Date(now).toISOString() });
-  t.same(audit.list({ since: now - 1500 }).map((e) => e.target), ['dep_7', 'dep_6'], 'since');
-  t.same(audit.list({ before: all[1]!.seq, limit: 2 }).map((e) => e.target), ['dep_5', 'dep_4'], 'paging with before');
-  t.equal(audit.list({ limit: 5000 }).length, 5, 'limit is capped');
+  t.same((await audit.list({ since: now - 1500 })).map((e) => e.target), ['dep_7', 'dep_6'], 'since');
+  t.same((await audit.list({ before: all[1]!.seq, limit: 2 })).map((e) => e.target), ['dep_5', 'dep_4'], 'paging with before');
+  t.equal((await audit.list({ limit: 5000 })).length, 5, 'limit is capped');
 
   // A token refused over and over: once a minute, the next one counting those left out.
-  for (let i = 0; i < 50; i++) audit.record({ actor: bot, action: 'token.create', target: null, outcome: 'refused', status: 403 });
-  t.equal(audit.list().filter((e) => e.outcome === 'refused').length, 1, 'one refusal recorded');
-  t.equal(audit.list()[1]!.target, 'dep_7', 'the real entries are still there');
-  audit.record({ actor: bot, action: 'device.remove', target: 'dev_1', outcome: 'refused', status: 403 });
-  t.equal(audit.list().filter((e) => e.outcome === 'refused').length, 2, 'another action is recorded on its own');
+  for (let i = 0; i < 50; i++) await audit.record({ actor: bot, action: 'token.create', target: null, outcome: 'refused', status: 403 });
+  t.equal((await audit.list()).filter((e) => e.outcome === 'refused').length, 1, 'one refusal recorded');
+  t.equal((await audit.list())[1]!.target, 'dep_7', 'the real entries are still there');
+  await audit.record({ actor: bot, action: 'device.remove', target: 'dev_1', outcome: 'refused', status: 403 });
+  t.equal((await audit.list()).filter((e) => e.outcome === 'refused').length, 2, 'another action is recorded on its own');
   now += 60_000;
-  const next = audit.record({ actor: bot, action: 'token.create', target: null, outcome: 'refused', status: 403 });
+  const next = await audit.record({ actor: bot, action: 'token.create', target: null, outcome: 'refused', status: 403 });
   t.match(next, { detail: { leftOut: 49 } });
 
   // The relay's own actions and devices are named as people read them.
-  const relay = audit.record({ actor: { kind: 'relay' }, action: 'deployment.rollback', target: 'dep_1', outcome: 'ok', detail: { reason: 'past the threshold' } });
-  t.match(audit.list()[0], { seq: relay!.seq, who: 'relay', actor: { kind: 'relay' }, status: null, address: null, detail: { reason: 'past the threshold' } });
+  const relay = await audit.record({ actor: { kind: 'relay' }, action: 'deployment.rollback', target: 'dep_1', outcome: 'ok', detail: { reason: 'past the threshold' } });
+  t.match((await audit.list())[0], { seq: relay!.seq, who: 'relay', actor: { kind: 'relay' }, status: null, address: null, detail: { reason: 'past the threshold' } });
   t.equal(actorName({ kind: 'device', id: 'dev_a1b2c3d4e5f6' }), 'device dev_a1b2c3d4e5f6');
-  audit.record({ actor: { kind: 'device', id: 'dev_a1b2c3d4e5f6' }, action: 'device.enroll', target: 'dev_a1b2c3d4e5f6', outcome: 'ok' });
-  t.match(audit.list()[0], { who: 'device dev_a1b2c3d4e5f6', actor: { kind: 'device', id: 'dev_a1b2c3d4e5f6' } });
+  await audit.record({ actor: { kind: 'device', id: 'dev_a1b2c3d4e5f6' }, action: 'device.enroll', target: 'dev_a1b2c3d4e5f6', outcome: 'ok' });
+  t.match((await audit.list())[0], { who: 'device dev_a1b2c3d4e5f6', actor: { kind: 'device', id: 'dev_a1b2c3d4e5f6' } });
 
   // The store has no method to change an entry, and SQLite refuses one made behind its back.
   t.notOk('updateAudit' in store || 'deleteAudit' in store);

@@ -19,8 +19,8 @@ const heartbeat: HealthMessage = { ts: 1, uptimeS: 1, cpuPercent: 1, memory: { r
 t.test('health windows: monotonic, and only with fresh heartbeats', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'outpost-clock-'));
   const store = new SqliteStore(join(dir, 'relay.db'));
-  t.teardown(() => {
-    store.close();
+  t.teardown(async () => {
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   let wall = Date.parse('2026-12-01T12:00:00Z');
@@ -36,20 +36,20 @@ t.test('health windows: monotonic, and only with fresh heartbeats', async (t) =>
     presence: new Presence(),
     mqtt: { publishRetained: async () => {}, clearRetained: async () => {}, published: 0, close: async () => {} },
   };
-  store.addEnrollToken({ id: 'tok', hash: 'x', labels: {}, allowDeviceLabels: false, expiresAt: wall + 1e9, usedAt: null });
-  store.enrollDevice('tok', wall, { id: 'dev_a', name: 'a', labels: {}, secretHash: 'h' });
-  store.addEnrollToken({ id: 'tok2', hash: 'x', labels: {}, allowDeviceLabels: false, expiresAt: wall + 1e9, usedAt: null });
-  store.enrollDevice('tok2', wall, { id: 'dev_b', name: 'b', labels: {}, secretHash: 'h' });
+  await store.enrollment.addToken({ id: 'tok', hash: 'x', labels: {}, allowDeviceLabels: false, expiresAt: wall + 1e9, usedAt: null });
+  await store.enrollment.enroll('tok', wall, { id: 'dev_a', name: 'a', labels: {}, secretHash: 'h' });
+  await store.enrollment.addToken({ id: 'tok2', hash: 'x', labels: {}, allowDeviceLabels: false, expiresAt: wall + 1e9, usedAt: null });
+  await store.enrollment.enroll('tok2', wall, { id: 'dev_b', name: 'b', labels: {}, secretHash: 'h' });
   const sha = 'a'.repeat(64);
-  store.addModelVersion('m', sha, 1, { inputs: [], outputs: [] });
-  store.createDeployment({ id: 'dep_1', model: 'm', version: 1, sha256: sha, deviceIds: ['dev_a', 'dev_b'], strategy: { kind: 'rolling', batch: 2, canary: 0, failureThreshold: 0, healthWindowMs: 10_000 }, initialState: 'waiting' }, wall);
+  await store.models.addVersion('m', sha, 1, { inputs: [], outputs: [] });
+  await store.deployments.create({ id: 'dep_1', model: 'm', version: 1, sha256: sha, deviceIds: ['dev_a', 'dev_b'], strategy: { kind: 'rolling', batch: 2, canary: 0, failureThreshold: 0, healthWindowMs: 10_000 }, initialState: 'waiting' }, wall);
   const controller = new RolloutController(ctx as never, 60_000, () => mono);
   t.teardown(() => controller.close());
-  const state = (id: string) => store.getDeployment('dep_1')!.devices.find((d) => d.deviceId === id)!.state;
+  const state = async (id: string) => (await store.deployments.get('dep_1'))!.devices.find((d) => d.deviceId === id)!.state;
 
   controller.evaluate();
-  await waitFor('both released', () => state('dev_a') === 'pending' && state('dev_b') === 'pending');
-  for (const id of ['dev_a', 'dev_b']) store.setRolloutState('dep_1', id, 'serving', null, wall);
+  await waitFor('both released', async () => (await state('dev_a')) === 'pending' && (await state('dev_b')) === 'pending');
+  for (const id of ['dev_a', 'dev_b']) await store.deployments.setRolloutState('dep_1', id, 'serving', null, wall);
   controller.evaluate(); // the windows open
   await new Promise((r) => setImmediate(r));
 
@@ -60,21 +60,21 @@ t.test('health windows: monotonic, and only with fresh heartbeats', async (t) =>
   mono += 1;
   events.emit({ type: 'device.health', deviceId: 'dev_a', health: heartbeat });
   controller.evaluate();
-  await waitFor('dev_a healthy', () => state('dev_a') === 'healthy');
+  await waitFor('dev_a healthy', async () => (await state('dev_a')) === 'healthy');
   t.pass('a window timed on the monotonic clock passes although the wall clock went back an hour');
-  t.equal(state('dev_b'), 'serving', 'a device that went offline inside its window is not taken for healthy');
+  t.equal(await state('dev_b'), 'serving', 'a device that went offline inside its window is not taken for healthy');
 
   // dev_b comes back and heartbeats: its window starts again from its return.
   mono += 1000;
   events.emit({ type: 'device.health', deviceId: 'dev_b', health: heartbeat });
   controller.evaluate();
   await new Promise((r) => setTimeout(r, 20));
-  t.equal(state('dev_b'), 'serving', 'a fresh heartbeat right after its return does not end a new window');
+  t.equal(await state('dev_b'), 'serving', 'a fresh heartbeat right after its return does not end a new window');
   mono += 10_500;
   events.emit({ type: 'device.health', deviceId: 'dev_b', health: heartbeat });
   controller.evaluate();
-  await waitFor('dev_b healthy', () => state('dev_b') === 'healthy');
+  await waitFor('dev_b healthy', async () => (await state('dev_b')) === 'healthy');
   t.pass('a whole window with heartbeats after its return passes');
-  await waitFor('the deployment done', () => store.getDeploymentInfo('dep_1')!.state === 'succeeded');
+  await waitFor('the deployment done', async () => (await store.deployments.info('dep_1'))!.state === 'succeeded');
   t.pass('the rollout succeeded');
 });

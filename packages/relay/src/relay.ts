@@ -160,7 +160,7 @@ function privateFile(file: string): string {
  * lacks the file of, and the next start makes and prints one.
  */
 async function ensureAdminToken(store: Store, dataDir: string): Promise<string | undefined> {
-  if (await store.tokens.count() > 0) return undefined;
+  if ((await store.tokens.count()) > 0) return undefined;
   const id = randomBytes(6).toString('hex');
   const secret = newSecret();
   const token = formatCredential('opa', id, secret);
@@ -225,13 +225,16 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const audit = new AuditLog(store);
   const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates, audit };
   const stream = new FleetStream({
-    snapshot: async () => ({
-      devices: (await store.devices.list()).map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
-      deployments: (await store.deployments.active(20)).map(deploymentView),
-      jobs: [...await store.jobs.inState('queued'), ...await store.jobs.inState('running'), ...(await store.jobs.list(20)).filter((j) => j.state !== 'queued' && j.state !== 'running')].map(async (j) =>
-        jobView(j, await store.jobs.metricSummary(j.id), await store.jobs.outputs(j.id)),
-      ),
-    }),
+    snapshot: async () => {
+      const [devices, deployments, queued, running, recent] = await Promise.all([store.devices.list(), store.deployments.active(20), store.jobs.inState('queued'), store.jobs.inState('running'), store.jobs.list(20)]);
+      const jobs = [...queued, ...running, ...recent.filter((j) => j.state !== 'queued' && j.state !== 'running')];
+      return {
+        devices: devices.map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
+        deployments: deployments.map(deploymentView),
+        jobs: await Promise.all(jobs.map(async (j) => jobView(j, await store.jobs.metricSummary(j.id), await store.jobs.outputs(j.id)))),
+      };
+    },
+    onSnapshotError: (err) => log.error({ err }, 'could not read the fleet for a stream snapshot'),
   });
   events.on((e) => stream.publish(e));
   let broker: EmbeddedBroker | undefined;
@@ -425,7 +428,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   }
   undo.add(RUNTIME_FILE, () => rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true }));
   // Last, so that a start which failed before leaves no token behind; the next one prints it.
-  const newAdminToken = ensureAdminToken(store, opts.dataDir);
+  const newAdminToken = await ensureAdminToken(store, opts.dataDir);
   startDone(true);
   log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker), caFingerprint: tls?.caFingerprint }, 'relay ready');
 
@@ -443,7 +446,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       if (closed) return;
       closed = true;
       clearInterval(tlsTimer);
-      scheduler.close();
+      await scheduler.close();
       rollouts.close();
       clearInterval(duplicateTimer);
       artifactChecks.close();
@@ -453,8 +456,10 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       await mqtt.close();
       await accounts?.close();
       await broker?.close();
-      history.close();
-      store.close();
+      // Messages already taken in are handled before the store goes.
+      await router.idle();
+      await history.close();
+      await store.close();
       rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true });
     },
   };

@@ -71,7 +71,7 @@ export function guardRoutes(app: FastifyInstance, deps: { tokens: ApiTokens; sto
     if (request.is404) return;
     const access = request.routeOptions.config.access!;
     if (access === 'public') return;
-    const caller = identifyRequest(deps.tokens, deps.store, request);
+    const caller = await identifyRequest(deps.tokens, deps.store, request);
     request.caller = caller ?? null;
     authorize(access, caller, `${request.method} ${request.routeOptions.url}`);
   });

@@ -66,7 +66,7 @@ export function recordRequests(app: FastifyInstance, audit: AuditLog): void {
     const outcome: AuditOutcome = status < 400 ? 'ok' : status === 403 ? 'refused' : 'failed';
     const detail = outcome === 'ok' ? note?.detail : { ...note?.detail, ...errorOf(payload) };
     try {
-      audit.record({ actor, action, target: note?.target ?? targetFromParams(request.params), outcome, status, address: request.ip, detail: detail && Object.keys(detail).length ? detail : null });
+      await audit.record({ actor, action, target: note?.target ?? targetFromParams(request.params), outcome, status, address: request.ip, detail: detail && Object.keys(detail).length ? detail : null });
     } catch (err) {
       // The action is done (or refused) whatever the log says; a full disk must not hide that.
       request.log.error({ err, action }, 'could not write the audit log entry');
@@ -107,7 +107,7 @@ export async function auditRoutes(app: FastifyInstance, deps: { audit: AuditLog 
       if (limit < 1 || limit > AUDIT_MAX_LIMIT) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `limit: 1 to ${AUDIT_MAX_LIMIT} entries (page on with before=)`);
       const since = request.query.since === undefined ? undefined : parseSince(request.query.since, Date.now());
       const before = request.query.before === undefined ? undefined : Number(request.query.before);
-      const entries = deps.audit.list({ since, before, limit });
+      const entries = await deps.audit.list({ since, before, limit });
       // A full page may have more behind it: the next one is before its last seq.
       return { entries, kept: AUDIT_KEEP, next: entries.length === limit ? entries.at(-1)!.seq : null };
     },

@@ -28,33 +28,33 @@ export function bearerToken(request: FastifyRequest): string | undefined {
  * The device a request's client certificate names, when it is one the relay stands by; a
  * certificate that does not stand (expired, revoked, replaced) is a 401 that says why.
  */
-function certificateDevice(store: Store, request: FastifyRequest): DeviceCaller | undefined {
+async function certificateDevice(store: Store, request: FastifyRequest): Promise<DeviceCaller | undefined> {
   const cert = peerDevice(request.raw.socket as TLSSocket);
   if (!cert) return undefined;
-  const why = 'refused' in cert ? cert.refused : certificateStands(store, cert.deviceId, cert.serial);
+  const why = 'refused' in cert ? cert.refused : await certificateStands(store, cert.deviceId, cert.serial);
   if (why) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', `the device certificate is refused: ${why}`);
   const { deviceId, serial } = cert as { deviceId: string; serial: string };
   return { kind: 'device', deviceId, certificateSerial: serial };
 }
 
 /** The caller of a request: its bearer credential, or else its client certificate. */
-export function identifyRequest(tokens: ApiTokens, store: Store, request: FastifyRequest): Caller | undefined {
+export async function identifyRequest(tokens: ApiTokens, store: Store, request: FastifyRequest): Promise<Caller | undefined> {
   const credential = bearerToken(request);
-  return credential ? identifyCredential(tokens, store, credential) : certificateDevice(store, request);
+  return credential ? await identifyCredential(tokens, store, credential) : certificateDevice(store, request);
 }
 
 /**
  * The caller a credential names; undefined for none or a wrong one. A token that matches but
  * was revoked or has expired is a 401 that says so (ApiTokens.authenticate).
  */
-export function identifyCredential(tokens: ApiTokens, store: Store, credential: string | undefined): Caller | undefined {
+export async function identifyCredential(tokens: ApiTokens, store: Store, credential: string | undefined): Promise<Caller | undefined> {
   if (!credential) return undefined;
-  const token = tokens.authenticate(credential);
+  const token = await tokens.authenticate(credential);
   if (token) return token;
   const device = parseCredential('ods', credential);
   if (device) {
     const deviceId = `dev_${device.id}`;
-    return deviceSecretMatches(store, deviceId, credential) ? { kind: 'device', deviceId } : undefined;
+    return await deviceSecretMatches(store, deviceId, credential) ? { kind: 'device', deviceId } : undefined;
   }
   return undefined;
 }

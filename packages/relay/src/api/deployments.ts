@@ -87,7 +87,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
 
   // One deployment, with what a person asks of a staged rollout: stage, canary, windows, why.
   app.get<{ Params: { id: string } }>('/v1/deployments/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
-    const d = requireDeployment(ctx, request.params.id);
+    const d = await requireDeployment(ctx, request.params.id);
     const view = deploymentView(d);
     const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
     // Names from one read of the registry, not one query per device of a big rollout.

@@ -15,15 +15,15 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   app.get('/v1/devices', { config: { access: 'viewer' } }, async () => ({ devices: (await ctx.store.devices.list()).map((d) => viewDevice(ctx, d)) }));
 
   app.get<{ Params: { id: string } }>('/v1/devices/:id', { config: { access: 'viewer' }, schema: { params: deviceParams } }, async (request) => {
-    const device = requireDevice(ctx, request.params.id);
-    return { ...viewDevice(ctx, device), follows: explainDevice(ctx, device.id) };
+    const device = await requireDevice(ctx, request.params.id);
+    return { ...viewDevice(ctx, device), follows: await explainDevice(ctx, device.id) };
   });
 
   app.get<{ Params: { id: string }; Querystring: { range?: string } }>(
     '/v1/devices/:id/health',
     { config: { access: 'viewer' }, schema: { params: deviceParams, querystring: { type: 'object', properties: { range: { type: 'string', maxLength: 16 } } } } },
     async (request) => {
-      const { id } = requireDevice(ctx, request.params.id);
+      const { id } = await requireDevice(ctx, request.params.id);
       let rangeMs = 60 * 60_000;
       if (request.query.range) {
         try {
@@ -41,7 +41,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     '/v1/devices/:id/logs',
     { config: { access: 'viewer' }, schema: { params: deviceParams, querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'string', pattern: '^[0-9]{1,16}$' }, limit: { type: 'string', pattern: '^[0-9]{1,4}$' } } } } },
     async (request) => {
-      const { id } = requireDevice(ctx, request.params.id);
+      const { id } = await requireDevice(ctx, request.params.id);
       const after = request.query.after === undefined ? undefined : Number(request.query.after);
       const limit = Number(request.query.limit ?? 100);
       if (after !== undefined && after > Number.MAX_SAFE_INTEGER) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `after: at most ${Number.MAX_SAFE_INTEGER}`);
@@ -68,7 +68,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     async (request) => {
       const set = Object.fromEntries(Object.entries(request.body.labels).filter((e): e is [string, string] => e[1] !== null));
       checkLabels(set);
-      const device = labelDevice(ctx, request.params.id, request.body.labels);
+      const device = await labelDevice(ctx, request.params.id, request.body.labels);
       auditTarget(request, device.id, { changes: request.body.labels });
       await syncSelectorMembership(ctx, device.id);
       return viewDevice(ctx, device);
@@ -76,7 +76,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   );
 
   app.delete<{ Params: { id: string } }>('/v1/devices/:id', { config: { access: 'admin', audit: 'device.remove' }, schema: { params: deviceParams } }, async (request, reply) => {
-    const device = requireDevice(ctx, request.params.id);
+    const device = await requireDevice(ctx, request.params.id);
     auditTarget(request, device.id, { name: device.name });
     await removeDevice(ctx, device.id);
     reply.status(204);

@@ -79,14 +79,14 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
       schema: { params: idParams, querystring: { type: 'object', properties: { after: { type: 'string', pattern: '^[0-9]{1,9}$' }, limit: { type: 'string', pattern: '^[0-9]{1,5}$' } } } },
     },
     async (request) => {
-      const job = scheduler.require(request.params.id);
+      const job = await scheduler.require(request.params.id);
       const lines = await ctx.store.jobs.logs(job.id, Number(request.query.after ?? 0), Math.min(10_000, Number(request.query.limit ?? 1000)));
       return { jobId: job.id, state: job.state, lines };
     },
   );
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id/metrics', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
-    const job = scheduler.require(request.params.id);
+    const job = await scheduler.require(request.params.id);
     return { jobId: job.id, points: await ctx.store.jobs.metrics(job.id) };
   });
 

@@ -154,7 +154,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     },
     async (request) => {
       const keep = request.body?.keep ?? 3;
-      const result = pruneModels(ctx, removeArtifact, { keep, dryRun: request.body?.dryRun, model: request.body?.model });
+      const result = await pruneModels(ctx, removeArtifact, { keep, dryRun: request.body?.dryRun, model: request.body?.model });
       auditTarget(request, request.body?.model ?? 'every model', { keep, dryRun: result.dryRun, deleted: result.deleted.map((d) => `${d.name}:${d.version}`).slice(0, 100) });
       return result;
     },

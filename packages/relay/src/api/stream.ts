@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { FastifyInstance } from 'fastify';
-import { OutpostError, STREAM_CLOSE } from '@outpost/shared';
+import { OutpostError, STREAM_CLOSE, guardedTimeout, type Logger } from '@outpost/shared';
 import type { ApiTokens, TokenCaller } from '../auth/api-tokens.js';
 import type { FleetStream } from '../stream/fleet-stream.js';
 import type { StreamClient } from '../stream/stream-client.js';
@@ -35,14 +35,21 @@ export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiToken
 
   const untilExpiry = (ws: WebSocket, client: StreamClient, caller: TokenCaller): void => {
     if (caller.expiresAt === null) return;
-    const timer = setTimeout(() => {
-      if (!tokens.isLive(caller.id)) client.close(STREAM_CLOSE.TOKEN_ENDED, 'the token expired');
+    const timer = guardedTimeout(app.log as Logger, 'closing streams of an expired token', Math.min(MAX_TIMER_MS, Math.max(0, caller.expiresAt - Date.now())), async () => {
+      if (!(await tokens.isLive(caller.id))) client.close(STREAM_CLOSE.TOKEN_ENDED, 'the token expired');
       else untilExpiry(ws, client, caller);
-    }, Math.min(MAX_TIMER_MS, Math.max(0, caller.expiresAt - Date.now())));
+    });
     ws.once('close', () => clearTimeout(timer));
   };
 
   app.server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // The token check reads the store: a failure there answers 500, never an unhandled rejection.
+    upgrade(request, socket, head).catch((err: unknown) => {
+      app.log.error({ err }, 'fleet stream upgrade failed');
+      refuse(socket, 500, 'OUTPOST_ERR_INTERNAL', 'the relay could not check the token; its log says why');
+    });
+  });
+  const upgrade = async (request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const url = new URL(request.url ?? '/', 'http://relay');
     if (url.pathname !== STREAM_PATH) return refuse(socket, 400, 'OUTPOST_ERR_NOT_FOUND', `no WebSocket at ${url.pathname}; the fleet stream is ${STREAM_PATH}`);
     const header = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '')?.[1];
@@ -50,7 +57,7 @@ export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiToken
     try {
       // API tokens only: a device secret is no more a token here than it was before roles.
       const credential = header ?? url.searchParams.get('token');
-      const found = credential ? tokens.authenticate(credential) : undefined;
+      const found = credential ? await tokens.authenticate(credential) : undefined;
       if (!found) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'missing or wrong token: pass it as Authorization: Bearer or ?token=');
       authorize('viewer', found, `GET ${STREAM_PATH}`);
       caller = found;
@@ -63,7 +70,6 @@ export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiToken
     wss.handleUpgrade(request, socket, head, (ws) => {
       const client = stream.attach(ws, since);
       // Revoked while the upgrade was under way.
-      if (!tokens.isLive(caller.id)) return client.close(STREAM_CLOSE.TOKEN_ENDED, 'the token was revoked');
       let open = byToken.get(caller.id);
       if (!open) byToken.set(caller.id, (open = new Set()));
       open.add(client);
@@ -74,8 +80,13 @@ export function attachFleetStream(app: FastifyInstance, deps: { tokens: ApiToken
       untilExpiry(ws, client, caller);
       // Clients only listen; anything they send is ignored (but must not pile up).
       ws.on('message', () => {});
+      // Revoked while the upgrade was under way (onRevoked has told the sockets open before).
+      tokens.isLive(caller.id).then(
+        (live) => live || client.close(STREAM_CLOSE.TOKEN_ENDED, 'the token was revoked'),
+        (err: unknown) => app.log.error({ err }, 'could not check a stream token'),
+      );
     });
-  });
+  };
   // preClose, not onClose: the HTTP server cannot finish closing while upgraded sockets live.
   app.addHook('preClose', async () => {
     stream.close();

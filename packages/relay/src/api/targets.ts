@@ -29,7 +29,7 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
   });
 
   app.get('/v1/targets', { config: { access: 'viewer' } }, async () => {
-    const busy = running();
+    const busy = await running();
     return {
       targets: [
         { name: 'local', kind: 'local', online: true, deploys: false, trains: true, attached: true, acceptsTraining: true, datasets: Object.keys(deps.localDatasets), running: busy.get('local') ?? null },
@@ -40,12 +40,12 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
 
   for (const [action, attached] of [['attach', true], ['detach', false]] as const) {
     app.post<{ Params: { id: string } }>(`/v1/targets/:id/${action}`, { config: { access: 'admin', audit: `target.${action}` }, schema: { params: deviceParams } }, async (request) => {
-      const { id } = requireDevice(ctx, request.params.id);
+      const { id } = await requireDevice(ctx, request.params.id);
       auditTarget(request, id);
       await ctx.store.devices.setTrainingAttached(id, attached);
       ctx.log.info({ deviceId: id, attached }, attached ? 'device attached for training' : 'device detached from training');
       scheduler.onTargetsChanged();
-      return deviceTarget((await ctx.store.devices.get(id))!, running());
+      return deviceTarget((await ctx.store.devices.get(id))!, await running());
     });
   }
 }

@@ -29,7 +29,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     },
     async (request, reply) => {
       const labels = checkLabels(request.body?.labels);
-      const token = createEnrollToken(deps.ctx, { ttlMs: (request.body?.ttlSeconds ?? 900) * 1000, labels, allowDeviceLabels: request.body?.allowDeviceLabels });
+      const token = await createEnrollToken(deps.ctx, { ttlMs: (request.body?.ttlSeconds ?? 900) * 1000, labels, allowDeviceLabels: request.body?.allowDeviceLabels });
       auditTarget(request, token.token.split('_')[1]!, { labels: token.labels, expiresAt: new Date(token.expiresAt).toISOString(), allowDeviceLabels: token.allowDeviceLabels });
       reply.status(201);
       return { token: token.token, ...(token.caFingerprint ? { caFingerprint: token.caFingerprint } : {}), expiresAt: new Date(token.expiresAt).toISOString(), labels: token.labels, allowDeviceLabels: token.allowDeviceLabels };
@@ -56,7 +56,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     async (request, reply) => {
       const { name, role, ttlSeconds } = request.body;
       auditTarget(request, name, { role });
-      const made = tokens.create({ name, role, ttlMs: ttlSeconds === undefined ? undefined : Math.round(ttlSeconds * 1000) });
+      const made = await tokens.create({ name, role, ttlMs: ttlSeconds === undefined ? undefined : Math.round(ttlSeconds * 1000) });
       auditTarget(request, `${made.view.name} (${made.view.id})`, { role, expiresAt: made.view.expiresAt });
       request.log.info({ tokenId: made.view.id, name, role, expiresAt: made.view.expiresAt }, 'API token created');
       reply.status(201);
@@ -64,13 +64,13 @@ export async function tokenRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     },
   );
 
-  app.get('/v1/tokens', { config: { access: 'admin' } }, async () => ({ tokens: tokens.list() }));
+  app.get('/v1/tokens', { config: { access: 'admin' } }, async () => ({ tokens: await tokens.list() }));
 
   app.delete<{ Params: { ref: string } }>(
     '/v1/tokens/:ref',
     { config: { access: 'admin', audit: 'token.revoke' }, schema: { params: { type: 'object', required: ['ref'], properties: { ref: { type: 'string', minLength: 1, maxLength: 64 } } } } },
     async (request) => {
-      const view = tokens.revoke(request.params.ref);
+      const view = await tokens.revoke(request.params.ref);
       auditTarget(request, `${view.name} (${view.id})`, { role: view.role });
       request.log.info({ tokenId: view.id, name: view.name }, 'API token revoked');
       return view;

@@ -77,12 +77,14 @@ export class ApiTokens {
       throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `ttl: more than zero and at most 365d (leave it out for a token that does not expire)`);
     }
     const now = this.#now();
-    // Synchronous from this check to the insert: no other request runs in between.
-    const taken = (await this.#store.tokens.list()).find((t) => t.name === req.name && live(t, now));
-    if (taken) throw new OutpostError('OUTPOST_ERR_CONFLICT', `a live token is named ${req.name} already (${taken.id}, ${taken.role}): pick another name, or revoke it first (outpost-relay tokens revoke ${req.name})`);
     const id = randomBytes(6).toString('hex');
     const secret = newSecret();
-    const record = await this.#store.tokens.add({ id, name: req.name, hash: hashSecret(secret), role: req.role, expiresAt: req.ttlMs === undefined ? null : now + req.ttlMs });
+    // One unit from the name check to the insert: two creates of one name cannot both pass.
+    const record = await this.#store.transaction(async (tx) => {
+      const taken = (await tx.tokens.list()).find((t) => t.name === req.name && live(t, now));
+      if (taken) throw new OutpostError('OUTPOST_ERR_CONFLICT', `a live token is named ${req.name} already (${taken.id}, ${taken.role}): pick another name, or revoke it first (outpost-relay tokens revoke ${req.name})`);
+      return tx.tokens.add({ id, name: req.name, hash: hashSecret(secret), role: req.role, expiresAt: req.ttlMs === undefined ? null : now + req.ttlMs });
+    });
     return { token: formatCredential('opa', id, secret), view: apiTokenView(record, now) };
   }
 
@@ -106,21 +108,26 @@ export class ApiTokens {
 
   /** Revokes at once; revoking a revoked token again changes nothing. */
   async revoke(ref: string): Promise<ApiTokenView> {
-    const token = this.find(ref);
+    const token = await this.find(ref);
     const now = this.#now();
     if (token.revokedAt !== null) return apiTokenView(token, now);
-    if (token.role === 'admin' && token.expiresAt === null) {
-      const others = (await this.#store.tokens.list()).filter((t) => t.id !== token.id && t.role === 'admin' && t.expiresAt === null && t.revokedAt === null);
-      if (others.length === 0) {
-        throw new OutpostError(
-          'OUTPOST_ERR_CONFLICT',
-          `token ${token.name} is the last admin token that does not expire; revoking it would leave nobody able to manage the relay: create another first (outpost-relay tokens create --name NAME --role admin), then revoke this one`,
-        );
+    // One unit from the last-admin check to the write: two admins revoking each other at once
+    // cannot leave none.
+    const revoked = await this.#store.transaction(async (tx) => {
+      if (token.role === 'admin' && token.expiresAt === null) {
+        const others = (await tx.tokens.list()).filter((t) => t.id !== token.id && t.role === 'admin' && t.expiresAt === null && t.revokedAt === null);
+        if (others.length === 0) {
+          throw new OutpostError(
+            'OUTPOST_ERR_CONFLICT',
+            `token ${token.name} is the last admin token that does not expire; revoking it would leave nobody able to manage the relay: create another first (outpost-relay tokens create --name NAME --role admin), then revoke this one`,
+          );
+        }
       }
-    }
-    await this.#store.tokens.revoke(token.id, now);
+      await tx.tokens.revoke(token.id, now);
+      return (await tx.tokens.get(token.id))!;
+    });
     for (const listener of this.#revoked) listener(token.id);
-    return apiTokenView((await this.#store.tokens.get(token.id))!, now);
+    return apiTokenView(revoked, now);
   }
 
   /** Called with a token's id when it is revoked (the fleet stream closes its sockets). */

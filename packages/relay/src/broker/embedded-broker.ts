@@ -7,6 +7,8 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
 import { Aedes, type Client, type AuthenticateError, type ConnectPacket } from 'aedes';
+
+type AuthenticateDone = (error: AuthenticateError | null, success: boolean | null) => void;
 import { LogThrottle, guarded, parseDeviceTopic, type Logger } from '@outpost/shared';
 import { peerDevice } from '../tls/peer-device.js';
 import { serverContextOptions } from '../tls/relay-tls.js';
@@ -24,14 +26,14 @@ export interface EmbeddedBrokerOptions {
   relayUsername: string;
   relayPassword: string;
   /** Checks a device's id and secret (constant time, against the stored hash). */
-  authenticateDevice(deviceId: string, secret: string): boolean;
+  authenticateDevice(deviceId: string, secret: string): Promise<boolean>;
   /** TLS: the server certificate (with its chain), key, and the CA device certificates come from. */
   tls?: { cert: string; key: string; ca: string };
   /**
    * Whether a device certificate (valid, from the CA) still stands: its device exists and the
    * serial is one the relay issued to it and has not replaced. The reason when not.
    */
-  deviceCertificate?(deviceId: string, serial: string): string | undefined;
+  deviceCertificate?(deviceId: string, serial: string): Promise<string | undefined>;
   deviceLimits?: Partial<DeviceLimits>;
   packetLimits?: Partial<PacketLimits>;
   /** Bytes all connections that have not authenticated yet may hold together (default 16 MiB). */
@@ -71,7 +73,7 @@ const MAX_RELAY_PACKET_BYTES = 64 * 1024 * 1024;
  */
 const DROPPED_TOPIC = '$outpost/dropped';
 
-function refuse(code: 2 | 4 | 5, message: string): AuthenticateError {
+function refuse(code: 2 | 3 | 4 | 5, message: string): AuthenticateError {
   const err = new Error(message) as AuthenticateError;
   err.returnCode = code as AuthenticateError['returnCode'];
   return err;
@@ -95,19 +97,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     opts.onQuota?.(deviceId, v.quota, action, v.detail);
   };
 
-  const broker = await Aedes.createBroker({
-    persistence: new BrokerPersistence((clientId) =>
-      opts.onQuota?.(clientId, 'session', 'dropped', `its CleanSession 0 session already has ${MAX_WAITING_MESSAGES} messages waiting or unacknowledged`),
-    ) as never,
-    maxClientsIdLength: 64,
-    drainTimeout: 10_000,
-    // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
-    connectTimeout: 10_000,
-    preConnect(client, packet, done) {
-      if (packet.will) wills.set(client, packet.will);
-      done(null, true);
-    },
-    authenticate(client, username, password, done) {
+  const authenticate = async (client: Client, username: string | undefined, password: Readonly<Buffer> | undefined, done: AuthenticateDone): Promise<void> => {
       const secret = password?.toString() ?? '';
       const conn = client.conn as unknown as PacketGuard;
       const cert = peerDevice(tlsSockets.get(conn));
@@ -122,7 +112,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       if (cert) {
         // The certificate is the identity: the username may only repeat it, the secret is not needed.
-        const revoked = opts.deviceCertificate ? opts.deviceCertificate(cert.deviceId, cert.serial) : 'this broker takes no device certificates';
+        const revoked = opts.deviceCertificate ? await opts.deviceCertificate(cert.deviceId, cert.serial) : 'this broker takes no device certificates';
         if (revoked) {
           if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, deviceId: cert.deviceId, why: revoked }, 'mqtt connection refused: device certificate');
           return done(refuse(5, revoked), false);
@@ -132,7 +122,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
           return done(refuse(4, `the certificate is ${cert.deviceId}'s`), false);
         }
       }
-      const deviceId = cert?.deviceId ?? (username && opts.authenticateDevice(username, secret) ? username : undefined);
+      const deviceId = cert?.deviceId ?? (username && (await opts.authenticateDevice(username, secret)) ? username : undefined);
       if (deviceId) {
         // A device must connect with its own id as client id, or it could take over another
         // device's session (a second CONNECT with the same client id evicts the first).
@@ -159,6 +149,25 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
       }
       if (refusedLog.take(`${client.id}`)) log.warn({ clientId: client.id, username }, 'mqtt connection refused: bad credentials');
       done(refuse(4, 'bad username or password'), false);
+  };
+  const broker = await Aedes.createBroker({
+    persistence: new BrokerPersistence((clientId) =>
+      opts.onQuota?.(clientId, 'session', 'dropped', `its CleanSession 0 session already has ${MAX_WAITING_MESSAGES} messages waiting or unacknowledged`),
+    ) as never,
+    maxClientsIdLength: 64,
+    drainTimeout: 10_000,
+    // A socket that sends no CONNECT is closed after 10 s (aedes waits 30 s by default).
+    connectTimeout: 10_000,
+    preConnect(client, packet, done) {
+      if (packet.will) wills.set(client, packet.will);
+      done(null, true);
+    },
+    authenticate(client, username, password, done) {
+      // The checks read the store; one that fails refuses this connection, not the broker.
+      authenticate(client, username, password, done).catch((err: unknown) => {
+        log.error({ clientId: client.id, err }, 'mqtt connection refused: the device could not be checked');
+        done(refuse(3, 'the relay could not check the device'), false);
+      });
     },
     authorizePublish(client, packet, done) {
       // A null client is aedes publishing a stored will whose connection is gone (after its

@@ -15,9 +15,9 @@ import type { RelayTls } from '../tls/relay-tls.js';
 import type { AuditLog } from '../auth/audit.js';
 
 export interface JobHooks {
-  onRunReports(deviceId: string, runs: JobRunReport[]): void;
+  onRunReports(deviceId: string, runs: JobRunReport[]): Promise<void>;
   /** Returns why the lines were refused, or null. */
-  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): string | null;
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null>;
   onTargetsChanged(): void;
 }
 

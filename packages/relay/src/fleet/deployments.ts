@@ -57,7 +57,7 @@ async function chooseVersion(ctx: FleetContext, name: string): Promise<{ model: 
 export async function createDeployment(ctx: FleetContext, req: DeployRequest): Promise<CreatedDeployment> {
   let model: ModelVersionRecord | undefined;
   let notice: string | undefined;
-  if (req.version === undefined) ({ model, notice } = chooseVersion(ctx, req.model));
+  if (req.version === undefined) ({ model, notice } = await chooseVersion(ctx, req.model));
   else {
     model = await ctx.store.models.get(req.model, req.version);
     if (!model) throw modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
@@ -74,7 +74,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   // Devices named by id or name; the same device twice is one row.
   const deviceIds = req.selector
     ? (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
-    : [...new Set(requireDevices(ctx, req.devices!).map((d) => d.id))];
+    : [...new Set((await requireDevices(ctx, req.devices!)).map((d) => d.id))];
   if (req.selector && deviceIds.length === 0 && !req.allowEmpty) {
     throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
   }
@@ -91,7 +91,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   // The call is answered at once; thousands of desired states go out behind it, a bounded
   // number at a time (a failed publish is logged; the relay republishes on every reconnect).
   if (!staged) background(ctx.log, `publishing deployment ${id}`, converge(ctx, deviceIds).then(() => refreshDeploymentState(ctx, id)));
-  refreshDeploymentState(ctx, id);
+  await refreshDeploymentState(ctx, id);
   if (notice) ctx.log.info({ deploymentId: id }, notice);
   return { deployment: (await ctx.store.deployments.get(id))!, ...(notice ? { notice } : {}) };
 }
@@ -102,7 +102,7 @@ export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): 
     await publishDesiredState(ctx, deviceId);
     // A device that already serves these bytes reports nothing new; count what it last said.
     const reported = (await ctx.store.devices.get(deviceId))?.reported;
-    applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
+    await applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
   });
 }
 
@@ -117,7 +117,7 @@ export async function rollbackDeployment(ctx: FleetContext, id: string): Promise
 }
 
 async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 'rolled-back', leaves: (s: string) => boolean): Promise<DeploymentRecord> {
-  const d = requireDeployment(ctx, id);
+  const d = await requireDeployment(ctx, id);
   if (d.state === 'rolled-back' || (d.state === 'canceled' && state === 'canceled')) return d;
   const now = ctx.now();
   const touched: string[] = [];
@@ -158,7 +158,7 @@ export async function syncSelectorMembership(ctx: FleetContext, deviceId: string
       continue;
     }
     changed = true;
-    refreshDeploymentState(ctx, d.id);
+    await refreshDeploymentState(ctx, d.id);
   }
   if (changed) await converge(ctx, [deviceId]);
 }

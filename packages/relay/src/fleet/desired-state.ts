@@ -13,16 +13,17 @@ export function effectiveDeployments<D extends DeploymentInfo>(deployments: D[])
 }
 
 export async function desiredStateFor(ctx: FleetContext, deviceId: string): Promise<DesiredState> {
-  const models: DesiredModel[] = effectiveDeployments(await ctx.store.deployments.forDevice(deviceId)).map(async (d) => {
+  const models: DesiredModel[] = [];
+  for (const d of effectiveDeployments(await ctx.store.deployments.forDevice(deviceId))) {
     const model = (await ctx.store.models.get(d.model, d.version))!;
-    return { name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) };
-  });
+    models.push({ name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) });
+  }
   const renewBefore = (await ctx.store.devices.certificate(deviceId))?.renewBefore;
   return { revision: ctx.now(), models, ...(renewBefore ? { renewCertificateIssuedBefore: renewBefore } : {}) };
 }
 
 export async function publishDesiredState(ctx: FleetContext, deviceId: string): Promise<void> {
-  await ctx.mqtt.publishRetained(deviceTopic(deviceId, 'desired'), desiredStateFor(ctx, deviceId));
+  await ctx.mqtt.publishRetained(deviceTopic(deviceId, 'desired'), await desiredStateFor(ctx, deviceId));
 }
 
 /** Why a device has what it has: per model, the deployment it follows and the others. */

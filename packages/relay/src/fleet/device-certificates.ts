@@ -61,7 +61,7 @@ export async function renewDeviceCertificate(ctx: FleetContext, deviceId: string
  */
 export async function rotateDeviceCertificate(ctx: FleetContext, ref: string): Promise<{ deviceId: string; requestedAt: string }> {
   if (!ctx.tls) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'this relay runs with --insecure: devices have no certificates to rotate');
-  const device = requireDevice(ctx, ref);
+  const device = await requireDevice(ctx, ref);
   const at = ctx.now();
   await ctx.store.devices.setCertificateRenewBefore(device.id, at);
   await publishDesiredState(ctx, device.id);

@@ -22,7 +22,7 @@ export interface DeviceLogDeps {
   /** Publishes the request (QoS 1, not retained). */
   publish(topic: string, body: LogsRequest): Promise<void>;
   /** Whether the relay believes the device connected. */
-  online(deviceId: string): boolean;
+  online(deviceId: string): Promise<boolean>;
 }
 
 interface Waiting {
@@ -57,8 +57,8 @@ export class DeviceLogRequests {
   }
 
   /** The device's lines after `after` (or its newest), at most `limit`; rejects with an OutpostError. */
-  fetch(deviceId: string, query: { after?: number; limit: number }): Promise<AgentLogLine[]> {
-    if (!this.#deps.online(deviceId)) return Promise.reject(deviceOffline(deviceId));
+  async fetch(deviceId: string, query: { after?: number; limit: number }): Promise<AgentLogLine[]> {
+    if (!(await this.#deps.online(deviceId))) return Promise.reject(deviceOffline(deviceId));
     const mine = [...this.#waiting.values()].filter((w) => w.deviceId === deviceId).length;
     if (this.#waiting.size >= this.limits.maxWaiting || mine >= this.limits.maxWaitingPerDevice) {
       return Promise.reject(new OutpostError('OUTPOST_ERR_BUSY', `${mine >= this.limits.maxWaitingPerDevice ? `${mine} log requests wait for device ${deviceId}` : `${this.#waiting.size} log requests wait for devices`} already (at most ${this.limits.maxWaitingPerDevice} per device, ${this.limits.maxWaiting} in all); retry in a second`));

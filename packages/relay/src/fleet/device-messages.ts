@@ -5,16 +5,17 @@ import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, LogsAnswer, isDi
 import type { FleetContext } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
+import { SerialQueues } from './serial-queues.js';
 
 /** Parses a payload and acts on it; returns why it was refused, or null. */
-type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => string | null;
+type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => Promise<string | null>;
 
 /** A handler may refuse a valid message too (log lines for a run that has ended): it returns why. */
-function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => string | null | void): Handler {
-  return (ctx, deviceId, payload) => {
+function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => Promise<string | null | void> | string | null | void): Handler {
+  return async (ctx, deviceId, payload) => {
     const result = parser.parse(payload);
     if (!result.ok) return result.reason;
-    return handle(ctx, deviceId, result.value) ?? null;
+    return (await handle(ctx, deviceId, result.value)) ?? null;
   };
 }
 
@@ -35,27 +36,27 @@ const HANDLERS: Record<string, Handler> = {
     if (m.online && m.instance) noteAgentInstance(ctx, deviceId, m.instance);
     // A late will of an earlier connection is not news (see fleet/presence.ts).
     if (!ctx.presence.status(deviceId, m)) return;
-    setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
+    await setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
     if (m.online) await ctx.store.devices.setCapabilities(deviceId, m.training === true, m.datasets ?? []);
     ctx.jobs?.onTargetsChanged();
   }),
-  'jobs-reported': handler(messageParser(JobsReported), (ctx, deviceId, m) => {
-    ctx.jobs?.onRunReports(deviceId, m.runs);
+  'jobs-reported': handler(messageParser(JobsReported), async (ctx, deviceId, m) => {
+    await ctx.jobs?.onRunReports(deviceId, m.runs);
   }),
   'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines)),
   // Held for the caller waiting on it; its size counts against the answer's bound.
-  logs: (ctx, deviceId, payload) => {
+  logs: async (ctx, deviceId, payload) => {
     const result = parseLogsAnswer.parse(payload);
     return result.ok ? ctx.deviceLogs.onAnswer(deviceId, result.value, payload.length) : result.reason;
   },
   reported: handler(messageParser(ReportedState), async (ctx, deviceId, m) => {
     await ctx.store.devices.setReported(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
-    applyReportedState(ctx, deviceId, m);
+    await applyReportedState(ctx, deviceId, m);
   }),
-  health: handler(messageParser(HealthMessage), (ctx, deviceId, m) => {
+  health: handler(messageParser(HealthMessage), async (ctx, deviceId, m) => {
     // Only a connected device's heartbeat is delivered: it proves the device online.
-    if (ctx.presence.heartbeat(deviceId, async () => (await ctx.store.devices.get(deviceId))?.online ?? false)) setOnline(ctx, deviceId, true, 'device online (its heartbeat arrived)');
+    if (await ctx.presence.heartbeat(deviceId, async () => (await ctx.store.devices.get(deviceId))?.online ?? false)) await setOnline(ctx, deviceId, true, 'device online (its heartbeat arrived)');
     // Stored by the health history's once-a-second transaction, not one write per heartbeat.
     ctx.history.record(deviceId, m, ctx.now());
     ctx.events.emit({ type: 'device.health', deviceId, health: m });
@@ -69,20 +70,20 @@ export interface MessageStats {
   rejected: number;
 }
 
+/** Messages of one device waiting for its earlier ones, past which more are dropped. */
+export const DEVICE_BACKLOG = 256;
+
 /**
  * Routes one MQTT message from a device topic. Never throws: the relay outlives any payload.
- * Refusals are logged once a minute per device and topic, with how many were left out.
+ * Each device's messages are handled one after another in arrival order (a handler awaits the
+ * store); different devices' run side by side. Refusals are logged once a minute per device
+ * and topic, with how many were left out.
  */
-export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: string, payload: Buffer): void; stats: MessageStats } {
+export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; stats: MessageStats } {
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
-  return {
-    stats,
-    async route(topic, payload) {
-      stats.received++;
-      const parsed = parseDeviceTopic(topic);
-      // `desired`, `jobs` and `logs-request` are the relay's own messages coming back; an empty payload clears a retained one.
-      if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
+  const queues = new SerialQueues(DEVICE_BACKLOG);
+  const handleOne = async (topic: string, parsed: { deviceId: string; leaf: string }, payload: Buffer): Promise<void> => {
       if (parsed.leaf === 'notice') {
         if (await ctx.store.devices.secretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
         return;
@@ -96,7 +97,7 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
       }
       if (!await ctx.store.devices.secretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
       try {
-        const refused = handle(ctx, parsed.deviceId, payload);
+        const refused = await handle(ctx, parsed.deviceId, payload);
         if (refused) {
           stats.rejected++;
           const told = throttle.take(`${parsed.deviceId} ${parsed.leaf}`);
@@ -107,6 +108,20 @@ export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: str
         const told = throttle.take(`${parsed.deviceId} ${parsed.leaf} failed`);
         if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, `device message handler failed${isDiskFull(err) ? ': the disk is full (the message is dropped; the device sends its state again)' : ''}`);
       }
+  };
+  return {
+    stats,
+    route(topic, payload) {
+      stats.received++;
+      const parsed = parseDeviceTopic(topic);
+      // `desired`, `jobs` and `logs-request` are the relay's own messages coming back; an empty payload clears a retained one.
+      if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
+      if (!queues.push(parsed.deviceId, () => handleOne(topic, parsed, payload))) {
+        stats.rejected++;
+        const told = throttle.take(`${parsed.deviceId} backlog`);
+        if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, backlog: DEVICE_BACKLOG, suppressed: told.suppressed }, 'device message dropped: too many of its messages wait to be handled');
+      }
     },
+    idle: () => queues.idle(),
   };
 }

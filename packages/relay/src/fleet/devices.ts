@@ -14,13 +14,15 @@ const LIST_HINT = 'list them with outpost-relay devices list';
  * `hint` says where to look (for job targets: local, a device, or a selector).
  */
 export async function requireDevice(ctx: FleetContext, ref: string, hint = LIST_HINT): Promise<DeviceRecord> {
-  return await ctx.store.devices.get(ref) ?? byName(ref, await ctx.store.devices.list(), hint);
+  return (await ctx.store.devices.get(ref)) ?? byName(ref, await ctx.store.devices.list(), hint);
 }
 
 /** Several at once (a deployment's devices): the device list is read once, not once per name. */
-export function requireDevices(ctx: FleetContext, refs: string[]): DeviceRecord[] {
+export async function requireDevices(ctx: FleetContext, refs: string[]): Promise<DeviceRecord[]> {
   let all: DeviceRecord[] | undefined;
-  return refs.map(async (ref) => await ctx.store.devices.get(ref) ?? byName(ref, (all ??= await ctx.store.devices.list()), LIST_HINT));
+  const found: DeviceRecord[] = [];
+  for (const ref of refs) found.push((await ctx.store.devices.get(ref)) ?? byName(ref, (all ??= await ctx.store.devices.list()), LIST_HINT));
+  return found;
 }
 
 function byName(ref: string, all: DeviceRecord[], hint: string): DeviceRecord {
@@ -41,15 +43,19 @@ export function viewDevice(ctx: FleetContext, d: DeviceRecord) {
 
 /** Sets labels (`k: v`, already checked) and removes those whose value is null, like `kubectl label k-`. */
 export async function labelDevice(ctx: FleetContext, ref: string, changes: Record<string, string | null>): Promise<DeviceRecord> {
-  const device = requireDevice(ctx, ref);
-  const { id } = device;
-  const labels: Labels = { ...device.labels };
-  for (const [key, value] of Object.entries(changes)) {
-    if (value === null) delete labels[key];
-    else labels[key] = value;
-  }
-  await ctx.store.devices.setLabels(id, labels);
-  const updated = { ...device, labels };
+  const { id } = await requireDevice(ctx, ref);
+  // Read and written as one unit: two label changes at once both land.
+  const updated = await ctx.store.transaction(async (tx) => {
+    const device = await tx.devices.get(id);
+    if (!device) throw new OutpostError('OUTPOST_ERR_DEVICE_NOT_FOUND', `device ${id} was removed meanwhile`);
+    const labels: Labels = { ...device.labels };
+    for (const [key, value] of Object.entries(changes)) {
+      if (value === null) delete labels[key];
+      else labels[key] = value;
+    }
+    await tx.devices.setLabels(id, labels);
+    return { ...device, labels };
+  });
   ctx.events.emit({ type: 'device.updated', device: viewDevice(ctx, updated) });
   ctx.jobs?.onTargetsChanged();
   return updated;
@@ -57,7 +63,7 @@ export async function labelDevice(ctx: FleetContext, ref: string, changes: Recor
 
 /** Forgets a device: its credentials stop working at once and its retained topics are cleared. */
 export async function removeDevice(ctx: FleetContext, ref: string): Promise<void> {
-  const { id } = requireDevice(ctx, ref);
+  const { id } = await requireDevice(ctx, ref);
   await ctx.store.devices.remove(id);
   ctx.disconnectDevice?.(id);
   // Deleting the Mosquitto client also disconnects it. The device is gone from the store either
@@ -66,7 +72,7 @@ export async function removeDevice(ctx: FleetContext, ref: string): Promise<void
     ctx.log.error({ deviceId: id, err: err.message }, `the device's broker account is still there: delete it by hand (mosquitto_ctrl dynsec deleteClient ${id})`),
   );
   await Promise.all((['desired', 'reported', 'status', 'notice'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
-  ctx.history.forget(id);
+  await ctx.history.forget(id);
   ctx.presence.forget(id);
   ctx.duplicates.forget(id);
   ctx.events.emit({ type: 'device.removed', deviceId: id });

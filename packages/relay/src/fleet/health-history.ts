@@ -2,7 +2,7 @@
 // the last 7 days. Heartbeats are buffered and written in one transaction a second, so 1,000
 // devices cost SQLite one commit a second, not a thousand.
 
-import { guardedInterval, type HealthMessage, type Logger } from '@outpost/shared';
+import { background, guardedInterval, type HealthMessage, type Logger } from '@outpost/shared';
 import type { Store } from '../store/store.js';
 import type { HealthSample } from '../store/records.js';
 
@@ -42,7 +42,7 @@ export class HealthHistory {
     // A failed write (a full disk) loses that second's samples, never the relay.
     this.#flushTimer = guardedInterval(log, 'writing health samples', flushMs, () => this.flush());
     this.#pruneTimer = guardedInterval(log, 'pruning health history', 5 * 60_000, () => this.prune());
-    this.prune();
+    background(log, 'pruning health history', this.prune());
   }
 
   record(deviceId: string, h: HealthMessage, at: number): void {
@@ -99,7 +99,7 @@ export class HealthHistory {
   }
 
   async series(deviceId: string, rangeMs: number): Promise<HealthSeries> {
-    this.flush();
+    await this.flush();
     const now = this.#now();
     const from = now - Math.min(rangeMs, ROLLUP_WINDOW_MS);
     const rawFrom = Math.max(from, now - RAW_WINDOW_MS);
@@ -109,9 +109,10 @@ export class HealthHistory {
     return { deviceId, from: new Date(from).toISOString(), points };
   }
 
-  close(): void {
+  /** Stops the timers and writes what is still buffered. */
+  async close(): Promise<void> {
     clearInterval(this.#flushTimer);
     clearInterval(this.#pruneTimer);
-    this.flush();
+    await this.flush();
   }
 }

@@ -60,18 +60,20 @@ function describeUses(uses: VersionUse[]): string {
 async function remove(ctx: FleetContext, removeArtifact: RemoveArtifact, versions: ModelVersionRecord[]): Promise<DeletedVersion[]> {
   for (const v of versions) await ctx.store.models.deleteVersion(v.name, v.version);
   const gone = new Set<string>();
-  return versions.map(async (v) => {
-    if (!gone.has(v.sha256) && !await ctx.store.artifactRefs.referenced(v.sha256) && removeArtifact(v.sha256)) gone.add(v.sha256);
+  const deleted: DeletedVersion[] = [];
+  for (const v of versions) {
+    if (!gone.has(v.sha256) && !(await ctx.store.artifactRefs.referenced(v.sha256)) && removeArtifact(v.sha256)) gone.add(v.sha256);
     ctx.log.info({ model: v.name, version: v.version, sha256: v.sha256, fileRemoved: gone.has(v.sha256) }, 'model version deleted');
-    return { name: v.name, version: v.version, sha256: v.sha256, size: v.size, fileRemoved: gone.has(v.sha256) };
-  });
+    deleted.push({ name: v.name, version: v.version, sha256: v.sha256, size: v.size, fileRemoved: gone.has(v.sha256) });
+  }
+  return deleted;
 }
 
 /** `models delete NAME:VERSION`: refused (409) while the version is in use, naming who uses it. */
 export async function deleteModelVersion(ctx: FleetContext, removeArtifact: RemoveArtifact, name: string, version: number): Promise<DeletedVersion> {
   const record = await ctx.store.models.get(name, version);
   if (!record) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no version ${version} of model "${name}": see its versions with outpost-relay models show ${name}`);
-  const uses = versionUses(ctx, name).get(version);
+  const uses = (await versionUses(ctx, name)).get(version);
   if (uses) {
     const first = uses[0]!.deploymentId;
     throw new OutpostError(
@@ -79,7 +81,7 @@ export async function deleteModelVersion(ctx: FleetContext, removeArtifact: Remo
       `${name}:${version} is in use: ${describeUses(uses)}; deploy another version to those devices (or roll it back: outpost-relay deployments rollback ${first}), then delete it`,
     );
   }
-  return remove(ctx, removeArtifact, [record])[0]!;
+  return (await remove(ctx, removeArtifact, [record]))[0]!;
 }
 
 export interface PruneRequest {
@@ -106,7 +108,7 @@ export async function pruneModels(ctx: FleetContext, removeArtifact: RemoveArtif
   const victims: ModelVersionRecord[] = [];
   const inUse: PruneResult['inUse'] = [];
   for (const name of names) {
-    const uses = versionUses(ctx, name);
+    const uses = await versionUses(ctx, name);
     const versions = await ctx.store.models.versions(name); // oldest first
     const old = versions.slice(0, Math.max(0, versions.length - req.keep));
     for (const v of old) {
@@ -115,6 +117,6 @@ export async function pruneModels(ctx: FleetContext, removeArtifact: RemoveArtif
       else victims.push(v);
     }
   }
-  const deleted = req.dryRun ? victims.map((v) => ({ name: v.name, version: v.version, sha256: v.sha256, size: v.size, fileRemoved: false })) : remove(ctx, removeArtifact, victims);
+  const deleted = req.dryRun ? victims.map((v) => ({ name: v.name, version: v.version, sha256: v.sha256, size: v.size, fileRemoved: false })) : await remove(ctx, removeArtifact, victims);
   return { dryRun: Boolean(req.dryRun), keep: req.keep, deleted, inUse };
 }

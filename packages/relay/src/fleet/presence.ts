@@ -23,9 +23,11 @@ export class Presence {
   }
 
   /** A heartbeat arrived: true when it brings a device the relay thought offline back online. */
-  heartbeat(deviceId: string, storedOnline: () => boolean): boolean {
+  async heartbeat(deviceId: string, storedOnline: () => Promise<boolean>): Promise<boolean> {
+    if (!this.#last.has(deviceId) && (await storedOnline())) return false;
+    // Looked at again after the await: another message may have settled it meanwhile.
     const last = this.#last.get(deviceId);
-    if (last ? last.online : storedOnline()) return false;
+    if (last?.online) return false;
     this.#last.set(deviceId, { session: last?.session ?? 0, online: true });
     return true;
   }

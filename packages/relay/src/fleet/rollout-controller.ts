@@ -85,7 +85,7 @@ export class RolloutController {
     let changed = false;
     for (const row of d.devices) {
       if (row.state !== 'serving' || s.healthWindowMs <= 0) continue;
-      const verdict = this.#judge(d, row.deviceId, row.updatedAt, s.healthWindowMs);
+      const verdict = await this.#judge(d, row.deviceId, row.updatedAt, s.healthWindowMs);
       if (!verdict) continue;
       if (await store.deployments.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now)) {
         events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state: verdict.state, reason: verdict.reason });
@@ -100,7 +100,7 @@ export class RolloutController {
     if (s.failureThreshold !== null && failed > resolveCount(s.failureThreshold, rows.length)) {
       this.#ctx.log.warn({ deploymentId: d.id, failed }, 'rollout failed past its threshold: rolling back');
       await rollbackDeployment(this.#ctx, d.id);
-      this.#ctx.audit?.record({ actor: { kind: 'relay' }, action: 'deployment.rollback', target: d.id, outcome: 'ok', detail: { reason: `${failed} of ${rows.length} devices failed, past the failure threshold (${s.failureThreshold})` } });
+      await this.#ctx.audit?.record({ actor: { kind: 'relay' }, action: 'deployment.rollback', target: d.id, outcome: 'ok', detail: { reason: `${failed} of ${rows.length} devices failed, past the failure threshold (${s.failureThreshold})` } });
       return;
     }
     // 3. Release the next batch once every released device is done.

@@ -65,7 +65,7 @@ export async function applyReportedState(ctx: FleetContext, deviceId: string, re
   for (const d of all) {
     const mine = d.rollout;
     if (!current.has(d.id)) {
-      if (!rolloutSettled(mine.state, 0)) progress(d.id, 'superseded', null);
+      if (!rolloutSettled(mine.state, 0)) await progress(d.id, 'superseded', null);
       continue;
     }
     // The same file under other serving settings is another deployment's report (older agents
@@ -73,7 +73,7 @@ export async function applyReportedState(ctx: FleetContext, deviceId: string, re
     const key = servingKey(d.serving);
     const entry = reported.models.find((m) => m.name === d.model && m.sha256 === d.sha256 && (m.servingKey === undefined || m.servingKey === key));
     if (!entry || holds(mine.state, entry.state)) continue;
-    progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
+    await progress(d.id, entry.state, entry.state === 'failed' ? (entry.reason ?? 'failed') : null);
   }
-  for (const id of touched) refreshDeploymentState(ctx, id);
+  for (const id of touched) await refreshDeploymentState(ctx, id);
 }

@@ -11,7 +11,9 @@ const MAX_KEPT = 10_000;
 
 export class DeferredWrites {
   readonly #log: Logger;
-  readonly #kept: Array<{ what: string; write: () => void }> = [];
+  readonly #kept: Array<{ what: string; write: () => Promise<void> }> = [];
+  /** Writes go one after another, in the order asked: a run's states must not overtake each other. */
+  #chain: Promise<void> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
 
   constructor(log: Logger) {
@@ -22,11 +24,24 @@ export class DeferredWrites {
     return this.#kept.length;
   }
 
-  /** Writes now, or keeps the write for later when the disk is full (or earlier writes wait). */
-  run(what: string, write: () => void): void {
+  /**
+   * Writes after the writes asked before, or keeps the write for later when the disk is full
+   * (or earlier writes wait). Settles once written or kept; rejects with any other error.
+   */
+  run(what: string, write: () => Promise<void>): Promise<void> {
+    const attempt = this.#chain.then(() => this.#attempt(what, write));
+    this.#chain = attempt.catch(() => {});
+    return attempt;
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  async #attempt(what: string, write: () => Promise<void>): Promise<void> {
     if (this.#kept.length === 0) {
       try {
-        return write();
+        return await write();
       } catch (err) {
         if (!isDiskFull(err)) throw err;
       }
@@ -35,18 +50,18 @@ export class DeferredWrites {
     this.#kept.push({ what, write });
     if (this.#timer) return;
     this.#log.warn({ what }, 'the disk is full: job state changes are kept and written once space returns');
-    this.#timer = guardedInterval(this.#log, 'writing job state changes kept through a full disk', RETRY_MS, () => this.#flush());
+    this.#timer = guardedInterval(this.#log, 'writing job state changes kept through a full disk', RETRY_MS, () => {
+      const flushed = this.#chain.then(() => this.#flush());
+      this.#chain = flushed.catch(() => {});
+      return flushed;
+    });
   }
 
-  close(): void {
-    clearInterval(this.#timer);
-  }
-
-  #flush(): void {
+  async #flush(): Promise<void> {
     while (this.#kept.length > 0) {
       const next = this.#kept[0]!;
       try {
-        next.write();
+        await next.write();
       } catch (err) {
         if (isDiskFull(err)) return;
         this.#kept.shift();

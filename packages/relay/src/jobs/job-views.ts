@@ -4,7 +4,7 @@ import type { JobSummary } from '@outpost/shared';
 import type { JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
 import type { Store } from '../store/store.js';
 
-export type MetricSummaryRow = ReturnType<Store['jobMetricSummary']>[number];
+export type MetricSummaryRow = Awaited<ReturnType<Store['jobs']['metricSummary']>>[number];
 
 const iso = (t: number | null) => (t === null ? null : new Date(t).toISOString());
 

@@ -67,7 +67,7 @@ export class RunIngest {
     }
     let counts = this.#counts.get(key);
     if (!counts) {
-      counts = { ...await this.#ctx.store.jobs.countRunRecords(jobId, rank), told: new Set() };
+      counts = { ...(await this.#ctx.store.jobs.countRunRecords(jobId, rank)), told: new Set() };
       this.#counts.set(key, counts);
     }
     return { job, counts };
@@ -85,7 +85,7 @@ export class RunIngest {
 
   /** Output lines of a run; returns why they were refused, or null. */
   async logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
-    const live = this.#live(source, jobId, rank);
+    const live = await this.#live(source, jobId, rank);
     if (typeof live === 'string') return live;
     const { job, counts } = live;
     const room = Math.max(0, this.quotas.logLines - counts.logs);
@@ -95,9 +95,9 @@ export class RunIngest {
       counts.logs += kept.length;
       if (kept.length) this.#ctx.events.emit({ type: 'job.log', jobId, lines: kept });
     }
-    if (taken.length < lines.length) this.#reached(source, job, rank, counts, 'logLines', 'log lines');
+    if (taken.length < lines.length) await this.#reached(source, job, rank, counts, 'logLines', 'log lines');
     const points = lines.flatMap((l) => (l.stream === 'stdout' ? (parseMetricLine(l.text) ?? []) : []));
-    if (points.length) this.#metrics(source, job, rank, counts, points);
+    if (points.length) await this.#metrics(source, job, rank, counts, points);
     return null;
   }
 
@@ -110,7 +110,7 @@ export class RunIngest {
       counts.metrics += taken.length;
       this.#ctx.events.emit({ type: 'job.metric', jobId: job.id, rank, points: taken });
     }
-    if (taken.length < points.length) this.#reached(source, job, rank, counts, 'metricPoints', 'metric points');
+    if (taken.length < points.length) await this.#reached(source, job, rank, counts, 'metricPoints', 'metric points');
   }
 
   /**
@@ -118,13 +118,13 @@ export class RunIngest {
    * before a byte of the body is read.
    */
   async output(source: string, jobId: string, rank: number, path: string, body: Readable): Promise<void> {
-    const live = this.#live(source, jobId, rank);
+    const live = await this.#live(source, jobId, rank);
     if (typeof live === 'string') throw new OutpostError(live.includes('ended') ? 'OUTPOST_ERR_CONFLICT' : 'OUTPOST_ERR_FORBIDDEN', live);
     const { job, counts } = live;
     const clean = posix.normalize(path);
     if (!clean || posix.isAbsolute(clean) || clean.startsWith('..') || clean.length > 512) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `output path "${path}" is not inside the output folder`);
     if (counts.outputs >= this.quotas.outputFiles) {
-      this.#reached(source, job, rank, counts, 'outputFiles', 'output files');
+      await this.#reached(source, job, rank, counts, 'outputFiles', 'output files');
       throw new OutpostError('OUTPOST_ERR_QUOTA_EXCEEDED', `run ${rank} of ${jobId} already stored ${this.quotas.outputFiles} output files, its quota`);
     }
     const staged = await this.#artifacts.stage(body, { maxBytes: this.quotas.outputBytes });
@@ -134,7 +134,7 @@ export class RunIngest {
     if (clean === 'metrics.jsonl') {
       for await (const line of boundedLines(createReadStream(this.#artifacts.path(staged.sha256)), MAX_METRIC_JSON_LINE)) {
         const points = parseMetricJson(line);
-        if (points) this.#metrics(source, job, rank, counts, points);
+        if (points) await this.#metrics(source, job, rank, counts, points);
         if (counts.metrics >= this.quotas.metricPoints) break;
       }
     }

@@ -88,6 +88,9 @@ export class JobScheduler {
   readonly #ingest: RunIngest;
   readonly #deferred: DeferredWrites;
   #closed = false;
+  /** A scheduling pass is under way; `#tickAgain`: another was asked for meanwhile. */
+  #ticking = false;
+  #tickAgain = false;
 
   constructor(opts: SchedulerOptions) {
     this.#opts = opts;
@@ -103,7 +106,7 @@ export class JobScheduler {
     const leftovers = await cleanUpLeftoverRuns(this.#opts.workRoot);
     if (leftovers > 0) log.warn({ runs: leftovers }, `ended ${leftovers} local job run(s) a previous relay left running, and removed their folders`);
     for (const job of await store.jobs.inState('running')) {
-      for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
+      for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) await this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
       this.#armWatchdog((await store.jobs.get(job.id))!);
     }
     await this.republish();
@@ -112,12 +115,12 @@ export class JobScheduler {
 
   /** Publishes the job runs of every device that has some again (a broker that lost its retained messages). */
   async republish(): Promise<void> {
-    await eachBounded([...this.#devicesWithRuns()], PUBLISH_CONCURRENCY, (id) => this.#publishJobs(id));
+    await eachBounded([...await this.#devicesWithRuns()], PUBLISH_CONCURRENCY, (id) => this.#publishJobs(id));
   }
 
   async summary(id: string) {
     const { store } = this.#ctx;
-    const job = this.require(id);
+    const job = await this.require(id);
     return jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id));
   }
 
@@ -145,7 +148,7 @@ export class JobScheduler {
       if (req.dataset && !this.#opts.localDatasets?.[req.dataset]) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `the relay host has no dataset "${req.dataset}" (outpost-relay start --dataset ${req.dataset}=PATH)`);
     } else if (target.kind === 'device') {
       // Named by id or name; the job keeps the id.
-      const d = requireDevice(this.#ctx, target.deviceId, 'use local, a device id or name, or a selector k=v,...');
+      const d = await requireDevice(this.#ctx, target.deviceId, 'use local, a device id or name, or a selector k=v,...');
       target.deviceId = d.id;
       const problem = trainingProblem(d);
       if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
@@ -177,8 +180,33 @@ export class JobScheduler {
   }
 
   /** Starts every queued job whose targets are free, in submission order. */
-  async tick(): Promise<void> {
+  /**
+   * Starts the queued jobs that fit now. One pass runs at a time (a pass reads the store, then
+   * claims targets); a tick during a pass runs one more after it, so none is lost.
+   */
+  tick(): void {
     if (this.#closed) return;
+    if (this.#ticking) {
+      this.#tickAgain = true;
+      return;
+    }
+    this.#ticking = true;
+    background(this.#ctx.log, 'starting queued jobs', this.#passes());
+  }
+
+  /** Settles when no pass runs (tests, close). */
+  async #passes(): Promise<void> {
+    try {
+      do {
+        this.#tickAgain = false;
+        await this.#pass();
+      } while (this.#tickAgain && !this.#closed);
+    } finally {
+      this.#ticking = false;
+    }
+  }
+
+  async #pass(): Promise<void> {
     const { store } = this.#ctx;
     // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
     const queued = await store.jobs.inState('queued');
@@ -192,7 +220,8 @@ export class JobScheduler {
       if (free.length >= job.spec.nodes) {
         const chosen = free.slice(0, job.spec.nodes);
         for (const c of chosen) busy.add(c);
-        background(this.#ctx.log, `starting job ${job.id}`, this.#start(job, chosen));
+        const started = await this.#claim(job, chosen);
+        if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, chosen));
       } else {
         // Later jobs may not jump the queue on the targets this one waits for.
         for (const c of candidates) held.add(c);
@@ -208,14 +237,22 @@ export class JobScheduler {
     return devices.filter((d) => matches(d, t.selector) && ok(d)).map((d) => d.id);
   }
 
-  async #start(job: JobRecord, targets: string[]): Promise<void> {
-    const { store, events, log } = this.#ctx;
+  /** Gives a queued job its runs and makes it running, unless it left the queue meanwhile (canceled). */
+  async #claim(job: JobRecord, targets: string[]): Promise<JobRecord | undefined> {
     const now = this.#ctx.now();
-    await store.jobs.addRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
-    await store.jobs.setState(job.id, 'running', now);
+    return this.#ctx.store.transaction(async (tx) => {
+      if ((await tx.jobs.get(job.id))?.state !== 'queued') return undefined;
+      await tx.jobs.addRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
+      await tx.jobs.setState(job.id, 'running', now);
+      return tx.jobs.get(job.id);
+    });
+  }
+
+  async #start(started: JobRecord, targets: string[]): Promise<void> {
+    const { events, log } = this.#ctx;
+    const job = started;
     events.emit({ type: 'job.state', jobId: job.id, state: 'running', error: null });
     log.info({ jobId: job.id, targets }, 'job started');
-    const started = (await store.jobs.get(job.id))!;
     this.#armWatchdog(started);
     for (const [rank, target] of targets.entries()) {
       if (target === 'local') background(log, `running job ${job.id} on local`, this.#runLocal(started, rank, targets.length));
@@ -249,16 +286,16 @@ export class JobScheduler {
         env: job.spec.env,
         dataDir: job.spec.dataset ? this.#opts.localDatasets?.[job.spec.dataset] : undefined,
         timeoutMs: job.spec.timeoutMs,
-        onLines: (lines) => this.onLogs('local', job.id, rank, lines),
+        onLines: (lines) => background(this.#ctx.log, `storing job ${job.id}'s log lines`, this.onLogs('local', job.id, rank, lines)),
       });
       this.#local.set(key, run.process);
-      this.#runUpdate(job.id, rank, 'running');
+      await this.#runUpdate(job.id, rank, 'running');
       const result = await run.process.result;
       if (this.#closed) return; // close() has recorded how this run ended
       for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
-      this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
+      await this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
     } catch (err) {
-      if (!this.#closed) this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
+      if (!this.#closed) await this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
     } finally {
       this.#local.delete(key);
       rmSync(root, { recursive: true, force: true });
@@ -292,7 +329,7 @@ export class JobScheduler {
   }
 
   async #publishJobs(deviceId: string): Promise<void> {
-    await this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), this.desiredJobsFor(deviceId));
+    await this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), await this.desiredJobsFor(deviceId));
   }
 
   /** A device's report of its runs; only runs assigned to that device count. */
@@ -301,7 +338,7 @@ export class JobScheduler {
       const job = await this.#ctx.store.jobs.get(r.jobId);
       const run = job?.runs.find((x) => x.rank === r.rank);
       if (!job || run?.target !== deviceId) continue;
-      this.#runUpdate(r.jobId, r.rank, r.state, r.exitCode ?? null, r.error ?? null);
+      await this.#runUpdate(r.jobId, r.rank, r.state, r.exitCode ?? null, r.error ?? null);
     }
   }
 
@@ -310,9 +347,9 @@ export class JobScheduler {
     this.tick();
   }
 
-  #runUpdate(jobId: string, rank: number, state: string, exitCode: number | null = null, error: string | null = null): void {
+  #runUpdate(jobId: string, rank: number, state: string, exitCode: number | null = null, error: string | null = null): Promise<void> {
     const at = this.#ctx.now();
-    this.#deferred.run(`job ${jobId} rank ${rank}: ${state}`, () => this.#applyRunUpdate(jobId, rank, state, at, exitCode, error));
+    return this.#deferred.run(`job ${jobId} rank ${rank}: ${state}`, () => this.#applyRunUpdate(jobId, rank, state, at, exitCode, error));
   }
 
   async #applyRunUpdate(jobId: string, rank: number, state: string, at: number, exitCode: number | null, error: string | null): Promise<void> {
@@ -364,7 +401,7 @@ export class JobScheduler {
     const current = await store.jobs.get(job.id);
     if (!current || TERMINAL.has(current.state)) return;
     const at = this.#ctx.now();
-    this.#deferred.run(`job ${job.id}: ${state}`, async () => await store.jobs.setState(job.id, state, at, error));
+    await this.#deferred.run(`job ${job.id}: ${state}`, async () => await store.jobs.setState(job.id, state, at, error));
     clearTimeout(this.#watchdogs.get(job.id));
     this.#watchdogs.delete(job.id);
     events.emit({ type: 'job.state', jobId: job.id, state, error });
@@ -378,7 +415,7 @@ export class JobScheduler {
   }
 
   async cancel(id: string): Promise<JobRecord> {
-    const job = this.require(id);
+    const job = await this.require(id);
     if (job.state === 'queued') {
       await this.#ctx.store.jobs.setState(id, 'canceled', this.#ctx.now(), 'canceled before it started');
       this.#ctx.events.emit({ type: 'job.state', jobId: id, state: 'canceled', error: 'canceled before it started' });
@@ -389,7 +426,7 @@ export class JobScheduler {
     return this.require(id);
   }
 
-  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): string | null {
+  onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
     return this.#ingest.logs(source, jobId, rank, lines);
   }
 

@@ -3,6 +3,7 @@
 // transaction's awaits behind a gate that holds every other call until it ends (one connection
 // cannot keep two transactions apart).
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
@@ -862,20 +863,25 @@ export class SqliteStore implements Store {
   /** Settles when the open transaction ends; undefined when none is open. */
   #open: Promise<void> | undefined;
 
+  /** Set inside a transaction's work: a call there on the store itself joins it (it would wait for itself). */
+  readonly #inTransaction = new AsyncLocalStorage<true>();
+
   constructor(file: string) {
     this.#engine = new SqliteEngine(file);
     const sync = repositories(this.#engine);
-    const outside = asynchronous(sync, () => this.#open);
+    const outside = asynchronous(sync, () => (this.#inTransaction.getStore() ? undefined : this.#open));
     this.#inside = asynchronous(sync);
     ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } = outside);
   }
 
   async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    // Nested: part of the one open (SQLite has one writer; its savepoints are not needed here).
+    if (this.#inTransaction.getStore()) return work(this.#inside);
     while (this.#open) await this.#open;
     let end!: () => void;
     this.#open = new Promise((resolve) => (end = resolve));
     try {
-      return await this.#engine.transaction(() => work(this.#inside));
+      return await this.#inTransaction.run(true, () => this.#engine.transaction(() => work(this.#inside)));
     } finally {
       this.#open = undefined;
       end();

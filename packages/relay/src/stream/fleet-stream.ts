@@ -8,7 +8,10 @@ import type { WebSocket } from 'ws';
 import { DEFAULT_CLIENT_LIMITS, StreamClient, type QueuedMessage, type StreamClientLimits } from './stream-client.js';
 
 export interface FleetStreamOptions {
-  snapshot(): Omit<FleetSnapshot, 'type'>;
+  /** The fleet now, read from the store. */
+  snapshot(): Promise<Omit<FleetSnapshot, 'type'>>;
+  /** Told when a snapshot could not be read (the client is closed; it reconnects). */
+  onSnapshotError?(err: unknown): void;
   /** How many recent events a reconnecting client can catch up on. */
   window?: number;
   limits?: StreamClientLimits;
@@ -52,20 +55,41 @@ export class FleetStream {
     }
   }
 
-  /** Adds a client: the events after `since` when the window still has them, else a snapshot. */
+  /**
+   * Adds a client: the events after `since` when the window still has them, else a snapshot.
+   * The snapshot is read from the store after its seq is taken, so it is at least that new;
+   * the events published while it was read follow it (applying one twice changes nothing).
+   */
   attach(ws: WebSocket, since?: number): StreamClient {
     const client = new StreamClient(ws, this.#opts.limits ?? DEFAULT_CLIENT_LIMITS);
-    const oldest = this.#window[0]?.seq ?? this.#seq + 1;
-    if (since !== undefined && since >= oldest - 1 && since <= this.#seq) {
-      for (const m of this.#window) if (m.seq > since) client.send(m);
-    } else {
-      const snapshot = { type: 'snapshot', ...this.#opts.snapshot(), seq: this.#seq, ts: new Date((this.#opts.now ?? Date.now)()).toISOString() };
-      client.send({ seq: this.#seq, json: JSON.stringify(snapshot) });
-    }
-    this.#clients.add(client);
     ws.on('close', () => this.#clients.delete(client));
     ws.on('error', () => this.#clients.delete(client));
+    const oldest = this.#window[0]?.seq ?? this.#seq + 1;
+    if (since !== undefined && since >= oldest - 1 && since <= this.#seq) {
+      this.#catchUp(ws, client, since);
+      return client;
+    }
+    const seq = this.#seq;
+    this.#opts.snapshot().then(
+      (fleet) => {
+        if (client.closed) return;
+        const snapshot = { type: 'snapshot', ...fleet, seq, ts: new Date((this.#opts.now ?? Date.now)()).toISOString() };
+        client.send({ seq, json: JSON.stringify(snapshot) });
+        this.#catchUp(ws, client, seq);
+      },
+      (err: unknown) => {
+        this.#opts.onSnapshotError?.(err);
+        client.close(STREAM_CLOSE.GOING_AWAY, 'the relay could not read the fleet; reconnect');
+      },
+    );
     return client;
+  }
+
+  /** Sends the window's events after `since`, then every new one. */
+  #catchUp(ws: WebSocket, client: StreamClient, since: number): void {
+    for (const m of this.#window) if (m.seq > since) client.send(m);
+    // A socket that closed while the snapshot was read has fired its close already.
+    if (!client.closed && ws.readyState === ws.OPEN) this.#clients.add(client);
   }
 
   #drop(client: StreamClient): void {

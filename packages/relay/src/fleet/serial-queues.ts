@@ -1,0 +1,28 @@
+// Work kept in order per key (a device's messages), different keys side by side. Each key's
+// backlog is bounded: a flood from one device costs that device's messages, never memory.
+
+export class SerialQueues {
+  readonly #bound: number;
+  readonly #queues = new Map<string, { tail: Promise<void>; waiting: number }>();
+
+  constructor(bound: number) {
+    this.#bound = bound;
+  }
+
+  /** Runs `work` after the key's earlier work; false (nothing queued) past the bound. `work` must not throw. */
+  push(key: string, work: () => Promise<void>): boolean {
+    const queue = this.#queues.get(key) ?? { tail: Promise.resolve(), waiting: 0 };
+    if (queue.waiting >= this.#bound) return false;
+    queue.waiting++;
+    queue.tail = queue.tail.then(work).finally(() => {
+      if (--queue.waiting === 0) this.#queues.delete(key);
+    });
+    this.#queues.set(key, queue);
+    return true;
+  }
+
+  /** Settles once everything queued so far has run (tests, and a clean close). */
+  async idle(): Promise<void> {
+    while (this.#queues.size > 0) await Promise.all([...this.#queues.values()].map((q) => q.tail));
+  }
+}
