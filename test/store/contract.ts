@@ -6,7 +6,7 @@
 
 import t, { type Test } from 'tap';
 import type { HealthMessage, Labels, ModelSignature, ReportedState } from '@outpost/shared';
-import type { Store } from '../../packages/relay/dist/store/store.js';
+import type { Repositories, Store } from '../../packages/relay/dist/store/store.js';
 import type { DeviceRolloutState, HealthSample, JobLogLine, JobSpec, NewAuditEntry, RolloutStrategy } from '../../packages/relay/dist/store/records.js';
 import { MEMBER_STATES } from '../../packages/relay/dist/store/records.js';
 
@@ -884,20 +884,36 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     });
   });
 
-  test('transaction: calls on the store made while it is open complete', async (t, store) => {
-    await addDevice(store, 'dev_a', 1_000, { zone: 'a' });
-    let outsideRead: Promise<[Labels | undefined, boolean]> | undefined;
-    let outsideWrite: Promise<unknown> | undefined;
-    await store.transaction(async (tx) => {
-      await tx.devices.setLabels('dev_a', { zone: 'b' });
-      // Issued before the transaction adds tok_1: on SQLite it waits, and so sees tok_1.
-      outsideRead = Promise.all([store.devices.get('dev_a').then((d) => d?.labels), store.tokens.get('tok_1').then((x) => x !== undefined)]);
-      outsideWrite = store.audit.append(audit(100, 'outside'), 100);
-      await turn();
-      await tx.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' });
-      await turn();
+  /** Opens a transaction that holds until `release`, for calls made from outside it meanwhile. */
+  const held = (store: Store, work: (tx: Repositories) => Promise<void>, after: (tx: Repositories) => Promise<void>) => {
+    let opened!: () => void;
+    let release!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const go = new Promise<void>((resolve) => (release = resolve));
+    const done = store.transaction(async (tx) => {
+      await work(tx);
+      opened();
+      await go;
+      await after(tx);
     });
-    const [labels, sawToken] = (await outsideRead)!;
+    return { open, release, done };
+  };
+
+  test('transaction: calls on the store from outside it, made while it is open, complete', async (t, store) => {
+    await addDevice(store, 'dev_a', 1_000, { zone: 'a' });
+    const tx = held(
+      store,
+      (tx) => tx.devices.setLabels('dev_a', { zone: 'b' }),
+      async (tx) => void (await tx.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' })),
+    );
+    await tx.open;
+    // Issued before the transaction adds tok_1: on SQLite it waits, and so sees tok_1.
+    const outsideRead = Promise.all([store.devices.get('dev_a').then((d) => d?.labels), store.tokens.get('tok_1').then((x) => x !== undefined)]);
+    const outsideWrite = store.audit.append(audit(100, 'outside'), 100);
+    await turn();
+    tx.release();
+    await tx.done;
+    const [labels, sawToken] = await outsideRead;
     if (store.kind === 'sqlite') {
       t.strictSame(labels, { zone: 'b' }, 'on SQLite it ran after the transaction: it saw its writes');
       t.equal(sawToken, true, 'even those made after the call');
@@ -911,22 +927,39 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.ok(await store.tokens.get('tok_1'), 'and the transaction committed');
   });
 
-  test('transaction: a store call made while it is open is not rolled back with it', async (t, store) => {
-    let outside: Promise<unknown> | undefined;
+  test('transaction: a store call from outside it is not rolled back with it', async (t, store) => {
+    const tx = held(
+      store,
+      async (tx) => void (await tx.audit.append(audit(100, 'inside'), 100)),
+      async (tx) => {
+        await tx.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' });
+        throw new Error('boom');
+      },
+    );
+    await tx.open;
+    const outside = store.audit.append(audit(200, 'outside'), 100);
+    await turn();
+    tx.release();
+    await t.rejects(tx.done, { message: 'boom' });
+    t.match(await outside, { action: 'outside' });
+    t.strictSame((await store.audit.list({ limit: 10 })).map((e) => e.action), ['outside']);
+    t.equal(await store.tokens.count(), 0);
+  });
+
+  test('transaction: a call on the store itself from inside the work is part of it', async (t, store) => {
     await t.rejects(
       store.transaction(async (tx) => {
         await tx.audit.append(audit(100, 'inside'), 100);
-        outside = store.audit.append(audit(200, 'outside'), 100);
-        await turn();
-        await tx.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' });
-        await turn();
+        // A helper that takes the store, not tx (fleet code does): it joins, it does not wait for itself.
+        await store.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' });
+        t.ok(await tx.tokens.get('tok_1'), 'the transaction sees it');
+        await store.transaction(async (inner) => void (await inner.audit.append(audit(200, 'nested'), 100)));
         throw new Error('boom');
       }),
       { message: 'boom' },
     );
-    t.match(await outside, { action: 'outside' });
-    t.strictSame((await store.audit.list({ limit: 10 })).map((e) => e.action), ['outside']);
-    t.equal(await store.tokens.count(), 0);
+    t.equal(await store.tokens.count(), 0, 'rolled back with it');
+    t.strictSame(await store.audit.list({ limit: 10 }), [], 'a nested transaction too');
   });
 
   // ---------------------------------------------------------------- concurrent writers

@@ -19,13 +19,5 @@ storeContract(
         rmSync(dir, { recursive: true, force: true });
       },
     };
-  },
-  {
-    todo: {
-      // The engine's artifactReferenced asks models.sha256, job outputs and job bundles, not models.sample_sha256.
-      'artifactRefs: a model version’s sample is referenced': 'SqliteStore does not count a version’s sample as a reference',
-      // activeDeployments takes the newest `recent` of all deployments, those in progress among them.
-      'deployments: active counts `recent` among the others, not among those in progress': 'SqliteStore counts in-progress deployments among the newest `recent`',
-    },
-  },
+  }
 );

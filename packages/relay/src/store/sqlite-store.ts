@@ -220,7 +220,7 @@ class SqliteEngine {
       setCertificateRenewBefore: db.prepare('UPDATE devices SET cert_renew_before = ? WHERE id = ?'),
       setCertificate: db.prepare('UPDATE devices SET cert_previous_serial = ?, cert_serial = ?, cert_expires_at = ?, cert_issued_at = ? WHERE id = ?'),
       countDevices: db.prepare('SELECT count(*) AS total, coalesce(sum(online), 0) AS online FROM devices'),
-      activeDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"),
+      activeDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments WHERE state != 'in-progress' ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"),
       countDeployments: db.prepare('SELECT state, count(*) AS n FROM deployments GROUP BY state'),
       listDevices: db.prepare('SELECT * FROM devices ORDER BY created_at, id'),
       setLabels: db.prepare('UPDATE devices SET labels = ? WHERE id = ?'),
@@ -239,7 +239,7 @@ class SqliteEngine {
         `SELECT r.device_id, d.id, d.version, d.state AS deployment_state, r.state FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE d.model = ? AND d.state != 'rolled-back' AND r.state IN (${[...MEMBER_STATES, 'waiting'].map((x) => `'${x}'`).join(', ')}) AND ${VERSION_EXISTS} ORDER BY d.seq DESC`,
       ),
       artifactReferenced: db.prepare(
-        "SELECT 1 FROM models WHERE sha256 = ? UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = ? UNION ALL SELECT 1 FROM jobs WHERE json_extract(spec, '$.bundleSha256') = ? LIMIT 1",
+        "SELECT 1 FROM models WHERE sha256 = ? OR sample_sha256 = ? UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = ? UNION ALL SELECT 1 FROM jobs WHERE json_extract(spec, '$.bundleSha256') = ? LIMIT 1",
       ),
       listModels: db.prepare(
         'SELECT name, max(version) AS latest, count(*) AS versions, max(created_at) AS updated FROM models GROUP BY name ORDER BY name',
@@ -471,7 +471,7 @@ class SqliteEngine {
   }
 
   artifactReferenced(sha256: string): boolean {
-    return this.#stmt.artifactReferenced.get(sha256, sha256, sha256) !== undefined;
+    return this.#stmt.artifactReferenced.get(sha256, sha256, sha256, sha256) !== undefined;
   }
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {

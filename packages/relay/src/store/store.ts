@@ -142,7 +142,7 @@ export interface DeploymentRepository {
 
 /** Which stored files are in use, and by whom: they span models, deployments and jobs. */
 export interface ArtifactReferences {
-  /** Whether any model version, job output or job bundle refers to this file. */
+  /** Whether any model version (its file or its sample), job output or job bundle refers to this file. */
   referenced(sha256: string): Promise<boolean>;
   /** Whether the device may fetch this file: a deployment to it, its sample, or a job bundle it runs. */
   deviceMayFetch(deviceId: string, sha256: string): Promise<boolean>;
@@ -211,8 +211,10 @@ export interface Store extends Repositories {
   readonly kind: 'sqlite' | 'postgres';
   /**
    * Runs `work` as one transaction: it sees one state and its writes land together or not at all
-   * (a throw rolls them back). Calls on the store itself (not `tx`) wait until it is done on
-   * SQLite; on PostgreSQL they run beside it on other connections.
+   * (a throw rolls them back). A call on the store itself made inside `work` (in its async
+   * context: a helper handed the store) is part of the transaction, as is a nested
+   * `transaction`. Calls from outside wait until it is done on SQLite (one writer); on
+   * PostgreSQL they run beside it on other connections.
    */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;
