@@ -51,6 +51,13 @@ for (const project of projects) {
           if (param && takesAnything(checker.getTypeOfSymbolAtLocation(param, node))) report(arg);
         });
       }
+      // A promise in a string, or compared with a value, is a missing await too.
+      if (ts.isTemplateSpan(node) && isPromise(checker.getTypeAtLocation(node.expression))) report(node.expression);
+      if (ts.isBinaryExpression(node) && [ts.SyntaxKind.EqualsEqualsEqualsToken, ts.SyntaxKind.ExclamationEqualsEqualsToken, ts.SyntaxKind.LessThanToken, ts.SyntaxKind.GreaterThanToken, ts.SyntaxKind.PlusToken].includes(node.operatorToken.kind)) {
+        for (const side of [node.left, node.right]) if (isPromise(checker.getTypeAtLocation(side))) report(side);
+      }
+      // A thrown promise is no error.
+      if (ts.isThrowStatement(node) && node.expression && isPromise(checker.getTypeAtLocation(node.expression))) report(node.expression);
       // A promise as a truth value is always true.
       const truth =
         ts.isPrefixUnaryExpression(node) && node.operator === ts.SyntaxKind.ExclamationToken ? node.operand

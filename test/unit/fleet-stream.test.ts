@@ -10,6 +10,8 @@ import type { HealthMessage, StreamMessage } from '@outpost/shared';
 
 /** A socket whose kernel buffer we control: `stuck` sockets never drain. */
 class FakeSocket extends EventEmitter {
+  readonly OPEN = 1;
+  readyState = 1;
   sent: StreamMessage[] = [];
   bufferedAmount = 0;
   closedWith?: number;
@@ -33,6 +35,8 @@ class FakeSocket extends EventEmitter {
 const health = (cpu: number): HealthMessage => ({ ts: 0, uptimeS: 1, cpuPercent: cpu, memory: { rssBytes: 1, usedBytes: 1, totalBytes: 2 }, disk: { freeBytes: 1, totalBytes: 2 }, models: {} });
 const limits = { maxQueue: 10, highWaterBytes: 100 };
 const snapshot = async () => ({ devices: [], deployments: [], jobs: [] });
+/** The snapshot is read from the store: a client gets it, and joins, a turn after attach. */
+const snapshotRead = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 t.test('a stuck client is dropped; a fast one gets everything', async (t) => {
   const stream = new FleetStream({ snapshot, limits, now: () => 1000 });
@@ -40,6 +44,7 @@ t.test('a stuck client is dropped; a fast one gets everything', async (t) => {
   const stuck = new FakeSocket();
   stream.attach(fast as unknown as WebSocket);
   stream.attach(stuck as unknown as WebSocket);
+  await snapshotRead();
   stuck.bufferedAmount = 1e9; // nothing it is sent ever leaves
   for (let i = 0; i < 30; i++) stream.publish({ type: 'device.removed', deviceId: `d${i}` });
   t.equal(fast.sent.length, 31, 'snapshot and every event');
@@ -53,6 +58,7 @@ t.test('health coalesces per device while a client waits, and order holds', asyn
   const stream = new FleetStream({ snapshot, limits, now: () => 0 });
   const slow = new FakeSocket();
   stream.attach(slow as unknown as WebSocket);
+  await snapshotRead();
   slow.bufferedAmount = 1e9;
   stream.publish({ type: 'device.removed', deviceId: 'x' }); // written (waits for drain)
   for (let i = 0; i < 50; i++) stream.publish({ type: 'device.health', deviceId: 'a', health: health(i) });
@@ -66,6 +72,34 @@ t.test('health coalesces per device while a client waits, and order holds', asyn
   t.same(seqs, [...seqs].sort((a, b) => a - b));
 });
 
+t.test('events published while the snapshot is read follow it; a socket closed meanwhile is not kept', async (t) => {
+  let release!: () => void;
+  const slowRead = () => new Promise<{ devices: []; deployments: []; jobs: [] }>((resolve) => (release = () => resolve({ devices: [], deployments: [], jobs: [] })));
+  const stream = new FleetStream({ snapshot: slowRead, now: () => 500 });
+  const client = new FakeSocket();
+  stream.attach(client as unknown as WebSocket);
+  stream.publish({ type: 'device.removed', deviceId: 'a' });
+  stream.publish({ type: 'device.removed', deviceId: 'b' });
+  t.same(client.sent, [], 'nothing before the snapshot');
+  release();
+  await snapshotRead();
+  t.same(client.sent.map((m) => [m.type, m.seq]), [['snapshot', 500], ['device.removed', 501], ['device.removed', 502]], 'the snapshot at the seq it was asked at, then what came meanwhile');
+  stream.publish({ type: 'device.removed', deviceId: 'c' });
+  t.equal(client.sent.at(-1)!.seq, 503, 'and it is live');
+  const gone = new FakeSocket();
+  stream.attach(gone as unknown as WebSocket);
+  gone.readyState = 3;
+  gone.emit('close');
+  release();
+  await snapshotRead();
+  t.equal(stream.clients, 1, 'the closed one never joined');
+  const failing = new FleetStream({ snapshot: async () => Promise.reject(new Error('store gone')), onSnapshotError: (err) => t.match(err, { message: 'store gone' }) });
+  const refused = new FakeSocket();
+  failing.attach(refused as unknown as WebSocket);
+  await snapshotRead();
+  t.equal(refused.closedWith, 1001, 'a snapshot that cannot be read closes the client (it reconnects)');
+});
+
 t.test('the window serves reconnects, else a snapshot', async (t) => {
   const stream = new FleetStream({ snapshot, window: 5, now: () => 100 });
   for (let i = 0; i < 8; i++) stream.publish({ type: 'device.removed', deviceId: `d${i}` });
@@ -74,9 +108,11 @@ t.test('the window serves reconnects, else a snapshot', async (t) => {
   t.same(back.sent.map((m) => m.seq), [106, 107, 108]);
   const late = new FakeSocket();
   stream.attach(late as unknown as WebSocket, 101);
+  await snapshotRead();
   t.same(late.sent.map((m) => m.type), ['snapshot'], 'older than the window');
   const future = new FakeSocket();
   stream.attach(future as unknown as WebSocket, 5000);
+  await snapshotRead();
   t.equal(future.sent[0]!.type, 'snapshot', 'a seq from another relay life');
   const current = new FakeSocket();
   stream.attach(current as unknown as WebSocket, 108);

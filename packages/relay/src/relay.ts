@@ -11,6 +11,8 @@ import { StartUndo } from './start-undo.js';
 import { RELAY_DEFAULTS } from './config.js';
 import { listenFailure } from './listen-failure.js';
 import { SqliteStore } from './store/sqlite-store.js';
+import { PostgresStore } from './store/postgres-store.js';
+import { redactedUrl } from './store/store-url.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
 import { DownloadSlots } from './artifacts/download-slots.js';
@@ -50,6 +52,13 @@ import { certificateStands } from './fleet/device-certificates.js';
 
 export interface RelayOptions {
   dataDir: string;
+  /**
+   * The store, made by the caller (a test, an embedding program), who also closes it. Without
+   * it: PostgreSQL at `storeUrl`, else SQLite in `dataDir`.
+   */
+  store?: Store;
+  /** postgres://USER@HOST:PORT/DB (the password from PGPASSWORD or ~/.pgpass, or in the URL). */
+  storeUrl?: string;
   /** Interface to listen on (HTTP and embedded MQTT). */
   host?: string;
   httpPort?: number;
@@ -159,6 +168,19 @@ function privateFile(file: string): string {
  * database row, so that a start which fails (or dies) in between leaves no token anyone
  * lacks the file of, and the next start makes and prints one.
  */
+/** The store the options name: PostgreSQL at --store, else SQLite in the data dir. */
+async function openStore(opts: RelayOptions, log: Logger): Promise<Store> {
+  if (opts.storeUrl) {
+    const store = await PostgresStore.open(opts.storeUrl, { log: log.child({ part: 'store' }) });
+    log.info({ store: redactedUrl(opts.storeUrl) }, 'store: PostgreSQL');
+    return store;
+  }
+  const store = new SqliteStore(privateFile(join(opts.dataDir, 'relay.db')));
+  // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
+  for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
+  return store;
+}
+
 async function ensureAdminToken(store: Store, dataDir: string): Promise<string | undefined> {
   if ((await store.tokens.count()) > 0) return undefined;
   const id = randomBytes(6).toString('hex');
@@ -198,10 +220,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   if (madeDir) undo.add('the new data dir', () => rmSync(madeDir, { recursive: true, force: true }));
   chmodSync(opts.dataDir, 0o700);
 
-  const store = new SqliteStore(privateFile(join(opts.dataDir, 'relay.db')));
-  undo.add('the database', () => store.close());
-  // SQLite makes its -wal and -shm files with the database's mode; older data dirs made them 0644.
-  for (const extra of ['relay.db-wal', 'relay.db-shm']) if (existsSync(join(opts.dataDir, extra))) chmodSync(join(opts.dataDir, extra), 0o600);
+  const store = opts.store ?? (await openStore(opts, log));
+  if (!opts.store) undo.add('the database', () => store.close());
   let tls: RelayTls | undefined;
   if (opts.insecure) {
     if (opts.tlsCertFile || opts.tlsKeyFile) throw new Error('--tls-cert and --tls-key need TLS: leave out --insecure');
@@ -459,7 +479,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       // Messages already taken in are handled before the store goes.
       await router.idle();
       await history.close();
-      await store.close();
+      if (!opts.store) await store.close();
       rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true });
     },
   };

@@ -104,7 +104,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
 
   app.get<{ Params: { name: string } }>('/v1/models/:name', { config: { access: 'viewer' }, schema: { params: nameParams } }, async (request) => {
     const versions = await ctx.store.models.versions(request.params.name);
-    if (versions.length === 0) throw modelNotFound(ctx, request.params.name, undefined, 'list them with outpost-relay models list');
+    if (versions.length === 0) throw await modelNotFound(ctx, request.params.name, undefined, 'list them with outpost-relay models list');
     return { name: request.params.name, versions: versions.map((v) => modelVersionView(v, artifacts.fileState(v.sha256))) };
   });
 
@@ -119,7 +119,7 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
     async (request) => {
       const { name, version } = request.params;
       const record = await ctx.store.models.get(name, version === 'latest' ? undefined : Number(version));
-      if (!record) throw modelNotFound(ctx, name, version === 'latest' ? undefined : Number(version), 'list them with outpost-relay models list');
+      if (!record) throw await modelNotFound(ctx, name, version === 'latest' ? undefined : Number(version), 'list them with outpost-relay models list');
       return modelVersionView(record, artifacts.fileState(record.sha256));
     },
   );

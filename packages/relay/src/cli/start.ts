@@ -1,6 +1,7 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { checkStoreUrl } from '../store/store-url.js';
 import { checkAdvertiseHost } from '../tls/advertised-names.js';
 import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
@@ -12,6 +13,7 @@ export function startCommand(program: Command): void {
     .command('start')
     .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
     .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
+    .addOption(new Option('--store <url>', 'keep the workspace in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:5432/DB (password from PGPASSWORD or ~/.pgpass, not the command line)').env('OUTPOST_STORE_URL').argParser(storeUrlOption))
     .option('--host <host>', 'interface to listen on', RELAY_DEFAULTS.host)
     .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, RELAY_DEFAULTS.httpPort)
     .option('--mqtt-port <port>', 'embedded MQTT broker port: MQTT over TLS, default 8883 (1883 with --insecure; 0 picks a free one)', parsePort)
@@ -58,6 +60,7 @@ README's "External Mosquitto" section has the whole broker config.
 
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
+  PGPASSWORD=… outpost-relay start --store postgres://outpost@db.internal:5432/outpost
   outpost-relay start --advertise-host relay.factory.example --advertise-host 10.0.0.5
   outpost-relay start --tls-cert /etc/ssl/relay.pem --tls-key /etc/ssl/relay.key
   outpost-relay start --insecure --host 127.0.0.1                # plain HTTP/MQTT, this host only
@@ -65,11 +68,15 @@ Examples:
   outpost-relay start --mqtt-url mqtts://admin@broker:8883 --mosquitto-dynsec    # Mosquitto with mutual TLS
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
-    .action(async (opts: { dataDir: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+      if (opts.store && opts.store !== process.env.OUTPOST_STORE_URL && new URL(opts.store).password) {
+        process.stderr.write('warning: --store holds a password, which other users of this host can read in the process list: put it in PGPASSWORD or ~/.pgpass, or pass the URL in OUTPOST_STORE_URL\n');
+      }
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
         dataDir: opts.dataDir,
+        storeUrl: opts.store,
         host: opts.host,
         httpPort: opts.httpPort,
         mqttPort: opts.mqttPort,
@@ -107,6 +114,14 @@ Examples:
         );
       });
     });
+}
+
+function storeUrlOption(value: string): string {
+  try {
+    return checkStoreUrl(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
 }
 
 function collectHost(value: string, previous: string[] = []): string[] {

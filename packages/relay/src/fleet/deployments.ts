@@ -44,7 +44,7 @@ export function matchesSelector(labels: Labels, selector: Labels): boolean {
  */
 async function chooseVersion(ctx: FleetContext, name: string): Promise<{ model: ModelVersionRecord; notice?: string }> {
   const versions = (await ctx.store.models.versions(name)).sort((a, b) => b.version - a.version);
-  if (versions.length === 0) throw modelNotFound(ctx, name, undefined, `push it first (outpost-relay models push FILE --name ${name})`);
+  if (versions.length === 0) throw await modelNotFound(ctx, name, undefined, `push it first (outpost-relay models push FILE --name ${name})`);
   const rolledBack = new Map((await ctx.store.deployments.lastPerVersion(name)).filter((d) => d.state === 'rolled-back').map((d) => [d.version, d.id]));
   const model = versions.find((v) => !rolledBack.has(v.version));
   const latest = versions[0]!;
@@ -60,7 +60,7 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (req.version === undefined) ({ model, notice } = await chooseVersion(ctx, req.model));
   else {
     model = await ctx.store.models.get(req.model, req.version);
-    if (!model) throw modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
+    if (!model) throw await modelNotFound(ctx, req.model, req.version, `push it first (outpost-relay models push FILE --name ${req.model})`);
   }
   if (model.selfTest && !model.selfTest.ok && req.serving?.selfTest !== 'off' && !req.force) {
     throw new OutpostError('OUTPOST_ERR_SELF_TEST_FAILED', `${model.name}:${model.version} failed its self-test at push (${model.selfTest.error}); push it again with --sample REQUEST.json, or deploy with --self-test off (devices skip the test) or --force (devices run it themselves)`);

@@ -42,10 +42,14 @@ export function deviceOffline(deviceId: string): OutpostError {
   return new OutpostError('OUTPOST_ERR_DEVICE_OFFLINE', `device ${deviceId} is offline: ${ON_THE_DEVICE}`);
 }
 
+const shuttingDown = () => new OutpostError('OUTPOST_ERR_BUSY', 'the relay is shutting down; retry once it is back');
+
 export class DeviceLogRequests {
   readonly limits: DeviceLogLimits;
   readonly #deps: DeviceLogDeps;
   readonly #waiting = new Map<string, Waiting>();
+
+  #closed = false;
 
   constructor(deps: DeviceLogDeps, limits: Partial<DeviceLogLimits> = {}) {
     this.#deps = deps;
@@ -59,6 +63,8 @@ export class DeviceLogRequests {
   /** The device's lines after `after` (or its newest), at most `limit`; rejects with an OutpostError. */
   async fetch(deviceId: string, query: { after?: number; limit: number }): Promise<AgentLogLine[]> {
     if (!(await this.#deps.online(deviceId))) return Promise.reject(deviceOffline(deviceId));
+    // Closed while the store said whether the device is online.
+    if (this.#closed) return Promise.reject(shuttingDown());
     const mine = [...this.#waiting.values()].filter((w) => w.deviceId === deviceId).length;
     if (this.#waiting.size >= this.limits.maxWaiting || mine >= this.limits.maxWaitingPerDevice) {
       return Promise.reject(new OutpostError('OUTPOST_ERR_BUSY', `${mine >= this.limits.maxWaitingPerDevice ? `${mine} log requests wait for device ${deviceId}` : `${this.#waiting.size} log requests wait for devices`} already (at most ${this.limits.maxWaitingPerDevice} per device, ${this.limits.maxWaiting} in all); retry in a second`));
@@ -127,6 +133,7 @@ export class DeviceLogRequests {
 
   /** The relay is stopping: nobody waits through it. */
   close(): void {
-    for (const w of [...this.#waiting.values()]) w.settle(new OutpostError('OUTPOST_ERR_BUSY', 'the relay is shutting down; retry once it is back'));
+    this.#closed = true;
+    for (const w of [...this.#waiting.values()]) w.settle(shuttingDown());
   }
 }

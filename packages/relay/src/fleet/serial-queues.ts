@@ -21,6 +21,13 @@ export class SerialQueues {
     return true;
   }
 
+  /** As push, with the work's result; undefined (nothing queued) past the bound. */
+  run<T>(key: string, work: () => Promise<T>): Promise<T> | undefined {
+    let settle!: { resolve: (value: T) => void; reject: (err: unknown) => void };
+    const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+    return this.push(key, () => work().then(settle.resolve, settle.reject)) ? result : undefined;
+  }
+
   /** Settles once everything queued so far has run (tests, and a clean close). */
   async idle(): Promise<void> {
     while (this.#queues.size > 0) await Promise.all([...this.#queues.values()].map((q) => q.tail));

@@ -3,6 +3,7 @@
 // run was given to, only while the run is live, and only up to the run's quotas: a device that
 // once ran a job cannot fill the relay's database through it, before or after it ended.
 
+import { SerialQueues } from '../fleet/serial-queues.js';
 import { createReadStream } from 'node:fs';
 import { posix } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -42,12 +43,16 @@ export interface RunIngestOptions {
   quotas?: Partial<RunQuotas>;
 }
 
+/** Log batches of one run waiting for the one before them, past which more are dropped. */
+const RUN_BACKLOG = 1024;
+
 export class RunIngest {
   readonly quotas: RunQuotas;
   readonly #ctx: FleetContext;
   readonly #artifacts: ArtifactStore;
   /** Counts of live runs, read from the store the first time a run sends something. */
   readonly #counts = new Map<string, RunCounts>();
+  readonly #batches = new SerialQueues(RUN_BACKLOG);
 
   constructor(opts: RunIngestOptions) {
     this.#ctx = opts.ctx;
@@ -83,8 +88,16 @@ export class RunIngest {
     if (source !== 'local') this.#ctx.quota.exceeded(source, `run-${quota}`, 'dropped', `${job.id} rank ${rank}: ${text.slice(11)}`);
   }
 
-  /** Output lines of a run; returns why they were refused, or null. */
-  async logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
+  /**
+   * Output lines of a run; returns why they were refused, or null. One batch of a run at a
+   * time, in arrival order: each counts what the ones before it kept.
+   */
+  logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
+    const inOrder = this.#batches.run(`${jobId}:${rank}`, () => this.#logs(source, jobId, rank, lines));
+    return inOrder ?? Promise.resolve(`run ${rank} of ${jobId} has ${RUN_BACKLOG} batches waiting already; this one is dropped`);
+  }
+
+  async #logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
     const live = await this.#live(source, jobId, rank);
     if (typeof live === 'string') return live;
     const { job, counts } = live;
