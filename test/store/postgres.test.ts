@@ -18,13 +18,6 @@ if (!cluster) {
     async () => {
       const store = await PostgresStore.open(await createDatabase(cluster.url, `contract_${++n}`));
       return { store, close: () => store.close() };
-    },
-    {
-      todo: {
-        // PostgresStore reproduces SqliteStore's queries, and with them these two (see sqlite.test.ts).
-        'artifactRefs: a model version’s sample is referenced': 'the store does not count a version’s sample as a reference (as SqliteStore)',
-        'deployments: active counts `recent` among the others, not among those in progress': 'the store counts in-progress deployments among the newest `recent` (as SqliteStore)',
-      },
-    },
+    }
   );
 }

@@ -15,6 +15,7 @@
 // returns anyway, the COMMIT is really a rollback, and `transaction` throws rather than report it
 // as committed.
 
+import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { HealthMessage, Labels, Logger, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migratePostgres } from './postgres-migrations.js';
@@ -93,17 +94,36 @@ function clientDb(client: pg.PoolClient): Db {
   return db;
 }
 
+/** The open transaction's connection, inside its work (a call on the store itself there joins it). */
+const openTransaction = new AsyncLocalStorage<Db>();
+
 function poolDb(pool: pg.Pool, log: Logger | undefined): Db {
   return {
-    rows: async <R>(sql: string, params: unknown[] = []) => (await pool.query(sql, params)).rows as R[],
-    one: async <R>(sql: string, params: unknown[] = []) => (await pool.query(sql, params)).rows[0] as R | undefined,
-    run: async (sql, params = []) => (await pool.query(sql, params)).rowCount ?? 0,
-    atomic: (work) => inTransaction(pool, log, work),
+    rows: async <R>(sql: string, params: unknown[] = []) => {
+      const inside = openTransaction.getStore();
+      return inside ? inside.rows<R>(sql, params) : ((await pool.query(sql, params)).rows as R[]);
+    },
+    one: async <R>(sql: string, params: unknown[] = []) => {
+      const inside = openTransaction.getStore();
+      return inside ? inside.one<R>(sql, params) : ((await pool.query(sql, params)).rows[0] as R | undefined);
+    },
+    run: async (sql, params = []) => {
+      const inside = openTransaction.getStore();
+      return inside ? inside.run(sql, params) : ((await pool.query(sql, params)).rowCount ?? 0);
+    },
+    atomic: (work) => {
+      const inside = openTransaction.getStore();
+      return inside ? work(inside) : inTransaction(pool, log, work);
+    },
   };
 }
 
+/** Serialization failures and deadlocks: the transaction lost a race and may run again. */
+const RETRYABLE = new Set(['40001', '40P01']);
+const MAX_TRIES = 5;
+
 /** Checks out one connection: BEGIN, `work`, COMMIT; ROLLBACK on a throw; always released. */
-async function inTransaction<T>(pool: pg.Pool, log: Logger | undefined, work: (db: Db) => Promise<T>): Promise<T> {
+async function inTransaction<T>(pool: pg.Pool, log: Logger | undefined, work: (db: Db) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   const client = await pool.connect();
   // Checked out, a connection that fails emits 'error' with no listener of the pool's: log it
   // (the query in flight rejects too) rather than crash the process.
@@ -115,9 +135,10 @@ async function inTransaction<T>(pool: pg.Pool, log: Logger | undefined, work: (d
   client.on('error', onError);
   let result: T;
   try {
-    await client.query('BEGIN');
+    await client.query(begin);
     try {
-      result = await work(clientDb(client));
+      const db = clientDb(client);
+      result = await openTransaction.run(db, () => work(db));
     } catch (err) {
       await client.query('ROLLBACK').catch((rollbackErr: Error) => (broken ??= rollbackErr));
       throw err;
@@ -559,7 +580,7 @@ function deployments(db: Db): DeploymentRepository {
       return db.rows<{ id: string; version: number; state: DeploymentState }>('SELECT id, version, state FROM deployments WHERE seq IN (SELECT max(seq) FROM deployments WHERE model = $1 GROUP BY version) ORDER BY seq', [model]);
     },
     async active(recent) {
-      return withDevices(await db.rows<DeploymentRow>("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments ORDER BY seq DESC LIMIT $1) ORDER BY seq DESC", [limit(recent)]));
+      return withDevices(await db.rows<DeploymentRow>("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments WHERE state != 'in-progress' ORDER BY seq DESC LIMIT $1) ORDER BY seq DESC", [limit(recent)]));
     },
     async countByState() {
       const rows = await db.rows<{ state: string; n: number }>('SELECT state, count(*) AS n FROM deployments GROUP BY state');
@@ -610,7 +631,7 @@ function artifactRefs(db: Db): ArtifactReferences {
   return {
     async referenced(sha256) {
       const r = await db.one(
-        "SELECT 1 FROM models WHERE sha256 = $1 UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = $1 UNION ALL SELECT 1 FROM jobs WHERE spec ->> 'bundleSha256' = $1 LIMIT 1",
+        "SELECT 1 FROM models WHERE sha256 = $1 OR sample_sha256 = $1 UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = $1 UNION ALL SELECT 1 FROM jobs WHERE spec ->> 'bundleSha256' = $1 LIMIT 1",
         [sha256],
       );
       return r !== undefined;
@@ -959,8 +980,21 @@ export class PostgresStore implements Store {
     return new PostgresStore(pool, opts.log);
   }
 
-  transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
-    return inTransaction(this.#pool, this.#log, (db) => work(repositories(db)));
+  /**
+   * Serializable: work that reads, decides and writes (a token name that must be free, a job
+   * still queued) cannot interleave with another relay's. One that loses a race runs again, so
+   * its work must be store calls only (side effects after it returns).
+   */
+  async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
+    const inside = openTransaction.getStore();
+    if (inside) return work(repositories(inside));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await inTransaction(this.#pool, this.#log, (db) => work(repositories(db)), 'BEGIN ISOLATION LEVEL SERIALIZABLE');
+      } catch (err) {
+        if (attempt >= MAX_TRIES || !RETRYABLE.has((err as { code?: string }).code ?? '')) throw err;
+      }
+    }
   }
 
   async close(): Promise<void> {

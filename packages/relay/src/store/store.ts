@@ -214,7 +214,8 @@ export interface Store extends Repositories {
    * (a throw rolls them back). A call on the store itself made inside `work` (in its async
    * context: a helper handed the store) is part of the transaction, as is a nested
    * `transaction`. Calls from outside wait until it is done on SQLite (one writer); on
-   * PostgreSQL they run beside it on other connections.
+   * PostgreSQL they run beside it on other connections, and the transaction is serializable:
+   * one that lost a race with another relay's runs again, so `work` holds store calls only.
    */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   close(): Promise<void>;
