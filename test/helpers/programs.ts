@@ -1,6 +1,7 @@
 // Starts the real programs (outpost-relay, outpost-agent) as child processes on loopback with
 // ephemeral ports and temporary folders, and cleans every one of them up.
 
+import { storeEnv } from './test-store.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -137,6 +138,8 @@ export async function startRelay(t: Test, opts: { dataDir?: string; extraArgs?: 
     RELAY_BIN,
     ['start', '--data-dir', dataDir, '--host', '127.0.0.1', '--http-port', '0', '--mqtt-port', '0', ...(opts.extraArgs ?? [])],
     'relay ready',
+    30_000,
+    await storeEnv(dataDir),
   );
   const httpUrl = ready.httpUrl as string;
   const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim();

@@ -28,6 +28,11 @@ export class SerialQueues {
     return this.push(key, () => work().then(settle.resolve, settle.reject)) ? result : undefined;
   }
 
+  /** Settles once the key's work queued so far has run. */
+  async drained(key: string): Promise<void> {
+    await this.#queues.get(key)?.tail;
+  }
+
   /** Settles once everything queued so far has run (tests, and a clean close). */
   async idle(): Promise<void> {
     while (this.#queues.size > 0) await Promise.all([...this.#queues.values()].map((q) => q.tail));

@@ -97,6 +97,11 @@ export class RunIngest {
     return inOrder ?? Promise.resolve(`run ${rank} of ${jobId} has ${RUN_BACKLOG} batches waiting already; this one is dropped`);
   }
 
+  /** Settles once the run's log batches taken so far are stored (before its end is recorded). */
+  settled(jobId: string, rank: number): Promise<void> {
+    return this.#batches.drained(`${jobId}:${rank}`);
+  }
+
   async #logs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null> {
     const live = await this.#live(source, jobId, rank);
     if (typeof live === 'string') return live;

@@ -292,6 +292,8 @@ export class JobScheduler {
       await this.#runUpdate(job.id, rank, 'running');
       const result = await run.process.result;
       if (this.#closed) return; // close() has recorded how this run ended
+      // Its last lines are still being stored: the run takes nothing once it has ended.
+      await this.#ingest.settled(job.id, rank);
       for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
       await this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
     } catch (err) {
