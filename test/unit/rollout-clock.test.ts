@@ -47,7 +47,7 @@ t.test('health windows: monotonic, and only with fresh heartbeats', async (t) =>
   t.teardown(() => controller.close());
   const state = async (id: string) => (await store.deployments.get('dep_1'))!.devices.find((d) => d.deviceId === id)!.state;
 
-  controller.evaluate();
+  controller.start();
   await waitFor('both released', async () => (await state('dev_a')) === 'pending' && (await state('dev_b')) === 'pending');
   for (const id of ['dev_a', 'dev_b']) await store.deployments.setRolloutState('dep_1', id, 'serving', null, wall);
   controller.evaluate(); // the windows open

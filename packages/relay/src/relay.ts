@@ -342,8 +342,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const ctx: FleetContext = { ...ctxBase, mqtt, deviceLogs, tls, artifactFile: (sha256) => artifacts.fileState(sha256), disconnectDevice: broker ? (id) => broker.disconnect(id) : undefined, brokerAccounts: accounts };
   const scheduler = new JobScheduler({ ctx, artifacts, workRoot: join(opts.dataDir, 'jobs'), localDatasets: opts.datasets, maxOutputBytes: opts.maxModelBytes, runQuotas: opts.runQuotas });
   undo.add('the job scheduler', () => scheduler.close());
-  ctx.jobs = scheduler;
-  const router = createDeviceMessageRouter(ctx);
+  const router = createDeviceMessageRouter(ctx, scheduler);
   route = router.route;
   const downloads = new DownloadSlots(opts.maxDownloads ?? RELAY_DEFAULTS.maxDownloads);
   const metrics = new RelayMetrics({
@@ -364,6 +363,9 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
+  // Made now (it hears heartbeats from here on), started once the ports are taken.
+  const rollouts = new RolloutController(ctx);
+  undo.add('the rollouts', () => rollouts.close());
   const { app: api, routes } = await buildApi({
     ctx,
     artifacts,
@@ -376,6 +378,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     metrics,
     stream,
     scheduler,
+    rollouts,
     localDatasets: opts.datasets ?? {},
     tokens: new ApiTokens(store),
     audit,
@@ -409,10 +412,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
   await scheduler.start();
   // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
-  const rollouts = new RolloutController(ctx);
-  undo.add('the rollouts', () => rollouts.close());
-  ctx.windowLeftMs = (deploymentId, deviceId, windowMs) => rollouts.windowLeftMs(deploymentId, deviceId, windowMs);
-  rollouts.evaluate();
+  rollouts.start();
   // A duplicate-connection mark ends with no message to announce it: look every second.
   const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
   undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));

@@ -89,7 +89,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
   app.get<{ Params: { id: string } }>('/v1/deployments/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => {
     const d = await requireDeployment(ctx, request.params.id);
     const view = deploymentView(d);
-    const explained = explainRollout(d, (deviceId) => ctx.windowLeftMs?.(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
+    const explained = explainRollout(d, (deviceId) => deps.rollouts.windowLeftMs(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
     // Names from one read of the registry, not one query per device of a big rollout.
     const names = new Map((await ctx.store.devices.list()).map((dev) => [dev.id, dev.name]));
     return {

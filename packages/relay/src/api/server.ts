@@ -1,5 +1,6 @@
 // The relay's HTTP server: fastify with one plugin per API area, one error shape for all.
 
+import type { RolloutController } from '../fleet/rollout-controller.js';
 import { serverContextOptions } from '../tls/relay-tls.js';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import { OutpostError, isDiskFull, type Logger } from '@outpost/shared';
@@ -50,6 +51,8 @@ export interface ApiDeps {
   metrics: RelayMetrics;
   stream: FleetStream;
   scheduler: JobScheduler;
+  /** For the health windows' time left, in a deployment's explanation. */
+  rollouts: Pick<RolloutController, 'windowLeftMs'>;
   localDatasets: Record<string, string>;
   tokens: ApiTokens;
   audit: AuditLog;

@@ -14,11 +14,11 @@ import type { DeviceLogRequests } from './device-logs.js';
 import type { RelayTls } from '../tls/relay-tls.js';
 import type { AuditLog } from '../auth/audit.js';
 
-export interface JobHooks {
+/** What the job scheduler takes from device messages (the message router is handed it). */
+export interface JobMessages {
   onRunReports(deviceId: string, runs: JobRunReport[]): Promise<void>;
   /** Returns why the lines were refused, or null. */
   onLogs(source: string, jobId: string, rank: number, lines: JobLine[]): Promise<string | null>;
-  onTargetsChanged(): void;
 }
 
 export interface FleetContext {
@@ -38,12 +38,8 @@ export interface FleetContext {
   deviceLogs: DeviceLogRequests;
   /** The relay's CA and certificates; undefined with --insecure. */
   tls?: RelayTls;
-  /** The job scheduler's side of device messages (set once the scheduler exists). */
-  jobs?: JobHooks;
   /** Drops a device's MQTT connection, when the broker is embedded (an external one ages it out). */
   disconnectDevice?(deviceId: string): void;
-  /** Time left in a serving device's health window, from the rollout controller (set once it exists). */
-  windowLeftMs?(deploymentId: string, deviceId: string, windowMs: number): number | undefined;
   /** Whether the relay's copy of an artifact is sound (unset in tests of fleet logic alone). */
   artifactFile?(sha256: string): FileState;
   /** Device accounts on an external broker that the relay keeps (Mosquitto's dynamic security). */

@@ -2,16 +2,19 @@
 // Every payload is checked against its schema first; a malformed one is logged and dropped.
 
 import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, LogsAnswer, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
-import type { FleetContext } from './context.js';
+import type { FleetContext, JobMessages } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
 import { SerialQueues } from './serial-queues.js';
 
+/** What a handler reaches: the fleet, and the scheduler's side of job messages. */
+type MessageContext = FleetContext & { jobs: JobMessages };
+
 /** Parses a payload and acts on it; returns why it was refused, or null. */
-type Handler = (ctx: FleetContext, deviceId: string, payload: Buffer) => Promise<string | null>;
+type Handler = (ctx: MessageContext, deviceId: string, payload: Buffer) => Promise<string | null>;
 
 /** A handler may refuse a valid message too (log lines for a run that has ended): it returns why. */
-function handler<T>(parser: MessageParser<T>, handle: (ctx: FleetContext, deviceId: string, message: T) => Promise<string | null | void> | string | null | void): Handler {
+function handler<T>(parser: MessageParser<T>, handle: (ctx: MessageContext, deviceId: string, message: T) => Promise<string | null | void> | string | null | void): Handler {
   return async (ctx, deviceId, payload) => {
     const result = parser.parse(payload);
     if (!result.ok) return result.reason;
@@ -36,14 +39,14 @@ const HANDLERS: Record<string, Handler> = {
     if (m.online && m.instance) noteAgentInstance(ctx, deviceId, m.instance);
     // A late will of an earlier connection is not news (see fleet/presence.ts).
     if (!ctx.presence.status(deviceId, m)) return;
-    await setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
+    // Capabilities first: the status event wakes the scheduler, which reads them.
     if (m.online) await ctx.store.devices.setCapabilities(deviceId, m.training === true, m.datasets ?? []);
-    ctx.jobs?.onTargetsChanged();
+    await setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
   }),
   'jobs-reported': handler(messageParser(JobsReported), async (ctx, deviceId, m) => {
-    await ctx.jobs?.onRunReports(deviceId, m.runs);
+    await ctx.jobs.onRunReports(deviceId, m.runs);
   }),
-  'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => ctx.jobs?.onLogs(deviceId, m.jobId, m.rank, m.lines)),
+  'job-log': handler(messageParser(JobLogBatch), (ctx, deviceId, m) => ctx.jobs.onLogs(deviceId, m.jobId, m.rank, m.lines)),
   // Held for the caller waiting on it; its size counts against the answer's bound.
   logs: async (ctx, deviceId, payload) => {
     const result = parseLogsAnswer.parse(payload);
@@ -79,7 +82,8 @@ export const DEVICE_BACKLOG = 256;
  * store); different devices' run side by side. Refusals are logged once a minute per device
  * and topic, with how many were left out.
  */
-export function createDeviceMessageRouter(ctx: FleetContext): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; stats: MessageStats } {
+export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; stats: MessageStats } {
+  const ctx: MessageContext = { ...fleet, jobs };
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
   const queues = new SerialQueues(DEVICE_BACKLOG);

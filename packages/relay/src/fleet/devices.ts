@@ -57,7 +57,6 @@ export async function labelDevice(ctx: FleetContext, ref: string, changes: Recor
     return { ...device, labels };
   });
   ctx.events.emit({ type: 'device.updated', device: viewDevice(ctx, updated) });
-  ctx.jobs?.onTargetsChanged();
   return updated;
 }
 

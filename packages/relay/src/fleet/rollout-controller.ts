@@ -33,7 +33,8 @@ export class RolloutController {
   readonly #heard = new Map<string, { heartbeatAt: number; offlineAt: number }>();
   /** A clock that never steps back (a relay whose wall clock is set back must not stall windows). */
   readonly #monotonic: () => number;
-  readonly #timer: NodeJS.Timeout;
+  readonly #tickMs: number;
+  #timer: NodeJS.Timeout | undefined;
   #soon: NodeJS.Immediate | undefined;
   #running = false;
   #again = false;
@@ -52,12 +53,20 @@ export class RolloutController {
         }));
       }
     });
+    this.#tickMs = tickMs;
+  }
+
+  /** Picks staged rollouts up where they were (a relay killed mid-rollout resumes them). */
+  start(): void {
+    if (this.#timer) return;
     // Health windows end with no message to announce it: look again now and then.
-    this.#timer = guardedInterval(ctx.log, 'rollout evaluation', tickMs, () => this.evaluate());
+    this.#timer = guardedInterval(this.#ctx.log, 'rollout evaluation', this.#tickMs, () => this.evaluate());
+    this.evaluate();
   }
 
   /** Looks at every staged rollout in progress; serialized, and coalesced when busy. */
   evaluate(): void {
+    if (!this.#timer) return; // not started
     if (this.#running) {
       this.#again = true;
       return;
@@ -167,6 +176,7 @@ export class RolloutController {
 
   close(): void {
     clearInterval(this.#timer);
+    this.#timer = undefined;
     if (this.#soon) clearImmediate(this.#soon);
   }
 }

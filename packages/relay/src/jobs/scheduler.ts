@@ -88,6 +88,7 @@ export class JobScheduler {
   readonly #ingest: RunIngest;
   readonly #deferred: DeferredWrites;
   #closed = false;
+  #started = false;
   /** A scheduling pass is under way; `#tickAgain`: another was asked for meanwhile. */
   #ticking = false;
   #tickAgain = false;
@@ -97,6 +98,10 @@ export class JobScheduler {
     this.#ctx = opts.ctx;
     this.#deferred = new DeferredWrites(opts.ctx.log);
     this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, quotas: { ...opts.runQuotas, ...(opts.maxOutputBytes ? { outputBytes: opts.maxOutputBytes } : {}) } });
+    // A device came online, or changed labels or capabilities: queued jobs may fit now.
+    opts.ctx.events.on((e) => {
+      if (e.type === 'device.status' || e.type === 'device.updated') this.tick();
+    });
   }
 
   /** After a restart: local runs died with the old process; device runs go on. */
@@ -110,6 +115,7 @@ export class JobScheduler {
       this.#armWatchdog((await store.jobs.get(job.id))!);
     }
     await this.republish();
+    this.#started = true;
     this.tick();
   }
 
@@ -185,7 +191,8 @@ export class JobScheduler {
    * claims targets); a tick during a pass runs one more after it, so none is lost.
    */
   tick(): void {
-    if (this.#closed) return;
+    // Before start() (which ticks at its end) the queue is not ready: a previous run's leftovers may still be there.
+    if (this.#closed || !this.#started) return;
     if (this.#ticking) {
       this.#tickAgain = true;
       return;
@@ -344,7 +351,7 @@ export class JobScheduler {
     }
   }
 
-  /** A device came online, changed labels or capabilities: queued jobs may fit now. */
+  /** A target was attached or detached: queued jobs may fit now. */
   onTargetsChanged(): void {
     this.tick();
   }
