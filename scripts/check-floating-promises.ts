@@ -17,6 +17,8 @@ for (const project of projects) {
     if (type.isUnion()) return type.types.some(isPromise);
     return type.getProperty('then') !== undefined && type.getProperty('catch') !== undefined;
   };
+  /** A promise, or an array of them (`list.map(async …)` where values were meant). */
+  const holdsPromises = (type: ts.Type): boolean => isPromise(type) || (checker.isArrayType(type) && checker.getTypeArguments(type as ts.TypeReference).some(isPromise));
   const takesAnything = (type: ts.Type): boolean => (type.flags & (ts.TypeFlags.Any | ts.TypeFlags.Unknown)) !== 0;
   // `p.catch(…)` and `p.then(ok, failed)` settle whatever p does.
   const handled = (e: ts.Expression): boolean =>
@@ -46,7 +48,7 @@ for (const project of projects) {
       if ((ts.isCallExpression(node) || ts.isNewExpression(node)) && node.arguments) {
         const signature = checker.getResolvedSignature(node);
         node.arguments.forEach((arg, i) => {
-          if (!signature || ts.isSpreadElement(arg) || !isPromise(checker.getTypeAtLocation(arg))) return;
+          if (!signature || ts.isSpreadElement(arg) || !holdsPromises(checker.getTypeAtLocation(arg))) return;
           const param = signature.parameters[Math.min(i, signature.parameters.length - 1)];
           if (param && takesAnything(checker.getTypeOfSymbolAtLocation(param, node))) report(arg);
         });
@@ -69,7 +71,7 @@ for (const project of projects) {
         // `Promise | undefined` (a pending task or none) is a fair question to ask.
         if (!type.isUnion() && isPromise(type)) report(truth);
       }
-      if (ts.isPropertyAssignment(node) && isPromise(checker.getTypeAtLocation(node.initializer))) {
+      if (ts.isPropertyAssignment(node) && holdsPromises(checker.getTypeAtLocation(node.initializer))) {
         const expected = checker.getContextualType(node.initializer);
         if (!expected || takesAnything(expected)) report(node.initializer);
       }

@@ -68,7 +68,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
   );
 
-  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: (await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id)) }));
+  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: await Promise.all((await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id))) }));
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
 

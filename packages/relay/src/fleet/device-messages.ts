@@ -88,6 +88,8 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
   const throttle = new LogThrottle(60_000, ctx.now);
   const queues = new SerialQueues(DEVICE_BACKLOG);
   const handleOne = async (topic: string, parsed: { deviceId: string; leaf: string }, payload: Buffer): Promise<void> => {
+    // Everything inside: a store that fails costs this message, never the device's queue.
+    try {
       if (parsed.leaf === 'notice') {
         if (await ctx.store.devices.secretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
         return;
@@ -100,18 +102,17 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
         return;
       }
       if (!await ctx.store.devices.secretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
-      try {
-        const refused = await handle(ctx, parsed.deviceId, payload);
-        if (refused) {
-          stats.rejected++;
-          const told = throttle.take(`${parsed.deviceId} ${parsed.leaf}`);
-          if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, reason: refused, suppressed: told.suppressed }, 'device message dropped');
-        }
-      } catch (err) {
+      const refused = await handle(ctx, parsed.deviceId, payload);
+      if (refused) {
         stats.rejected++;
-        const told = throttle.take(`${parsed.deviceId} ${parsed.leaf} failed`);
-        if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, `device message handler failed${isDiskFull(err) ? ': the disk is full (the message is dropped; the device sends its state again)' : ''}`);
+        const told = throttle.take(`${parsed.deviceId} ${parsed.leaf}`);
+        if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, reason: refused, suppressed: told.suppressed }, 'device message dropped');
       }
+    } catch (err) {
+      stats.rejected++;
+      const told = throttle.take(`${parsed.deviceId} ${parsed.leaf} failed`);
+      if (told) ctx.log.error({ deviceId: parsed.deviceId, topic, err, suppressed: told.suppressed }, `device message handler failed${isDiskFull(err) ? ': the disk is full (the message is dropped; the device sends its state again)' : ''}`);
+    }
   };
   return {
     stats,

@@ -24,11 +24,17 @@ export function deploymentState(d: { state?: DeploymentState; strategy?: Rollout
 }
 
 export async function refreshDeploymentState(ctx: FleetContext, deploymentId: string): Promise<void> {
-  const d = await ctx.store.deployments.info(deploymentId);
-  if (!d) return;
-  const state = deploymentState({ ...d, counts: await ctx.store.deployments.rolloutCounts(deploymentId) });
-  if (state !== d.state) {
-    await ctx.store.deployments.setState(d.id, state);
+  // One unit: a cancel or rollback landing between the read and the write must not be undone.
+  const changed = await ctx.store.transaction(async (tx) => {
+    const d = await tx.deployments.info(deploymentId);
+    if (!d) return undefined;
+    const state = deploymentState({ ...d, counts: await tx.deployments.rolloutCounts(deploymentId) });
+    if (state === d.state) return undefined;
+    await tx.deployments.setState(d.id, state);
+    return { d, state };
+  });
+  if (changed) {
+    const { d, state } = changed;
     ctx.events.emit({ type: 'deployment.state', deploymentId: d.id, state });
     ctx.log.info({ deploymentId: d.id, model: d.model, version: d.version, state }, 'deployment state changed');
   }

@@ -9,12 +9,16 @@ export class SerialQueues {
     this.#bound = bound;
   }
 
-  /** Runs `work` after the key's earlier work; false (nothing queued) past the bound. `work` must not throw. */
+  /**
+   * Runs `work` after the key's earlier work; false (nothing queued) past the bound. `work`
+   * handles its own errors; one that throws anyway is dropped here, so the key's later work
+   * still runs.
+   */
   push(key: string, work: () => Promise<void>): boolean {
     const queue = this.#queues.get(key) ?? { tail: Promise.resolve(), waiting: 0 };
     if (queue.waiting >= this.#bound) return false;
     queue.waiting++;
-    queue.tail = queue.tail.then(work).finally(() => {
+    queue.tail = queue.tail.then(work).catch(() => {}).finally(() => {
       if (--queue.waiting === 0) this.#queues.delete(key);
     });
     this.#queues.set(key, queue);

@@ -89,6 +89,8 @@ export class JobScheduler {
   readonly #deferred: DeferredWrites;
   #closed = false;
   #started = false;
+  /** Jobs being ended now. */
+  readonly #ending = new Set<string>();
   /** A scheduling pass is under way; `#tickAgain`: another was asked for meanwhile. */
   #ticking = false;
   #tickAgain = false;
@@ -406,6 +408,18 @@ export class JobScheduler {
 
   /** Ends a job: its other runs are stopped, its devices told, the queue moves on. */
   async #endJob(job: JobRecord, state: JobState, error: string | null): Promise<void> {
+    // Two ranks failing at once, a cancel beside a failure, the watchdog beside a report: the
+    // first ends the job, the others find it ending.
+    if (this.#ending.has(job.id)) return;
+    this.#ending.add(job.id);
+    try {
+      await this.#end(job, state, error);
+    } finally {
+      this.#ending.delete(job.id);
+    }
+  }
+
+  async #end(job: JobRecord, state: JobState, error: string | null): Promise<void> {
     const { store, events, log } = this.#ctx;
     const current = await store.jobs.get(job.id);
     if (!current || TERMINAL.has(current.state)) return;
@@ -424,13 +438,20 @@ export class JobScheduler {
   }
 
   async cancel(id: string): Promise<JobRecord> {
-    const job = await this.require(id);
-    if (job.state === 'queued') {
-      await this.#ctx.store.jobs.setState(id, 'canceled', this.#ctx.now(), 'canceled before it started');
+    await this.require(id);
+    const now = this.#ctx.now();
+    // Still queued when written: a scheduling pass may have claimed it meanwhile.
+    const dequeued = await this.#ctx.store.transaction(async (tx) => {
+      if ((await tx.jobs.get(id))?.state !== 'queued') return false;
+      await tx.jobs.setState(id, 'canceled', now, 'canceled before it started');
+      return true;
+    });
+    if (dequeued) {
       this.#ctx.events.emit({ type: 'job.state', jobId: id, state: 'canceled', error: 'canceled before it started' });
       this.tick();
-    } else if (job.state === 'running') {
-      await this.#endJob(job, 'canceled', 'canceled');
+    } else {
+      const job = await this.require(id);
+      if (job.state === 'running') await this.#endJob(job, 'canceled', 'canceled');
     }
     return this.require(id);
   }
