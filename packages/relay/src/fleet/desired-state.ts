@@ -15,7 +15,8 @@ export function effectiveDeployments<D extends DeploymentInfo>(deployments: D[])
 export async function desiredStateFor(ctx: FleetContext, deviceId: string): Promise<DesiredState> {
   const models: DesiredModel[] = [];
   for (const d of effectiveDeployments(await ctx.store.deployments.forDevice(deviceId))) {
-    const model = (await ctx.store.models.get(d.model, d.version))!;
+    const model = await ctx.store.models.get(d.model, d.version);
+    if (!model) continue; // deleted since the deployments were read: it applies to no device now
     models.push({ name: d.model, version: d.version, sha256: d.sha256, size: model.size, deploymentId: d.id, ...(d.serving ? { serving: d.serving } : {}), ...(model.sample ? { sample: model.sample } : {}) });
   }
   const renewBefore = (await ctx.store.devices.certificate(deviceId))?.renewBefore;

@@ -91,6 +91,8 @@ export class JobScheduler {
   #started = false;
   /** Jobs being ended now. */
   readonly #ending = new Set<string>();
+  /** The scheduling passes under way, for close() to wait on. */
+  #passing: Promise<void> = Promise.resolve();
   /** A scheduling pass is under way; `#tickAgain`: another was asked for meanwhile. */
   #ticking = false;
   #tickAgain = false;
@@ -200,7 +202,8 @@ export class JobScheduler {
       return;
     }
     this.#ticking = true;
-    background(this.#ctx.log, 'starting queued jobs', this.#passes());
+    this.#passing = this.#passes();
+    background(this.#ctx.log, 'starting queued jobs', this.#passing);
   }
 
   /** Settles when no pass runs (tests, close). */
@@ -229,6 +232,7 @@ export class JobScheduler {
       if (free.length >= job.spec.nodes) {
         const chosen = free.slice(0, job.spec.nodes);
         for (const c of chosen) busy.add(c);
+        if (this.#closed) return;
         const started = await this.#claim(job, chosen);
         if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, chosen));
       } else {
@@ -284,6 +288,8 @@ export class JobScheduler {
   async #runLocal(job: JobRecord, rank: number, worldSize: number): Promise<void> {
     const key = `${job.id}:${rank}`;
     const root = join(this.#opts.workRoot, job.id, String(rank));
+    // Closed before it began: the next start ends the run it left pending.
+    if (this.#closed) return;
     try {
       const run = await startJobRun({
         root,
@@ -298,6 +304,8 @@ export class JobScheduler {
         onLines: (lines) => background(this.#ctx.log, `storing job ${job.id}'s log lines`, this.onLogs('local', job.id, rank, lines)),
       });
       this.#local.set(key, run.process);
+      // Closed while it was being set up: close() went through #local before it was there.
+      if (this.#closed) run.process.cancel('the relay shut down while this run was starting');
       await this.#runUpdate(job.id, rank, 'running');
       const result = await run.process.result;
       if (this.#closed) return; // close() has recorded how this run ended
@@ -468,6 +476,8 @@ export class JobScheduler {
   /** Local runs die with the relay: they are recorded as failed, then killed. */
   async close(): Promise<void> {
     this.#closed = true;
+    // A pass under way claims nothing more once closed; what it claimed is recorded below.
+    await this.#passing.catch(() => {});
     this.#deferred.close();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
     const { store } = this.#ctx;
