@@ -15,6 +15,8 @@
 // returns anyway, the COMMIT is really a rollback, and `transaction` throws rather than report it
 // as committed.
 
+import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
+import { RepositoryStore } from './repository-store.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { HealthMessage, Labels, Logger, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
@@ -32,11 +34,8 @@ import type {
   ModelRepository,
   NewDeployment,
   Repositories,
-  Store,
 } from './store.js';
 import type {
-  ApiTokenRecord,
-  AuditActor,
   AuditEntry,
   DeploymentDeviceRecord,
   DeploymentInfo,
@@ -244,23 +243,9 @@ interface RolloutRow {
   updated_at: number;
 }
 
-interface ApiTokenRow {
-  id: string;
-  name: string;
-  hash: string;
-  role: ApiTokenRecord['role'];
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-  last_used_at: number | null;
-}
-
-interface AuditRow {
+interface AuditRow extends AuditActorColumns {
   seq: number;
   ts: number;
-  actor_kind: AuditActor['kind'];
-  actor_id: string | null;
-  actor_name: string;
   action: string;
   target: string | null;
   outcome: AuditEntry['outcome'];
@@ -307,20 +292,6 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   sample: r.sample_sha256 ? { sha256: r.sample_sha256, size: r.sample_size ?? 0 } : null,
   selfTest: r.self_test ?? null,
 });
-
-const toApiToken = (r: ApiTokenRow): ApiTokenRecord => ({
-  id: r.id,
-  name: r.name,
-  hash: r.hash,
-  role: r.role,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-  revokedAt: r.revoked_at,
-  lastUsedAt: r.last_used_at,
-});
-
-const toActor = (r: AuditRow): AuditActor =>
-  r.actor_kind === 'token' ? { kind: 'token', id: r.actor_id ?? '', name: r.actor_name } : r.actor_kind === 'device' ? { kind: 'device', id: r.actor_id ?? '' } : { kind: 'relay' };
 
 const toAudit = (r: AuditRow): AuditEntry => ({
   seq: r.seq,
@@ -931,25 +902,15 @@ function repositories(db: Db): Repositories {
   };
 }
 
-export class PostgresStore implements Store {
+export class PostgresStore extends RepositoryStore {
   readonly kind = 'postgres';
-  readonly tokens: ApiTokenRepository;
-  readonly enrollment: EnrollmentRepository;
-  readonly devices: DeviceRepository;
-  readonly models: ModelRepository;
-  readonly deployments: DeploymentRepository;
-  readonly artifactRefs: ArtifactReferences;
-  readonly health: HealthRepository;
-  readonly jobs: JobRepository;
-  readonly audit: AuditRepository;
   readonly #pool: pg.Pool;
   readonly #log: Logger | undefined;
 
   private constructor(pool: pg.Pool, log: Logger | undefined) {
+    super(repositories(poolDb(pool, log)));
     this.#pool = pool;
     this.#log = log;
-    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } =
-      repositories(poolDb(pool, log)));
   }
 
   /** Connects (a pool of at most `max` connections) and brings the schema up to date. */

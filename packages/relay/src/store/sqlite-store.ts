@@ -3,16 +3,17 @@
 // transaction's awaits behind a gate that holds every other call until it ends (one connection
 // cannot keep two transactions apart).
 
+import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
 import { MEMBER_STATES } from './records.js';
-import type { DeviceCertificateRecord, NewDeployment, NewDevice, Repositories, Store, Synchronous } from './store.js';
+import type { DeviceCertificateRecord, NewDeployment, NewDevice, Repositories, Synchronous } from './store.js';
+import { RepositoryStore } from './repository-store.js';
 import type {
   ModelVersionExtras,
   ApiTokenRecord,
-  AuditActor,
   AuditEntry,
   DeploymentDeviceRecord,
   DeploymentInfo,
@@ -134,34 +135,9 @@ const toModel = (r: ModelRow): ModelVersionRecord => ({
   selfTest: r.self_test ? (JSON.parse(r.self_test) as SelfTestResult) : null,
 });
 
-interface ApiTokenRow {
-  id: string;
-  name: string;
-  hash: string;
-  role: ApiTokenRecord['role'];
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-  last_used_at: number | null;
-}
-
-const toApiToken = (r: ApiTokenRow): ApiTokenRecord => ({
-  id: r.id,
-  name: r.name,
-  hash: r.hash,
-  role: r.role,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-  revokedAt: r.revoked_at,
-  lastUsedAt: r.last_used_at,
-});
-
-interface AuditRow {
+interface AuditRow extends AuditActorColumns {
   seq: number;
   ts: number;
-  actor_kind: AuditActor['kind'];
-  actor_id: string | null;
-  actor_name: string;
   action: string;
   target: string | null;
   outcome: AuditEntry['outcome'];
@@ -169,9 +145,6 @@ interface AuditRow {
   address: string | null;
   detail: string | null;
 }
-
-const toActor = (r: AuditRow): AuditActor =>
-  r.actor_kind === 'token' ? { kind: 'token', id: r.actor_id ?? '', name: r.actor_name } : r.actor_kind === 'device' ? { kind: 'device', id: r.actor_id ?? '' } : { kind: 'relay' };
 
 const toAudit = (r: AuditRow): AuditEntry => ({
   seq: r.seq,
@@ -846,50 +819,52 @@ function asynchronous(sync: SyncRepositories, gate?: () => Promise<void> | undef
   return Object.fromEntries(Object.entries(sync).map(([name, repo]) => [name, wrap(repo as object)])) as unknown as Repositories;
 }
 
-export class SqliteStore implements Store {
+/** The open transaction, if any: calls from outside it wait for `open`; calls inside its work do not. */
+class TransactionGate {
+  /** Settles when the open transaction ends; undefined when none is open. */
+  open: Promise<void> | undefined;
+  /** Set inside a transaction's work: a call there on the store itself joins it (it would wait for itself). */
+  readonly inside = new AsyncLocalStorage<true>();
+
+  /** What a call from here waits for. */
+  waiting(): Promise<void> | undefined {
+    return this.inside.getStore() ? undefined : this.open;
+  }
+}
+
+export class SqliteStore extends RepositoryStore {
   readonly kind = 'sqlite';
-  readonly tokens;
-  readonly enrollment;
-  readonly devices;
-  readonly models;
-  readonly deployments;
-  readonly artifactRefs;
-  readonly health;
-  readonly jobs;
-  readonly audit;
   readonly #engine: SqliteEngine;
   /** The repositories as a transaction sees them: no gate. */
   readonly #inside: Repositories;
-  /** Settles when the open transaction ends; undefined when none is open. */
-  #open: Promise<void> | undefined;
-
-  /** Set inside a transaction's work: a call there on the store itself joins it (it would wait for itself). */
-  readonly #inTransaction = new AsyncLocalStorage<true>();
+  readonly #gate: TransactionGate;
 
   constructor(file: string) {
-    this.#engine = new SqliteEngine(file);
-    const sync = repositories(this.#engine);
-    const outside = asynchronous(sync, () => (this.#inTransaction.getStore() ? undefined : this.#open));
+    const engine = new SqliteEngine(file);
+    const gate = new TransactionGate();
+    const sync = repositories(engine);
+    super(asynchronous(sync, () => gate.waiting()));
+    this.#engine = engine;
+    this.#gate = gate;
     this.#inside = asynchronous(sync);
-    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } = outside);
   }
 
   async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
     // Nested: part of the one open (SQLite has one writer; its savepoints are not needed here).
-    if (this.#inTransaction.getStore()) return work(this.#inside);
-    while (this.#open) await this.#open;
+    if (this.#gate.inside.getStore()) return work(this.#inside);
+    while (this.#gate.open) await this.#gate.open;
     let end!: () => void;
-    this.#open = new Promise((resolve) => (end = resolve));
+    this.#gate.open = new Promise((resolve) => (end = resolve));
     try {
-      return await this.#inTransaction.run(true, () => this.#engine.transaction(() => work(this.#inside)));
+      return await this.#gate.inside.run(true, () => this.#engine.transaction(() => work(this.#inside)));
     } finally {
-      this.#open = undefined;
+      this.#gate.open = undefined;
       end();
     }
   }
 
   async close(): Promise<void> {
-    while (this.#open) await this.#open;
+    while (this.#gate.open) await this.#gate.open;
     this.#engine.close();
   }
 }

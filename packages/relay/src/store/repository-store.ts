@@ -1,0 +1,24 @@
+// What every Store shares: its repositories as fields, set once from what the engine builds.
+// An engine adds how it runs a transaction and how it closes.
+
+import type { ApiTokenRepository, ArtifactReferences, AuditRepository, DeploymentRepository, DeviceRepository, EnrollmentRepository, HealthRepository, JobRepository, ModelRepository, Repositories, Store } from './store.js';
+
+export abstract class RepositoryStore implements Store {
+  abstract readonly kind: Store['kind'];
+  readonly tokens: ApiTokenRepository;
+  readonly enrollment: EnrollmentRepository;
+  readonly devices: DeviceRepository;
+  readonly models: ModelRepository;
+  readonly deployments: DeploymentRepository;
+  readonly artifactRefs: ArtifactReferences;
+  readonly health: HealthRepository;
+  readonly jobs: JobRepository;
+  readonly audit: AuditRepository;
+
+  constructor(repos: Repositories) {
+    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } = repos);
+  }
+
+  abstract transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  abstract close(): Promise<void>;
+}
