@@ -12,7 +12,7 @@ import { RELAY_DEFAULTS } from './config.js';
 import { listenFailure } from './listen-failure.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { PostgresStore } from './store/postgres-store.js';
-import { redactedUrl } from './store/store-url.js';
+import { redactedUrl, storeOpenFailure } from './store/store-url.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
 import { DownloadSlots } from './artifacts/download-slots.js';
@@ -171,7 +171,9 @@ function privateFile(file: string): string {
 /** The store the options name: PostgreSQL at --store, else SQLite in the data dir. */
 async function openStore(opts: RelayOptions, log: Logger): Promise<Store> {
   if (opts.storeUrl) {
-    const store = await PostgresStore.open(opts.storeUrl, { log: log.child({ part: 'store' }) });
+    const store = await PostgresStore.open(opts.storeUrl, { log: log.child({ part: 'store' }) }).catch((err: unknown) => {
+      throw storeOpenFailure(opts.storeUrl!, err);
+    });
     log.info({ store: redactedUrl(opts.storeUrl) }, 'store: PostgreSQL');
     return store;
   }

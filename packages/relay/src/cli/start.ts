@@ -13,7 +13,7 @@ export function startCommand(program: Command): void {
     .command('start')
     .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
     .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
-    .addOption(new Option('--store <url>', 'keep the workspace in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:5432/DB (password from PGPASSWORD or ~/.pgpass, not the command line)').env('OUTPOST_STORE_URL').argParser(storeUrlOption))
+    .addOption(new Option('--store <url>', 'keep the workspace in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:5432/DB (password from PGPASSWORD or ~/.pgpass, not the command line)').env('OUTPOST_STORE_URL'))
     .option('--host <host>', 'interface to listen on', RELAY_DEFAULTS.host)
     .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, RELAY_DEFAULTS.httpPort)
     .option('--mqtt-port <port>', 'embedded MQTT broker port: MQTT over TLS, default 8883 (1883 with --insecure; 0 picks a free one)', parsePort)
@@ -69,6 +69,8 @@ Examples:
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
 `)
     .action(async (opts: { dataDir: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+      // Checked here, not by commander, whose message would repeat the value (and its password).
+      if (opts.store) checkStoreUrl(opts.store);
       if (opts.store && opts.store !== process.env.OUTPOST_STORE_URL && new URL(opts.store).password) {
         process.stderr.write('warning: --store holds a password, which other users of this host can read in the process list: put it in PGPASSWORD or ~/.pgpass, or pass the URL in OUTPOST_STORE_URL\n');
       }
@@ -114,14 +116,6 @@ Examples:
         );
       });
     });
-}
-
-function storeUrlOption(value: string): string {
-  try {
-    return checkStoreUrl(value);
-  } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
-  }
 }
 
 function collectHost(value: string, previous: string[] = []): string[] {

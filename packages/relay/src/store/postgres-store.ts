@@ -915,7 +915,8 @@ export class PostgresStore extends RepositoryStore {
 
   /** Connects (a pool of at most `max` connections) and brings the schema up to date. */
   static async open(url: string, opts: { log?: Logger; max?: number } = {}): Promise<PostgresStore> {
-    const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, application_name: 'outpost-relay', types: TYPES });
+    // A server that never answers fails the start (or a query) after 10 s instead of hanging it.
+    const pool = new pg.Pool({ connectionString: url, max: opts.max ?? 10, application_name: 'outpost-relay', types: TYPES, connectionTimeoutMillis: 10_000 });
     // An idle connection that fails (the server restarted, a network cut) is dropped by the pool
     // and a new one made when needed; without a listener its error would crash the process.
     pool.on('error', (err) => opts.log?.warn({ err }, 'PostgreSQL: an idle connection failed'));
