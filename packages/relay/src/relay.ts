@@ -3,9 +3,10 @@
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { ADMIN_TOKEN_FILE, RUNTIME_FILE, type RelayRuntimeFile } from './data-dir.js';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { OutpostError, background, caCertificates, createLogger, isTlsBrokerUrl, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
 import { RELAY_DEFAULTS } from './config.js';
@@ -49,6 +50,8 @@ import { jobView } from './jobs/job-views.js';
 import { RELAY_CLIENT_LIFETIME, loadRelayTls, serverContextOptions, type RelayTls } from './tls/relay-tls.js';
 import { advertisedNames } from './tls/advertised-names.js';
 import { certificateStands } from './fleet/device-certificates.js';
+import { PostgresLeadership, SoleLeadership, type Leadership } from './cluster/leadership.js';
+import { PostgresEventLog } from './cluster/pg-event-log.js';
 
 export interface RelayOptions {
   dataDir: string;
@@ -59,6 +62,16 @@ export interface RelayOptions {
   store?: Store;
   /** postgres://USER@HOST:PORT/DB (the password from PGPASSWORD or ~/.pgpass, or in the URL). */
   storeUrl?: string;
+  /**
+   * Where artifacts (models, bundles, job outputs) are kept (default DATA_DIR/artifacts): a
+   * shared filesystem when several relays serve one workspace.
+   */
+  artifactsDir?: string;
+  /**
+   * Where the relay CA's key and certificate are kept (default DATA_DIR/tls): the same folder
+   * (shared, or a copy) for every relay of one workspace, so that all of them are one CA.
+   */
+  caDir?: string;
   /** Interface to listen on (HTTP and embedded MQTT). */
   host?: string;
   httpPort?: number;
@@ -163,11 +176,6 @@ function privateFile(file: string): string {
   return file;
 }
 
-/**
- * Makes the admin token on the first start that gets this far: the file first, then the
- * database row, so that a start which fails (or dies) in between leaves no token anyone
- * lacks the file of, and the next start makes and prints one.
- */
 /** The store the options name: PostgreSQL at --store, else SQLite in the data dir. */
 async function openStore(opts: RelayOptions, log: Logger): Promise<Store> {
   if (opts.storeUrl) {
@@ -183,6 +191,11 @@ async function openStore(opts: RelayOptions, log: Logger): Promise<Store> {
   return store;
 }
 
+/**
+ * Makes the admin token on the first start that gets this far: the file first, then the
+ * database row, so that a start which fails (or dies) in between leaves no token anyone
+ * lacks the file of, and the next start makes and prints one.
+ */
 async function ensureAdminToken(store: Store, dataDir: string): Promise<string | undefined> {
   if ((await store.tokens.count()) > 0) return undefined;
   const id = randomBytes(6).toString('hex');
@@ -191,13 +204,25 @@ async function ensureAdminToken(store: Store, dataDir: string): Promise<string |
   const file = join(dataDir, ADMIN_TOKEN_FILE);
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   chmodSync(file, 0o600);
+  let made: boolean;
   try {
-    await store.tokens.add({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
+    // A unit: two relays starting on one empty database make one admin token between them.
+    made = await store.transaction(async (tx) => {
+      if ((await tx.tokens.count()) > 0) return false;
+      await tx.tokens.add({ id, name: 'admin', hash: hashSecret(secret), role: 'admin' });
+      return true;
+    });
   } catch (err) {
     rmSync(file, { force: true });
     throw err;
   }
-  return token;
+  if (!made) rmSync(file, { force: true });
+  return made ? token : undefined;
+}
+
+/** A name for this relay among those sharing its workspace: the host, the process and a random part. */
+function newRelayId(): string {
+  return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
 /**
@@ -229,9 +254,12 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (opts.tlsCertFile || opts.tlsKeyFile) throw new Error('--tls-cert and --tls-key need TLS: leave out --insecure');
     log.warn('running with --insecure: plain HTTP and MQTT, so tokens, device secrets and models cross the network readable by anyone on it');
   } else {
-    tls = await loadRelayTls({ dataDir: opts.dataDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? RELAY_DEFAULTS.deviceCertTtlMs, log });
+    tls = await loadRelayTls({ dataDir: opts.dataDir, caDir: opts.caDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? RELAY_DEFAULTS.deviceCertTtlMs, log });
   }
-  const artifacts = new FileArtifactStore(join(opts.dataDir, 'artifacts'));
+  // This relay among several, the same on each start: for what it keeps apart from the others.
+  const instance = createHash('sha256').update(`${hostname()}:${resolve(opts.dataDir)}`).digest('hex').slice(0, 12);
+  // Relays sharing an artifacts dir stage uploads apart: each clears its own staging at start.
+  const artifacts = new FileArtifactStore(opts.artifactsDir ?? join(opts.dataDir, 'artifacts'), opts.artifactsDir ? { staging: `.staging-${instance}` } : {});
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
   const disk = new DiskSpace(opts.dataDir, log);
   undo.add('the disk space checks', () => disk.close());
@@ -240,6 +268,13 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   for (const d of await store.devices.list()) if (d.online) await store.devices.setOnline(d.id, false, d.lastSeen ?? Date.now());
 
   const events = new FleetEvents(log);
+  // Relays sharing a PostgreSQL store are one workspace: one of them leads (the scheduler, the
+  // rollouts), and each one's fleet events reach every stream, numbered once in the store.
+  const relayId = newRelayId();
+  const leadership: Leadership = opts.storeUrl ? new PostgresLeadership({ url: opts.storeUrl, log: log.child({ part: 'leader' }) }) : new SoleLeadership(log);
+  undo.add('the leader lock', () => leadership.close());
+  const eventLog = opts.storeUrl ? await PostgresEventLog.open({ url: opts.storeUrl, relayId, log: log.child({ part: 'event-log' }) }) : undefined;
+  if (eventLog) undo.add('the event log', () => eventLog.close());
   const history = new HealthHistory(store, log);
   undo.add('the health history', () => history.close());
   const quota = new QuotaEvents(events, log);
@@ -247,6 +282,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const audit = new AuditLog(store);
   const ctxBase = { store, log, now: Date.now, events, history, quota, presence: new Presence(), duplicates, audit };
   const stream = new FleetStream({
+    startSeq: eventLog?.head,
     snapshot: async () => {
       const [devices, deployments, queued, running, recent] = await Promise.all([store.devices.list(), store.deployments.active(20), store.jobs.inState('queued'), store.jobs.inState('running'), store.jobs.list(20)]);
       const jobs = [...queued, ...running, ...recent.filter((j) => j.state !== 'queued' && j.state !== 'running')];
@@ -258,7 +294,15 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     },
     onSnapshotError: (err) => log.error({ err }, 'could not read the fleet for a stream snapshot'),
   });
-  events.on((e) => stream.publish(e));
+  if (eventLog) {
+    events.onLocal((e) => eventLog.publish(e));
+    eventLog.onMessage((message, mine) => {
+      stream.deliver(message);
+      if (!mine) events.receive(message);
+    });
+  } else {
+    events.on((e) => stream.publish(e));
+  }
   let broker: EmbeddedBroker | undefined;
   let mqttConnectUrl: string;
   let username: string | undefined;
@@ -327,7 +371,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   if (opts.mosquittoDynsec) {
     if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port (over mutual TLS, mqtts://USER@host:port)');
     const admin = await brokerTls(username);
-    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, tls: admin.tls, log: log.child({ part: 'broker-accounts' }) });
+    const made = await connectMosquittoDynsec({ url: mqttConnectUrl, username, password, tls: admin.tls, log: log.child({ part: 'broker-accounts' }), relayUsername: opts.storeUrl ? `${RELAY_USER}-${instance}` : undefined });
     undo.add('the broker accounts connection', () => made.close());
     if (admin.identity) admin.identity.set = (pair) => made.setIdentity(pair);
     accounts = made;
@@ -335,7 +379,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     ({ username, password } = accounts.relayUser);
   }
   const own = await brokerTls(username);
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  // Several relays on one external broker: each device message goes to one of them.
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: Boolean(opts.storeUrl && opts.mqttUrl), onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
   if (own.identity) own.identity.set = (pair) => mqtt.setIdentity(pair);
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: async (id) => (await store.devices.get(id))?.online ?? false });
@@ -412,9 +457,27 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   const publishFleet = async () => eachBounded((await store.devices.list()).map((d) => d.id), PUBLISH_CONCURRENCY, (id) => publishDesiredState(ctx, id));
   await publishFleet();
   republish = () => background(log, 'publishing the fleet again after a reconnect', Promise.all([publishFleet(), scheduler.republish()]));
-  await scheduler.start();
-  // Staged rollouts pick up where they were (a relay killed mid-rollout resumes it).
-  rollouts.start();
+  // The leader schedules jobs and runs staged rollouts; they pick up where they were (a relay
+  // killed mid-rollout, here or another one, is resumed). Changes of lead run one after another.
+  let leadChange = Promise.resolve();
+  const lead = async (leading: boolean) => {
+    if (leading) {
+      await scheduler.start();
+      rollouts.start();
+    } else {
+      rollouts.close();
+      await scheduler.follow();
+    }
+  };
+  leadership.onChange((leading) => {
+    leadChange = leadChange.then(() => lead(leading)).catch((err: unknown) => log.error({ err }, leading ? 'could not take up the lead' : 'could not hand over the lead'));
+  });
+  await leadership.start();
+  await leadChange;
+  // Jobs queued through another relay are announced by its events; look now and then as well,
+  // in case an event was missed while the store did not answer.
+  const leaderTimer = eventLog ? guardedInterval(log, 'scheduling queued jobs', 2000, () => leadership.leading && scheduler.tick()) : undefined;
+  undo.add('the leader timer', () => clearInterval(leaderTimer));
   // A duplicate-connection mark ends with no message to announce it: look every second.
   const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
   undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));
@@ -452,7 +515,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // Last, so that a start which failed before leaves no token behind; the next one prints it.
   const newAdminToken = await ensureAdminToken(store, opts.dataDir);
   startDone(true);
-  log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker), caFingerprint: tls?.caFingerprint }, 'relay ready');
+  log.info({ httpUrl, mqttUrl: mqttConnectUrl, dataDir: opts.dataDir, embeddedBroker: Boolean(broker), caFingerprint: tls?.caFingerprint, relayId, leading: leadership.leading }, 'relay ready');
 
   let closed = false;
   return {
@@ -468,8 +531,10 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       if (closed) return;
       closed = true;
       clearInterval(tlsTimer);
+      clearInterval(leaderTimer);
       await scheduler.close();
       rollouts.close();
+      await leadership.close();
       clearInterval(duplicateTimer);
       artifactChecks.close();
       disk.close();
@@ -480,6 +545,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       await broker?.close();
       // Messages already taken in are handled before the store goes.
       await router.idle();
+      await eventLog?.close();
       await history.close();
       if (!opts.store) await store.close();
       rmSync(join(opts.dataDir, RUNTIME_FILE), { force: true });

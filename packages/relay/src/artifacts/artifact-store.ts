@@ -66,9 +66,14 @@ export class FileArtifactStore implements ArtifactStore {
   /** Files being committed, by sha256 (a count: the same bytes can arrive twice at once). */
   readonly #committing = new Map<string, number>();
 
-  constructor(dir: string) {
+  /**
+   * `staging`: the folder (inside `dir`, so a finished upload is one rename) where this relay's
+   * uploads are written until complete: its own when relays share `dir`, since each removes
+   * what its folder holds at start.
+   */
+  constructor(dir: string, opts: { staging?: string } = {}) {
     this.#dir = dir;
-    this.#tmp = join(dir, '.staging');
+    this.#tmp = join(dir, opts.staging ?? '.staging');
     this.#quarantine = join(dir, '.quarantine');
     // Models and job outputs may be someone's property: private to the relay's user.
     for (const d of [this.#tmp, this.#quarantine]) mkdirSync(d, { recursive: true, mode: 0o700 });

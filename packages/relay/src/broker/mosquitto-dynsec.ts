@@ -64,6 +64,11 @@ export interface DynsecOptions {
   log: Logger;
   /** How long to wait for Mosquitto's answer to a command (default 10 s). */
   timeoutMs?: number;
+  /**
+   * The relay's own client (default `outpost-relay`). Relays sharing one Mosquitto each need
+   * their own, with the relay role: each start sets a new password, which would lock the others out.
+   */
+  relayUsername?: string;
 }
 
 /** Connects as the plugin's admin and sets up the relay's own client (see above). */
@@ -153,7 +158,7 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
       what,
     );
 
-  const relayUser = { username: RELAY_USER, password: randomBytes(24).toString('base64url') };
+  const relayUser = { username: opts.relayUsername ?? RELAY_USER, password: randomBytes(24).toString('base64url') };
   try {
     await ensureClient(relayUser.username, relayUser.password, RELAY_USER, `${TOPIC_ROOT}/#`, "set up the relay's own client");
   } catch (err) {

@@ -2,7 +2,22 @@
 // relay's logic reaches devices, so the embedded broker can be swapped for Mosquitto or EMQX.
 
 import mqtt, { type MqttClient } from 'mqtt';
-import { ALL_DEVICES_FILTER, guarded, trustedCas, type Logger } from '@outpost/shared';
+import { ALL_DEVICES_FILTER, DEVICE_WRITTEN_LEAVES, TOPIC_ROOT, guarded, trustedCas, type Logger } from '@outpost/shared';
+
+/** The MQTT shared-subscription group of relays that share one workspace. */
+export const RELAY_SHARE_GROUP = 'outpost-relays';
+
+/**
+ * What the relay subscribes to. One relay: every leaf of every device. Several relays (`shared`):
+ * the leaves one relay must handle once go to the group (the broker hands each message to one
+ * member); `status` (retained, and rare) and `logs` (answers to a request one relay made) go to
+ * every relay: retained messages are never sent to shared subscriptions.
+ */
+export function relaySubscriptions(shared: boolean): string[] {
+  if (!shared) return [ALL_DEVICES_FILTER];
+  const everyRelay = new Set(['status', 'logs']);
+  return DEVICE_WRITTEN_LEAVES.map((leaf) => (everyRelay.has(leaf) ? `${TOPIC_ROOT}/+/${leaf}` : `$share/${RELAY_SHARE_GROUP}/${TOPIC_ROOT}/+/${leaf}`));
+}
 
 export interface RelayClientOptions {
   url: string;
@@ -11,6 +26,8 @@ export interface RelayClientOptions {
   /** How the relay trusts the broker (and, with mutual TLS, proves who it is). */
   tls?: BrokerTls;
   log: Logger;
+  /** Several relays share the workspace: subscribe as a member of the relays' group (see relaySubscriptions). */
+  shared?: boolean;
   /** Called for every message on a device topic. Must not throw. */
   onMessage(topic: string, payload: Buffer): void;
   /**
@@ -84,7 +101,7 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
   let connects = 0;
   client.on('connect', () => {
     // With a clean session the broker forgets subscriptions on every reconnect (mqttjs/MQTT.js#895).
-    client.subscribe(ALL_DEVICES_FILTER, { qos: 1 }, (err) => {
+    client.subscribe(relaySubscriptions(opts.shared ?? false), { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'relay could not subscribe to device topics');
     });
     if (connects++ > 0) {

@@ -14,6 +14,8 @@ export function startCommand(program: Command): void {
     .description('run the relay: MQTT broker, registry, HTTP API (foreground; Ctrl-C stops it)')
     .option('--data-dir <dir>', 'where the database, artifacts and admin token live (env OUTPOST_RELAY_DIR)', defaultDataDir())
     .addOption(new Option('--store <url>', 'keep the workspace in PostgreSQL instead of SQLite in --data-dir: postgres://USER@HOST:5432/DB (password from PGPASSWORD or ~/.pgpass, not the command line)').env('OUTPOST_STORE_URL'))
+    .option('--artifacts-dir <dir>', 'where models, bundles and job outputs are kept (default DATA_DIR/artifacts): a shared filesystem for several relays')
+    .option('--ca-dir <dir>', "where the relay CA's key and certificate are kept (default DATA_DIR/tls): one folder (shared, or the same files) for several relays")
     .option('--host <host>', 'interface to listen on', RELAY_DEFAULTS.host)
     .option('--http-port <port>', 'HTTPS API port (HTTP with --insecure; 0 picks a free one)', parsePort, RELAY_DEFAULTS.httpPort)
     .option('--mqtt-port <port>', 'embedded MQTT broker port: MQTT over TLS, default 8883 (1883 with --insecure; 0 picks a free one)', parsePort)
@@ -58,6 +60,12 @@ server certificate from the relay's CA (outpost-relay ca issue --server HOST --o
 --mqtt-url mqtts://…: the relay shows certificates naming its users, devices theirs. The
 README's "External Mosquitto" section has the whole broker config.
 
+Several relays serve one workspace when they share --store postgres://…, --mqtt-url (one
+external broker), --artifacts-dir and --ca-dir; put any HTTP load balancer in front. One of them
+leads (the job scheduler, staged rollouts); when it stops or dies another takes over within
+seconds. Each device message is handled by one relay (MQTT shared subscriptions), and fleet
+stream clients on any relay see every relay's events with the same seqs.
+
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
   PGPASSWORD=… outpost-relay start --store postgres://outpost@db.internal:5432/outpost
@@ -67,8 +75,10 @@ Examples:
   outpost-relay start --mqtt-url mqtt://outpost:PASS@broker:1883 --mosquitto-dynsec
   outpost-relay start --mqtt-url mqtts://admin@broker:8883 --mosquitto-dynsec    # Mosquitto with mutual TLS
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
+  OUTPOST_STORE_URL=postgres://outpost@db/outpost outpost-relay start --mqtt-url mqtts://relay@broker:8883 \\
+    --artifacts-dir /mnt/shared/artifacts --ca-dir /mnt/shared/ca     # one of several relays
 `)
-    .action(async (opts: { dataDir: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Checked here, not by commander, whose message would repeat the value (and its password).
       if (opts.store) checkStoreUrl(opts.store);
       if (opts.store && opts.store !== process.env.OUTPOST_STORE_URL && new URL(opts.store).password) {
@@ -79,6 +89,8 @@ Examples:
       const relay = await createRelay({
         dataDir: opts.dataDir,
         storeUrl: opts.store,
+        artifactsDir: opts.artifactsDir,
+        caDir: opts.caDir,
         host: opts.host,
         httpPort: opts.httpPort,
         mqttPort: opts.mqttPort,

@@ -102,9 +102,10 @@ export class JobScheduler {
     this.#ctx = opts.ctx;
     this.#deferred = new DeferredWrites(opts.ctx.log);
     this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, quotas: { ...opts.runQuotas, ...(opts.maxOutputBytes ? { outputBytes: opts.maxOutputBytes } : {}) } });
-    // A device came online, or changed labels or capabilities: queued jobs may fit now.
+    // A device came online, or changed labels or capabilities; a job was queued or ended (here
+    // or, with several relays, on another): queued jobs may fit now.
     opts.ctx.events.on((e) => {
-      if (e.type === 'device.status' || e.type === 'device.updated') this.tick();
+      if (e.type === 'device.status' || e.type === 'device.updated' || e.type === 'job.created' || e.type === 'job.state') this.tick();
     });
   }
 
@@ -232,7 +233,7 @@ export class JobScheduler {
       if (free.length >= job.spec.nodes) {
         const chosen = free.slice(0, job.spec.nodes);
         for (const c of chosen) busy.add(c);
-        if (this.#closed) return;
+        if (this.#closed || !this.#started) return;
         const started = await this.#claim(job, chosen);
         if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, chosen));
       } else {
@@ -308,7 +309,8 @@ export class JobScheduler {
       if (this.#closed) run.process.cancel('the relay shut down while this run was starting');
       await this.#runUpdate(job.id, rank, 'running');
       const result = await run.process.result;
-      if (this.#closed) return; // close() has recorded how this run ended
+      // close() or follow() has recorded how this run ended.
+      if (this.#closed || this.#local.get(key) !== run.process) return;
       // Its last lines are still being stored: the run takes nothing once it has ended.
       await this.#ingest.settled(job.id, rank);
       for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
@@ -473,6 +475,19 @@ export class JobScheduler {
     return this.#ingest.output(source, jobId, rank, path, body);
   }
 
+  /**
+   * Another relay leads now (several relays): it schedules, times jobs out and records how this
+   * relay's local runs ended; this one stops doing so and kills its local runs.
+   */
+  async follow(): Promise<void> {
+    if (!this.#started) return;
+    this.#started = false;
+    await this.#passing.catch(() => {});
+    for (const t of this.#watchdogs.values()) clearTimeout(t);
+    this.#watchdogs.clear();
+    await this.#endLocalRuns('the relay running it stopped leading the workspace');
+  }
+
   /** Local runs die with the relay: they are recorded as failed, then killed. */
   async close(): Promise<void> {
     this.#closed = true;
@@ -480,13 +495,17 @@ export class JobScheduler {
     await this.#passing.catch(() => {});
     this.#deferred.close();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
+    await this.#endLocalRuns('the relay shut down while this run was going');
+  }
+
+  async #endLocalRuns(why: string): Promise<void> {
     const { store } = this.#ctx;
     const now = this.#ctx.now();
-    const why = 'the relay shut down while this run was going';
     for (const [key, p] of this.#local) {
       const [jobId, rank] = key.split(':') as [string, string];
       await store.jobs.setRunState(jobId, Number(rank), 'failed', now, null, why);
       if ((await store.jobs.get(jobId))?.state === 'running') await store.jobs.setState(jobId, 'failed', now, why);
+      this.#local.delete(key);
       p.cancel(why);
     }
   }

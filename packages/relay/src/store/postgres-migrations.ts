@@ -113,6 +113,15 @@ export const POSTGRES_MIGRATIONS: string[] = [
   CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
   FOR EACH ROW EXECUTE FUNCTION audit_log_append_only();
   `,
+  // Several relays: the fleet stream's events, numbered here so that every relay sends the same
+  // seqs in the same order (cluster/pg-event-log.ts). `stream_head` is the last seq given; a
+  // writer takes its numbers with an UPDATE of it, whose row lock makes commit order seq order.
+  // Seqs start at the time the table is made (ms), as one relay's start at its start time.
+  `
+  CREATE TABLE stream_head (id INT PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);
+  INSERT INTO stream_head VALUES (1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
+  CREATE TABLE stream_events (seq BIGINT PRIMARY KEY, origin ${T} NOT NULL, message JSON NOT NULL);
+  `,
 ];
 
 /** Held while migrating, so that two relays opening one database at once take turns. */

@@ -12,6 +12,8 @@ export interface FleetStreamOptions {
   snapshot(): Promise<Omit<FleetSnapshot, 'type'>>;
   /** Told when a snapshot could not be read (the client is closed; it reconnects). */
   onSnapshotError?(err: unknown): void;
+  /** The seq the stream starts after (default: the time now, in ms, so seqs grow across restarts). */
+  startSeq?: number;
   /** How many recent events a reconnecting client can catch up on. */
   window?: number;
   limits?: StreamClientLimits;
@@ -31,7 +33,7 @@ export class FleetStream {
   constructor(opts: FleetStreamOptions) {
     this.#opts = opts;
     this.#windowSize = opts.window ?? 10_000;
-    this.#seq = (opts.now ?? Date.now)();
+    this.#seq = opts.startSeq ?? (opts.now ?? Date.now)();
   }
 
   get clients(): number {
@@ -42,10 +44,20 @@ export class FleetStream {
     return this.#seq;
   }
 
+  /** Numbers an event and sends it (one relay: this relay numbers the fleet's events). */
   publish(event: FleetEvent): void {
-    const seq = ++this.#seq;
-    const message = { ...event, seq, ts: new Date((this.#opts.now ?? Date.now)()).toISOString() } as StreamMessage;
-    const queued: QueuedMessage = { seq, json: JSON.stringify(message), coalesceKey: event.type === 'device.health' ? event.deviceId : undefined };
+    this.deliver({ ...event, seq: this.#seq + 1, ts: new Date((this.#opts.now ?? Date.now)()).toISOString() } as StreamMessage);
+  }
+
+  /**
+   * Sends an event numbered elsewhere (several relays: the store numbers them, so that every
+   * relay sends the same seqs in the same order and `?since=` works on any of them). Seqs at or
+   * below the last one sent are not sent again.
+   */
+  deliver(message: StreamMessage): void {
+    if (message.seq <= this.#seq) return;
+    this.#seq = message.seq;
+    const queued: QueuedMessage = { seq: message.seq, json: JSON.stringify(message), coalesceKey: message.type === 'device.health' ? message.deviceId : undefined };
     this.#window.push(queued);
     if (this.#window.length > this.#windowSize) this.#window.splice(0, this.#window.length - this.#windowSize);
     for (const client of this.#clients) {

@@ -20,6 +20,8 @@ const SERVER_RENEW_BEFORE = 30 * DAY;
 
 export interface RelayTlsOptions {
   dataDir: string;
+  /** Where the CA's key and certificate are (default DATA_DIR/tls): shared by the relays of one workspace. */
+  caDir?: string;
   /** Every name and address the server certificate must cover. */
   names: string[];
   /** A certificate and key the operator brings for the HTTP side (PEM file paths). */
@@ -84,9 +86,10 @@ function readOperatorFile(file: string, flag: string): string {
   }
 }
 
-export async function loadRelayCa(dataDir: string, log: Logger): Promise<RelayCa> {
+/** The relay CA in `dir` (DATA_DIR/tls, or --ca-dir), made on first use. */
+export async function loadRelayCa(dataDir: string, log: Logger, caDir?: string): Promise<RelayCa> {
   const x509 = await import('@outpost/shared/x509');
-  const dir = join(dataDir, 'tls');
+  const dir = caDir ?? join(dataDir, 'tls');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const caKeyFile = join(dir, 'ca.key');
@@ -127,9 +130,14 @@ export async function issueClientCert(ca: RelayCa, commonName: string, lifetimeM
 
 export async function loadRelayTls(opts: RelayTlsOptions): Promise<RelayTls> {
   const x509 = await import('@outpost/shared/x509');
-  const ca = await loadRelayCa(opts.dataDir, opts.log);
-  const serverKeyFile = join(ca.dir, 'server.key');
-  const serverCertFile = join(ca.dir, 'server.crt');
+  const ca = await loadRelayCa(opts.dataDir, opts.log, opts.caDir);
+  // The server certificate is this relay's own (its names), beside a copy of the CA's
+  // certificate for CLI commands on this host (data-dir.ts CA_CERT_FILE).
+  const own = join(opts.dataDir, 'tls');
+  mkdirSync(own, { recursive: true, mode: 0o700 });
+  if (opts.caDir) writeFileSync(join(own, 'ca.crt'), ca.pem, { mode: 0o644 });
+  const serverKeyFile = join(own, 'server.key');
+  const serverCertFile = join(own, 'server.crt');
 
   /** The stored server certificate while it is good for every name and not near its end; else a new one. */
   const serverCert = async (): Promise<KeyAndCert> => {
