@@ -26,6 +26,17 @@ export function readRuntimeFile(dataDir: string): RelayRuntimeFile | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as RelayRuntimeFile) : undefined;
 }
 
+/** Whether a process with this pid runs (another user's counts: signalling it is refused, not failed). */
+export function processAlive(pid: unknown): boolean {
+  if (!Number.isInteger(pid) || (pid as number) <= 0) return false;
+  try {
+    process.kill(pid as number, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** The relay CA's certificate, when this relay serves TLS. */
 export function readCaCert(dataDir: string): string | undefined {
   const file = join(dataDir, CA_CERT_FILE);

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { isErrorBody, relayUrl, tlsConnectOptions, tlsFetch, type ClientTls, type TlsClientOptions } from '@outpost/shared';
-import { readAdminToken, readCaCert, readRuntimeFile, type RelayRuntimeFile } from '../data-dir.js';
+import { processAlive, readAdminToken, readCaCert, readRuntimeFile, type RelayRuntimeFile } from '../data-dir.js';
 import { CliError, RelayUnreachableError } from './output.js';
 
 export interface ClientOptions {
@@ -32,16 +32,6 @@ export interface RelayApi {
   download(path: string): Promise<Response>;
 }
 
-function alive(pid: unknown): boolean {
-  if (!Number.isInteger(pid) || (pid as number) <= 0) return false;
-  try {
-    process.kill(pid as number, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * The URL of the relay running from `dataDir` on this host. A data dir with an admin token but
  * no live relay.json is a relay that is stopped (or was killed): saying so beats "no relay given".
@@ -53,7 +43,7 @@ function localRelayUrl(dataDir: string, givenDataDir: boolean): string {
   } catch {
     runtime = undefined; // half written: the relay is not running from it
   }
-  if (runtime && alive(runtime.pid)) return runtime.httpUrl;
+  if (runtime && processAlive(runtime.pid)) return runtime.httpUrl;
   const start = `outpost-relay start${givenDataDir ? ` --data-dir ${dataDir}` : ''}`;
   if (runtime || readAdminToken(dataDir) !== undefined) {
     throw new CliError(`the relay in ${dataDir} is not running${runtime ? ` (pid ${runtime.pid} is gone)` : ''}: start it with ${start} (or pass --relay URL)`);

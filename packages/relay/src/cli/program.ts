@@ -6,6 +6,7 @@ import { completionCommand, examples } from '@outpost/shared';
 import { RELAY_VERSION } from '../version.js';
 import { startCommand } from './start.js';
 import { caCommand } from './ca.js';
+import { storeCommand } from './store.js';
 import { tokensCommand } from './tokens.js';
 import { devicesCommand } from './devices.js';
 import { modelsCommand } from './models.js';
@@ -31,12 +32,14 @@ export function relayProgram(): Command {
         'outpost-relay tokens create --name ci-bot --role deployer',
         'outpost-relay models push model.onnx --name detector',
         'outpost-relay deploy detector --selector site=lab --wait',
+        'outpost-relay store migrate --to postgres://outpost@db:5432/outpost   # a stopped relay onto PostgreSQL',
         'outpost-relay models --help                       # every group has its own help',
       ),
     );
   startCommand(program);
   tokensCommand(program);
   caCommand(program);
+  storeCommand(program);
   devicesCommand(program);
   modelsCommand(program);
   deployCommand(program);

@@ -1,7 +1,7 @@
 // outpost-relay start: run the relay in the foreground until SIGINT/SIGTERM.
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { checkStoreUrl } from '../store/store-url.js';
+import { checkStoreUrl, passwordWarning } from '../store/store-url.js';
 import { checkAdvertiseHost } from '../tls/advertised-names.js';
 import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
@@ -81,9 +81,8 @@ Examples:
     .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Checked here, not by commander, whose message would repeat the value (and its password).
       if (opts.store) checkStoreUrl(opts.store);
-      if (opts.store && opts.store !== process.env.OUTPOST_STORE_URL && new URL(opts.store).password) {
-        process.stderr.write('warning: --store holds a password, which other users of this host can read in the process list: put it in PGPASSWORD or ~/.pgpass, or pass the URL in OUTPOST_STORE_URL\n');
-      }
+      const warning = opts.store && passwordWarning(opts.store, '--store');
+      if (warning) process.stderr.write(`${warning}\n`);
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({

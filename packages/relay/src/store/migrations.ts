@@ -2,7 +2,7 @@
 
 import type Database from 'better-sqlite3';
 
-const MIGRATIONS: string[] = [
+export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE api_tokens (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, hash TEXT NOT NULL, role TEXT NOT NULL, created_at INTEGER NOT NULL
@@ -137,11 +137,14 @@ const MIGRATIONS: string[] = [
   `,
 ];
 
+/** The version a database migrated by this relay is at (its `user_version`). */
+export const SQLITE_SCHEMA_VERSION = SQLITE_MIGRATIONS.length;
+
 export function migrate(db: Database.Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  for (let v = current; v < MIGRATIONS.length; v++) {
+  for (let v = current; v < SQLITE_MIGRATIONS.length; v++) {
     db.transaction(() => {
-      db.exec(MIGRATIONS[v]!);
+      db.exec(SQLITE_MIGRATIONS[v]!);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
