@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { createLogger, tlsFetch } from '@outpost/shared';
 import { createRelay } from '@outpost/relay';
 import { RELAY_BIN, closedPort, runCli, startRelay, tempDir } from './helpers/programs.js';
+import { waitFor } from './helpers/wait.js';
 
 /** Holds a loopback port for the test, as another program would. */
 async function holdPort(t: Test, port = 0): Promise<number> {
@@ -44,7 +45,8 @@ t.test('a taken HTTP port on a first start: one line, nothing left, and the next
   t.notOk(existsSync(dataDir), 'a first start that failed leaves no data dir (and so no admin token)');
 
   const relay = await startRelay(t, { dataDir });
-  const printed = /Admin token \(shown once[^\n]*\n\s+(opa_\S+)/.exec(relay.stderr())?.[1];
+  // Printed once the relay is ready, so it may follow the ready line.
+  const printed = await waitFor('the admin token printed', () => /Admin token \(shown once[^\n]*\n\s+(opa_\S+)/.exec(relay.stderr())?.[1]);
   t.ok(printed, 'the next start prints the admin token');
   t.equal(printed, relay.token, 'the one saved in admin.token');
   const list = await runCli(RELAY_BIN, ['devices', 'list', '--json', '--relay', relay.httpUrl, '--ca', relay.caFile!, '--token', printed!]);

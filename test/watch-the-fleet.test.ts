@@ -8,6 +8,7 @@ import type { StreamMessage } from '@outpost/shared';
 import { FIXTURES, RELAY_BIN, enrollDevice, startAgent, startRelay } from './helpers/programs.js';
 import { openStream, refusedUpgrade } from './helpers/stream.js';
 import { waitFor } from './helpers/wait.js';
+import { TEST_STORE } from './helpers/test-store.js';
 
 t.test('the fleet stream, health history and metrics', async (t) => {
   const relay = await startRelay(t);
@@ -116,7 +117,9 @@ t.test('the fleet stream, health history and metrics', async (t) => {
     const before = lines.length;
     const again = await startRelay(t, { dataDir: relay.dataDir, extraArgs: ['--http-port', new URL(relay.httpUrl).port, '--mqtt-port', new URL(relay.mqttUrl).port] });
     await waitFor('a reconnect notice', () => /reconnecting/.test(stderr));
-    await waitFor('a fresh snapshot from the new relay', () => lines.slice(before).some((m) => m.type === 'snapshot'));
+    // On SQLite the new relay numbers from its start: the client is past its window and gets a
+    // snapshot. On PostgreSQL the store numbers events: the client resumes where it was.
+    if (TEST_STORE === 'sqlite') await waitFor('a fresh snapshot from the new relay', () => lines.slice(before).some((m) => m.type === 'snapshot'));
     await again.cli('devices', 'label', d.deviceId, 'zone=c');
     await waitFor('events from the new relay', () => lines.some((m) => m.type === 'device.updated' && m.device.labels.zone === 'c'));
     const seqs = lines.map((m) => m.seq);

@@ -7,6 +7,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AGENT_BIN, runCli, startAgent, startRelay, tempDir, enrollDevice } from '../helpers/programs.js';
 import { tlsFetch } from '@outpost/shared';
+import { TEST_STORE } from '../helpers/test-store.js';
 
 const mode = (file: string) => statSync(file).mode & 0o777;
 
@@ -34,7 +35,9 @@ t.test('labels come from the admin', async (t) => {
 
 t.test('secrets stay off the command line, and the relay\'s files are its own', async (t) => {
   const relay = await startRelay(t);
-  for (const f of ['relay.db', 'relay.db-wal', 'relay.db-shm', 'admin.token']) t.equal(mode(join(relay.dataDir, f)), 0o600, `${f} is 0600`);
+  // On PostgreSQL (OUTPOST_TEST_STORE=postgres) the database is not in the data dir.
+  const dbFiles = TEST_STORE === 'sqlite' ? ['relay.db', 'relay.db-wal', 'relay.db-shm'] : [];
+  for (const f of [...dbFiles, 'admin.token']) t.equal(mode(join(relay.dataDir, f)), 0o600, `${f} is 0600`);
   t.equal(mode(join(relay.dataDir, 'artifacts')), 0o700, 'artifacts/ is 0700');
   t.equal(mode(relay.dataDir), 0o700, 'the data dir is 0700');
 

@@ -123,10 +123,12 @@ async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 
   const touched: string[] = [];
   for (const x of d.devices) {
     if (!(MEMBER_STATES.has(x.state) || x.state === 'waiting') || !leaves(x.state)) continue;
-    // A failed device keeps the reason it failed; it explains the rollback.
+    touched.push(x.deviceId);
+    // A failed device stays failed with its reason: it explains the rollback (and whether the
+    // rollback or the device's report came first, the answer is the same).
+    if (state === 'rolled-back' && x.state === 'failed') continue;
     await ctx.store.deployments.setRolloutState(id, x.deviceId, state, x.reason, now);
     ctx.events.emit({ type: 'deployment.progress', deploymentId: id, deviceId: x.deviceId, state, reason: x.reason });
-    touched.push(x.deviceId);
   }
   await ctx.store.deployments.setState(id, state);
   ctx.events.emit({ type: 'deployment.state', deploymentId: id, state });
