@@ -380,6 +380,12 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.strictSame(await row(), { deviceId: 'dev_a', state: 'serving', reason: null, updatedAt: 1_600 });
     t.equal(await store.deployments.setRolloutState('dep_1', 'dev_none', 'serving', null, 1_700), false, 'no such row');
     t.equal(await store.deployments.setRolloutState('dep_none', 'dev_a', 'serving', null, 1_700), false, 'no such deployment');
+    // Compare-and-set: only from the state the caller read.
+    t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'healthy', null, 1_800, 'loading'), false, 'not from a state it is not in');
+    t.equal((await row()).state, 'serving', 'and nothing was written');
+    t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'healthy', null, 1_900, 'serving'), true, 'from the state it is in');
+    t.strictSame(await row(), { deviceId: 'dev_a', state: 'healthy', reason: null, updatedAt: 1_900 });
+    t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'healthy', null, 2_000, 'healthy'), false, 'nothing to change');
 
     for (const state of ['succeeded', 'failed', 'rolled-back', 'in-progress'] as const) {
       await store.deployments.setState('dep_1', state);
@@ -960,6 +966,39 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     );
     t.equal(await store.tokens.count(), 0, 'rolled back with it');
     t.strictSame(await store.audit.list({ limit: 10 }), [], 'a nested transaction too');
+  });
+
+  test('exclusive: work under one key runs one at a time, each reading what the one before wrote', async (t, store) => {
+    await addDevice(store, 'dev_a');
+    const steps: string[] = [];
+    // Ten read-then-act pieces of work at once, as relays publishing one device's state do:
+    // each reads the labels, "publishes" what it read, and writes the next.
+    const published: number[] = [];
+    await Promise.all(Array.from({ length: 10 }, (_, i) =>
+      store.exclusive('desired:dev_a', async () => {
+        steps.push(`start ${i}`);
+        const n = Number((await store.devices.get('dev_a'))!.labels.n ?? 0);
+        await new Promise((r) => setImmediate(r));
+        published.push(n);
+        await store.devices.setLabels('dev_a', { n: String(n + 1) });
+        steps.push(`end ${i}`);
+      })));
+    t.strictSame(published, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each read what the one before wrote: none read a stale state');
+    for (let i = 0; i < steps.length; i += 2) t.equal(steps[i]!.replace('start', 'end'), steps[i + 1], 'no two overlapped');
+    t.strictSame((await store.devices.get('dev_a'))!.labels, { n: '10' });
+  });
+
+  test('exclusive: other keys run beside it; a throw releases the key', async (t, store) => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const first = store.exclusive('k1', () => held);
+    t.equal(await store.exclusive('k2', async () => 'other key'), 'other key', 'another key is not held up');
+    release();
+    await first;
+    await t.rejects(store.exclusive('k1', async () => {
+      throw new Error('boom');
+    }), { message: 'boom' });
+    t.equal(await store.exclusive('k1', async () => 'next'), 'next', 'the key is free again after a throw');
   });
 
   // ---------------------------------------------------------------- concurrent writers

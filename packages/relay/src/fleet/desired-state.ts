@@ -23,8 +23,12 @@ export async function desiredStateFor(ctx: FleetContext, deviceId: string): Prom
   return { revision: ctx.now(), models, ...(renewBefore ? { renewCertificateIssuedBefore: renewBefore } : {}) };
 }
 
+/**
+ * Reads and publishes one device's desired state, one publish per device at a time across every
+ * relay (the broker has it before the next one reads): the retained message is the newest state.
+ */
 export async function publishDesiredState(ctx: FleetContext, deviceId: string): Promise<void> {
-  await ctx.mqtt.publishRetained(deviceTopic(deviceId, 'desired'), await desiredStateFor(ctx, deviceId));
+  await ctx.store.exclusive(`desired:${deviceId}`, async () => ctx.mqtt.publishRetained(deviceTopic(deviceId, 'desired'), await desiredStateFor(ctx, deviceId)));
 }
 
 /** Why a device has what it has: per model, the deployment it follows and the others. */

@@ -96,7 +96,8 @@ export class RolloutController {
       if (row.state !== 'serving' || s.healthWindowMs <= 0) continue;
       const verdict = await this.#judge(d, row.deviceId, row.updatedAt, s.healthWindowMs);
       if (!verdict) continue;
-      if (await store.deployments.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now)) {
+      // Only while it is still serving: a failed report or a cancel since the read stands.
+      if (await store.deployments.setRolloutState(d.id, row.deviceId, verdict.state, verdict.reason, now, 'serving')) {
         events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: row.deviceId, state: verdict.state, reason: verdict.reason });
         changed = true;
       }
@@ -119,12 +120,15 @@ export class RolloutController {
     if (!released.every((r) => rolloutSettled(r.state, s.healthWindowMs))) return;
     const size = released.length < s.canary ? s.canary - released.length : resolveCount(s.batch, rows.length);
     const batch = waiting.slice(0, size);
+    const releasedNow: string[] = [];
     for (const r of batch) {
-      await store.deployments.setRolloutState(d.id, r.deviceId, 'pending', null, now);
+      // Only while still waiting: a cancel or a rollback since the read keeps the device out.
+      if (!(await store.deployments.setRolloutState(d.id, r.deviceId, 'pending', null, now, 'waiting'))) continue;
       events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId: r.deviceId, state: 'pending', reason: null });
+      releasedNow.push(r.deviceId);
     }
     this.#ctx.log.info({ deploymentId: d.id, devices: batch.length, left: waiting.length - batch.length }, released.length < s.canary ? 'canary released' : 'rollout batch released');
-    await converge(this.#ctx, batch.map((r) => r.deviceId));
+    await converge(this.#ctx, releasedNow);
   }
 
   #hear(deviceId: string): { heartbeatAt: number; offlineAt: number } {

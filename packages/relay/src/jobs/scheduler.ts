@@ -349,8 +349,9 @@ export class JobScheduler {
     return { revision: this.#ctx.now(), jobs };
   }
 
+  /** One publish per device at a time across every relay, each reading after the one before: the retained list is the newest. */
   async #publishJobs(deviceId: string): Promise<void> {
-    await this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), await this.desiredJobsFor(deviceId));
+    await this.#ctx.store.exclusive(`jobs:${deviceId}`, async () => this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), await this.desiredJobsFor(deviceId)));
   }
 
   /** A device's report of its runs; only runs assigned to that device count. */

@@ -582,11 +582,11 @@ function deployments(db: Db): DeploymentRepository {
     async staged() {
       return withDevices(await db.rows<DeploymentRow>("SELECT * FROM deployments WHERE state = 'in-progress' AND strategy IS NOT NULL ORDER BY seq"));
     },
-    async setRolloutState(deploymentId, deviceId, state, reason, at) {
+    async setRolloutState(deploymentId, deviceId, state, reason, at, expected) {
       // SQLite's condition, NULL-safe: a null reason and an empty one count as the same.
       const changed = await db.run(
-        "UPDATE rollouts SET state = $1, reason = $2, updated_at = $3 WHERE deployment_id = $4 AND device_id = $5 AND (state IS DISTINCT FROM $1 OR coalesce(reason, '') IS DISTINCT FROM coalesce($2::text, ''))",
-        [state, reason, at, deploymentId, deviceId],
+        "UPDATE rollouts SET state = $1, reason = $2, updated_at = $3 WHERE deployment_id = $4 AND device_id = $5 AND (state IS DISTINCT FROM $1 OR coalesce(reason, '') IS DISTINCT FROM coalesce($2::text, '')) AND ($6::text IS NULL OR state = $6)",
+        [state, reason, at, deploymentId, deviceId, expected ?? null],
       );
       return changed > 0;
     },
@@ -957,6 +957,25 @@ export class PostgresStore extends RepositoryStore {
         if (attempt >= MAX_TRIES || !RETRYABLE.has((err as { code?: string }).code ?? '')) throw err;
       }
     }
+  }
+
+  /**
+   * A transaction (READ COMMITTED: each read sees what was committed before it, not a snapshot
+   * from before the wait) that first takes a transaction advisory lock on the key's hash; every
+   * relay waits for it. Nested inside another transaction or exclusive work, it joins that one
+   * and takes the lock there.
+   */
+  async exclusive<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const lock = (db: Db) => db.run('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
+    const inside = openTransaction.getStore();
+    if (inside) {
+      await lock(inside);
+      return work();
+    }
+    return inTransaction(this.#pool, this.#log, async (db) => {
+      await lock(db);
+      return work();
+    });
   }
 
   async close(): Promise<void> {

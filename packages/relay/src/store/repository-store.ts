@@ -20,5 +20,6 @@ export abstract class RepositoryStore implements Store {
   }
 
   abstract transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  abstract exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   abstract close(): Promise<void>;
 }

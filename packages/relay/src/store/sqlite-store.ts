@@ -3,6 +3,7 @@
 // transaction's awaits behind a gate that holds every other call until it ends (one connection
 // cannot keep two transactions apart).
 
+import { KeyedMutex } from './keyed-mutex.js';
 import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
@@ -235,6 +236,7 @@ class SqliteEngine {
         `SELECT d.*, r.state AS rollout_state, r.reason AS rollout_reason FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = ? AND r.state IN (${[...MEMBER_STATES].map((x) => `'${x}'`).join(', ')}) AND d.state NOT IN ('rolled-back') AND ${VERSION_EXISTS} ORDER BY d.seq DESC`,
       ),
       setRollout: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\'))'),
+      setRolloutIf: db.prepare('UPDATE rollouts SET state = ?, reason = ?, updated_at = ? WHERE deployment_id = ? AND device_id = ? AND (state != ? OR coalesce(reason, \'\') != coalesce(?, \'\')) AND state = ?'),
       setDeploymentState: db.prepare('UPDATE deployments SET state = ? WHERE id = ?'),
       addSample: db.prepare(
         'INSERT INTO health_samples (device_id, ts, cpu, mem_used, mem_total, rss, req_rate, err_rate, p50, p99) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -514,7 +516,8 @@ class SqliteEngine {
     }));
   }
 
-  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): boolean {
+  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number, expected?: DeviceRolloutState): boolean {
+    if (expected !== undefined) return this.#stmt.setRolloutIf.run(state, reason, at, deploymentId, deviceId, state, reason, expected).changes > 0;
     return this.#stmt.setRollout.run(state, reason, at, deploymentId, deviceId, state, reason).changes > 0;
   }
 
@@ -764,7 +767,7 @@ function repositories(e: SqliteEngine): SyncRepositories {
       withSelector: (deviceId) => e.selectorDeployments(deviceId),
       addRollout: (id, deviceId, at) => e.addRollout(id, deviceId, at),
       staged: () => e.stagedDeployments(),
-      setRolloutState: (id, deviceId, state, reason, at) => e.setRolloutState(id, deviceId, state, reason, at),
+      setRolloutState: (id, deviceId, state, reason, at, expected) => e.setRolloutState(id, deviceId, state, reason, at, expected),
       setState: (id, state) => e.setDeploymentState(id, state),
     },
     artifactRefs: {
@@ -838,6 +841,7 @@ export class SqliteStore extends RepositoryStore {
   /** The repositories as a transaction sees them: no gate. */
   readonly #inside: Repositories;
   readonly #gate: TransactionGate;
+  readonly #exclusive = new KeyedMutex();
 
   constructor(file: string) {
     const engine = new SqliteEngine(file);
@@ -861,6 +865,11 @@ export class SqliteStore extends RepositoryStore {
       this.#gate.open = undefined;
       end();
     }
+  }
+
+  /** One relay holds a SQLite workspace: a lock in this process is enough. */
+  exclusive<T>(key: string, work: () => Promise<T>): Promise<T> {
+    return this.#exclusive.run(key, work);
   }
 
   async close(): Promise<void> {

@@ -135,8 +135,13 @@ export interface DeploymentRepository {
   addRollout(deploymentId: string, deviceId: string, at: number): Promise<void>;
   /** In-progress deployments with a staged rollout, oldest first. */
   staged(): Promise<DeploymentRecord[]>;
-  /** False when the row was already in that state with that reason (or does not exist). */
-  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number): Promise<boolean>;
+  /**
+   * False when the row was already in that state with that reason (or does not exist), or, with
+   * `expected`, when its state is no longer that: a decision taken from a read (the rollout
+   * controller's verdict on a serving device) must not undo what happened since (a failed
+   * report, a cancel).
+   */
+  setRolloutState(deploymentId: string, deviceId: string, state: DeviceRolloutState, reason: string | null, at: number, expected?: DeviceRolloutState): Promise<boolean>;
   setState(deploymentId: string, state: DeploymentState): Promise<void>;
 }
 
@@ -218,6 +223,13 @@ export interface Store extends Repositories {
    * one that lost a race with another relay's runs again, so `work` holds store calls only.
    */
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` while no other work under `key` runs, on this relay or (PostgreSQL) any relay
+   * of the workspace; store reads inside it see everything committed before it began. For
+   * work that reads and then acts outside the store — publishing a device's desired state —
+   * so that the last to act also read last.
+   */
+  exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
