@@ -4,17 +4,22 @@
 // With --storm, the relay is then killed (-9) and started again on its ports: every device
 // reconnects at once. It prints the time until all are online again, the relay's peak RSS
 // through it, and the fewest devices shown online over the following --hold seconds.
+// With --relays 2, two relays serve one workspace (PostgreSQL, Mosquitto, shared artifacts and
+// CA; devices download from either): after the rollout the leader is killed (-9), and it prints
+// the time until the other leads and what that one ingests alone.
 //
 //   npx tsx bench/fleet/run.ts [--devices 1000] [--rollout 1000] [--workers 4] [--heartbeat 10] [--model-mb 5]
 //   npx tsx bench/fleet/run.ts --devices 5000 --rollout 0 --storm [--hold 60] [--reconnect fixed,backoff]
+//   npx tsx bench/fleet/run.ts --relays 2 [--devices 10000] [--rollout 1000]
 
 import { fork, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { cpuSeconds, memory } from '../proc-stats.js';
 import { buildModel, seededRandom } from '../../test/fixtures/onnx-builder.js';
+import { startSharedWorkspace } from './shared-workspace.js';
 
 const { values } = parseArgs({
   options: {
@@ -36,8 +41,12 @@ const { values } = parseArgs({
     reconnect: { type: 'string', default: 'backoff' },
     /** Writes V8 CPU profiles of the relay and the simulator processes into this folder. */
     profile: { type: 'string' },
+    /** Relays serving one workspace (2: PostgreSQL and Mosquitto, started here). */
+    relays: { type: 'string', default: '1' },
   },
 });
+const RELAYS = Number(values.relays);
+if (RELAYS > 1 && values.storm) throw new Error('--storm is for one relay');
 const N = Number(values.devices);
 const ROLLOUT = Math.min(N, Number(values.rollout));
 const WORKERS = Number(values.workers);
@@ -51,17 +60,22 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 const profileArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
 // --insecure: this measures the fleet logic (enrollment, rollout, reconnect storms) over plain
 // MQTT, comparable across runs; TLS handshakes are measured apart (bench/tls-connect.ts).
-const startRelay = (httpPort = '0', mqttPort = '0') =>
-  spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--insecure', '--data-dir', join(dir, 'relay'), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!], {
+const shared = RELAYS > 1 ? await startSharedWorkspace(dir) : undefined;
+const relayDir = (i: number) => join(dir, i === 0 ? 'relay' : `relay-${i}`);
+const startRelay = (httpPort = '0', mqttPort = '0', i = 0) =>
+  spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--insecure', '--data-dir', relayDir(i), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!, ...(shared?.args ?? [])], {
     stdio: ['ignore', values['relay-log'] ? openSync(values['relay-log'], 'a') : 'ignore', 'ignore'],
     env: { ...process.env, OUTPOST_LOG_LEVEL: values['relay-log'] ? 'debug' : 'error' },
   });
 let relay = startRelay();
+/** With --relays: the others, started once the first has made the workspace. */
+const others: ReturnType<typeof spawn>[] = [];
 const workers: ReturnType<typeof fork>[] = [];
 // SIGTERM when profiling: a process writes its profile only when it exits on its own.
 const cleanup = () => {
   for (const w of workers) w.kill(values.profile ? 'SIGTERM' : 'SIGKILL');
   relay.kill(values.profile ? 'SIGTERM' : 'SIGKILL');
+  for (const r of others) r.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
 };
 process.on('exit', cleanup);
@@ -77,17 +91,24 @@ async function until<T>(what: string, get: () => T | undefined | Promise<T | und
   }
 }
 
-const relayUp = (pid: number) =>
+const relayUp = (pid: number, i = 0) =>
   until('the relay', () => {
     try {
-      const r = JSON.parse(readFileSync(join(dir, 'relay', 'relay.json'), 'utf8')) as { httpUrl: string; mqttUrl: string; pid: number };
+      const r = JSON.parse(readFileSync(join(relayDir(i), 'relay.json'), 'utf8')) as { httpUrl: string; mqttUrl: string; pid: number };
       return r.pid === pid ? r : undefined;
     } catch {
       return undefined;
     }
   }, 60_000, 20);
 const runtime = await relayUp(relay.pid!);
-const token = readFileSync(join(dir, 'relay', 'admin.token'), 'utf8').trim();
+// Made last in a first start, after relay.json.
+const token = await until('the admin token', () => (existsSync(join(dir, 'relay', 'admin.token')) ? readFileSync(join(dir, 'relay', 'admin.token'), 'utf8').trim() : undefined), 30_000, 20);
+const runtimes = [runtime];
+for (let i = 1; i < RELAYS; i++) {
+  others.push(startRelay('0', '0', i));
+  runtimes.push(await relayUp(others.at(-1)!.pid!, i));
+}
+const relayPids = () => [relay.pid!, ...others.map((r) => r.pid!)];
 const api = async <T>(method: string, path: string, body?: unknown, bearer = token, raw?: Buffer): Promise<T> => {
   const res = await fetch(`${runtime.httpUrl}${path}`, {
     method,
@@ -97,10 +118,13 @@ const api = async <T>(method: string, path: string, body?: unknown, bearer = tok
   if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 };
-const metric = async (name: string) => {
-  const text = await (await fetch(`${runtime.httpUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
+const metricAt = async (url: string, name: string) => {
+  const text = await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
   return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
 };
+const metric = (name: string) => metricAt(runtime.httpUrl, name);
+/** A counter summed over every relay that still runs. */
+const metricSum = async (name: string, from = runtimes) => (await Promise.all(from.map((r) => metricAt(r.httpUrl, name)))).reduce((a, b) => a + b, 0);
 
 // Enroll through the real API; the first ROLLOUT devices get the label the rollout selects.
 let t = performance.now();
@@ -112,7 +136,8 @@ for (let i = 0; i < N; i += 100) {
         const labels = i + j < ROLLOUT ? { group: 'rollout' } : { group: 'rest' };
         const { token: enrollToken } = await api<{ token: string }>('POST', '/v1/tokens/enroll', { labels });
         const e = await api<{ deviceId: string; secret: string; mqttUrl: string }>('POST', '/v1/enroll', {}, enrollToken);
-        return { deviceId: e.deviceId, secret: e.secret, mqttUrl: e.mqttUrl, relayUrl: runtime.httpUrl };
+        // With several relays, devices reach them in turn (as behind a load balancer).
+        return { deviceId: e.deviceId, secret: e.secret, mqttUrl: e.mqttUrl, relayUrl: runtimes[(i + j) % runtimes.length]!.httpUrl };
       }),
     )),
   );
@@ -124,7 +149,8 @@ const POLICIES = values.reconnect!.split(',') as Array<'backoff' | 'fixed'>;
 for (const p of POLICIES) if (p !== 'backoff' && p !== 'fixed') throw new Error(`--reconnect takes backoff, fixed or both (got ${p})`);
 let counts = new Array(WORKERS).fill(null).map(() => ({ connected: 0, connects: 0, serving: 0, failed: 0 }));
 let relayPid = relay.pid!;
-const cpuStart = cpuSeconds(relayPid);
+const relaysCpu = () => relayPids().reduce((s, pid) => s + cpuSeconds(pid), 0);
+const cpuStart = relaysCpu();
 const onlineAtRelay = () => metric('outpost_devices\\{online="true"\\}');
 const sum = (k: 'connected' | 'connects' | 'serving' | 'failed') => counts.reduce((s, c) => s + c[k], 0);
 
@@ -166,13 +192,14 @@ say(`all ${N} devices connected and online at the relay in ${connectS.toFixed(1)
 
 // Heartbeats ingested per second, measured at the relay once every device has started its beat.
 await new Promise((r) => setTimeout(r, HEARTBEAT_MS));
-const in0 = await metric('outpost_mqtt_messages_in_total');
+const in0 = await metricSum('outpost_mqtt_messages_in_total');
 await new Promise((r) => setTimeout(r, Math.max(10_000, HEARTBEAT_MS)));
-const in1 = await metric('outpost_mqtt_messages_in_total');
+const in1 = await metricSum('outpost_mqtt_messages_in_total');
 const hbRate = (in1 - in0) / (Math.max(10_000, HEARTBEAT_MS) / 1000);
-say(`heartbeats ingested: ${hbRate.toFixed(0)}/s (expected ${(N / (HEARTBEAT_MS / 1000)).toFixed(0)}/s)`);
+say(`heartbeats ingested: ${hbRate.toFixed(0)}/s (expected ${(N / (HEARTBEAT_MS / 1000)).toFixed(0)}/s)${RELAYS > 1 ? `, by the ${RELAYS} relays together` : ''}`);
 
 if (ROLLOUT > 0) await rollout();
+if (RELAYS > 1) await takeover();
 if (values.storm) {
   const results: Array<Awaited<ReturnType<typeof storm>>> = [];
   for (const [i, policy] of POLICIES.entries()) {
@@ -187,6 +214,7 @@ if (values.storm) {
     say(`side by side (${a.policy} / ${b.policy}): all online after ready ${(a.allOnlineS / b.allOnlineS).toFixed(2)}x, connects ${(a.connects / b.connects).toFixed(2)}x, peak RSS ${(a.peakMiB / b.peakMiB).toFixed(2)}x, fewest online in the hold ${a.fewest} / ${b.fewest}`);
   }
 }
+await shared?.stop();
 process.exit(0);
 
 async function rollout(): Promise<void> {
@@ -205,7 +233,7 @@ async function rollout(): Promise<void> {
   writeFileSync(join(dir, 'big.onnx'), model);
   await api('POST', '/v1/models/big/versions', undefined, token, model);
 
-  const cpuBefore = cpuSeconds(relayPid);
+  const cpuBefore = relaysCpu();
   const simCpu = () => workers.reduce((s, w) => s + cpuSeconds(w.pid!), 0);
   const simCpuBefore = simCpu();
   t = performance.now();
@@ -220,13 +248,34 @@ async function rollout(): Promise<void> {
     250,
   );
   const rolloutS = (performance.now() - t) / 1000;
-  const rolloutCpu = ((cpuSeconds(relayPid) - cpuBefore) / rolloutS) * 100;
+  const rolloutCpu = ((relaysCpu() - cpuBefore) / rolloutS) * 100;
   const simRolloutCpu = ((simCpu() - simCpuBefore) / rolloutS) * 100;
-  const mem = memory(relayPid);
+  const mems = relayPids().map((pid) => memory(pid));
+  const mem = { rssMiB: Math.max(...mems.map((m) => m.rssMiB)), peakMiB: Math.max(...mems.map((m) => m.peakMiB)) };
+  const each = RELAYS > 1 ? ` (the ${RELAYS} relays together; RSS of the largest)` : '';
   say(`rollout of a ${(model.length / 1024 / 1024).toFixed(1)} MB model to ${ROLLOUT} devices: ${final.state} in ${rolloutS.toFixed(1)} s (${JSON.stringify(final.counts)}); simulators saw ${sum('serving')} serving, ${sum('failed')} failed`);
-  say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
+  say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core${each}; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
   say(`simulators during the rollout: CPU ${simRolloutCpu.toFixed(0)}% of one core (all ${WORKERS} together; the machine has 2 cores)`);
-  say(`relay over the whole run: CPU ${(((cpuSeconds(relayPid) - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
+  say(`relay over the whole run${each}: CPU ${(((relaysCpu() - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
+}
+
+/** Kills the leader (the first relay) with -9: the time until another leads, and what it ingests alone. */
+async function takeover(): Promise<void> {
+  const survivors = runtimes.slice(1);
+  relay.kill('SIGKILL');
+  const killed = performance.now();
+  let leader = -1;
+  await until('another relay to lead', async () => {
+    const leading = await Promise.all(survivors.map((r) => metricAt(r.httpUrl, 'outpost_relay_leading')));
+    leader = leading.indexOf(1);
+    return leader >= 0 ? true : undefined;
+  }, 60_000, 5);
+  say(`leader killed (-9): relay ${leader + 2} leads ${(performance.now() - killed).toFixed(0)} ms later (polled every 5 ms)`);
+  await new Promise((r) => setTimeout(r, HEARTBEAT_MS));
+  const before = await metricSum('outpost_mqtt_messages_in_total', survivors);
+  await new Promise((r) => setTimeout(r, Math.max(10_000, HEARTBEAT_MS)));
+  const rate = ((await metricSum('outpost_mqtt_messages_in_total', survivors)) - before) / (Math.max(10_000, HEARTBEAT_MS) / 1000);
+  say(`after the kill the survivor${survivors.length > 1 ? 's' : ''} ingest ${rate.toFixed(0)} heartbeats/s (expected ${(N / (HEARTBEAT_MS / 1000)).toFixed(0)}/s); devices online by the store: ${await metricAt(survivors[0]!.httpUrl, 'outpost_devices\\{online="true"\\}')}`);
 }
 
 async function storm(policy: 'backoff' | 'fixed'): Promise<{ policy: string; allOnlineS: number; connects: number; peakMiB: number; fewest: number }> {

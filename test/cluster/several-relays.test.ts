@@ -14,6 +14,7 @@ import { needPackage } from '../helpers/system-package.js';
 import { startMosquitto, withAclFile } from '../helpers/mosquitto.js';
 import { openStream } from '../helpers/stream.js';
 import { waitFor } from '../helpers/wait.js';
+import { relayMetric } from '../helpers/hostile.js';
 
 const skip = needPackage('mosquitto', 'mosquitto') || needPackage('haproxy', 'haproxy') || postgresMissing();
 
@@ -38,6 +39,8 @@ t.test('two relays, one workspace: any relay answers, streams agree, the leader 
   copyFileSync(join(a.dataDir, 'admin.token'), join(bDir, 'admin.token'));
   const b = await startRelay(t, { dataDir: bDir, extraArgs: shared });
   t.ok(b.logs.some((l) => l.msg === 'relay ready' && l.leading === false), 'the second relay follows');
+  t.equal(await relayMetric(a, 'outpost_relay_leading'), 1, '/metrics says which leads');
+  t.equal(await relayMetric(b, 'outpost_relay_leading'), 0);
   t.notOk(b.stderr().includes('Admin token (shown once'), 'the second relay makes no admin token of its own');
   t.equal(b.ca, a.ca, 'both relays are one CA');
 
@@ -104,6 +107,7 @@ t.test('two relays, one workspace: any relay answers, streams agree, the leader 
   const lastOnA = streamA.messages.at(-1)!.seq;
   await a.kill();
   await waitFor('the second relay to lead', () => (b.logs.some((l) => l.msg === 'this relay leads: it runs the job scheduler and the rollouts') ? true : undefined), 20_000);
+  t.equal(await relayMetric(b, 'outpost_relay_leading'), 1, 'and its /metrics says so');
   const done = await waitFor('the rollout to finish on the second relay', async () => {
     const d = await get(b);
     return d.state !== 'in-progress' ? d : undefined;

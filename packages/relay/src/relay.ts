@@ -402,6 +402,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     quotaEvents: () => quota.counts,
     preAuthBytes: () => broker?.preAuthBytes ?? 0,
     diskFull: () => disk.full,
+    leading: () => leadership.leading,
   });
 
   if (accounts) {

@@ -62,8 +62,8 @@ README's "External Mosquitto" section has the whole broker config.
 
 Several relays serve one workspace when they share --store postgres://…, --mqtt-url (one
 external broker), --artifacts-dir and --ca-dir; put any HTTP load balancer in front. One of them
-leads (the job scheduler, staged rollouts); when it stops or dies another takes over within
-seconds. Each device message is handled by one relay (MQTT shared subscriptions), and fleet
+leads (the job scheduler, staged rollouts); when it stops or dies another takes over at
+once. Each device message is handled by one relay (MQTT shared subscriptions), and fleet
 stream clients on any relay see every relay's events with the same seqs.
 
 Examples:

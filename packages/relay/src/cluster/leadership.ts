@@ -1,8 +1,8 @@
 // Which relay runs the work that must run once per workspace: scheduling passes and job
-// timeouts, the rollout controller, the artifact checks. One relay (SQLite) always leads. Relays
-// sharing a PostgreSQL store take turns through a session advisory lock: the holder leads until
-// its connection ends — a relay killed with SIGKILL loses its connection, so PostgreSQL frees the
-// lock at once and another relay takes it within a retry interval.
+// timeouts, the rollout controller. One relay (SQLite) always leads. Relays sharing a PostgreSQL
+// store take turns through a session advisory lock: the holder leads until its connection ends —
+// a relay killed with SIGKILL loses its connection, so PostgreSQL frees the lock at once, and a
+// follower waiting in pg_advisory_lock gets it at that moment.
 
 import pg from 'pg';
 import { guardedInterval, runGuarded, type Logger } from '@outpost/shared';
@@ -45,14 +45,17 @@ export const LEADER_LOCK = 0x6f75_7470_6c64;
 export interface PostgresLeadershipOptions {
   url: string;
   log: Logger;
-  /** How often a follower tries for the lock, and a leader checks its connection (default 1 s). */
+  /** How often a leader checks its connection, and a follower that lost its own tries again (default 1 s). */
   retryMs?: number;
+  /** How long a follower waits in one pg_advisory_lock before it asks again (default 10 s): a dead connection is noticed then. */
+  waitMs?: number;
 }
 
 /**
- * The holder of LEADER_LOCK on a connection of its own. A follower asks for it every `retryMs`;
- * a leader checks its connection as often, and stops leading the moment it fails (PostgreSQL
- * then frees the lock for the others).
+ * The holder of LEADER_LOCK on a connection of its own. A follower waits for it in
+ * pg_advisory_lock (for at most `waitMs` at a time, then asks again); a leader checks its
+ * connection every `retryMs`, and stops leading the moment it fails (PostgreSQL then frees the
+ * lock for the others).
  */
 export class PostgresLeadership implements Leadership {
   readonly #opts: PostgresLeadershipOptions;
@@ -75,12 +78,16 @@ export class PostgresLeadership implements Leadership {
     this.#listeners.push(listener);
   }
 
+  /** Resolves once this relay knows whether it leads now; a follower then waits for the lock. */
   async start(): Promise<void> {
-    await this.#attempt();
-    this.#timer = guardedInterval(this.#opts.log, 'the leader lock', this.#opts.retryMs ?? 1000, () => this.#attempt());
+    await this.#attempt(true);
+    this.#timer = guardedInterval(this.#opts.log, 'the leader lock', this.#opts.retryMs ?? 1000, () => this.#attempt(false));
+    // A follower starts waiting for the lock now, not at the first check.
+    if (!this.#leading) void this.#attempt(false);
   }
 
-  async #attempt(): Promise<void> {
+  /** A leader checks its connection; a follower tries at once (`first`) or waits for the lock. */
+  async #attempt(first: boolean): Promise<void> {
     if (this.#busy || this.#closed) return;
     this.#busy = true;
     try {
@@ -89,11 +96,28 @@ export class PostgresLeadership implements Leadership {
         await client.query('SELECT 1');
         return;
       }
-      const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1) AS got', [LEADER_LOCK]);
-      if (rows[0]?.got && !this.#closed) this.#set(true);
+      if (first) {
+        const { rows } = await client.query<{ got: boolean }>('SELECT pg_try_advisory_lock($1) AS got', [LEADER_LOCK]);
+        if (rows[0]?.got && !this.#closed) this.#set(true);
+        return;
+      }
+      // Waits in PostgreSQL until the leader's session ends; lock_timeout ends the wait now and
+      // then, so that a connection that died quietly is found out.
+      for (;;) {
+        try {
+          await client.query('SELECT pg_advisory_lock($1)', [LEADER_LOCK]);
+          break;
+        } catch (err) {
+          if ((err as { code?: string }).code !== '55P03' || this.#closed) throw err;
+        }
+      }
+      if (this.#closed) return;
+      this.#set(true);
     } catch (err) {
-      this.#opts.log.warn({ err }, 'the leader lock: PostgreSQL did not answer; trying again');
-      this.#drop();
+      if (!this.#closed) {
+        this.#opts.log.warn({ err }, 'the leader lock: PostgreSQL did not answer; trying again');
+        this.#drop();
+      }
     } finally {
       this.#busy = false;
     }
@@ -108,6 +132,7 @@ export class PostgresLeadership implements Leadership {
     });
     client.on('end', () => this.#drop(client));
     await client.connect();
+    await client.query(`SET lock_timeout = ${Math.max(1, Math.round(this.#opts.waitMs ?? 10_000))}`);
     this.#client = client;
     return client;
   }

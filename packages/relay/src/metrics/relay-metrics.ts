@@ -18,6 +18,8 @@ export interface RelayMetricsSources {
   preAuthBytes(): number;
   /** Whether the last write that failed for want of space has not been followed by free space. */
   diskFull(): boolean;
+  /** Whether this relay leads its workspace (runs the scheduler and the rollouts). */
+  leading(): boolean;
 }
 
 export class RelayMetrics {
@@ -120,6 +122,14 @@ export class RelayMetrics {
       registers: [registry],
       collect() {
         this.set(src.diskFull() ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'outpost_relay_leading',
+      help: '1 while this relay leads its workspace (runs the job scheduler and staged rollouts), else 0; one relay of a workspace at a time',
+      registers: [registry],
+      collect() {
+        this.set(src.leading() ? 1 : 0);
       },
     });
     this.httpDuration = new Histogram({
