@@ -386,6 +386,9 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'healthy', null, 1_900, 'serving'), true, 'from the state it is in');
     t.strictSame(await row(), { deviceId: 'dev_a', state: 'healthy', reason: null, updatedAt: 1_900 });
     t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'healthy', null, 2_000, 'healthy'), false, 'nothing to change');
+    // A NUL from a device's report is stored (PostgreSQL's text cannot hold it: U+FFFD there).
+    t.equal(await store.deployments.setRolloutState('dep_1', 'dev_a', 'failed', 'bad\u0000input', 2_100), true, 'a reason with a NUL is written');
+    t.ok(['bad\u0000input', 'bad\uFFFDinput'].includes((await row()).reason!), `and read back (${JSON.stringify((await row()).reason)})`);
 
     for (const state of ['succeeded', 'failed', 'rolled-back', 'in-progress'] as const) {
       await store.deployments.setState('dep_1', state);

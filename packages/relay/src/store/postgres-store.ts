@@ -83,11 +83,20 @@ interface Db {
   atomic<T>(work: (db: Db) => Promise<T>): Promise<T>;
 }
 
+/**
+ * PostgreSQL's text cannot hold NUL, which SQLite stores: a NUL in a text parameter (a device's
+ * failure reason, a name from a request) would fail the whole write, and with it the message or
+ * request that carried it. It is stored as U+FFFD instead (job log lines are bytes and keep it).
+ */
+function textSafe(params: unknown[]): unknown[] {
+  return params.map((p) => (typeof p === 'string' && p.includes('\u0000') ? p.replaceAll('\u0000', '\uFFFD') : Array.isArray(p) ? textSafe(p) : p));
+}
+
 function clientDb(client: pg.PoolClient): Db {
   const db: Db = {
-    rows: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows as R[],
-    one: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, params)).rows[0] as R | undefined,
-    run: async (sql, params = []) => (await client.query(sql, params)).rowCount ?? 0,
+    rows: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, textSafe(params))).rows as R[],
+    one: async <R>(sql: string, params: unknown[] = []) => (await client.query(sql, textSafe(params))).rows[0] as R | undefined,
+    run: async (sql, params = []) => (await client.query(sql, textSafe(params))).rowCount ?? 0,
     atomic: (work) => work(db),
   };
   return db;
@@ -100,15 +109,15 @@ function poolDb(pool: pg.Pool, log: Logger | undefined): Db {
   return {
     rows: async <R>(sql: string, params: unknown[] = []) => {
       const inside = openTransaction.getStore();
-      return inside ? inside.rows<R>(sql, params) : ((await pool.query(sql, params)).rows as R[]);
+      return inside ? inside.rows<R>(sql, params) : ((await pool.query(sql, textSafe(params))).rows as R[]);
     },
     one: async <R>(sql: string, params: unknown[] = []) => {
       const inside = openTransaction.getStore();
-      return inside ? inside.one<R>(sql, params) : ((await pool.query(sql, params)).rows[0] as R | undefined);
+      return inside ? inside.one<R>(sql, params) : ((await pool.query(sql, textSafe(params))).rows[0] as R | undefined);
     },
     run: async (sql, params = []) => {
       const inside = openTransaction.getStore();
-      return inside ? inside.run(sql, params) : ((await pool.query(sql, params)).rowCount ?? 0);
+      return inside ? inside.run(sql, params) : ((await pool.query(sql, textSafe(params))).rowCount ?? 0);
     },
     atomic: (work) => {
       const inside = openTransaction.getStore();
