@@ -1004,6 +1004,34 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.equal(await store.exclusive('k1', async () => 'next'), 'next', 'the key is free again after a throw');
   });
 
+  test('exclusive: the key taken again inside its work runs at once; work that outlives it takes the key anew', async (t, store) => {
+    t.equal(await store.exclusive('k', () => store.exclusive('k', async () => 'inner')), 'inner', 'no wait for itself');
+    // Work started inside (a listener's promise, a timer) that runs after the holder let go.
+    let late!: Promise<string>;
+    await store.exclusive('k', async () => {
+      late = new Promise<void>((r) => setTimeout(r, 20)).then(() => store.exclusive('k', async () => 'late'));
+    });
+    let release!: () => void;
+    const second = store.exclusive('k', () => new Promise<string>((r) => (release = () => r('second'))));
+    const order: string[] = [];
+    const lateDone = late.then((v) => order.push(v));
+    await new Promise((r) => setTimeout(r, 60));
+    t.strictSame(order, [], 'the late work waits for the holder after it, not taking itself for the first');
+    release();
+    order.push(await second);
+    await lateDone;
+    t.strictSame(order, ['second', 'late']);
+  });
+
+  test('transaction: work started inside it that runs after the commit is not part of it', async (t, store) => {
+    let late!: Promise<number>;
+    await store.transaction(async (tx) => {
+      await tx.tokens.add({ id: 'tok_1', name: 'ci', hash: 'h', role: 'deployer' });
+      late = new Promise<void>((r) => setTimeout(r, 20)).then(() => store.tokens.count());
+    });
+    t.equal(await late, 1, 'it runs on its own, after the commit');
+  });
+
   // ---------------------------------------------------------------- concurrent writers
 
   test('concurrency: 20 enrolls with one token, exactly one device', async (t, store) => {

@@ -100,9 +100,12 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
 export async function converge(ctx: FleetContext, deviceIds: Iterable<string>): Promise<void> {
   await eachBounded([...deviceIds], PUBLISH_CONCURRENCY, async (deviceId) => {
     await publishDesiredState(ctx, deviceId);
-    // A device that already serves these bytes reports nothing new; count what it last said.
-    const reported = (await ctx.store.devices.get(deviceId))?.reported;
-    await applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
+    // A device that already serves these bytes reports nothing new; count what it last said,
+    // read under the lock its reports are applied under (so it is the newest).
+    await ctx.store.exclusive(`reported:${deviceId}`, async () => {
+      const reported = (await ctx.store.devices.get(deviceId))?.reported;
+      await applyReportedState(ctx, deviceId, reported ?? { revision: 0, models: [] });
+    });
   });
 }
 

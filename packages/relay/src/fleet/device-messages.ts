@@ -53,9 +53,13 @@ const HANDLERS: Record<string, Handler> = {
     return result.ok ? ctx.deviceLogs.onAnswer(deviceId, result.value, payload.length) : result.reason;
   },
   reported: handler(messageParser(ReportedState), async (ctx, deviceId, m) => {
-    await ctx.store.devices.setReported(deviceId, m, ctx.now());
-    ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
-    await applyReportedState(ctx, deviceId, m);
+    // Beside converge's reapplying of the stored report (any relay): one at a time, so that a
+    // stale report never lands after this one.
+    await ctx.store.exclusive(`reported:${deviceId}`, async () => {
+      await ctx.store.devices.setReported(deviceId, m, ctx.now());
+      ctx.events.emit({ type: 'device.models', deviceId, models: m.models });
+      await applyReportedState(ctx, deviceId, m);
+    });
   }),
   health: handler(messageParser(HealthMessage), async (ctx, deviceId, m) => {
     // Only a connected device's heartbeat is delivered: it proves the device online.

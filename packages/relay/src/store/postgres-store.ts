@@ -15,9 +15,9 @@
 // returns anyway, the COMMIT is really a rollback, and `transaction` throws rather than report it
 // as committed.
 
+import { Scope } from './scope.js';
 import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
 import { RepositoryStore } from './repository-store.js';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { HealthMessage, Labels, Logger, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migratePostgres } from './postgres-migrations.js';
@@ -103,24 +103,24 @@ function clientDb(client: pg.PoolClient): Db {
 }
 
 /** The open transaction's connection, inside its work (a call on the store itself there joins it). */
-const openTransaction = new AsyncLocalStorage<Db>();
+const openTransaction = new Scope<Db>();
 
 function poolDb(pool: pg.Pool, log: Logger | undefined): Db {
   return {
     rows: async <R>(sql: string, params: unknown[] = []) => {
-      const inside = openTransaction.getStore();
+      const inside = openTransaction.get();
       return inside ? inside.rows<R>(sql, params) : ((await pool.query(sql, textSafe(params))).rows as R[]);
     },
     one: async <R>(sql: string, params: unknown[] = []) => {
-      const inside = openTransaction.getStore();
+      const inside = openTransaction.get();
       return inside ? inside.one<R>(sql, params) : ((await pool.query(sql, textSafe(params))).rows[0] as R | undefined);
     },
     run: async (sql, params = []) => {
-      const inside = openTransaction.getStore();
+      const inside = openTransaction.get();
       return inside ? inside.run(sql, params) : ((await pool.query(sql, textSafe(params))).rowCount ?? 0);
     },
     atomic: (work) => {
-      const inside = openTransaction.getStore();
+      const inside = openTransaction.get();
       return inside ? work(inside) : inTransaction(pool, log, work);
     },
   };
@@ -914,11 +914,14 @@ function repositories(db: Db): Repositories {
 export class PostgresStore extends RepositoryStore {
   readonly kind = 'postgres';
   readonly #pool: pg.Pool;
+  /** Connections that hold `exclusive` keys: at most this many pieces of exclusive work at once. */
+  readonly #locks: pg.Pool;
   readonly #log: Logger | undefined;
 
-  private constructor(pool: pg.Pool, log: Logger | undefined) {
+  private constructor(pool: pg.Pool, locks: pg.Pool, log: Logger | undefined) {
     super(repositories(poolDb(pool, log)));
     this.#pool = pool;
+    this.#locks = locks;
     this.#log = log;
   }
 
@@ -948,7 +951,9 @@ export class PostgresStore extends RepositoryStore {
       await pool.end().catch(() => undefined);
       throw err;
     }
-    return new PostgresStore(pool, opts.log);
+    const locks = new pg.Pool({ connectionString: url, max: 8, application_name: 'outpost-relay locks', connectionTimeoutMillis: 10_000 });
+    locks.on('error', (err) => opts.log?.warn({ err }, 'PostgreSQL: an idle lock connection failed'));
+    return new PostgresStore(pool, locks, opts.log);
   }
 
   /**
@@ -957,7 +962,7 @@ export class PostgresStore extends RepositoryStore {
    * its work must be store calls only (side effects after it returns).
    */
   async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
-    const inside = openTransaction.getStore();
+    const inside = openTransaction.get();
     if (inside) return work(repositories(inside));
     for (let attempt = 1; ; attempt++) {
       try {
@@ -969,25 +974,32 @@ export class PostgresStore extends RepositoryStore {
   }
 
   /**
-   * A transaction (READ COMMITTED: each read sees what was committed before it, not a snapshot
-   * from before the wait) that first takes a transaction advisory lock on the key's hash; every
-   * relay waits for it. Nested inside another transaction or exclusive work, it joins that one
-   * and takes the lock there.
+   * A session advisory lock on the key's hash, on a connection of the lock pool (not the one
+   * `work`'s store calls use, so work waiting for a connection never holds up a lock): every
+   * relay waits for it. Store calls inside `work` run as they would outside it, each seeing what
+   * was committed before it.
    */
-  async exclusive<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const lock = (db: Db) => db.run('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [key]);
-    const inside = openTransaction.getStore();
-    if (inside) {
-      await lock(inside);
-      return work();
+  protected async lockKey<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const client = await this.#locks.connect();
+    let broken: Error | undefined;
+    const onError = (err: Error) => (broken = err);
+    client.on('error', onError);
+    try {
+      await client.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [key]);
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [key]).catch((err: Error) => (broken ??= err));
+      }
+    } finally {
+      client.removeListener('error', onError);
+      // A connection whose unlock failed may still hold the lock: destroyed, its session ends.
+      client.release(broken ?? false);
     }
-    return inTransaction(this.#pool, this.#log, async (db) => {
-      await lock(db);
-      return work();
-    });
   }
 
   async close(): Promise<void> {
+    await this.#locks.end();
     await this.#pool.end();
   }
 }

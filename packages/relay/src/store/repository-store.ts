@@ -1,6 +1,7 @@
 // What every Store shares: its repositories as fields, set once from what the engine builds.
 // An engine adds how it runs a transaction and how it closes.
 
+import { Scope } from './scope.js';
 import type { ApiTokenRepository, ArtifactReferences, AuditRepository, DeploymentRepository, DeviceRepository, EnrollmentRepository, HealthRepository, JobRepository, ModelRepository, Repositories, Store } from './store.js';
 
 export abstract class RepositoryStore implements Store {
@@ -20,6 +21,17 @@ export abstract class RepositoryStore implements Store {
   }
 
   abstract transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
-  abstract exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
+
+  /** The keys the work running here holds: taking one again inside it must not wait for itself. */
+  readonly #held = new Scope<ReadonlySet<string>>();
+
+  exclusive<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const held = this.#held.get();
+    if (held?.has(key)) return work();
+    return this.lockKey(key, () => this.#held.run(new Set([...(held ?? []), key]), work));
+  }
+
+  /** Runs `work` holding the key (the engine's lock: in this process, or across relays). */
+  protected abstract lockKey<T>(key: string, work: () => Promise<T>): Promise<T>;
   abstract close(): Promise<void>;
 }

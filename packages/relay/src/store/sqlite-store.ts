@@ -4,8 +4,8 @@
 // cannot keep two transactions apart).
 
 import { KeyedMutex } from './keyed-mutex.js';
+import { Scope } from './scope.js';
 import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
@@ -827,11 +827,11 @@ class TransactionGate {
   /** Settles when the open transaction ends; undefined when none is open. */
   open: Promise<void> | undefined;
   /** Set inside a transaction's work: a call there on the store itself joins it (it would wait for itself). */
-  readonly inside = new AsyncLocalStorage<true>();
+  readonly inside = new Scope<true>();
 
   /** What a call from here waits for. */
   waiting(): Promise<void> | undefined {
-    return this.inside.getStore() ? undefined : this.open;
+    return this.inside.get() ? undefined : this.open;
   }
 }
 
@@ -855,7 +855,7 @@ export class SqliteStore extends RepositoryStore {
 
   async transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T> {
     // Nested: part of the one open (SQLite has one writer; its savepoints are not needed here).
-    if (this.#gate.inside.getStore()) return work(this.#inside);
+    if (this.#gate.inside.get()) return work(this.#inside);
     while (this.#gate.open) await this.#gate.open;
     let end!: () => void;
     this.#gate.open = new Promise((resolve) => (end = resolve));
@@ -868,7 +868,7 @@ export class SqliteStore extends RepositoryStore {
   }
 
   /** One relay holds a SQLite workspace: a lock in this process is enough. */
-  exclusive<T>(key: string, work: () => Promise<T>): Promise<T> {
+  protected lockKey<T>(key: string, work: () => Promise<T>): Promise<T> {
     return this.#exclusive.run(key, work);
   }
 

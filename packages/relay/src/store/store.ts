@@ -225,9 +225,10 @@ export interface Store extends Repositories {
   transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;
   /**
    * Runs `work` while no other work under `key` runs, on this relay or (PostgreSQL) any relay
-   * of the workspace; store reads inside it see everything committed before it began. For
-   * work that reads and then acts outside the store — publishing a device's desired state —
-   * so that the last to act also read last.
+   * of the workspace; it is not a transaction (store calls inside run as outside, and see what
+   * the work before it wrote). For work that reads and then acts — publishing a device's desired
+   * state, applying its report — so that the last to act also read last. Taking the key again
+   * inside the work runs at once; take other keys inside it sparingly (each holds a connection).
    */
   exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
