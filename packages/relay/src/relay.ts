@@ -466,7 +466,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       await scheduler.start();
       rollouts.start();
     } else {
-      rollouts.close();
+      await rollouts.close();
       await scheduler.follow();
     }
   };
@@ -534,7 +534,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       clearInterval(tlsTimer);
       clearInterval(leaderTimer);
       await scheduler.close();
-      rollouts.close();
+      await rollouts.close();
       await leadership.close();
       clearInterval(duplicateTimer);
       artifactChecks.close();

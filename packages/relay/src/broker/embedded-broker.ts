@@ -97,8 +97,13 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     opts.onQuota?.(deviceId, v.quota, action, v.detail);
   };
 
+  /** Times each device was disconnected by the relay (removed, revoked): a check in flight across one fails. */
+  const disconnects = new Map<string, number>();
   const authenticate = async (client: Client, username: string | undefined, password: Readonly<Buffer> | undefined, done: AuthenticateDone): Promise<void> => {
       const secret = password?.toString() ?? '';
+      // A device disconnected (removed) while its credentials were being checked is not let in.
+      const claimed = peerDevice(tlsSockets.get(client.conn as unknown as PacketGuard));
+      const disconnectsBefore = disconnects.get((claimed && !('refused' in claimed) ? claimed.deviceId : username) ?? '') ?? 0;
       const conn = client.conn as unknown as PacketGuard;
       const cert = peerDevice(tlsSockets.get(conn));
       if (cert && 'refused' in cert) {
@@ -138,6 +143,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
         if (will && !mayWill(device, will.topic)) {
           opts.onQuota?.(deviceId, 'topic', 'refused', `its will goes to "${will.topic}"; a device's will may go only to its own status topic`);
           return done(refuse(5, 'will outside the device status topic'), false);
+        }
+        if ((disconnects.get(deviceId) ?? 0) !== disconnectsBefore) {
+          log.warn({ clientId: client.id, deviceId }, 'mqtt connection refused: the device was disconnected (removed) while it connected');
+          return done(refuse(5, 'the device was removed'), false);
         }
         if (!quotas.mayConnect(deviceId)) {
           opts.onQuota?.(deviceId, 'cooldown', 'refused', `disconnected for its quotas; it may reconnect ${quotas.limits.cooldownMs / 1000} s later`);
@@ -271,6 +280,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     url: `${opts.tls ? 'mqtts' : 'mqtt'}://${urlHost}:${port}`,
     port,
     disconnect(clientId) {
+      // Counted for a CONNECT of this device whose check is in flight now (see authenticate).
+      disconnects.set(clientId, (disconnects.get(clientId) ?? 0) + 1);
       // Forgotten once closed: its will, published as it closes, counts retained bytes again.
       const client = connected.get(clientId);
       if (client) client.close(() => quotas.forget(clientId));

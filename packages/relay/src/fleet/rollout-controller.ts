@@ -38,6 +38,8 @@ export class RolloutController {
   #soon: NodeJS.Immediate | undefined;
   #running = false;
   #again = false;
+  /** The evaluation under way, for close() to wait on. */
+  #loop: Promise<void> = Promise.resolve();
 
   constructor(ctx: FleetContext, tickMs = 500, monotonic: () => number = () => performance.now()) {
     this.#ctx = ctx;
@@ -72,12 +74,16 @@ export class RolloutController {
       return;
     }
     this.#running = true;
-    void (async () => {
+    this.#loop = (async () => {
       try {
         do {
           this.#again = false;
-          for (const d of await this.#ctx.store.deployments.staged()) await this.#step(d);
-        } while (this.#again);
+          for (const d of await this.#ctx.store.deployments.staged()) {
+            // Stopped (closed, or another relay leads now): the rest is the next leader's.
+            if (!this.#timer) return;
+            await this.#step(d);
+          }
+        } while (this.#again && this.#timer);
       } catch (err) {
         this.#ctx.log.error({ err }, 'rollout step failed');
       } finally {
@@ -178,9 +184,12 @@ export class RolloutController {
     return w ? Math.max(0, Math.round(w.startedAt + windowMs - this.#monotonic())) : undefined;
   }
 
-  close(): void {
+  /** Stops evaluating; resolves once a step under way has ended (start() may follow). */
+  async close(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
     if (this.#soon) clearImmediate(this.#soon);
+    this.#soon = undefined;
+    await this.#loop;
   }
 }
