@@ -149,3 +149,42 @@ t.test('fleet watch renders what the stream says', async (t) => {
   t.match(view.render(120, 20, 'live')[0], /0 devices/);
   t.equal(view.lastSeq, 8);
 });
+
+t.test('a snapshot read while more events came in than the window keeps is read again', async (t) => {
+  // The first snapshot is slow: 20 events arrive while it is read, past a window of 5.
+  let reads = 0;
+  let release!: () => void;
+  const slowFirst = async () => {
+    reads++;
+    if (reads === 1) await new Promise<void>((r) => (release = r));
+    return { devices: [], deployments: [], jobs: [] };
+  };
+  const stream = new FleetStream({ snapshot: slowFirst, window: 5, limits: { maxQueue: 100, highWaterBytes: 1e6 }, now: () => 0 });
+  const client = new FakeSocket();
+  stream.attach(client as unknown as WebSocket);
+  for (let i = 0; i < 20; i++) stream.publish({ type: 'device.removed', deviceId: `d${i}` });
+  release();
+  await snapshotRead();
+  await snapshotRead();
+  t.equal(reads, 2, 'a second snapshot was read');
+  t.equal(client.sent[0]!.type, 'snapshot');
+  t.equal(client.sent[0]!.seq, 20, 'taken after the events that were gone from the window');
+  stream.publish({ type: 'device.removed', deviceId: 'next' });
+  t.same(client.sent.map((m) => m.seq), [20, 21], 'then every event after it, none missing');
+
+  // A fleet that never slows down: after three tries the client is told to reconnect.
+  const always = new FleetStream({
+    snapshot: async () => {
+      for (let i = 0; i < 10; i++) always.publish({ type: 'device.removed', deviceId: `x${i}` });
+      return { devices: [], deployments: [], jobs: [] };
+    },
+    window: 5,
+    limits: { maxQueue: 100, highWaterBytes: 1e6 },
+    now: () => 0,
+  });
+  const gaveUp = new FakeSocket();
+  always.attach(gaveUp as unknown as WebSocket);
+  for (let i = 0; i < 4; i++) await snapshotRead();
+  t.equal(gaveUp.closedWith, 1001, 'going away: reconnect');
+  t.equal(gaveUp.sent.length, 0, 'never a snapshot with a gap after it');
+});

@@ -81,10 +81,26 @@ export class FleetStream {
       this.#catchUp(ws, client, since);
       return client;
     }
+    this.#snapshot(ws, client, 1);
+    return client;
+  }
+
+  /**
+   * Reads a snapshot, then sends it and the events since its seq. When more events came in while
+   * it was read than the window keeps, some are gone: it reads a new one (three tries, then the
+   * client is told to reconnect).
+   */
+  #snapshot(ws: WebSocket, client: StreamClient, attempt: number): void {
     const seq = this.#seq;
     this.#opts.snapshot().then(
       (fleet) => {
         if (client.closed) return;
+        const oldest = this.#window[0]?.seq ?? this.#seq + 1;
+        if (oldest > seq + 1) {
+          if (attempt < 3) return this.#snapshot(ws, client, attempt + 1);
+          client.close(STREAM_CLOSE.GOING_AWAY, 'the fleet changed faster than a snapshot could be read; reconnect');
+          return;
+        }
         const snapshot = { type: 'snapshot', ...fleet, seq, ts: new Date((this.#opts.now ?? Date.now)()).toISOString() };
         client.send({ seq, json: JSON.stringify(snapshot) });
         this.#catchUp(ws, client, seq);
@@ -94,7 +110,6 @@ export class FleetStream {
         client.close(STREAM_CLOSE.GOING_AWAY, 'the relay could not read the fleet; reconnect');
       },
     );
-    return client;
   }
 
   /** Sends the window's events after `since`, then every new one. */
