@@ -71,21 +71,25 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (req.selector && req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'give devices or a selector, not both');
   if (req.selector && Object.keys(req.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a selector needs at least one label (k=v)');
   if (!req.selector && !req.devices?.length) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a deployment needs at least one device (--device ID or NAME) or a selector (--selector k=v)');
-  // Devices named by id or name; the same device twice is one row.
-  const deviceIds = req.selector
-    ? (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
-    : [...new Set((await requireDevices(ctx, req.devices!)).map((d) => d.id))];
-  if (req.selector && deviceIds.length === 0 && !req.allowEmpty) {
-    throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
-  }
-
   const id = `dep_${randomBytes(6).toString('hex')}`;
   // A staged rollout starts with every device waiting; the rollout controller releases them.
   const staged = req.strategy && (req.strategy.kind === 'rolling' || req.strategy.canary > 0 || req.strategy.healthWindowMs > 0 || req.strategy.failureThreshold !== null);
-  await ctx.store.deployments.create(
-    { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds, selector: req.selector, strategy: staged ? req.strategy : undefined, serving: req.serving && Object.keys(req.serving).length > 0 ? req.serving : undefined, initialState: staged ? 'waiting' : 'pending' },
-    ctx.now(),
-  );
+  // One unit: a device whose labels change meanwhile (on any relay) is in it or not by its
+  // labels after the change, never by the ones read before it.
+  const deviceIds = await ctx.store.transaction(async (tx) => {
+    // Devices named by id or name; the same device twice is one row.
+    const ids = req.selector
+      ? (await tx.devices.list()).filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
+      : [...new Set((await requireDevices(ctx, req.devices!)).map((d) => d.id))];
+    if (req.selector && ids.length === 0 && !req.allowEmpty) {
+      throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
+    }
+    await tx.deployments.create(
+      { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds: ids, selector: req.selector, strategy: staged ? req.strategy : undefined, serving: req.serving && Object.keys(req.serving).length > 0 ? req.serving : undefined, initialState: staged ? 'waiting' : 'pending' },
+      ctx.now(),
+    );
+    return ids;
+  });
   ctx.log.info({ deploymentId: id, model: model.name, version: model.version, devices: deviceIds.length }, 'deployment created');
   ctx.events.emit({ type: 'deployment.created', deployment: deploymentView((await ctx.store.deployments.get(id))!) });
   // The call is answered at once; thousands of desired states go out behind it, a bounded
@@ -145,8 +149,15 @@ async function endDeployment(ctx: FleetContext, id: string, state: 'canceled' | 
  * it joins those it now matches and leaves those it no longer matches.
  */
 export async function syncSelectorMembership(ctx: FleetContext, deviceId: string): Promise<void> {
+  // Two label changes of one device (on any relays) sync one after the other, each reading after the last.
+  // Its desired state goes out after, outside the lock (publishing takes locks of its own).
+  if (await ctx.store.exclusive(`membership:${deviceId}`, () => syncMembership(ctx, deviceId))) await converge(ctx, [deviceId]);
+}
+
+/** True when the device joined or left a deployment. */
+async function syncMembership(ctx: FleetContext, deviceId: string): Promise<boolean> {
   const device = await ctx.store.devices.get(deviceId);
-  if (!device) return;
+  if (!device) return false;
   const now = ctx.now();
   let changed = false;
   for (const d of await ctx.store.deployments.withSelector(deviceId)) {
@@ -165,7 +176,7 @@ export async function syncSelectorMembership(ctx: FleetContext, deviceId: string
     changed = true;
     await refreshDeploymentState(ctx, d.id);
   }
-  if (changed) await converge(ctx, [deviceId]);
+  return changed;
 }
 
 export async function requireDeployment(ctx: FleetContext, id: string): Promise<DeploymentRecord> {

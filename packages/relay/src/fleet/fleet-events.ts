@@ -2,6 +2,7 @@
 // relays, each relay's changes also reach the others (cluster/pg-event-log.ts): `emit` is for
 // this relay's own, `receive` for another relay's.
 
+import { AsyncResource } from 'node:async_hooks';
 import { runGuarded, type FleetEvent, type Logger } from '@outpost/shared';
 
 export type FleetListener = (event: FleetEvent) => void;
@@ -10,6 +11,12 @@ export class FleetEvents {
   readonly #listeners = new Set<FleetListener>();
   readonly #local = new Set<FleetListener>();
   readonly #log: Logger;
+  /**
+   * Listeners run in the async context the relay was built in, not the emitter's: work they
+   * start (a rollout evaluation, a scheduling pass) must not take itself for part of a
+   * transaction or a held store lock the event was emitted inside.
+   */
+  readonly #root = new AsyncResource('FleetEvents');
 
   constructor(log: Logger) {
     this.#log = log;
@@ -39,6 +46,8 @@ export class FleetEvents {
 
   #deliver(listeners: Set<FleetListener>, event: FleetEvent): void {
     // A listener that fails costs its own work on this event, not the emitter's or the others'.
-    for (const listener of listeners) runGuarded(this.#log, `handling a ${event.type} event`, () => listener(event));
+    this.#root.runInAsyncScope(() => {
+      for (const listener of listeners) runGuarded(this.#log, `handling a ${event.type} event`, () => listener(event));
+    });
   }
 }

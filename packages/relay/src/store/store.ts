@@ -228,7 +228,8 @@ export interface Store extends Repositories {
    * of the workspace; it is not a transaction (store calls inside run as outside, and see what
    * the work before it wrote). For work that reads and then acts — publishing a device's desired
    * state, applying its report — so that the last to act also read last. Taking the key again
-   * inside the work runs at once; take other keys inside it sparingly (each holds a connection).
+   * inside the work runs at once; do not take another key inside it (each holder takes a
+   * connection from a small pool: holders waiting for a second one could wait for each other).
    */
   exclusive<T>(key: string, work: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
