@@ -108,6 +108,10 @@ t.test('two relays, one workspace: any relay answers, streams agree, the leader 
   await a.kill();
   await waitFor('the second relay to lead', () => (b.logs.some((l) => l.msg === 'this relay leads: it runs the job scheduler and the rollouts') ? true : undefined), 20_000);
   t.equal(await relayMetric(b, 'outpost_relay_leading'), 1, 'and its /metrics says so');
+  // A report the dead relay took from the group and never handled is still retained: the new
+  // leader reads every device's retained reports again.
+  const reread = await waitFor('the new leader to read the retained reports again', () => b.logs.find((l) => l.msg === "read the devices' retained reports again" && l.why === 'this relay took the lead'));
+  t.ok((reread.messages as number) >= 3, `every device's report was read (${String(reread.messages)})`);
   const done = await waitFor('the rollout to finish on the second relay', async () => {
     const d = await get(b);
     return d.state !== 'in-progress' ? d : undefined;

@@ -52,6 +52,7 @@ import { advertisedNames } from './tls/advertised-names.js';
 import { certificateStands } from './fleet/device-certificates.js';
 import { PostgresLeadership, SoleLeadership, type Leadership } from './cluster/leadership.js';
 import { PostgresEventLog } from './cluster/pg-event-log.js';
+import { RelayRoster } from './cluster/relay-roster.js';
 
 export interface RelayOptions {
   dataDir: string;
@@ -380,7 +381,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   }
   const own = await brokerTls(username);
   // Several relays on one external broker: each device message goes to one of them.
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: Boolean(opts.storeUrl && opts.mqttUrl), onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+  const sharedBroker = Boolean(opts.storeUrl && opts.mqttUrl);
+  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: sharedBroker, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
   undo.add("the relay's MQTT client", () => mqtt.close());
   if (own.identity) own.identity.set = (pair) => mqtt.setIdentity(pair);
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: async (id) => (await store.devices.get(id))?.online ?? false });
@@ -461,10 +463,17 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // The leader schedules jobs and runs staged rollouts; they pick up where they were (a relay
   // killed mid-rollout, here or another one, is resumed). Changes of lead run one after another.
   let leadChange = Promise.resolve();
+  // A report a dead relay took from the group and never handled is still the retained one: the
+  // leader reads them all again when it takes the lead, and when another relay is gone.
+  const rereadReports = (why: string) =>
+    background(log, "reading the devices' retained reports again", mqtt.rereadRetained(['reported', 'jobs-reported']).then((n) => log.info({ messages: n, why }, "read the devices' retained reports again")));
+  const roster = sharedBroker && opts.storeUrl ? new RelayRoster({ url: opts.storeUrl, log: log.child({ part: 'roster' }), onGone: (names) => leadership.leading && rereadReports(`gone: ${names.join(', ')}`) }) : undefined;
+  if (roster) undo.add('the relay roster', () => roster.close());
   const lead = async (leading: boolean) => {
     if (leading) {
       await scheduler.start();
       rollouts.start();
+      if (sharedBroker) rereadReports('this relay took the lead');
     } else {
       await rollouts.close();
       await scheduler.follow();
@@ -475,6 +484,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   });
   await leadership.start();
   await leadChange;
+  roster?.start();
   // Jobs queued through another relay are announced by its events; look now and then as well,
   // in case an event was missed while the store did not answer.
   const leaderTimer = eventLog ? guardedInterval(log, 'scheduling queued jobs', 2000, () => leadership.leading && scheduler.tick()) : undefined;
@@ -536,6 +546,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       await scheduler.close();
       await rollouts.close();
       await leadership.close();
+      await roster?.close();
       clearInterval(duplicateTimer);
       artifactChecks.close();
       disk.close();

@@ -13,7 +13,7 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { TOPIC_ROOT, devicePrefix, type Logger } from '@outpost/shared';
-import { brokerTlsOptions, setIdentity, type BrokerTls } from './relay-client.js';
+import { RELAY_SHARE_GROUP, brokerTlsOptions, setIdentity, type BrokerTls } from './relay-client.js';
 import { RELAY_USER } from './relay-user.js';
 
 const COMMANDS = '$CONTROL/dynamic-security/v1';
@@ -161,6 +161,9 @@ export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<Broke
   const relayUser = { username: opts.relayUsername ?? RELAY_USER, password: randomBytes(24).toString('base64url') };
   try {
     await ensureClient(relayUser.username, relayUser.password, RELAY_USER, `${TOPIC_ROOT}/#`, "set up the relay's own client");
+    // Relays sharing a workspace subscribe as a shared-subscription group, which Mosquitto's
+    // ACL checks under its own $share/… name (added to roles made before it, too).
+    await apply([{ command: 'addRoleACL', rolename: RELAY_USER, acltype: 'subscribePattern', topic: `$share/${RELAY_SHARE_GROUP}/${TOPIC_ROOT}/#`, allow: true }], 'let the relay subscribe as a group');
   } catch (err) {
     await client.endAsync();
     throw err;

@@ -15,8 +15,10 @@ export const RELAY_SHARE_GROUP = 'outpost-relays';
  */
 export function relaySubscriptions(shared: boolean): string[] {
   if (!shared) return [ALL_DEVICES_FILTER];
+  // `notice` is the relay's own, written back by a device that forges one: every relay checks it
+  // against what it stands by (each sees every status, so each marks the same duplicates).
   const everyRelay = new Set(['status', 'logs']);
-  return DEVICE_WRITTEN_LEAVES.map((leaf) => (everyRelay.has(leaf) ? `${TOPIC_ROOT}/+/${leaf}` : `$share/${RELAY_SHARE_GROUP}/${TOPIC_ROOT}/+/${leaf}`));
+  return [...DEVICE_WRITTEN_LEAVES.map((leaf) => (everyRelay.has(leaf) ? `${TOPIC_ROOT}/+/${leaf}` : `$share/${RELAY_SHARE_GROUP}/${TOPIC_ROOT}/+/${leaf}`)), `${TOPIC_ROOT}/+/notice`];
 }
 
 export interface RelayClientOptions {
@@ -68,6 +70,12 @@ export interface RelayClient {
   publish(topic: string, body: unknown): Promise<void>;
   /** Messages published so far. */
   readonly published: number;
+  /**
+   * Reads every device's retained messages on these leaves again and hands them on as they
+   * arrive (several relays: a report that went to a relay which died before it handled it is
+   * still the retained one). Resolves once they have come: no retained one for `quietMs`.
+   */
+  rereadRetained(leaves: string[], quietMs?: number): Promise<number>;
   /** A new client certificate and key, shown from the next connection on (the relay's renewal). */
   setIdentity(pair: { cert: string; key: string }): void;
   close(): Promise<void>;
@@ -109,7 +117,11 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
       opts.onReconnect?.();
     }
   });
-  client.on('message', guarded(log, 'handling a device message', (topic: string, payload: Buffer) => opts.onMessage(topic, payload)));
+  let retainedSeen = 0;
+  client.on('message', guarded(log, 'handling a device message', (topic: string, payload: Buffer, packet: { retain?: boolean }) => {
+    if (packet.retain) retainedSeen++;
+    opts.onMessage(topic, payload);
+  }));
   let closing = false;
   // Closing races packets still in flight (a PUBACK for a message that came in meanwhile is
   // "write after end"): nothing is lost that the relay still needs, so not an error then.
@@ -144,6 +156,23 @@ export async function connectRelayClient(opts: RelayClientOptions): Promise<Rela
     clearRetained: (topic) => publish(topic, ''),
     publish: (topic, body) => publish(topic, JSON.stringify(body), false),
     setIdentity: (pair) => setIdentity(client, pair),
+    async rereadRetained(leaves, quietMs = 1000) {
+      // A subscription of its own (not the group's): the broker sends it the retained messages.
+      const filters = leaves.map((leaf) => `${TOPIC_ROOT}/+/${leaf}`);
+      const before = retainedSeen;
+      await client.subscribeAsync(filters, { qos: 1 });
+      try {
+        // Live messages come twice meanwhile (here and to the group): handling one again changes nothing.
+        const deadline = Date.now() + 30_000;
+        for (let last = -1; retainedSeen !== last && Date.now() < deadline; ) {
+          last = retainedSeen;
+          await new Promise((r) => setTimeout(r, quietMs));
+        }
+      } finally {
+        await client.unsubscribeAsync(filters).catch(() => undefined);
+      }
+      return retainedSeen - before;
+    },
     close: () => {
       closing = true;
       return client.endAsync().then(() => undefined);

@@ -13,6 +13,10 @@ import { guardedInterval, guardedTimeout, runGuarded } from '@outpost/shared';
 
 export const STREAM_CHANNEL = 'outpost_stream';
 
+/** The application name of a relay's listening connection: the roster of live relays (relay-roster.ts). */
+export const LISTENER_PREFIX = 'outpost-relay events ';
+export const listenerName = (relayId: string) => `${LISTENER_PREFIX}${relayId}`.slice(0, 63);
+
 export interface EventLogOptions {
   url: string;
   /** This relay, so that it can tell its own events from the others'. */
@@ -138,7 +142,7 @@ export class PostgresEventLog {
   }
 
   async #listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.#opts.url, application_name: 'outpost-relay event listener', connectionTimeoutMillis: 10_000, keepAlive: true });
+    const client = new pg.Client({ connectionString: this.#opts.url, application_name: listenerName(this.#opts.relayId), connectionTimeoutMillis: 10_000, keepAlive: true });
     const lost = (err?: Error) => {
       if (this.#listener !== client) return;
       this.#listener = undefined;
