@@ -5,7 +5,7 @@
 
 import t, { type Test } from 'tap';
 import { createServer, type Server } from 'node:net';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createLogger, tlsFetch } from '@outpost/shared';
 import { createRelay } from '@outpost/relay';
@@ -118,4 +118,28 @@ t.test('in one process, a failed start frees what it opened, so a retry there wo
   t.ok(await portIsFree(mqttPort), 'and the broker of its own');
   t.notOk(existsSync(join(other, 'relay.json')));
   t.ok(existsSync(join(other, 'relay.db')), 'a data dir that was there stays');
+});
+
+t.test('--ca-dir and --artifacts-dir that cannot be used: one line naming the flag, nothing left', async (t) => {
+  const parent = tempDir(t, 'relay-parent');
+  const aFile = join(parent, 'a-file');
+  writeFileSync(aFile, 'not a folder');
+  const cases: Array<[string, string, RegExp]> = [
+    ['--ca-dir', join(aFile, 'ca'), /ENOTDIR/],
+    ['--artifacts-dir', join(aFile, 'artifacts'), /ENOTDIR/],
+    // Longer than any path the system takes.
+    ['--ca-dir', join(parent, 'x'.repeat(5000)), /ENAMETOOLONG/],
+    ['--artifacts-dir', join(parent, 'x'.repeat(5000)), /ENAMETOOLONG/],
+  ];
+  for (const [flag, dir, code] of cases) {
+    const dataDir = join(parent, `relay-${flag.slice(2)}-${dir.length}`);
+    const failed = await start(dataDir, flag, dir);
+    t.equal(failed.code, 1, `${flag} ${dir.slice(0, 40)}… fails the start`);
+    const lines = failed.stderr.trim().split('\n');
+    t.equal(lines.length, 1, 'in one line');
+    t.ok(lines[0]!.startsWith(`error: ${flag} ${dir}: cannot use it (`), 'naming the flag and the folder');
+    t.match(lines[0], code);
+    t.match(lines[0], /give a folder this relay's user can create and write$/, 'and the fix');
+    t.notOk(existsSync(dataDir), 'a first start that failed leaves no data dir');
+  }
 });

@@ -221,6 +221,24 @@ async function ensureAdminToken(store: Store, dataDir: string): Promise<string |
   return made ? token : undefined;
 }
 
+/**
+ * Runs what makes or opens the folder a flag names, so that a folder it cannot use fails the
+ * start with the flag and the fix, not a bare ENOTDIR (errors about other paths pass as they are).
+ */
+function inFlagDir<T>(flag: string, dir: string | undefined, make: () => T): T {
+  const named = (err: unknown): never => {
+    const e = err as NodeJS.ErrnoException;
+    if (!dir || !e.code || !(e.path?.startsWith(dir) || e.path?.startsWith(resolve(dir)))) throw err;
+    throw new Error(`${flag} ${dir}: cannot use it (${e.code} on ${e.path}): give a folder this relay's user can create and write`);
+  };
+  try {
+    const made = make();
+    return (made instanceof Promise ? made.catch(named) : made) as T;
+  } catch (err) {
+    return named(err);
+  }
+}
+
 /** A name for this relay among those sharing its workspace: the host, the process and a random part. */
 function newRelayId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -255,12 +273,12 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (opts.tlsCertFile || opts.tlsKeyFile) throw new Error('--tls-cert and --tls-key need TLS: leave out --insecure');
     log.warn('running with --insecure: plain HTTP and MQTT, so tokens, device secrets and models cross the network readable by anyone on it');
   } else {
-    tls = await loadRelayTls({ dataDir: opts.dataDir, caDir: opts.caDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? RELAY_DEFAULTS.deviceCertTtlMs, log });
+    tls = await inFlagDir('--ca-dir', opts.caDir, () => loadRelayTls({ dataDir: opts.dataDir, caDir: opts.caDir, names: advertisedNames(host, opts.advertiseHosts), httpCertFile: opts.tlsCertFile, httpKeyFile: opts.tlsKeyFile, deviceCertTtlMs: opts.deviceCertTtlMs ?? RELAY_DEFAULTS.deviceCertTtlMs, log }));
   }
   // This relay among several, the same on each start: for what it keeps apart from the others.
   const instance = createHash('sha256').update(`${hostname()}:${resolve(opts.dataDir)}`).digest('hex').slice(0, 12);
   // Relays sharing an artifacts dir stage uploads apart: each clears its own staging at start.
-  const artifacts = new FileArtifactStore(opts.artifactsDir ?? join(opts.dataDir, 'artifacts'), opts.artifactsDir ? { staging: `.staging-${instance}` } : {});
+  const artifacts = inFlagDir('--artifacts-dir', opts.artifactsDir, () => new FileArtifactStore(opts.artifactsDir ?? join(opts.dataDir, 'artifacts'), opts.artifactsDir ? { staging: `.staging-${instance}` } : {}));
   if (artifacts.leftoverUploads > 0) log.info({ files: artifacts.leftoverUploads }, `removed ${artifacts.leftoverUploads} half-sent upload(s) a previous run left in artifacts/.staging`);
   const disk = new DiskSpace(opts.dataDir, log);
   undo.add('the disk space checks', () => disk.close());
