@@ -2,7 +2,7 @@
 // inference server and heartbeat. The CLI's `start` and the tests use it.
 
 import { join } from 'node:path';
-import { background, cleanUpLeftoverRuns, createLogger, guardedInterval, type Logger } from '@outpost/shared';
+import { background, cleanUpLeftoverRuns, createLogger, guardedInterval, type DesiredState, type Logger } from '@outpost/shared';
 import { readDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
 import { connect, type Connection } from './connection.js';
@@ -21,6 +21,7 @@ import { DeviceTls } from './device-tls.js';
 import type { Server as TlsServer } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { CertificateRenewal } from './certificate-renewal.js';
+import { RelayState } from './relay-state.js';
 
 
 export interface AgentOptions {
@@ -150,6 +151,19 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   httpUrl = `${servingTls ? 'https' : 'http'}://${host}:${port}`;
 
   const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, secret: device.secret, log }) : undefined;
+  const applyDesired = (desired: DesiredState) => {
+    reconciler.setDesired(desired);
+    renewal?.requestRenewalIfIssuedBefore(desired.renewCertificateIssuedBefore);
+  };
+  // The store's copy of both documents, over HTTPS: on each connect and every few minutes.
+  const relayState = new RelayState({
+    relayUrl: device.relayUrl,
+    tls: () => tls.current,
+    auth: (): Record<string, string> => (tls.hasCertificate ? {} : { authorization: `Bearer ${device.secret}` }),
+    log,
+    onDesired: applyDesired,
+    onDesiredJobs: (desired) => jobs.setDesired(desired),
+  });
   connection = connect({
     url: device.mqttUrl,
     deviceId: device.deviceId,
@@ -159,11 +173,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     agentVersion: AGENT_VERSION,
     training: opts.acceptTraining ?? false,
     datasets: Object.keys(opts.datasets ?? {}),
-    onDesired: (desired) => {
-      reconciler.setDesired(desired);
-      renewal?.requestRenewalIfIssuedBefore(desired.renewCertificateIssuedBefore);
-    },
-    onDesiredJobs: (desired) => jobs.setDesired(desired),
+    onDesired: (desired) => relayState.accept('desired', desired.revision) && applyDesired(desired),
+    onDesiredJobs: (desired) => relayState.accept('jobs', desired.revision) && jobs.setDesired(desired),
+    onSubscribed: () => background(log, 'reading the desired state from the relay', relayState.refresh()),
     onLogsRequest: (request) => {
       for (const part of ring.answer(request)) connection?.publishLogs(part);
     },
@@ -188,6 +200,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       if (closed) return;
       closed = true;
       clearInterval(heartbeat);
+      relayState.close();
       renewal?.close();
       jobs.close();
       await reconciler.close();

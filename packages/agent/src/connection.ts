@@ -40,6 +40,8 @@ export interface ConnectionOptions {
   /** The relay asks for the agent's recent log lines (answered with publishLogs). */
   onLogsRequest?(request: LogsRequest): void;
   onConnectionChange?(connected: boolean): void;
+  /** The subscriptions of a new connection stand: anything the relay changes from now on arrives. */
+  onSubscribed?(): void;
   /** Defaults: 1 s doubling to 30 s with jitter, and 30 s for the broker's CONNACK. */
   reconnect?: ReconnectPolicy;
   connectTimeoutMs?: number;
@@ -128,6 +130,7 @@ export function connect(opts: ConnectionOptions): Connection {
     if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
     client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: 1 }, (err) => {
       if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
+      else opts.onSubscribed?.();
     });
     opts.onConnectionChange?.(true);
   });

@@ -16,6 +16,7 @@ import { enrollRoutes } from './enroll.js';
 import { tokenRoutes } from './tokens.js';
 import { deviceRoutes } from './devices.js';
 import { deviceCertificateRoutes } from './device-certificates.js';
+import { deviceStateRoutes } from './device-state.js';
 import { modelRoutes } from './models.js';
 import { deploymentRoutes } from './deployments.js';
 import { artifactRoutes } from './artifacts.js';
@@ -131,6 +132,7 @@ export async function buildApi(deps: ApiDeps): Promise<Api> {
   await app.register(tokenRoutes, deps);
   await app.register(deviceRoutes, deps);
   await app.register(deviceCertificateRoutes, deps);
+  await app.register(deviceStateRoutes, deps);
   await app.register(modelRoutes, deps);
   await app.register(deploymentRoutes, deps);
   await app.register(artifactRoutes, deps);
