@@ -5,7 +5,7 @@
 //
 //   tsx scripts/check-coverage.ts [.tap/report/coverage-summary.json]
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 
 type Measure = 'lines' | 'branches' | 'functions' | 'statements';
@@ -24,6 +24,9 @@ const FLOORS: Record<string, Record<Measure, number>> = {
 const MEASURES: Measure[] = ['lines', 'branches', 'functions', 'statements'];
 
 const file = process.argv[2] ?? '.tap/report/coverage-summary.json';
+// Written by test/helpers/system-package.ts for each test skipped for a missing system package.
+const MISSING = '.tap/missing-packages.txt';
+const missing = existsSync(MISSING) ? [...new Set(readFileSync(MISSING, 'utf8').split('\n').filter(Boolean))] : [];
 const summary = JSON.parse(readFileSync(file, 'utf8')) as Record<string, Counts>;
 const byPackage = new Map<string, Counts>();
 for (const [path, counts] of Object.entries(summary)) {
@@ -48,7 +51,11 @@ for (const [pkg, floors] of Object.entries(FLOORS)) {
   process.stdout.write(`coverage ${pkg.padEnd(7)} ${MEASURES.map((m) => `${m} ${pct(m).toFixed(1)}% (floor ${floors[m]})`).join(', ')}\n`);
   for (const m of MEASURES) if (pct(m) < floors[m]) failures.push(`${pkg}: ${m} ${pct(m).toFixed(1)}% is below its floor of ${floors[m]}%: add tests, or lower the floor in scripts/check-coverage.ts saying why`);
 }
-if (failures.length) {
+if (failures.length && missing.length) {
+  // Tests skipped for want of a package measured less code: say so, and hold nothing against it.
+  for (const f of failures) process.stderr.write(`note: coverage: ${f}\n`);
+  process.stderr.write(`note: coverage floors not held: tests were skipped for missing system packages (${missing.join(', ')}); CI installs them all (.ci/run)\n`);
+} else if (failures.length) {
   for (const f of failures) process.stderr.write(`error: coverage: ${f}\n`);
   process.exit(1);
 }

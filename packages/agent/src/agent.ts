@@ -166,6 +166,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   });
   connection = connect({
     url: device.mqttUrl,
+    ...(device.mqttUrls ? { urls: device.mqttUrls } : {}),
+    ...(device.mqttPassword ? { password: device.mqttPassword } : {}),
+    ...(device.mqttSubscribeQos === 0 ? { subscribeQos: 0 as const } : {}),
     deviceId: device.deviceId,
     secret: device.secret,
     tls: () => tls.forMqtt,

@@ -11,7 +11,7 @@
 
 import { X509Certificate, randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, isTlsBrokerUrl, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, REPORT_AGAIN, isTlsBrokerUrl, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -23,6 +23,12 @@ export interface ReconnectPolicy extends Backoff {
 
 export interface ConnectionOptions {
   url: string;
+  /** More broker nodes, tried in turn when one cannot be reached (a cluster); `url` is among them. */
+  urls?: string[];
+  /** The MQTT password, when the broker's is not the device secret (a NATS user JWT). */
+  password?: string;
+  /** QoS of the agent's subscriptions (default 1; 0 on NATS, see DeviceBrokerLogin on the relay). */
+  subscribeQos?: 0 | 1;
   deviceId: string;
   secret: string;
   /**
@@ -64,6 +70,15 @@ const parseNotice = messageParser(DeviceNotice);
 const DUPLICATE_LINE = "another agent is connected with this device's identity (device.json copied?): backing off; stop the other agent or enroll this one as a new device";
 const parseLogsRequest = messageParser(LogsRequest);
 
+/** MQTT.js's failover list from broker URLs. */
+export function brokerServers(urls: string[]): Array<{ host: string; port: number; protocol: 'mqtt' | 'mqtts' | 'ws' | 'wss' }> {
+  return urls.map((u) => {
+    const url = new URL(u);
+    const protocol = url.protocol.slice(0, -1) as 'mqtt' | 'mqtts' | 'ws' | 'wss';
+    return { host: url.hostname, port: Number(url.port || (protocol === 'mqtts' ? 8883 : 1883)), protocol };
+  });
+}
+
 export function connect(opts: ConnectionOptions): Connection {
   const { deviceId, log } = opts;
   // Each connection has its session: its online message and its will carry it (see StatusMessage).
@@ -96,7 +111,9 @@ export function connect(opts: ConnectionOptions): Connection {
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: deviceId,
     username: deviceId,
-    password: opts.secret,
+    password: opts.password ?? opts.secret,
+    // Each connect takes the next node: a node that died is left for the next one.
+    ...(opts.urls && opts.urls.length > 1 ? { servers: brokerServers(opts.urls) } : {}),
     ...identity(),
     clean: true,
     keepalive: 30,
@@ -120,18 +137,30 @@ export function connect(opts: ConnectionOptions): Connection {
   // again with each subscribe while it stands (a clear sent while this agent was away does not).
   let duplicate: DeviceNotice | undefined;
   let toldSince: number | undefined;
+  // A broker that cannot take the subscriptions now (a NATS cluster electing new stream leaders
+  // after a node died) is asked again with backoff on the same connection: connected without
+  // them, the agent would hear nothing.
+  let subscribeRetry: NodeJS.Timeout | undefined;
+  const subscribe = (attempt: number) => {
+    const connection = client.stream;
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: opts.subscribeQos ?? 1 }, (err) => {
+      if (!err) return opts.onSubscribed?.();
+      if (closing || client.stream !== connection || !client.connected) return;
+      const retryInS = Math.round(backoffMs(attempt, { baseMs: 1000, maxMs: 30_000 }) / 1000);
+      if (attempt === 1) log.warn({ err: err.message, retryInS }, 'the broker refused the subscriptions to the desired state; asking again');
+      clearTimeout(subscribeRetry);
+      subscribeRetry = setTimeout(() => !closing && client.stream === connection && client.connected && subscribe(attempt + 1), retryInS * 1000);
+    });
+  };
   client.on('connect', () => {
     failures = 0;
     duplicate = undefined;
-    log.info({ url: opts.url }, 'connected to the relay broker');
+    log.info({ url: opts.urls && opts.urls.length > 1 ? `${(client.options as { protocol?: string }).protocol}://${client.options.host}:${client.options.port}` : opts.url }, 'connected to the relay broker');
     client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
     if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
     if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
-    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: 1 }, (err) => {
-      if (err) log.error({ err: err.message }, 'could not subscribe to the desired state');
-      else opts.onSubscribed?.();
-    });
+    subscribe(1);
     opts.onConnectionChange?.(true);
   });
   const jobsTopic = deviceTopic(deviceId, 'jobs');
@@ -168,6 +197,10 @@ export function connect(opts: ConnectionOptions): Connection {
     const notice = parseNotice.parse(payload);
     if (!notice.ok) return log.warn({ reason: notice.reason }, 'malformed notice ignored');
     if (notice.value.kind === 'duplicate-connection') duplicate = notice.value;
+    else if (notice.value.kind === REPORT_AGAIN) {
+      if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
+      if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
+    }
     else log.warn({ kind: notice.value.kind }, `the relay says: ${notice.value.message}`);
   };
   client.on('close', () => {
@@ -197,7 +230,7 @@ export function connect(opts: ConnectionOptions): Connection {
   });
   client.on('error', (err) => {
     const code = (err as { code?: number }).code;
-    if (code === 4 || code === 5) log.error(`the relay refused this device's ${opts.tls?.()?.cert ? 'certificate' : 'credentials'}: it may have been removed; enroll again`);
+    if (code === 4 || code === 5) log.error(`the relay refused this device's ${!opts.password && opts.tls?.()?.cert ? 'certificate' : 'credentials'}: it may have been removed; enroll again`);
     else log.warn({ err: err.message }, 'mqtt error');
   });
 
@@ -226,6 +259,7 @@ export function connect(opts: ConnectionOptions): Connection {
     },
     async close() {
       closing = true;
+      clearTimeout(subscribeRetry);
       clearTimeout(retry);
       // A clean shutdown says offline itself; the will covers crashes.
       if (client.connected) {

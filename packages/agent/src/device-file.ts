@@ -1,4 +1,5 @@
-// device.json: the device's identity and where its relay is. Mode 0600: it holds the secret.
+// device.json: the device's identity and where its relay is. Mode 0600: it holds the secret
+// (and the broker password, when the broker has its own).
 
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
@@ -9,6 +10,12 @@ export interface DeviceFile {
   secret: string;
   relayUrl: string;
   mqttUrl: string;
+  /** Every broker node the agent may connect to, `mqttUrl` first (a NATS cluster). */
+  mqttUrls?: string[];
+  /** The MQTT password when the broker has its own for this device (a NATS user JWT); else the secret. */
+  mqttPassword?: string;
+  /** 0 where the broker delivers the relay's messages at QoS 0 anyway (NATS); else 1. */
+  mqttSubscribeQos?: 0 | 1;
   name: string;
 }
 

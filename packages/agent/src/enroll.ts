@@ -102,11 +102,21 @@ export async function enroll(opts: EnrollOptions): Promise<DeviceFile & { file: 
   }
   const body = (await res.json().catch(() => undefined)) as unknown;
   if (!res.ok) throw new Error(isErrorBody(body) ? `${body.error.code}: ${body.error.message}` : `the relay answered ${res.status}`);
-  const r = body as { deviceId: string; secret: string; name: string; labels: Labels; mqttUrl: string; mqttCa?: string; certificate?: { certificate: string; caCertificate: string; expiresAt: string } };
+  const r = body as { deviceId: string; secret: string; name: string; labels: Labels; mqttUrl: string; mqttUrls?: string[]; mqttPassword?: string; mqttSubscribeQos?: number; mqttCa?: string; certificate?: { certificate: string; caCertificate: string; expiresAt: string } };
   // Over the connection verified above: the CA of the external broker's certificate (--mqtt-ca).
   const mqttCa = r.mqttCa === undefined ? undefined : brokerCa(r.mqttCa);
   if (expected && !r.certificate) throw new Error('the relay sent no device certificate: it is older than this agent; enroll with an agent of its version');
-  const device: DeviceFile = { deviceId: r.deviceId, secret: r.secret, relayUrl, mqttUrl: r.mqttUrl, name: r.name };
+  const device: DeviceFile = {
+    deviceId: r.deviceId,
+    secret: r.secret,
+    relayUrl,
+    mqttUrl: r.mqttUrl,
+    name: r.name,
+    // A cluster's nodes (NATS), and the password its broker takes when it is not the secret (a user JWT).
+    ...(Array.isArray(r.mqttUrls) && r.mqttUrls.every((u) => typeof u === 'string') ? { mqttUrls: r.mqttUrls.slice(0, 16) } : {}),
+    ...(typeof r.mqttPassword === 'string' ? { mqttPassword: r.mqttPassword } : {}),
+    ...(r.mqttSubscribeQos === 0 ? { mqttSubscribeQos: 0 as const } : {}),
+  };
   // The TLS files first: device.json is what makes the data dir an enrolled device.
   mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
   if (trust && r.certificate && privateKeyPem) DeviceTls.write(opts.dataDir, { ca: trust.ca, mqttCa, cert: r.certificate.certificate, key: privateKeyPem });

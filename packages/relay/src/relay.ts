@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import type { Server as TlsServer } from 'node:tls';
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { OutpostError, background, caCertificates, createLogger, isTlsBrokerUrl, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
+import { OutpostError, REPORT_AGAIN, background, caCertificates, deviceTopic, createLogger, isTlsBrokerUrl, guardedInterval, isDiskFull, type Logger } from '@outpost/shared';
 import { StartUndo } from './start-undo.js';
 import { RELAY_DEFAULTS } from './config.js';
 import { listenFailure } from './listen-failure.js';
@@ -22,6 +22,7 @@ import { DiskSpace } from './disk-space.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
 import { connectRelayClient, type BrokerTls, type RelayClient } from './broker/relay-client.js';
 import { RELAY_USER, connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
+import { connectNats, NATS_CREDENTIALS_FILE } from './broker/nats-broker.js';
 import type { DeviceLimits } from './broker/device-quotas.js';
 import type { PacketLimits } from './broker/packet-guard.js';
 import { QuotaEvents } from './fleet/quota-events.js';
@@ -85,8 +86,18 @@ export interface RelayOptions {
    * authenticate devices by its own means.
    */
   mosquittoDynsec?: boolean;
-  /** The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name. */
+  /**
+   * The MQTT URL handed to enrolling devices, when they cannot use the HTTP host name; a
+   * comma-separated list for a cluster (agents fail over through them).
+   */
   advertisedMqttUrl?: string;
+  /**
+   * A NATS cluster whose nodes speak MQTT to devices (`--broker nats://…`), instead of an MQTT
+   * broker: the relay speaks NATS, devices MQTT to the nodes in `advertisedMqttUrl`.
+   */
+  natsUrls?: string[];
+  /** The relay's NATS keys and users (`broker nats-config` writes it; default DATA_DIR/nats-credentials.json). */
+  natsCredentialsFile?: string;
   /**
    * A PEM file with the CA an external broker's server certificate comes from, when not the
    * relay's own (`outpost-relay ca issue --server`) or a public one: trusted by the relay and
@@ -327,8 +338,25 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   let username: string | undefined;
   let password: string | undefined;
   const mqttCa = opts.mqttCaFile ? readMqttCa(opts.mqttCaFile) : undefined;
-  if (mqttCa && !isTlsBrokerUrl(opts.mqttUrl ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
-  if (opts.mqttUrl) {
+  const advertisedMqtt = (opts.advertisedMqttUrl ?? '').split(',').map((u) => u.trim()).filter(Boolean);
+  const nats = opts.natsUrls?.length
+    ? await connectNats({
+        servers: opts.natsUrls,
+        advertisedMqtt,
+        credentialsFile: opts.natsCredentialsFile ?? join(opts.dataDir, NATS_CREDENTIALS_FILE),
+        conflicts: { mqttUrl: opts.mqttUrl, mosquittoDynsec: opts.mosquittoDynsec },
+        store,
+        name: `outpost-relay ${instance}`,
+        log,
+        onMessage: (t, p) => route(t, p),
+        onReconnect: () => republish(),
+      })
+    : undefined;
+  if (nats) undo.add('the NATS connections', () => nats.close());
+  if (mqttCa && !isTlsBrokerUrl(opts.mqttUrl ?? advertisedMqtt[0] ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
+  if (nats) {
+    mqttConnectUrl = advertisedMqtt[0]!;
+  } else if (opts.mqttUrl) {
     const url = URL.canParse(opts.mqttUrl) ? new URL(opts.mqttUrl) : undefined;
     if (!url || !MQTT_URL_SCHEMES.has(url.protocol) || !url.hostname) throw new Error(`--mqtt-url ${JSON.stringify(opts.mqttUrl)} is not a broker URL: give it as mqtt://USER:PASS@HOST:PORT (or mqtts://, ws://, wss://)`);
     username = decodeURIComponent(url.username) || undefined;
@@ -386,7 +414,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
 
   let route: (topic: string, payload: Buffer) => void = () => {};
   let republish: () => void = () => {};
-  let accounts: BrokerAccounts | undefined;
+  let accounts: BrokerAccounts | undefined = nats?.accounts;
   if (opts.mosquittoDynsec) {
     if (!opts.mqttUrl || !username) throw new Error('--mosquitto-dynsec needs --mqtt-url with the user that has the plugin\'s admin role: mqtt://USER:PASS@host:port (over mutual TLS, mqtts://USER@host:port)');
     const admin = await brokerTls(username);
@@ -397,12 +425,17 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     // The relay's own client uses the account made for it, not the plugin's admin.
     ({ username, password } = accounts.relayUser);
   }
-  const own = await brokerTls(username);
   // Several relays on one external broker: each device message goes to one of them.
-  const sharedBroker = Boolean(opts.storeUrl && opts.mqttUrl);
-  const mqtt: RelayClient = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: sharedBroker, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
-  undo.add("the relay's MQTT client", () => mqtt.close());
-  if (own.identity) own.identity.set = (pair) => mqtt.setIdentity(pair);
+  const sharedBroker = Boolean(opts.storeUrl && (opts.mqttUrl || nats));
+  let mqtt: RelayClient;
+  if (nats) mqtt = nats.client;
+  else {
+    const own = await brokerTls(username);
+    const client = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: sharedBroker, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
+    undo.add("the relay's MQTT client", () => client.close());
+    if (own.identity) own.identity.set = (pair) => client.setIdentity(pair);
+    mqtt = client;
+  }
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: async (id) => (await store.devices.get(id))?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
   undo.add('the requests waiting for device logs', () => deviceLogs.close());
@@ -451,11 +484,11 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     tokens: new ApiTokens(store),
     audit,
     mqttCa,
-    mqttUrlFor: (requestHost) => {
-      if (opts.advertisedMqttUrl) return opts.advertisedMqttUrl;
-      if (!broker) return mqttConnectUrl;
+    mqttUrlsFor: (requestHost) => {
+      if (advertisedMqtt.length) return advertisedMqtt;
+      if (!broker) return [mqttConnectUrl];
       const h = requestHost ?? urlHost(host);
-      return `${tls ? 'mqtts' : 'mqtt'}://${h}:${mqttPublicPort}`;
+      return [`${tls ? 'mqtts' : 'mqtt'}://${h}:${mqttPublicPort}`];
     },
   });
   undo.add('the HTTP API', () => api.close());
@@ -482,9 +515,15 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // killed mid-rollout, here or another one, is resumed). Changes of lead run one after another.
   let leadChange = Promise.resolve();
   // A report a dead relay took from the group and never handled is still the retained one: the
-  // leader reads them all again when it takes the lead, and when another relay is gone.
+  // leader reads them all again when it takes the lead, and when another relay is gone. NATS
+  // keeps no retained copy the relay can read: the leader asks every device to report again.
+  const askReports = async () => {
+    const ids = (await store.devices.list()).map((d) => d.id);
+    await eachBounded(ids, PUBLISH_CONCURRENCY, (id) => mqtt.publish(deviceTopic(id, 'notice'), { kind: REPORT_AGAIN, since: Date.now(), message: 'send your reported state again' }));
+    return ids.length;
+  };
   const rereadReports = (why: string) =>
-    background(log, "reading the devices' retained reports again", mqtt.rereadRetained(['reported', 'jobs-reported']).then((n) => log.info({ messages: n, why }, "read the devices' retained reports again")));
+    background(log, "reading the devices' reports again", (nats ? askReports() : mqtt.rereadRetained(['reported', 'jobs-reported'])).then((n) => log.info({ messages: n, why }, nats ? 'asked every device to report again' : "read the devices' retained reports again")));
   const roster = sharedBroker && opts.storeUrl ? new RelayRoster({ url: opts.storeUrl, log: log.child({ part: 'roster' }), onGone: (names) => leadership.leading && rereadReports(`gone: ${names.join(', ')}`) }) : undefined;
   if (roster) undo.add('the relay roster', () => roster.close());
   const lead = async (leading: boolean) => {

@@ -18,6 +18,7 @@ export {
   JobsReported,
   JobLogBatch,
   DeviceNotice,
+  REPORT_AGAIN,
   JOB_RUN_STATES,
   LOG_LEVELS,
   MAX_LOG_LINE_BYTES,

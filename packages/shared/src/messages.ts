@@ -212,8 +212,14 @@ export type JobLogBatch = Static<typeof JobLogBatch>;
  * `outpost/v1/devices/{id}/notice` (retained, written by the relay; empty when there is none):
  * a problem with the device that its agent should act on. Kinds an agent does not know are ignored.
  */
+/** A notice kind: the relay lost track of reports (a broker without retained ones); send them again. */
+export const REPORT_AGAIN = 'report-again';
+
 export const DeviceNotice = Type.Object({
-  /** `duplicate-connection`: two agents use this identity and take the connection from each other. */
+  /**
+   * `duplicate-connection`: two agents use this identity and take the connection from each
+   * other; `report-again` (REPORT_AGAIN): publish the reported state and job reports again.
+   */
   kind: Type.String({ maxLength: 64 }),
   /** When the relay first saw it (ms). */
   since: Timestamp,

@@ -40,7 +40,8 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);
-      return { ...enrollment, mqttUrl: deps.mqttUrlFor(request.hostname), ...(deps.mqttCa ? { mqttCa: deps.mqttCa } : {}) };
+      const urls = deps.mqttUrlsFor(request.hostname);
+      return { ...enrollment, mqttUrl: urls[0], ...(urls.length > 1 ? { mqttUrls: urls } : {}), ...(deps.mqttCa ? { mqttCa: deps.mqttCa } : {}) };
     },
   );
 }

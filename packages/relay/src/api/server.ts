@@ -41,7 +41,8 @@ export interface ApiDeps {
   disk: DiskSpace;
   log: Logger;
   /** The MQTT URL devices should use, given the host name they reached the API on. */
-  mqttUrlFor(requestHost: string | undefined): string;
+  /** The MQTT URLs to hand an enrolling device, the first its own (agents fail over through the rest). */
+  mqttUrlsFor(requestHost: string | undefined): string[];
   /** The CA of an external broker's certificate (--mqtt-ca), handed to devices at enrollment. */
   mqttCa?: string;
   maxModelBytes: number;

@@ -24,11 +24,27 @@ const deviceRole = (deviceId: string) => `outpost-device-${deviceId}`;
 /** Answers that mean the thing is already as wanted (setup and removal are idempotent). */
 const ALREADY = /already exists|not found/i;
 
+/** What a device gives its broker beside its id, when that is not its secret. */
+export interface DeviceBrokerLogin {
+  password: string;
+  /**
+   * The QoS the device subscribes with. 0 on NATS: what the relay sends there is a plain NATS
+   * publish, delivered at QoS 0 whatever the subscription says, and a QoS 1 subscription would
+   * cost a JetStream consumer per device and topic (which a node's death leaves hanging).
+   */
+  subscribeQos?: 0 | 1;
+}
+
 export interface BrokerAccounts {
   /** The credentials for the relay's own MQTT client (the password is new at each start). */
   readonly relayUser: { username: string; password: string };
-  /** Creates the device's client and role; resolves once Mosquitto has them. */
-  addDevice(deviceId: string, secret: string): Promise<void>;
+  /**
+   * Creates the device's account; resolves once the broker has it, with the MQTT password to
+   * use when it is not the device's secret (a NATS user JWT).
+   */
+  addDevice(deviceId: string, secret: string): Promise<DeviceBrokerLogin | void>;
+  /** A fresh MQTT password for an enrolled device, where the broker has its own (NATS). */
+  login?(deviceId: string): Promise<DeviceBrokerLogin>;
   /** The devices among these that have no Mosquitto client (enrolled before dynsec was on). */
   missing(deviceIds: string[]): Promise<string[]>;
   /** Deletes the device's client (disconnecting it) and role. */

@@ -7,6 +7,7 @@ import { RELAY_VERSION } from '../version.js';
 import { startCommand } from './start.js';
 import { caCommand } from './ca.js';
 import { storeCommand } from './store.js';
+import { brokerCommand } from './broker.js';
 import { tokensCommand } from './tokens.js';
 import { devicesCommand } from './devices.js';
 import { modelsCommand } from './models.js';
@@ -40,6 +41,7 @@ export function relayProgram(): Command {
   tokensCommand(program);
   caCommand(program);
   storeCommand(program);
+  brokerCommand(program);
   devicesCommand(program);
   modelsCommand(program);
   deployCommand(program);

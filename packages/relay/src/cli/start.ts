@@ -2,6 +2,7 @@
 
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { checkStoreUrl, passwordWarning } from '../store/store-url.js';
+import { parseNatsUrls } from '../broker/nats-urls.js';
 import { checkAdvertiseHost } from '../tls/advertised-names.js';
 import { collectDataset, durationOption, parsePort, parsePositiveInt, sizeOption, closeOnSignals } from '@outpost/shared';
 import { defaultDataDir } from './client.js';
@@ -27,7 +28,9 @@ export function startCommand(program: Command): void {
     .option('--mqtt-url <url>', 'use this external MQTT broker instead of the embedded one (mqtt://user:pass@host:port; mqtts://user@host:port shows a certificate from the relay CA naming the user)')
     .option('--mqtt-ca <file>', "with an mqtts:// --mqtt-url: the CA (PEM) of that broker's certificate, when not the relay's own (outpost-relay ca issue) or a public one; handed to devices at enrollment")
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
-    .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on)')
+    .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on); a comma-separated list for a cluster, which agents fail over through')
+    .option('--broker <urls>', 'a NATS cluster as the device broker: nats://HOST:4222[,nats://…]; the relay speaks NATS, devices MQTT to the nodes in --advertise-mqtt-url')
+    .option('--nats-credentials <file>', 'with --broker: the keys and users `outpost-relay broker nats-config` wrote (default DATA_DIR/nats-credentials.json)')
     .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', RELAY_DEFAULTS.maxModelBytes))
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, RELAY_DEFAULTS.maxDownloads)
     .addOption(durationOption('--download-wait <duration>', 'how long a download waits for a free slot before it is told to retry (0 = not at all)', parseDurationOrZero, RELAY_DEFAULTS.downloadWaitMs))
@@ -66,6 +69,12 @@ leads (the job scheduler, staged rollouts); when it stops or dies another takes 
 once. Each device message is handled by one relay (MQTT shared subscriptions), and fleet
 stream clients on any relay see every relay's events with the same seqs.
 
+A NATS cluster can carry the device traffic instead (--broker nats://…): make its config and
+keys with \`outpost-relay broker nats-config --nodes 3 --dir DIR\`, start the nodes, and start
+relays with --broker, --nats-credentials DIR/relay-credentials.json and --advertise-mqtt-url
+listing the nodes' MQTT ports. Each device gets a NATS user JWT at enrollment that reaches only
+its own subjects; \`devices remove\` revokes it on every node at once.
+
 Examples:
   outpost-relay start --data-dir ~/.outpost/relay
   PGPASSWORD=… outpost-relay start --store postgres://outpost@db.internal:5432/outpost
@@ -77,12 +86,15 @@ Examples:
   outpost-relay start --device-rate 50 --device-burst 500 --run-log-lines 200000
   OUTPOST_STORE_URL=postgres://outpost@db/outpost outpost-relay start --mqtt-url mqtts://relay@broker:8883 \\
     --artifacts-dir /mnt/shared/artifacts --ca-dir /mnt/shared/ca     # one of several relays
+  outpost-relay start --broker nats://n1:4222,nats://n2:4222,nats://n3:4222 --nats-credentials nats/relay-credentials.json \\
+    --advertise-mqtt-url mqtt://n1:1883,mqtt://n2:1883,mqtt://n3:1883   # a NATS cluster
 `)
-    .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; broker?: string; natsCredentials?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Checked here, not by commander, whose message would repeat the value (and its password).
       if (opts.store) checkStoreUrl(opts.store);
       const warning = opts.store && passwordWarning(opts.store, '--store');
       if (warning) process.stderr.write(`${warning}\n`);
+      if (opts.natsCredentials && opts.broker === undefined) throw new Error('--nats-credentials is for a NATS cluster: give --broker nats://… too');
       // Loaded here so the other commands start fast.
       const { createRelay } = await import('../relay.js');
       const relay = await createRelay({
@@ -97,6 +109,7 @@ Examples:
         mqttCaFile: opts.mqttCa,
         mosquittoDynsec: opts.mosquittoDynsec,
         advertisedMqttUrl: opts.advertiseMqttUrl,
+        ...(opts.broker !== undefined ? { natsUrls: parseNatsUrls(opts.broker), natsCredentialsFile: opts.natsCredentials } : {}),
         maxModelBytes: opts.maxModelSize,
         datasets: opts.dataset ?? {},
         maxDownloads: opts.maxDownloads,

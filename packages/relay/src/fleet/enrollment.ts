@@ -37,6 +37,10 @@ export interface Enrollment {
   labels: Labels;
   /** With a CSR over TLS: the device's certificate and the relay's CA. */
   certificate?: IssuedDeviceCertificate;
+  /** The MQTT password when the broker has its own (a NATS user JWT); else the secret is. */
+  mqttPassword?: string;
+  /** The QoS the device subscribes with, when not 1 (NATS). */
+  mqttSubscribeQos?: 0 | 1;
 }
 
 export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: string, request: { name?: string; labels?: Labels; csr?: string }): Promise<Enrollment> {
@@ -68,7 +72,7 @@ export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: stri
   const signed = request.csr !== undefined ? await signDeviceCertificate(ctx, deviceId, request.csr) : undefined;
   // The broker account exists before the device learns its secret, so its first connect works.
   // The token is spent only after that: a broker failure leaves it valid for a retry.
-  await ctx.brokerAccounts?.addDevice(deviceId, secret).catch((err: Error) => {
+  const login = await ctx.brokerAccounts?.addDevice(deviceId, secret).catch((err: Error) => {
     throw new OutpostError('OUTPOST_ERR_BROKER_UNAVAILABLE', `the MQTT broker did not take the device's account (${err.message}); the enrollment token is still valid: retry`);
   });
   if (!await ctx.store.enrollment.enroll(token.id, ctx.now(), { id: deviceId, name, labels, secretHash: hashSecret(secret) })) {
@@ -78,7 +82,7 @@ export async function enrollDevice(ctx: FleetContext, tokenWithFingerprint: stri
   if (signed) await ctx.store.devices.setCertificate(deviceId, { serial: signed.serial, issuedAt: ctx.now(), expiresAt: signed.notAfter }, null);
   ctx.log.info({ deviceId, name, certificate: signed ? signed.issued.expiresAt : undefined }, 'device enrolled');
   ctx.events.emit({ type: 'device.enrolled', device: deviceView((await ctx.store.devices.get(deviceId))!) });
-  return { deviceId, secret, name, labels, ...(signed ? { certificate: signed.issued } : {}) };
+  return { deviceId, secret, name, labels, ...(signed ? { certificate: signed.issued } : {}), ...(login ? { mqttPassword: login.password } : {}), ...(login?.subscribeQos !== undefined ? { mqttSubscribeQos: login.subscribeQos } : {}) };
 }
 
 /** Checks a device's MQTT or HTTP credentials in constant time. */
