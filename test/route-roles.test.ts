@@ -67,7 +67,7 @@ t.test('every route says who may call it, and gets exactly those callers', async
     }
   }
   const byAccess = (a: Access) => routes.filter((r) => r.access === a).map((r) => `${r.method} ${r.url}`);
-  t.same(byAccess('device').sort(), ['GET /v1/devices/me/desired', 'GET /v1/devices/me/jobs', 'POST /v1/devices/me/certificate', 'POST /v1/jobs/:id/outputs'], 'a device credential alone: its desired state and jobs, its certificate renewal and its job outputs');
+  t.same(byAccess('device').sort(), ['GET /v1/devices/me/desired', 'GET /v1/devices/me/jobs', 'GET /v1/devices/me/mqtt-login', 'POST /v1/devices/me/certificate', 'POST /v1/jobs/:id/outputs'], 'a device credential alone: its desired state and jobs, its certificate renewal and its job outputs');
   t.same(byAccess('viewer+device'), ['GET /v1/artifacts/:sha256'], 'a device secret or any token: artifacts');
   t.ok(routes.filter((r) => r.method === 'GET' && r.url.startsWith('/v1/') && !r.url.startsWith('/v1/devices/me/') && !['/v1/tokens', '/v1/audit'].includes(r.url)).every((r) => ['public', 'viewer', 'viewer+device'].includes(r.access)), "a viewer reads every GET but tokens, the audit log and a device's own documents");
   t.ok(routes.filter((r) => r.method !== 'GET').every((r) => r.access !== 'viewer'), 'no change is a viewer\'s');

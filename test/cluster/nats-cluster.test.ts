@@ -136,6 +136,18 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
     await waitFor('beta serves linear:1 again, read over HTTPS', () => serves(again, 1), 60_000);
   });
 
+  await t.test('a device without its JWT (enrolled before NATS) is refused, asks the relay for a login, and connects', async (t) => {
+    const c = await enrollDevice(t, relay, 'gamma');
+    const file = join(c.dataDir, 'device.json');
+    const { mqttPassword: _p, mqttSubscribeQos: _q, ...before } = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    writeFileSync(file, JSON.stringify(before), { mode: 0o600 });
+    const agentC = await startAgent(t, c);
+    await waitFor('gamma online', async () => (await relay.api<{ online: boolean }>('GET', `/v1/devices/${c.deviceId}`)).body.online || undefined, 60_000);
+    t.ok(agentC.logs.some((l) => /new MQTT login/.test(String(l.msg))), 'the agent says it took a new login');
+    t.match(devicePassword(c), /^eyJ/, 'and keeps it in device.json');
+    await agentC.stop();
+  });
+
   await t.test('devices remove revokes the JWT on every node at once', async (t) => {
     const probe = mqtt.connect(n3.mqttUrl, { clientId: `${a.deviceId}-probe2`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));

@@ -3,7 +3,7 @@
 
 import { join } from 'node:path';
 import { background, cleanUpLeftoverRuns, createLogger, guardedInterval, type DesiredState, type Logger } from '@outpost/shared';
-import { readDeviceFile } from './device-file.js';
+import { readDeviceFile, writeDeviceFile } from './device-file.js';
 import { ArtifactCache } from './artifact-cache.js';
 import { connect, type Connection } from './connection.js';
 import { Reconciler } from './reconcile.js';
@@ -169,6 +169,15 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     ...(device.mqttUrls ? { urls: device.mqttUrls } : {}),
     ...(device.mqttPassword ? { password: device.mqttPassword } : {}),
     ...(device.mqttSubscribeQos === 0 ? { subscribeQos: 0 as const } : {}),
+    // Kept in device.json, so the next start uses it at once.
+    refreshLogin: async () => {
+      const login = await relayState.mqttLogin();
+      if (login) {
+        const { mqttUrls: _u, mqttSubscribeQos: _q, ...rest } = readDeviceFile(opts.dataDir);
+        writeDeviceFile(opts.dataDir, { ...rest, mqttPassword: login.password, ...(login.subscribeQos === 0 ? { mqttSubscribeQos: 0 } : {}), ...(login.urls ? { mqttUrl: login.urls[0]!, mqttUrls: login.urls } : {}) });
+      }
+      return login;
+    },
     deviceId: device.deviceId,
     secret: device.secret,
     tls: () => tls.forMqtt,

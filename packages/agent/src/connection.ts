@@ -29,6 +29,11 @@ export interface ConnectionOptions {
   password?: string;
   /** QoS of the agent's subscriptions (default 1; 0 on NATS, see DeviceBrokerLogin on the relay). */
   subscribeQos?: 0 | 1;
+  /**
+   * The broker refused the device's login: asks the relay for a current one (a workspace moved
+   * to NATS, a new account key). Resolves with it, or undefined when there is none.
+   */
+  refreshLogin?(): Promise<BrokerLogin | undefined>;
   deviceId: string;
   secret: string;
   /**
@@ -51,6 +56,13 @@ export interface ConnectionOptions {
   /** Defaults: 1 s doubling to 30 s with jitter, and 30 s for the broker's CONNACK. */
   reconnect?: ReconnectPolicy;
   connectTimeoutMs?: number;
+}
+
+/** What the device gives the broker, from the relay (GET /v1/devices/me/mqtt-login). */
+export interface BrokerLogin {
+  password: string;
+  subscribeQos?: 0 | 1;
+  urls?: string[];
 }
 
 export interface Connection {
@@ -130,6 +142,8 @@ export function connect(opts: ConnectionOptions): Connection {
     writeCache: false,
   });
 
+  let subscribeQos = opts.subscribeQos ?? 1;
+  let password = opts.password;
   let failures = 0;
   let retry: NodeJS.Timeout | undefined;
   let closing = false;
@@ -143,7 +157,7 @@ export function connect(opts: ConnectionOptions): Connection {
   let subscribeRetry: NodeJS.Timeout | undefined;
   const subscribe = (attempt: number) => {
     const connection = client.stream;
-    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: opts.subscribeQos ?? 1 }, (err) => {
+    client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: subscribeQos }, (err) => {
       if (!err) return opts.onSubscribed?.();
       if (closing || client.stream !== connection || !client.connected) return;
       const retryInS = Math.round(backoffMs(attempt, { baseMs: 1000, maxMs: 30_000 }) / 1000);
@@ -228,10 +242,28 @@ export function connect(opts: ConnectionOptions): Connection {
       if (!closing) client.reconnect({ incomingStore: client.incomingStore, outgoingStore: client.outgoingStore });
     }, delay);
   });
+  // One login asked for per refusal, and not more than once every five minutes.
+  let loginAskedAt = 0;
+  const askLogin = async () => {
+    if (!opts.refreshLogin || Date.now() - loginAskedAt < 300_000) return false;
+    loginAskedAt = Date.now();
+    const login = await opts.refreshLogin();
+    if (!login || login.password === password) return false;
+    password = login.password;
+    subscribeQos = login.subscribeQos ?? 1;
+    Object.assign(client.options, { password: login.password }, login.urls?.length ? { servers: brokerServers(login.urls) } : {});
+    log.info('the relay handed this device a new MQTT login: connecting with it');
+    return true;
+  };
   client.on('error', (err) => {
     const code = (err as { code?: number }).code;
-    if (code === 4 || code === 5) log.error(`the relay refused this device's ${!opts.password && opts.tls?.()?.cert ? 'certificate' : 'credentials'}: it may have been removed; enroll again`);
-    else log.warn({ err: err.message }, 'mqtt error');
+    if (code === 4 || code === 5) {
+      void askLogin()
+        .catch((e: unknown) => (log.warn({ err: (e as Error).message }, 'could not ask the relay for an MQTT login'), false))
+        .then((renewed) => {
+          if (!renewed) log.error(`the relay refused this device's ${!password && opts.tls?.()?.cert ? 'certificate' : 'credentials'}: it may have been removed; enroll again`);
+        });
+    } else log.warn({ err: err.message }, 'mqtt error');
   });
 
   return {

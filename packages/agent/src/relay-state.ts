@@ -8,7 +8,7 @@
 // applied, from either path, changes nothing (a read that crossed a newer MQTT message, or a
 // stale retained copy from a broker restored from backup arriving after a fresh read).
 
-import { guardedTimeout, messageParser, tlsFetch, DesiredJobs, DesiredState, type ClientTls, type Logger } from '@outpost/shared';
+import { guardedTimeout, messageParser, tlsFetch, DesiredJobs, DesiredState, MqttLogin, type ClientTls, type Logger } from '@outpost/shared';
 
 /** How often the agent reads when nothing else asks it to: five minutes, a fifth either way. */
 const PERIOD_MS = 300_000;
@@ -17,6 +17,7 @@ const MAX_BYTES = 1 << 20;
 const TIMEOUT_MS = 30_000;
 
 const parsers = { desired: messageParser(DesiredState), jobs: messageParser(DesiredJobs) };
+const parseLogin = messageParser(MqttLogin);
 
 export interface RelayStateOptions {
   relayUrl: string;
@@ -74,6 +75,25 @@ export class RelayState {
       }
     })();
     return this.#reading;
+  }
+
+  /**
+   * The MQTT login the relay has for this device, when its broker has its own (NATS); undefined
+   * when it has none (the secret or certificate is the login).
+   */
+  async mqttLogin(): Promise<{ password: string; subscribeQos?: 0 | 1; urls?: string[] } | undefined> {
+    const res = await tlsFetch(this.#opts.tls())(`${this.#opts.relayUrl}/v1/devices/me/mqtt-login`, { headers: this.#opts.auth(), signal: AbortSignal.timeout(TIMEOUT_MS) });
+    if (res.status === 404) return void (await res.body?.cancel());
+    if (!res.ok) {
+      await res.body?.cancel();
+      throw new Error(`the relay answered ${res.status} for the MQTT login`);
+    }
+    const body = Buffer.from(await res.arrayBuffer());
+    if (body.length > 64 * 1024) throw new Error('the MQTT login from the relay is over 64 KiB');
+    const parsed = parseLogin.parse(body);
+    if (!parsed.ok) throw new Error(`malformed MQTT login from the relay: ${parsed.reason}`);
+    const { password, subscribeQos, urls } = parsed.value;
+    return { password, ...(subscribeQos === 0 || subscribeQos === 1 ? { subscribeQos } : {}), ...(urls ? { urls } : {}) };
   }
 
   close(): void {

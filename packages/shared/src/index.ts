@@ -19,6 +19,7 @@ export {
   JobLogBatch,
   DeviceNotice,
   REPORT_AGAIN,
+  MqttLogin,
   JOB_RUN_STATES,
   LOG_LEVELS,
   MAX_LOG_LINE_BYTES,

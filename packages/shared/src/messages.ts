@@ -212,6 +212,15 @@ export type JobLogBatch = Static<typeof JobLogBatch>;
  * `outpost/v1/devices/{id}/notice` (retained, written by the relay; empty when there is none):
  * a problem with the device that its agent should act on. Kinds an agent does not know are ignored.
  */
+/** GET /v1/devices/me/mqtt-login: the device's MQTT login where the broker has its own (NATS). */
+export const MqttLogin = Type.Object({
+  username: Type.Optional(Type.String({ maxLength: 256 })),
+  password: Type.String({ minLength: 1, maxLength: 8192 }),
+  subscribeQos: Type.Optional(Type.Union([Type.Literal(0), Type.Literal(1)])),
+  urls: Type.Optional(Type.Array(Type.String({ pattern: '^(mqtts?|wss?)://', maxLength: 2048 }), { minItems: 1, maxItems: 16 })),
+});
+export type MqttLogin = Static<typeof MqttLogin>;
+
 /** A notice kind: the relay lost track of reports (a broker without retained ones); send them again. */
 export const REPORT_AGAIN = 'report-again';
 

@@ -41,4 +41,19 @@ export async function deviceStateRoutes(app: FastifyInstance, deps: ApiDeps): Pr
   };
   app.get('/v1/devices/me/desired', { config: { access: 'device' } }, (request, reply) => answer(request, reply, (id) => desiredStateFor(ctx, id)));
   app.get('/v1/devices/me/jobs', { config: { access: 'device' } }, (request, reply) => answer(request, reply, (id) => scheduler.desiredJobsFor(id)));
+
+  // A device enrolled before the broker had logins of its own (a workspace moved from Mosquitto
+  // to NATS) or whose login the broker refuses asks for one here, with its certificate or secret.
+  app.get('/v1/devices/me/mqtt-login', { config: { access: 'device' } }, async (request, reply) => {
+    const caller = request.caller;
+    if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device reads its own MQTT login');
+    if (!reads.allow(caller.deviceId)) {
+      reply.header('retry-after', String(Math.ceil(1 / READS.ratePerSec)));
+      throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device asks for its MQTT login too often: at most one read every ${1 / READS.ratePerSec} s`);
+    }
+    const login = await ctx.brokerAccounts?.login?.(caller.deviceId);
+    if (!login) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', "this relay's broker takes the device's own secret or certificate: there is no other MQTT login");
+    reply.header('cache-control', 'no-store');
+    return { username: caller.deviceId, password: login.password, ...(login.subscribeQos !== undefined ? { subscribeQos: login.subscribeQos } : {}), urls: deps.mqttUrlsFor(request.hostname) };
+  });
 }
