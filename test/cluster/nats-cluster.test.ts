@@ -67,7 +67,8 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
   const a = await enrollDevice(t, relay, 'alpha', 'site=lab');
   const b = await enrollDevice(t, relay, 'beta', 'site=lab');
   t.match(devicePassword(a), /^eyJ/, 'enrollment hands the device a NATS user JWT');
-  t.same((JSON.parse(readFileSync(join(a.dataDir, 'device.json'), 'utf8')) as { mqttUrls: string[] }).mqttUrls, cluster.nodes.map((n) => n.mqttUrl), 'and every node to fail over through');
+  const given = [a, b].map((d) => (JSON.parse(readFileSync(join(d.dataDir, 'device.json'), 'utf8')) as { mqttUrls: string[] }).mqttUrls);
+  for (const urls of given) t.same([...urls].sort(), cluster.nodes.map((n) => n.mqttUrl).sort(), 'and every node to fail over through (in an order of its own, so a fleet spreads)');
   useNodes(a, [n1.mqttUrl, n2.mqttUrl, n3.mqttUrl]);
   useNodes(b, [n2.mqttUrl, n3.mqttUrl, n1.mqttUrl]);
   const agentA = await startAgent(t, a);

@@ -10,6 +10,7 @@ import { OutpostError } from '@outpost/shared';
 import { desiredStateFor } from '../fleet/desired-state.js';
 import { FloodGuard } from '../broker/flood-guard.js';
 import type { ApiDeps } from './server.js';
+import { spreadNodes } from './enroll.js';
 
 /**
  * Reads a device may make: twenty at once, then one every two seconds. An agent reads on each
@@ -54,6 +55,6 @@ export async function deviceStateRoutes(app: FastifyInstance, deps: ApiDeps): Pr
     const login = await ctx.brokerAccounts?.login?.(caller.deviceId);
     if (!login) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', "this relay's broker takes the device's own secret or certificate: there is no other MQTT login");
     reply.header('cache-control', 'no-store');
-    return { username: caller.deviceId, password: login.password, ...(login.subscribeQos !== undefined ? { subscribeQos: login.subscribeQos } : {}), urls: deps.mqttUrlsFor(request.hostname) };
+    return { username: caller.deviceId, password: login.password, ...(login.subscribeQos !== undefined ? { subscribeQos: login.subscribeQos } : {}), urls: spreadNodes(deps.mqttUrlsFor(request.hostname), caller.deviceId) };
   });
 }

@@ -2,6 +2,7 @@
 // CSR for a certificate. GET /v1/ca: the relay's CA, for a device to check against its token's
 // fingerprint before it trusts (and sends its token to) this relay.
 
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { OutpostError, type Labels } from '@outpost/shared';
 import { enrollDevice } from '../fleet/enrollment.js';
@@ -10,6 +11,16 @@ import { bearerToken } from './auth.js';
 import { auditTarget } from './audit.js';
 import { checkLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
+
+/**
+ * A cluster's nodes in an order of the device's own (a rotation picked by its id), so a fleet
+ * spreads over the nodes instead of every device trying the first one first.
+ */
+export function spreadNodes(urls: string[], deviceId: string): string[] {
+  if (urls.length < 2) return urls;
+  const k = createHash('sha256').update(deviceId).digest().readUInt32BE(0) % urls.length;
+  return [...urls.slice(k), ...urls.slice(0, k)];
+}
 
 export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   app.get('/v1/ca', { config: { access: 'public' } }, async () => {
@@ -40,7 +51,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
       // Selector deployments reach a device that enrolls later.
       await syncSelectorMembership(deps.ctx, enrollment.deviceId);
       reply.status(201);
-      const urls = deps.mqttUrlsFor(request.hostname);
+      const urls = spreadNodes(deps.mqttUrlsFor(request.hostname), enrollment.deviceId);
       return { ...enrollment, mqttUrl: urls[0], ...(urls.length > 1 ? { mqttUrls: urls } : {}), ...(deps.mqttCa ? { mqttCa: deps.mqttCa } : {}) };
     },
   );
