@@ -7,10 +7,14 @@
 // With --relays 2, two relays serve one workspace (PostgreSQL, Mosquitto, shared artifacts and
 // CA; devices download from either): after the rollout the leader is killed (-9), and it prints
 // the time until the other leads and what that one ingests alone.
+// With --broker nats, the device traffic goes through a NATS cluster (--nats-nodes, made by
+// `outpost-relay broker nats-config`) and PostgreSQL; at the end a node is killed (-9) and it
+// prints the time until every device is online again through the others.
 //
 //   npx tsx bench/fleet/run.ts [--devices 1000] [--rollout 1000] [--workers 4] [--heartbeat 10] [--model-mb 5]
 //   npx tsx bench/fleet/run.ts --devices 5000 --rollout 0 --storm [--hold 60] [--reconnect fixed,backoff]
 //   npx tsx bench/fleet/run.ts --relays 2 [--devices 10000] [--rollout 1000]
+//   npx tsx bench/fleet/run.ts --broker nats --relays 2 [--nats-nodes 3] [--devices 20000] [--rollout 1000]
 
 import { fork, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,6 +24,7 @@ import { parseArgs } from 'node:util';
 import { cpuSeconds, memory } from '../proc-stats.js';
 import { buildModel, seededRandom } from '../../test/fixtures/onnx-builder.js';
 import { startSharedWorkspace } from './shared-workspace.js';
+import type { SimDevice } from './worker.js';
 
 const { values } = parseArgs({
   options: {
@@ -43,10 +48,15 @@ const { values } = parseArgs({
     profile: { type: 'string' },
     /** Relays serving one workspace (2: PostgreSQL and Mosquitto, started here). */
     relays: { type: 'string', default: '1' },
+    /** The device broker: the relay's embedded one (one relay), Mosquitto (several), or a NATS cluster. */
+    broker: { type: 'string' },
+    'nats-nodes': { type: 'string', default: '3' },
   },
 });
 const RELAYS = Number(values.relays);
-if (RELAYS > 1 && values.storm) throw new Error('--storm is for one relay');
+const BROKER = values.broker ?? (RELAYS > 1 ? 'mosquitto' : 'embedded');
+if (!['embedded', 'mosquitto', 'nats'].includes(BROKER)) throw new Error(`--broker takes embedded, mosquitto or nats (got ${BROKER})`);
+if ((RELAYS > 1 || BROKER === 'nats') && values.storm) throw new Error('--storm is for one relay on its embedded broker');
 const N = Number(values.devices);
 const ROLLOUT = Math.min(N, Number(values.rollout));
 const WORKERS = Number(values.workers);
@@ -60,7 +70,7 @@ const say = (s: string) => process.stdout.write(`${s}\n`);
 const profileArgs = values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [];
 // --insecure: this measures the fleet logic (enrollment, rollout, reconnect storms) over plain
 // MQTT, comparable across runs; TLS handshakes are measured apart (bench/tls-connect.ts).
-const shared = RELAYS > 1 ? await startSharedWorkspace(dir) : undefined;
+const shared = BROKER !== 'embedded' ? await startSharedWorkspace(dir, BROKER as 'mosquitto' | 'nats', Number(values['nats-nodes'])) : undefined;
 const relayDir = (i: number) => join(dir, i === 0 ? 'relay' : `relay-${i}`);
 const startRelay = (httpPort = '0', mqttPort = '0', i = 0) =>
   spawn(process.execPath, [...profileArgs, RELAY_BIN, 'start', '--insecure', '--data-dir', relayDir(i), '--host', '127.0.0.1', '--http-port', httpPort, '--mqtt-port', mqttPort, '--max-downloads', values['max-downloads']!, ...(shared?.args ?? [])], {
@@ -128,16 +138,17 @@ const metricSum = async (name: string, from = runtimes) => (await Promise.all(fr
 
 // Enroll through the real API; the first ROLLOUT devices get the label the rollout selects.
 let t = performance.now();
-const devices: Array<{ deviceId: string; secret: string; mqttUrl: string; relayUrl: string }> = [];
+const devices: SimDevice[] = [];
 for (let i = 0; i < N; i += 100) {
   devices.push(
     ...(await Promise.all(
       Array.from({ length: Math.min(100, N - i) }, async (_, j) => {
         const labels = i + j < ROLLOUT ? { group: 'rollout' } : { group: 'rest' };
         const { token: enrollToken } = await api<{ token: string }>('POST', '/v1/tokens/enroll', { labels });
-        const e = await api<{ deviceId: string; secret: string; mqttUrl: string }>('POST', '/v1/enroll', {}, enrollToken);
+        const e = await api<SimDevice>('POST', '/v1/enroll', {}, enrollToken);
         // With several relays, devices reach them in turn (as behind a load balancer).
-        return { deviceId: e.deviceId, secret: e.secret, mqttUrl: e.mqttUrl, relayUrl: runtimes[(i + j) % runtimes.length]!.httpUrl };
+        const { deviceId, secret, mqttUrl, mqttUrls, mqttPassword, mqttSubscribeQos } = e;
+        return { deviceId, secret, mqttUrl, relayUrl: runtimes[(i + j) % runtimes.length]!.httpUrl, ...(mqttUrls ? { mqttUrls } : {}), ...(mqttPassword ? { mqttPassword } : {}), ...(mqttSubscribeQos === 0 ? { mqttSubscribeQos } : {}) };
       }),
     )),
   );
@@ -200,6 +211,7 @@ say(`heartbeats ingested: ${hbRate.toFixed(0)}/s (expected ${(N / (HEARTBEAT_MS 
 
 if (ROLLOUT > 0) await rollout();
 if (RELAYS > 1) await takeover();
+if (shared?.natsNodes) await natsNodeLoss(shared.natsNodes);
 if (values.storm) {
   const results: Array<Awaited<ReturnType<typeof storm>>> = [];
   for (const [i, policy] of POLICIES.entries()) {
@@ -257,6 +269,23 @@ async function rollout(): Promise<void> {
   say(`relay during the rollout: CPU ${rolloutCpu.toFixed(0)}% of one core${each}; ${((model.length * ROLLOUT) / 1024 / 1024 / rolloutS).toFixed(0)} MB/s of artifacts served`);
   say(`simulators during the rollout: CPU ${simRolloutCpu.toFixed(0)}% of one core (all ${WORKERS} together; the machine has 2 cores)`);
   say(`relay over the whole run${each}: CPU ${(((relaysCpu() - cpuStart) / ((performance.now() - t) / 1000 + connectS + 10)) * 100).toFixed(0)}% of one core; RSS ${mem.rssMiB.toFixed(0)} MiB, peak ${mem.peakMiB.toFixed(0)} MiB; relay still answering: ${(await fetch(`${runtime.httpUrl}/v1/health`)).status === 200}`);
+}
+
+/** Kills one NATS node with -9: the time until every device is online again, through the others. */
+async function natsNodeLoss(nodes: NonNullable<typeof shared>['natsNodes'] & object): Promise<void> {
+  const node = nodes[0]!;
+  const on = devices.filter((d) => (d.mqttUrls?.[0] ?? d.mqttUrl) === node.mqttUrl).length;
+  const alive = runtimes.slice(RELAYS > 1 ? 1 : 0);
+  const online = () => metricAt(alive[0]!.httpUrl, 'outpost_devices\\{online="true"\\}');
+  const connectsBefore = sum('connects');
+  await node.kill();
+  const killed = performance.now();
+  // A dead node sends no wills: its devices stay online at the relay while they reconnect
+  // elsewhere. Done when each of them has connected again (the simulators count connects).
+  await until("the node's devices connected again", () => (sum('connects') - connectsBefore >= on ? true : undefined), 600_000, 100);
+  const reconnectedS = (performance.now() - killed) / 1000;
+  await until('every device online', async () => ((await online()) >= N ? true : undefined), 600_000, 250);
+  say(`NATS node ${node.name} killed (-9) with ${on} devices on it: all of them connected to another node ${reconnectedS.toFixed(1)} s later (${sum('connects') - connectsBefore} connections made); ${await online()} of ${N} online at the relay`);
 }
 
 /** Kills the leader (the first relay) with -9: the time until another leads, and what it ingests alone. */

@@ -1,5 +1,5 @@
 // What several relays share, for bench/fleet --relays N: a private PostgreSQL cluster, a
-// Mosquitto (devices on their own topics by its pattern ACL, as docs/architecture.md gives),
+// NATS cluster (--broker nats) or a Mosquitto (devices on their own topics by its pattern ACL, as docs/architecture.md gives),
 // and folders for the artifacts and the CA. Returns the flags every relay gets.
 
 import { spawn } from 'node:child_process';
@@ -10,9 +10,75 @@ import { join } from 'node:path';
 import { createDatabase, startPostgres } from '../../test/helpers/postgres.js';
 
 export interface SharedWorkspace {
-  /** `--store … --mqtt-url … --advertise-mqtt-url … --artifacts-dir … --ca-dir …` */
+  /** `--store … --mqtt-url … --advertise-mqtt-url … --artifacts-dir … --ca-dir …` (or `--broker nats://…`) */
   args: string[];
+  /** With NATS: the nodes, to kill one. */
+  natsNodes?: BenchNatsNode[];
   stop(): Promise<void>;
+}
+
+export interface BenchNatsNode {
+  name: string;
+  mqttUrl: string;
+  kill(): Promise<void>;
+}
+
+const RELAY_BIN = new URL('../../packages/relay/dist/cli/main.js', import.meta.url).pathname;
+
+async function portFree(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A base port with `n` free ports after it, away from the others already picked. */
+async function freeRun(n: number, taken: number[]): Promise<number> {
+  for (;;) {
+    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    if (taken.some((b) => Math.abs(b - base) < 16)) continue;
+    let ok = true;
+    for (let i = 0; i < n && ok; i++) ok = await portFree(base + i);
+    if (ok) return (taken.push(base), base);
+  }
+}
+
+/** A NATS cluster made by `outpost-relay broker nats-config`, its nodes started and healthy. */
+async function startNats(dir: string, nodes: number): Promise<{ args: string[]; nodes: BenchNatsNode[]; stop(): void }> {
+  const taken: number[] = [];
+  const ports = [await freeRun(nodes, taken), await freeRun(nodes, taken), await freeRun(nodes, taken), await freeRun(nodes, taken)];
+  const out = await new Promise<string>((resolve, reject) => {
+    const p = spawn(process.execPath, [RELAY_BIN, 'broker', 'nats-config', '--dir', join(dir, 'nats'), '--nodes', String(nodes), '--client-port', String(ports[0]), '--mqtt-port', String(ports[1]), '--cluster-port', String(ports[2]), '--monitor-port', String(ports[3]), '--json'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let text = '';
+    p.stdout!.on('data', (d) => (text += d));
+    p.once('exit', (code) => (code === 0 ? resolve(text) : reject(new Error(`broker nats-config exited ${code}`))));
+  });
+  const plan = JSON.parse(out) as { nodes: Array<{ name: string; mqttPort: number; monitorPort: number; config: string }>; broker: string; advertiseMqttUrl: string; credentials: string };
+  const procs = plan.nodes.map((n) => spawn('nats-server', ['-c', n.config], { stdio: 'ignore' }));
+  for (const [i, n] of plan.nodes.entries()) {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      if (procs[i]!.exitCode !== null) throw new Error(`nats-server ${n.name} exited (apt-get install -y nats-server?)`);
+      if ((await fetch(`http://127.0.0.1:${n.monitorPort}/healthz`).catch(() => undefined))?.ok) break;
+      if (Date.now() > deadline) throw new Error(`nats-server ${n.name} not healthy`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    args: ['--broker', plan.broker, '--nats-credentials', plan.credentials, '--advertise-mqtt-url', plan.advertiseMqttUrl],
+    nodes: plan.nodes.map((n, i) => ({
+      name: n.name,
+      mqttUrl: `mqtt://127.0.0.1:${n.mqttPort}`,
+      async kill() {
+        const p = procs[i]!;
+        if (p.exitCode !== null) return;
+        p.kill('SIGKILL');
+        await new Promise((r) => p.once('exit', r));
+      },
+    })),
+    stop: () => procs.forEach((p) => p.kill('SIGKILL')),
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -23,10 +89,22 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startSharedWorkspace(dir: string): Promise<SharedWorkspace> {
+export async function startSharedWorkspace(dir: string, kind: 'mosquitto' | 'nats' = 'mosquitto', natsNodes = 3): Promise<SharedWorkspace> {
   const pg = await startPostgres();
   if (!pg) throw new Error('--relays needs PostgreSQL (apt-get install -y postgresql)');
   const store = await createDatabase(pg.url, 'fleet');
+  const shared = ['--artifacts-dir', join(dir, 'shared-artifacts'), '--ca-dir', join(dir, 'shared-ca')];
+  if (kind === 'nats') {
+    const nats = await startNats(dir, natsNodes);
+    return {
+      args: ['--store', store, ...nats.args, ...shared],
+      natsNodes: nats.nodes,
+      async stop() {
+        nats.stop();
+        await pg.stop();
+      },
+    };
+  }
   // Its own folder under the system's temp dir: started as root, Mosquitto drops to its own
   // user before it reads the ACL, so no folder above it may be private.
   const broker = mkdtempSync(join(tmpdir(), 'outpost-bench-mosquitto-'));
@@ -53,7 +131,7 @@ export async function startSharedWorkspace(dir: string): Promise<SharedWorkspace
   });
   const mqtt = `mqtt://127.0.0.1:${port}`;
   return {
-    args: ['--store', store, '--mqtt-url', mqtt.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', mqtt, '--artifacts-dir', join(dir, 'shared-artifacts'), '--ca-dir', join(dir, 'shared-ca')],
+    args: ['--store', store, '--mqtt-url', mqtt.replace('mqtt://', 'mqtt://outpost-relay:unused@'), '--advertise-mqtt-url', mqtt, ...shared],
     async stop() {
       mosquitto.kill('SIGKILL');
       rmSync(broker, { recursive: true, force: true });

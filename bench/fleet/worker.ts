@@ -14,8 +14,19 @@ import { ModelTable } from '../../packages/agent/dist/runtime/model-table.js';
 import { ServedModel } from '../../packages/agent/dist/runtime/served-model.js';
 import { InferenceEngine } from '../../packages/agent/dist/runtime/inference-engine.js';
 
+/** What enrollment gave a device (the NATS fields only on a NATS cluster). */
+export interface SimDevice {
+  deviceId: string;
+  secret: string;
+  mqttUrl: string;
+  relayUrl: string;
+  mqttUrls?: string[];
+  mqttPassword?: string;
+  mqttSubscribeQos?: 0 | 1;
+}
+
 interface Start {
-  devices: Array<{ deviceId: string; secret: string; mqttUrl: string; relayUrl: string }>;
+  devices: SimDevice[];
   heartbeatMs: number;
   dir: string;
   /** 'fixed': MQTT reconnects as agents did before backoff (every 2 s, CONNACK within 10 s). */
@@ -68,6 +79,9 @@ process.once('message', (msg: Start) => {
     let first = true;
     const conn = connect({
       url: d.mqttUrl,
+      ...(d.mqttUrls ? { urls: d.mqttUrls } : {}),
+      ...(d.mqttPassword ? { password: d.mqttPassword } : {}),
+      ...(d.mqttSubscribeQos === 0 ? { subscribeQos: 0 as const } : {}),
       deviceId: d.deviceId,
       secret: d.secret,
       log,
