@@ -63,7 +63,8 @@ function natsConnectAnswer(url: string, jwt: string): Promise<string> {
 t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
   const cluster = await startNatsCluster(t, 3);
   const [n1, n2, n3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
-  const relay = await startRelay(t, { extraArgs: cluster.relayArgs });
+  // A short silence window, for the node-death case below (agents beat every second here).
+  const relay = await startRelay(t, { extraArgs: [...cluster.relayArgs, '--device-silence', '5s'] });
   const a = await enrollDevice(t, relay, 'alpha', 'site=lab');
   const b = await enrollDevice(t, relay, 'beta', 'site=lab');
   t.match(devicePassword(a), /^eyJ/, 'enrollment hands the device a NATS user JWT');
@@ -162,5 +163,25 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
     again.end(true);
     t.match(refusal.message, /Not authorized|Bad username or password/i, 'a new connect with the JWT is refused');
     await waitFor('the agent says it was refused', () => agentA.logs.some((l) => /refused this device/.test(String(l.msg))) || undefined, 30_000);
+  });
+
+  await t.test('a device whose node died with it (no will from a dead node) is marked offline after the silence window', async (t) => {
+    const d = await enrollDevice(t, relay, 'delta');
+    const session = Date.now();
+    const status = (online: boolean) => JSON.stringify({ online, ts: Date.now(), session, instance: 'abcdef0123456789', agentVersion: 'probe', training: false, datasets: [] });
+    const probe = mqtt.connect(n3.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: devicePassword(d), reconnectPeriod: 0, will: { topic: `outpost/v1/devices/${d.deviceId}/status`, payload: Buffer.from(status(false)), qos: 1, retain: true } });
+    probe.on('error', () => {});
+    await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));
+    await probe.publishAsync(`outpost/v1/devices/${d.deviceId}/status`, status(true), { qos: 1, retain: true });
+    const online = async () => (await relay.api<{ online: boolean }>('GET', `/v1/devices/${d.deviceId}`)).body.online;
+    await waitFor('delta online', async () => (await online()) || undefined);
+    await n3.kill('SIGKILL');
+    const killed = Date.now();
+    await waitFor('delta offline', async () => ((await online()) ? undefined : true), 30_000);
+    t.ok(Date.now() - killed >= 3000, 'not before the window (no will came)');
+    t.ok(relay.logs.some((l) => l.deviceId === d.deviceId && /nothing heard from it/.test(String(l.msg))), 'the relay says why');
+    probe.end(true);
+    // Left down: the cluster goes on with two nodes (a node restarted after the streams were
+    // deleted and made again catches up slowly on NATS 2.9, which is not this test's concern).
   });
 });

@@ -15,6 +15,8 @@ export interface TestNatsNode {
   mqttUrl: string;
   monitorPort: number;
   running: boolean;
+  /** The node's recent log (stderr). */
+  log(): string;
   kill(signal?: NodeJS.Signals): Promise<void>;
   start(): Promise<void>;
 }
@@ -66,6 +68,7 @@ export async function startNatsCluster(t: Test, nodes = 3): Promise<TestNatsClus
       mqttUrl: `mqtt://127.0.0.1:${n.mqttPort}`,
       monitorPort: n.monitorPort,
       running: false,
+      log: () => log,
       async start() {
         log = '';
         proc = spawn('nats-server', ['-c', n.config], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -92,10 +95,14 @@ export async function startNatsCluster(t: Test, nodes = 3): Promise<TestNatsClus
 }
 
 /** Waits until the node's JetStream is healthy (its monitor's /healthz). */
-export async function waitNode(n: TestNatsNode, timeoutMs = 30_000): Promise<void> {
+export async function waitNode(n: TestNatsNode, timeoutMs = 60_000): Promise<void> {
+  let last = '';
   await waitFor(`NATS ${n.name} healthy`, async () => {
-    if (!n.running) throw new Error(`nats-server ${n.name} exited`);
+    if (!n.running) throw new Error(`nats-server ${n.name} exited: ${n.log().slice(-2000)}`);
     const res = await fetch(`http://127.0.0.1:${n.monitorPort}/healthz`).catch(() => undefined);
+    if (res && !res.ok) last = await res.text();
     return res?.ok || undefined;
-  }, timeoutMs);
+  }, timeoutMs).catch((err: Error) => {
+    throw new Error(`${err.message}: /healthz said ${last}; its log ends: ${n.log().slice(-1500)}`);
+  });
 }

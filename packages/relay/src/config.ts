@@ -24,6 +24,8 @@ export const RELAY_DEFAULTS = {
   artifactCheckIntervalMs: 6 * HOUR,
   duplicateClearMs: DEFAULT_DUPLICATE_CLEAR_MS,
   tlsRefreshIntervalMs: DAY,
+  /** On NATS: a device heard nothing from this long is marked offline (a dead node sends no will). */
+  deviceSilenceMs: 90 * SECOND,
   deviceLimits: DEFAULT_DEVICE_LIMITS,
   runQuotas: DEFAULT_RUN_QUOTAS,
 } as const;

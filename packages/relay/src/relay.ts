@@ -32,6 +32,7 @@ import { createDeviceMessageRouter } from './fleet/device-messages.js';
 import { DeviceLogRequests } from './fleet/device-logs.js';
 import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
+import { markSilentDevicesOffline } from './fleet/silence.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
 import type { FleetContext } from './fleet/context.js';
 import { buildApi } from './api/server.js';
@@ -98,6 +99,8 @@ export interface RelayOptions {
   natsUrls?: string[];
   /** The relay's NATS keys and users (`broker nats-config` writes it; default DATA_DIR/nats-credentials.json). */
   natsCredentialsFile?: string;
+  /** On NATS: how long a device may be silent before the leader marks it offline (default 90 s). */
+  deviceSilenceMs?: number;
   /**
    * A PEM file with the CA an external broker's server certificate comes from, when not the
    * relay's own (`outpost-relay ca issue --server`) or a public one: trusted by the relay and
@@ -546,6 +549,10 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // in case an event was missed while the store did not answer.
   const leaderTimer = eventLog ? guardedInterval(log, 'scheduling queued jobs', 2000, () => leadership.leading && scheduler.tick()) : undefined;
   undo.add('the leader timer', () => clearInterval(leaderTimer));
+  // A NATS node that dies sends no wills: the leader marks devices silent for too long offline.
+  const silenceMs = opts.deviceSilenceMs ?? RELAY_DEFAULTS.deviceSilenceMs;
+  const silenceTimer = nats ? guardedInterval(log, 'marking silent devices offline', Math.min(15_000, Math.max(500, silenceMs / 3)), () => leadership.leading && markSilentDevicesOffline(ctx, silenceMs)) : undefined;
+  undo.add('the silence timer', () => clearInterval(silenceTimer));
   // A duplicate-connection mark ends with no message to announce it: look every second.
   const duplicateTimer = guardedInterval(log, 'clearing duplicate-connection marks', 1000, () => clearSettledDuplicates(ctx));
   undo.add('the duplicate-connection timer', () => clearInterval(duplicateTimer));
@@ -600,6 +607,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       closed = true;
       clearInterval(tlsTimer);
       clearInterval(leaderTimer);
+      clearInterval(silenceTimer);
       await scheduler.close();
       await rollouts.close();
       await leadership.close();

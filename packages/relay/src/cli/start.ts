@@ -30,6 +30,7 @@ export function startCommand(program: Command): void {
     .option('--mosquitto-dynsec', "with --mqtt-url: keep device accounts on that Mosquitto through its dynamic security plugin (the URL's user needs the plugin's admin role)")
     .option('--advertise-mqtt-url <url>', 'MQTT URL to hand enrolling devices (default: the host they reached the API on); a comma-separated list for a cluster, which agents fail over through')
     .option('--broker <urls>', 'a NATS cluster as the device broker: nats://HOST:4222[,nats://…]; the relay speaks NATS, devices MQTT to the nodes in --advertise-mqtt-url')
+    .addOption(durationOption('--device-silence <duration>', 'with --broker: a device heard nothing from this long is marked offline (a NATS node that dies sends no last wills)', parseDurationOption, RELAY_DEFAULTS.deviceSilenceMs))
     .option('--nats-credentials <file>', 'with --broker: the keys and users `outpost-relay broker nats-config` wrote (default DATA_DIR/nats-credentials.json)')
     .addOption(sizeOption('--max-model-size <size>', 'largest model upload accepted, e.g. 500MB', RELAY_DEFAULTS.maxModelBytes))
     .option('--max-downloads <n>', 'artifact downloads served at once; more devices wait their turn', parsePositiveInt, RELAY_DEFAULTS.maxDownloads)
@@ -89,7 +90,7 @@ Examples:
   outpost-relay start --broker nats://n1:4222,nats://n2:4222,nats://n3:4222 --nats-credentials nats/relay-credentials.json \\
     --advertise-mqtt-url mqtt://n1:1883,mqtt://n2:1883,mqtt://n3:1883   # a NATS cluster
 `)
-    .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; broker?: string; natsCredentials?: string; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
+    .action(async (opts: { dataDir: string; artifactsDir?: string; caDir?: string; store?: string; host: string; httpPort: number; mqttPort?: number; insecure?: boolean; advertiseHost?: string[]; tlsCert?: string; tlsKey?: string; deviceCertTtl: number; mqttUrl?: string; mqttCa?: string; mosquittoDynsec?: boolean; advertiseMqttUrl?: string; broker?: string; natsCredentials?: string; deviceSilence: number; maxModelSize: number; maxDownloads: number; downloadWait: number; dataset?: Record<string, string>; deviceRate: number; deviceBurst: number; deviceRetained: number; runLogLines: number; runMetricPoints: number; artifactCheckInterval: number; duplicateClear: number }) => {
       // Checked here, not by commander, whose message would repeat the value (and its password).
       if (opts.store) checkStoreUrl(opts.store);
       const warning = opts.store && passwordWarning(opts.store, '--store');
@@ -109,7 +110,7 @@ Examples:
         mqttCaFile: opts.mqttCa,
         mosquittoDynsec: opts.mosquittoDynsec,
         advertisedMqttUrl: opts.advertiseMqttUrl,
-        ...(opts.broker !== undefined ? { natsUrls: parseNatsUrls(opts.broker), natsCredentialsFile: opts.natsCredentials } : {}),
+        ...(opts.broker !== undefined ? { natsUrls: parseNatsUrls(opts.broker), natsCredentialsFile: opts.natsCredentials, deviceSilenceMs: opts.deviceSilence } : {}),
         maxModelBytes: opts.maxModelSize,
         datasets: opts.dataset ?? {},
         maxDownloads: opts.maxDownloads,

@@ -22,7 +22,7 @@ function handler<T>(parser: MessageParser<T>, handle: (ctx: MessageContext, devi
   };
 }
 
-async function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): Promise<void> {
+export async function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): Promise<void> {
   const now = ctx.now();
   await ctx.store.devices.setOnline(deviceId, online, now);
   ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString() });

@@ -1,0 +1,23 @@
+// Devices that went quiet without a goodbye. On a NATS cluster a node that dies sends no last
+// wills for the sessions it held: their devices reconnect to another node within seconds (and
+// say online again), but one that died with the node would stay online at the relay for ever.
+// The leader marks a device offline once nothing (no heartbeat, report or status) has been
+// heard from it for the silence window.
+
+import { setOnline } from './device-messages.js';
+import type { FleetContext } from './context.js';
+
+export async function markSilentDevicesOffline(ctx: FleetContext, silenceMs: number): Promise<number> {
+  const before = ctx.now() - silenceMs;
+  let marked = 0;
+  for (const d of await ctx.store.devices.list()) {
+    if (!d.online || (d.lastSeen ?? 0) >= before) continue;
+    const now = await ctx.store.devices.get(d.id); // heard from since the list was read?
+    if (!now?.online || (now.lastSeen ?? 0) >= before) continue;
+    // The next heartbeat, on this relay, brings it back (another relay's: its next status).
+    ctx.presence.forget(d.id);
+    await setOnline(ctx, d.id, false, `device offline (nothing heard from it for ${Math.round(silenceMs / 1000)} s; its broker node may have died)`);
+    marked++;
+  }
+  return marked;
+}
