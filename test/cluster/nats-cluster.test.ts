@@ -87,6 +87,9 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
     const res = await relay.cli('deploy', 'linear:1', '--selector', 'site=lab', '--wait');
     t.equal(res.code, 0, res.stderr);
     await waitFor('both serve linear:1', async () => ((await serves(agentA, 1)) && (await serves(agentB, 1))) || undefined);
+    const metrics = await (await relay.fetch(`${relay.httpUrl}/metrics`, { headers: { authorization: `Bearer ${relay.token}` } })).text();
+    t.ok(Number(/^outpost_mqtt_messages_out_total (\d+)/m.exec(metrics)?.[1]) > 0, 'what the relay published over NATS is counted');
+    t.ok(relay.logs.some((l) => l.msg === 'asked every device to report again'), 'taking the lead on NATS, the relay asked devices to report again');
   });
 
   await t.test("NATS keeps a device to its own subjects, and its JWT to MQTT", async (t) => {

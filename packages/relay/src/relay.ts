@@ -20,7 +20,7 @@ import { DownloadSlots } from './artifacts/download-slots.js';
 import { ArtifactChecks } from './artifacts/artifact-checks.js';
 import { DiskSpace } from './disk-space.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
-import { connectRelayClient, type BrokerTls, type RelayClient } from './broker/relay-client.js';
+import { connectRelayClient, type BrokerTls, type MqttRelayClient, type RelayClient } from './broker/relay-client.js';
 import { RELAY_USER, connectMosquittoDynsec, type BrokerAccounts } from './broker/mosquitto-dynsec.js';
 import { connectNats, NATS_CREDENTIALS_FILE } from './broker/nats-broker.js';
 import type { DeviceLimits } from './broker/device-quotas.js';
@@ -431,13 +431,14 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   // Several relays on one external broker: each device message goes to one of them.
   const sharedBroker = Boolean(opts.storeUrl && (opts.mqttUrl || nats));
   let mqtt: RelayClient;
+  let mqttClient: MqttRelayClient | undefined;
   if (nats) mqtt = nats.client;
   else {
     const own = await brokerTls(username);
     const client = await connectRelayClient({ url: mqttConnectUrl, username, password, tls: own.tls, log, shared: sharedBroker, onMessage: (t, p) => route(t, p), onReconnect: () => republish() });
     undo.add("the relay's MQTT client", () => client.close());
     if (own.identity) own.identity.set = (pair) => client.setIdentity(pair);
-    mqtt = client;
+    mqtt = mqttClient = client;
   }
   const deviceLogs = new DeviceLogRequests({ publish: (topic, body) => mqtt.publish(topic, body), online: async (id) => (await store.devices.get(id))?.online ?? false });
   events.on((e) => deviceLogs.onFleetEvent(e));
@@ -463,7 +464,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
 
   if (accounts) {
     // Devices enrolled before --mosquitto-dynsec cannot connect: their secrets exist only hashed.
-    const missing = await accounts.missing((await store.devices.list()).map((d) => d.id));
+    const missing = (await accounts.missing?.((await store.devices.list()).map((d) => d.id))) ?? [];
     if (missing.length > 0) log.warn({ devices: missing }, `${missing.length} device(s) have no Mosquitto account and cannot connect: enroll them again (outpost-relay tokens enroll, outpost-agent enroll)`);
   }
   const mqttPublicPort = broker?.port ?? Number(new URL(mqttConnectUrl).port || 1883);
@@ -526,14 +527,15 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     return ids.length;
   };
   const rereadReports = (why: string) =>
-    background(log, "reading the devices' reports again", (nats ? askReports() : mqtt.rereadRetained(['reported', 'jobs-reported'])).then((n) => log.info({ messages: n, why }, nats ? 'asked every device to report again' : "read the devices' retained reports again")));
+    background(log, "reading the devices' reports again", (mqttClient ? mqttClient.rereadRetained(['reported', 'jobs-reported']) : askReports()).then((n) => log.info({ messages: n, why }, mqttClient ? "read the devices' retained reports again" : 'asked every device to report again')));
   const roster = sharedBroker && opts.storeUrl ? new RelayRoster({ url: opts.storeUrl, log: log.child({ part: 'roster' }), onGone: (names) => leadership.leading && rereadReports(`gone: ${names.join(', ')}`) }) : undefined;
   if (roster) undo.add('the relay roster', () => roster.close());
   const lead = async (leading: boolean) => {
     if (leading) {
       await scheduler.start();
       rollouts.start();
-      if (sharedBroker) rereadReports('this relay took the lead');
+      // On NATS even one relay: reports sent while no relay listened were dropped (no retained copy).
+      if (sharedBroker || nats) rereadReports('this relay took the lead');
     } else {
       await rollouts.close();
       await scheduler.follow();

@@ -46,11 +46,11 @@ export interface BrokerAccounts {
   /** A fresh MQTT password for an enrolled device, where the broker has its own (NATS). */
   login?(deviceId: string): Promise<DeviceBrokerLogin>;
   /** The devices among these that have no Mosquitto client (enrolled before dynsec was on). */
-  missing(deviceIds: string[]): Promise<string[]>;
+  missing?(deviceIds: string[]): Promise<string[]>;
   /** Deletes the device's client (disconnecting it) and role. */
   removeDevice(deviceId: string): Promise<void>;
-  /** A new client certificate for the admin connection, from its next connect on. */
-  setIdentity(pair: { cert: string; key: string }): void;
+  /** A new client certificate for the admin connection, from its next connect on (Mosquitto). */
+  setIdentity?(pair: { cert: string; key: string }): void;
   close(): Promise<void>;
 }
 
@@ -88,7 +88,10 @@ export interface DynsecOptions {
 }
 
 /** Connects as the plugin's admin and sets up the relay's own client (see above). */
-export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<BrokerAccounts> {
+/** Mosquitto's accounts: a certificate for the admin connection, and a list of its clients. */
+export type MosquittoAccounts = BrokerAccounts & Required<Pick<BrokerAccounts, 'setIdentity' | 'missing'>>;
+
+export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<MosquittoAccounts> {
   if (opts.username === RELAY_USER) throw new Error(`the dynamic-security admin must not be named "${RELAY_USER}": the relay makes that client for itself`);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const client: MqttClient = await mqtt

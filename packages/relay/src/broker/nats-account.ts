@@ -116,12 +116,6 @@ export class NatsAccount {
     for (const id of deviceIds) revocations[this.userKey(id).getPublicKey()] = nowSec;
     return encodeAccount(claims.name, fromPublic(this.#creds.accountPublicKey), { ...account, revocations }, { signer: this.#operator });
   }
-
-  /** Whether the account JWT revokes this device's key. */
-  isRevoked(accountJwt: string, deviceId: string): boolean {
-    const claims = decode<Account>(accountJwt);
-    return Boolean(claims.nats.revocations?.[this.userKey(deviceId).getPublicKey()]);
-  }
 }
 
 export const textOf = (data: Uint8Array) => td.decode(data);

@@ -11,10 +11,7 @@ import { NatsAccount, textOf, type NatsCredentials } from './nats-account.js';
 
 const REQUEST_MS = 5000;
 
-export interface NatsDeviceAccounts extends BrokerAccounts {
-  /** Whether the cluster's account JWT revokes this device (tests, `devices show`). */
-  isRevoked(deviceId: string): Promise<boolean>;
-}
+export type NatsDeviceAccounts = BrokerAccounts;
 
 export async function connectNatsDeviceAccounts(opts: { servers: string[]; creds: NatsCredentials; store: Store; log: Logger; name: string }): Promise<NatsDeviceAccounts> {
   const account = new NatsAccount(opts.creds);
@@ -43,8 +40,6 @@ export async function connectNatsDeviceAccounts(opts: { servers: string[]; creds
     async login(deviceId) {
       return { password: await account.deviceJwt(deviceId), subscribeQos: 0 };
     },
-    // Every device can have its JWT made again: none is missing.
-    missing: async () => [],
     async removeDevice(deviceId) {
       await opts.store.exclusive('nats-account', async () => {
         const next = await account.revoked(await accountJwt(), [deviceId]);
@@ -54,10 +49,6 @@ export async function connectNatsDeviceAccounts(opts: { servers: string[]; creds
       });
       opts.log.info({ deviceId }, "revoked the device's NATS user on the cluster");
     },
-    async isRevoked(deviceId) {
-      return account.isRevoked(await accountJwt(), deviceId);
-    },
-    setIdentity: () => {},
     async close() {
       await sys.drain().catch(() => sys.close());
     },

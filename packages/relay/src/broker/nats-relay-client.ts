@@ -86,9 +86,6 @@ export async function connectNatsRelayClient(opts: NatsRelayClientOptions): Prom
     publishRetained: publish,
     clearRetained: async () => {},
     publish,
-    // No retained reports to read: the relay asks devices to report again instead (relay.ts).
-    rereadRetained: async () => 0,
-    setIdentity: () => {},
     async close() {
       closing = true;
       for (const s of subs) s.unsubscribe();

@@ -70,6 +70,11 @@ export interface RelayClient {
   publish(topic: string, body: unknown): Promise<void>;
   /** Messages published so far. */
   readonly published: number;
+  close(): Promise<void>;
+}
+
+/** The relay's client of an MQTT broker: what a NATS connection has no use for as well. */
+export interface MqttRelayClient extends RelayClient {
   /**
    * Reads every device's retained messages on these leaves again and hands them on as they
    * arrive (several relays: a report that went to a relay which died before it handled it is
@@ -78,7 +83,6 @@ export interface RelayClient {
   rereadRetained(leaves: string[], quietMs?: number): Promise<number>;
   /** A new client certificate and key, shown from the next connection on (the relay's renewal). */
   setIdentity(pair: { cert: string; key: string }): void;
-  close(): Promise<void>;
 }
 
 /** The fix for a failed first connection, from what failed. */
@@ -94,7 +98,7 @@ function brokerHint(err: Error, opts: RelayClientOptions): string {
   return 'check --mqtt-url (mqtt://USER:PASS@HOST:PORT) and that the broker runs';
 }
 
-export async function connectRelayClient(opts: RelayClientOptions): Promise<RelayClient> {
+export async function connectRelayClient(opts: RelayClientOptions): Promise<MqttRelayClient> {
   const { log } = opts;
   const client: MqttClient = mqtt.connect(opts.url, {
     clientId: `outpost-relay-${process.pid}-${Math.random().toString(16).slice(2, 8)}`,
