@@ -13,7 +13,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as natsConnect, credsAuthenticator } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { FIXTURES, enrollDevice, startAgent, startRelay, type Device, type TestAgent } from '../helpers/programs.js';
+import { FIXTURES, RELAY_BIN, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestAgent } from '../helpers/programs.js';
 import { waitFor } from '../helpers/wait.js';
 import { needPackage } from '../helpers/system-package.js';
 import { startNatsCluster, waitNode } from '../helpers/nats.js';
@@ -60,11 +60,18 @@ function natsConnectAnswer(url: string, jwt: string): Promise<string> {
   });
 }
 
-t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
-  const cluster = await startNatsCluster(t, 3);
+t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async (t) => {
+  // The nodes serve MQTT with a certificate from the relay's CA, made before the relay starts.
+  const relayDir = tempDir(t, 'relay');
+  const certs = tempDir(t, 'nats-certs');
+  const issued = await runCli(RELAY_BIN, ['ca', 'issue', '--server', '127.0.0.1', '--out', certs, '--data-dir', relayDir]);
+  t.equal(issued.code, 0, issued.stderr);
+  const cluster = await startNatsCluster(t, 3, { mqttTls: { cert: join(certs, 'server.crt'), key: join(certs, 'server.key') } });
   const [n1, n2, n3] = cluster.nodes as [typeof cluster.nodes[0], typeof cluster.nodes[0], typeof cluster.nodes[0]];
   // A short silence window, for the node-death case below (agents beat every second here).
-  const relay = await startRelay(t, { extraArgs: [...cluster.relayArgs, '--device-silence', '5s'] });
+  const relay = await startRelay(t, { dataDir: relayDir, extraArgs: [...cluster.relayArgs, '--device-silence', '5s'] });
+  t.match(cluster.nodes[0]!.mqttUrl, /^mqtts:/);
+  const mqttAs = (url: string, opts: mqtt.IClientOptions) => mqtt.connect(url, { ...relay.tls, reconnectPeriod: 0, ...opts });
   const a = await enrollDevice(t, relay, 'alpha', 'site=lab');
   const b = await enrollDevice(t, relay, 'beta', 'site=lab');
   t.match(devicePassword(a), /^eyJ/, 'enrollment hands the device a NATS user JWT');
@@ -93,7 +100,7 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
   });
 
   await t.test("NATS keeps a device to its own subjects, and its JWT to MQTT", async (t) => {
-    const spy = mqtt.connect(n3.mqttUrl, { clientId: `${a.deviceId}-probe`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
+    const spy = mqttAs(n3.mqttUrl, { clientId: `${a.deviceId}-probe`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     await new Promise((resolve, reject) => (spy.once('connect', resolve), spy.once('error', reject)));
     t.teardown(() => spy.end(true));
     // MQTT.js rejects a SUBSCRIBE the broker refused, with the SUBACK's return codes.
@@ -154,14 +161,14 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
   });
 
   await t.test('devices remove revokes the JWT on every node at once', async (t) => {
-    const probe = mqtt.connect(n3.mqttUrl, { clientId: `${a.deviceId}-probe2`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
+    const probe = mqttAs(n3.mqttUrl, { clientId: `${a.deviceId}-probe2`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));
     const closed = new Promise<void>((r) => probe.once('close', () => r()));
     const removed = await relay.cli('devices', 'remove', a.deviceId);
     t.equal(removed.code, 0, removed.stderr);
     await closed;
     t.pass('the open session on another node was closed');
-    const again = mqtt.connect(n2.mqttUrl, { clientId: `${a.deviceId}-probe3`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
+    const again = mqttAs(n2.mqttUrl, { clientId: `${a.deviceId}-probe3`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     const refusal = await new Promise<Error>((resolve) => again.once('error', resolve));
     again.end(true);
     t.match(refusal.message, /Not authorized|Bad username or password/i, 'a new connect with the JWT is refused');
@@ -172,7 +179,7 @@ t.test('a 3-node NATS cluster carries the fleet', { skip }, async (t) => {
     const d = await enrollDevice(t, relay, 'delta');
     const session = Date.now();
     const status = (online: boolean) => JSON.stringify({ online, ts: Date.now(), session, instance: 'abcdef0123456789', agentVersion: 'probe', training: false, datasets: [] });
-    const probe = mqtt.connect(n3.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: devicePassword(d), reconnectPeriod: 0, will: { topic: `outpost/v1/devices/${d.deviceId}/status`, payload: Buffer.from(status(false)), qos: 1, retain: true } });
+    const probe = mqttAs(n3.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: devicePassword(d), reconnectPeriod: 0, will: { topic: `outpost/v1/devices/${d.deviceId}/status`, payload: Buffer.from(status(false)), qos: 1, retain: true } });
     probe.on('error', () => {});
     await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));
     await probe.publishAsync(`outpost/v1/devices/${d.deviceId}/status`, status(true), { qos: 1, retain: true });

@@ -51,11 +51,12 @@ async function freeRun(n: number, taken: Set<number>): Promise<number> {
   throw new Error(`no ${n} consecutive free ports on 127.0.0.1`);
 }
 
-export async function startNatsCluster(t: Test, nodes = 3): Promise<TestNatsCluster> {
+/** `mqttTls`: serve MQTT over TLS with this certificate (from the relay's CA, `ca issue --server`). */
+export async function startNatsCluster(t: Test, nodes = 3, opts: { mqttTls?: { cert: string; key: string } } = {}): Promise<TestNatsCluster> {
   const dir = join(tempDir(t, 'nats'), 'cluster');
   const taken = new Set<number>();
   const [client, mqtt, cluster, monitor] = [await freeRun(nodes, taken), await freeRun(nodes, taken), await freeRun(nodes, taken), await freeRun(nodes, taken)];
-  const made = await runCli(RELAY_BIN, ['broker', 'nats-config', '--dir', dir, '--nodes', String(nodes), '--client-port', String(client), '--mqtt-port', String(mqtt), '--cluster-port', String(cluster), '--monitor-port', String(monitor), '--json']);
+  const made = await runCli(RELAY_BIN, ['broker', 'nats-config', '--dir', dir, '--nodes', String(nodes), '--client-port', String(client), '--mqtt-port', String(mqtt), '--cluster-port', String(cluster), '--monitor-port', String(monitor), ...(opts.mqttTls ? ['--mqtt-tls-cert', opts.mqttTls.cert, '--mqtt-tls-key', opts.mqttTls.key] : []), '--json']);
   if (made.code !== 0) throw new Error(`broker nats-config failed: ${made.stderr}`);
   const plan = JSON.parse(made.stdout) as { nodes: Array<{ name: string; clientPort: number; mqttPort: number; monitorPort: number; config: string }>; broker: string; advertiseMqttUrl: string; credentials: string };
   const list: TestNatsNode[] = plan.nodes.map((n) => {
@@ -65,7 +66,7 @@ export async function startNatsCluster(t: Test, nodes = 3): Promise<TestNatsClus
     const node: TestNatsNode = {
       name: n.name,
       clientUrl: `nats://127.0.0.1:${n.clientPort}`,
-      mqttUrl: `mqtt://127.0.0.1:${n.mqttPort}`,
+      mqttUrl: `${opts.mqttTls ? 'mqtts' : 'mqtt'}://127.0.0.1:${n.mqttPort}`,
       monitorPort: n.monitorPort,
       running: false,
       log: () => log,
