@@ -8,8 +8,12 @@
 //
 // Each device's user key is derived from the account signing seed and the device id (HMAC),
 // so the relay can revoke a device without storing its key anywhere.
+//
+// Signatures and public keys come from Node's own Ed25519 (OpenSSL), not nkeys' tweetnacl:
+// a JWT took 30-130 ms of JavaScript per enrollment there, about 0.1 ms here
+// (docs/benchmarks.md, "NATS cluster"); the bytes are the same (Ed25519 is deterministic).
 
-import { createHmac } from 'node:crypto';
+import { createHmac, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { decode, encodeAccount, encodeUser, fromPublic, fromSeed, type Account, type KeyPair } from '@nats-io/jwt';
 import { Prefix } from '@nats-io/nkeys';
@@ -58,6 +62,34 @@ export const deviceSubject = (deviceId: string, leaf?: string) => `outpost.v1.de
 
 const te = new TextEncoder();
 const td = new TextDecoder();
+/** The DER head of a PKCS#8 Ed25519 private key; the 32-byte seed follows it. */
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+function ed25519Key(rawSeed: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519, rawSeed]), format: 'der', type: 'pkcs8' });
+}
+
+/** The nkey public key (U…, A…) of an Ed25519 private key. */
+function nkeyPublic(key: KeyObject, prefix: Prefix): string {
+  const spki = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  return td.decode(Codec.encode(prefix, new Uint8Array(spki.subarray(spki.length - 32))));
+}
+
+/** An nkeys KeyPair over an encoded seed (S…) whose signing is Node's. */
+export function nativeKeyPair(seed: string): KeyPair {
+  const { prefix, buf } = Codec.decodeSeed(te.encode(seed));
+  const key = ed25519Key(buf);
+  const publicKey = nkeyPublic(key, prefix);
+  const slow = fromSeed(te.encode(seed)); // for what is not on the hot path
+  return {
+    getPublicKey: () => publicKey,
+    getPrivateKey: () => slow.getPrivateKey(),
+    getSeed: () => slow.getSeed(),
+    sign: (data: Uint8Array) => new Uint8Array(sign(null, data, key)),
+    verify: (data: Uint8Array, sig: Uint8Array) => slow.verify(data, sig),
+    clear: () => slow.clear(),
+  } as KeyPair;
+}
 
 export class NatsAccount {
   readonly #creds: NatsCredentials;
@@ -66,8 +98,8 @@ export class NatsAccount {
 
   constructor(creds: NatsCredentials) {
     this.#creds = creds;
-    this.#signer = fromSeed(te.encode(creds.accountSigningSeed));
-    this.#operator = fromSeed(te.encode(creds.operatorSigningSeed));
+    this.#signer = nativeKeyPair(creds.accountSigningSeed);
+    this.#operator = nativeKeyPair(creds.operatorSigningSeed);
     fromPublic(creds.accountPublicKey); // a malformed key fails here, at start
   }
 
@@ -75,18 +107,19 @@ export class NatsAccount {
     return this.#creds.accountPublicKey;
   }
 
-  /** The device's user key: the same for a device id each time, never stored. */
-  userKey(deviceId: string): KeyPair {
+  /** The device's user public key: the same for a device id each time, never stored. */
+  userPublicKey(deviceId: string): string {
     const raw = createHmac('sha256', this.#creds.accountSigningSeed).update(`outpost-device:${deviceId}`).digest();
-    return fromSeed(Codec.encodeSeed(Prefix.User, raw));
+    return nkeyPublic(ed25519Key(raw), Prefix.User);
   }
 
   /** The password the device gives its MQTT CONNECT: a bearer user JWT limited to its own subjects. */
   async deviceJwt(deviceId: string): Promise<string> {
-    const user = this.userKey(deviceId);
+    // A bearer token: the server never asks the device to sign with the user key, so only its
+    // public half is needed (and the JWT names it, for revocation).
     return encodeUser(
       deviceId,
-      user,
+      fromPublic(this.userPublicKey(deviceId)),
       fromPublic(this.#creds.accountPublicKey),
       {
         bearer_token: true,
@@ -113,7 +146,7 @@ export class NatsAccount {
     if (claims.sub !== this.#creds.accountPublicKey) throw new Error(`the cluster's account JWT is for ${claims.sub}, not ${this.#creds.accountPublicKey}: --nats-credentials is from another nats-config`);
     const { type: _t, version: _v, ...account } = claims.nats as Account & { type?: string; version?: number };
     const revocations = { ...(account.revocations ?? {}) };
-    for (const id of deviceIds) revocations[this.userKey(id).getPublicKey()] = nowSec;
+    for (const id of deviceIds) revocations[this.userPublicKey(id)] = nowSec;
     return encodeAccount(claims.name, fromPublic(this.#creds.accountPublicKey), { ...account, revocations }, { signer: this.#operator });
   }
 }
