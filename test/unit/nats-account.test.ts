@@ -27,14 +27,15 @@ t.test('native signatures are the nkeys ones', async (t) => {
   const jwt = await account.deviceJwt('dev_0123456789ab');
   const [head, body, sig] = jwt.split('.') as [string, string, string];
   t.ok(fromPublic(native.getPublicKey()).verify(te.encode(`${head}.${body}`), Buffer.from(sig, 'base64url')), 'verifies with the account signing key');
-  const claims = decode<{ bearer_token: boolean; allowed_connection_types: string[]; pub: { allow: string[] }; sub: { allow: string[] }; issuer_account: string }>(jwt);
+  const claims = decode(jwt);
+  const nats = claims.nats as { bearer_token: boolean; allowed_connection_types: string[]; pub: { allow: string[] }; sub: { allow: string[] }; issuer_account: string };
   t.equal(claims.sub, account.userPublicKey('dev_0123456789ab'));
-  t.equal(claims.nats.issuer_account, credentials.accountPublicKey);
-  t.equal(claims.nats.bearer_token, true);
-  t.same(claims.nats.allowed_connection_types, ['MQTT']);
-  t.ok(claims.nats.pub.allow.every((s) => s.startsWith('outpost.v1.devices.dev_0123456789ab.')), 'publishes only under its own subjects');
-  t.notOk(claims.nats.pub.allow.some((s) => /\.(desired|jobs|notice|logs-request)$/.test(s)), 'and not what the relay writes');
-  t.same(claims.nats.sub.allow, ['outpost.v1.devices.dev_0123456789ab', 'outpost.v1.devices.dev_0123456789ab.>', '$MQTT.sub.>']);
+  t.equal(nats.issuer_account, credentials.accountPublicKey);
+  t.equal(nats.bearer_token, true);
+  t.same(nats.allowed_connection_types, ['MQTT']);
+  t.ok(nats.pub.allow.every((s) => s.startsWith('outpost.v1.devices.dev_0123456789ab.')), 'publishes only under its own subjects');
+  t.notOk(nats.pub.allow.some((s) => /\.(desired|jobs|notice|logs-request)$/.test(s)), 'and not what the relay writes');
+  t.same(nats.sub.allow, ['outpost.v1.devices.dev_0123456789ab', 'outpost.v1.devices.dev_0123456789ab.>', '$MQTT.sub.>']);
 });
 
 t.test('revocation adds the device key to what the account had', async (t) => {
@@ -44,7 +45,7 @@ t.test('revocation adds the device key to what the account had', async (t) => {
   const account = new NatsAccount(credentials);
   const once = await account.revoked(accountJwt, ['dev_a'], 1000);
   const twice = await account.revoked(once, ['dev_b'], 2000);
-  const revocations = decode<{ revocations: Record<string, number> }>(twice).nats.revocations;
+  const revocations = (decode(twice).nats as { revocations: Record<string, number> }).revocations;
   t.same(revocations, { [account.userPublicKey('dev_a')]: 1000, [account.userPublicKey('dev_b')]: 2000 });
   t.match(conf, /stream_replicas: 3/);
   t.match(conf, /cluster \{ name: outpost/);
