@@ -36,7 +36,8 @@ async function portFree(port: number): Promise<boolean> {
 /** A base port with `n` free ports after it, away from the others already picked. */
 async function freeRun(n: number, taken: number[]): Promise<number> {
   for (;;) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    // Below Linux's ephemeral range (32768-60999), where outgoing connections take ports meanwhile.
+    const base = 10_000 + Math.floor(Math.random() * 22_000);
     if (taken.some((b) => Math.abs(b - base) < 16)) continue;
     let ok = true;
     for (let i = 0; i < n && ok; i++) ok = await portFree(base + i);

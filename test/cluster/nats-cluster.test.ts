@@ -16,7 +16,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { FIXTURES, RELAY_BIN, enrollDevice, runCli, startAgent, startRelay, tempDir, type Device, type TestAgent } from '../helpers/programs.js';
 import { waitFor } from '../helpers/wait.js';
 import { needPackage } from '../helpers/system-package.js';
-import { startNatsCluster, waitNode } from '../helpers/nats.js';
+import { startNatsCluster, waitServing } from '../helpers/nats.js';
 
 const skip = needPackage('nats-server', 'nats-server');
 
@@ -86,8 +86,11 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
     return body.devices.filter((d) => d.online).length === 2 || undefined;
   };
   await waitFor('both devices online through NATS', onlineBoth, 30_000);
-  t.equal(connectedTo(agentA), n1.mqttUrl, 'alpha is on node 1');
-  t.equal(connectedTo(agentB), n2.mqttUrl, 'beta is on node 2');
+  // Each tries its first node first; on a new cluster a first connect may be refused while the
+  // account's MQTT streams are made, and then it is on its next node: still apart.
+  t.ok(connectedTo(agentA) && connectedTo(agentB) && connectedTo(agentA) !== connectedTo(agentB), `alpha and beta are on different nodes (${connectedTo(agentA)}, ${connectedTo(agentB)})`);
+  // Nodes up for the subtests after the one that kills alpha's node.
+  let [x, y] = [n2, n3];
 
   await t.test('a deployment reaches devices on different nodes', async (t) => {
     t.equal((await relay.cli('models', 'push', join(FIXTURES, 'linear.onnx'), '--name', 'linear')).code, 0);
@@ -121,21 +124,25 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
     const dep = await relay.cli('deploy', `linear:${v2}`, '--selector', 'site=lab', '--strategy', 'rolling', '--batch', '1', '--health-window', '2s', '--json');
     t.equal(dep.code, 0, dep.stderr);
     const id = (JSON.parse(dep.stdout) as { id: string }).id;
-    await n1.kill('SIGKILL');
+    const victim = cluster.nodes.find((n) => n.mqttUrl === connectedTo(agentA))!;
+    [x, y] = cluster.nodes.filter((n) => n !== victim) as [typeof n1, typeof n1];
+    await victim.kill('SIGKILL');
     await waitFor('the deployment succeeds', async () => {
       const { body } = await relay.api<{ state: string }>('GET', `/v1/deployments/${id}`);
       if (body.state === 'failed' || body.state === 'rolled-back') throw new Error(`deployment ${body.state}`);
       return body.state === 'succeeded' || undefined;
     }, 120_000);
     await waitFor(`both serve linear:${v2}`, async () => ((await serves(agentA, v2)) && (await serves(agentB, v2))) || undefined);
-    t.ok([n2.mqttUrl, n3.mqttUrl].includes(connectedTo(agentA) as string), 'alpha failed over to another node');
-    await n1.start();
-    await waitNode(n1);
+    t.not(connectedTo(agentA), victim.mqttUrl, 'alpha failed over to another node');
+    // Back, for the streams made again below (3 replicas need 3 nodes). It catches up its old
+    // streams in the background (minutes, at times, on NATS 2.9): only its server is waited for.
+    await victim.start();
+    await waitServing(victim);
   });
 
   await t.test("a cluster that lost its MQTT streams: devices still converge through HTTPS", async (t) => {
     const creds = JSON.parse(readFileSync(cluster.credentialsFile, 'utf8')) as { relayCreds: string };
-    const nc = await natsConnect({ servers: n2.clientUrl, authenticator: credsAuthenticator(new TextEncoder().encode(creds.relayCreds)) });
+    const nc = await natsConnect({ servers: x.clientUrl, authenticator: credsAuthenticator(new TextEncoder().encode(creds.relayCreds)) });
     t.teardown(() => nc.close());
     await agentB.stop();
     const jsm = await jetstreamManager(nc);
@@ -161,14 +168,14 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
   });
 
   await t.test('devices remove revokes the JWT on every node at once', async (t) => {
-    const probe = mqttAs(n3.mqttUrl, { clientId: `${a.deviceId}-probe2`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
+    const probe = mqttAs(x.mqttUrl, { clientId: `${a.deviceId}-probe2`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));
     const closed = new Promise<void>((r) => probe.once('close', () => r()));
     const removed = await relay.cli('devices', 'remove', a.deviceId);
     t.equal(removed.code, 0, removed.stderr);
     await closed;
     t.pass('the open session on another node was closed');
-    const again = mqttAs(n2.mqttUrl, { clientId: `${a.deviceId}-probe3`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
+    const again = mqttAs(y.mqttUrl, { clientId: `${a.deviceId}-probe3`, username: a.deviceId, password: devicePassword(a), reconnectPeriod: 0 });
     const refusal = await new Promise<Error>((resolve) => again.once('error', resolve));
     again.end(true);
     t.match(refusal.message, /Not authorized|Bad username or password/i, 'a new connect with the JWT is refused');
@@ -179,13 +186,13 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
     const d = await enrollDevice(t, relay, 'delta');
     const session = Date.now();
     const status = (online: boolean) => JSON.stringify({ online, ts: Date.now(), session, instance: 'abcdef0123456789', agentVersion: 'probe', training: false, datasets: [] });
-    const probe = mqttAs(n3.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: devicePassword(d), reconnectPeriod: 0, will: { topic: `outpost/v1/devices/${d.deviceId}/status`, payload: Buffer.from(status(false)), qos: 1, retain: true } });
+    const probe = mqttAs(y.mqttUrl, { clientId: d.deviceId, username: d.deviceId, password: devicePassword(d), reconnectPeriod: 0, will: { topic: `outpost/v1/devices/${d.deviceId}/status`, payload: Buffer.from(status(false)), qos: 1, retain: true } });
     probe.on('error', () => {});
     await new Promise((resolve, reject) => (probe.once('connect', resolve), probe.once('error', reject)));
     await probe.publishAsync(`outpost/v1/devices/${d.deviceId}/status`, status(true), { qos: 1, retain: true });
     const online = async () => (await relay.api<{ online: boolean }>('GET', `/v1/devices/${d.deviceId}`)).body.online;
     await waitFor('delta online', async () => (await online()) || undefined);
-    await n3.kill('SIGKILL');
+    await y.kill('SIGKILL');
     const killed = Date.now();
     await waitFor('delta offline', async () => ((await online()) ? undefined : true), 30_000);
     t.ok(Date.now() - killed >= 3000, 'not before the window (no will came)');

@@ -40,7 +40,8 @@ async function portFree(port: number): Promise<boolean> {
 /** `n` consecutive free loopback ports (nats-config counts ports up per node on one host). */
 async function freeRun(n: number, taken: Set<number>): Promise<number> {
   for (let tries = 0; tries < 200; tries++) {
-    const base = 20_000 + Math.floor(Math.random() * 40_000);
+    // Below Linux's ephemeral range (32768-60999), where outgoing connections take ports meanwhile.
+    const base = 10_000 + Math.floor(Math.random() * 22_000);
     let ok = true;
     for (let i = 0; i < n && ok; i++) ok = !taken.has(base + i) && (await portFree(base + i));
     if (ok) {
@@ -106,4 +107,12 @@ export async function waitNode(n: TestNatsNode, timeoutMs = 60_000): Promise<voi
   }, timeoutMs).catch((err: Error) => {
     throw new Error(`${err.message}: /healthz said ${last}; its log ends: ${n.log().slice(-1500)}`);
   });
+}
+
+/** Waits until the node's server answers (its monitor's /varz), whatever its streams' state. */
+export async function waitServing(n: TestNatsNode, timeoutMs = 30_000): Promise<void> {
+  await waitFor(`NATS ${n.name} serving`, async () => {
+    if (!n.running) throw new Error(`nats-server ${n.name} exited: ${n.log().slice(-2000)}`);
+    return (await fetch(`http://127.0.0.1:${n.monitorPort}/varz`).catch(() => undefined))?.ok || undefined;
+  }, timeoutMs);
 }

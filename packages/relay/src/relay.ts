@@ -553,6 +553,9 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the leader timer', () => clearInterval(leaderTimer));
   // A NATS node that dies sends no wills: the leader marks devices silent for too long offline.
   const silenceMs = opts.deviceSilenceMs ?? RELAY_DEFAULTS.deviceSilenceMs;
+  events.on((e) => {
+    if (e.type === 'device.status' && e.silent) ctxBase.presence.forget(e.deviceId);
+  });
   const silenceTimer = nats ? guardedInterval(log, 'marking silent devices offline', Math.min(15_000, Math.max(500, silenceMs / 3)), () => leadership.leading && markSilentDevicesOffline(ctx, silenceMs)) : undefined;
   undo.add('the silence timer', () => clearInterval(silenceTimer));
   // A duplicate-connection mark ends with no message to announce it: look every second.

@@ -76,7 +76,7 @@ export type FleetEvent =
   | { type: 'device.enrolled'; device: DeviceSummary }
   | { type: 'device.updated'; device: DeviceSummary }
   | { type: 'device.removed'; deviceId: string }
-  | { type: 'device.status'; deviceId: string; online: boolean; lastSeen: string }
+  | { type: 'device.status'; deviceId: string; online: boolean; lastSeen: string; /** Marked offline for silence (no message for the window), not by the device or its will. */ silent?: boolean }
   | { type: 'device.health'; deviceId: string; health: HealthMessage }
   | { type: 'device.models'; deviceId: string; models: ReportedModel[] }
   /** A problem seen (`problem`) or gone (`null`); see DeviceProblem. */

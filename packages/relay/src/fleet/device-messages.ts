@@ -22,10 +22,10 @@ function handler<T>(parser: MessageParser<T>, handle: (ctx: MessageContext, devi
   };
 }
 
-export async function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string): Promise<void> {
+export async function setOnline(ctx: FleetContext, deviceId: string, online: boolean, message: string, silent = false): Promise<void> {
   const now = ctx.now();
   await ctx.store.devices.setOnline(deviceId, online, now);
-  ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString() });
+  ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString(), ...(silent ? { silent: true } : {}) });
   // Two agents on one identity go offline and online every few seconds; the problem was logged once.
   if (ctx.duplicates.problem(deviceId, now)) ctx.log.debug({ deviceId, online }, message);
   else ctx.log.info({ deviceId, online }, message);

@@ -14,9 +14,9 @@ export async function markSilentDevicesOffline(ctx: FleetContext, silenceMs: num
     if (!d.online || (d.lastSeen ?? 0) >= before) continue;
     const now = await ctx.store.devices.get(d.id); // heard from since the list was read?
     if (!now?.online || (now.lastSeen ?? 0) >= before) continue;
-    // The next heartbeat, on this relay, brings it back (another relay's: its next status).
-    ctx.presence.forget(d.id);
-    await setOnline(ctx, d.id, false, `device offline (nothing heard from it for ${Math.round(silenceMs / 1000)} s; its broker node may have died)`);
+    // Every relay forgets what it knew of the device (relay.ts, on the `silent` event), so the
+    // next heartbeat, whichever relay it reaches, brings it back.
+    await setOnline(ctx, d.id, false, `device offline (nothing heard from it for ${Math.round(silenceMs / 1000)} s; its broker node may have died)`, true);
     marked++;
   }
   return marked;
