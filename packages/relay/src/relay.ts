@@ -356,7 +356,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       })
     : undefined;
   if (nats) undo.add('the NATS connections', () => nats.close());
-  if (mqttCa && !isTlsBrokerUrl(opts.mqttUrl ?? advertisedMqtt[0] ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
+  if (mqttCa && !isTlsBrokerUrl((nats ? advertisedMqtt[0] : opts.mqttUrl) ?? '')) throw new Error('--mqtt-ca is for an external broker over TLS: give --mqtt-url mqtts://… (or wss://) too');
   if (nats) {
     mqttConnectUrl = advertisedMqtt[0]!;
   } else if (opts.mqttUrl) {
