@@ -11,7 +11,7 @@
 
 import { X509Certificate, randomBytes } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
-import { DesiredJobs, DeviceNotice, REPORT_AGAIN, isTlsBrokerUrl, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
+import { DesiredJobs, DeviceNotice, REPORT_AGAIN, type MqttLogin, isTlsBrokerUrl, LogsRequest, backoffMs, tlsConnectOptions, type ClientTls, type TlsClientOptions, type Backoff, DesiredState, deviceTopic, guarded, messageParser, type DesiredState as Desired, type HealthMessage, type JobLogBatch, type JobsReported, type Logger, type LogsAnswer, type ReportedState, type StatusMessage } from '@outpost/shared';
 
 /** Reconnect delays; MQTT.js's own reconnect (a fixed period) is off. */
 const RECONNECT: ReconnectPolicy = { baseMs: 1000, maxMs: 30_000, jitter: true };
@@ -59,11 +59,7 @@ export interface ConnectionOptions {
 }
 
 /** What the device gives the broker, from the relay (GET /v1/devices/me/mqtt-login). */
-export interface BrokerLogin {
-  password: string;
-  subscribeQos?: 0 | 1;
-  urls?: string[];
-}
+export type BrokerLogin = Omit<MqttLogin, 'username'>;
 
 export interface Connection {
   readonly connected: boolean;
@@ -155,6 +151,11 @@ export function connect(opts: ConnectionOptions): Connection {
   // after a node died) is asked again with backoff on the same connection: connected without
   // them, the agent would hear nothing.
   let subscribeRetry: NodeJS.Timeout | undefined;
+  /** The latest reported state and job reports, published again. */
+  const reportAgain = () => {
+    if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
+    if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
+  };
   const subscribe = (attempt: number) => {
     const connection = client.stream;
     client.subscribe([deviceTopic(deviceId, 'desired'), deviceTopic(deviceId, 'jobs'), deviceTopic(deviceId, 'notice'), deviceTopic(deviceId, 'logs-request')], { qos: subscribeQos }, (err) => {
@@ -172,8 +173,7 @@ export function connect(opts: ConnectionOptions): Connection {
     log.info({ url: opts.urls && opts.urls.length > 1 ? `${(client.options as { protocol?: string }).protocol}://${client.options.host}:${client.options.port}` : opts.url }, 'connected to the relay broker');
     client.publish(deviceTopic(deviceId, 'status'), status(true), { qos: 1, retain: true });
     // Re-send the latest reported state: a restarted broker has lost the retained copy.
-    if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
-    if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
+    reportAgain();
     subscribe(1);
     opts.onConnectionChange?.(true);
   });
@@ -211,10 +211,7 @@ export function connect(opts: ConnectionOptions): Connection {
     const notice = parseNotice.parse(payload);
     if (!notice.ok) return log.warn({ reason: notice.reason }, 'malformed notice ignored');
     if (notice.value.kind === 'duplicate-connection') duplicate = notice.value;
-    else if (notice.value.kind === REPORT_AGAIN) {
-      if (lastReported) client.publish(deviceTopic(deviceId, 'reported'), lastReported, { qos: 1, retain: true });
-      if (lastJobsReported) client.publish(deviceTopic(deviceId, 'jobs-reported'), lastJobsReported, { qos: 1, retain: true });
-    }
+    else if (notice.value.kind === REPORT_AGAIN) reportAgain();
     else log.warn({ kind: notice.value.kind }, `the relay says: ${notice.value.message}`);
   };
   client.on('close', () => {

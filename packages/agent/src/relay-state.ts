@@ -15,6 +15,31 @@ const PERIOD_MS = 300_000;
 /** The largest document read: a desired state names a few models, a job list a few runs. */
 const MAX_BYTES = 1 << 20;
 const TIMEOUT_MS = 30_000;
+/** An MQTT login: a user JWT of a few KiB and a few URLs. */
+const MAX_LOGIN_BYTES = 64 * 1024;
+
+/**
+ * The body, read no further than `max` bytes (a length that says more, or a body that goes past
+ * it, is cancelled there): the Buffer, or what was wrong with it.
+ */
+export async function readCapped(res: Response, max: number): Promise<Buffer | string> {
+  const length = Number(res.headers.get('content-length') ?? 0);
+  if (length > max) {
+    await res.body?.cancel();
+    return `${length} bytes, over ${max}`;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of (res.body ?? []) as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) {
+      await res.body?.cancel().catch(() => undefined);
+      return `over ${max} bytes`;
+    }
+    chunks.push(Buffer.from(chunk));
+  }
+  return Buffer.concat(chunks);
+}
 
 const parsers = { desired: messageParser(DesiredState), jobs: messageParser(DesiredJobs) };
 const parseLogin = messageParser(MqttLogin);
@@ -81,19 +106,19 @@ export class RelayState {
    * The MQTT login the relay has for this device, when its broker has its own (NATS); undefined
    * when it has none (the secret or certificate is the login).
    */
-  async mqttLogin(): Promise<{ password: string; subscribeQos?: 0 | 1; urls?: string[] } | undefined> {
+  async mqttLogin(): Promise<Omit<MqttLogin, 'username'> | undefined> {
     const res = await tlsFetch(this.#opts.tls())(`${this.#opts.relayUrl}/v1/devices/me/mqtt-login`, { headers: this.#opts.auth(), signal: AbortSignal.timeout(TIMEOUT_MS) });
     if (res.status === 404) return void (await res.body?.cancel());
     if (!res.ok) {
       await res.body?.cancel();
       throw new Error(`the relay answered ${res.status} for the MQTT login`);
     }
-    const body = Buffer.from(await res.arrayBuffer());
-    if (body.length > 64 * 1024) throw new Error('the MQTT login from the relay is over 64 KiB');
+    const body = await readCapped(res, MAX_LOGIN_BYTES);
+    if (typeof body === 'string') throw new Error(`the MQTT login from the relay is ${body}`);
     const parsed = parseLogin.parse(body);
     if (!parsed.ok) throw new Error(`malformed MQTT login from the relay: ${parsed.reason}`);
-    const { password, subscribeQos, urls } = parsed.value;
-    return { password, ...(subscribeQos === 0 || subscribeQos === 1 ? { subscribeQos } : {}), ...(urls ? { urls } : {}) };
+    const { username: _username, ...login } = parsed.value;
+    return login;
   }
 
   close(): void {
@@ -124,14 +149,8 @@ export class RelayState {
         await res.body?.cancel();
         return;
       }
-      const length = Number(res.headers.get('content-length') ?? 0);
-      if (length > MAX_BYTES) {
-        problem = `the relay's ${kind} document is ${length} bytes, over ${MAX_BYTES}`;
-        await res.body?.cancel();
-        return;
-      }
-      const body = Buffer.from(await res.arrayBuffer());
-      if (body.length > MAX_BYTES) return void (problem = `the relay's ${kind} document is over ${MAX_BYTES} bytes`);
+      const body = await readCapped(res, MAX_BYTES);
+      if (typeof body === 'string') return void (problem = `the relay's ${kind} document is ${body}`);
       const parsed = parsers[kind].parse(body);
       if (!parsed.ok) return void (problem = `malformed ${kind} from the relay ignored: ${parsed.reason}`);
       const doc = parsed.value;

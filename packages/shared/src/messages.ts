@@ -208,10 +208,6 @@ export const JobLogBatch = Type.Object({
 });
 export type JobLogBatch = Static<typeof JobLogBatch>;
 
-/**
- * `outpost/v1/devices/{id}/notice` (retained, written by the relay; empty when there is none):
- * a problem with the device that its agent should act on. Kinds an agent does not know are ignored.
- */
 /** GET /v1/devices/me/mqtt-login: the device's MQTT login where the broker has its own (NATS). */
 export const MqttLogin = Type.Object({
   username: Type.Optional(Type.String({ maxLength: 256 })),
@@ -224,6 +220,10 @@ export type MqttLogin = Static<typeof MqttLogin>;
 /** A notice kind: the relay lost track of reports (a broker without retained ones); send them again. */
 export const REPORT_AGAIN = 'report-again';
 
+/**
+ * `outpost/v1/devices/{id}/notice` (retained, written by the relay; empty when there is none):
+ * a problem with the device that its agent should act on. Kinds an agent does not know are ignored.
+ */
 export const DeviceNotice = Type.Object({
   /**
    * `duplicate-connection`: two agents use this identity and take the connection from each
