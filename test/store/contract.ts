@@ -168,6 +168,19 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.equal((await store.devices.get('dev_c'))!.online, false, 'others are untouched');
   });
 
+  test('devices: silentSince names the online devices not heard from since a time', async (t, store) => {
+    for (const id of ['dev_a', 'dev_b', 'dev_c', 'dev_d']) await addDevice(store, id);
+    t.strictSame(await store.devices.silentSince(10_000), [], 'offline devices are never silent');
+    await store.devices.setOnline('dev_a', true, 1_000);
+    await store.devices.setOnline('dev_b', true, 1_000);
+    await store.devices.setOnline('dev_c', true, 1_000);
+    await store.devices.setReported('dev_b', { revision: 1, models: [] }, 5_000); // a report is a sign of life
+    t.strictSame(await store.devices.silentSince(5_000), ['dev_a', 'dev_c'], 'strictly before, by id');
+    t.strictSame(await store.devices.silentSince(1_000), [], 'heard at the bound is not silent');
+    await store.devices.setOnline('dev_c', false, 6_000);
+    t.strictSame(await store.devices.silentSince(10_000), ['dev_a', 'dev_b'], 'marked offline: no longer listed');
+  });
+
   test('devices: reported state, training and capabilities', async (t, store) => {
     await addDevice(store, 'dev_a');
     await addDevice(store, 'dev_b');

@@ -424,6 +424,9 @@ function devices(db: Db): DeviceRepository {
     async list() {
       return (await db.rows<DeviceRow>('SELECT * FROM devices ORDER BY created_at, id')).map(toDevice);
     },
+    async silentSince(before) {
+      return (await db.rows<{ id: string }>('SELECT id FROM devices WHERE online AND coalesce(last_seen, 0) < $1 ORDER BY id', [before])).map((r) => r.id);
+    },
     async setLabels(id, labels) {
       await db.run('UPDATE devices SET labels = $1 WHERE id = $2', [JSON.stringify(labels), id]);
     },

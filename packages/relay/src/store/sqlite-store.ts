@@ -197,6 +197,7 @@ class SqliteEngine {
       activeDeployments: db.prepare("SELECT * FROM deployments WHERE state = 'in-progress' OR seq IN (SELECT seq FROM deployments WHERE state != 'in-progress' ORDER BY seq DESC LIMIT ?) ORDER BY seq DESC"),
       countDeployments: db.prepare('SELECT state, count(*) AS n FROM deployments GROUP BY state'),
       listDevices: db.prepare('SELECT * FROM devices ORDER BY created_at, id'),
+      silentDevices: db.prepare('SELECT id FROM devices WHERE online = 1 AND coalesce(last_seen, 0) < ? ORDER BY id'),
       setLabels: db.prepare('UPDATE devices SET labels = ? WHERE id = ?'),
       removeDevice: db.prepare('DELETE FROM devices WHERE id = ?'),
       setOnline: db.prepare('UPDATE devices SET online = ?, last_seen = ? WHERE id = ?'),
@@ -380,6 +381,10 @@ class SqliteEngine {
 
   listDevices(): DeviceRecord[] {
     return (this.#stmt.listDevices.all() as DeviceRow[]).map(toDevice);
+  }
+
+  silentDevices(before: number): string[] {
+    return (this.#stmt.silentDevices.all(before) as { id: string }[]).map((r) => r.id);
   }
 
   setDeviceLabels(id: string, labels: Labels): void {
@@ -739,6 +744,7 @@ function repositories(e: SqliteEngine): SyncRepositories {
       setCertificateRenewBefore: (id, at) => e.setDeviceCertificateRenewBefore(id, at),
       count: () => e.countDevices(),
       list: () => e.listDevices(),
+      silentSince: (before) => e.silentDevices(before),
       setLabels: (id, labels) => e.setDeviceLabels(id, labels),
       remove: (id) => e.removeDevice(id),
       setOnline: (id, online, at) => e.setDeviceOnline(id, online, at),

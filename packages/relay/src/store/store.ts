@@ -88,6 +88,8 @@ export interface DeviceRepository {
   setCertificateRenewBefore(id: string, at: number): Promise<void>;
   count(): Promise<{ online: number; total: number }>;
   list(): Promise<DeviceRecord[]>;
+  /** Devices said online that nothing was heard from since `before` (ms): the silence sweep's query. */
+  silentSince(before: number): Promise<string[]>;
   setLabels(id: string, labels: Labels): Promise<void>;
   /** The device and its rollout rows (its health history is the health repository's). */
   remove(id: string): Promise<void>;
