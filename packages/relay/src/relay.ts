@@ -426,7 +426,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
     if (admin.identity) admin.identity.set = (pair) => made.setIdentity(pair);
     accounts = made;
     // The relay's own client uses the account made for it, not the plugin's admin.
-    ({ username, password } = accounts.relayUser);
+    ({ username, password } = made.relayUser);
   }
   // Several relays on one external broker: each device message goes to one of them.
   const sharedBroker = Boolean(opts.storeUrl && (opts.mqttUrl || nats));

@@ -27,34 +27,33 @@ export function stateEtag(doc: { revision: number }): string {
 export async function deviceStateRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, scheduler } = deps;
   const reads = new FloodGuard(READS);
-  const answer = async (request: FastifyRequest, reply: FastifyReply, read: (deviceId: string) => Promise<{ revision: number }>) => {
+  /** The calling device, once it is a device and within its read budget. */
+  const deviceReading = (request: FastifyRequest, reply: FastifyReply, what: string): string => {
     const caller = request.caller;
-    if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device reads its own desired state (with its certificate or secret)');
+    if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', `only a device reads its own ${what} (with its certificate or secret)`);
     if (!reads.allow(caller.deviceId)) {
       reply.header('retry-after', String(Math.ceil(1 / READS.ratePerSec)));
-      throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device reads its state too often: ${READS.burst} at once, then at most one read every ${1 / READS.ratePerSec} s`);
+      throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device reads its ${what} too often: ${READS.burst} at once, then at most one read every ${1 / READS.ratePerSec} s`);
     }
-    const doc = await read(caller.deviceId);
+    return caller.deviceId;
+  };
+  const answer = async (request: FastifyRequest, reply: FastifyReply, what: string, read: (deviceId: string) => Promise<{ revision: number }>) => {
+    const doc = await read(deviceReading(request, reply, what));
     const etag = stateEtag(doc);
     reply.header('etag', etag).header('cache-control', 'private, no-cache');
     if (request.headers['if-none-match'] === etag) return reply.status(304).send();
     return doc;
   };
-  app.get('/v1/devices/me/desired', { config: { access: 'device' } }, (request, reply) => answer(request, reply, (id) => desiredStateFor(ctx, id)));
-  app.get('/v1/devices/me/jobs', { config: { access: 'device' } }, (request, reply) => answer(request, reply, (id) => scheduler.desiredJobsFor(id)));
+  app.get('/v1/devices/me/desired', { config: { access: 'device' } }, (request, reply) => answer(request, reply, 'desired state', (id) => desiredStateFor(ctx, id)));
+  app.get('/v1/devices/me/jobs', { config: { access: 'device' } }, (request, reply) => answer(request, reply, 'job list', (id) => scheduler.desiredJobsFor(id)));
 
   // A device enrolled before the broker had logins of its own (a workspace moved from Mosquitto
   // to NATS) or whose login the broker refuses asks for one here, with its certificate or secret.
   app.get('/v1/devices/me/mqtt-login', { config: { access: 'device' } }, async (request, reply) => {
-    const caller = request.caller;
-    if (caller?.kind !== 'device') throw new OutpostError('OUTPOST_ERR_FORBIDDEN', 'only a device reads its own MQTT login');
-    if (!reads.allow(caller.deviceId)) {
-      reply.header('retry-after', String(Math.ceil(1 / READS.ratePerSec)));
-      throw new OutpostError('OUTPOST_ERR_RATE_LIMITED', `this device asks for its MQTT login too often: at most one read every ${1 / READS.ratePerSec} s`);
-    }
-    const login = await ctx.brokerAccounts?.login?.(caller.deviceId);
+    const deviceId = deviceReading(request, reply, 'MQTT login');
+    const login = await ctx.brokerAccounts?.login?.(deviceId);
     if (!login) throw new OutpostError('OUTPOST_ERR_NOT_FOUND', "this relay's broker takes the device's own secret or certificate: there is no other MQTT login");
     reply.header('cache-control', 'no-store');
-    return { username: caller.deviceId, password: login.password, ...(login.subscribeQos !== undefined ? { subscribeQos: login.subscribeQos } : {}), urls: spreadNodes(deps.mqttUrlsFor(request.hostname), caller.deviceId) };
+    return { username: deviceId, password: login.password, ...(login.subscribeQos !== undefined ? { subscribeQos: login.subscribeQos } : {}), urls: spreadNodes(deps.mqttUrlsFor(request.hostname), deviceId) };
   });
 }

@@ -36,8 +36,6 @@ export interface DeviceBrokerLogin {
 }
 
 export interface BrokerAccounts {
-  /** The credentials for the relay's own MQTT client (the password is new at each start). */
-  readonly relayUser: { username: string; password: string };
   /**
    * Creates the device's account; resolves once the broker has it, with the MQTT password to
    * use when it is not the device's secret (a NATS user JWT).
@@ -87,10 +85,13 @@ export interface DynsecOptions {
   relayUsername?: string;
 }
 
-/** Connects as the plugin's admin and sets up the relay's own client (see above). */
-/** Mosquitto's accounts: a certificate for the admin connection, and a list of its clients. */
-export type MosquittoAccounts = BrokerAccounts & Required<Pick<BrokerAccounts, 'setIdentity' | 'missing'>>;
+/**
+ * Mosquitto's accounts: a certificate for the admin connection, a list of its clients, and the
+ * credentials for the relay's own MQTT client (the password is new at each start).
+ */
+export type MosquittoAccounts = BrokerAccounts & Required<Pick<BrokerAccounts, 'setIdentity' | 'missing'>> & { readonly relayUser: { username: string; password: string } };
 
+/** Connects as the plugin's admin and sets up the relay's own client (see above). */
 export async function connectMosquittoDynsec(opts: DynsecOptions): Promise<MosquittoAccounts> {
   if (opts.username === RELAY_USER) throw new Error(`the dynamic-security admin must not be named "${RELAY_USER}": the relay makes that client for itself`);
   const timeoutMs = opts.timeoutMs ?? 10_000;

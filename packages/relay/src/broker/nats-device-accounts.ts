@@ -32,14 +32,12 @@ export async function connectNatsDeviceAccounts(opts: { servers: string[]; creds
     void sys.close();
     throw new Error(`NATS: ${err.message}: is --nats-credentials the file nats-config wrote for this cluster?`);
   });
+  // A device's login is a JWT signed for it (the same at enrollment and when asked again);
+  // NATS maps MQTT QoS 1 subscriptions onto JetStream consumers: devices subscribe at QoS 0.
+  const login = async (deviceId: string) => ({ password: await account.deviceJwt(deviceId), subscribeQos: 0 as const });
   return {
-    relayUser: { username: 'outpost-relay', password: '' },
-    async addDevice(deviceId) {
-      return { password: await account.deviceJwt(deviceId), subscribeQos: 0 };
-    },
-    async login(deviceId) {
-      return { password: await account.deviceJwt(deviceId), subscribeQos: 0 };
-    },
+    addDevice: login,
+    login,
     async removeDevice(deviceId) {
       await opts.store.exclusive('nats-account', async () => {
         const next = await account.revoked(await accountJwt(), [deviceId]);
