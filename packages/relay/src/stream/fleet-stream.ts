@@ -6,6 +6,7 @@ import type { FleetEvent, FleetSnapshot, StreamMessage } from '@outpost/shared';
 import { STREAM_CLOSE } from '@outpost/shared';
 import type { WebSocket } from 'ws';
 import { DEFAULT_CLIENT_LIMITS, StreamClient, type QueuedMessage, type StreamClientLimits } from './stream-client.js';
+import { EventWindow } from './event-window.js';
 
 export interface FleetStreamOptions {
   /** The fleet now, read from the store. */
@@ -22,8 +23,7 @@ export interface FleetStreamOptions {
 
 export class FleetStream {
   readonly #opts: FleetStreamOptions;
-  readonly #window: QueuedMessage[] = [];
-  readonly #windowSize: number;
+  readonly #window: EventWindow;
   readonly #clients = new Set<StreamClient>();
   /** Seqs start at the relay's start time, so they keep growing across restarts. */
   #seq: number;
@@ -32,7 +32,7 @@ export class FleetStream {
 
   constructor(opts: FleetStreamOptions) {
     this.#opts = opts;
-    this.#windowSize = opts.window ?? 10_000;
+    this.#window = new EventWindow(opts.window ?? 10_000);
     this.#seq = opts.startSeq ?? (opts.now ?? Date.now)();
   }
 
@@ -59,7 +59,6 @@ export class FleetStream {
     this.#seq = message.seq;
     const queued: QueuedMessage = { seq: message.seq, json: JSON.stringify(message), coalesceKey: message.type === 'device.health' ? message.deviceId : undefined };
     this.#window.push(queued);
-    if (this.#window.length > this.#windowSize) this.#window.splice(0, this.#window.length - this.#windowSize);
     for (const client of this.#clients) {
       client.send(queued);
       this.messagesSent++;
@@ -76,7 +75,7 @@ export class FleetStream {
     const client = new StreamClient(ws, this.#opts.limits ?? DEFAULT_CLIENT_LIMITS);
     ws.on('close', () => this.#clients.delete(client));
     ws.on('error', () => this.#clients.delete(client));
-    const oldest = this.#window[0]?.seq ?? this.#seq + 1;
+    const oldest = this.#window.oldestSeq ?? this.#seq + 1;
     if (since !== undefined && since >= oldest - 1 && since <= this.#seq) {
       this.#catchUp(ws, client, since);
       return client;
@@ -95,7 +94,7 @@ export class FleetStream {
     this.#opts.snapshot().then(
       (fleet) => {
         if (client.closed) return;
-        const oldest = this.#window[0]?.seq ?? this.#seq + 1;
+        const oldest = this.#window.oldestSeq ?? this.#seq + 1;
         if (oldest > seq + 1) {
           if (attempt < 3) return this.#snapshot(ws, client, attempt + 1);
           client.close(STREAM_CLOSE.GOING_AWAY, 'the fleet changed faster than a snapshot could be read; reconnect');
@@ -114,7 +113,7 @@ export class FleetStream {
 
   /** Sends the window's events after `since`, then every new one. */
   #catchUp(ws: WebSocket, client: StreamClient, since: number): void {
-    for (const m of this.#window) if (m.seq > since) client.send(m);
+    for (const m of this.#window.after(since)) client.send(m);
     // A socket that closed while the snapshot was read has fired its close already.
     if (!client.closed && ws.readyState === ws.OPEN) this.#clients.add(client);
   }
