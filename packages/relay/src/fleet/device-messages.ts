@@ -6,6 +6,7 @@ import type { FleetContext, JobMessages } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
 import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
 import { SerialQueues } from './serial-queues.js';
+import { KnownDevices } from './known-devices.js';
 
 /** What a handler reaches: the fleet, and the scheduler's side of job messages. */
 type MessageContext = FleetContext & { jobs: JobMessages };
@@ -91,11 +92,15 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
   const queues = new SerialQueues(DEVICE_BACKLOG);
+  const known = new KnownDevices({ exists: async (id) => Boolean(await ctx.store.devices.secretHash(id)), now: ctx.now });
+  ctx.events.on((e) => {
+    if (e.type === 'device.removed') known.forget(e.deviceId);
+  });
   const handleOne = async (topic: string, parsed: { deviceId: string; leaf: string }, payload: Buffer): Promise<void> => {
     // Everything inside: a store that fails costs this message, never the device's queue.
     try {
       if (parsed.leaf === 'notice') {
-        if (await ctx.store.devices.secretHash(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
+        if (await known.exists(parsed.deviceId)) checkNotice(ctx, parsed.deviceId);
         return;
       }
       const handle = HANDLERS[parsed.leaf];
@@ -105,7 +110,7 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
         if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, suppressed: told.suppressed }, 'message on an unknown device topic dropped');
         return;
       }
-      if (!await ctx.store.devices.secretHash(parsed.deviceId)) return; // a removed device: its last words do not matter
+      if (!await known.exists(parsed.deviceId)) return; // a removed device: its last words do not matter
       const refused = await handle(ctx, parsed.deviceId, payload);
       if (refused) {
         stats.rejected++;
