@@ -61,3 +61,66 @@ t.test('work that throws costs itself, not the work after it', async (t) => {
   const full = new SerialQueues(0);
   t.equal(full.run('k', async () => 1), undefined, 'undefined past the bound');
 });
+
+t.test('at most atOnce keys run at a time; the rest wait their turn in arrival order', async (t) => {
+  const q = new SerialQueues({ perKey: 10, atOnce: 2 });
+  const gates = Array.from({ length: 5 }, gate);
+  const started: number[] = [];
+  let running = 0;
+  let most = 0;
+  for (let i = 0; i < 5; i++) {
+    q.push(`k${i}`, async () => {
+      started.push(i);
+      most = Math.max(most, ++running);
+      await gates[i]!.opened;
+      running--;
+    });
+  }
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(started, [0, 1], 'two run, three wait');
+  gates[1]!.open();
+  await new Promise((resolve) => setImmediate(resolve));
+  t.same(started, [0, 1, 2], 'a finished one hands its turn to the oldest waiting');
+  for (const g of gates) g.open();
+  await q.idle();
+  t.same(started, [0, 1, 2, 3, 4]);
+  t.equal(most, 2, 'never more than two at once');
+  t.equal(q.waiting, 0);
+});
+
+t.test('a key keeps its order while waiting for turns, and work that throws gives its turn back', async (t) => {
+  const q = new SerialQueues({ perKey: 10, atOnce: 1 });
+  const seen: string[] = [];
+  q.push('a', async () => {
+    throw new Error('store gone');
+  });
+  q.push('b', async () => void seen.push('b1'));
+  q.push('a', async () => void seen.push('a2'));
+  q.push('b', async () => void seen.push('b2'));
+  await q.idle();
+  t.same(seen.filter((s) => s.startsWith('a')), ['a2']);
+  t.same(seen.filter((s) => s.startsWith('b')), ['b1', 'b2'], 'per key in order');
+  t.equal(await q.run('c', async () => 3), 3, 'the turn came back after the throw');
+});
+
+t.test('past the total bound every key is refused until work drains', async (t) => {
+  const q = new SerialQueues({ perKey: 10, total: 3 });
+  const held = gate();
+  const accepted = ['a', 'b', 'c', 'd', 'a'].map((k) => q.push(k, () => held.opened));
+  t.same(accepted, [true, true, true, false, false]);
+  t.equal(q.full, true);
+  t.equal(q.waiting, 3);
+  held.open();
+  await q.idle();
+  t.equal(q.full, false);
+  t.equal(q.push('d', async () => {}), true);
+});
+
+t.test('thousands waiting for turns are handed them one by one, none lost', async (t) => {
+  const q = new SerialQueues({ perKey: 10, atOnce: 3 });
+  let ran = 0;
+  for (let i = 0; i < 5000; i++) q.push(`k${i}`, async () => void ran++);
+  await q.idle();
+  t.equal(ran, 5000);
+  t.equal(await q.run('x', async () => 'after'), 'after', 'the turns are all given back');
+});

@@ -80,6 +80,13 @@ export interface MessageStats {
 
 /** Messages of one device waiting for its earlier ones, past which more are dropped. */
 export const DEVICE_BACKLOG = 256;
+/**
+ * Messages handled at once, all devices together: a few more than the store's connections, so
+ * the store stays busy while the rest wait here, in order, with no connection timeout to fail.
+ */
+export const HANDLING_AT_ONCE = 16;
+/** Messages waiting, all devices together, past which more are dropped (a device sends its state again). */
+export const RELAY_BACKLOG = 200_000;
 
 /**
  * Routes one MQTT message from a device topic. Never throws: the relay outlives any payload.
@@ -91,7 +98,7 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
   const ctx: MessageContext = { ...fleet, jobs };
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
-  const queues = new SerialQueues(DEVICE_BACKLOG);
+  const queues = new SerialQueues({ perKey: DEVICE_BACKLOG, atOnce: HANDLING_AT_ONCE, total: RELAY_BACKLOG });
   const known = new KnownDevices({ exists: async (id) => Boolean(await ctx.store.devices.secretHash(id)), now: ctx.now });
   ctx.events.on((e) => {
     if (e.type === 'device.removed') known.forget(e.deviceId);
@@ -132,6 +139,11 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
       if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
       if (!queues.push(parsed.deviceId, () => handleOne(topic, parsed, payload))) {
         stats.rejected++;
+        if (queues.full) {
+          const told = throttle.take('relay backlog');
+          if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, backlog: RELAY_BACKLOG, suppressed: told.suppressed }, 'device message dropped: too many messages of all devices wait to be handled (the store is slow or gone)');
+          return;
+        }
         const told = throttle.take(`${parsed.deviceId} backlog`);
         if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, backlog: DEVICE_BACKLOG, suppressed: told.suppressed }, 'device message dropped: too many of its messages wait to be handled');
       }

@@ -1,24 +1,57 @@
 // Work kept in order per key (a device's messages), different keys side by side. Each key's
 // backlog is bounded: a flood from one device costs that device's messages, never memory.
+// Optionally at most `atOnce` keys' work runs at a time, the rest waiting here in arrival order:
+// 20,000 devices connecting at once otherwise ask the store's pool of 10 connections for 20,000
+// at once, and the ones that wait past its connection timeout fail (seen in bench/fleet on
+// PostgreSQL: every such message lost, the device shown offline while connected). A total
+// bound keeps what waits bounded however many keys there are.
+
+export interface SerialQueueLimits {
+  /** Work of one key waiting or running, past which its new work is refused. */
+  perKey: number;
+  /** Keys whose work runs at once (default: no limit). */
+  atOnce?: number;
+  /** Work of all keys waiting or running, past which new work is refused (default: no limit). */
+  total?: number;
+}
 
 export class SerialQueues {
-  readonly #bound: number;
+  readonly #limits: Required<SerialQueueLimits>;
   readonly #queues = new Map<string, { tail: Promise<void>; waiting: number }>();
+  /** Work started and not yet finished, against `atOnce`. */
+  #running = 0;
+  /** Work waiting for its turn to run, oldest first. */
+  readonly #turns: Array<() => void> = [];
+  #turnsHead = 0;
+  #total = 0;
 
-  constructor(bound: number) {
-    this.#bound = bound;
+  constructor(limits: number | SerialQueueLimits) {
+    const l = typeof limits === 'number' ? { perKey: limits } : limits;
+    this.#limits = { perKey: l.perKey, atOnce: l.atOnce ?? Infinity, total: l.total ?? Infinity };
+  }
+
+  /** Work of all keys waiting or running. */
+  get waiting(): number {
+    return this.#total;
+  }
+
+  /** Whether new work would be refused for the total bound (whatever its key). */
+  get full(): boolean {
+    return this.#total >= this.#limits.total;
   }
 
   /**
-   * Runs `work` after the key's earlier work; false (nothing queued) past the bound. `work`
+   * Runs `work` after the key's earlier work; false (nothing queued) past a bound. `work`
    * handles its own errors; one that throws anyway is dropped here, so the key's later work
    * still runs.
    */
   push(key: string, work: () => Promise<void>): boolean {
     const queue = this.#queues.get(key) ?? { tail: Promise.resolve(), waiting: 0 };
-    if (queue.waiting >= this.#bound) return false;
+    if (queue.waiting >= this.#limits.perKey || this.full) return false;
     queue.waiting++;
-    queue.tail = queue.tail.then(work).catch(() => {}).finally(() => {
+    this.#total++;
+    queue.tail = queue.tail.then(() => this.#inTurn(work)).catch(() => {}).finally(() => {
+      this.#total--;
       if (--queue.waiting === 0) this.#queues.delete(key);
     });
     this.#queues.set(key, queue);
@@ -40,5 +73,34 @@ export class SerialQueues {
   /** Settles once everything queued so far has run (tests, and a clean close). */
   async idle(): Promise<void> {
     while (this.#queues.size > 0) await Promise.all([...this.#queues.values()].map((q) => q.tail));
+  }
+
+  async #inTurn(work: () => Promise<void>): Promise<void> {
+    if (this.#running >= this.#limits.atOnce) await new Promise<void>((resolve) => this.#turns.push(resolve));
+    else this.#running++;
+    try {
+      await work();
+    } finally {
+      this.#next();
+    }
+  }
+
+  /** Hands the finished work's turn to the oldest waiting, or frees it. */
+  #next(): void {
+    if (this.#turnsHead < this.#turns.length) {
+      const resolve = this.#turns[this.#turnsHead]!;
+      this.#turns[this.#turnsHead++] = undefined as unknown as () => void;
+      // Compacted now and then, not shifted per turn (shift moves every entry).
+      if (this.#turnsHead === this.#turns.length) {
+        this.#turns.length = 0;
+        this.#turnsHead = 0;
+      } else if (this.#turnsHead > 1024 && this.#turnsHead * 2 > this.#turns.length) {
+        this.#turns.splice(0, this.#turnsHead);
+        this.#turnsHead = 0;
+      }
+      resolve();
+      return;
+    }
+    this.#running--;
   }
 }
