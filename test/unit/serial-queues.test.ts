@@ -124,3 +124,32 @@ t.test('thousands waiting for turns are handed them one by one, none lost', asyn
   t.equal(ran, 5000);
   t.equal(await q.run('x', async () => 'after'), 'after', 'the turns are all given back');
 });
+
+t.test('close waits for the work that runs, skips what has not started past its grace, and takes nothing new', async (t) => {
+  const q = new SerialQueues({ perKey: 10, atOnce: 1 });
+  const running = gate();
+  const seen: string[] = [];
+  q.push('a', async () => {
+    await running.opened;
+    seen.push('a1');
+  });
+  q.push('b', async () => void seen.push('b1'));
+  q.push('a', async () => void seen.push('a2'));
+  const closed = q.close(0);
+  t.equal(q.closing, true);
+  t.equal(q.push('c', async () => void seen.push('c1')), false, 'nothing new once closing');
+  // Node fires timers in expiry order: the grace's (0 ms) before this one (5 ms).
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  running.open();
+  await closed;
+  t.same(seen, ['a1'], 'the running work finished; the waiting work was skipped');
+  t.equal(q.waiting, 0);
+});
+
+t.test('close with time to spare lets the waiting work run', async (t) => {
+  const q = new SerialQueues({ perKey: 10, atOnce: 1 });
+  const seen: number[] = [];
+  for (let i = 0; i < 20; i++) q.push(`k${i}`, async () => void seen.push(i));
+  await q.close(60_000);
+  t.equal(seen.length, 20, 'all of it ran within the grace');
+});

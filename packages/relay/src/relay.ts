@@ -625,8 +625,9 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       await mqtt.close();
       await accounts?.close();
       await broker?.close();
-      // Messages already taken in are handled before the store goes.
-      await router.idle();
+      // Messages already taken in are handled before the store goes, for a few seconds; the
+      // rest are dropped (devices send their state again when they reconnect).
+      await router.close(5000);
       await eventLog?.close();
       await history.close();
       if (!opts.store) await store.close();

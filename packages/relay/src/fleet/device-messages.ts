@@ -94,7 +94,7 @@ export const RELAY_BACKLOG = 200_000;
  * store); different devices' run side by side. Refusals are logged once a minute per device
  * and topic, with how many were left out.
  */
-export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; stats: MessageStats } {
+export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; close(graceMs: number): Promise<void>; stats: MessageStats } {
   const ctx: MessageContext = { ...fleet, jobs };
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
@@ -136,7 +136,7 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
       stats.received++;
       const parsed = parseDeviceTopic(topic);
       // `desired`, `jobs` and `logs-request` are the relay's own messages coming back; an empty payload clears a retained one.
-      if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0) return;
+      if (!parsed || RELAY_WRITTEN.has(parsed.leaf) || payload.length === 0 || queues.closing) return;
       if (!queues.push(parsed.deviceId, () => handleOne(topic, parsed, payload))) {
         stats.rejected++;
         if (queues.full) {
@@ -149,5 +149,6 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
       }
     },
     idle: () => queues.idle(),
+    close: (graceMs) => queues.close(graceMs),
   };
 }

@@ -64,6 +64,10 @@ export async function labelDevice(ctx: FleetContext, ref: string, changes: Recor
 export async function removeDevice(ctx: FleetContext, ref: string): Promise<void> {
   const { id } = await requireDevice(ctx, ref);
   await ctx.store.devices.remove(id);
+  // Every relay stops taking its messages now, whatever the broker steps below cost or throw.
+  ctx.presence.forget(id);
+  ctx.duplicates.forget(id);
+  ctx.events.emit({ type: 'device.removed', deviceId: id });
   ctx.disconnectDevice?.(id);
   // Deleting the Mosquitto client also disconnects it. The device is gone from the store either
   // way, so the relay ignores it; an account left behind is reported for the operator to delete.
@@ -72,8 +76,5 @@ export async function removeDevice(ctx: FleetContext, ref: string): Promise<void
   );
   await Promise.all((['desired', 'reported', 'status', 'notice'] as const).map((leaf) => ctx.mqtt.clearRetained(deviceTopic(id, leaf))));
   await ctx.history.forget(id);
-  ctx.presence.forget(id);
-  ctx.duplicates.forget(id);
-  ctx.events.emit({ type: 'device.removed', deviceId: id });
   ctx.log.info({ deviceId: id }, 'device removed');
 }
