@@ -54,7 +54,8 @@ t.test('the fleet stream, health history and metrics', async (t) => {
   });
 
   await t.test('?since= resumes where a client left off; too old gets a snapshot', async (t) => {
-    const all = stream.messages;
+    // A copy: the live array keeps growing with heartbeats while the resumed stream opens.
+    const all = [...stream.messages];
     const since = all[all.length - 4]!.seq;
     const resumed = await openStream(relay.httpUrl, relay.token, `?since=${since}`);
     t.teardown(() => resumed.close());
