@@ -61,7 +61,12 @@ export { probeAndSelfTest, probeModel, type ProbeOptions, type SelfTestResult } 
 export { parsePort, parsePositiveInt, parseDurationOption, parseLabelsOption, collectDataset, parseSize, formatDuration, formatSize, durationOption, sizeOption, examples, relayUrl } from './cli-options.js';
 export { CREDENTIAL_KINDS, credentialKind, notAnEnrollToken, type CredentialKind } from './credentials.js';
 export { completionCommand, completionScript } from './completion.js';
-export { parseDuration, parseLabels, formatLabels, checkLabel, formatBytes, parseDataset, closeOnSignals, type Labels } from './units.js';
+export { parseDuration, parseLabels, formatLabels, checkLabel, parseDataset, closeOnSignals, type Labels } from './units.js';
+export { formatBytes, formatAgo, formatElapsed } from './format.js';
+export { lowerIsBetter, betterOf } from './metric-rule.js';
+export { ROLES, isRole, roleAllows, type Role } from './roles.js';
+export { DEFAULT_QUERY, SORT_COLUMNS, deviceP50, fleetCounts, isFailing, matchesQuery, queryFleet, sortUsesHealth, type FleetCounts, type FleetQuery, type SortColumn, type StatusFilter } from './fleet-query.js';
+export { FleetModel, type FleetChange, type JobLogLine, type JobMetricPoint } from './fleet-model.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
 export { packBundle, checkBundle, unpackBundle, bundleProblem, bundleEntryKey, resolveInBundle } from './bundle.js';

@@ -3,7 +3,7 @@
 // A client that reconnects with `?since=SEQ` gets what it missed, or a fresh snapshot.
 
 import type { HealthMessage, ReportedModel, ServingConfig } from './messages.js';
-import type { Labels } from './units.js';
+import type { Labels } from './labels.js';
 
 /** Something wrong with a device that the relay has seen and that only a person can fix. */
 export interface DeviceProblem {

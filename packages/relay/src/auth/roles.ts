@@ -2,8 +2,9 @@
 // viewer may, an admin what a deployer may. Every route names its access (api/access.ts refuses
 // to register one that does not), so a new route cannot forget to say who may call it.
 
-export const ROLES = ['viewer', 'deployer', 'admin'] as const;
-export type Role = (typeof ROLES)[number];
+import { ROLES, type Role } from '@outpost/shared';
+
+export { ROLES, isRole, roleAllows, type Role } from '@outpost/shared';
 
 /** What each role adds, for help text and docs. */
 export const ROLE_DESCRIPTIONS: Record<Role, string> = {
@@ -20,17 +21,8 @@ export type Access = 'public' | 'device' | Role | 'viewer+device';
 
 export const ACCESS_VALUES: readonly Access[] = ['public', 'device', ...ROLES, 'viewer+device'];
 
-export function isRole(value: unknown): value is Role {
-  return typeof value === 'string' && (ROLES as readonly string[]).includes(value);
-}
-
 export function isAccess(value: unknown): value is Access {
   return typeof value === 'string' && (ACCESS_VALUES as readonly string[]).includes(value);
-}
-
-/** Whether a token of role `have` may do what needs `need`. */
-export function roleAllows(have: Role, need: Role): boolean {
-  return ROLES.indexOf(have) >= ROLES.indexOf(need);
 }
 
 /** The role an API token needs for a route of this access; null when no token will do. */

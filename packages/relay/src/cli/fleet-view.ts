@@ -1,72 +1,9 @@
-// The state `fleet watch` draws: devices and deployments, kept current by stream messages,
-// and rendered as a fixed-width table. Pure, so it is tested without a terminal.
+// What `fleet watch` draws: the shared fleet model (the dashboard's too), rendered as a
+// fixed-width table. Pure, so it is tested without a terminal.
 
-import type { DeploymentSummary, DeviceSummary, StreamMessage } from '@outpost/shared';
-import { formatBytes } from '@outpost/shared';
+import { FleetModel, formatBytes } from '@outpost/shared';
 
-export class FleetView {
-  readonly devices = new Map<string, DeviceSummary>();
-  readonly deployments = new Map<string, DeploymentSummary>();
-  lastSeq = 0;
-
-  apply(m: StreamMessage): void {
-    this.lastSeq = m.seq;
-    switch (m.type) {
-      case 'snapshot':
-        this.devices.clear();
-        this.deployments.clear();
-        for (const d of m.devices) this.devices.set(d.id, d);
-        for (const d of m.deployments) this.deployments.set(d.id, d);
-        break;
-      case 'device.enrolled':
-      case 'device.updated':
-        this.devices.set(m.device.id, { ...this.devices.get(m.device.id), ...m.device });
-        break;
-      case 'device.removed':
-        this.devices.delete(m.deviceId);
-        break;
-      case 'device.status': {
-        const d = this.devices.get(m.deviceId);
-        if (d) Object.assign(d, { online: m.online, lastSeen: m.lastSeen });
-        break;
-      }
-      case 'device.health': {
-        const d = this.devices.get(m.deviceId);
-        if (d) Object.assign(d, { health: m.health, lastSeen: m.ts });
-        break;
-      }
-      case 'device.models': {
-        const d = this.devices.get(m.deviceId);
-        if (d) d.models = m.models;
-        break;
-      }
-      case 'device.problem': {
-        const d = this.devices.get(m.deviceId);
-        if (d) d.problem = m.problem;
-        break;
-      }
-      case 'deployment.created':
-        this.deployments.set(m.deployment.id, m.deployment);
-        break;
-      case 'deployment.progress': {
-        const d = this.deployments.get(m.deploymentId);
-        const r = d?.devices.find((x) => x.deviceId === m.deviceId);
-        if (d && r) {
-          d.counts[r.state] = (d.counts[r.state] ?? 1) - 1;
-          if (d.counts[r.state] === 0) delete d.counts[r.state];
-          Object.assign(r, { state: m.state, reason: m.reason });
-          d.counts[m.state] = (d.counts[m.state] ?? 0) + 1;
-        }
-        break;
-      }
-      case 'deployment.state': {
-        const d = this.deployments.get(m.deploymentId);
-        if (d) d.state = m.state;
-        break;
-      }
-    }
-  }
-
+export class FleetView extends FleetModel {
   /** The table as lines of at most `width` characters, at most `height` lines. */
   render(width: number, height: number, status: string, now = Date.now()): string[] {
     const devices = [...this.devices.values()].sort((a, b) => Number(b.online) - Number(a.online) || a.name.localeCompare(b.name));

@@ -1,6 +1,6 @@
 // How jobs look in API answers and on the stream.
 
-import type { JobSummary } from '@outpost/shared';
+import { lowerIsBetter, type JobSummary } from '@outpost/shared';
 import type { JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
 import type { Store } from '../store/store.js';
 
@@ -14,11 +14,6 @@ export function describeTarget(t: JobTarget): string {
   return Object.entries(t.selector)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
-}
-
-/** Lower is better for losses and errors; higher for everything else (accuracy, …). */
-export function lowerIsBetter(name: string): boolean {
-  return /loss|error|err|mse|mae|rmse|perplexity/i.test(name);
 }
 
 /** The store's per-name aggregates as latest and best (the store does the work in SQL). */

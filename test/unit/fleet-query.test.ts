@@ -1,0 +1,74 @@
+// Finding devices: search by name, id and label; filters by status, label, model and state;
+// sorting by each column with devices lacking a value last; the summary counts.
+
+import t from 'tap';
+import fc from 'fast-check';
+import { DEFAULT_QUERY, SORT_COLUMNS, fleetCounts, isFailing, matchesQuery, queryFleet, sortUsesHealth, type DeviceSummary, type FleetQuery } from '@outpost/shared';
+
+const sha = 'a'.repeat(64);
+const health = (cpu: number, p50: number | null) => ({ ts: 0, uptimeS: 1, cpuPercent: cpu, memory: { rssBytes: 1, usedBytes: cpu * 1000, totalBytes: 1e9 }, disk: { freeBytes: 1, totalBytes: 2 }, models: { m: { requests: 1, errors: 0, p50Ms: p50, p99Ms: p50 } } });
+const dev = (id: string, name: string, extra: Partial<DeviceSummary> = {}): DeviceSummary => ({ id, name, labels: {}, online: true, lastSeen: null, createdAt: null, models: [], health: null, ...extra });
+
+const fleet = [
+  dev('dev_1', 'front-door', { labels: { site: 'lab' }, models: [{ name: 'det', version: 2, sha256: sha, state: 'serving' }], health: health(40, 3), lastSeen: '2026-01-01T00:00:10Z' }),
+  dev('dev_2', 'Back-yard', { labels: { site: 'farm' }, models: [{ name: 'det', version: 1, sha256: sha, state: 'failed', reason: 'bad input' }], health: health(10, null), lastSeen: '2026-01-01T00:00:20Z' }),
+  dev('dev_3', 'attic', { online: false }),
+  dev('dev_4', 'garage', { problem: { kind: 'duplicate-connection', since: '', takeovers: 2, message: '' }, health: health(90, 8) }),
+];
+const q = (over: Partial<FleetQuery>): FleetQuery => ({ ...DEFAULT_QUERY, ...over });
+const names = (over: Partial<FleetQuery>) => queryFleet(fleet, q(over)).map((d) => d.name);
+
+t.test('search and filters', async (t) => {
+  t.same(names({ text: 'BACK', sort: 'name' }), ['Back-yard'], 'names, case-insensitive');
+  t.same(names({ text: 'dev_3' }), ['attic'], 'ids');
+  t.same(names({ text: 'site=la' }), ['front-door'], 'labels as key=value');
+  t.same(names({ status: 'offline' }), ['attic']);
+  t.same(names({ status: 'failing', sort: 'name' }), ['Back-yard', 'garage'], 'a failed model or a problem');
+  t.same(names({ status: 'online', sort: 'name' }), ['Back-yard', 'front-door', 'garage']);
+  t.same(names({ label: 'site=farm' }), ['Back-yard']);
+  t.same(names({ model: 'det', sort: 'name' }), ['Back-yard', 'front-door'], 'a model by name');
+  t.same(names({ model: 'det:2' }), ['front-door'], 'or name:version');
+  t.same(names({ modelState: 'failed' }), ['Back-yard']);
+  t.notOk(matchesQuery(fleet[0]!, q({ label: 'site=farm', text: 'front' })), 'filters combine');
+  t.ok(isFailing(fleet[3]!) && !isFailing(fleet[0]!));
+});
+
+t.test('sorting by each column', async (t) => {
+  t.same(names({ sort: 'name' }), ['attic', 'Back-yard', 'front-door', 'garage']);
+  t.same(names({ sort: 'name', descending: true }), ['garage', 'front-door', 'Back-yard', 'attic']);
+  t.same(names({ sort: 'state' }), ['front-door', 'Back-yard', 'garage', 'attic'], 'online, then failing, then offline; ties by name');
+  t.same(names({ sort: 'cpu', descending: true }), ['garage', 'front-door', 'Back-yard', 'attic'], 'no heartbeat goes last');
+  t.same(names({ sort: 'cpu' }), ['Back-yard', 'front-door', 'garage', 'attic'], 'last either way');
+  t.same(names({ sort: 'p50' }), ['front-door', 'garage', 'attic', 'Back-yard'], 'no latency yet goes last');
+  t.same(names({ sort: 'lastSeen' }), ['Back-yard', 'front-door', 'attic', 'garage'], 'most recent first');
+  t.same(names({ sort: 'models' }).slice(0, 2), ['Back-yard', 'front-door']);
+  t.same(names({ sort: 'memory', descending: true })[0], 'garage');
+  t.same(SORT_COLUMNS.filter(sortUsesHealth), ['cpu', 'memory', 'p50', 'lastSeen']);
+});
+
+t.test('the order is total and the filter exact, for any fleet', async (t) => {
+  const arbDevice = fc.record({
+    id: fc.string({ minLength: 1, maxLength: 6 }),
+    name: fc.string({ maxLength: 6 }),
+    online: fc.boolean(),
+    cpu: fc.option(fc.integer({ min: 0, max: 100 })),
+  });
+  fc.assert(
+    fc.property(fc.uniqueArray(arbDevice, { selector: (d) => d.id, maxLength: 40 }), fc.constantFrom(...SORT_COLUMNS), fc.boolean(), fc.string({ maxLength: 2 }), (list, sort, descending, text) => {
+      const devices = list.map((d) => dev(d.id, d.name, { online: d.online, health: d.cpu === null ? null : health(d.cpu, null) }));
+      const query = q({ sort, descending, text });
+      const a = queryFleet(devices, query);
+      const b = queryFleet([...devices].reverse(), query);
+      const sameOrder = a.map((d) => d.id).join('\0') === b.map((d) => d.id).join('\0');
+      return sameOrder && a.length === devices.filter((d) => matchesQuery(d, query)).length;
+    }),
+  );
+  t.pass('input order does not matter, and nothing is lost or duplicated');
+});
+
+t.test('summary counts', async (t) => {
+  const c = fleetCounts(fleet);
+  t.same({ total: c.total, online: c.online, offline: c.offline, failing: c.failing }, { total: 4, online: 3, offline: 1, failing: 2 });
+  t.same(c.models, [{ model: 'det:1', devices: 1 }, { model: 'det:2', devices: 1 }]);
+  t.same(c.labels, ['site=farm', 'site=lab']);
+});
