@@ -51,8 +51,12 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.click('nav a[data-view=deployments]');
   const dep = JSON.parse((await relay.cli('deploy', 'linear', '--device', d.deviceId, '--json')).stdout) as { id: string };
   await page.locator(`#deployment-${dep.id}[data-state="succeeded"]`).waitFor();
-  t.equal(await page.locator(`#deployment-${dep.id} tr[data-device="${d.deviceId}"]`).getAttribute('data-state'), 'serving', 'per-device progress');
-  t.match(await page.locator(`#deployment-${dep.id} .counts`).textContent(), /1 serving/);
+  t.match(await page.locator(`#deployment-${dep.id} .counts`).textContent(), /1 serving/, 'the table shows progress');
+  t.match(await page.locator(`#deployment-${dep.id}`).textContent(), /browser-cam/, 'the target by its name');
+  await page.click(`#deployment-${dep.id} a`);
+  await page.locator('#deployment-detail h1', { hasText: 'linear:1' }).waitFor();
+  t.equal(await page.locator(`#deployment-devices tr[data-device="${d.deviceId}"]`).getAttribute('data-state'), 'serving', 'per-device progress');
+  t.match(await page.locator(`#deployment-devices tr[data-device="${d.deviceId}"]`).textContent(), /browser-cam/, 'devices by name');
 
   await agent.infer('linear', { inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: [1, 2, 3, 4] }] });
   await page.click('nav a[data-view=fleet]');
@@ -85,9 +89,12 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.locator('.empty', { hasText: 'No jobs yet' }).waitFor();
   const job = (await relay.cli('jobs', 'submit', EXAMPLE, '--target', 'local', '--command', 'node train.js')).stdout.trim();
   await page.locator(`#job-${job}[data-state="succeeded"]`).waitFor();
-  await page.locator(`#job-${job} tr[data-metric="accuracy"]`).waitFor();
-  await page.locator(`#job-${job} .logs`, { hasText: 'outpost:metric loss=' }).waitFor();
-  t.ok(await page.locator(`#job-${job} .job-chart canvas`).count() > 0, 'the job\'s metrics are plotted');
+  t.match(await page.locator(`#job-${job}`).textContent(), /loss 0\.\d+ \(lowest\)/, 'the table shows the best metric');
+  await page.click(`#job-${job} a`);
+  await page.locator('#job-metrics tr[data-metric="accuracy"]').waitFor();
+  await page.locator('#job-logs', { hasText: 'outpost:metric loss=' }).waitFor();
+  await page.locator('#job-chart canvas').first().waitFor();
+  t.pass('the job\'s logs, metrics and their chart');
   if (process.env.OUTPOST_SCREENSHOTS) await page.screenshot({ path: join(process.env.OUTPOST_SCREENSHOTS, 'jobs.png') });
 
   // The audit log, newest first, for admins; Refresh reads it again.

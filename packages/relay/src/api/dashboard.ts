@@ -1,5 +1,6 @@
-// GET /: the web dashboard, and its assets. Everything is served from the relay (uPlot from
-// its npm package), so the page works with no internet access.
+// GET /: the web dashboard, and its assets. Everything is served from the relay (the page's
+// script is bundled at build time with the shared fleet model and uPlot: scripts/build-dashboard.ts),
+// so the page works with no internet access.
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -8,12 +9,13 @@ import type { FastifyInstance } from 'fastify';
 
 const require = createRequire(import.meta.url);
 const DASHBOARD = fileURLToPath(new URL('../../dashboard/', import.meta.url));
+const BUNDLE = fileURLToPath(new URL('../dashboard/', import.meta.url));
 
 const ASSETS: Record<string, { file: string; type: string }> = {
   '/': { file: `${DASHBOARD}index.html`, type: 'text/html; charset=utf-8' },
-  '/assets/app.js': { file: `${DASHBOARD}app.js`, type: 'text/javascript; charset=utf-8' },
+  '/assets/app.js': { file: `${BUNDLE}app.js`, type: 'text/javascript; charset=utf-8' },
+  '/assets/app.js.map': { file: `${BUNDLE}app.js.map`, type: 'application/json' },
   '/assets/app.css': { file: `${DASHBOARD}app.css`, type: 'text/css; charset=utf-8' },
-  '/assets/uplot.iife.min.js': { file: require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
   '/assets/uplot.min.css': { file: require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },
 };
 

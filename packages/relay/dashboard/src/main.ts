@@ -1,0 +1,115 @@
+// The Outpost dashboard: log in with an API token, follow the fleet stream, and run the fleet
+// from the browser through the same HTTP API as the CLI. Routes are hash paths; each page is
+// one file in pages/, told of stream changes while it is open.
+
+import { get } from './api.js';
+import { $, el } from './dom.js';
+import type { Page } from './page.js';
+import { AuditPage } from './pages/audit.js';
+import { DeploymentPage, DeploymentsPage } from './pages/deployments.js';
+import { DevicePage } from './pages/device.js';
+import { FleetPage } from './pages/fleet.js';
+import { JobPage, JobsPage } from './pages/jobs.js';
+import { session, type Whoami } from './session.js';
+import { connect, disconnect, fleet, onChange, onConnection } from './stream.js';
+import type { DeploymentSummary, JobSummary } from '@outpost/shared/browser';
+
+let page: Page | null = null;
+
+function pageFor(hash: string): { page: Page; nav: string } {
+  const path = hash.replace(/^#/, '') || '/';
+  const [, section, id] = /^\/([a-z]+)(?:\/([^/]+))?$/.exec(path) ?? [];
+  const ref = id === undefined ? undefined : decodeURIComponent(id);
+  if (section === 'devices' && ref) return { page: new DevicePage(ref), nav: 'fleet' };
+  if (section === 'deployments') return { page: ref ? new DeploymentPage(ref) : new DeploymentsPage(), nav: 'deployments' };
+  if (section === 'jobs') return { page: ref ? new JobPage(ref) : new JobsPage(), nav: 'jobs' };
+  if (section === 'audit') return { page: new AuditPage(), nav: 'audit' };
+  return { page: new FleetPage(), nav: 'fleet' };
+}
+
+function route(): void {
+  page?.close();
+  page = null;
+  if (!session.me) return;
+  const next = pageFor(location.hash);
+  for (const a of document.querySelectorAll<HTMLAnchorElement>('nav a')) a.classList.toggle('active', a.dataset.view === next.nav);
+  page = next.page;
+  page.open();
+}
+
+onChange((change, message) => page?.change(change, message));
+onConnection((live) => {
+  const c = $('#conn');
+  c.hidden = false;
+  c.className = `conn ${live ? 'live' : 'down'}`;
+  c.textContent = live ? 'live' : 'reconnecting…';
+});
+
+function showWhoami(): void {
+  const me = session.me;
+  const w = $('#whoami');
+  w.hidden = !me;
+  w.replaceChildren(...(me ? [el('span', { class: 'name' }, me.name), el('span', { class: 'role' }, me.role)] : []));
+  w.title = me ? `token ${me.id}${me.expiresAt ? `, expires ${me.expiresAt}` : ''}` : '';
+  $('#nav-audit').hidden = !session.can('admin');
+}
+
+function loggedOut(message: string): void {
+  disconnect();
+  page?.close();
+  page = null;
+  showWhoami();
+  $('#view').replaceChildren();
+  for (const id of ['#nav', '#logout', '#conn']) $(id).hidden = true;
+  $('#login').hidden = false;
+  $('#login-error').textContent = message;
+}
+session.onEnd(loggedOut);
+
+/** Asks who the token is; null (with the reason shown) when the relay refuses it. */
+async function whoami(token: string): Promise<Whoami | null> {
+  const res = await fetch('/v1/whoami', { headers: { authorization: `Bearer ${token}` } });
+  if (res.ok) return (await res.json()) as Whoami;
+  // A revoked or expired token is told so; anything else is not an API token.
+  const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+  const said = body?.error?.message && /revoked|expired/.test(body.error.message) ? ` (${body.error.message})` : '';
+  $('#login-error').textContent = `That token was refused${said}. Use an API token (opa_…).`;
+  return null;
+}
+
+async function start(token: string): Promise<void> {
+  const me = await whoami(token);
+  if (!me) {
+    session.end();
+    $('#login').hidden = false;
+    return;
+  }
+  session.begin(token, me);
+  $('#login').hidden = true;
+  for (const id of ['#nav', '#logout']) $(id).hidden = false;
+  showWhoami();
+  // Older deployments and jobs than the stream's snapshot carries.
+  try {
+    const [{ deployments }, { jobs }] = await Promise.all([get<{ deployments: DeploymentSummary[] }>('/v1/deployments?limit=200'), get<{ jobs: JobSummary[] }>('/v1/jobs')]);
+    fleet.addDeployments(deployments);
+    fleet.addJobs(jobs);
+  } catch {
+    if (!session.me) return; // refused: logged out, saying why; otherwise the stream has the rest
+  }
+  connect();
+  route();
+}
+
+$('#login').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const input = $<HTMLInputElement>('#token');
+  const value = input.value.trim();
+  input.value = '';
+  void start(value);
+});
+$('#logout').addEventListener('click', () => session.end());
+window.addEventListener('hashchange', route);
+
+const saved = session.token();
+if (saved) void start(saved);
+else loggedOut('');

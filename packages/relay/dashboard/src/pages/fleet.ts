@@ -1,0 +1,296 @@
+// The fleet page: summary counts, search and filters, and a table of every matching device.
+// Built for 10,000 devices and 1,000 heartbeats a second: only the rows in view exist in the
+// DOM (fixed row height, spacer rows above and below), a stream message marks what it touched,
+// and one redraw per frame re-sorts (when the order can have changed, at most every 500 ms) and
+// rewrites only the rows in view that changed.
+
+import {
+  DEFAULT_QUERY,
+  deviceP50,
+  fleetCounts,
+  formatAgo,
+  formatBytes,
+  queryFleet,
+  sortUsesHealth,
+  type DeviceSummary,
+  type FleetChange,
+  type FleetQuery,
+  type SortColumn,
+} from '@outpost/shared/browser';
+import { enrollDialog } from '../actions/enroll-dialog.js';
+import { deployDialog } from '../actions/deploy-dialog.js';
+import { badge, card, el, muted, show } from '../dom.js';
+import { onNextFrame } from '../frame.js';
+import type { Page } from '../page.js';
+import { session } from '../session.js';
+import { fleet } from '../stream.js';
+
+/** Must match `#fleet tbody tr` in app.css: rows are this tall, so scroll position → rows. */
+export const ROW_HEIGHT = 44;
+const OVERSCAN = 8;
+const RESORT_MS = 500;
+
+const COLUMNS: Array<{ key: SortColumn; title: string; numeric?: boolean }> = [
+  { key: 'name', title: 'Device' },
+  { key: 'state', title: 'State' },
+  { key: 'models', title: 'Models' },
+  { key: 'cpu', title: 'CPU', numeric: true },
+  { key: 'memory', title: 'Memory', numeric: true },
+  { key: 'p50', title: 'p50', numeric: true },
+  { key: 'lastSeen', title: 'Last seen' },
+];
+
+// Kept across visits, so coming back from a device shows the same search.
+let query: FleetQuery = { ...DEFAULT_QUERY };
+
+export function modelsCell(d: DeviceSummary): Node[] {
+  if (d.models.length === 0) return [muted('-')];
+  return d.models.map((m) => el('span', { class: 'model', title: m.reason ?? '' }, `${m.name}:${m.version} `, badge(m.state)));
+}
+
+/** A problem only a person can fix (two agents on one identity): a badge that says what to do. */
+export function problemBadge(d: DeviceSummary): HTMLElement | null {
+  return d.problem ? badge(d.problem.kind, d.problem.message) : null;
+}
+
+export class FleetPage implements Page {
+  #order: DeviceSummary[] = [];
+  #orderDirty = true;
+  #countsDirty = true;
+  #lastSort = 0;
+  /** Devices whose row must be drawn again. */
+  readonly #changed = new Set<string>();
+  /** The rows in the DOM now, by device id. */
+  #rows = new Map<string, HTMLTableRowElement>();
+  #window = { first: -1, last: -1 };
+  #ages: ReturnType<typeof setInterval> | undefined;
+  #resort: ReturnType<typeof setTimeout> | undefined;
+
+  readonly #scroll = el('div', { id: 'fleet-scroll', class: 'fleet-scroll' });
+  readonly #body = el('tbody');
+  readonly #top = el('td', { colSpan: COLUMNS.length });
+  readonly #bottom = el('td', { colSpan: COLUMNS.length });
+  readonly #summary = el('div', { class: 'summary-counts', id: 'fleet-summary' });
+  readonly #matching = el('p', { class: 'muted', id: 'fleet-matching' });
+  readonly #labelSelect = el('select', { id: 'fleet-label', 'aria-label': 'label' });
+  readonly #modelSelect = el('select', { id: 'fleet-model', 'aria-label': 'model' });
+  readonly #empty = el('p', { class: 'empty' });
+  readonly #head = el('tr');
+
+  open(): void {
+    const search = el('input', { id: 'fleet-search', type: 'search', placeholder: 'Search name, id or label', value: query.text, 'aria-label': 'search' });
+    search.addEventListener('input', () => this.#setQuery({ text: search.value }));
+    const status = el(
+      'select',
+      { id: 'fleet-status', 'aria-label': 'status' },
+      ['all', 'online', 'offline', 'failing'].map((s) => el('option', { value: s, selected: query.status === s }, s === 'all' ? 'any status' : s)),
+    );
+    status.addEventListener('change', () => this.#setQuery({ status: status.value as FleetQuery['status'] }));
+    const modelState = el(
+      'select',
+      { id: 'fleet-model-state', 'aria-label': 'model state' },
+      el('option', { value: '' }, 'any model state'),
+      ['serving', 'healthy', 'downloading', 'loading', 'failed'].map((s) => el('option', { value: s, selected: query.modelState === s }, s)),
+    );
+    modelState.addEventListener('change', () => this.#setQuery({ modelState: modelState.value || null }));
+    this.#labelSelect.addEventListener('change', () => this.#setQuery({ label: this.#labelSelect.value || null }));
+    this.#modelSelect.addEventListener('change', () => this.#setQuery({ model: this.#modelSelect.value || null }));
+
+    const actions = el('div', { class: 'actions' });
+    if (session.can('deployer'))
+      actions.append(el('button', { type: 'button', id: 'fleet-deploy', onclick: () => void deployDialog({ selector: query.label }) }, query.label ? `Deploy to ${query.label}` : 'Deploy…'));
+    if (session.can('admin')) actions.append(el('button', { type: 'button', id: 'fleet-enroll', class: 'secondary', onclick: () => void enrollDialog() }, 'Enroll a device…'));
+
+    this.#head.replaceChildren(...COLUMNS.map((c) => this.#headerCell(c)));
+    this.#body.replaceChildren(el('tr', { class: 'spacer' }, this.#top), el('tr', { class: 'spacer' }, this.#bottom));
+    this.#scroll.replaceChildren(el('table', { id: 'fleet', class: 'fleet' }, el('thead', {}, this.#head), this.#body));
+    this.#scroll.addEventListener('scroll', () => onNextFrame(this.#draw), { passive: true });
+    show(
+      card(
+        { class: 'fleet-card' },
+        el('div', { class: 'title-row' }, el('h1', {}, 'Fleet'), actions),
+        this.#summary,
+        el('div', { class: 'filters' }, search, status, this.#labelSelect, this.#modelSelect, modelState),
+        this.#matching,
+        this.#empty,
+        this.#scroll,
+      ),
+    );
+    window.addEventListener('resize', this.#onResize);
+    // "Last seen" ages, without a message to move them.
+    this.#ages = setInterval(() => {
+      for (const id of this.#rows.keys()) this.#changed.add(id);
+      onNextFrame(this.#draw);
+    }, 5000);
+    this.#orderDirty = true;
+    this.#countsDirty = true;
+    this.#draw();
+  }
+
+  close(): void {
+    clearInterval(this.#ages);
+    clearTimeout(this.#resort);
+    window.removeEventListener('resize', this.#onResize);
+    this.#rows.clear();
+    this.#window = { first: -1, last: -1 };
+  }
+
+  change(c: FleetChange): void {
+    if (c.kind === 'reset') {
+      this.#orderDirty = true;
+      this.#countsDirty = true;
+      this.#changed.clear();
+      this.#rows.clear();
+      this.#window = { first: -1, last: -1 };
+    } else if (c.kind === 'device') {
+      this.#changed.add(c.id);
+      if (!c.healthOnly) {
+        this.#orderDirty = true;
+        this.#countsDirty = true;
+      } else if (sortUsesHealth(query.sort)) this.#orderDirty = true;
+    } else return;
+    onNextFrame(this.#draw);
+  }
+
+  #onResize = () => onNextFrame(this.#draw);
+
+  #setQuery(change: Partial<FleetQuery>): void {
+    query = { ...query, ...change };
+    this.#orderDirty = true;
+    this.#lastSort = 0; // a person asked: now, not in 500 ms
+    if ('label' in change) {
+      const deploy = document.getElementById('fleet-deploy');
+      if (deploy) deploy.textContent = query.label ? `Deploy to ${query.label}` : 'Deploy…';
+    }
+    this.#head.replaceChildren(...COLUMNS.map((c) => this.#headerCell(c)));
+    this.#scroll.scrollTop = 0;
+    onNextFrame(this.#draw);
+  }
+
+  #headerCell(c: (typeof COLUMNS)[number]): HTMLTableCellElement {
+    const active = query.sort === c.key;
+    const arrow = active ? (query.descending ? ' ▾' : ' ▴') : '';
+    const button = el('button', { type: 'button', class: 'sort', 'data-sort': c.key }, c.title + arrow);
+    button.addEventListener('click', () => this.#setQuery(active ? { descending: !query.descending } : { sort: c.key, descending: false }));
+    return el('th', { class: c.numeric ? 'num' : null, 'aria-sort': active ? (query.descending ? 'descending' : 'ascending') : 'none' }, button);
+  }
+
+  // One redraw: an arrow function, so the frame scheduler coalesces it by identity.
+  #draw = (): void => {
+    if (this.#countsDirty) {
+      this.#countsDirty = false;
+      this.#drawCounts();
+    }
+    if (this.#orderDirty) {
+      const wait = this.#lastSort + RESORT_MS - performance.now();
+      if (wait <= 0) {
+        this.#orderDirty = false;
+        this.#lastSort = performance.now();
+        this.#order = queryFleet(fleet.devices.values(), query);
+        this.#window = { first: -1, last: -1 };
+        this.#drawMatching();
+      } else if (this.#resort === undefined) {
+        this.#resort = setTimeout(() => {
+          this.#resort = undefined;
+          onNextFrame(this.#draw);
+        }, wait);
+      }
+    }
+    this.#drawRows();
+  };
+
+  #drawCounts(): void {
+    const c = fleetCounts(fleet.devices.values());
+    const filter = (label: string, n: number, status: FleetQuery['status'], kind: string) =>
+      el('button', { type: 'button', class: `count ${kind}${query.status === status ? ' active' : ''}`, 'data-count': status, onclick: () => this.#statusFilter(status) }, el('strong', {}, String(n)), ` ${label}`);
+    this.#summary.replaceChildren(
+      filter('devices', c.total, 'all', 'total'),
+      filter('online', c.online, 'online', 'online'),
+      filter('offline', c.offline, 'offline', 'offline'),
+      filter('failing', c.failing, 'failing', 'failed'),
+      ...c.models.slice(0, 8).map((m) => el('button', { type: 'button', class: 'count model-count', 'data-model': m.model, onclick: () => this.#modelFilter(m.model) }, el('strong', {}, String(m.devices)), ` ${m.model}`)),
+    );
+    const options = (select: HTMLSelectElement, any: string, values: string[], current: string | null) => {
+      const list = current !== null && !values.includes(current) ? [current, ...values] : values;
+      select.replaceChildren(el('option', { value: '' }, any), ...list.map((v) => el('option', { value: v, selected: v === current }, v)));
+    };
+    options(this.#labelSelect, 'any label', c.labels, query.label);
+    options(this.#modelSelect, 'any model', c.models.map((m) => m.model), query.model);
+    const none = c.total === 0;
+    this.#empty.hidden = !none;
+    this.#scroll.hidden = none;
+    this.#empty.textContent = none ? 'No devices yet. Enroll one: make an enrollment token (Enroll a device, or outpost-relay tokens enroll), then run outpost-agent enroll on the device.' : '';
+  }
+
+  #statusFilter(status: FleetQuery['status']): void {
+    (document.getElementById('fleet-status') as HTMLSelectElement).value = status;
+    this.#setQuery({ status });
+    this.#countsDirty = true;
+  }
+
+  #modelFilter(model: string): void {
+    this.#setQuery({ model: query.model === model ? null : model });
+    this.#countsDirty = true;
+  }
+
+  #drawMatching(): void {
+    const total = fleet.devices.size;
+    const n = this.#order.length;
+    this.#matching.textContent = total === 0 ? '' : n === total ? `showing all ${total} devices` : `${n} of ${total} devices match`;
+  }
+
+  #drawRows(): void {
+    const height = this.#scroll.clientHeight || 600;
+    const top = this.#scroll.scrollTop;
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.#order.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
+    const moved = first !== this.#window.first || last !== this.#window.last;
+    if (!moved) {
+      // Same rows in view: rewrite only the ones whose device changed.
+      for (const id of this.#changed) {
+        const row = this.#rows.get(id);
+        const d = fleet.devices.get(id);
+        if (row && d) this.#fill(row, d);
+      }
+      this.#changed.clear();
+      return;
+    }
+    const rows = new Map<string, HTMLTableRowElement>();
+    const list: HTMLTableRowElement[] = [];
+    for (let i = first; i < last; i++) {
+      const d = this.#order[i]!;
+      // A device removed since the last sort stays out until the next.
+      if (!fleet.devices.has(d.id)) continue;
+      let row = this.#rows.get(d.id);
+      if (!row) {
+        row = el('tr');
+        this.#fill(row, d);
+      } else if (this.#changed.has(d.id)) this.#fill(row, d);
+      rows.set(d.id, row);
+      list.push(row);
+    }
+    this.#changed.clear();
+    this.#rows = rows;
+    this.#window = { first, last };
+    this.#top.style.height = `${first * ROW_HEIGHT}px`;
+    this.#bottom.style.height = `${(this.#order.length - last) * ROW_HEIGHT}px`;
+    this.#body.replaceChildren(this.#top.parentElement!, ...list, this.#bottom.parentElement!);
+  }
+
+  #fill(row: HTMLTableRowElement, d: DeviceSummary): void {
+    row.id = `device-${d.id}`;
+    row.dataset.online = String(d.online);
+    row.dataset.problem = d.problem ? d.problem.kind : '';
+    const h = d.health;
+    const p50 = deviceP50(d);
+    row.replaceChildren(
+      el('td', { class: 'name' }, el('a', { class: 'device', href: `#/devices/${encodeURIComponent(d.id)}` }, d.name), el('div', { class: 'muted id' }, d.id)),
+      el('td', { class: 'state' }, badge(d.online ? 'online' : 'offline'), ' ', problemBadge(d)),
+      el('td', { class: 'models' }, modelsCell(d)),
+      el('td', { class: 'num' }, h ? `${h.cpuPercent.toFixed(0)}%` : '-'),
+      el('td', { class: 'num' }, h ? `${formatBytes(h.memory.usedBytes)} / ${formatBytes(h.memory.totalBytes)}` : '-'),
+      el('td', { class: 'num' }, p50 === null ? '-' : `${p50} ms`),
+      el('td', { class: 'muted' }, formatAgo(d.lastSeen)),
+    );
+  }
+}

@@ -1,0 +1,225 @@
+// Jobs: a table (id, target, state, started, duration, best metric) and a page per job with
+// its logs following live, a chart of each metric over steps, outputs to download, the model
+// version it registered, and cancel for deployers.
+
+import { formatAgo, formatBytes, formatElapsed, lowerIsBetter, type FleetChange, type JobLogLine, type JobMetricPoint, type JobSummary } from '@outpost/shared/browser';
+import uPlot from 'uplot';
+import { submitJobDialog } from '../actions/job-dialog.js';
+import { api, get } from '../api.js';
+import { act, confirmAction } from '../dialog.js';
+import { badge, card, el, fill, muted, show } from '../dom.js';
+import { onNextFrame } from '../frame.js';
+import type { Page } from '../page.js';
+import { session } from '../session.js';
+import { fleet } from '../stream.js';
+
+const RUNNING = new Set(['queued', 'running']);
+const COLORS = ['#2f6fde', '#1f9d55', '#c27c0e', '#c0392b', '#8e44ad', '#16a085'];
+
+/** A target as people know it: a device's name, else the selector or `local`. */
+const targetName = (t: string) => (fleet.devices.has(t) ? fleet.deviceName(t) : t);
+
+function duration(j: JobSummary): string {
+  if (!j.startedAt) return '-';
+  const end = j.finishedAt ? Date.parse(j.finishedAt) : Date.now();
+  return formatElapsed(end - Date.parse(j.startedAt));
+}
+
+/** The first metric's best value, named: what a person compares jobs by. */
+function bestMetric(j: JobSummary): string {
+  const [name, m] = Object.entries(j.metrics)[0] ?? [];
+  return name && m ? `${name} ${m.best}${lowerIsBetter(name) ? ' (lowest)' : ''}` : '-';
+}
+
+const sorted = () => [...fleet.jobs.values()].sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
+
+export class JobsPage implements Page {
+  readonly #body = el('tbody');
+  #timer: ReturnType<typeof setInterval> | undefined;
+
+  open(): void {
+    const submit = session.can('deployer') ? el('button', { type: 'button', id: 'jobs-submit', onclick: () => void submitJobDialog() }, 'Submit…') : null;
+    show(
+      card(
+        { id: 'jobs' },
+        el('div', { class: 'title-row' }, el('h1', {}, 'Jobs'), submit),
+        el('div', { class: 'table-scroll' }, el('table', { id: 'jobs-table' }, el('thead', {}, el('tr', {}, ['Job', 'Target', 'State', 'Started', 'Duration', 'Best metric'].map((h) => el('th', {}, h)))), this.#body)),
+      ),
+    );
+    this.#draw();
+    this.#timer = setInterval(() => onNextFrame(this.#draw), 1000); // running durations
+  }
+
+  close(): void {
+    clearInterval(this.#timer);
+  }
+
+  change(c: FleetChange): void {
+    if (c.kind === 'job' || c.kind === 'reset') onNextFrame(this.#draw);
+  }
+
+  #draw = (): void => {
+    const list = sorted();
+    if (list.length === 0) {
+      this.#body.replaceChildren(el('tr', {}, el('td', { colSpan: 6, class: 'empty' }, 'No jobs yet. Submit one (Submit…, or outpost-relay jobs submit DIR --target local --command "…").')));
+      return;
+    }
+    this.#body.replaceChildren(
+      ...list.map((j) =>
+        el(
+          'tr',
+          { id: `job-${j.id}`, 'data-state': j.state },
+          el('td', {}, el('a', { href: `#/jobs/${encodeURIComponent(j.id)}` }, j.id), el('div', { class: 'muted command' }, j.command)),
+          el('td', {}, targetName(j.target), j.nodes > 1 ? muted(` ×${j.nodes}`) : null),
+          el('td', {}, badge(j.state)),
+          el('td', { class: 'muted' }, j.startedAt ? formatAgo(j.startedAt) : '-'),
+          el('td', { class: 'num' }, duration(j)),
+          el('td', { class: 'num' }, bestMetric(j)),
+        ),
+      ),
+    );
+  };
+}
+
+export class JobPage implements Page {
+  #chart: uPlot | null = null;
+  #chartedPoints = -1;
+  #closed = false;
+  #loaded = false;
+  readonly #head = el('div');
+  readonly #metrics = el('div', { id: 'job-metrics' });
+  readonly #chartHost = el('div', { class: 'job-chart', id: 'job-chart' });
+  readonly #logs = el('pre', { class: 'logs', id: 'job-logs' });
+  readonly #follow = el('input', { type: 'checkbox', checked: true, id: 'job-follow' });
+  readonly #outputs = el('div', { id: 'job-outputs' });
+
+  constructor(readonly id: string) {}
+
+  open(): void {
+    show(
+      card({ id: 'job-detail' }, this.#head),
+      card({}, el('h2', {}, 'Metrics'), this.#metrics, this.#chartHost),
+      card({}, el('div', { class: 'title-row' }, el('h2', {}, 'Logs'), el('label', { class: 'check' }, this.#follow, ' follow')), this.#logs),
+      card({}, el('h2', {}, 'Outputs'), this.#outputs),
+    );
+    void this.#load();
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#chart?.destroy();
+  }
+
+  change(c: FleetChange): void {
+    if ((c.kind === 'job' && c.id === this.id) || c.kind === 'reset') onNextFrame(this.#draw);
+  }
+
+  /** What the stream did not carry before the page opened: the whole log, every metric point. */
+  async #load(): Promise<void> {
+    try {
+      if (!fleet.jobs.has(this.id)) fleet.addJobs([await get<JobSummary>(`/v1/jobs/${encodeURIComponent(this.id)}`)]);
+      const [{ lines }, { points }] = await Promise.all([
+        get<{ lines: JobLogLine[] }>(`/v1/jobs/${encodeURIComponent(this.id)}/logs?after=0&limit=5000`),
+        get<{ points: JobMetricPoint[] }>(`/v1/jobs/${encodeURIComponent(this.id)}/metrics`),
+      ]);
+      if (this.#closed) return;
+      // Lines the stream brought meanwhile are newer than what was read: keep both, once each.
+      const streamed = fleet.jobLogs.get(this.id) ?? [];
+      const seen = new Set(lines.map((l) => l.seq));
+      fleet.jobLogs.set(this.id, [...lines, ...streamed.filter((l) => !seen.has(l.seq))].slice(-5000));
+      fleet.jobMetrics.set(this.id, points.map((p) => ({ name: p.name, value: p.value, step: p.step, rank: p.rank })));
+      this.#loaded = true;
+      this.#draw();
+    } catch (err) {
+      this.#head.replaceChildren(el('h1', {}, 'No such job'), el('p', { class: 'error' }, (err as Error).message));
+    }
+  }
+
+  #draw = (): void => {
+    const j = fleet.jobs.get(this.id);
+    if (!j || this.#closed) return;
+    const actions = el('div', { class: 'actions' });
+    if (session.can('deployer') && RUNNING.has(j.state))
+      actions.append(el('button', { type: 'button', class: 'danger', id: 'job-cancel', onclick: () => void confirmAction('Cancel job', `Cancel job ${j.id}? Its runs are stopped.`, 'Cancel job', () => api('POST', `/v1/jobs/${encodeURIComponent(j.id)}/cancel`)) }, 'Cancel…'));
+    fill(
+      this.#head,
+      el('div', { class: 'title-row' }, el('h1', {}, `${j.id} `, badge(j.state)), actions),
+      el('p', {}, el('code', {}, j.command)),
+      j.error ? el('p', { class: 'error', id: 'job-error' }, j.error) : null,
+      el(
+        'dl',
+        {},
+        el('dt', {}, 'target'),
+        el('dd', {}, targetName(j.target), j.nodes > 1 ? ` (${j.nodes} nodes)` : ''),
+        el('dt', {}, 'started'),
+        el('dd', {}, j.startedAt ? formatAgo(j.startedAt) : 'not yet'),
+        el('dt', {}, 'duration'),
+        el('dd', {}, duration(j)),
+        el('dt', {}, 'runs'),
+        el('dd', {}, j.runs.length ? j.runs.map((r) => el('span', { class: 'run' }, `rank ${r.rank} on ${targetName(r.target)} `, badge(r.state), r.exitCode !== null ? ` exit ${r.exitCode}` : '', r.error ? ` ${r.error}` : '', ' ')) : '-'),
+        el('dt', {}, 'model'),
+        el('dd', { id: 'job-model' }, j.model ? `registered ${j.model.name}:${j.model.version}` : '-'),
+      ),
+    );
+    const metrics = Object.entries(j.metrics);
+    this.#metrics.replaceChildren(
+      metrics.length
+        ? el('table', { class: 'metrics' }, el('thead', {}, el('tr', {}, ['Metric', 'Latest', 'Best', 'Step'].map((h) => el('th', {}, h)))), el('tbody', {}, metrics.map(([name, m]) => el('tr', { 'data-metric': name }, el('td', {}, name), el('td', { class: 'num' }, String(m.latest)), el('td', { class: 'num' }, String(m.best)), el('td', { class: 'num' }, m.step === null ? '-' : String(m.step))))))
+        : muted('No metrics yet: print lines like "outpost:metric loss=0.42 step=3".'),
+    );
+    this.#drawChart();
+    if (this.#loaded) this.#drawLogs(j);
+    this.#outputs.replaceChildren(
+      j.outputs.length
+        ? el('table', {}, el('tbody', {}, j.outputs.map((o) => el('tr', { 'data-output': o.path }, el('td', {}, j.nodes > 1 ? `[${o.rank}] ` : '', o.path), el('td', { class: 'num' }, formatBytes(o.size)), el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => void download(o.sha256, o.path) }, 'Download'))))))
+        : muted(RUNNING.has(j.state) ? 'Files the job writes to OUTPOST_OUTPUT_DIR appear when it ends.' : 'This job wrote no outputs.'),
+    );
+  };
+
+  #drawLogs(j: JobSummary): void {
+    const lines = fleet.jobLogs.get(this.id) ?? [];
+    this.#logs.textContent = lines.map((l) => `${j.nodes > 1 ? `[${l.rank}] ` : ''}${l.text}`).join('\n') || '(no output yet)';
+    if (this.#follow.checked) this.#logs.scrollTop = this.#logs.scrollHeight;
+  }
+
+  #drawChart(): void {
+    const points = fleet.jobMetrics.get(this.id) ?? [];
+    if (points.length < 2 || points.length === this.#chartedPoints) return;
+    this.#chartedPoints = points.length;
+    const names = [...new Set(points.map((p) => p.name))];
+    const stepOf = (p: JobMetricPoint, i: number) => p.step ?? i;
+    const steps = [...new Set(points.map(stepOf))].sort((a, b) => a - b);
+    const index = new Map(steps.map((s, i) => [s, i]));
+    const data: uPlot.AlignedData = [steps, ...names.map(() => steps.map((): number | null => null))];
+    points.forEach((p, i) => {
+      (data[names.indexOf(p.name) + 1] as Array<number | null>)[index.get(stepOf(p, i))!] = p.value;
+    });
+    if (this.#chart && this.#chart.series.length === names.length + 1) {
+      this.#chart.setData(data);
+      return;
+    }
+    this.#chart?.destroy();
+    this.#chart = new uPlot(
+      {
+        width: Math.max(280, this.#chartHost.clientWidth),
+        height: 200,
+        scales: { x: { time: false } },
+        series: [{ label: 'step' }, ...names.map((n, i) => ({ label: n, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: true }))],
+      },
+      data,
+      this.#chartHost,
+    );
+  }
+}
+
+/** Job outputs are artifacts: fetched with the token, saved through a blob link. */
+async function download(sha256: string, path: string): Promise<void> {
+  await act(async () => {
+    const res = await fetch(`/v1/artifacts/${sha256}`, { headers: { authorization: `Bearer ${session.token() ?? ''}` } });
+    if (!res.ok) throw new Error(`download of ${path}: HTTP ${res.status}`);
+    const url = URL.createObjectURL(await res.blob());
+    const a = el('a', { href: url, download: path.split('/').pop() ?? 'output' });
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }, `downloading ${path}`);
+}

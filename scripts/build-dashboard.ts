@@ -1,0 +1,20 @@
+// Bundles the dashboard (packages/relay/dashboard/src, TypeScript) with the shared fleet model
+// and uPlot into one ES module the relay serves at /assets/app.js. Part of `pnpm run build`.
+
+import { build } from 'esbuild';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../packages/relay/', import.meta.url));
+
+await build({
+  entryPoints: [`${root}dashboard/src/main.ts`],
+  outfile: `${root}dist/dashboard/app.js`,
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: ['chrome110', 'firefox110', 'safari16'],
+  minify: true,
+  sourcemap: 'linked',
+  legalComments: 'linked',
+  logLevel: 'warning',
+});
