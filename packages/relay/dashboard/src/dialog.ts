@@ -95,6 +95,11 @@ export async function act(what: () => Promise<unknown>, done: string): Promise<b
   }
 }
 
+/** Opens a dialog from a button: one that cannot open (its data did not load) says why. */
+export function launch(open: () => Promise<unknown>): void {
+  open().catch((err: unknown) => toast(err instanceof Error ? err.message : String(err), 'error'));
+}
+
 /** A labelled form field. */
 export function field(label: string, input: HTMLElement, hint?: string): HTMLLabelElement {
   return el('label', { class: 'field' }, el('span', { class: 'label' }, label), input, hint ? el('span', { class: 'hint' }, hint) : null);

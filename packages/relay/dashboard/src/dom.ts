@@ -1,6 +1,9 @@
 // Building the page's DOM: a small `el` helper (text is always text, never HTML), badges and
 // lookups. No framework: the page is a few tables and forms.
 
+// Set as attributes: these have no writable property of the same name.
+const ATTRIBUTES = new Set(['role', 'for', 'style', 'list']);
+
 type Attrs = Record<string, string | number | boolean | ((e: Event) => void) | null | undefined>;
 type Child = Node | string | number | null | undefined | false | Child[];
 
@@ -10,7 +13,7 @@ export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs =
     if (v === null || v === undefined || v === false) continue;
     if (k === 'class') node.className = String(v);
     else if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
-    else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role' || k === 'for' || k === 'style') node.setAttribute(k, String(v));
+    else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRIBUTES.has(k)) node.setAttribute(k, String(v));
     else (node as unknown as Record<string, unknown>)[k] = v;
   }
   append(node, children);

@@ -5,7 +5,7 @@
 import { formatAgo, formatElapsed, formatLabels, type DeploymentSummary, type FleetChange } from '@outpost/shared/browser';
 import { deployDialog } from '../actions/deploy-dialog.js';
 import { api, get } from '../api.js';
-import { confirmAction } from '../dialog.js';
+import { confirmAction, launch } from '../dialog.js';
 import { badge, card, el, muted, show } from '../dom.js';
 import { onNextFrame } from '../frame.js';
 import type { Page } from '../page.js';
@@ -53,7 +53,7 @@ export class DeploymentsPage implements Page {
   readonly #body = el('tbody');
 
   open(): void {
-    const deploy = session.can('deployer') ? el('button', { type: 'button', id: 'deployments-new', onclick: () => void deployDialog() }, 'Deploy…') : null;
+    const deploy = session.can('deployer') ? el('button', { type: 'button', id: 'deployments-new', onclick: () => launch(() => deployDialog()) }, 'Deploy…') : null;
     show(
       card(
         { id: 'deployments' },
@@ -142,9 +142,9 @@ export class DeploymentPage implements Page {
     if (!d) return;
     const actions = el('div', { class: 'actions' });
     if (session.can('deployer') && !ENDED.has(d.state))
-      actions.append(el('button', { type: 'button', class: 'secondary', id: 'deployment-cancel', onclick: () => void confirmAction('Cancel deployment', `Stop deployment ${d.id}? Devices that have it keep it; the rest are not sent it.`, 'Cancel deployment', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/cancel`)) }, 'Cancel…'));
+      actions.append(el('button', { type: 'button', class: 'secondary', id: 'deployment-cancel', onclick: () => launch(() => confirmAction('Cancel deployment', `Stop deployment ${d.id}? Devices that have it keep it; the rest are not sent it.`, 'Cancel deployment', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/cancel`))) }, 'Cancel…'));
     if (session.can('deployer') && d.state !== 'rolled-back')
-      actions.append(el('button', { type: 'button', class: 'danger', id: 'deployment-rollback', onclick: () => void confirmAction('Roll back', `Roll back ${d.model}:${d.version}? Its devices return to the version they served before.`, 'Roll back', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/rollback`)) }, 'Roll back…'));
+      actions.append(el('button', { type: 'button', class: 'danger', id: 'deployment-rollback', onclick: () => launch(() => confirmAction('Roll back', `Roll back ${d.model}:${d.version}? Its devices return to the version they served before.`, 'Roll back', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/rollback`))) }, 'Roll back…'));
     const released = d.devices.filter((x) => x.state !== 'waiting').length;
     this.#head.replaceChildren(
       el('div', { class: 'title-row' }, el('h1', {}, `${d.model}:${d.version} `, badge(d.state), ' ', supersededBadge(d)), actions),

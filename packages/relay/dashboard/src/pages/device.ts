@@ -7,7 +7,7 @@ import uPlot from 'uplot';
 import { deployDialog } from '../actions/deploy-dialog.js';
 import { labelsDialog } from '../actions/labels-dialog.js';
 import { api, get } from '../api.js';
-import { act, confirmAction } from '../dialog.js';
+import { act, confirmAction, launch } from '../dialog.js';
 import { badge, card, el, fill, muted, show } from '../dom.js';
 import { onNextFrame } from '../frame.js';
 import type { Page } from '../page.js';
@@ -127,9 +127,9 @@ export class DevicePage implements Page {
     const h = d.health;
     const errors = d.models.filter((m) => m.reason);
     const actions = el('div', { class: 'actions' });
-    if (session.can('deployer')) actions.append(el('button', { type: 'button', id: 'device-deploy', onclick: () => void deployDialog({ device: d.id }) }, 'Deploy…'));
+    if (session.can('deployer')) actions.append(el('button', { type: 'button', id: 'device-deploy', onclick: () => launch(() => deployDialog({ device: d.id })) }, 'Deploy…'));
     if (session.can('admin')) {
-      actions.append(el('button', { type: 'button', class: 'secondary', id: 'device-labels', onclick: () => void labelsDialog(d) }, 'Labels…'));
+      actions.append(el('button', { type: 'button', class: 'secondary', id: 'device-labels', onclick: () => launch(() => labelsDialog(d)) }, 'Labels…'));
       if (this.#attached !== null)
         actions.append(
           el('button', { type: 'button', class: 'secondary', id: this.#attached ? 'device-detach' : 'device-attach', onclick: () => void this.#setTraining(!this.#attached) }, this.#attached ? 'Detach from training' : 'Attach for training'),
@@ -140,10 +140,10 @@ export class DevicePage implements Page {
           class: 'danger',
           id: 'device-remove',
           onclick: () =>
-            void confirmAction('Remove device', `Remove ${d.name} (${d.id})? Its credentials stop working at once; the agent must enroll again to come back.`, 'Remove', async () => {
+            launch(() => confirmAction('Remove device', `Remove ${d.name} (${d.id})? Its credentials stop working at once; the agent must enroll again to come back.`, 'Remove', async () => {
               await api('DELETE', `/v1/devices/${encodeURIComponent(d.id)}`);
               location.hash = '#/';
-            }),
+            })),
         }, 'Remove…'),
       );
     }

@@ -19,6 +19,7 @@ import {
 } from '@outpost/shared/browser';
 import { enrollDialog } from '../actions/enroll-dialog.js';
 import { deployDialog } from '../actions/deploy-dialog.js';
+import { launch } from '../dialog.js';
 import { badge, card, el, muted, show } from '../dom.js';
 import { onNextFrame } from '../frame.js';
 import type { Page } from '../page.js';
@@ -98,8 +99,8 @@ export class FleetPage implements Page {
 
     const actions = el('div', { class: 'actions' });
     if (session.can('deployer'))
-      actions.append(el('button', { type: 'button', id: 'fleet-deploy', onclick: () => void deployDialog({ selector: query.label }) }, query.label ? `Deploy to ${query.label}` : 'Deploy…'));
-    if (session.can('admin')) actions.append(el('button', { type: 'button', id: 'fleet-enroll', class: 'secondary', onclick: () => void enrollDialog() }, 'Enroll a device…'));
+      actions.append(el('button', { type: 'button', id: 'fleet-deploy', onclick: () => launch(() => deployDialog({ selector: query.label })) }, query.label ? `Deploy to ${query.label}` : 'Deploy…'));
+    if (session.can('admin')) actions.append(el('button', { type: 'button', id: 'fleet-enroll', class: 'secondary', onclick: () => launch(() => enrollDialog()) }, 'Enroll a device…'));
 
     this.#head.replaceChildren(...COLUMNS.map((c) => this.#headerCell(c)));
     this.#body.replaceChildren(el('tr', { class: 'spacer' }, this.#top), el('tr', { class: 'spacer' }, this.#bottom));

@@ -6,7 +6,7 @@ import { formatAgo, formatBytes, formatElapsed, lowerIsBetter, type FleetChange,
 import uPlot from 'uplot';
 import { submitJobDialog } from '../actions/job-dialog.js';
 import { api, get } from '../api.js';
-import { act, confirmAction } from '../dialog.js';
+import { act, confirmAction, launch } from '../dialog.js';
 import { badge, card, el, fill, muted, show } from '../dom.js';
 import { onNextFrame } from '../frame.js';
 import type { Page } from '../page.js';
@@ -38,7 +38,7 @@ export class JobsPage implements Page {
   #timer: ReturnType<typeof setInterval> | undefined;
 
   open(): void {
-    const submit = session.can('deployer') ? el('button', { type: 'button', id: 'jobs-submit', onclick: () => void submitJobDialog() }, 'Submit…') : null;
+    const submit = session.can('deployer') ? el('button', { type: 'button', id: 'jobs-submit', onclick: () => launch(() => submitJobDialog()) }, 'Submit…') : null;
     show(
       card(
         { id: 'jobs' },
@@ -140,7 +140,7 @@ export class JobPage implements Page {
     if (!j || this.#closed) return;
     const actions = el('div', { class: 'actions' });
     if (session.can('deployer') && RUNNING.has(j.state))
-      actions.append(el('button', { type: 'button', class: 'danger', id: 'job-cancel', onclick: () => void confirmAction('Cancel job', `Cancel job ${j.id}? Its runs are stopped.`, 'Cancel job', () => api('POST', `/v1/jobs/${encodeURIComponent(j.id)}/cancel`)) }, 'Cancel…'));
+      actions.append(el('button', { type: 'button', class: 'danger', id: 'job-cancel', onclick: () => launch(() => confirmAction('Cancel job', `Cancel job ${j.id}? Its runs are stopped.`, 'Cancel job', () => api('POST', `/v1/jobs/${encodeURIComponent(j.id)}/cancel`))) }, 'Cancel…'));
     fill(
       this.#head,
       el('div', { class: 'title-row' }, el('h1', {}, `${j.id} `, badge(j.state)), actions),
