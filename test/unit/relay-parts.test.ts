@@ -7,7 +7,7 @@ import { parseLabelChanges } from '../../packages/relay/dist/cli/devices.js';
 import { parseModelRef } from '../../packages/relay/dist/cli/parse.js';
 import { parseSize } from '@outpost/shared';
 import { HotArtifacts } from '../../packages/relay/dist/artifacts/hot-artifacts.js';
-import { DownloadSlots } from '../../packages/relay/dist/artifacts/download-slots.js';
+import { Slots } from '../../packages/relay/dist/fleet/slots.js';
 import { FileArtifactStore } from '../../packages/relay/dist/artifacts/artifact-store.js';
 import { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -107,7 +107,7 @@ t.test('hot artifacts: shared reads, least recently used leave first, big files 
 });
 
 t.test('download slots: first come, first served', async (t) => {
-  const slots = new DownloadSlots(1);
+  const slots = new Slots(1);
   t.equal(await slots.take(0), true);
   t.equal(await slots.take(0), false, 'no wait: turned away at once');
   const order: string[] = [];

@@ -16,7 +16,6 @@ import { PostgresStore } from './store/postgres-store.js';
 import { redactedUrl, storeOpenFailure } from './store/store-url.js';
 import type { Store } from './store/store.js';
 import { FileArtifactStore } from './artifacts/artifact-store.js';
-import { DownloadSlots } from './artifacts/download-slots.js';
 import { ArtifactChecks } from './artifacts/artifact-checks.js';
 import { DiskSpace } from './disk-space.js';
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker/embedded-broker.js';
@@ -34,6 +33,7 @@ import { deviceSecretMatches } from './fleet/enrollment.js';
 import { publishDesiredState } from './fleet/desired-state.js';
 import { markSilentDevicesOffline } from './fleet/silence.js';
 import { PUBLISH_CONCURRENCY, eachBounded } from './fleet/bounded.js';
+import { Slots } from './fleet/slots.js';
 import type { FleetContext } from './fleet/context.js';
 import { buildApi } from './api/server.js';
 import type { RouteAccess } from './api/access.js';
@@ -448,7 +448,7 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
   undo.add('the job scheduler', () => scheduler.close());
   const router = createDeviceMessageRouter(ctx, scheduler);
   route = router.route;
-  const downloads = new DownloadSlots(opts.maxDownloads ?? RELAY_DEFAULTS.maxDownloads);
+  const downloads = new Slots(opts.maxDownloads ?? RELAY_DEFAULTS.maxDownloads);
   const metrics = new RelayMetrics({
     store,
     downloads,

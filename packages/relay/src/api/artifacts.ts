@@ -25,7 +25,9 @@ export function parseRange(header: string | undefined, size: number): { start: n
 export async function artifactRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts } = deps;
   // A rollout to thousands of devices must not serve thousands of downloads at once: past the
-  // bound, a device waits its turn, and past the wait it is told to come back (agents add jitter).
+  // bound, a device waits its turn (first come, first served) instead of being sent away to poll
+  // again: no retry storm, and nobody is unlucky for many rounds. Past the wait it is told to come
+  // back (503 + Retry-After; agents add jitter).
   const { hot } = deps.artifactChecks;
   app.get<{ Params: { sha256: string } }>(
     '/v1/artifacts/:sha256',

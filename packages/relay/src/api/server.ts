@@ -8,7 +8,7 @@ import type { FleetContext } from '../fleet/context.js';
 import type { ArtifactChecks } from '../artifacts/artifact-checks.js';
 import type { DiskSpace } from '../disk-space.js';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
-import type { DownloadSlots } from '../artifacts/download-slots.js';
+import type { Slots } from '../fleet/slots.js';
 import { healthRoutes } from './health.js';
 import { openapiRoutes } from './openapi.js';
 import { RELAY_VERSION } from '../version.js';
@@ -46,9 +46,8 @@ export interface ApiDeps {
   /** The CA of an external broker's certificate (--mqtt-ca), handed to devices at enrollment. */
   mqttCa?: string;
   maxModelBytes: number;
-  /** Bound on artifact downloads served at once. */
   /** Bound on concurrent artifact downloads, and how long one waits for a slot. */
-  downloads: DownloadSlots;
+  downloads: Slots;
   downloadWaitMs: number;
   metrics: RelayMetrics;
   stream: FleetStream;

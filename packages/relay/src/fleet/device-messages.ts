@@ -94,7 +94,7 @@ export const RELAY_BACKLOG = 200_000;
  * store); different devices' run side by side. Refusals are logged once a minute per device
  * and topic, with how many were left out.
  */
-export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages): { route(topic: string, payload: Buffer): void; idle(): Promise<void>; close(graceMs: number): Promise<void>; stats: MessageStats } {
+export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages): { route(topic: string, payload: Buffer): void; close(graceMs: number): Promise<void>; stats: MessageStats } {
   const ctx: MessageContext = { ...fleet, jobs };
   const stats: MessageStats = { received: 0, rejected: 0 };
   const throttle = new LogThrottle(60_000, ctx.now);
@@ -148,7 +148,6 @@ export function createDeviceMessageRouter(fleet: FleetContext, jobs: JobMessages
         if (told) ctx.log.warn({ deviceId: parsed.deviceId, topic, backlog: DEVICE_BACKLOG, suppressed: told.suppressed }, 'device message dropped: too many of its messages wait to be handled');
       }
     },
-    idle: () => queues.idle(),
     close: (graceMs) => queues.close(graceMs),
   };
 }

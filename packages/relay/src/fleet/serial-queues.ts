@@ -6,6 +6,8 @@
 // PostgreSQL: every such message lost, the device shown offline while connected). A total
 // bound keeps what waits bounded however many keys there are.
 
+import { Slots } from './slots.js';
+
 export interface SerialQueueLimits {
   /** Work of one key waiting or running, past which its new work is refused. */
   perKey: number;
@@ -16,13 +18,10 @@ export interface SerialQueueLimits {
 }
 
 export class SerialQueues {
-  readonly #limits: Required<SerialQueueLimits>;
+  readonly #limits: Required<Omit<SerialQueueLimits, 'atOnce'>>;
   readonly #queues = new Map<string, { tail: Promise<void>; waiting: number }>();
-  /** Work started and not yet finished, against `atOnce`. */
-  #running = 0;
-  /** Work waiting for its turn to run, oldest first; each is told whether to skip its work. */
-  readonly #turns: Array<(skip: boolean) => void> = [];
-  #turnsHead = 0;
+  /** Turns to run, `atOnce` of them: work holds one while it runs, the rest wait in arrival order. */
+  readonly #turns: Slots;
   #total = 0;
   /** Closing: no new work is taken. */
   #refusing = false;
@@ -31,7 +30,8 @@ export class SerialQueues {
 
   constructor(limits: number | SerialQueueLimits) {
     const l = typeof limits === 'number' ? { perKey: limits } : limits;
-    this.#limits = { perKey: l.perKey, atOnce: l.atOnce ?? Infinity, total: l.total ?? Infinity };
+    this.#limits = { perKey: l.perKey, total: l.total ?? Infinity };
+    this.#turns = new Slots(l.atOnce ?? Infinity);
   }
 
   /** Work of all keys waiting or running. */
@@ -101,41 +101,17 @@ export class SerialQueues {
 
   #skipWaiting(): void {
     this.#skipping = true;
-    const waiting = this.#turns.slice(this.#turnsHead);
-    this.#turns.length = 0;
-    this.#turnsHead = 0;
-    for (const resolve of waiting) resolve(true);
+    this.#turns.turnAway();
   }
 
   async #inTurn(work: () => Promise<void>): Promise<void> {
-    if (this.#running >= this.#limits.atOnce) {
-      // A skipped waiter was never given a turn: it has none to hand on.
-      if (await new Promise<boolean>((resolve) => this.#turns.push(resolve))) return;
-    } else this.#running++;
-    if (this.#skipping) return this.#next();
+    // A free turn is taken at once (no await); a waiter turned away (close's grace ran out) was
+    // never given one: it has none to hand on.
+    if (!this.#turns.tryTake() && !await this.#turns.take(Infinity)) return;
     try {
-      await work();
+      if (!this.#skipping) await work();
     } finally {
-      this.#next();
+      this.#turns.release(); // to the oldest waiting, or freed
     }
-  }
-
-  /** Hands the finished work's turn to the oldest waiting, or frees it. */
-  #next(): void {
-    if (this.#turnsHead < this.#turns.length) {
-      const resolve = this.#turns[this.#turnsHead]!;
-      this.#turns[this.#turnsHead++] = undefined as unknown as (skip: boolean) => void;
-      // Compacted now and then, not shifted per turn (shift moves every entry).
-      if (this.#turnsHead === this.#turns.length) {
-        this.#turns.length = 0;
-        this.#turnsHead = 0;
-      } else if (this.#turnsHead > 1024 && this.#turnsHead * 2 > this.#turns.length) {
-        this.#turns.splice(0, this.#turnsHead);
-        this.#turnsHead = 0;
-      }
-      resolve(false);
-      return;
-    }
-    this.#running--;
   }
 }

@@ -3,11 +3,11 @@
 
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Store } from '../store/store.js';
-import type { DownloadSlots } from '../artifacts/download-slots.js';
+import type { Slots } from '../fleet/slots.js';
 
 export interface RelayMetricsSources {
   store: Store;
-  downloads: DownloadSlots;
+  downloads: Slots;
   streamClients(): number;
   mqttMessagesIn(): number;
   mqttMessagesRejected(): number;
