@@ -13,7 +13,8 @@ await build({
   format: 'esm',
   platform: 'browser',
   target: ['chrome110', 'firefox110', 'safari16'],
-  minify: true,
+  // OUTPOST_DASHBOARD_MINIFY=0 keeps names readable in a profile (bench/dashboard --profile).
+  minify: process.env.OUTPOST_DASHBOARD_MINIFY !== '0',
   sourcemap: 'linked',
   legalComments: 'linked',
   logLevel: 'warning',

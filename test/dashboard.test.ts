@@ -64,6 +64,14 @@ t.test('the dashboard follows the fleet live', { skip: needPackage(CHROMIUM, 'ch
   await page.locator('#device-info h1', { hasText: 'browser-cam' }).waitFor();
   await page.waitForFunction("document.querySelectorAll('#charts canvas').length >= 4");
   t.pass('four charts drawn');
+  // With nothing hovered, each legend shows the newest values rather than blanks.
+  await page.waitForFunction("[...document.querySelectorAll('#chart-cpu .u-legend .u-value')].some((v) => /\\d/.test(v.textContent))");
+  t.pass('the legend shows the latest value');
+  const ranged = page.waitForRequest((r) => r.url().includes(`/v1/devices/${d.deviceId}/health?range=24h`));
+  await page.click('#range-picker button[data-range="24h"]');
+  await ranged;
+  await page.locator('#range-picker button.active[data-range="24h"]').waitFor();
+  t.pass('the time range picker reads that range of the history');
   await page.locator('#device-log-lines .log-line', { hasText: 'model serving model=linear version=1' }).waitFor();
   t.match(await page.locator('#device-logs-status').textContent(), /most recent lines/, 'the agent log, asked of the device');
   // A line logged after the page opened shows on Refresh.

@@ -59,6 +59,9 @@ export class FleetPage implements Page {
   #orderDirty = true;
   #countsDirty = true;
   #lastSort = 0;
+  #lastCounts = 0;
+  /** The label and model options last drawn, to leave the selects alone when they did not change. */
+  #options = '';
   /** Devices whose row must be drawn again. */
   readonly #changed = new Set<string>();
   /** The rows in the DOM now, by device id. */
@@ -140,8 +143,8 @@ export class FleetPage implements Page {
     if (c.kind === 'reset') {
       this.#orderDirty = true;
       this.#countsDirty = true;
-      this.#changed.clear();
-      this.#rows.clear();
+      // Every device may have changed: draw each row in view again.
+      for (const id of this.#rows.keys()) this.#changed.add(id);
       this.#window = { first: -1, last: -1 };
     } else if (c.kind === 'device') {
       this.#changed.add(c.id);
@@ -159,6 +162,7 @@ export class FleetPage implements Page {
     query = { ...query, ...change };
     this.#orderDirty = true;
     this.#lastSort = 0; // a person asked: now, not in 500 ms
+    this.#lastCounts = 0;
     if ('label' in change) {
       const deploy = document.getElementById('fleet-deploy');
       if (deploy) deploy.textContent = query.label ? `Deploy to ${query.label}` : 'Deploy…';
@@ -176,28 +180,38 @@ export class FleetPage implements Page {
     return el('th', { class: c.numeric ? 'num' : null, 'aria-sort': active ? (query.descending ? 'descending' : 'ascending') : 'none' }, button);
   }
 
-  // One redraw: an arrow function, so the frame scheduler coalesces it by identity.
+  // One redraw: an arrow function, so the frame scheduler coalesces it by identity. Geometry is
+  // read before anything is written, so the browser lays the page out once per frame. Counts
+  // and the order are recomputed at most every 500 ms, however many devices change.
   #draw = (): void => {
+    const view = { top: this.#scroll.scrollTop, height: this.#scroll.clientHeight || 600 };
+    const now = performance.now();
+    let later = Infinity;
     if (this.#countsDirty) {
-      this.#countsDirty = false;
-      this.#drawCounts();
+      const wait = this.#lastCounts + RESORT_MS - now;
+      if (wait <= 0) {
+        this.#countsDirty = false;
+        this.#lastCounts = now;
+        this.#drawCounts();
+      } else later = wait;
     }
     if (this.#orderDirty) {
-      const wait = this.#lastSort + RESORT_MS - performance.now();
+      const wait = this.#lastSort + RESORT_MS - now;
       if (wait <= 0) {
         this.#orderDirty = false;
-        this.#lastSort = performance.now();
+        this.#lastSort = now;
         this.#order = queryFleet(fleet.devices.values(), query);
         this.#window = { first: -1, last: -1 };
         this.#drawMatching();
-      } else if (this.#resort === undefined) {
-        this.#resort = setTimeout(() => {
-          this.#resort = undefined;
-          onNextFrame(this.#draw);
-        }, wait);
-      }
+      } else later = Math.min(later, wait);
     }
-    this.#drawRows();
+    if (later !== Infinity && this.#resort === undefined) {
+      this.#resort = setTimeout(() => {
+        this.#resort = undefined;
+        onNextFrame(this.#draw);
+      }, later);
+    }
+    this.#drawRows(view);
   };
 
   #drawCounts(): void {
@@ -215,8 +229,13 @@ export class FleetPage implements Page {
       const list = current !== null && !values.includes(current) ? [current, ...values] : values;
       select.replaceChildren(el('option', { value: '' }, any), ...list.map((v) => el('option', { value: v, selected: v === current }, v)));
     };
-    options(this.#labelSelect, 'any label', c.labels, query.label);
-    options(this.#modelSelect, 'any model', c.models.map((m) => m.model), query.model);
+    const models = c.models.map((m) => m.model);
+    const drawn = JSON.stringify([c.labels, models, query.label, query.model]);
+    if (drawn !== this.#options) {
+      this.#options = drawn;
+      options(this.#labelSelect, 'any label', c.labels, query.label);
+      options(this.#modelSelect, 'any model', models, query.model);
+    }
     const none = c.total === 0;
     this.#empty.hidden = !none;
     this.#scroll.hidden = none;
@@ -240,13 +259,10 @@ export class FleetPage implements Page {
     this.#matching.textContent = total === 0 ? '' : n === total ? `showing all ${total} devices` : `${n} of ${total} devices match`;
   }
 
-  #drawRows(): void {
-    const height = this.#scroll.clientHeight || 600;
-    const top = this.#scroll.scrollTop;
-    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(this.#order.length, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
-    const moved = first !== this.#window.first || last !== this.#window.last;
-    if (!moved) {
+  #drawRows(view: { top: number; height: number }): void {
+    const first = Math.max(0, Math.floor(view.top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.#order.length, Math.ceil((view.top + view.height) / ROW_HEIGHT) + OVERSCAN);
+    if (first === this.#window.first && last === this.#window.last) {
       // Same rows in view: rewrite only the ones whose device changed.
       for (const id of this.#changed) {
         const row = this.#rows.get(id);
@@ -257,7 +273,6 @@ export class FleetPage implements Page {
       return;
     }
     const rows = new Map<string, HTMLTableRowElement>();
-    const list: HTMLTableRowElement[] = [];
     for (let i = first; i < last; i++) {
       const d = this.#order[i]!;
       // A device removed since the last sort stays out until the next.
@@ -268,14 +283,20 @@ export class FleetPage implements Page {
         this.#fill(row, d);
       } else if (this.#changed.has(d.id)) this.#fill(row, d);
       rows.set(d.id, row);
-      list.push(row);
     }
     this.#changed.clear();
+    // Move as little as possible: rows that left go, rows that stay stay where they are, new
+    // ones go in between. Scrolling by a few rows touches only those few.
+    for (const [id, row] of this.#rows) if (!rows.has(id)) row.remove();
+    let cursor = this.#top.parentElement!.nextSibling;
+    for (const row of rows.values()) {
+      if (cursor === row) cursor = row.nextSibling;
+      else this.#body.insertBefore(row, cursor);
+    }
     this.#rows = rows;
     this.#window = { first, last };
     this.#top.style.height = `${first * ROW_HEIGHT}px`;
     this.#bottom.style.height = `${(this.#order.length - last) * ROW_HEIGHT}px`;
-    this.#body.replaceChildren(this.#top.parentElement!, ...list, this.#bottom.parentElement!);
   }
 
   #fill(row: HTMLTableRowElement, d: DeviceSummary): void {
