@@ -196,10 +196,10 @@ t.test('the dashboard runs the fleet', { skip: needPackage(CHROMIUM, 'chromium')
     await page.locator('#device-info h1', { hasText: 'lab-cam' }).waitFor();
     t.equal(await page.locator('#device-info .actions button').count(), 0, 'no device actions');
     // What the page would send, sent with the viewer's token: the relay says why not.
-    const refused = await page.evaluate(async () => {
-      const res = await fetch('/v1/deployments', { method: 'POST', headers: { authorization: `Bearer ${sessionStorage.getItem('outpost.token')}`, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'linear', selector: { site: 'lab' } }) });
-      return { status: res.status, body: (await res.json()) as { error: { message: string } } };
-    });
+    const refused = (await page.evaluate(`(async () => {
+      const res = await fetch('/v1/deployments', { method: 'POST', headers: { authorization: 'Bearer ' + sessionStorage.getItem('outpost.token'), 'content-type': 'application/json' }, body: JSON.stringify({ model: 'linear', selector: { site: 'lab' } }) });
+      return { status: res.status, body: await res.json() };
+    })()`)) as { status: number; body: { error: { message: string } } };
     t.equal(refused.status, 403);
     t.match(refused.body.error.message, /needs the deployer role; token wall is a viewer/);
   });
@@ -209,7 +209,7 @@ t.test('the dashboard runs the fleet', { skip: needPackage(CHROMIUM, 'chromium')
     for (const hash of ['#/', `#/devices/${lab.deviceId}`, '#/deployments', '#/jobs']) {
       await page.goto(`${relay.httpUrl}/${hash}`);
       await page.locator('#view .card').first().waitFor();
-      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+      const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
       t.equal(overflow, 0, `${hash} fits 375 px`);
     }
   });
