@@ -18,7 +18,7 @@
 // of an empty page in the same browser (the ceiling for the FPS figures).
 //
 //   npx tsx bench/dashboard/run.ts [--devices 10000] [--rate 1000] [--seconds 30] [--scroll 10]
-//       [--workers 4] [--heap-every 5] [--scroll-px 200] [--screenshot FILE] [--relay-log FILE] [--profile FILE]
+//       [--workers 4] [--heap-every 5] [--scroll-px 200] [--screenshot FILE] [--relay-log FILE] [--profile FILE] [--pin]
 
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -43,6 +43,11 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '4' },
     screenshot: { type: 'string' },
     'relay-log': { type: 'string' },
+    /**
+     * Pins Chromium to one core and the relay, the simulators and this process to the other
+     * (taskset), so the page is measured with a core of its own, as on a person's computer.
+     */
+    pin: { type: 'boolean', default: false },
     /** Writes the page's CPU profile over the window to this file (.cpuprofile, for DevTools). */
     profile: { type: 'string' },
   },
@@ -150,6 +155,15 @@ const NAME_SHIM = 'globalThis.__name ??= (fn) => fn;';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const round = (n: number, digits = 1) => (Number.isFinite(n) ? Number(n.toFixed(digits)) : null);
 
+/** Chromium (every process named chromium) on core 0; the relay, simulators and this bench on core 1. */
+function pinCores(relay: BenchFleet): void {
+  const pin = (core: number, pid: number) => execFileSync('taskset', ['-a', '-cp', String(core), String(pid)], { stdio: 'ignore' });
+  const browsers = execFileSync('pgrep', ['chromium'], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  for (const pid of browsers) pin(0, pid);
+  for (const pid of [relay.relayPid, ...relay.workerPids, process.pid]) pin(1, pid);
+  say(`pinned: ${browsers.length} chromium processes on core 0; the relay, ${relay.workerPids.length} simulators and the bench on core 1`);
+}
+
 async function metrics(cdp: CDPSession): Promise<Record<string, number>> {
   const { metrics: list } = await cdp.send('Performance.getMetrics');
   return Object.fromEntries(list.map((m) => [m.name, m.value]));
@@ -184,6 +198,7 @@ async function main(): Promise<void> {
   // As test/helpers/browser.ts launches it: the flags asked for, and on an HTTPS relay the
   // relay's own certificate trusted by its key (this bench's relay runs --insecure: plain HTTP).
   browser = await launchBrowser({ dataDir: relay.dataDir, httpUrl: relay.httpUrl });
+  if (values.pin) pinCores(relay);
   // The frame rate of an empty page: what headless Chromium gives on this machine.
   const blank = await browser.newPage();
   await blank.evaluate(NAME_SHIM);

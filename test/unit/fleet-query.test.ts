@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import fc from 'fast-check';
-import { DEFAULT_QUERY, SORT_COLUMNS, fleetCounts, isFailing, matchesQuery, queryFleet, sortUsesHealth, type DeviceSummary, type FleetQuery } from '@outpost/shared';
+import { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type DeviceSummary, type FleetQuery } from '@outpost/shared';
 
 const sha = 'a'.repeat(64);
 const health = (cpu: number, p50: number | null) => ({ ts: 0, uptimeS: 1, cpuPercent: cpu, memory: { rssBytes: 1, usedBytes: cpu * 1000, totalBytes: 1e9 }, disk: { freeBytes: 1, totalBytes: 2 }, models: { m: { requests: 1, errors: 0, p50Ms: p50, p99Ms: p50 } } });
@@ -71,4 +71,50 @@ t.test('summary counts', async (t) => {
   t.same({ total: c.total, online: c.online, offline: c.offline, failing: c.failing }, { total: 4, online: 3, offline: 1, failing: 2 });
   t.same(c.models, [{ model: 'det:1', devices: 1 }, { model: 'det:2', devices: 1 }]);
   t.same(c.labels, ['site=farm', 'site=lab']);
+});
+
+t.test('kept current one device at a time, the order and counts equal those made from scratch', async (t) => {
+  const arbDevice = (id: string) =>
+    fc.record({ name: fc.constantFrom('a', 'b', 'B', 'c'), online: fc.boolean(), cpu: fc.option(fc.integer({ min: 0, max: 3 })), model: fc.option(fc.constantFrom('det:1', 'det:2')), site: fc.option(fc.constantFrom('lab', 'farm')) }).map((r) =>
+      dev(id, r.name, {
+        online: r.online,
+        health: r.cpu === null ? null : health(r.cpu, null),
+        models: r.model === null ? [] : [{ name: 'det', version: Number(r.model.slice(4)), sha256: sha, state: 'serving' as const }],
+        labels: r.site === null ? {} : { site: r.site },
+      }),
+    );
+  const ids = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7'];
+  // A step: a device changes (or appears), or goes.
+  const step = fc.oneof(fc.constantFrom(...ids).chain((id) => arbDevice(id)), fc.constantFrom(...ids).map((id) => ({ gone: id })));
+  fc.assert(
+    fc.property(fc.array(fc.array(step, { maxLength: 4 }), { maxLength: 12 }), fc.constantFrom(...SORT_COLUMNS), fc.boolean(), fc.constantFrom(null, 'site=lab'), (frames, sort, descending, label) => {
+      const query = q({ sort, descending, label });
+      const fleetNow = new Map<string, DeviceSummary>();
+      let order = queryFleet(fleetNow.values(), query);
+      const tally = new FleetTally();
+      for (const frame of frames) {
+        const moved = new Map<string, DeviceSummary | undefined>();
+        for (const s of frame) {
+          const id = 'gone' in s ? s.gone : s.id;
+          if ('gone' in s) fleetNow.delete(id);
+          else fleetNow.set(id, s);
+          moved.set(id, fleetNow.get(id));
+          tally.set(id, fleetNow.get(id));
+        }
+        order = reorderDevices(order, moved, query);
+      }
+      const fresh = queryFleet(fleetNow.values(), query);
+      const devices = [...fleetNow.values()];
+      const c = tally.counts();
+      return (
+        order.map((d) => d.id).join() === fresh.map((d) => d.id).join() &&
+        c.total === devices.length &&
+        c.online === devices.filter((d) => d.online).length &&
+        c.failing === devices.filter(isFailing).length &&
+        c.models.reduce((n, m) => n + m.devices, 0) === devices.reduce((n, d) => n + d.models.length, 0) &&
+        c.labels.join() === [...new Set(devices.flatMap((d) => Object.entries(d.labels).map(([k, v]) => `${k}=${v}`)))].sort().join()
+      );
+    }),
+  );
+  t.pass('incremental equals from scratch');
 });

@@ -64,25 +64,57 @@ const KEYS: Record<SortColumn, (d: DeviceSummary) => string | number | null> = {
   lastSeen: (d) => (d.lastSeen ? -Date.parse(d.lastSeen) : null),
 };
 
+interface SortKey {
+  d: DeviceSummary;
+  k: string | number | null;
+  n: string;
+}
+
+const sortKey = (d: DeviceSummary, q: FleetQuery): SortKey => ({ d, k: KEYS[q.sort](d), n: d.name.toLowerCase() });
+
+/** The query's order on keys: by the column (no value last, either way), then name, then id. */
+function compareKeys(a: SortKey, b: SortKey, descending: boolean): number {
+  if (a.k !== b.k) {
+    if (a.k === null) return 1;
+    if (b.k === null) return -1;
+    return (a.k < b.k ? -1 : 1) * (descending ? -1 : 1);
+  }
+  if (a.n !== b.n) return a.n < b.n ? -1 : 1;
+  return a.d.id < b.d.id ? -1 : a.d.id > b.d.id ? 1 : 0;
+}
+
 /**
  * The devices that match, in the query's order (ties by name, then id). Keys are read once per
  * device, so sorting 10,000 devices does not re-read them per comparison.
  */
 export function queryFleet(devices: Iterable<DeviceSummary>, q: FleetQuery): DeviceSummary[] {
-  const key = KEYS[q.sort];
-  const rows: Array<{ d: DeviceSummary; k: string | number | null; n: string }> = [];
-  for (const d of devices) if (matchesQuery(d, q)) rows.push({ d, k: key(d), n: d.name.toLowerCase() });
-  const dir = q.descending ? -1 : 1;
-  rows.sort((a, b) => {
-    if (a.k !== b.k) {
-      if (a.k === null) return 1;
-      if (b.k === null) return -1;
-      return (a.k < b.k ? -1 : 1) * dir;
-    }
-    if (a.n !== b.n) return a.n < b.n ? -1 : 1;
-    return a.d.id < b.d.id ? -1 : a.d.id > b.d.id ? 1 : 0;
-  });
+  const rows: SortKey[] = [];
+  for (const d of devices) if (matchesQuery(d, q)) rows.push(sortKey(d, q));
+  rows.sort((a, b) => compareKeys(a, b, q.descending));
   return rows.map((r) => r.d);
+}
+
+/**
+ * `order` (a queryFleet result for `q`) after the devices in `changed` changed (undefined:
+ * removed): they are taken out, and each one that matches is put back where it belongs by binary
+ * search, so a few changes cost a pass over the list, not a sort of the fleet. The rest of
+ * `order` must be unchanged since it was sorted.
+ */
+export function reorderDevices(order: DeviceSummary[], changed: ReadonlyMap<string, DeviceSummary | undefined>, q: FleetQuery): DeviceSummary[] {
+  const next = order.filter((x) => !changed.has(x.id));
+  for (const d of changed.values()) {
+    if (!d || !matchesQuery(d, q)) continue;
+    const key = sortKey(d, q);
+    let lo = 0;
+    let hi = next.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareKeys(sortKey(next[mid]!, q), key, q.descending) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    next.splice(lo, 0, d);
+  }
+  return next;
 }
 
 /** Whether a change to health alone (a heartbeat) can move a device in this order. */
@@ -102,27 +134,77 @@ export interface FleetCounts {
 }
 
 export function fleetCounts(devices: Iterable<DeviceSummary>): FleetCounts {
-  let total = 0;
-  let online = 0;
-  let failing = 0;
-  const models = new Map<string, number>();
-  const labels = new Set<string>();
-  for (const d of devices) {
-    total++;
-    if (d.online) online++;
-    if (isFailing(d)) failing++;
-    for (const m of d.models) {
-      const k = `${m.name}:${m.version}`;
-      models.set(k, (models.get(k) ?? 0) + 1);
+  const tally = new FleetTally();
+  for (const d of devices) tally.set(d.id, d);
+  return tally.counts();
+}
+
+interface Share {
+  online: boolean;
+  failing: boolean;
+  models: string[];
+  labels: string[];
+}
+
+/**
+ * The summary counts kept current one device at a time: each device's share is remembered, so
+ * a change costs that device, not a pass over the fleet.
+ */
+export class FleetTally {
+  readonly #shares = new Map<string, Share>();
+  #online = 0;
+  #failing = 0;
+  readonly #models = new Map<string, number>();
+  readonly #labels = new Map<string, number>();
+
+  /** The device as it is now, or undefined when it is gone. */
+  set(id: string, d: DeviceSummary | undefined): void {
+    const old = this.#shares.get(id);
+    if (old) this.#count(old, -1);
+    if (!d) {
+      this.#shares.delete(id);
+      return;
     }
-    for (const [k, v] of Object.entries(d.labels)) labels.add(`${k}=${v}`);
+    const share: Share = {
+      online: d.online,
+      failing: isFailing(d),
+      models: d.models.map((m) => `${m.name}:${m.version}`),
+      labels: Object.entries(d.labels).map(([k, v]) => `${k}=${v}`),
+    };
+    this.#shares.set(id, share);
+    this.#count(share, 1);
   }
-  return {
-    total,
-    online,
-    offline: total - online,
-    failing,
-    models: [...models].map(([model, n]) => ({ model, devices: n })).sort((a, b) => b.devices - a.devices || (a.model < b.model ? -1 : 1)),
-    labels: [...labels].sort(),
-  };
+
+  clear(): void {
+    this.#shares.clear();
+    this.#models.clear();
+    this.#labels.clear();
+    this.#online = 0;
+    this.#failing = 0;
+  }
+
+  counts(): FleetCounts {
+    const total = this.#shares.size;
+    return {
+      total,
+      online: this.#online,
+      offline: total - this.#online,
+      failing: this.#failing,
+      models: [...this.#models].map(([model, n]) => ({ model, devices: n })).sort((a, b) => b.devices - a.devices || (a.model < b.model ? -1 : 1)),
+      labels: [...this.#labels.keys()].sort(),
+    };
+  }
+
+  #count(s: Share, by: 1 | -1): void {
+    if (s.online) this.#online += by;
+    if (s.failing) this.#failing += by;
+    for (const m of s.models) bump(this.#models, m, by);
+    for (const l of s.labels) bump(this.#labels, l, by);
+  }
+}
+
+function bump(map: Map<string, number>, key: string, by: number): void {
+  const n = (map.get(key) ?? 0) + by;
+  if (n > 0) map.set(key, n);
+  else map.delete(key);
 }

@@ -1,16 +1,18 @@
 // The fleet page: summary counts, search and filters, and a table of every matching device.
 // Built for 10,000 devices and 1,000 heartbeats a second: only the rows in view exist in the
-// DOM (fixed row height, spacer rows above and below), a stream message marks what it touched,
-// and one redraw per frame re-sorts (when the order can have changed, at most every 500 ms) and
-// rewrites only the rows in view that changed.
+// DOM (fixed row height, spacer rows above and below); a stream message marks what it touched;
+// one redraw per frame moves the devices that changed to their new places (binary search; a
+// whole re-sort only when the query changes or hundreds changed at once), keeps the counts one
+// device at a time, and rewrites only the rows in view that changed.
 
 import {
   DEFAULT_QUERY,
+  FleetTally,
   deviceP50,
-  fleetCounts,
   formatAgo,
   formatBytes,
   queryFleet,
+  reorderDevices,
   sortUsesHealth,
   type DeviceSummary,
   type FleetChange,
@@ -30,6 +32,8 @@ import { fleet } from '../stream.js';
 export const ROW_HEIGHT = 44;
 const OVERSCAN = 8;
 const RESORT_MS = 500;
+/** More changed devices than this in one frame (a reconnect storm): sort the fleet again instead. */
+const RESORT_PAST = 500;
 
 const COLUMNS: Array<{ key: SortColumn; title: string; numeric?: boolean }> = [
   { key: 'name', title: 'Device' },
@@ -56,7 +60,11 @@ export function problemBadge(d: DeviceSummary): HTMLElement | null {
 
 export class FleetPage implements Page {
   #order: DeviceSummary[] = [];
+  /** Sort the whole fleet again (a new query, a snapshot, a storm). */
   #orderDirty = true;
+  /** Devices to move within the order, as they are now (undefined: removed). */
+  readonly #moved = new Map<string, DeviceSummary | undefined>();
+  readonly #tally = new FleetTally();
   #countsDirty = true;
   #lastSort = 0;
   #lastCounts = 0;
@@ -126,9 +134,15 @@ export class FleetPage implements Page {
       for (const id of this.#rows.keys()) this.#changed.add(id);
       onNextFrame(this.#draw);
     }, 5000);
+    this.#recount();
     this.#orderDirty = true;
-    this.#countsDirty = true;
     this.#draw();
+  }
+
+  #recount(): void {
+    this.#tally.clear();
+    for (const d of fleet.devices.values()) this.#tally.set(d.id, d);
+    this.#countsDirty = true;
   }
 
   close(): void {
@@ -141,17 +155,20 @@ export class FleetPage implements Page {
 
   change(c: FleetChange): void {
     if (c.kind === 'reset') {
+      this.#recount();
       this.#orderDirty = true;
-      this.#countsDirty = true;
+      this.#moved.clear();
       // Every device may have changed: draw each row in view again.
       for (const id of this.#rows.keys()) this.#changed.add(id);
       this.#window = { first: -1, last: -1 };
     } else if (c.kind === 'device') {
       this.#changed.add(c.id);
+      const d = fleet.devices.get(c.id);
       if (!c.healthOnly) {
-        this.#orderDirty = true;
+        this.#tally.set(c.id, d);
         this.#countsDirty = true;
-      } else if (sortUsesHealth(query.sort)) this.#orderDirty = true;
+      }
+      if (!c.healthOnly || sortUsesHealth(query.sort)) this.#moved.set(c.id, d);
     } else return;
     onNextFrame(this.#draw);
   }
@@ -195,15 +212,22 @@ export class FleetPage implements Page {
         this.#drawCounts();
       } else later = wait;
     }
+    if (this.#moved.size > RESORT_PAST) this.#orderDirty = true;
     if (this.#orderDirty) {
       const wait = this.#lastSort + RESORT_MS - now;
       if (wait <= 0) {
         this.#orderDirty = false;
+        this.#moved.clear();
         this.#lastSort = now;
         this.#order = queryFleet(fleet.devices.values(), query);
         this.#window = { first: -1, last: -1 };
         this.#drawMatching();
       } else later = Math.min(later, wait);
+    } else if (this.#moved.size > 0) {
+      this.#order = reorderDevices(this.#order, this.#moved, query);
+      this.#moved.clear();
+      this.#window = { first: -1, last: -1 };
+      this.#drawMatching();
     }
     if (later !== Infinity && this.#resort === undefined) {
       this.#resort = setTimeout(() => {
@@ -215,7 +239,7 @@ export class FleetPage implements Page {
   };
 
   #drawCounts(): void {
-    const c = fleetCounts(fleet.devices.values());
+    const c = this.#tally.counts();
     const filter = (label: string, n: number, status: FleetQuery['status'], kind: string) =>
       el('button', { type: 'button', class: `count ${kind}${query.status === status ? ' active' : ''}`, 'data-count': status, onclick: () => this.#statusFilter(status) }, el('strong', {}, String(n)), ` ${label}`);
     this.#summary.replaceChildren(
