@@ -16,6 +16,6 @@ await build({
   // OUTPOST_DASHBOARD_MINIFY=0 keeps names readable in a profile (bench/dashboard --profile).
   minify: process.env.OUTPOST_DASHBOARD_MINIFY !== '0',
   sourcemap: 'linked',
-  legalComments: 'linked',
+  legalComments: 'eof', // uPlot's MIT notice travels with the bundle
   logLevel: 'warning',
 });

@@ -149,6 +149,11 @@ t.test('the dashboard runs the fleet', { skip: needPackage(CHROMIUM, 'chromium')
     t.equal(targets.body.targets.find((x) => x.name === lab.deviceId)?.attached, true, 'attached through the API');
     await page.click('#device-detach');
     await page.locator('#device-training', { hasText: 'not attached' }).waitFor();
+    // A reloaded (or shared) device link opens that device, once the stream's snapshot is in.
+    await page.reload();
+    await page.locator('#device-info h1', { hasText: 'lab-cam' }).waitFor();
+    await page.locator('#device-labels-value', { hasText: /floor=2/ }).waitFor();
+    t.pass('a reloaded device page shows the device');
 
     await page.goto(`${relay.httpUrl}/#/devices/${idle.deviceId}`);
     await page.locator('#device-info h1', { hasText: 'attic-cam' }).waitFor();
@@ -206,9 +211,10 @@ t.test('the dashboard runs the fleet', { skip: needPackage(CHROMIUM, 'chromium')
 
   await t.test('a phone width does not overflow', async (t) => {
     await page.setViewportSize({ width: 375, height: 740 });
-    for (const hash of ['#/', `#/devices/${lab.deviceId}`, '#/deployments', '#/jobs']) {
+    const drawn: Record<string, string> = { '#/': '#fleet tbody tr:not(.spacer)', [`#/devices/${lab.deviceId}`]: '#charts canvas', '#/deployments': '#deployments-table tbody tr[data-state]', '#/jobs': '#jobs-table tbody tr[data-state]' };
+    for (const [hash, content] of Object.entries(drawn)) {
       await page.goto(`${relay.httpUrl}/${hash}`);
-      await page.locator('#view .card').first().waitFor();
+      await page.locator(content).first().waitFor();
       const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
       t.equal(overflow, 0, `${hash} fits 375 px`);
     }

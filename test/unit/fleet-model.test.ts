@@ -100,3 +100,13 @@ t.test('formatting for people', async (t) => {
   t.equal(formatElapsed(12_000_000), '3h 20m');
   t.equal(formatElapsed(-1), '-');
 });
+
+t.test('a snapshot after a gap drops active deployments and jobs it does not carry', async (t) => {
+  const f = new FleetModel();
+  const job = (id: string, state: string) => ({ id, state, target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null });
+  f.addDeployments([{ ...deployment(['a']), id: 'dep_old', state: 'succeeded' }, { ...deployment(['a']), id: 'dep_gone' }]);
+  f.addJobs([job('job_old', 'failed'), job('job_gone', 'running'), job('job_live', 'running')]);
+  f.apply(msg({ type: 'snapshot', devices: [], deployments: [deployment(['a'])], jobs: [job('job_live', 'running')] }));
+  t.same([...f.deployments.keys()].sort(), ['dep_1', 'dep_old'], 'ended ones stay; an active one the snapshot lacks has ended');
+  t.same([...f.jobs.keys()].sort(), ['job_live', 'job_old']);
+});

@@ -3,6 +3,7 @@
 // `apply` says what it changed, so a view redraws only that.
 
 import { betterOf } from './metric-rule.js';
+import { deploymentActive, jobActive } from './states.js';
 import type { DeploymentSummary, DeviceSummary, JobSummary, StreamMessage } from './stream.js';
 
 export type JobLogLine = Extract<StreamMessage, { type: 'job.log' }>['lines'][number];
@@ -41,14 +42,20 @@ export class FleetModel {
   apply(m: StreamMessage): FleetChange {
     this.lastSeq = m.seq;
     switch (m.type) {
-      case 'snapshot':
-        // Deployments and jobs the snapshot leaves out (older, finished ones a page loaded from
-        // the API) stay; the snapshot's own entries replace what was known of them.
+      case 'snapshot': {
+        // A snapshot carries every active deployment and job, and the newest ended ones. Ended
+        // ones it leaves out (older, read from the API) stay; an active one it leaves out ended
+        // while this client was away, in a way only the API can say: it goes.
         this.devices.clear();
         for (const d of m.devices) this.devices.set(d.id, d);
+        const deployments = new Set(m.deployments.map((d) => d.id));
+        for (const [id, d] of this.deployments) if (deploymentActive(d.state) && !deployments.has(id)) this.deployments.delete(id);
         for (const d of m.deployments) this.deployments.set(d.id, d);
+        const jobs = new Set(m.jobs.map((j) => j.id));
+        for (const [id, j] of this.jobs) if (jobActive(j.state) && !jobs.has(id)) this.jobs.delete(id);
         for (const j of m.jobs) this.jobs.set(j.id, j);
         return { kind: 'reset' };
+      }
       case 'device.enrolled':
       case 'device.updated':
         this.devices.set(m.device.id, { ...this.devices.get(m.device.id), ...m.device });
@@ -115,7 +122,7 @@ export class FleetModel {
         j.state = m.state;
         j.error = m.error;
         if (m.state === 'running' && !j.startedAt) j.startedAt = m.ts;
-        if (!['queued', 'running'].includes(m.state) && !j.finishedAt) j.finishedAt = m.ts;
+        if (!jobActive(m.state) && !j.finishedAt) j.finishedAt = m.ts;
         return { kind: 'job', id: j.id };
       }
       case 'job.run': {

@@ -66,6 +66,7 @@ export { formatBytes, formatAgo, formatElapsed } from './format.js';
 export { lowerIsBetter, betterOf } from './metric-rule.js';
 export { ROLES, isRole, roleAllows, type Role } from './roles.js';
 export { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, deviceP50, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type FleetCounts, type FleetQuery, type SortColumn, type StatusFilter } from './fleet-query.js';
+export { countsText, deploymentActive, jobActive } from './states.js';
 export { FleetModel, type FleetChange, type JobLogLine, type JobMetricPoint } from './fleet-model.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';

@@ -42,3 +42,15 @@ export async function api<T>(method: Method, path: string, body?: unknown): Prom
 }
 
 export const get = <T>(path: string) => api<T>('GET', path);
+
+/** A file from the relay (a job output), with the token. */
+export async function download(path: string): Promise<Blob> {
+  const res = await fetch(path, { headers: { authorization: `Bearer ${session.token() ?? ''}` } }).catch(() => {
+    throw new ApiError('the relay cannot be reached: is it running?', 0);
+  });
+  if (!res.ok) {
+    const answer = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
+    throw new ApiError(answer?.error?.message ?? `${path}: HTTP ${res.status}`, res.status);
+  }
+  return res.blob();
+}

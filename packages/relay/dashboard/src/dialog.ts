@@ -18,10 +18,13 @@ export interface DialogOptions {
 }
 
 /**
- * Opens a dialog; resolves true when its action succeeded, false when dismissed. When `submit`
- * returns content (a token shown once), the dialog shows it in place with a Close button.
+ * Opens a dialog; resolves true when its action succeeded, false when dismissed before it did.
+ * When `submit` returns content (a token shown once), the dialog shows it in place with a Close
+ * button. Esc and Cancel do nothing while the relay is being asked.
  */
 export function openDialog(o: DialogOptions): Promise<boolean> {
+  // One at a time: a second click on the button that opened it does nothing.
+  if (document.querySelector('dialog.dialog')) return Promise.resolve(false);
   return new Promise((resolve) => {
     const error = el('p', { class: 'error', role: 'alert' });
     const submit = el('button', { type: 'submit', class: o.danger ? 'danger' : 'primary' }, o.submitLabel);
@@ -29,6 +32,7 @@ export function openDialog(o: DialogOptions): Promise<boolean> {
     const form = el('form', { method: 'dialog', class: 'dialog-form' }, el('h2', {}, o.title), ...o.body, error, el('div', { class: 'buttons' }, cancel, submit));
     const dialog = el('dialog', { id: o.id ?? null, class: 'dialog' }, form);
     let done = false;
+    let busy = false;
     const finish = (ok: boolean) => {
       if (done) return;
       done = true;
@@ -36,15 +40,25 @@ export function openDialog(o: DialogOptions): Promise<boolean> {
       dialog.remove();
       resolve(ok);
     };
+    // Shown once (an enrollment token): closing it, by Esc too, is the action's success.
+    let shownOnce = false;
     cancel.addEventListener('click', () => finish(false));
-    dialog.addEventListener('cancel', () => finish(false));
+    dialog.addEventListener('cancel', (e) => {
+      // While the relay is asked, the dialog stays: what it answers (a token) must be seen.
+      if (busy) e.preventDefault();
+      else finish(shownOnce);
+    });
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       error.textContent = '';
       submit.disabled = true;
+      cancel.disabled = true;
+      busy = true;
       o.submit(form).then(
         (shown) => {
+          busy = false;
           if (!shown) return finish(true);
+          shownOnce = true;
           // Something to read once (an enrollment token): shown in place of the form.
           const close = el('button', { type: 'button', class: 'primary' }, 'Close');
           close.addEventListener('click', () => finish(true));
@@ -52,7 +66,9 @@ export function openDialog(o: DialogOptions): Promise<boolean> {
           close.focus();
         },
         (err: unknown) => {
+          busy = false;
           submit.disabled = false;
+          cancel.disabled = false;
           error.textContent = err instanceof ApiError || err instanceof Error ? err.message : String(err);
         },
       );
@@ -96,8 +112,14 @@ export async function act(what: () => Promise<unknown>, done: string): Promise<b
 }
 
 /** Opens a dialog from a button: one that cannot open (its data did not load) says why. */
+let launching = false;
 export function launch(open: () => Promise<unknown>): void {
-  open().catch((err: unknown) => toast(err instanceof Error ? err.message : String(err), 'error'));
+  // A dialog that reads data first (models, targets) opens once, however often it is clicked.
+  if (launching) return;
+  launching = true;
+  open()
+    .catch((err: unknown) => toast(err instanceof Error ? err.message : String(err), 'error'))
+    .finally(() => (launching = false));
 }
 
 /** A labelled form field. */

@@ -14,6 +14,7 @@ export function el<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs =
     if (k === 'class') node.className = String(v);
     else if (k.startsWith('on') && typeof v === 'function') node.addEventListener(k.slice(2), v);
     else if (k.startsWith('data-') || k.startsWith('aria-') || ATTRIBUTES.has(k)) node.setAttribute(k, String(v));
+    else if (k === 'innerHTML' || k === 'outerHTML') throw new Error('el() makes text, never HTML');
     else (node as unknown as Record<string, unknown>)[k] = v;
   }
   append(node, children);

@@ -11,15 +11,25 @@ import { DevicePage } from './pages/device.js';
 import { FleetPage } from './pages/fleet.js';
 import { JobPage, JobsPage } from './pages/jobs.js';
 import { session, type Whoami } from './session.js';
-import { connect, disconnect, fleet, onChange, onConnection } from './stream.js';
+import { connect, disconnect, fleet, onChange, onConnection, snapshotOrTimeout } from './stream.js';
 import type { DeploymentSummary, JobSummary } from '@outpost/shared/browser';
 
 let page: Page | null = null;
 
+/** `%zz` in a pasted link is not a reason to show nothing. */
+function decoded(id: string | undefined): string | undefined {
+  if (id === undefined) return undefined;
+  try {
+    return decodeURIComponent(id);
+  } catch {
+    return id;
+  }
+}
+
 function pageFor(hash: string): { page: Page; nav: string } {
   const path = hash.replace(/^#/, '') || '/';
   const [, section, id] = /^\/([a-z]+)(?:\/([^/]+))?$/.exec(path) ?? [];
-  const ref = id === undefined ? undefined : decodeURIComponent(id);
+  const ref = decoded(id);
   if (section === 'devices' && ref) return { page: new DevicePage(ref), nav: 'fleet' };
   if (section === 'deployments') return { page: ref ? new DeploymentPage(ref) : new DeploymentsPage(), nav: 'deployments' };
   if (section === 'jobs') return { page: ref ? new JobPage(ref) : new JobsPage(), nav: 'jobs' };
@@ -37,7 +47,26 @@ function route(): void {
   page.open();
 }
 
-onChange((change, message) => page?.change(change, message));
+onChange((change, message) => {
+  page?.change(change, message);
+  // After a snapshot (a reconnect past the window), read again what it does not carry.
+  if (change.kind === 'reset' && ++snapshots > 1) void loadHistory();
+});
+
+/** Snapshots since log-in: every one after the first means the page was away too long. */
+let snapshots = 0;
+
+/** Deployments and jobs older than the stream's snapshot carries. */
+async function loadHistory(): Promise<void> {
+  try {
+    const [{ deployments }, { jobs }] = await Promise.all([get<{ deployments: DeploymentSummary[] }>('/v1/deployments?limit=200'), get<{ jobs: JobSummary[] }>('/v1/jobs')]);
+    fleet.addDeployments(deployments);
+    fleet.addJobs(jobs);
+    page?.change({ kind: 'reset' }, { type: 'snapshot', devices: [], deployments: [], jobs: [], seq: fleet.lastSeq, ts: new Date().toISOString() });
+  } catch {
+    // Refused: logged out, saying why; unreachable: the stream reconnects and asks again.
+  }
+}
 onConnection((live) => {
   const c = $('#conn');
   c.hidden = false;
@@ -56,6 +85,7 @@ function showWhoami(): void {
 
 function loggedOut(message: string): void {
   disconnect();
+  snapshots = 0;
   page?.close();
   page = null;
   showWhoami();
@@ -66,38 +96,37 @@ function loggedOut(message: string): void {
 }
 session.onEnd(loggedOut);
 
-/** Asks who the token is; null (with the reason shown) when the relay refuses it. */
-async function whoami(token: string): Promise<Whoami | null> {
-  const res = await fetch('/v1/whoami', { headers: { authorization: `Bearer ${token}` } });
+/** Who the token is, or why not: the relay's refusal, or that it cannot be reached. */
+async function whoami(token: string): Promise<Whoami | string> {
+  let res: Response;
+  try {
+    res = await fetch('/v1/whoami', { headers: { authorization: `Bearer ${token}` } });
+  } catch {
+    return 'The relay cannot be reached: is it running? Reload to try again.';
+  }
   if (res.ok) return (await res.json()) as Whoami;
   // A revoked or expired token is told so; anything else is not an API token.
   const body = (await res.json().catch(() => null)) as { error?: { message?: string } } | null;
   const said = body?.error?.message && /revoked|expired/.test(body.error.message) ? ` (${body.error.message})` : '';
-  $('#login-error').textContent = `That token was refused${said}. Use an API token (opa_…).`;
-  return null;
+  return `That token was refused${said}. Use an API token (opa_…).`;
 }
 
 async function start(token: string): Promise<void> {
   const me = await whoami(token);
-  if (!me) {
-    session.end();
-    $('#login').hidden = false;
+  if (typeof me === 'string') {
+    session.end(me);
     return;
   }
   session.begin(token, me);
   $('#login').hidden = true;
   for (const id of ['#nav', '#logout']) $(id).hidden = false;
   showWhoami();
-  // Older deployments and jobs than the stream's snapshot carries.
-  try {
-    const [{ deployments }, { jobs }] = await Promise.all([get<{ deployments: DeploymentSummary[] }>('/v1/deployments?limit=200'), get<{ jobs: JobSummary[] }>('/v1/jobs')]);
-    fleet.addDeployments(deployments);
-    fleet.addJobs(jobs);
-  } catch {
-    if (!session.me) return; // refused: logged out, saying why; otherwise the stream has the rest
-  }
+  await loadHistory();
+  if (!session.me) return;
   connect();
-  route();
+  // A page opened before the snapshot would find no devices (a reloaded device page).
+  await snapshotOrTimeout(5000);
+  if (session.me) route();
 }
 
 $('#login').addEventListener('submit', (e) => {

@@ -20,6 +20,20 @@ export function onConnection(listener: ConnListener): void {
   connListeners.add(listener);
 }
 
+/** Resolves once the model holds a snapshot (or after `ms`, so a page opens even without one). */
+export function snapshotOrTimeout(ms: number): Promise<void> {
+  if (fleet.lastSeq > 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, ms);
+    const off = onChange((c) => c.kind === 'reset' && done());
+    function done() {
+      clearTimeout(timer);
+      off();
+      resolve();
+    }
+  });
+}
+
 let socket: WebSocket | null = null;
 let backoff = 250;
 let retry: ReturnType<typeof setTimeout> | undefined;

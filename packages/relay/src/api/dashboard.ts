@@ -26,8 +26,8 @@ export async function dashboardRoutes(app: FastifyInstance): Promise<void> {
     // Public: the page holds no data; it asks for a token and reads everything with it.
     app.get(path, { config: { access: 'public' } }, async (_request, reply) => {
       reply.header('content-type', type).header('cache-control', 'no-cache');
-      // The page talks only to this relay.
-      if (path === '/') reply.header('content-security-policy', "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; img-src 'self' data:");
+      // The page talks only to this relay, and no other site may frame it (it removes devices).
+      if (path === '/') reply.header('content-security-policy', "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'").header('x-frame-options', 'DENY');
       return reply.send(body);
     });
   }

@@ -6,7 +6,7 @@ import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, RelayUnreachableError, note, print, printJson } from './output.js';
 import { collect, parseCountOrPercent, parseDurationOption, parseDurationOrZero, parseGraphOptimization, parseModelRef, parseNonNegativeInt, parseStrategy } from './parse.js';
-import { durationOption, parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
+import { countsText, durationOption, parseLabelsOption, parsePositiveInt, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import { countProgress } from './progress.js';
 import { rolloutSettled, type DeviceRolloutState } from '../store/records.js';
 
@@ -48,9 +48,7 @@ function servingConfig(f: ServingFlags): ServingConfig | undefined {
 }
 
 export function summarize(d: DeploymentView): string {
-  return Object.entries(d.counts)
-    .map(([state, n]) => `${n} ${state}`)
-    .join(', ');
+  return countsText(d.counts);
 }
 
 /**

@@ -3,14 +3,11 @@
 // empty, force). Sends the body the CLI sends; the relay's refusal shows in the dialog.
 
 import { parseLabels, type DeploymentSummary } from '@outpost/shared/browser';
+import type { ModelList, ModelVersions } from '../answers.js';
 import { api, get } from '../api.js';
-import { field, openDialog } from '../dialog.js';
+import { field, openDialog, toast } from '../dialog.js';
 import { el } from '../dom.js';
 import { fleet } from '../stream.js';
-
-interface ModelList {
-  models: Array<{ name: string; latestVersion: number; versions: number }>;
-}
 
 /** `n` or `n%`, as the CLI's --batch and --failure-threshold take them. */
 function countOrPercent(text: string, what: string): number | string | undefined {
@@ -31,17 +28,22 @@ export async function deployDialog(preset: DeployPreset = {}): Promise<boolean> 
   const { models } = await get<ModelList>('/v1/models');
   const model = el('select', { name: 'model', id: 'deploy-model' }, models.map((m) => el('option', { value: m.name }, m.name)));
   const version = el('select', { name: 'version', id: 'deploy-version' });
-  const fillVersions = () => {
-    const m = models.find((x) => x.name === model.value);
-    const list = m ? Array.from({ length: m.latestVersion }, (_, i) => m.latestVersion - i) : [];
-    version.replaceChildren(el('option', { value: '' }, 'latest'), ...list.map((v) => el('option', { value: String(v) }, String(v))));
+  // The versions there are (deleted and pruned ones are not), newest first.
+  const fillVersions = async () => {
+    const name = model.value;
+    version.replaceChildren(el('option', { value: '' }, 'latest'));
+    if (!name) return;
+    const { versions } = await get<ModelVersions>(`/v1/models/${encodeURIComponent(name)}`);
+    if (model.value !== name) return;
+    version.append(...versions.map((v) => v.version).sort((a, b) => b - a).map((v) => el('option', { value: String(v) }, String(v))));
   };
-  model.addEventListener('change', fillVersions);
-  fillVersions();
+  model.addEventListener('change', () => void fillVersions().catch(() => undefined));
+  await fillVersions();
 
   const byDevice = preset.device !== undefined || !preset.selector;
   const targetKind = el('select', { name: 'target', id: 'deploy-target-kind' }, el('option', { value: 'devices', selected: byDevice }, 'named devices'), el('option', { value: 'selector', selected: !byDevice }, 'every device with labels (now and later)'));
-  const devices = el('input', { name: 'devices', id: 'deploy-devices', placeholder: 'names or ids, comma-separated', value: preset.device ? fleet.deviceName(preset.device) : '', list: 'deploy-device-names' });
+  // A preset device by its id: a name may be shared by several devices.
+  const devices = el('input', { name: 'devices', id: 'deploy-devices', placeholder: 'names or ids, comma-separated', value: preset.device ?? '', list: 'deploy-device-names' });
   const names = el('datalist', { id: 'deploy-device-names' }, [...fleet.devices.values()].slice(0, 500).map((d) => el('option', { value: d.name })));
   const selector = el('input', { name: 'selector', id: 'deploy-selector', placeholder: 'site=lab', value: preset.selector ?? '' });
   const devicesField = field('Devices', devices);
@@ -114,6 +116,8 @@ export async function deployDialog(preset: DeployPreset = {}): Promise<boolean> 
       if (allowEmpty.checked) body.allowEmpty = true;
       if (force.checked) body.force = true;
       const created = await api<DeploymentSummary & { notice?: string }>('POST', '/v1/deployments', body);
+      // The relay picked another version than asked (the newest was rolled back): said, as the CLI says it.
+      if (created.notice) toast(created.notice);
       fleet.addDeployments([created]);
       location.hash = `#/deployments/${encodeURIComponent(created.id)}`;
     },

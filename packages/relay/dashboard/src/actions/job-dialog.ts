@@ -3,17 +3,11 @@
 // /v1/bundles and the job to /v1/jobs, as the CLI sends them.
 
 import type { JobSummary } from '@outpost/shared/browser';
+import type { Target } from '../answers.js';
 import { api, get } from '../api.js';
 import { field, openDialog } from '../dialog.js';
 import { el } from '../dom.js';
 import { fleet } from '../stream.js';
-
-interface Target {
-  name: string;
-  kind: string;
-  deviceName?: string;
-  trains: boolean;
-}
 
 export async function submitJobDialog(): Promise<boolean> {
   const { targets } = await get<{ targets: Target[] }>('/v1/targets');

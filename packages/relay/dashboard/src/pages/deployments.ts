@@ -2,7 +2,7 @@
 // a page per deployment: its stages, each device's state with its reason and the health
 // window's countdown, filterable by state, with cancel and roll back for deployers.
 
-import { formatAgo, formatElapsed, formatLabels, type DeploymentSummary, type FleetChange } from '@outpost/shared/browser';
+import { countsText as stateCounts, deploymentActive, formatAgo, formatElapsed, formatLabels, type DeploymentSummary, type FleetChange } from '@outpost/shared/browser';
 import { deployDialog } from '../actions/deploy-dialog.js';
 import { api, get } from '../api.js';
 import { confirmAction, launch } from '../dialog.js';
@@ -11,8 +11,6 @@ import { onNextFrame } from '../frame.js';
 import type { Page } from '../page.js';
 import { session } from '../session.js';
 import { fleet } from '../stream.js';
-
-const ENDED = new Set(['succeeded', 'failed', 'canceled', 'rolled-back']);
 
 export function progressBar(d: DeploymentSummary): HTMLElement {
   const total = d.devices.length || 1;
@@ -23,10 +21,7 @@ export function progressBar(d: DeploymentSummary): HTMLElement {
   );
 }
 
-const countsText = (d: DeploymentSummary) =>
-  Object.entries(d.counts)
-    .map(([s, n]) => `${n} ${s}`)
-    .join(', ');
+const countsText = (d: DeploymentSummary) => stateCounts(d.counts);
 
 const targetText = (d: DeploymentSummary) => (d.selector ? formatLabels(d.selector) : d.devices.length === 1 ? fleet.deviceName(d.devices[0]!.deviceId) : `${d.devices.length} devices`);
 
@@ -96,6 +91,8 @@ export class DeploymentsPage implements Page {
 
 export class DeploymentPage implements Page {
   #filter = '';
+  #drawnHead = '';
+  #drawnFilter = '';
   #timer: ReturnType<typeof setInterval> | undefined;
   readonly #head = el('div');
   readonly #rows = el('tbody');
@@ -134,14 +131,52 @@ export class DeploymentPage implements Page {
   }
 
   change(c: FleetChange): void {
-    if ((c.kind === 'deployment' && c.id === this.id) || c.kind === 'reset' || c.kind === 'device') onNextFrame(this.#draw);
+    const d = fleet.deployments.get(this.id);
+    // A device's name or state may show here; its heartbeats do not.
+    const mine = c.kind === 'device' && !c.healthOnly && d?.devices.some((x) => x.deviceId === c.id);
+    if ((c.kind === 'deployment' && c.id === this.id) || c.kind === 'reset' || mine) onNextFrame(this.#draw);
   }
 
   #draw = (): void => {
     const d = fleet.deployments.get(this.id);
     if (!d) return;
+    // The head and the filter are drawn again only when what they show changed, so their
+    // buttons and select stay put under a person's pointer while the countdown ticks.
+    const head = JSON.stringify([d.state, d.counts]);
+    if (head !== this.#drawnHead) {
+      this.#drawnHead = head;
+      this.#drawHead(d);
+    }
+    const states = [...new Set(d.devices.map((x) => x.state))].sort();
+    if (this.#filter && !states.includes(this.#filter)) states.push(this.#filter);
+    const filter = JSON.stringify([states, d.counts, this.#filter]);
+    if (filter !== this.#drawnFilter) {
+      this.#drawnFilter = filter;
+      this.#states.replaceChildren(el('option', { value: '' }, `every state (${d.devices.length})`), ...states.map((s) => el('option', { value: s, selected: s === this.#filter }, `${s} (${d.counts[s] ?? 0})`)));
+    }
+    const windowMs = d.strategy?.healthWindowMs ?? 0;
+    const now = Date.now();
+    this.#rows.replaceChildren(
+      ...d.devices
+        .filter((x) => this.#filter === '' || x.state === this.#filter)
+        .slice(0, 2000)
+        .map((x) => {
+          const left = x.state === 'serving' && windowMs > 0 && x.updatedAt ? Date.parse(x.updatedAt) + windowMs - now : null;
+          return el(
+            'tr',
+            { 'data-device': x.deviceId, 'data-state': x.state },
+            el('td', {}, el('a', { href: `#/devices/${encodeURIComponent(x.deviceId)}` }, fleet.deviceName(x.deviceId))),
+            el('td', {}, badge(x.state), left !== null ? muted(left > 0 ? ` healthy in ${formatElapsed(left)}` : ' judging health…') : null),
+            el('td', { class: 'muted reason' }, x.reason ?? ''),
+            el('td', { class: 'muted' }, x.updatedAt ? formatAgo(x.updatedAt) : '-'),
+          );
+        }),
+    );
+  };
+
+  #drawHead(d: DeploymentSummary): void {
     const actions = el('div', { class: 'actions' });
-    if (session.can('deployer') && !ENDED.has(d.state))
+    if (session.can('deployer') && deploymentActive(d.state))
       actions.append(el('button', { type: 'button', class: 'secondary', id: 'deployment-cancel', onclick: () => launch(() => confirmAction('Cancel deployment', `Stop deployment ${d.id}? Devices that have it keep it; the rest are not sent it.`, 'Cancel deployment', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/cancel`))) }, 'Cancel…'));
     if (session.can('deployer') && d.state !== 'rolled-back')
       actions.append(el('button', { type: 'button', class: 'danger', id: 'deployment-rollback', onclick: () => launch(() => confirmAction('Roll back', `Roll back ${d.model}:${d.version}? Its devices return to the version they served before.`, 'Roll back', () => api('POST', `/v1/deployments/${encodeURIComponent(d.id)}/rollback`))) }, 'Roll back…'));
@@ -162,25 +197,5 @@ export class DeploymentPage implements Page {
       progressBar(d),
       el('p', { class: 'summary counts' }, countsText(d)),
     );
-    const states = [...new Set(d.devices.map((x) => x.state))].sort();
-    this.#states.replaceChildren(el('option', { value: '' }, `every state (${d.devices.length})`), ...states.map((s) => el('option', { value: s, selected: s === this.#filter }, `${s} (${d.counts[s] ?? 0})`)));
-    const windowMs = d.strategy?.healthWindowMs ?? 0;
-    const now = Date.now();
-    this.#rows.replaceChildren(
-      ...d.devices
-        .filter((x) => this.#filter === '' || x.state === this.#filter)
-        .slice(0, 2000)
-        .map((x) => {
-          const left = x.state === 'serving' && windowMs > 0 && x.updatedAt ? Date.parse(x.updatedAt) + windowMs - now : null;
-          return el(
-            'tr',
-            { 'data-device': x.deviceId, 'data-state': x.state },
-            el('td', {}, el('a', { href: `#/devices/${encodeURIComponent(x.deviceId)}` }, fleet.deviceName(x.deviceId))),
-            el('td', {}, badge(x.state), left !== null ? muted(left > 0 ? ` healthy in ${formatElapsed(left)}` : ' judging health…') : null),
-            el('td', { class: 'muted reason' }, x.reason ?? ''),
-            el('td', { class: 'muted' }, x.updatedAt ? formatAgo(x.updatedAt) : '-'),
-          );
-        }),
-    );
-  };
+  }
 }

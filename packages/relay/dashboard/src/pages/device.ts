@@ -6,6 +6,7 @@ import { formatAgo, formatBytes, formatLabels, type FleetChange, type StreamMess
 import uPlot from 'uplot';
 import { deployDialog } from '../actions/deploy-dialog.js';
 import { labelsDialog } from '../actions/labels-dialog.js';
+import type { Target } from '../answers.js';
 import { api, get } from '../api.js';
 import { act, confirmAction, launch } from '../dialog.js';
 import { badge, card, el, fill, muted, show } from '../dom.js';
@@ -34,11 +35,6 @@ interface LogLine {
   fields?: Record<string, unknown>;
 }
 
-interface Target {
-  name: string;
-  attached: boolean;
-}
-
 const RANGES = ['15m', '1h', '24h', '7d'] as const;
 type Range = (typeof RANGES)[number];
 let range: Range = '1h';
@@ -61,6 +57,7 @@ export class DevicePage implements Page {
   #plots: uPlot[] = [];
   #fetchedAt = 0;
   #chartsLoading = false;
+  #chartsAgain = false;
   #logsLoading = false;
   #closed = false;
   #attached: boolean | null = null;
@@ -96,7 +93,7 @@ export class DevicePage implements Page {
     this.#drawInfo();
     void this.#loadCharts();
     void this.#loadLogs();
-    if (session.can('viewer')) void this.#loadTarget();
+    void this.#loadTarget();
   }
 
   close(): void {
@@ -114,6 +111,7 @@ export class DevicePage implements Page {
 
   #setRange(r: Range): void {
     range = r;
+    this.#fetchedAt = 0;
     for (const b of document.querySelectorAll<HTMLButtonElement>('#range-picker button')) b.className = b.dataset.range === r ? 'active' : 'secondary';
     void this.#loadCharts();
   }
@@ -126,6 +124,8 @@ export class DevicePage implements Page {
     }
     const h = d.health;
     const errors = d.models.filter((m) => m.reason);
+    // What onnxruntime said last, per model, from the heartbeat (a model may serve and still fail some requests).
+    const runtimeErrors = Object.entries(h?.models ?? {}).filter(([, m]) => m.lastError);
     const actions = el('div', { class: 'actions' });
     if (session.can('deployer')) actions.append(el('button', { type: 'button', id: 'device-deploy', onclick: () => launch(() => deployDialog({ device: d.id })) }, 'Deploy…'));
     if (session.can('admin')) {
@@ -167,12 +167,17 @@ export class DevicePage implements Page {
         el('dt', {}, 'agent'),
         el('dd', {}, h ? `up ${Math.round(h.uptimeS)} s, RSS ${formatBytes(h.memory.rssBytes)}, disk free ${formatBytes(h.disk.freeBytes)}` : '-'),
       ),
-      errors.length
+      errors.length || runtimeErrors.length
         ? el(
             'div',
             { class: 'model-errors', id: 'device-model-errors' },
             el('h2', {}, 'Last errors'),
-            el('ul', {}, errors.map((m) => el('li', { 'data-model': m.name }, el('strong', {}, `${m.name}:${m.version} `), badge(m.state), ` ${m.reason}`, m.at ? muted(` (${formatAgo(new Date(m.at).toISOString())})`) : null))),
+            el(
+              'ul',
+              {},
+              errors.map((m) => el('li', { 'data-model': m.name }, el('strong', {}, `${m.name}:${m.version} `), badge(m.state), ` ${m.reason}`, m.at ? muted(` (${formatAgo(new Date(m.at).toISOString())})`) : null)),
+              runtimeErrors.map(([name, m]) => el('li', { 'data-model': name, class: 'runtime-error' }, el('strong', {}, `${name} `), `inference failed: ${m.lastError!.message}`, muted(` (${formatAgo(new Date(m.lastError!.at).toISOString())})`))),
+            ),
           )
         : null,
     );
@@ -196,11 +201,16 @@ export class DevicePage implements Page {
   }
 
   async #loadCharts(): Promise<void> {
-    if (this.#chartsLoading) return;
+    // One read at a time; a range picked meanwhile is read when this one ends.
+    if (this.#chartsLoading) {
+      this.#chartsAgain = true;
+      return;
+    }
     this.#chartsLoading = true;
+    const asked = range;
     try {
-      const series = await get<{ points: HealthPoint[] }>(`/v1/devices/${encodeURIComponent(this.id)}/health?range=${range}`);
-      if (this.#closed) return;
+      const series = await get<{ points: HealthPoint[] }>(`/v1/devices/${encodeURIComponent(this.id)}/health?range=${asked}`);
+      if (this.#closed || asked !== range) return;
       this.#fetchedAt = Date.now();
       const xs = series.points.map((p) => p.ts / 1000);
       CHARTS.forEach((c, i) => {
@@ -232,6 +242,10 @@ export class DevicePage implements Page {
       // A failed read leaves the last charts; the next heartbeat tries again.
     } finally {
       this.#chartsLoading = false;
+      if (this.#chartsAgain && !this.#closed) {
+        this.#chartsAgain = false;
+        void this.#loadCharts();
+      }
     }
   }
 

@@ -76,6 +76,7 @@ export class FleetPage implements Page {
   #rows = new Map<string, HTMLTableRowElement>();
   #window = { first: -1, last: -1 };
   #ages: ReturnType<typeof setInterval> | undefined;
+  #closed = false;
   #resort: ReturnType<typeof setTimeout> | undefined;
 
   readonly #scroll = el('div', { id: 'fleet-scroll', class: 'fleet-scroll' });
@@ -97,7 +98,10 @@ export class FleetPage implements Page {
       { id: 'fleet-status', 'aria-label': 'status' },
       ['all', 'online', 'offline', 'failing'].map((s) => el('option', { value: s, selected: query.status === s }, s === 'all' ? 'any status' : s)),
     );
-    status.addEventListener('change', () => this.#setQuery({ status: status.value as FleetQuery['status'] }));
+    status.addEventListener('change', () => {
+      this.#setQuery({ status: status.value as FleetQuery['status'] });
+      this.#countsDirty = true; // the highlighted count follows
+    });
     const modelState = el(
       'select',
       { id: 'fleet-model-state', 'aria-label': 'model state' },
@@ -146,6 +150,7 @@ export class FleetPage implements Page {
   }
 
   close(): void {
+    this.#closed = true;
     clearInterval(this.#ages);
     clearTimeout(this.#resort);
     window.removeEventListener('resize', this.#onResize);
@@ -198,9 +203,11 @@ export class FleetPage implements Page {
   }
 
   // One redraw: an arrow function, so the frame scheduler coalesces it by identity. Geometry is
-  // read before anything is written, so the browser lays the page out once per frame. Counts
-  // and the order are recomputed at most every 500 ms, however many devices change.
+  // read before anything is written, so the browser lays the page out once per frame. Changed
+  // devices move in the order every frame; counts are drawn, and the whole fleet re-sorted
+  // (a new query, a snapshot, a storm), at most every 500 ms.
   #draw = (): void => {
+    if (this.#closed) return;
     const view = { top: this.#scroll.scrollTop, height: this.#scroll.clientHeight || 600 };
     const now = performance.now();
     let later = Infinity;
@@ -284,8 +291,10 @@ export class FleetPage implements Page {
   }
 
   #drawRows(view: { top: number; height: number }): void {
-    const first = Math.max(0, Math.floor(view.top / ROW_HEIGHT) - OVERSCAN);
-    const last = Math.min(this.#order.length, Math.ceil((view.top + view.height) / ROW_HEIGHT) + OVERSCAN);
+    // The list may have shrunk under a scrolled table: the view is at most its end.
+    const top = Math.min(view.top, Math.max(0, this.#order.length * ROW_HEIGHT - view.height));
+    const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
+    const last = Math.min(this.#order.length, Math.ceil((top + view.height) / ROW_HEIGHT) + OVERSCAN);
     if (first === this.#window.first && last === this.#window.last) {
       // Same rows in view: rewrite only the ones whose device changed.
       for (const id of this.#changed) {
@@ -298,9 +307,10 @@ export class FleetPage implements Page {
     }
     const rows = new Map<string, HTMLTableRowElement>();
     for (let i = first; i < last; i++) {
-      const d = this.#order[i]!;
-      // A device removed since the last sort stays out until the next.
-      if (!fleet.devices.has(d.id)) continue;
+      // The device as it is now: a snapshot or an update replaces the object the order holds.
+      const d = fleet.devices.get(this.#order[i]!.id);
+      // Removed while a storm's re-sort waits its 500 ms: left out until then.
+      if (!d) continue;
       let row = this.#rows.get(d.id);
       if (!row) {
         row = el('tr');

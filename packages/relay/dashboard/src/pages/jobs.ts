@@ -2,10 +2,10 @@
 // its logs following live, a chart of each metric over steps, outputs to download, the model
 // version it registered, and cancel for deployers.
 
-import { formatAgo, formatBytes, formatElapsed, lowerIsBetter, type FleetChange, type JobLogLine, type JobMetricPoint, type JobSummary } from '@outpost/shared/browser';
+import { formatAgo, formatBytes, formatElapsed, jobActive, lowerIsBetter, type FleetChange, type JobLogLine, type JobMetricPoint, type JobSummary } from '@outpost/shared/browser';
 import uPlot from 'uplot';
 import { submitJobDialog } from '../actions/job-dialog.js';
-import { api, get } from '../api.js';
+import { api, download as fetchFile, get } from '../api.js';
 import { act, confirmAction, launch } from '../dialog.js';
 import { badge, card, el, fill, muted, show } from '../dom.js';
 import { onNextFrame } from '../frame.js';
@@ -13,11 +13,12 @@ import type { Page } from '../page.js';
 import { session } from '../session.js';
 import { fleet } from '../stream.js';
 
-const RUNNING = new Set(['queued', 'running']);
+/** Log lines a job page keeps (the model keeps the same tail of what streams in). */
+const LOG_TAIL = 500;
 const COLORS = ['#2f6fde', '#1f9d55', '#c27c0e', '#c0392b', '#8e44ad', '#16a085'];
 
 /** A target as people know it: a device's name, else the selector or `local`. */
-const targetName = (t: string) => (fleet.devices.has(t) ? fleet.deviceName(t) : t);
+const targetName = (t: string) => fleet.deviceName(t);
 
 function duration(j: JobSummary): string {
   if (!j.startedAt) return '-';
@@ -25,10 +26,15 @@ function duration(j: JobSummary): string {
   return formatElapsed(end - Date.parse(j.startedAt));
 }
 
-/** The first metric's best value, named: what a person compares jobs by. */
+/**
+ * One metric's best value, named: what a person compares jobs by. The same metric for every
+ * job, however its metrics arrived: a loss if there is one, else the first name in order.
+ */
 function bestMetric(j: JobSummary): string {
-  const [name, m] = Object.entries(j.metrics)[0] ?? [];
-  return name && m ? `${name} ${m.best}${lowerIsBetter(name) ? ' (lowest)' : ''}` : '-';
+  const names = Object.keys(j.metrics).sort();
+  const name = names.find((n) => /loss/i.test(n)) ?? names[0];
+  const m = name === undefined ? undefined : j.metrics[name];
+  return name && m ? `${name} ${m.best}${lowerIsBetter(name) ? ' (lowest)' : ' (highest)'}` : '-';
 }
 
 const sorted = () => [...fleet.jobs.values()].sort((a, b) => String(b.createdAt).localeCompare(String(a.createdAt)));
@@ -83,7 +89,10 @@ export class JobsPage implements Page {
 
 export class JobPage implements Page {
   #chart: uPlot | null = null;
-  #chartedPoints = -1;
+  /** The newest point charted: the list is capped, so its length stops telling. */
+  #chartedLast: JobMetricPoint | undefined;
+  #drawnHead = '';
+  #drawnOutputs = '';
   #closed = false;
   #loaded = false;
   readonly #head = el('div');
@@ -114,20 +123,21 @@ export class JobPage implements Page {
     if ((c.kind === 'job' && c.id === this.id) || c.kind === 'reset') onNextFrame(this.#draw);
   }
 
-  /** What the stream did not carry before the page opened: the whole log, every metric point. */
+  /** What the stream did not carry before the page opened: the log's tail, every metric point. */
   async #load(): Promise<void> {
     try {
-      if (!fleet.jobs.has(this.id)) fleet.addJobs([await get<JobSummary>(`/v1/jobs/${encodeURIComponent(this.id)}`)]);
-      const [{ lines }, { points }] = await Promise.all([
-        get<{ lines: JobLogLine[] }>(`/v1/jobs/${encodeURIComponent(this.id)}/logs?after=0&limit=5000`),
-        get<{ points: JobMetricPoint[] }>(`/v1/jobs/${encodeURIComponent(this.id)}/metrics`),
-      ]);
+      const id = encodeURIComponent(this.id);
+      if (!fleet.jobs.has(this.id)) fleet.addJobs([await get<JobSummary>(`/v1/jobs/${id}`)]);
+      const streamedPoints = fleet.jobMetrics.get(this.id)?.length ?? 0;
+      const [lines, { points }] = await Promise.all([logTail(this.id), get<{ points: JobMetricPoint[] }>(`/v1/jobs/${id}/metrics`)]);
       if (this.#closed) return;
       // Lines the stream brought meanwhile are newer than what was read: keep both, once each.
       const streamed = fleet.jobLogs.get(this.id) ?? [];
       const seen = new Set(lines.map((l) => l.seq));
-      fleet.jobLogs.set(this.id, [...lines, ...streamed.filter((l) => !seen.has(l.seq))].slice(-5000));
-      fleet.jobMetrics.set(this.id, points.map((p) => ({ name: p.name, value: p.value, step: p.step, rank: p.rank })));
+      fleet.jobLogs.set(this.id, [...lines, ...streamed.filter((l) => !seen.has(l.seq))].slice(-LOG_TAIL));
+      // Points streamed while the read was under way follow it (one read twice lands on the same step).
+      const since = (fleet.jobMetrics.get(this.id) ?? []).slice(streamedPoints);
+      fleet.jobMetrics.set(this.id, [...points.map((p) => ({ name: p.name, value: p.value, step: p.step, rank: p.rank })), ...since]);
       this.#loaded = true;
       this.#draw();
     } catch (err) {
@@ -138,8 +148,35 @@ export class JobPage implements Page {
   #draw = (): void => {
     const j = fleet.jobs.get(this.id);
     if (!j || this.#closed) return;
+    // The head is drawn again only when what it shows changed (not per log line), so its Cancel
+    // button stays put under a person's pointer.
+    const head = JSON.stringify([j.state, j.error, j.runs, j.model, j.startedAt, j.finishedAt]);
+    if (head !== this.#drawnHead) {
+      this.#drawnHead = head;
+      this.#drawHead(j);
+    }
+    const metrics = Object.entries(j.metrics);
+    this.#metrics.replaceChildren(
+      metrics.length
+        ? el('table', { class: 'metrics' }, el('thead', {}, el('tr', {}, ['Metric', 'Latest', 'Best', 'Step'].map((h) => el('th', {}, h)))), el('tbody', {}, metrics.map(([name, m]) => el('tr', { 'data-metric': name }, el('td', {}, name), el('td', { class: 'num' }, String(m.latest)), el('td', { class: 'num' }, String(m.best)), el('td', { class: 'num' }, m.step === null ? '-' : String(m.step))))))
+        : muted('No metrics yet: print lines like "outpost:metric loss=0.42 step=3".'),
+    );
+    this.#drawChart();
+    if (this.#loaded) this.#drawLogs(j);
+    const outputs = JSON.stringify([j.outputs, j.state]);
+    if (outputs !== this.#drawnOutputs) {
+      this.#drawnOutputs = outputs;
+      this.#outputs.replaceChildren(
+        j.outputs.length
+          ? el('table', {}, el('tbody', {}, j.outputs.map((o) => el('tr', { 'data-output': o.path }, el('td', {}, j.nodes > 1 ? `[${o.rank}] ` : '', o.path), el('td', { class: 'num' }, formatBytes(o.size)), el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => void download(o.sha256, o.path) }, 'Download'))))))
+          : muted(jobActive(j.state) ? 'Files the job writes to OUTPOST_OUTPUT_DIR appear when it ends.' : 'This job wrote no outputs.'),
+      );
+    }
+  };
+
+  #drawHead(j: JobSummary): void {
     const actions = el('div', { class: 'actions' });
-    if (session.can('deployer') && RUNNING.has(j.state))
+    if (session.can('deployer') && jobActive(j.state))
       actions.append(el('button', { type: 'button', class: 'danger', id: 'job-cancel', onclick: () => launch(() => confirmAction('Cancel job', `Cancel job ${j.id}? Its runs are stopped.`, 'Cancel job', () => api('POST', `/v1/jobs/${encodeURIComponent(j.id)}/cancel`))) }, 'Cancel…'));
     fill(
       this.#head,
@@ -161,20 +198,7 @@ export class JobPage implements Page {
         el('dd', { id: 'job-model' }, j.model ? `registered ${j.model.name}:${j.model.version}` : '-'),
       ),
     );
-    const metrics = Object.entries(j.metrics);
-    this.#metrics.replaceChildren(
-      metrics.length
-        ? el('table', { class: 'metrics' }, el('thead', {}, el('tr', {}, ['Metric', 'Latest', 'Best', 'Step'].map((h) => el('th', {}, h)))), el('tbody', {}, metrics.map(([name, m]) => el('tr', { 'data-metric': name }, el('td', {}, name), el('td', { class: 'num' }, String(m.latest)), el('td', { class: 'num' }, String(m.best)), el('td', { class: 'num' }, m.step === null ? '-' : String(m.step))))))
-        : muted('No metrics yet: print lines like "outpost:metric loss=0.42 step=3".'),
-    );
-    this.#drawChart();
-    if (this.#loaded) this.#drawLogs(j);
-    this.#outputs.replaceChildren(
-      j.outputs.length
-        ? el('table', {}, el('tbody', {}, j.outputs.map((o) => el('tr', { 'data-output': o.path }, el('td', {}, j.nodes > 1 ? `[${o.rank}] ` : '', o.path), el('td', { class: 'num' }, formatBytes(o.size)), el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => void download(o.sha256, o.path) }, 'Download'))))))
-        : muted(RUNNING.has(j.state) ? 'Files the job writes to OUTPOST_OUTPUT_DIR appear when it ends.' : 'This job wrote no outputs.'),
-    );
-  };
+  }
 
   #drawLogs(j: JobSummary): void {
     const lines = fleet.jobLogs.get(this.id) ?? [];
@@ -184,8 +208,8 @@ export class JobPage implements Page {
 
   #drawChart(): void {
     const points = fleet.jobMetrics.get(this.id) ?? [];
-    if (points.length < 2 || points.length === this.#chartedPoints) return;
-    this.#chartedPoints = points.length;
+    if (points.length < 2 || points.at(-1) === this.#chartedLast) return;
+    this.#chartedLast = points.at(-1);
     const names = [...new Set(points.map((p) => p.name))];
     const stepOf = (p: JobMetricPoint, i: number) => p.step ?? i;
     const steps = [...new Set(points.map(stepOf))].sort((a, b) => a - b);
@@ -212,12 +236,24 @@ export class JobPage implements Page {
   }
 }
 
+/** The last LOG_TAIL lines of a job's log: the API reads oldest first, so page to the end. */
+async function logTail(id: string): Promise<JobLogLine[]> {
+  const PAGE = 5000;
+  let tail: JobLogLine[] = [];
+  let after = 0;
+  for (let pages = 0; pages < 200; pages++) {
+    const { lines } = await get<{ lines: JobLogLine[] }>(`/v1/jobs/${encodeURIComponent(id)}/logs?after=${after}&limit=${PAGE}`);
+    tail = [...tail, ...lines].slice(-LOG_TAIL);
+    if (lines.length < PAGE) break;
+    after = lines.at(-1)!.seq;
+  }
+  return tail;
+}
+
 /** Job outputs are artifacts: fetched with the token, saved through a blob link. */
 async function download(sha256: string, path: string): Promise<void> {
   await act(async () => {
-    const res = await fetch(`/v1/artifacts/${sha256}`, { headers: { authorization: `Bearer ${session.token() ?? ''}` } });
-    if (!res.ok) throw new Error(`download of ${path}: HTTP ${res.status}`);
-    const url = URL.createObjectURL(await res.blob());
+    const url = URL.createObjectURL(await fetchFile(`/v1/artifacts/${sha256}`));
     const a = el('a', { href: url, download: path.split('/').pop() ?? 'output' });
     a.click();
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
