@@ -219,11 +219,20 @@ async function main(): Promise<void> {
     if (m.type() === 'error') errors.push(m.text());
   });
   let streamFrames = 0;
+  let measuring = false;
+  const streamTypes = new Map<string, number>();
   let streamsOpened = 0;
   page.on('websocket', (ws) => {
     if (!ws.url().includes('/v1/fleet/stream')) return;
     streamsOpened++;
-    ws.on('framereceived', () => streamFrames++);
+    ws.on('framereceived', (f) => {
+      streamFrames++;
+      // What the stream carries besides heartbeats (status changes cost the page more).
+      if (measuring) {
+        const type = /"type":"([a-z.]+)"/.exec(String(f.payload))?.[1] ?? '?';
+        streamTypes.set(type, (streamTypes.get(type) ?? 0) + 1);
+      }
+    });
   });
   await page.addInitScript({ content: `${NAME_SHIM}\n(${instrument.toString()})();` });
   const cdp = await page.context().newCDPSession(page);
@@ -252,6 +261,7 @@ async function main(): Promise<void> {
   const cpu0 = cpuSeconds(relay.relayPid);
   const in0 = await relay.metric('outpost_mqtt_messages_in_total');
   const frames0 = streamFrames;
+  measuring = true;
   const m0 = await metrics(cdp);
   if (values.profile) {
     await cdp.send('Profiler.enable');
@@ -288,6 +298,7 @@ async function main(): Promise<void> {
   const in1 = await relay.metric('outpost_mqtt_messages_in_total');
   const cpu1 = cpuSeconds(relay.relayPid);
   const frames1 = streamFrames;
+  measuring = false;
   const rowsAfter = await page.evaluate(() => document.querySelectorAll('#fleet tbody tr').length);
   const summary = await page.locator('#fleet-summary').innerText({ timeout: 5000 }).then((text) => text.replace(/\s+/g, ' ').trim(), () => null);
   const b = await page.evaluate(() => window.__bench);
@@ -326,6 +337,7 @@ async function main(): Promise<void> {
     windowS: round(windowS),
     heartbeatsPerS: round((in1 - in0) / windowS, 0),
     streamMessagesPerS: round((frames1 - frames0) / windowS, 0),
+    streamTypes: Object.fromEntries([...streamTypes].sort((a, b) => b[1] - a[1])),
     streamReconnects: streamsOpened - streams0,
     firstRowsMs: round(firstRowsMs, 0),
     loadLongestTaskMs: round(Math.max(0, ...atLoad.map((l) => l.duration)), 0),
@@ -364,6 +376,7 @@ async function main(): Promise<void> {
     ['dashboard measured', `${commit ?? '(no git)'} at ${relay.httpUrl}`],
     ['devices, heartbeat', `${N}, one each every ${HEARTBEAT_MS / 1000} s`],
     ['heartbeats ingested by the relay', `${figures.heartbeatsPerS}/s (asked ${RATE}/s)`],
+    ['stream messages by type', Object.entries(figures.streamTypes as Record<string, number>).map(([k, n]) => `${k} ${n}`).join(', ')],
     ['stream messages to the page', `${figures.streamMessagesPerS}/s${figures.streamMessagesPerS! < 0.9 * figures.heartbeatsPerS! ? ' (fewer: the relay coalesces a device\'s heartbeats for a page that falls behind)' : ''}; ${figures.streamReconnects} reconnects`],
     ['rows shown after login', `${(firstRowsMs / 1000).toFixed(1)} s; ${atLoad.length ? `longest task meanwhile ${figures.loadLongestTaskMs} ms` : 'no task over 50 ms meanwhile'}`],
     ['longest main-thread task', `${figures.longestTaskMs} ms`, `≤ ${GOAL_TASK_MS} ms: ${longest <= GOAL_TASK_MS ? 'met' : 'missed'}`],
