@@ -4,7 +4,7 @@
 
 import t from 'tap';
 import fc from 'fast-check';
-import { FleetModel, betterOf, formatAgo, formatElapsed, lowerIsBetter, type DeploymentSummary, type DeviceSummary, type StreamMessage } from '@outpost/shared';
+import { FleetModel, betterOf, formatAgo, formatElapsed, lowerIsBetter, type DeploymentSummary, type DeviceSummary, type JobState, type JobSummary, type StreamMessage } from '@outpost/shared';
 
 const ts = new Date(10_000).toISOString();
 const device = (id: string, extra: Partial<DeviceSummary> = {}): DeviceSummary => ({ id, name: `cam-${id}`, labels: {}, online: false, lastSeen: null, createdAt: ts, models: [], health: null, ...extra });
@@ -38,7 +38,7 @@ t.test('deployments and jobs from the API do not overwrite what the stream said'
   f.apply(msg({ type: 'deployment.state', deploymentId: 'dep_1', state: 'succeeded' }));
   f.addDeployments([deployment(['a'])]);
   t.equal(f.deployments.get('dep_1')!.state, 'succeeded');
-  const job = { id: 'job_1', state: 'queued', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null };
+  const job: JobSummary = { id: 'job_1', state: 'queued', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null };
   f.addJobs([job]);
   f.apply(msg({ type: 'job.state', jobId: 'job_1', state: 'running', error: null }));
   t.equal(f.jobs.get('job_1')!.startedAt, ts, 'running: started now');
@@ -103,7 +103,7 @@ t.test('formatting for people', async (t) => {
 
 t.test('a snapshot after a gap drops active deployments and jobs it does not carry', async (t) => {
   const f = new FleetModel();
-  const job = (id: string, state: string) => ({ id, state, target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null });
+  const job = (id: string, state: JobState): JobSummary => ({ id, state, target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null });
   f.addDeployments([{ ...deployment(['a']), id: 'dep_old', state: 'succeeded' }, { ...deployment(['a']), id: 'dep_gone' }]);
   f.addJobs([job('job_old', 'failed'), job('job_gone', 'running'), job('job_live', 'running')]);
   f.apply(msg({ type: 'snapshot', devices: [], deployments: [deployment(['a'])], jobs: [job('job_live', 'running')] }));

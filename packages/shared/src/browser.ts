@@ -2,7 +2,7 @@
 // formatting. Nothing here imports Node, so esbuild bundles it for the page.
 
 export { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, deviceP50, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type FleetCounts, type FleetQuery, type SortColumn, type StatusFilter } from './fleet-query.js';
-export { countsText, deploymentActive, jobActive } from './states.js';
+export { JOB_RUN_STATES, JOB_STATES, countsText, deploymentActive, jobActive, jobEnded, type JobRunState, type JobState } from './states.js';
 export { FleetModel, type FleetChange, type JobLogLine, type JobMetricPoint } from './fleet-model.js';
 export { formatAgo, formatBytes, formatElapsed } from './format.js';
 export { betterOf, lowerIsBetter } from './metric-rule.js';

@@ -20,7 +20,6 @@ export {
   DeviceNotice,
   REPORT_AGAIN,
   MqttLogin,
-  JOB_RUN_STATES,
   LOG_LEVELS,
   MAX_LOG_LINE_BYTES,
   MAX_LOGS_REQUEST_LINES,
@@ -28,7 +27,6 @@ export {
   AgentLogLine,
   LogsAnswer,
   type LogLevel,
-  type JobRunState,
   type ModelState,
   type MessageParser,
 } from './messages.js';
@@ -66,7 +64,7 @@ export { formatBytes, formatAgo, formatElapsed } from './format.js';
 export { lowerIsBetter, betterOf } from './metric-rule.js';
 export { ROLES, isRole, roleAllows, type Role } from './roles.js';
 export { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, deviceP50, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type FleetCounts, type FleetQuery, type SortColumn, type StatusFilter } from './fleet-query.js';
-export { countsText, deploymentActive, jobActive } from './states.js';
+export { JOB_RUN_STATES, JOB_STATES, countsText, deploymentActive, jobActive, jobEnded, type JobRunState, type JobState } from './states.js';
 export { FleetModel, type FleetChange, type JobLogLine, type JobMetricPoint } from './fleet-model.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';

@@ -2,6 +2,7 @@
 // Every message a peer receives is checked before use; a malformed one is dropped and logged.
 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { JOB_RUN_STATES } from './states.js';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 
 // Every number from outside has a bound, so a schema-valid message can never carry a value that
@@ -184,8 +185,7 @@ export const DesiredJobs = Type.Object({
 });
 export type DesiredJobs = Static<typeof DesiredJobs>;
 
-export const JOB_RUN_STATES = ['starting', 'running', 'succeeded', 'failed', 'canceled'] as const;
-export type JobRunState = (typeof JOB_RUN_STATES)[number];
+export { JOB_RUN_STATES, type JobRunState } from './states.js';
 
 export const JobRunReport = Type.Object({
   jobId: Id,

@@ -1,5 +1,17 @@
-// Which deployment and job states are over, and how a deployment's progress reads: one rule
-// for the CLI, `fleet watch` and the dashboard. Browser-safe.
+// The states of jobs and their runs, which deployment and job states are over, and how a
+// deployment's progress reads: one rule for the relay, the agent, the CLI, `fleet watch` and the
+// dashboard. Browser-safe.
+
+/** A job: waiting for targets, running on them, or ended. */
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+/** One rank of a job on its target (`starting` until the process runs). */
+export const JOB_RUN_STATES = ['starting', 'running', 'succeeded', 'failed', 'canceled'] as const;
+export type JobRunState = (typeof JOB_RUN_STATES)[number];
+
+/** A job or a run that is over: it takes no more lines, metrics or outputs. */
+export const jobEnded = (state: JobState | JobRunState): boolean => state === 'succeeded' || state === 'failed' || state === 'canceled';
 
 const DEPLOYMENT_ACTIVE: ReadonlySet<string> = new Set(['in-progress', 'waiting-for-devices']);
 const JOB_ACTIVE: ReadonlySet<string> = new Set(['queued', 'running']);

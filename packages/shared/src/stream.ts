@@ -4,6 +4,7 @@
 
 import type { HealthMessage, ReportedModel, ServingConfig } from './messages.js';
 import type { Labels } from './labels.js';
+import type { JobRunState, JobState } from './states.js';
 
 /** Something wrong with a device that the relay has seen and that only a person can fix. */
 export interface DeviceProblem {
@@ -56,7 +57,7 @@ export interface DeploymentSummary {
 
 export interface JobSummary {
   id: string;
-  state: string;
+  state: JobState;
   target: string;
   command: string;
   nodes: number;
@@ -64,7 +65,7 @@ export interface JobSummary {
   startedAt: string | null;
   finishedAt: string | null;
   error: string | null;
-  runs: Array<{ rank: number; target: string; state: string; exitCode: number | null; error: string | null }>;
+  runs: Array<{ rank: number; target: string; state: JobRunState; exitCode: number | null; error: string | null }>;
   /** Latest and best value of each metric (best: lowest for names with loss/error, else highest). */
   metrics: Record<string, { latest: number; best: number; step: number | null }>;
   outputs: Array<{ rank: number; path: string; sha256: string; size: number }>;
@@ -87,8 +88,8 @@ export type FleetEvent =
   | { type: 'deployment.progress'; deploymentId: string; deviceId: string; state: string; reason: string | null }
   | { type: 'deployment.state'; deploymentId: string; state: string }
   | { type: 'job.created'; job: JobSummary }
-  | { type: 'job.state'; jobId: string; state: string; error: string | null }
-  | { type: 'job.run'; jobId: string; rank: number; target: string; state: string; exitCode: number | null; error: string | null }
+  | { type: 'job.state'; jobId: string; state: JobState; error: string | null }
+  | { type: 'job.run'; jobId: string; rank: number; target: string; state: JobRunState; exitCode: number | null; error: string | null }
   | { type: 'job.log'; jobId: string; lines: Array<{ seq: number; rank: number; ts: number; stream: string; text: string }> }
   | { type: 'job.metric'; jobId: string; rank: number; points: Array<{ name: string; value: number; step: number | null }> };
 

@@ -6,11 +6,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
 import { readFile } from 'node:fs/promises';
-import { MAX_SAMPLE_BYTES, OutpostError, probeAndSelfTest, signatureChanges } from '@outpost/shared';
+import { MAX_SAMPLE_BYTES, OutpostError } from '@outpost/shared';
 import { auditTarget } from './audit.js';
 import { MODEL_NAME_PATTERN } from './schemas.js';
 import { modelVersionView } from '../fleet/views.js';
 import { modelNotFound } from '../fleet/model-lookup.js';
+import { registerModelVersion } from '../fleet/model-registration.js';
 import { deleteModelVersion, pruneModels, type RemoveArtifact } from '../fleet/model-retention.js';
 import type { ApiDeps } from './server.js';
 
@@ -74,19 +75,19 @@ export async function modelRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       if (sampleSha !== undefined && sampleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no sample ${sampleSha}: upload it first (POST /v1/samples), as models push --sample does`);
       const staged = await artifacts.stage(request.body, { maxBytes: deps.maxModelBytes });
       try {
-        if (staged.size === 0) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', 'the file is empty');
-        const { signature, selfTest } = await probeAndSelfTest(staged.path, name, sampleSha && artifacts.path(sampleSha));
-        // A new version that breaks callers is a decision, not an accident.
-        const previous = await ctx.store.models.get(name);
-        const changes = previous && previous.sha256 !== staged.sha256 ? signatureChanges(previous.signature, signature) : [];
-        if (changes.length > 0 && request.query.allowSignatureChange !== 'true') {
-          throw new OutpostError('OUTPOST_ERR_SIGNATURE_CHANGED', `the new version's signature differs from ${name}:${previous!.version}'s: ${changes.join('; ')}; push with --allow-signature-change if that is meant`);
-        }
         const wasQuarantined = artifacts.quarantined(staged.sha256) !== undefined;
-        await staged.commit();
-        deps.artifactChecks.pushed(staged.sha256, wasQuarantined);
-        const sample = sampleSha ? { sha256: sampleSha, size: sampleSize! } : undefined;
-        const { record, created } = await ctx.store.models.addVersion(name, staged.sha256, staged.size, signature, { sample, selfTest });
+        const { record, created, selfTest } = await registerModelVersion(ctx, {
+          name,
+          file: staged.path,
+          sha256: staged.sha256,
+          size: staged.size,
+          ...(sampleSha ? { sample: { sha256: sampleSha, size: sampleSize!, file: artifacts.path(sampleSha) } } : {}),
+          allowSignatureChange: request.query.allowSignatureChange === 'true',
+          beforeRecord: async () => {
+            await staged.commit();
+            deps.artifactChecks.pushed(staged.sha256, wasQuarantined);
+          },
+        });
         request.log.info({ model: record.name, version: record.version, sha256: record.sha256, created, selfTest }, 'model version registered');
         auditTarget(request, `${record.name}:${record.version}`, { sha256: record.sha256, size: record.size, created });
         reply.status(created ? 201 : 200);

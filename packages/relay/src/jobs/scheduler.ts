@@ -1,52 +1,33 @@
-// The job scheduler: jobs wait in the queue in submission order, one at a time per target
-// (`local`, or a device), and a job for N nodes starts only when N matching training devices
-// are free at once. The queue lives in the store, so it survives a relay restart.
-// Runs on `local` are child processes of the relay; runs on devices are published to the
-// device as its retained desired jobs, and come back as reports, log batches and uploads.
+// The job scheduler: the queue (which jobs start, job-queue.ts) run against the store, so it
+// survives a relay restart; runs on `local` (local-runs.ts) and on devices (device-jobs.ts:
+// published as each device's retained desired jobs, coming back as reports, log batches and
+// uploads, run-ingest.ts); how runs and jobs end, and registering a job's model.
 
 import { randomBytes } from 'node:crypto';
-import { createReadStream, rmSync } from 'node:fs';
-import { join, posix } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   OutpostError,
   background,
   cleanUpLeftoverRuns,
   guardedTimeout,
-  deviceTopic,
-  listOutputs,
-  probeModel,
-  startJobRun,
+  jobEnded,
   type DesiredJobs,
   type JobLine,
-  type JobProcess,
   type JobRunReport,
-  parseLabels,
-  type Labels,
+  type JobRunState,
 } from '@outpost/shared';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { DeferredWrites } from './deferred-writes.js';
 import type { FleetContext } from '../fleet/context.js';
-import type { DeviceRecord, JobRecord, JobSpec, JobState, JobTarget } from '../store/records.js';
+import type { JobRecord, JobState } from '../store/records.js';
 import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
-import { matchesSelector } from '../fleet/deployments.js';
-import { requireDevice } from '../fleet/devices.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
-import { PUBLISH_CONCURRENCY, eachBounded } from '../fleet/bounded.js';
+import { placeQueued } from './job-queue.js';
+import { checkJobRequest, type SubmitRequest } from './job-request.js';
+import { DeviceJobs } from './device-jobs.js';
+import { LocalRuns } from './local-runs.js';
+import { registerModelVersion } from '../fleet/model-registration.js';
 
-const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-export interface SubmitRequest {
-  bundleSha256: string;
-  target: string;
-  nodes?: number;
-  command: string;
-  env?: Record<string, string>;
-  dataset?: string;
-  timeoutMs?: number;
-  registerModel?: { name: string; output: string };
-}
 
 export interface SchedulerOptions {
   ctx: FleetContext;
@@ -60,30 +41,11 @@ export interface SchedulerOptions {
   runQuotas?: Partial<RunQuotas>;
 }
 
-/** Why a device cannot take training jobs, or null when it can. */
-export function trainingProblem(d: DeviceRecord): string | null {
-  const missing: string[] = [];
-  if (!d.trainingAttached) missing.push(`it is not attached for training (outpost-relay targets attach ${d.id} --training)`);
-  if (!d.acceptsTraining) missing.push(`its agent does not accept training jobs (on the device: outpost-agent start --accept-training)`);
-  return missing.length ? `device ${d.id} cannot train: ${missing.join('; and ')}` : null;
-}
-
-function parseTarget(text: string): JobTarget {
-  if (text === 'local') return { kind: 'local' };
-  if (!text.includes('=')) return { kind: 'device', deviceId: text };
-  try {
-    return { kind: 'selector', selector: parseLabels(text) };
-  } catch (err) {
-    throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `target "${text}": ${(err as Error).message}; use local, a device id, or a selector k=v,...`);
-  }
-}
-
-const matches = (d: DeviceRecord, selector: Labels) => matchesSelector(d.labels, selector);
-
 export class JobScheduler {
   readonly #opts: SchedulerOptions;
   readonly #ctx: FleetContext;
-  readonly #local = new Map<string, JobProcess>();
+  readonly #local: LocalRuns;
+  readonly #devices: DeviceJobs;
   readonly #watchdogs = new Map<string, NodeJS.Timeout>();
   readonly #ingest: RunIngest;
   readonly #deferred: DeferredWrites;
@@ -102,6 +64,17 @@ export class JobScheduler {
     this.#ctx = opts.ctx;
     this.#deferred = new DeferredWrites(opts.ctx.log);
     this.#ingest = new RunIngest({ ctx: opts.ctx, artifacts: opts.artifacts, quotas: { ...opts.runQuotas, ...(opts.maxOutputBytes ? { outputBytes: opts.maxOutputBytes } : {}) } });
+    this.#devices = new DeviceJobs(opts.ctx);
+    this.#local = new LocalRuns({
+      ctx: opts.ctx,
+      artifacts: opts.artifacts,
+      workRoot: opts.workRoot,
+      ...(opts.localDatasets ? { localDatasets: opts.localDatasets } : {}),
+      update: (jobId, rank, state, exitCode, error) => this.#runUpdate(jobId, rank, state, exitCode ?? null, error ?? null),
+      logs: (jobId, rank, lines) => this.onLogs('local', jobId, rank, lines),
+      settled: (jobId, rank) => this.#ingest.settled(jobId, rank),
+      output: (jobId, rank, path, body) => this.addOutput('local', jobId, rank, path, body),
+    });
     // A device came online, or changed labels or capabilities; a job was queued or ended (here
     // or, with several relays, on another): queued jobs may fit now.
     opts.ctx.events.on((e) => {
@@ -116,7 +89,7 @@ export class JobScheduler {
     const leftovers = await cleanUpLeftoverRuns(this.#opts.workRoot);
     if (leftovers > 0) log.warn({ runs: leftovers }, `ended ${leftovers} local job run(s) a previous relay left running, and removed their folders`);
     for (const job of await store.jobs.inState('running')) {
-      for (const r of job.runs) if (r.target === 'local' && !TERMINAL.has(r.state)) await this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
+      for (const r of job.runs) if (r.target === 'local' && !jobEnded(r.state)) await this.#runUpdate(job.id, r.rank, 'failed', null, 'the relay restarted while this run was going');
       this.#armWatchdog((await store.jobs.get(job.id))!);
     }
     await this.republish();
@@ -125,8 +98,8 @@ export class JobScheduler {
   }
 
   /** Publishes the job runs of every device that has some again (a broker that lost its retained messages). */
-  async republish(): Promise<void> {
-    await eachBounded([...await this.#devicesWithRuns()], PUBLISH_CONCURRENCY, (id) => this.#publishJobs(id));
+  republish(): Promise<void> {
+    return this.#devices.republish();
   }
 
   async summary(id: string) {
@@ -143,46 +116,9 @@ export class JobScheduler {
 
   async submit(req: SubmitRequest): Promise<JobRecord> {
     const { store } = this.#ctx;
-    const bundleSize = await this.#opts.artifacts.size(req.bundleSha256);
-    if (bundleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no bundle ${req.bundleSha256}: upload it first (POST /v1/bundles)`);
-    if (!req.command.trim()) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a job needs a command (--command "...")');
-    const target = parseTarget(req.target);
-    const nodes = req.nodes ?? 1;
-    if (target.kind !== 'selector' && nodes !== 1) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--nodes ${nodes} needs a selector target (k=v,...), not ${req.target}`);
-    if (req.registerModel) {
-      if (!MODEL_NAME.test(req.registerModel.name)) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `"${req.registerModel.name}" is not a model name`);
-      const out = posix.normalize(req.registerModel.output);
-      if (posix.isAbsolute(out) || out.startsWith('..')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--output must be a path inside OUTPOST_OUTPUT_DIR, not ${req.registerModel.output}`);
-      req.registerModel.output = out;
-    }
-    if (target.kind === 'local') {
-      if (req.dataset && !this.#opts.localDatasets?.[req.dataset]) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `the relay host has no dataset "${req.dataset}" (outpost-relay start --dataset ${req.dataset}=PATH)`);
-    } else if (target.kind === 'device') {
-      // Named by id or name; the job keeps the id.
-      const d = await requireDevice(this.#ctx, target.deviceId, 'use local, a device id or name, or a selector k=v,...');
-      target.deviceId = d.id;
-      const problem = trainingProblem(d);
-      if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
-      if (req.dataset && !d.datasets.includes(req.dataset)) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `device ${d.id} has no dataset "${req.dataset}" (outpost-agent start --dataset ${req.dataset}=PATH)`);
-    } else {
-      const matching = (await store.devices.list()).filter((d) => matches(d, target.selector));
-      const able = matching.filter((d) => trainingProblem(d) === null && (!req.dataset || d.datasets.includes(req.dataset)));
-      if (able.length < nodes) {
-        const why = matching.map((d) => trainingProblem(d) ?? (req.dataset && !d.datasets.includes(req.dataset) ? `device ${d.id} has no dataset "${req.dataset}"` : null)).filter(Boolean);
-        throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `${able.length} of ${matching.length} devices matching ${req.target} can run this job; it needs ${nodes}${why.length ? `: ${why.join('; ')}` : ''}`);
-      }
-    }
-    const spec: JobSpec = {
-      bundleSha256: req.bundleSha256,
-      bundleSize,
-      target,
-      nodes,
-      command: req.command,
-      env: req.env ?? {},
-      ...(req.dataset ? { dataset: req.dataset } : {}),
-      ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
-      ...(req.registerModel ? { registerModel: req.registerModel } : {}),
-    };
+    const spec = await checkJobRequest({ ctx: this.#ctx, artifacts: this.#opts.artifacts, ...(this.#opts.localDatasets ? { localDatasets: this.#opts.localDatasets } : {}) }, req);
+    const target = spec.target;
+    const nodes = spec.nodes;
     const job = await store.jobs.create(`job_${randomBytes(6).toString('hex')}`, spec, this.#ctx.now());
     this.#ctx.log.info({ jobId: job.id, target: describeTarget(target), nodes }, 'job queued');
     this.#ctx.events.emit({ type: 'job.created', job: jobView(job, [], []) });
@@ -190,7 +126,6 @@ export class JobScheduler {
     return (await store.jobs.get(job.id))!;
   }
 
-  /** Starts every queued job whose targets are free, in submission order. */
   /**
    * Starts the queued jobs that fit now. One pass runs at a time (a pass reads the store, then
    * claims targets); a tick during a pass runs one more after it, so none is lost.
@@ -224,31 +159,11 @@ export class JobScheduler {
     // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
     const queued = await store.jobs.inState('queued');
     if (queued.length === 0) return;
-    const busy = await store.jobs.busyTargets();
-    const held = new Set<string>();
-    const devices = await store.devices.list();
-    for (const job of queued) {
-      const candidates = this.#candidates(job, devices);
-      const free = candidates.filter((c) => !busy.has(c) && !held.has(c));
-      if (free.length >= job.spec.nodes) {
-        const chosen = free.slice(0, job.spec.nodes);
-        for (const c of chosen) busy.add(c);
-        if (this.#closed || !this.#started) return;
-        const started = await this.#claim(job, chosen);
-        if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, chosen));
-      } else {
-        // Later jobs may not jump the queue on the targets this one waits for.
-        for (const c of candidates) held.add(c);
-      }
+    for (const { job, targets } of placeQueued(queued, await store.jobs.busyTargets(), await store.devices.list())) {
+      if (this.#closed || !this.#started) return;
+      const started = await this.#claim(job, targets);
+      if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, targets));
     }
-  }
-
-  #candidates(job: JobRecord, devices: DeviceRecord[]): string[] {
-    const t = job.spec.target;
-    if (t.kind === 'local') return ['local'];
-    const ok = (d: DeviceRecord) => d.online && trainingProblem(d) === null && (!job.spec.dataset || d.datasets.includes(job.spec.dataset));
-    if (t.kind === 'device') return devices.filter((d) => d.id === t.deviceId && ok(d)).map((d) => d.id);
-    return devices.filter((d) => matches(d, t.selector) && ok(d)).map((d) => d.id);
   }
 
   /** Gives a queued job its runs and makes it running, unless it left the queue meanwhile (canceled). */
@@ -269,8 +184,8 @@ export class JobScheduler {
     log.info({ jobId: job.id, targets }, 'job started');
     this.#armWatchdog(started);
     for (const [rank, target] of targets.entries()) {
-      if (target === 'local') background(log, `running job ${job.id} on local`, this.#runLocal(started, rank, targets.length));
-      else await this.#publishJobs(target);
+      if (target === 'local') background(log, `running job ${job.id} on local`, this.#local.run(started, rank, targets.length));
+      else await this.#devices.publish(target);
     }
   }
 
@@ -286,72 +201,9 @@ export class JobScheduler {
     this.#watchdogs.set(job.id, timer);
   }
 
-  async #runLocal(job: JobRecord, rank: number, worldSize: number): Promise<void> {
-    const key = `${job.id}:${rank}`;
-    const root = join(this.#opts.workRoot, job.id, String(rank));
-    // Closed before it began: the next start ends the run it left pending.
-    if (this.#closed) return;
-    try {
-      const run = await startJobRun({
-        root,
-        jobId: job.id,
-        rank,
-        worldSize,
-        bundleFile: this.#opts.artifacts.path(job.spec.bundleSha256),
-        command: job.spec.command,
-        env: job.spec.env,
-        dataDir: job.spec.dataset ? this.#opts.localDatasets?.[job.spec.dataset] : undefined,
-        timeoutMs: job.spec.timeoutMs,
-        onLines: (lines) => background(this.#ctx.log, `storing job ${job.id}'s log lines`, this.onLogs('local', job.id, rank, lines)),
-      });
-      this.#local.set(key, run.process);
-      // Closed while it was being set up: close() went through #local before it was there.
-      if (this.#closed) run.process.cancel('the relay shut down while this run was starting');
-      await this.#runUpdate(job.id, rank, 'running');
-      const result = await run.process.result;
-      // close() or follow() has recorded how this run ended.
-      if (this.#closed || this.#local.get(key) !== run.process) return;
-      // Its last lines are still being stored: the run takes nothing once it has ended.
-      await this.#ingest.settled(job.id, rank);
-      for (const o of listOutputs(run.outputDir)) await this.addOutput('local', job.id, rank, o.path, createReadStream(o.file));
-      await this.#runUpdate(job.id, rank, result.state, result.exitCode, result.error ?? null);
-    } catch (err) {
-      if (!this.#closed) await this.#runUpdate(job.id, rank, 'failed', null, (err as Error).message);
-    } finally {
-      this.#local.delete(key);
-      rmSync(root, { recursive: true, force: true });
-    }
-  }
-
-  async #devicesWithRuns(): Promise<Set<string>> {
-    const ids = new Set<string>();
-    for (const job of await this.#ctx.store.jobs.inState('running')) for (const r of job.runs) if (r.target !== 'local') ids.add(r.target);
-    return ids;
-  }
-
-  async desiredJobsFor(deviceId: string): Promise<DesiredJobs> {
-    const jobs: DesiredJobs['jobs'] = [];
-    for (const job of await this.#ctx.store.jobs.inState('running')) {
-      for (const r of job.runs) {
-        if (r.target !== deviceId || TERMINAL.has(r.state)) continue;
-        jobs.push({
-          jobId: job.id,
-          rank: r.rank,
-          worldSize: job.runs.length,
-          bundleSha256: job.spec.bundleSha256,
-          command: job.spec.command,
-          env: job.spec.env,
-          ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
-          ...(job.spec.timeoutMs ? { timeoutMs: job.spec.timeoutMs } : {}),
-        });
-      }
-    }
-    return { revision: this.#ctx.now(), jobs };
-  }
-
-  /** One publish per device at a time across every relay, each reading after the one before: the retained list is the newest. */
-  async #publishJobs(deviceId: string): Promise<void> {
-    await this.#ctx.store.exclusive(`jobs:${deviceId}`, async () => this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), await this.desiredJobsFor(deviceId)));
+  /** The runs a device should be running now (GET /v1/devices/me/jobs, the retained `jobs`). */
+  desiredJobsFor(deviceId: string): Promise<DesiredJobs> {
+    return this.#devices.desiredFor(deviceId);
   }
 
   /** A device's report of its runs; only runs assigned to that device count. */
@@ -369,24 +221,24 @@ export class JobScheduler {
     this.tick();
   }
 
-  #runUpdate(jobId: string, rank: number, state: string, exitCode: number | null = null, error: string | null = null): Promise<void> {
+  #runUpdate(jobId: string, rank: number, state: JobRunState, exitCode: number | null = null, error: string | null = null): Promise<void> {
     const at = this.#ctx.now();
     return this.#deferred.run(`job ${jobId} rank ${rank}: ${state}`, () => this.#applyRunUpdate(jobId, rank, state, at, exitCode, error));
   }
 
-  async #applyRunUpdate(jobId: string, rank: number, state: string, at: number, exitCode: number | null, error: string | null): Promise<void> {
+  async #applyRunUpdate(jobId: string, rank: number, state: JobRunState, at: number, exitCode: number | null, error: string | null): Promise<void> {
     const { store, events } = this.#ctx;
     if (!await store.jobs.setRunState(jobId, rank, state, at, exitCode, error)) return;
     const job = (await store.jobs.get(jobId))!;
     const run = job.runs.find((r) => r.rank === rank)!;
     events.emit({ type: 'job.run', jobId, rank, target: run.target, state, exitCode, error });
     if (job.state !== 'running') {
-      if (job.runs.every((r) => TERMINAL.has(r.state))) this.tick();
+      if (job.runs.every((r) => jobEnded(r.state))) this.tick();
       return;
     }
     const { log } = this.#ctx;
     if (state === 'failed') background(log, `ending job ${jobId}`, this.#endJob(job, 'failed', `rank ${rank} on ${run.target}: ${error ?? 'failed'}`));
-    else if (job.runs.every((r) => TERMINAL.has(r.state))) {
+    else if (job.runs.every((r) => jobEnded(r.state))) {
       const failed = job.runs.find((r) => r.state !== 'succeeded');
       if (failed) background(log, `ending job ${jobId}`, this.#endJob(job, failed.state === 'canceled' ? 'canceled' : 'failed', failed.error));
       else background(log, `ending job ${jobId}`, this.#succeed(job));
@@ -410,9 +262,15 @@ export class JobScheduler {
     const { store } = this.#ctx;
     const output = (await store.jobs.outputs(job.id)).find((o) => o.rank === 0 && o.path === reg.output);
     if (!output) throw new Error(`the job wrote no ${reg.output} in OUTPOST_OUTPUT_DIR (rank 0)`);
-    const signature = await probeModel(this.#opts.artifacts.path(output.sha256));
     const metrics = Object.fromEntries(Object.entries(summarizeMetrics(await store.jobs.metricSummary(job.id))).map(([k, v]) => [k, { latest: v.latest, best: v.best }]));
-    const { record } = await store.models.addVersion(reg.name, output.sha256, output.size, signature, { lineage: { jobId: job.id, target: describeTarget(job.spec.target), metrics } });
+    const { record } = await registerModelVersion(this.#ctx, {
+      name: reg.name,
+      file: this.#opts.artifacts.path(output.sha256),
+      sha256: output.sha256,
+      size: output.size,
+      lineage: { jobId: job.id, target: describeTarget(job.spec.target), metrics },
+      allowSignatureChange: true,
+    });
     this.#ctx.log.info({ jobId: job.id, model: record.name, version: record.version }, 'job output registered as a model version');
     return { name: record.name, version: record.version };
   }
@@ -433,7 +291,7 @@ export class JobScheduler {
   async #end(job: JobRecord, state: JobState, error: string | null): Promise<void> {
     const { store, events, log } = this.#ctx;
     const current = await store.jobs.get(job.id);
-    if (!current || TERMINAL.has(current.state)) return;
+    if (!current || jobEnded(current.state)) return;
     const at = this.#ctx.now();
     await this.#deferred.run(`job ${job.id}: ${state}`, async () => await store.jobs.setState(job.id, state, at, error));
     clearTimeout(this.#watchdogs.get(job.id));
@@ -441,9 +299,9 @@ export class JobScheduler {
     events.emit({ type: 'job.state', jobId: job.id, state, error });
     log.info({ jobId: job.id, state, error }, 'job ended');
     for (const r of current.runs) {
-      if (TERMINAL.has(r.state)) continue;
-      if (r.target === 'local') this.#local.get(`${job.id}:${r.rank}`)?.cancel(state === 'canceled' ? 'canceled' : (error ?? state));
-      else await this.#publishJobs(r.target);
+      if (jobEnded(r.state)) continue;
+      if (r.target === 'local') this.#local.cancel(job.id, r.rank, state === 'canceled' ? 'canceled' : (error ?? state));
+      else await this.#devices.publish(r.target);
     }
     this.tick();
   }
@@ -486,28 +344,17 @@ export class JobScheduler {
     await this.#passing.catch(() => {});
     for (const t of this.#watchdogs.values()) clearTimeout(t);
     this.#watchdogs.clear();
-    await this.#endLocalRuns('the relay running it stopped leading the workspace');
+    await this.#local.endAll('the relay running it stopped leading the workspace');
   }
 
   /** Local runs die with the relay: they are recorded as failed, then killed. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#local.close();
     // A pass under way claims nothing more once closed; what it claimed is recorded below.
     await this.#passing.catch(() => {});
     this.#deferred.close();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
-    await this.#endLocalRuns('the relay shut down while this run was going');
-  }
-
-  async #endLocalRuns(why: string): Promise<void> {
-    const { store } = this.#ctx;
-    const now = this.#ctx.now();
-    for (const [key, p] of this.#local) {
-      const [jobId, rank] = key.split(':') as [string, string];
-      await store.jobs.setRunState(jobId, Number(rank), 'failed', now, null, why);
-      if ((await store.jobs.get(jobId))?.state === 'running') await store.jobs.setState(jobId, 'failed', now, why);
-      this.#local.delete(key);
-      p.cancel(why);
-    }
+    await this.#local.endAll('the relay shut down while this run was going');
   }
 }

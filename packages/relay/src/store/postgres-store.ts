@@ -51,6 +51,7 @@ import type {
   JobRecord,
   JobRunRecord,
   JobSpec,
+  JobRunState,
   JobState,
   ModelLineage,
   ModelRolloutRecord,
@@ -219,7 +220,7 @@ interface RunRow {
   job_id: string;
   rank: number;
   target: string;
-  state: string;
+  state: JobRunState;
   exit_code: number | null;
   error: string | null;
   started_at: number | null;

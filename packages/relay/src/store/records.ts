@@ -1,6 +1,6 @@
 // The records the relay keeps. The store interface and its implementations speak these.
 
-import type { HealthMessage, Labels, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
+import type { HealthMessage, JobRunState, JobState, Labels, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import type { Role } from '../auth/roles.js';
 
 export interface DeviceRecord {
@@ -152,13 +152,13 @@ export interface JobSpec {
   registerModel?: { name: string; output: string };
 }
 
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'canceled';
+export type { JobRunState, JobState } from '@outpost/shared';
 
 export interface JobRunRecord {
   rank: number;
   /** `local` or a device id. */
   target: string;
-  state: string;
+  state: JobRunState;
   exitCode: number | null;
   error: string | null;
   startedAt: number | null;

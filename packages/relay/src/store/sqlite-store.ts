@@ -31,6 +31,7 @@ import type {
   JobRecord,
   JobRunRecord,
   JobSpec,
+  JobRunState,
   JobState,
   ModelLineage,
   RolloutStrategy,
@@ -543,7 +544,7 @@ class SqliteEngine {
   }
 
   #job(r: JobRow): JobRecord {
-    type RunRow = { rank: number; target: string; state: string; exit_code: number | null; error: string | null; started_at: number | null; finished_at: number | null };
+    type RunRow = { rank: number; target: string; state: JobRunState; exit_code: number | null; error: string | null; started_at: number | null; finished_at: number | null };
     const runs = (this.#stmt.runsOf.all(r.id) as RunRow[]).map(
       (x): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at }),
     );

@@ -20,6 +20,7 @@ import type {
   JobOutputRecord,
   JobRecord,
   JobSpec,
+  JobRunState,
   JobState,
   RolloutStrategy,
   ModelRolloutRecord,
@@ -176,7 +177,7 @@ export interface JobRepository {
   setModel(id: string, model: { name: string; version: number }): Promise<void>;
   addRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): Promise<void>;
   /** False when the run was in that state already (or does not exist). */
-  setRunState(jobId: string, rank: number, state: string, at: number, exitCode?: number | null, error?: string | null): Promise<boolean>;
+  setRunState(jobId: string, rank: number, state: JobRunState, at: number, exitCode?: number | null, error?: string | null): Promise<boolean>;
   /** Appends lines up to a cap per job; returns the lines kept, with their seq. */
   appendLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): Promise<JobLogLine[]>;
   logs(jobId: string, afterSeq: number, limit: number): Promise<JobLogLine[]>;

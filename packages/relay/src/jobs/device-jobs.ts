@@ -1,0 +1,47 @@
+// Runs on devices: each device's desired job list (derived from the store's running jobs),
+// published retained on its `jobs` leaf and served at GET /v1/devices/me/jobs.
+
+import { deviceTopic, jobEnded, type DesiredJobs } from '@outpost/shared';
+import type { FleetContext } from '../fleet/context.js';
+import { PUBLISH_CONCURRENCY, eachBounded } from '../fleet/bounded.js';
+
+export class DeviceJobs {
+  readonly #ctx: FleetContext;
+
+  constructor(ctx: FleetContext) {
+    this.#ctx = ctx;
+  }
+
+  /** The runs a device should be running now. */
+  async desiredFor(deviceId: string): Promise<DesiredJobs> {
+    const jobs: DesiredJobs['jobs'] = [];
+    for (const job of await this.#ctx.store.jobs.inState('running')) {
+      for (const r of job.runs) {
+        if (r.target !== deviceId || jobEnded(r.state)) continue;
+        jobs.push({
+          jobId: job.id,
+          rank: r.rank,
+          worldSize: job.runs.length,
+          bundleSha256: job.spec.bundleSha256,
+          command: job.spec.command,
+          env: job.spec.env,
+          ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
+          ...(job.spec.timeoutMs ? { timeoutMs: job.spec.timeoutMs } : {}),
+        });
+      }
+    }
+    return { revision: this.#ctx.now(), jobs };
+  }
+
+  /** One publish per device at a time across every relay, each reading after the one before: the retained list is the newest. */
+  async publish(deviceId: string): Promise<void> {
+    await this.#ctx.store.exclusive(`jobs:${deviceId}`, async () => this.#ctx.mqtt.publishRetained(deviceTopic(deviceId, 'jobs'), await this.desiredFor(deviceId)));
+  }
+
+  /** Publishes the job runs of every device that has some again (a broker that lost its retained messages). */
+  async republish(): Promise<void> {
+    const ids = new Set<string>();
+    for (const job of await this.#ctx.store.jobs.inState('running')) for (const r of job.runs) if (r.target !== 'local') ids.add(r.target);
+    await eachBounded([...ids], PUBLISH_CONCURRENCY, (id) => this.publish(id));
+  }
+}
