@@ -65,6 +65,7 @@ export { lowerIsBetter, betterOf } from './metric-rule.js';
 export { ROLES, isRole, roleAllows, type Role } from './roles.js';
 export { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, deviceP50, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type FleetCounts, type FleetQuery, type SortColumn, type StatusFilter } from './fleet-query.js';
 export { JOB_RUN_STATES, JOB_STATES, countsText, deploymentActive, jobActive, jobEnded, type JobRunState, type JobState } from './states.js';
+export { ONNX_FLOAT, federatedAverage, floatValues, readModelWeights, updateProblem, type Initializer, type ModelWeights, type WeightedUpdate } from './onnx-weights.js';
 export { FleetModel, type FleetChange, type JobLogLine, type JobMetricPoint } from './fleet-model.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { STREAM_CLOSE, type FleetEvent, type FleetSnapshot, type StreamMessage, type DeviceSummary, type DeviceProblem, type DeploymentSummary, type RolloutSummary, type JobSummary } from './stream.js';
