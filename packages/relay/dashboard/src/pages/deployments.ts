@@ -93,6 +93,7 @@ export class DeploymentPage implements Page {
   #filter = '';
   #drawnHead = '';
   #drawnFilter = '';
+  #deviceRows = new Map<string, { tr: HTMLTableRowElement; drawn: string; countdown: HTMLElement; since: HTMLElement }>();
   #timer: ReturnType<typeof setInterval> | undefined;
   readonly #head = el('div');
   readonly #rows = el('tbody');
@@ -156,22 +157,38 @@ export class DeploymentPage implements Page {
     }
     const windowMs = d.strategy?.healthWindowMs ?? 0;
     const now = Date.now();
-    this.#rows.replaceChildren(
-      ...d.devices
-        .filter((x) => this.#filter === '' || x.state === this.#filter)
-        .slice(0, 2000)
-        .map((x) => {
-          const left = x.state === 'serving' && windowMs > 0 && x.updatedAt ? Date.parse(x.updatedAt) + windowMs - now : null;
-          return el(
-            'tr',
-            { 'data-device': x.deviceId, 'data-state': x.state },
-            el('td', {}, el('a', { href: `#/devices/${encodeURIComponent(x.deviceId)}` }, fleet.deviceName(x.deviceId))),
-            el('td', {}, badge(x.state), left !== null ? muted(left > 0 ? ` healthy in ${formatElapsed(left)}` : ' judging health…') : null),
-            el('td', { class: 'muted reason' }, x.reason ?? ''),
-            el('td', { class: 'muted' }, x.updatedAt ? formatAgo(x.updatedAt) : '-'),
-          );
-        }),
-    );
+    // Rows are kept per device and rewritten only when the device's state, reason or name
+    // changed; the countdown's text is set in place, so a link stays put under the pointer.
+    const rows = new Map<string, { tr: HTMLTableRowElement; drawn: string; countdown: HTMLElement; since: HTMLElement }>();
+    const list: HTMLTableRowElement[] = [];
+    for (const x of d.devices.filter((x) => this.#filter === '' || x.state === this.#filter).slice(0, 2000)) {
+      const key = JSON.stringify([x.state, x.reason, x.updatedAt, fleet.deviceName(x.deviceId)]);
+      let row = this.#deviceRows.get(x.deviceId);
+      if (!row || row.drawn !== key) {
+        const countdown = muted('');
+        const since = el('td', { class: 'muted since' });
+        const tr = el(
+          'tr',
+          { 'data-device': x.deviceId, 'data-state': x.state },
+          el('td', {}, el('a', { href: `#/devices/${encodeURIComponent(x.deviceId)}` }, fleet.deviceName(x.deviceId))),
+          el('td', {}, badge(x.state), countdown),
+          el('td', { class: 'muted reason' }, x.reason ?? ''),
+          since,
+        );
+        row = { tr, drawn: key, countdown, since };
+      }
+      const left = x.state === 'serving' && windowMs > 0 && x.updatedAt ? Date.parse(x.updatedAt) + windowMs - now : null;
+      const text = left === null ? '' : left > 0 ? ` healthy in ${formatElapsed(left)}` : ' judging health…';
+      if (row.countdown.textContent !== text) row.countdown.textContent = text;
+      const age = x.updatedAt ? formatAgo(x.updatedAt, now) : '-';
+      if (row.since.textContent !== age) row.since.textContent = age;
+      rows.set(x.deviceId, row);
+      list.push(row.tr);
+    }
+    this.#deviceRows = rows;
+    // Only when the rows themselves changed: the same nodes in the same order stay where they are.
+    const same = list.length === this.#rows.children.length && list.every((tr, i) => this.#rows.children[i] === tr);
+    if (!same) this.#rows.replaceChildren(...list);
   };
 
   #drawHead(d: DeploymentSummary): void {
