@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import fc from 'fast-check';
-import { DEFAULT_QUERY, FleetTally, SORT_COLUMNS, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type DeviceSummary, type FleetQuery } from '@outpost/shared';
+import { DEFAULT_QUERY, FleetModel, FleetTally, SORT_COLUMNS, fleetCounts, isFailing, matchesQuery, queryFleet, reorderDevices, sortUsesHealth, type DeviceSummary, type FleetQuery, type StreamMessage } from '@outpost/shared';
 
 const sha = 'a'.repeat(64);
 const health = (cpu: number, p50: number | null) => ({ ts: 0, uptimeS: 1, cpuPercent: cpu, memory: { rssBytes: 1, usedBytes: cpu * 1000, totalBytes: 1e9 }, disk: { freeBytes: 1, totalBytes: 2 }, models: { m: { requests: 1, errors: 0, p50Ms: p50, p99Ms: p50 } } });
@@ -117,4 +117,43 @@ t.test('kept current one device at a time, the order and counts equal those made
     }),
   );
   t.pass('incremental equals from scratch');
+});
+
+t.test('driven by stream messages through the fleet model, as the fleet page keeps them', async (t) => {
+  const ids = ['d0', 'd1', 'd2', 'd3', 'd4', 'd5'];
+  const ts = new Date(0).toISOString();
+  const message = fc.oneof(
+    fc.record({ type: fc.constant('device.status' as const), deviceId: fc.constantFrom(...ids), online: fc.boolean() }).map((m) => ({ ...m, lastSeen: ts })),
+    fc.record({ type: fc.constant('device.health' as const), deviceId: fc.constantFrom(...ids), cpu: fc.integer({ min: 0, max: 3 }) }).map(({ cpu, ...m }) => ({ ...m, health: health(cpu, cpu === 0 ? null : cpu) })),
+    fc.record({ type: fc.constant('device.models' as const), deviceId: fc.constantFrom(...ids), v: fc.integer({ min: 0, max: 2 }) }).map(({ v, ...m }) => ({ ...m, models: v === 0 ? [] : [{ name: 'det', version: v, sha256: sha, state: 'serving' as const }] })),
+    fc.record({ type: fc.constantFrom('device.enrolled' as const, 'device.updated' as const), id: fc.constantFrom(...ids), name: fc.constantFrom('a', 'b', 'c'), site: fc.constantFrom('lab', 'farm') }).map(({ type, id, name, site }) => ({ type, device: dev(id, name, { labels: { site } }) })),
+    fc.record({ type: fc.constant('device.removed' as const), deviceId: fc.constantFrom(...ids) }),
+  );
+  fc.assert(
+    fc.property(fc.array(fc.array(message, { maxLength: 5 }), { maxLength: 10 }), fc.constantFrom(...SORT_COLUMNS), fc.boolean(), fc.constantFrom(null, 'site=lab'), (frames, sort, descending, label) => {
+      const query = q({ sort, descending, label });
+      const model = new FleetModel();
+      let seq = 0;
+      model.apply({ type: 'snapshot', devices: ids.slice(0, 3).map((id) => dev(id, id)), deployments: [], jobs: [], seq: ++seq, ts });
+      const tally = new FleetTally();
+      for (const d of model.devices.values()) tally.set(d.id, d);
+      let order = queryFleet(model.devices.values(), query);
+      for (const frame of frames) {
+        const moved = new Map<string, DeviceSummary | undefined>();
+        for (const m of frame) {
+          const change = model.apply({ ...m, seq: ++seq, ts } as StreamMessage);
+          if (change.kind !== 'device') continue;
+          const d = model.devices.get(change.id);
+          if (!change.healthOnly) tally.set(change.id, d);
+          if (!change.healthOnly || sortUsesHealth(query.sort)) moved.set(change.id, d);
+        }
+        order = reorderDevices(order, moved, query);
+      }
+      const fresh = queryFleet(model.devices.values(), query);
+      const c = tally.counts();
+      const f = fleetCounts(model.devices.values());
+      return order.map((d) => d.id).join() === fresh.map((d) => d.id).join() && JSON.stringify(c) === JSON.stringify(f);
+    }),
+  );
+  t.pass('the page\'s incremental order and counts equal those made from scratch');
 });
