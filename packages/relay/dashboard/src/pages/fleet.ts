@@ -333,20 +333,42 @@ export class FleetPage implements Page {
     this.#bottom.style.height = `${(this.#order.length - last) * ROW_HEIGHT}px`;
   }
 
+  /**
+   * Draws a device's row: each cell is rewritten only when what it shows changed, so a heartbeat
+   * touches its numbers, not the row's links and badges (less layout, and links stay clickable).
+   */
   #fill(row: HTMLTableRowElement, d: DeviceSummary): void {
     row.id = `device-${d.id}`;
     row.dataset.online = String(d.online);
     row.dataset.problem = d.problem ? d.problem.kind : '';
     const h = d.health;
     const p50 = deviceP50(d);
-    row.replaceChildren(
-      el('td', { class: 'name' }, el('a', { class: 'device', href: `#/devices/${encodeURIComponent(d.id)}` }, d.name), el('div', { class: 'muted id' }, d.id)),
-      el('td', { class: 'state' }, badge(d.online ? 'online' : 'offline'), ' ', problemBadge(d)),
-      el('td', { class: 'models' }, modelsCell(d)),
-      el('td', { class: 'num' }, h ? `${h.cpuPercent.toFixed(0)}%` : '-'),
-      el('td', { class: 'num' }, h ? `${formatBytes(h.memory.usedBytes)} / ${formatBytes(h.memory.totalBytes)}` : '-'),
-      el('td', { class: 'num' }, p50 === null ? '-' : `${p50} ms`),
-      el('td', { class: 'muted' }, formatAgo(d.lastSeen)),
-    );
+    const cells: Array<[key: string, draw: () => Array<Node | string> | string]> = [
+      [`${d.id}\0${d.name}`, () => [el('a', { class: 'device', href: `#/devices/${encodeURIComponent(d.id)}` }, d.name), el('div', { class: 'muted id' }, d.id)]],
+      [`${d.online}\0${d.problem?.kind ?? ''}\0${d.problem?.message ?? ''}`, () => [badge(d.online ? 'online' : 'offline'), ' ', ...(d.problem ? [problemBadge(d)!] : [])]],
+      [JSON.stringify(d.models.map((m) => [m.name, m.version, m.state, m.reason])), () => modelsCell(d)],
+      [h ? `${h.cpuPercent.toFixed(0)}%` : '-', () => (h ? `${h.cpuPercent.toFixed(0)}%` : '-')],
+      [h ? `${formatBytes(h.memory.usedBytes)} / ${formatBytes(h.memory.totalBytes)}` : '-', () => (h ? `${formatBytes(h.memory.usedBytes)} / ${formatBytes(h.memory.totalBytes)}` : '-')],
+      [p50 === null ? '-' : `${p50} ms`, () => (p50 === null ? '-' : `${p50} ms`)],
+      [formatAgo(d.lastSeen), () => formatAgo(d.lastSeen)],
+    ];
+    let drawn = DRAWN.get(row);
+    if (!drawn) {
+      row.replaceChildren(...CELL_CLASSES.map((c) => el('td', { class: c })));
+      drawn = [];
+      DRAWN.set(row, drawn);
+    }
+    cells.forEach(([key, draw], i) => {
+      if (drawn[i] === key) return;
+      drawn[i] = key;
+      const td = row.children[i] as HTMLTableCellElement;
+      const content = draw();
+      if (typeof content === 'string') td.textContent = content;
+      else td.replaceChildren(...content);
+    });
   }
 }
+
+const CELL_CLASSES = ['name', 'state', 'models', 'num', 'num', 'num', 'muted'];
+/** What each row's cells show now, by row. */
+const DRAWN = new WeakMap<HTMLTableRowElement, string[]>();
