@@ -4,7 +4,7 @@
 
 import { betterOf } from './metric-rule.js';
 import { deploymentActive, jobActive } from './states.js';
-import type { DeploymentSummary, DeviceSummary, JobSummary, StreamMessage } from './stream.js';
+import type { DeploymentSummary, DeviceSummary, JobSummary, RoundSummary, StreamMessage } from './stream.js';
 
 export type JobLogLine = Extract<StreamMessage, { type: 'job.log' }>['lines'][number];
 export type JobMetricPoint = Extract<StreamMessage, { type: 'job.metric' }>['points'][number] & { rank: number };
@@ -32,6 +32,8 @@ export class FleetModel {
   readonly jobs = new Map<string, JobSummary>();
   readonly jobLogs = new Map<string, JobLogLine[]>();
   readonly jobMetrics = new Map<string, JobMetricPoint[]>();
+  /** A federated job's round attempts seen on the stream, in the order they came. */
+  readonly jobRounds = new Map<string, RoundSummary[]>();
   lastSeq = 0;
   readonly #limits: FleetModelLimits;
 
@@ -139,6 +141,20 @@ export class FleetModel {
         lines.push(...m.lines);
         if (lines.length > this.#limits.logLines) lines.splice(0, lines.length - this.#limits.logLines);
         this.jobLogs.set(m.jobId, lines);
+        return { kind: 'job', id: m.jobId };
+      }
+      case 'job.round': {
+        // Each attempt once, updated in place; the job's count of aggregated rounds follows.
+        const rounds = this.jobRounds.get(m.jobId) ?? [];
+        const i = rounds.findIndex((r) => r.round === m.round.round && r.attempt === m.round.attempt);
+        if (i >= 0) rounds[i] = m.round;
+        else rounds.push(m.round);
+        this.jobRounds.set(m.jobId, rounds);
+        const f = this.jobs.get(m.jobId)?.federated;
+        if (f) {
+          f.completed = rounds.filter((r) => r.state === 'aggregated').length;
+          f.waiting = null;
+        }
         return { kind: 'job', id: m.jobId };
       }
       case 'job.metric': {

@@ -2,7 +2,7 @@
 // a fresh work folder holding the unpacked bundle, an output folder, and the OUTPOST_*
 // variables that let the same bundle run unchanged on any target.
 
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { unpackBundle } from './bundle.js';
 import { runJobProcess, type JobProcess } from './job-process.js';
@@ -28,6 +28,8 @@ export interface JobRunOptions {
   /** A dataset folder on this host, or undefined for an empty data folder. */
   dataDir?: string;
   timeoutMs?: number;
+  /** A federated round's client: the global model (copied into the run's folder), the round and FedProx's mu. */
+  federated?: { globalModelFile: string; round: number; proximalMu: number };
   /** Output limits (see runJobProcess). */
   maxLinesPerSec?: number;
   maxLineBytes?: number;
@@ -50,6 +52,13 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
   if (!dataDir) {
     dataDir = join(opts.root, 'data');
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  }
+  const federatedEnv: Record<string, string> = {};
+  if (opts.federated) {
+    // A copy: the client may write over its input, the cached file stays whole.
+    const globalModel = join(opts.root, 'global-model.onnx');
+    copyFileSync(opts.federated.globalModelFile, globalModel);
+    Object.assign(federatedEnv, { OUTPOST_GLOBAL_MODEL: globalModel, OUTPOST_ROUND: String(opts.federated.round), OUTPOST_PROXIMAL_MU: String(opts.federated.proximalMu) });
   }
   let batch: JobLine[] = [];
   let timer: NodeJS.Timeout | undefined;
@@ -74,6 +83,7 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
       OUTPOST_DATA_DIR: dataDir,
       OUTPOST_RANK: String(opts.rank),
       OUTPOST_WORLD_SIZE: String(opts.worldSize),
+      ...federatedEnv,
     },
     onLine: (stream, text) => {
       batch.push({ ts: Date.now(), stream, text });

@@ -175,6 +175,14 @@ export const JobAssignment = Type.Object({
   env: Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]{0,127}$' }), Type.String({ maxLength: 8192 }), { maxProperties: 128, additionalProperties: false }),
   dataset: Type.Optional(Type.String({ maxLength: 64 })),
   timeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })),
+  /** A client's run of a federated round: the global model it starts from (an artifact), the round, FedProx's mu. */
+  federated: Type.Optional(
+    Type.Object({
+      round: Type.Integer({ minimum: 1, maximum: 100_000 }),
+      globalModelSha256: Sha256,
+      proximalMu: Type.Number({ minimum: 0, maximum: 1e6 }),
+    }),
+  ),
 });
 export type JobAssignment = Static<typeof JobAssignment>;
 

@@ -163,23 +163,50 @@ export interface WeightedUpdate {
 }
 
 /**
- * FedAvg: a copy of the global model whose float initializers are the average of the updates'
- * weighted by `numExamples` (summed in float64). Every update must have passed updateProblem.
+ * FedAvg, one update at a time: the float initializers' sums weighted by `numExamples` (in
+ * float64), so a round holds the global model, one float64 sum per weight and one update, never
+ * every update at once. Every update must have passed updateProblem.
  */
-export function federatedAverage(globalBuf: Uint8Array, global: ModelWeights, updates: readonly WeightedUpdate[]): Uint8Array {
-  const total = updates.reduce((n, u) => n + u.numExamples, 0);
-  if (updates.length === 0 || !(total > 0)) throw new Error('nothing to average: no update with examples');
-  const out = new Uint8Array(globalBuf); // a copy: a Buffer's slice() would share the global's bytes
-  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-  for (const g of global.initializers) {
-    if (g.dataType !== ONNX_FLOAT || !g.values) continue;
-    const sum = new Float64Array(g.values.length / 4);
-    for (const u of updates) {
-      const values = floatValues(u.buf, u.weights.initializers.find((i) => i.name === g.name)!);
-      const w = u.numExamples / total;
-      for (let i = 0; i < sum.length; i++) sum[i]! += values[i]! * w;
-    }
-    for (let i = 0; i < sum.length; i++) view.setFloat32(g.values.offset + 4 * i, sum[i]!, true);
+export class WeightedAverage {
+  readonly #sums = new Map<string, Float64Array>();
+  #total = 0;
+  #count = 0;
+
+  constructor(
+    readonly globalBuf: Uint8Array,
+    readonly global: ModelWeights,
+  ) {
+    for (const g of global.initializers) if (g.dataType === ONNX_FLOAT && g.values) this.#sums.set(g.name, new Float64Array(g.values.length / 4));
   }
-  return out;
+
+  add(buf: Uint8Array, weights: ModelWeights, numExamples: number): void {
+    if (!(numExamples > 0)) throw new Error('an update needs a positive number of examples');
+    const byName = new Map(weights.initializers.map((i) => [i.name, i]));
+    for (const [name, sum] of this.#sums) {
+      const values = floatValues(buf, byName.get(name)!);
+      for (let i = 0; i < sum.length; i++) sum[i]! += values[i]! * numExamples;
+    }
+    this.#total += numExamples;
+    this.#count++;
+  }
+
+  /** A copy of the global model's bytes with the averages in place of its float weights. */
+  result(): Uint8Array {
+    if (this.#count === 0) throw new Error('nothing to average: no update with examples');
+    const out = new Uint8Array(this.globalBuf); // a copy: a Buffer's slice() would share the global's bytes
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    for (const g of this.global.initializers) {
+      const sum = this.#sums.get(g.name);
+      if (!sum) continue;
+      for (let i = 0; i < sum.length; i++) view.setFloat32(g.values!.offset + 4 * i, sum[i]! / this.#total, true);
+    }
+    return out;
+  }
+}
+
+/** FedAvg of updates held at once (WeightedAverage one by one). */
+export function federatedAverage(globalBuf: Uint8Array, global: ModelWeights, updates: readonly WeightedUpdate[]): Uint8Array {
+  const avg = new WeightedAverage(globalBuf, global);
+  for (const u of updates) avg.add(u.buf, u.weights, u.numExamples);
+  return avg.result();
 }

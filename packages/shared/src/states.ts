@@ -10,6 +10,13 @@ export type JobState = (typeof JOB_STATES)[number];
 export const JOB_RUN_STATES = ['starting', 'running', 'succeeded', 'failed', 'canceled'] as const;
 export type JobRunState = (typeof JOB_RUN_STATES)[number];
 
+/**
+ * One attempt at a federated round: clients training, the updates averaged, too few good updates
+ * (the round is asked again), or the job ended while it ran.
+ */
+export const ROUND_STATES = ['running', 'aggregated', 'retried', 'canceled'] as const;
+export type RoundState = (typeof ROUND_STATES)[number];
+
 /** A job or a run that is over: it takes no more lines, metrics or outputs. */
 export const jobEnded = (state: JobState | JobRunState): boolean => state === 'succeeded' || state === 'failed' || state === 'canceled';
 

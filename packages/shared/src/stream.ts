@@ -4,7 +4,7 @@
 
 import type { HealthMessage, ReportedModel, ServingConfig } from './messages.js';
 import type { Labels } from './labels.js';
-import type { JobRunState, JobState } from './states.js';
+import type { JobRunState, JobState, RoundState } from './states.js';
 
 /** Something wrong with a device that the relay has seen and that only a person can fix. */
 export interface DeviceProblem {
@@ -69,7 +69,44 @@ export interface JobSummary {
   /** Latest and best value of each metric (best: lowest for names with loss/error, else highest). */
   metrics: Record<string, { latest: number; best: number; step: number | null }>;
   outputs: Array<{ rank: number; path: string; sha256: string; size: number }>;
-  model: { name: string; version: number } | null;
+  model: { name: string; version: number; deploymentId?: string } | null;
+  /** A federated job's settings and where it stands; null for other jobs. */
+  federated: FederatedSummary | null;
+}
+
+export interface FederatedSummary {
+  rounds: number;
+  minClients: number;
+  fraction: number;
+  strategy: 'fedavg' | 'fedprox';
+  proximalMu: number;
+  roundDeadlineMs: number;
+  initialModel: { name: string; version: number };
+  /** Rounds aggregated so far. */
+  completed: number;
+  /** Why no round runs now (too few clients), or null. */
+  waiting: string | null;
+}
+
+/** One attempt at a federated round. */
+export interface RoundSummary {
+  round: number;
+  attempt: number;
+  state: RoundState;
+  /** The clients asked, each with its run's rank. */
+  clients: Array<{ deviceId: string; rank: number }>;
+  /** The clients whose updates were averaged, with their weights. */
+  participants: Array<{ deviceId: string; numExamples: number }>;
+  dropped: Array<{ client: string; reason: string }>;
+  /** The participants' metrics, averaged weighted by their examples. */
+  metrics: Record<string, number>;
+  /** The model the round starts from, and the average it made. */
+  globalSha256: string;
+  resultSha256: string | null;
+  startedAt: string | null;
+  deadlineAt: string | null;
+  finishedAt: string | null;
+  error: string | null;
 }
 
 /** A change, as the relay publishes it (the stream adds `seq` and `ts`). */
@@ -91,6 +128,7 @@ export type FleetEvent =
   | { type: 'job.state'; jobId: string; state: JobState; error: string | null }
   | { type: 'job.run'; jobId: string; rank: number; target: string; state: JobRunState; exitCode: number | null; error: string | null }
   | { type: 'job.log'; jobId: string; lines: Array<{ seq: number; rank: number; ts: number; stream: string; text: string }> }
+  | { type: 'job.round'; jobId: string; round: RoundSummary }
   | { type: 'job.metric'; jobId: string; rank: number; points: Array<{ name: string; value: number; step: number | null }> };
 
 export interface FleetSnapshot {

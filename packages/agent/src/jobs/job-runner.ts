@@ -35,11 +35,14 @@ const KEEP_FINISHED = 50;
 export class JobRunner {
   readonly #opts: JobRunnerOptions;
   readonly #bundles: ArtifactCache;
+  /** Federated rounds' global models, fetched as bundles are (only the ones of this device's runs). */
+  readonly #globalModels: ArtifactCache;
   readonly #runs = new Map<string, Run>();
 
   constructor(opts: JobRunnerOptions) {
     this.#opts = opts;
     this.#bundles = new ArtifactCache(join(opts.dataDir, 'job-bundles'), () => opts.tls?.());
+    this.#globalModels = new ArtifactCache(join(opts.dataDir, 'job-models'), () => opts.tls?.());
   }
 
   get reported(): JobsReported {
@@ -57,6 +60,8 @@ export class JobRunner {
     }
     for (const a of desired.jobs) if (!this.#runs.has(`${a.jobId}:${a.rank}`)) background(this.#opts.log, `job ${a.jobId} rank ${a.rank}`, this.#start(a));
     this.#prune();
+    // A global model is one round's: those of rounds over go (a run copies its own before it starts).
+    background(this.#opts.log, 'removing old global models', this.#globalModels.prune(new Set(desired.jobs.flatMap((a) => (a.federated ? [a.federated.globalModelSha256] : [])))));
   }
 
   #update(key: string, report: JobRunReport): void {
@@ -80,6 +85,8 @@ export class JobRunner {
     try {
       this.#opts.report(this.reported);
       const bundle = await this.#bundles.ensure(`${this.#opts.relayUrl}/v1/artifacts/${a.bundleSha256}`, a.bundleSha256, auth);
+      const f = a.federated;
+      const globalModel = f && (await this.#globalModels.ensure(`${this.#opts.relayUrl}/v1/artifacts/${f.globalModelSha256}`, f.globalModelSha256, auth));
       const run = this.#runs.get(key)!;
       if (!run.assigned) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
       const started = await startJobRun({
@@ -92,6 +99,7 @@ export class JobRunner {
         env: a.env,
         dataDir,
         timeoutMs: a.timeoutMs,
+        ...(f && globalModel ? { federated: { globalModelFile: globalModel, round: f.round, proximalMu: f.proximalMu } } : {}),
         // A device's uplink is narrow: cap what one job may print.
         maxLinesPerSec: 200,
         maxLineBytes: 2048,

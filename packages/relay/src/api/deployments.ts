@@ -10,7 +10,7 @@ import { deploymentView } from '../fleet/views.js';
 import type { ApiDeps } from './server.js';
 import { ServingConfig } from '@outpost/shared';
 
-interface StrategyBody {
+export interface StrategyBody {
   kind?: 'all' | 'rolling';
   batch?: number | string;
   canary?: number;
@@ -31,6 +31,19 @@ export function toStrategy(b: StrategyBody): RolloutStrategy {
   };
 }
 
+/** A rollout's strategy in a request body (deploy, and a federated job's rollout of its result). */
+export const strategySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    kind: { type: 'string', enum: ['all', 'rolling'] },
+    batch: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^([1-9][0-9]?|100)%$' }] },
+    canary: { type: 'integer', minimum: 0 },
+    failureThreshold: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^([0-9][0-9]?|100)%$' }] },
+    healthWindowSeconds: { type: 'number', minimum: 0, maximum: 86400 },
+  },
+} as const;
+
 export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx } = deps;
 
@@ -48,17 +61,7 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
             version: { type: 'integer', minimum: 1 },
             devices: { type: 'array', items: DEVICE_REF, minItems: 1, maxItems: 10000 },
             selector: labelsSchema,
-            strategy: {
-              type: 'object',
-              additionalProperties: false,
-              properties: {
-                kind: { type: 'string', enum: ['all', 'rolling'] },
-                batch: { anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^([1-9][0-9]?|100)%$' }] },
-                canary: { type: 'integer', minimum: 0 },
-                failureThreshold: { anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: '^([0-9][0-9]?|100)%$' }] },
-                healthWindowSeconds: { type: 'number', minimum: 0, maximum: 86400 },
-              },
-            },
+            strategy: strategySchema,
             // Strict here (a typo is a 400); agents accept fields they do not know yet.
             serving: { ...ServingConfig, additionalProperties: false },
             allowEmpty: { type: 'boolean' },

@@ -5,8 +5,30 @@ import type { Readable } from 'node:stream';
 import { OutpostError, checkBundle } from '@outpost/shared';
 import type { DeviceCaller } from './auth.js';
 import { auditTarget } from './audit.js';
-import { MODEL_NAME_PATTERN, idParams } from './schemas.js';
+import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
+import { strategySchema, toStrategy, type StrategyBody } from './deployments.js';
+import type { FederatedRequest } from '../jobs/job-request.js';
+
+interface FederatedBody {
+  rounds: number;
+  minClients: number;
+  fraction?: number;
+  roundDeadlineSeconds?: number;
+  strategy?: 'fedavg' | 'fedprox';
+  proximalMu?: number;
+  maxAttempts?: number;
+  initialModel: { name: string; version?: number };
+  deploy?: { selector: Record<string, string>; strategy?: StrategyBody };
+}
+
+function toFederatedRequest({ roundDeadlineSeconds, deploy, ...rest }: FederatedBody): FederatedRequest {
+  return {
+    ...rest,
+    ...(roundDeadlineSeconds !== undefined ? { roundDeadlineMs: Math.round(roundDeadlineSeconds * 1000) } : {}),
+    ...(deploy ? { deploy: { selector: deploy.selector, ...(deploy.strategy ? { strategy: toStrategy(deploy.strategy) } : {}) } } : {}),
+  };
+}
 
 export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts, scheduler } = deps;
@@ -27,7 +49,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     }
   });
 
-  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; registerModel?: { name: string; output: string } } }>(
+  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; registerModel?: { name: string; output: string }; federated?: FederatedBody } }>(
     '/v1/jobs',
     {
       config: { access: 'deployer', audit: 'job.submit' },
@@ -50,19 +72,41 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
               additionalProperties: false,
               properties: { name: { type: 'string', pattern: MODEL_NAME_PATTERN }, output: { type: 'string', minLength: 1, maxLength: 512 } },
             },
+            federated: {
+              type: 'object',
+              required: ['rounds', 'minClients', 'initialModel'],
+              additionalProperties: false,
+              properties: {
+                rounds: { type: 'integer', minimum: 1, maximum: 10_000 },
+                minClients: { type: 'integer', minimum: 1, maximum: 10_000 },
+                fraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+                roundDeadlineSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 7 * 86400 },
+                strategy: { type: 'string', enum: ['fedavg', 'fedprox'] },
+                proximalMu: { type: 'number', minimum: 0, maximum: 1e6 },
+                maxAttempts: { type: 'integer', minimum: 1, maximum: 100 },
+                initialModel: {
+                  type: 'object',
+                  required: ['name'],
+                  additionalProperties: false,
+                  properties: { name: { type: 'string', pattern: MODEL_NAME_PATTERN }, version: { type: 'integer', minimum: 1 } },
+                },
+                deploy: { type: 'object', required: ['selector'], additionalProperties: false, properties: { selector: labelsSchema, strategy: strategySchema } },
+              },
+            },
           },
         },
       },
     },
     async (request, reply) => {
-      const { timeoutSeconds, ...rest } = request.body;
+      const { timeoutSeconds, federated, ...rest } = request.body;
+      if (federated?.deploy) checkLabels(federated.deploy.selector);
       for (const key of Object.keys(rest.env ?? {})) {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || key.startsWith('OUTPOST_')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--env ${key}: use a variable name that does not start with OUTPOST_`);
       }
       auditTarget(request, rest.target, { bundleSha256: rest.bundleSha256 });
-      const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}) });
+      const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}), ...(federated ? { federated: toFederatedRequest(federated) } : {}) });
       // The command, not its env: env values may be secrets.
-      auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}) });
+      auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}), ...(federated ? { federated: { rounds: federated.rounds, minClients: federated.minClients, initialModel: federated.initialModel.name } } : {}) });
       reply.status(201);
       return scheduler.summary(job.id);
     },

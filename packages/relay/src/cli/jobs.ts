@@ -11,6 +11,7 @@ import { CliError, note, print, printJson, table } from './output.js';
 import { parseDurationOption, parseNonNegativeInt } from './parse.js';
 import { UnsafeOutputPath, checkTarget, downloadOutput, outputFile, printablePath, type JobOutput } from './job-outputs.js';
 import { openUpload, uploadFile } from './upload.js';
+import { federatedBody, federatedOptions, printFederated, roundNotes, type FederatedFlags, type JobWithRounds } from './federated.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'canceled']);
 
@@ -31,8 +32,9 @@ interface LogLine {
  * Prints a job's logs from the start; with `follow`, until the job ends. Returns the job.
  * With `toStderr` (for --json) every line goes to stderr, keeping stdout for the JSON.
  */
-async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: boolean, toStderr = false): Promise<JobSummary> {
+async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: boolean, toStderr = false, onJob?: (j: JobWithRounds) => void): Promise<JobSummary> {
   let after = 0;
+  let polled = 0;
   const write = (lines: LogLine[]) => {
     for (const l of lines) {
       (toStderr || l.stream === 'stderr' ? process.stderr : process.stdout).write(`${multiRank ? `[${l.rank}] ` : ''}${l.text}\n`);
@@ -46,13 +48,20 @@ async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: 
     if (!follow || TERMINAL.has(page.state)) {
       // One more page: lines that arrived with the final state.
       write((await api.request<{ lines: LogLine[] }>('GET', `/v1/jobs/${id}/logs?after=${after}&limit=5000`)).lines);
-      return api.request<JobSummary>('GET', `/v1/jobs/${id}`);
+      const done = await api.request<JobWithRounds>('GET', `/v1/jobs/${id}`);
+      onJob?.(done);
+      return done;
+    }
+    // A federated job's rounds, looked at about once a second.
+    if (onJob && Date.now() - polled > 1000) {
+      polled = Date.now();
+      onJob(await api.request<JobWithRounds>('GET', `/v1/jobs/${id}`));
     }
     await new Promise((r) => setTimeout(r, 300));
   }
 }
 
-function printJob(j: JobSummary): void {
+function printJob(j: JobWithRounds): void {
   print(`${j.id}  ${j.state}  on ${j.target}${j.nodes > 1 ? ` (${j.nodes} nodes)` : ''}\ncommand  ${j.command}\ncreated  ${j.createdAt}${j.startedAt ? `  started ${j.startedAt}` : ''}${j.finishedAt ? `  finished ${j.finishedAt}` : ''}`);
   if (j.error) print(`error    ${j.error}`);
   if (j.runs.length) {
@@ -68,7 +77,8 @@ function printJob(j: JobSummary): void {
     print('\noutputs');
     print(table(['RANK', 'PATH', 'SIZE', 'SHA256'], j.outputs.map((o) => [o.rank, printablePath(o.path), formatBytes(o.size), o.sha256.slice(0, 16)])));
   }
-  if (j.model) print(`\nregistered model ${j.model.name}:${j.model.version}`);
+  printFederated(j);
+  if (j.model) print(`\nregistered model ${j.model.name}:${j.model.version}${j.model.deploymentId ? `, rolled out in ${j.model.deploymentId}` : ''}`);
 }
 
 export function jobsCommand(program: Command): void {
@@ -85,8 +95,8 @@ export function jobsCommand(program: Command): void {
     );
 
   clientOptions(
-    jobs
-      .command('submit')
+    federatedOptions(jobs
+      .command('submit'))
       .argument('<dir>', 'the folder to send (the bundle); the command runs inside it')
       .requiredOption('--target <target>', 'local, a device (id or name), or a selector k=v,... (with --nodes)')
       .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
@@ -97,18 +107,23 @@ export function jobsCommand(program: Command): void {
       .option('--register-model <name>', 'register an output file as the next version of this model')
       .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
       .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
-      .description('pack a folder and run a command from it on a target')
+      .description('pack a folder and run a command from it on a target, or rounds of federated training on devices')
       .addHelpText(
         'after',
         examples(
           'outpost-relay jobs submit examples/classifier --target local --command "node train.js" --register-model classifier --output model.onnx --follow',
           'outpost-relay jobs submit ./trainer --target site=lab --nodes 2 --dataset images --command "python3 train.py" --env EPOCHS=20 --timeout 30m',
+          'outpost-relay jobs submit examples/federated --federated --target pool=edge --rounds 5 --min-clients 2 --initial-model fed-classifier --dataset local --command "node train.js" --follow',
+          'outpost-relay jobs submit examples/federated --federated --target pool=edge --rounds 10 --min-clients 3 --fraction 0.5 --round-deadline 5m --strategy fedprox --proximal-mu 0.01 --initial-model fed-classifier:1 --dataset local --command "node train.js" --deploy-selector pool=edge --deploy-strategy rolling --deploy-batch 25%',
         ),
       ),
-  ).action(async (dir: string, opts: ClientOptions & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+  ).action(async (dir: string, opts: ClientOptions & FederatedFlags & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
-    if (Boolean(opts.registerModel) !== Boolean(opts.output)) throw new CliError('--register-model NAME and --output FILE go together');
+    const federated = federatedBody(opts);
+    // A federated job registers its averaged model.onnx: --output is not needed.
+    if (federated && opts.output && opts.output !== 'model.onnx') throw new CliError('a federated job registers its averaged model.onnx: drop --output');
+    if (!federated && Boolean(opts.registerModel) !== Boolean(opts.output)) throw new CliError('--register-model NAME and --output FILE go together');
     const api = relayApi(opts);
     const tmp = mkdtempSync(join(tmpdir(), 'outpost-bundle-'));
     let bundle: { sha256: string; size: number; files: number };
@@ -127,13 +142,14 @@ export function jobsCommand(program: Command): void {
       env: opts.env ?? {},
       ...(opts.dataset ? { dataset: opts.dataset } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
-      ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output } } : {}),
+      ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output ?? 'model.onnx' } } : {}),
+      ...(federated ? { federated } : {}),
     });
     if (!opts.follow) return opts.json ? printJson(job) : print(job.id);
     note(`job ${job.id} ${job.state} on ${job.target} (bundle ${formatBytes(bundle.size)}, ${bundle.files} files)`);
-    const done = await printLogs(api, job.id, true, opts.nodes > 1, opts.json);
+    const done = await printLogs(api, job.id, true, opts.nodes > 1 || Boolean(federated), opts.json, federated ? roundNotes() : undefined);
     if (opts.json) printJson(done);
-    else note(`job ${done.id} ${done.state}${done.error ? `: ${done.error}` : ''}${done.model ? `; registered ${done.model.name}:${done.model.version}` : ''}`);
+    else note(`job ${done.id} ${done.state}${done.error ? `: ${done.error}` : ''}${done.model ? `; registered ${done.model.name}:${done.model.version}${done.model.deploymentId ? ` and rolling it out (${done.model.deploymentId})` : ''}` : ''}`);
     if (done.state !== 'succeeded') process.exitCode = 1;
   });
 

@@ -1,5 +1,6 @@
 // Runs on devices: each device's desired job list (derived from the store's running jobs),
-// published retained on its `jobs` leaf and served at GET /v1/devices/me/jobs.
+// published retained on its `jobs` leaf and served at GET /v1/devices/me/jobs. A federated
+// client's run says which round it trains and from which global model.
 
 import { deviceTopic, jobEnded, type DesiredJobs } from '@outpost/shared';
 import type { FleetContext } from '../fleet/context.js';
@@ -16,8 +17,13 @@ export class DeviceJobs {
   async desiredFor(deviceId: string): Promise<DesiredJobs> {
     const jobs: DesiredJobs['jobs'] = [];
     for (const job of await this.#ctx.store.jobs.inState('running')) {
-      for (const r of job.runs) {
-        if (r.target !== deviceId || jobEnded(r.state)) continue;
+      const mine = job.runs.filter((r) => r.target === deviceId && !jobEnded(r.state));
+      if (mine.length === 0) continue;
+      // A federated client's run trains from its round's global model, for that round's deadline.
+      const rounds = job.spec.federated ? await this.#ctx.store.rounds.list(job.id) : [];
+      for (const r of mine) {
+        const round = rounds.find((x) => x.clients.some((c) => c.rank === r.rank));
+        if (job.spec.federated && !round) continue;
         jobs.push({
           jobId: job.id,
           rank: r.rank,
@@ -26,7 +32,11 @@ export class DeviceJobs {
           command: job.spec.command,
           env: job.spec.env,
           ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
-          ...(job.spec.timeoutMs ? { timeoutMs: job.spec.timeoutMs } : {}),
+          ...(job.spec.federated && round
+            ? { timeoutMs: Math.max(1, round.deadlineAt - this.#ctx.now()), federated: { round: round.round, globalModelSha256: round.globalSha256, proximalMu: job.spec.federated.proximalMu } }
+            : job.spec.timeoutMs
+              ? { timeoutMs: job.spec.timeoutMs }
+              : {}),
         });
       }
     }

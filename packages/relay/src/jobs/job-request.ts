@@ -2,13 +2,16 @@
 // bundle exists, the target parses and can run it now (attached, consenting, with the dataset),
 // the model to register and its output path are sane. Each refusal names its fix.
 
+import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
-import { OutpostError, parseLabels } from '@outpost/shared';
+import { ONNX_FLOAT, OutpostError, parseLabels, readModelWeights, type Labels } from '@outpost/shared';
 import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import type { FleetContext } from '../fleet/context.js';
 import { matchesSelector } from '../fleet/deployments.js';
 import { requireDevice } from '../fleet/devices.js';
-import type { JobSpec, JobTarget } from '../store/records.js';
+import type { FederatedSpec, JobSpec, JobTarget, RolloutStrategy } from '../store/records.js';
+import { modelNotFound } from '../fleet/model-lookup.js';
+import { UPDATE_FILE } from '../federated/federated-rounds.js';
 import { trainingProblem } from './job-queue.js';
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -22,7 +25,24 @@ export interface SubmitRequest {
   dataset?: string;
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
+  federated?: FederatedRequest;
 }
+
+/** A federated job's settings as asked; checkFederated fills in the defaults. */
+export interface FederatedRequest {
+  rounds: number;
+  minClients: number;
+  fraction?: number;
+  roundDeadlineMs?: number;
+  strategy?: 'fedavg' | 'fedprox';
+  proximalMu?: number;
+  maxAttempts?: number;
+  initialModel: { name: string; version?: number };
+  deploy?: { selector: Labels; strategy?: RolloutStrategy };
+}
+
+/** Flower's defaults where it has them (fraction 1); a round gets ten minutes. */
+const FEDERATED_DEFAULTS = { fraction: 1, roundDeadlineMs: 10 * 60_000, maxAttempts: 3 };
 
 export interface JobRequestContext {
   ctx: FleetContext;
@@ -46,8 +66,10 @@ export async function checkJobRequest({ ctx, artifacts, localDatasets }: JobRequ
   if (bundleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no bundle ${req.bundleSha256}: upload it first (POST /v1/bundles)`);
   if (!req.command.trim()) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a job needs a command (--command "...")');
   const target = parseTarget(req.target);
-  const nodes = req.nodes ?? 1;
-  if (target.kind !== 'selector' && nodes !== 1) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--nodes ${nodes} needs a selector target (k=v,...), not ${req.target}`);
+  const federated = req.federated ? await checkFederated(ctx, artifacts, req, target) : undefined;
+  // A federated job needs its minimum of clients able to train, as an N-node job its N.
+  const nodes = federated ? federated.minClients : (req.nodes ?? 1);
+  if (!federated && target.kind !== 'selector' && nodes !== 1) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--nodes ${nodes} needs a selector target (k=v,...), not ${req.target}`);
   let registerModel = req.registerModel;
   if (registerModel) {
     if (!MODEL_NAME.test(registerModel.name)) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `"${registerModel.name}" is not a model name`);
@@ -76,11 +98,49 @@ export async function checkJobRequest({ ctx, artifacts, localDatasets }: JobRequ
     bundleSha256: req.bundleSha256,
     bundleSize,
     target,
-    nodes,
+    nodes: federated ? 1 : nodes,
     command: req.command,
     env: req.env ?? {},
     ...(req.dataset ? { dataset: req.dataset } : {}),
     ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     ...(registerModel ? { registerModel } : {}),
+    ...(federated ? { federated } : {}),
+  };
+}
+
+/**
+ * A federated job: on devices by selector, from a model version whose weights the relay can read
+ * and average, with settings that can be met. Registering the result keeps its model.onnx.
+ */
+async function checkFederated(ctx: FleetContext, artifacts: ArtifactStore, req: SubmitRequest, target: JobTarget): Promise<FederatedSpec> {
+  const f = req.federated!;
+  if (target.kind !== 'selector') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `a federated job trains on devices chosen by labels: give --target k=v,... (not ${req.target})`);
+  if (req.nodes !== undefined && req.nodes !== 1) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a federated job asks --min-clients devices each round, not --nodes');
+  if (req.registerModel && req.registerModel.output !== UPDATE_FILE) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `a federated job registers its averaged ${UPDATE_FILE}: drop --output ${req.registerModel.output}`);
+  const strategy = f.strategy ?? 'fedavg';
+  const proximalMu = f.proximalMu ?? 0;
+  if (strategy === 'fedprox' && !(proximalMu > 0)) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'FedProx needs its proximal term: add --proximal-mu MU (e.g. 0.01)');
+  if (strategy === 'fedavg' && proximalMu > 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--proximal-mu ${proximalMu} is FedProx's: add --strategy fedprox`);
+  if (f.deploy && Object.keys(f.deploy.selector).length === 0) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a rollout of the result needs a selector with at least one label (--deploy-selector k=v)');
+  const model = f.initialModel.version === undefined ? await ctx.store.models.get(f.initialModel.name) : await ctx.store.models.get(f.initialModel.name, f.initialModel.version);
+  const named = `${f.initialModel.name}${f.initialModel.version === undefined ? '' : `:${f.initialModel.version}`}`;
+  if (!model) throw await modelNotFound(ctx, f.initialModel.name, f.initialModel.version, `push the initial model first (outpost-relay models push FILE --name ${f.initialModel.name})`);
+  let weights;
+  try {
+    weights = readModelWeights(await readFile(artifacts.path(model.sha256)));
+  } catch (err) {
+    throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', `the weights of ${named} cannot be read for averaging: ${(err as Error).message}`);
+  }
+  if (!weights.initializers.some((i) => i.dataType === ONNX_FLOAT)) throw new OutpostError('OUTPOST_ERR_MODEL_INVALID', `${named} has no float weights (initializers) to train and average`);
+  return {
+    rounds: f.rounds,
+    minClients: f.minClients,
+    fraction: f.fraction ?? FEDERATED_DEFAULTS.fraction,
+    roundDeadlineMs: f.roundDeadlineMs ?? FEDERATED_DEFAULTS.roundDeadlineMs,
+    strategy,
+    proximalMu,
+    maxAttempts: f.maxAttempts ?? FEDERATED_DEFAULTS.maxAttempts,
+    initialModel: { name: model.name, version: model.version, sha256: model.sha256 },
+    ...(f.deploy ? { deploy: f.deploy } : {}),
   };
 }

@@ -1,7 +1,7 @@
 // How jobs look in API answers and on the stream.
 
-import { lowerIsBetter, type JobSummary } from '@outpost/shared';
-import type { JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
+import { lowerIsBetter, type FederatedSummary, type JobSummary, type RoundSummary } from '@outpost/shared';
+import type { FederatedRoundRecord, JobOutputRecord, JobRecord, JobTarget } from '../store/records.js';
 import type { Store } from '../store/store.js';
 
 export type MetricSummaryRow = Awaited<ReturnType<Store['jobs']['metricSummary']>>[number];
@@ -23,7 +23,42 @@ export function summarizeMetrics(rows: MetricSummaryRow[]): JobSummary['metrics'
   return out;
 }
 
-export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobOutputRecord[]): JobSummary {
+export function roundView(r: FederatedRoundRecord): RoundSummary {
+  return {
+    round: r.round,
+    attempt: r.attempt,
+    state: r.state,
+    clients: r.clients,
+    participants: r.participants,
+    dropped: r.dropped,
+    metrics: r.metrics,
+    globalSha256: r.globalSha256,
+    resultSha256: r.resultSha256,
+    startedAt: iso(r.startedAt),
+    deadlineAt: iso(r.deadlineAt),
+    finishedAt: iso(r.finishedAt),
+    error: r.error,
+  };
+}
+
+/** A federated job's settings, and how far it got: rounds aggregated, why none runs now. */
+export function federatedView(j: JobRecord, rounds: readonly FederatedRoundRecord[], waiting: string | null): FederatedSummary | null {
+  const f = j.spec.federated;
+  if (!f) return null;
+  return {
+    rounds: f.rounds,
+    minClients: f.minClients,
+    fraction: f.fraction,
+    strategy: f.strategy,
+    proximalMu: f.proximalMu,
+    roundDeadlineMs: f.roundDeadlineMs,
+    initialModel: { name: f.initialModel.name, version: f.initialModel.version },
+    completed: rounds.filter((r) => r.state === 'aggregated').length,
+    waiting,
+  };
+}
+
+export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobOutputRecord[], federated: FederatedSummary | null = federatedView(j, [], null)): JobSummary {
   return {
     id: j.id,
     state: j.state,
@@ -38,5 +73,6 @@ export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobO
     metrics: summarizeMetrics(metrics),
     outputs,
     model: j.model,
+    federated,
   };
 }

@@ -20,13 +20,15 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { DeferredWrites } from './deferred-writes.js';
 import type { FleetContext } from '../fleet/context.js';
 import type { JobRecord, JobState } from '../store/records.js';
-import { jobView, summarizeMetrics, describeTarget } from './job-views.js';
+import { jobView, roundView, summarizeMetrics, describeTarget } from './job-views.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
 import { placeQueued } from './job-queue.js';
 import { checkJobRequest, type SubmitRequest } from './job-request.js';
 import { DeviceJobs } from './device-jobs.js';
 import { LocalRuns } from './local-runs.js';
 import { registerModelVersion } from '../fleet/model-registration.js';
+import { FederatedRounds } from '../federated/federated-rounds.js';
+import { federatedView } from './job-views.js';
 
 
 export interface SchedulerOptions {
@@ -46,6 +48,7 @@ export class JobScheduler {
   readonly #ctx: FleetContext;
   readonly #local: LocalRuns;
   readonly #devices: DeviceJobs;
+  readonly #federated: FederatedRounds;
   readonly #watchdogs = new Map<string, NodeJS.Timeout>();
   readonly #ingest: RunIngest;
   readonly #deferred: DeferredWrites;
@@ -75,8 +78,16 @@ export class JobScheduler {
       settled: (jobId, rank) => this.#ingest.settled(jobId, rank),
       output: (jobId, rank, path, body) => this.addOutput('local', jobId, rank, path, body),
     });
+    this.#federated = new FederatedRounds({
+      ctx: opts.ctx,
+      artifacts: opts.artifacts,
+      publish: (deviceId) => this.#devices.publish(deviceId),
+      runUpdate: (jobId, rank, state, error) => this.#runUpdate(jobId, rank, state, null, error),
+      end: (job, state, error) => this.#endJob(job, state, error),
+    });
     // A device came online, or changed labels or capabilities; a job was queued or ended (here
-    // or, with several relays, on another): queued jobs may fit now.
+    // or, with several relays, on another): queued jobs may fit now, and federated rounds
+    // waiting for clients may start.
     opts.ctx.events.on((e) => {
       if (e.type === 'device.status' || e.type === 'device.updated' || e.type === 'job.created' || e.type === 'job.state') this.tick();
     });
@@ -94,6 +105,7 @@ export class JobScheduler {
     }
     await this.republish();
     this.#started = true;
+    await this.#federated.resume();
     this.tick();
   }
 
@@ -105,7 +117,8 @@ export class JobScheduler {
   async summary(id: string) {
     const { store } = this.#ctx;
     const job = await this.require(id);
-    return jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id));
+    const rounds = job.spec.federated ? await store.rounds.list(id) : [];
+    return { ...jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id), federatedView(job, rounds, this.#federated.waiting(id))), ...(job.spec.federated ? { rounds: rounds.map(roundView) } : {}) };
   }
 
   async require(id: string): Promise<JobRecord> {
@@ -158,8 +171,19 @@ export class JobScheduler {
     const { store } = this.#ctx;
     // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
     const queued = await store.jobs.inState('queued');
+    this.#federated.devicesChanged();
     if (queued.length === 0) return;
-    for (const { job, targets } of placeQueued(queued, await store.jobs.busyTargets(), await store.devices.list())) {
+    // A federated job runs at once: its rounds wait for clients themselves (federated-rounds.ts).
+    for (const job of queued.filter((j) => j.spec.federated)) {
+      if (this.#closed || !this.#started) return;
+      const started = await this.#claim(job, []);
+      if (!started) continue;
+      this.#ctx.events.emit({ type: 'job.state', jobId: job.id, state: 'running', error: null });
+      this.#ctx.log.info({ jobId: job.id, rounds: job.spec.federated!.rounds }, 'federated job started');
+      this.#armWatchdog(started);
+      this.#federated.advance(job.id);
+    }
+    for (const { job, targets } of placeQueued(queued.filter((j) => !j.spec.federated), await store.jobs.busyTargets(), await store.devices.list())) {
       if (this.#closed || !this.#started) return;
       const started = await this.#claim(job, targets);
       if (started) background(this.#ctx.log, `starting job ${job.id}`, this.#start(started, targets));
@@ -171,7 +195,7 @@ export class JobScheduler {
     const now = this.#ctx.now();
     return this.#ctx.store.transaction(async (tx) => {
       if ((await tx.jobs.get(job.id))?.state !== 'queued') return undefined;
-      await tx.jobs.addRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
+      if (targets.length) await tx.jobs.addRuns(job.id, targets.map((target, rank) => ({ rank, target })), now);
       await tx.jobs.setState(job.id, 'running', now);
       return tx.jobs.get(job.id);
     });
@@ -232,6 +256,12 @@ export class JobScheduler {
     const job = (await store.jobs.get(jobId))!;
     const run = job.runs.find((r) => r.rank === rank)!;
     events.emit({ type: 'job.run', jobId, rank, target: run.target, state, exitCode, error });
+    // A federated client's run ends its part of a round, not the job.
+    if (job.spec.federated) {
+      if (job.state === 'running') this.#federated.advance(jobId);
+      else if (job.runs.every((r) => jobEnded(r.state))) this.tick();
+      return;
+    }
     if (job.state !== 'running') {
       if (job.runs.every((r) => jobEnded(r.state))) this.tick();
       return;
@@ -298,6 +328,7 @@ export class JobScheduler {
     this.#watchdogs.delete(job.id);
     events.emit({ type: 'job.state', jobId: job.id, state, error });
     log.info({ jobId: job.id, state, error }, 'job ended');
+    if (current.spec.federated) await this.#federated.ended(job.id, state, error);
     for (const r of current.runs) {
       if (jobEnded(r.state)) continue;
       if (r.target === 'local') this.#local.cancel(job.id, r.rank, state === 'canceled' ? 'canceled' : (error ?? state));
@@ -344,6 +375,7 @@ export class JobScheduler {
     await this.#passing.catch(() => {});
     for (const t of this.#watchdogs.values()) clearTimeout(t);
     this.#watchdogs.clear();
+    await this.#federated.stop();
     await this.#local.endAll('the relay running it stopped leading the workspace');
   }
 
@@ -354,6 +386,7 @@ export class JobScheduler {
     // A pass under way claims nothing more once closed; what it claimed is recorded below.
     await this.#passing.catch(() => {});
     this.#deferred.close();
+    await this.#federated.stop();
     for (const t of this.#watchdogs.values()) clearTimeout(t);
     await this.#local.endAll('the relay shut down while this run was going');
   }

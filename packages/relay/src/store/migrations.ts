@@ -135,6 +135,18 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER audit_log_append_only BEFORE UPDATE ON audit_log
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
   `,
+  // Federated jobs: each attempt at each round, with the global model it started from and the
+  // average it made (both artifacts), who was asked, who counted and who was dropped, and why.
+  `
+  CREATE TABLE federated_rounds (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, round INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    state TEXT NOT NULL, global_sha256 TEXT NOT NULL, result_sha256 TEXT, clients TEXT NOT NULL, participants TEXT NOT NULL,
+    dropped TEXT NOT NULL, metrics TEXT NOT NULL, started_at INTEGER NOT NULL, deadline_at INTEGER NOT NULL,
+    finished_at INTEGER, error TEXT, PRIMARY KEY (job_id, round, attempt)
+  );
+  CREATE INDEX federated_rounds_global ON federated_rounds (global_sha256);
+  CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
+  `,
 ];
 
 /** The version a database migrated by this relay is at (its `user_version`). */

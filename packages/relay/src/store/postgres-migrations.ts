@@ -122,6 +122,17 @@ export const POSTGRES_MIGRATIONS: string[] = [
   INSERT INTO stream_head VALUES (1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
   CREATE TABLE stream_events (seq BIGINT PRIMARY KEY, origin ${T} NOT NULL, message JSON NOT NULL);
   `,
+  // Federated jobs: each attempt at each round (migrations.ts says what the columns hold).
+  `
+  CREATE TABLE federated_rounds (
+    job_id ${T} NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, round BIGINT NOT NULL, attempt BIGINT NOT NULL,
+    state ${T} NOT NULL, global_sha256 ${T} NOT NULL, result_sha256 ${T}, clients JSON NOT NULL, participants JSON NOT NULL,
+    dropped JSON NOT NULL, metrics JSON NOT NULL, started_at BIGINT NOT NULL, deadline_at BIGINT NOT NULL,
+    finished_at BIGINT, error ${T}, PRIMARY KEY (job_id, round, attempt)
+  );
+  CREATE INDEX federated_rounds_global ON federated_rounds (global_sha256);
+  CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
+  `,
 ];
 
 /** Held while migrating, so that two relays opening one database at once take turns. */

@@ -16,7 +16,7 @@
 // as committed.
 
 import { Scope } from './scope.js';
-import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
+import { ROUND_COLUMNS, roundValues, toActor, toApiToken, toRound, type ApiTokenRow, type AuditActorColumns, type RoundRow } from './rows.js';
 import { RepositoryStore } from './repository-store.js';
 import pg from 'pg';
 import type { HealthMessage, Labels, Logger, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
@@ -31,6 +31,7 @@ import type {
   EnrollmentRepository,
   HealthRepository,
   JobRepository,
+  RoundRepository,
   ModelRepository,
   NewDeployment,
   Repositories,
@@ -213,7 +214,7 @@ interface JobRow {
   started_at: number | null;
   finished_at: number | null;
   error: string | null;
-  model: { name: string; version: number } | null;
+  model: { name: string; version: number; deploymentId?: string } | null;
 }
 
 interface RunRow {
@@ -615,7 +616,7 @@ function artifactRefs(db: Db): ArtifactReferences {
   return {
     async referenced(sha256) {
       const r = await db.one(
-        "SELECT 1 FROM models WHERE sha256 = $1 OR sample_sha256 = $1 UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = $1 UNION ALL SELECT 1 FROM jobs WHERE spec ->> 'bundleSha256' = $1 LIMIT 1",
+        "SELECT 1 FROM models WHERE sha256 = $1 OR sample_sha256 = $1 UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = $1 UNION ALL SELECT 1 FROM jobs WHERE spec ->> 'bundleSha256' = $1 UNION ALL SELECT 1 FROM federated_rounds WHERE global_sha256 = $1 OR result_sha256 = $1 LIMIT 1",
         [sha256],
       );
       return r !== undefined;
@@ -626,6 +627,7 @@ function artifactRefs(db: Db): ArtifactReferences {
         `SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE r.device_id = $1 AND d.sha256 = $2
          UNION ALL SELECT 1 FROM jobs j JOIN job_runs r ON r.job_id = j.id WHERE r.target = $1 AND j.spec ->> 'bundleSha256' = $2
          UNION ALL SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id JOIN models m ON m.name = d.model AND m.version = d.version WHERE r.device_id = $1 AND m.sample_sha256 = $2
+         UNION ALL SELECT 1 FROM federated_rounds f JOIN job_runs r ON r.job_id = f.job_id WHERE r.target = $1 AND f.global_sha256 = $2
          LIMIT 1`,
         [deviceId, sha256],
       );
@@ -872,6 +874,21 @@ function jobs(db: Db): JobRepository {
   };
 }
 
+// ---------------------------------------------------------------- federated rounds
+
+function rounds(db: Db): RoundRepository {
+  const values = ROUND_COLUMNS.split(',').map((_, i) => `$${i + 1}`).join(', ');
+  const updates = ROUND_COLUMNS.split(', ').slice(3).map((c) => `${c} = excluded.${c}`).join(', ');
+  return {
+    async put(r) {
+      await db.run(`INSERT INTO federated_rounds (${ROUND_COLUMNS}) VALUES (${values}) ON CONFLICT (job_id, round, attempt) DO UPDATE SET ${updates}`, roundValues(r));
+    },
+    async list(jobId) {
+      return (await db.rows<RoundRow>('SELECT * FROM federated_rounds WHERE job_id = $1 ORDER BY round, attempt', [jobId])).map((r) => toRound(r));
+    },
+  };
+}
+
 // ---------------------------------------------------------------- audit
 
 function audit(db: Db): AuditRepository {
@@ -911,6 +928,7 @@ function repositories(db: Db): Repositories {
     artifactRefs: artifactRefs(db),
     health: health(db),
     jobs: jobs(db),
+    rounds: rounds(db),
     audit: audit(db),
   };
 }

@@ -1,6 +1,6 @@
 // The records the relay keeps. The store interface and its implementations speak these.
 
-import type { HealthMessage, JobRunState, JobState, Labels, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
+import type { HealthMessage, JobRunState, JobState, Labels, RoundState, ModelSignature, ModelState, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import type { Role } from '../auth/roles.js';
 
 export interface DeviceRecord {
@@ -150,9 +150,44 @@ export interface JobSpec {
   dataset?: string;
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
+  /** A federated job: rounds of training on the selected devices, averaged on the relay. */
+  federated?: FederatedSpec;
 }
 
-export type { JobRunState, JobState } from '@outpost/shared';
+export interface FederatedSpec {
+  rounds: number;
+  minClients: number;
+  /** Share of the available clients a round asks (Flower's fraction_fit). */
+  fraction: number;
+  roundDeadlineMs: number;
+  strategy: 'fedavg' | 'fedprox';
+  proximalMu: number;
+  initialModel: { name: string; version: number; sha256: string };
+  /** Tries of one round with too few good updates before the job fails. */
+  maxAttempts: number;
+  /** A staged rollout of the final model, made when the job succeeds. */
+  deploy?: { selector: Labels; strategy?: RolloutStrategy };
+}
+
+export type { JobRunState, JobState, RoundState } from '@outpost/shared';
+
+/** One attempt at a federated round (the `federated_rounds` table). */
+export interface FederatedRoundRecord {
+  jobId: string;
+  round: number;
+  attempt: number;
+  state: RoundState;
+  globalSha256: string;
+  resultSha256: string | null;
+  clients: Array<{ deviceId: string; rank: number }>;
+  participants: Array<{ deviceId: string; numExamples: number }>;
+  dropped: Array<{ client: string; reason: string }>;
+  metrics: Record<string, number>;
+  startedAt: number;
+  deadlineAt: number;
+  finishedAt: number | null;
+  error: string | null;
+}
 
 export interface JobRunRecord {
   rank: number;
@@ -174,7 +209,8 @@ export interface JobRecord {
   startedAt: number | null;
   finishedAt: number | null;
   error: string | null;
-  model: { name: string; version: number } | null;
+  /** The model version the job registered, and the rollout it started (federated jobs with a deploy selector). */
+  model: { name: string; version: number; deploymentId?: string } | null;
   runs: JobRunRecord[];
 }
 
@@ -205,6 +241,8 @@ export interface ModelLineage {
   jobId: string;
   target: string;
   metrics: Record<string, { latest: number; best: number }>;
+  /** A federated job's: the rounds averaged, the devices whose updates counted, the model it began from. */
+  federated?: { rounds: number; participants: string[]; initialModel: { name: string; version: number } };
 }
 
 export interface ApiTokenRecord {

@@ -2,7 +2,7 @@
 // An engine adds how it runs a transaction and how it closes.
 
 import { Scope } from './scope.js';
-import type { ApiTokenRepository, ArtifactReferences, AuditRepository, DeploymentRepository, DeviceRepository, EnrollmentRepository, HealthRepository, JobRepository, ModelRepository, Repositories, Store } from './store.js';
+import type { ApiTokenRepository, ArtifactReferences, AuditRepository, DeploymentRepository, DeviceRepository, EnrollmentRepository, HealthRepository, JobRepository, ModelRepository, Repositories, RoundRepository, Store } from './store.js';
 
 export abstract class RepositoryStore implements Store {
   abstract readonly kind: Store['kind'];
@@ -14,10 +14,11 @@ export abstract class RepositoryStore implements Store {
   readonly artifactRefs: ArtifactReferences;
   readonly health: HealthRepository;
   readonly jobs: JobRepository;
+  readonly rounds: RoundRepository;
   readonly audit: AuditRepository;
 
   constructor(repos: Repositories) {
-    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, audit: this.audit } = repos);
+    ({ tokens: this.tokens, enrollment: this.enrollment, devices: this.devices, models: this.models, deployments: this.deployments, artifactRefs: this.artifactRefs, health: this.health, jobs: this.jobs, rounds: this.rounds, audit: this.audit } = repos);
   }
 
   abstract transaction<T>(work: (tx: Repositories) => Promise<T>): Promise<T>;

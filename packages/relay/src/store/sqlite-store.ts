@@ -5,7 +5,7 @@
 
 import { KeyedMutex } from './keyed-mutex.js';
 import { Scope } from './scope.js';
-import { toActor, toApiToken, type ApiTokenRow, type AuditActorColumns } from './rows.js';
+import { ROUND_COLUMNS, roundValues, toActor, toApiToken, toRound, type ApiTokenRow, type AuditActorColumns, type RoundRow } from './rows.js';
 import Database from 'better-sqlite3';
 import type { HealthMessage, Labels, ModelSignature, ReportedState, SelfTestResult, ServingConfig } from '@outpost/shared';
 import { migrate } from './migrations.js';
@@ -28,6 +28,7 @@ import type {
   JobLogLine,
   JobMetricRecord,
   JobOutputRecord,
+  FederatedRoundRecord,
   JobRecord,
   JobRunRecord,
   JobSpec,
@@ -215,7 +216,7 @@ class SqliteEngine {
         `SELECT r.device_id, d.id, d.version, d.state AS deployment_state, r.state FROM deployments d JOIN rollouts r ON r.deployment_id = d.id WHERE d.model = ? AND d.state != 'rolled-back' AND r.state IN (${[...MEMBER_STATES, 'waiting'].map((x) => `'${x}'`).join(', ')}) AND ${VERSION_EXISTS} ORDER BY d.seq DESC`,
       ),
       artifactReferenced: db.prepare(
-        "SELECT 1 FROM models WHERE sha256 = ? OR sample_sha256 = ? UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = ? UNION ALL SELECT 1 FROM jobs WHERE json_extract(spec, '$.bundleSha256') = ? LIMIT 1",
+        "SELECT 1 FROM models WHERE sha256 = ? OR sample_sha256 = ? UNION ALL SELECT 1 FROM job_outputs WHERE sha256 = ? UNION ALL SELECT 1 FROM jobs WHERE json_extract(spec, '$.bundleSha256') = ? UNION ALL SELECT 1 FROM federated_rounds WHERE global_sha256 = ? OR result_sha256 = ? LIMIT 1",
       ),
       listModels: db.prepare(
         'SELECT name, max(version) AS latest, count(*) AS versions, max(created_at) AS updated FROM models GROUP BY name ORDER BY name',
@@ -261,6 +262,8 @@ class SqliteEngine {
       // A version's sample goes with it: a device may fetch the sample of a version deployed to it.
       mayFetchSample: db.prepare('SELECT 1 FROM deployments d JOIN rollouts r ON r.deployment_id = d.id JOIN models m ON m.name = d.model AND m.version = d.version WHERE r.device_id = ? AND m.sample_sha256 = ? LIMIT 1'),
       mayFetchBundle: db.prepare("SELECT 1 FROM jobs j JOIN job_runs r ON r.job_id = j.id WHERE r.target = ? AND json_extract(j.spec, '$.bundleSha256') = ? LIMIT 1"),
+      // A federated job's global models go to the devices that are its clients.
+      mayFetchGlobalModel: db.prepare('SELECT 1 FROM federated_rounds f JOIN job_runs r ON r.job_id = f.job_id WHERE r.target = ? AND f.global_sha256 = ? LIMIT 1'),
       setAttached: db.prepare('UPDATE devices SET training_attached = ? WHERE id = ?'),
       setCapabilities: db.prepare('UPDATE devices SET accepts_training = ?, datasets = ? WHERE id = ?'),
       addJob: db.prepare("INSERT INTO jobs (id, state, spec, created_at) VALUES (?, 'queued', ?, ?)"),
@@ -289,6 +292,8 @@ class SqliteEngine {
       countRunOutputs: db.prepare('SELECT count(*) AS n FROM job_outputs WHERE job_id = ? AND rank = ?'),
       addOutput: db.prepare('INSERT OR REPLACE INTO job_outputs (job_id, rank, path, sha256, size) VALUES (?, ?, ?, ?, ?)'),
       outputs: db.prepare('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = ? ORDER BY rank, path'),
+      putRound: db.prepare(`INSERT OR REPLACE INTO federated_rounds (${ROUND_COLUMNS}) VALUES (${ROUND_COLUMNS.split(',').map(() => '?').join(', ')})`),
+      listRounds: db.prepare('SELECT * FROM federated_rounds WHERE job_id = ? ORDER BY round, attempt'),
       busy: db.prepare("SELECT DISTINCT r.target FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'running' AND r.state IN ('starting', 'running')"),
     };
   }
@@ -452,7 +457,7 @@ class SqliteEngine {
   }
 
   artifactReferenced(sha256: string): boolean {
-    return this.#stmt.artifactReferenced.get(sha256, sha256, sha256, sha256) !== undefined;
+    return this.#stmt.artifactReferenced.get(sha256, sha256, sha256, sha256, sha256, sha256) !== undefined;
   }
 
   createDeployment(d: NewDeployment, at: number): DeploymentRecord {
@@ -532,7 +537,7 @@ class SqliteEngine {
   }
 
   deviceMayFetch(deviceId: string, sha256: string): boolean {
-    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchBundle.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchSample.get(deviceId, sha256) !== undefined;
+    return this.#stmt.mayFetch.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchBundle.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchSample.get(deviceId, sha256) !== undefined || this.#stmt.mayFetchGlobalModel.get(deviceId, sha256) !== undefined;
   }
 
   setDeviceTrainingAttached(id: string, attached: boolean): void {
@@ -584,7 +589,7 @@ class SqliteEngine {
     this.#stmt.setJobState.run(state, state, at, state, at, error, id);
   }
 
-  setJobModel(id: string, model: { name: string; version: number }): void {
+  setJobModel(id: string, model: { name: string; version: number; deploymentId?: string }): void {
     this.#stmt.setJobModel.run(JSON.stringify(model), id);
   }
 
@@ -641,6 +646,14 @@ class SqliteEngine {
 
   jobOutputs(jobId: string): JobOutputRecord[] {
     return this.#stmt.outputs.all(jobId) as JobOutputRecord[];
+  }
+
+  putRound(r: FederatedRoundRecord): void {
+    this.#stmt.putRound.run(...roundValues(r));
+  }
+
+  listRounds(jobId: string): FederatedRoundRecord[] {
+    return (this.#stmt.listRounds.all(jobId) as RoundRow[]).map((r) => toRound(r));
   }
 
   busyTargets(): Set<string> {
@@ -806,6 +819,10 @@ function repositories(e: SqliteEngine): SyncRepositories {
       addOutput: (jobId, output) => e.addJobOutput(jobId, output),
       outputs: (jobId) => e.jobOutputs(jobId),
       busyTargets: () => e.busyTargets(),
+    },
+    rounds: {
+      put: (r) => e.putRound(r),
+      list: (jobId) => e.listRounds(jobId),
     },
     audit: {
       append: (entry, keep) => e.appendAudit(entry, keep),

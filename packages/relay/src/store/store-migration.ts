@@ -41,6 +41,7 @@ export const MIGRATED_TABLES = [
   'job_logs',
   'job_metrics',
   'job_outputs',
+  'federated_rounds',
   'audit_log',
 ] as const;
 

@@ -18,6 +18,7 @@ import type {
   JobLogLine,
   JobMetricRecord,
   JobOutputRecord,
+  FederatedRoundRecord,
   JobRecord,
   JobSpec,
   JobRunState,
@@ -174,7 +175,7 @@ export interface JobRepository {
   /** Oldest first. */
   inState(state: JobState): Promise<JobRecord[]>;
   setState(id: string, state: JobState, at: number, error?: string | null): Promise<void>;
-  setModel(id: string, model: { name: string; version: number }): Promise<void>;
+  setModel(id: string, model: { name: string; version: number; deploymentId?: string }): Promise<void>;
   addRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): Promise<void>;
   /** False when the run was in that state already (or does not exist). */
   setRunState(jobId: string, rank: number, state: JobRunState, at: number, exitCode?: number | null, error?: string | null): Promise<boolean>;
@@ -191,6 +192,14 @@ export interface JobRepository {
   outputs(jobId: string): Promise<JobOutputRecord[]>;
   /** Device ids with a run of a running job, for the scheduler. */
   busyTargets(): Promise<Set<string>>;
+}
+
+/** Each attempt at each round of a federated job. */
+export interface RoundRepository {
+  /** Writes an attempt, new or changed (keyed by job, round and attempt). */
+  put(r: FederatedRoundRecord): Promise<void>;
+  /** A job's attempts, in round and attempt order. */
+  list(jobId: string): Promise<FederatedRoundRecord[]>;
 }
 
 /** Append-only: no entry is changed or deleted, except the oldest past `keep`. */
@@ -211,6 +220,7 @@ export interface Repositories {
   readonly artifactRefs: ArtifactReferences;
   readonly health: HealthRepository;
   readonly jobs: JobRepository;
+  readonly rounds: RoundRepository;
   readonly audit: AuditRepository;
 }
 
