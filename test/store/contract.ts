@@ -611,6 +611,48 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.equal(await store.artifactRefs.deviceMayFetch('dev_a', sha(99)), false);
   });
 
+  // ---------------------------------------------------------------- federated rounds
+
+  test('rounds: put writes an attempt, again updates it; list in round and attempt order', async (t, store) => {
+    await store.jobs.create('job_f', jobSpec({ target: { kind: 'selector', selector: { pool: 'a' } } }), 1_000);
+    const attempt = (round: number, n: number) => ({
+      jobId: 'job_f',
+      round,
+      attempt: n,
+      state: 'running' as const,
+      globalSha256: sha(round),
+      resultSha256: null,
+      clients: [{ deviceId: 'dev_a', rank: 0 }, { deviceId: 'dev_b', rank: 1 }],
+      participants: [],
+      dropped: [],
+      metrics: {},
+      startedAt: 2_000,
+      deadlineAt: 62_000,
+      finishedAt: null,
+      error: null,
+    });
+    t.strictSame(await store.rounds.list('job_f'), []);
+    await store.rounds.put(attempt(2, 1));
+    await store.rounds.put(attempt(1, 2));
+    await store.rounds.put(attempt(1, 1));
+    t.strictSame((await store.rounds.list('job_f')).map((r) => [r.round, r.attempt]), [[1, 1], [1, 2], [2, 1]]);
+    const done = { ...attempt(1, 1), state: 'aggregated' as const, resultSha256: sha(7), participants: [{ deviceId: 'dev_a', numExamples: 150 }], dropped: [{ client: 'dev_b', reason: 'no update by the round deadline' }], metrics: { loss: 0.25, num_examples: 150 }, finishedAt: 9_000 };
+    await store.rounds.put(done);
+    t.strictSame((await store.rounds.list('job_f'))[0], done, 'every field back as written, JSON ones too');
+    t.strictSame(await store.rounds.list('job_other'), []);
+  });
+
+  test('artifactRefs: a round\'s global model and average are referenced; its clients may fetch the global model', async (t, store) => {
+    for (const id of ['dev_a', 'dev_b']) await addDevice(store, id);
+    await store.jobs.create('job_f', jobSpec({ target: { kind: 'selector', selector: { pool: 'a' } } }), 1_000);
+    await store.jobs.addRuns('job_f', [{ rank: 0, target: 'dev_a' }], 1_100);
+    await store.rounds.put({ jobId: 'job_f', round: 1, attempt: 1, state: 'aggregated', globalSha256: sha(40), resultSha256: sha(41), clients: [{ deviceId: 'dev_a', rank: 0 }], participants: [], dropped: [], metrics: {}, startedAt: 1, deadlineAt: 2, finishedAt: 3, error: null });
+    t.equal(await store.artifactRefs.referenced(sha(40)), true, 'the global model a round started from');
+    t.equal(await store.artifactRefs.referenced(sha(41)), true, 'the average it made');
+    t.equal(await store.artifactRefs.deviceMayFetch('dev_a', sha(40)), true, 'a client of the job');
+    t.equal(await store.artifactRefs.deviceMayFetch('dev_b', sha(40)), false, 'not a device with no run of it');
+  });
+
   // ---------------------------------------------------------------- health
 
   test('health: add keeps samples, rollups and each device’s latest heartbeat', async (t, store) => {
