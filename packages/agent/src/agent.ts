@@ -41,6 +41,8 @@ export interface AgentOptions {
   acceptTraining?: boolean;
   /** Local datasets jobs may ask for, by name. */
   datasets?: Record<string, string>;
+  /** The address the other ranks of an N-node job reach this device at. */
+  advertiseAddress?: string;
   log?: Logger;
   /** The recent lines `devices logs` shows; with `log`, the caller tees that logger into it. */
   logRing?: LogRing;
@@ -124,6 +126,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     tls: () => tls.current,
     acceptTraining: opts.acceptTraining ?? false,
     datasets: opts.datasets ?? {},
+    ...(opts.advertiseAddress ? { advertiseAddress: opts.advertiseAddress } : {}),
     log,
     report: (state) => connection?.publishJobsReported(state),
     publishLog: (batch) => connection?.publishJobLog(batch),

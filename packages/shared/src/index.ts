@@ -85,3 +85,4 @@ export { editDistance, nearest, didYouMean, typoBudget } from './nearest.js';
 export { caFingerprint, caFingerprintHex, formatEnrollToken, normaliseSerial, splitEnrollToken } from './tls/fingerprint.js';
 export { tlsConnectOptions, tlsFetch, trustedCas, type ClientTls, type TlsClientOptions } from './tls/client-tls.js';
 export { caCertificates, isTlsBrokerUrl } from './tls/ca-certificates.js';
+export { hostRendezvous, joinRendezvous, localAddressToward, type HostedRendezvous, type RendezvousPoint } from './job-rendezvous.js';

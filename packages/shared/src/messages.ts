@@ -166,6 +166,12 @@ export const HealthMessage = Type.Object({
 });
 export type HealthMessage = Static<typeof HealthMessage>;
 
+/** Where rank 0 of an N-node job waits for the others: an IP address or host name, and a port. */
+export const RendezvousPoint = Type.Object({
+  addr: Type.String({ minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.:%_-]+$' }),
+  port: Type.Integer({ minimum: 1, maximum: 65535 }),
+});
+
 export const JobAssignment = Type.Object({
   jobId: Id,
   rank: Type.Integer({ minimum: 0, maximum: 9999 }),
@@ -181,6 +187,17 @@ export const JobAssignment = Type.Object({
       round: Type.Integer({ minimum: 1, maximum: 100_000 }),
       globalModelSha256: Sha256,
       proximalMu: Type.Number({ minimum: 0, maximum: 1e6 }),
+    }),
+  ),
+  /**
+   * An N-node job's rendezvous (job-rendezvous.ts): the job's secret, how long ranks wait for
+   * each other, and, for ranks above 0, rank 0's point once it reported one.
+   */
+  rendezvous: Type.Optional(
+    Type.Object({
+      secret: Type.String({ minLength: 16, maxLength: 128, pattern: '^[A-Za-z0-9_-]+$' }),
+      timeoutMs: Type.Integer({ minimum: 1, maximum: 86_400_000 }),
+      master: Type.Optional(RendezvousPoint),
     }),
   ),
 });
@@ -201,6 +218,8 @@ export const JobRunReport = Type.Object({
   state: Type.Union(JOB_RUN_STATES.map((s) => Type.Literal(s))),
   exitCode: Type.Optional(Type.Union([Type.Integer({ minimum: -(2 ** 31), maximum: 2 ** 31 }), Type.Null()])),
   error: Type.Optional(Type.String({ maxLength: 2000 })),
+  /** Rank 0 of an N-node job: where the other ranks reach it. */
+  rendezvous: Type.Optional(RendezvousPoint),
 });
 export type JobRunReport = Static<typeof JobRunReport>;
 

@@ -22,15 +22,17 @@ export function startCommand(program: Command): void {
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
     .option('--accept-training', 'let the relay run training jobs on this device (code from the relay runs here)')
     .option('--dataset <name=path>', 'a local dataset jobs may ask for by name; it never leaves the device (repeat for several)', collectDataset)
+    .option('--advertise-address <addr>', "where the other nodes of a multi-node job reach this device when it is rank 0 (MASTER_ADDR; default: this host's address toward the relay)", parseAdvertiseAddress)
     .addHelpText('after', `
 Examples:
   outpost-agent start
   outpost-agent start --accept-training --dataset images=/data/images
+  outpost-agent start --accept-training --advertise-address 10.0.0.12   # rank 0 of multi-node jobs is reached here
   OUTPOST_AGENT_TOKEN=… outpost-agent start --port 8000        # or: --token-file /etc/outpost/inference.token
   outpost-agent start --https --token-file /etc/outpost/inference.token
     # then: curl --cacert relay-ca.pem --connect-to DEVICE_ID:8000:HOST:8000 https://DEVICE_ID:8000/v2/health/ready
 `)
-    .action(async (opts: { dataDir: string; host: string; port: number; https?: boolean; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; maxRequestSize: number; maxBodyMemory: number }) => {
+    .action(async (opts: { dataDir: string; host: string; port: number; https?: boolean; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; advertiseAddress?: string; maxRequestSize: number; maxBodyMemory: number }) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
@@ -45,9 +47,16 @@ Examples:
         session: { intraOpThreads: opts.threads },
         acceptTraining: opts.acceptTraining,
         datasets: opts.dataset ?? {},
+        ...(opts.advertiseAddress ? { advertiseAddress: opts.advertiseAddress } : {}),
       });
       closeOnSignals(agent);
     });
+}
+
+/** An IP address or host name, as the relay's rendezvous message allows. */
+function parseAdvertiseAddress(value: string): string {
+  if (!/^[A-Za-z0-9.:%_-]{1,253}$/.test(value)) throw new InvalidArgumentError('use an IP address or a host name (e.g. 10.0.0.12).');
+  return value;
 }
 
 /** Health reports count against the device's MQTT rate quota: at most ten a second. */

@@ -6,7 +6,7 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { background, backoffMs, listOutputs, startJobRun, tlsFetch, type ClientTls, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
+import { background, backoffMs, hostRendezvous, joinRendezvous, listOutputs, localAddressToward, type RendezvousPoint, startJobRun, tlsFetch, type ClientTls, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
 import { ArtifactCache } from '../artifact-cache.js';
 
 export interface JobRunnerOptions {
@@ -17,6 +17,8 @@ export interface JobRunnerOptions {
   tls?(): ClientTls | undefined;
   acceptTraining: boolean;
   datasets: Record<string, string>;
+  /** The address other ranks of an N-node job reach this device at (default: the one toward the relay). */
+  advertiseAddress?: string;
   log: Logger;
   report(state: JobsReported): void;
   publishLog(batch: JobLogBatch): void;
@@ -26,6 +28,12 @@ interface Run {
   report: JobRunReport;
   process?: JobProcess;
   assigned: boolean;
+  /** Stops a run still meeting its other ranks (no longer assigned). */
+  abort: AbortController;
+  /** Rank 0's point, kept in each report of the run. */
+  rendezvous?: RendezvousPoint;
+  /** A rank above 0 waiting for rank 0's point: called when the relay sends it. */
+  onMaster?: (point: RendezvousPoint) => void;
 }
 
 /** MQTT payloads stay well under the broker's 256 KiB cap. */
@@ -51,8 +59,13 @@ export class JobRunner {
 
   setDesired(desired: DesiredJobs): void {
     const wanted = new Set(desired.jobs.map((a) => `${a.jobId}:${a.rank}`));
+    for (const a of desired.jobs) {
+      const master = a.rendezvous?.master;
+      if (master) this.#runs.get(`${a.jobId}:${a.rank}`)?.onMaster?.(master);
+    }
     for (const [key, run] of this.#runs) {
       run.assigned = wanted.has(key);
+      if (!run.assigned && !run.process) run.abort.abort();
       if (!run.assigned && run.process && (run.report.state === 'running' || run.report.state === 'starting')) {
         this.#opts.log.info({ jobId: run.report.jobId, rank: run.report.rank }, 'job run no longer assigned: killing it');
         run.process.cancel('canceled');
@@ -66,14 +79,14 @@ export class JobRunner {
 
   #update(key: string, report: JobRunReport): void {
     const run = this.#runs.get(key);
-    if (run) run.report = report;
+    if (run) run.report = run.rendezvous ? { ...report, rendezvous: run.rendezvous } : report;
     this.#opts.report(this.reported);
   }
 
   async #start(a: JobAssignment): Promise<void> {
     const key = `${a.jobId}:${a.rank}`;
     const base = { jobId: a.jobId, rank: a.rank };
-    this.#runs.set(key, { report: { ...base, state: 'starting' }, assigned: true });
+    this.#runs.set(key, { report: { ...base, state: 'starting' }, assigned: true, abort: new AbortController() });
     if (!this.#opts.acceptTraining) return this.#update(key, { ...base, state: 'failed', error: 'this device does not accept training jobs (outpost-agent start --accept-training)' });
     let dataDir: string | undefined;
     if (a.dataset) {
@@ -89,6 +102,8 @@ export class JobRunner {
       const globalModel = f && (await this.#globalModels.ensure(`${this.#opts.relayUrl}/v1/artifacts/${f.globalModelSha256}`, f.globalModelSha256, auth));
       const run = this.#runs.get(key)!;
       if (!run.assigned) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
+      const meeting = a.rendezvous ? await this.#meet(a, key, run) : {};
+      if (!run.assigned) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
       const started = await startJobRun({
         root,
         jobId: a.jobId,
@@ -96,7 +111,7 @@ export class JobRunner {
         worldSize: a.worldSize,
         bundleFile: bundle,
         command: a.command,
-        env: a.env,
+        env: { ...a.env, ...meeting },
         dataDir,
         timeoutMs: a.timeoutMs,
         ...(f && globalModel ? { federated: { globalModelFile: globalModel, round: f.round, proximalMu: f.proximalMu } } : {}),
@@ -119,6 +134,40 @@ export class JobRunner {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  }
+
+  /**
+   * An N-node job's rendezvous: rank 0 reserves a port, reports it and waits for every other rank
+   * to check in; the others wait for the relay to pass on rank 0's point, then check in. Every
+   * rank gets the point as OUTPOST_MASTER_ADDR/PORT and MASTER_ADDR/PORT (torch.distributed).
+   */
+  async #meet(a: JobAssignment, key: string, run: Run): Promise<Record<string, string>> {
+    const r = a.rendezvous!;
+    const signal = run.abort.signal;
+    let point: RendezvousPoint;
+    if (a.rank === 0) {
+      const addr = this.#opts.advertiseAddress ?? (await localAddressToward(new URL(this.#opts.relayUrl).hostname));
+      const hosted = await hostRendezvous({ addr, secret: r.secret, worldSize: a.worldSize, timeoutMs: r.timeoutMs, signal });
+      point = { addr, port: hosted.port };
+      run.rendezvous = point;
+      this.#update(key, { jobId: a.jobId, rank: 0, state: 'starting' });
+      this.#opts.log.info({ jobId: a.jobId, addr, port: hosted.port, ranks: a.worldSize }, 'rank 0 waits for the other ranks');
+      try {
+        await hosted.ready;
+      } finally {
+        await hosted.close();
+      }
+    } else {
+      point =
+        r.master ??
+        (await new Promise<RendezvousPoint>((resolve, reject) => {
+          run.onMaster = resolve;
+          signal.addEventListener('abort', () => reject(new Error('canceled while waiting for rank 0')), { once: true });
+        }));
+      run.onMaster = undefined;
+      await joinRendezvous({ point, rank: a.rank, secret: r.secret, timeoutMs: r.timeoutMs, signal });
+    }
+    return { OUTPOST_MASTER_ADDR: point.addr, OUTPOST_MASTER_PORT: String(point.port), MASTER_ADDR: point.addr, MASTER_PORT: String(point.port) };
   }
 
   /**

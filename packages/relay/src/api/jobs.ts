@@ -49,7 +49,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     }
   });
 
-  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; registerModel?: { name: string; output: string }; federated?: FederatedBody } }>(
+  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; rendezvousTimeoutSeconds?: number; registerModel?: { name: string; output: string }; federated?: FederatedBody } }>(
     '/v1/jobs',
     {
       config: { access: 'deployer', audit: 'job.submit' },
@@ -66,6 +66,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
             env: { type: 'object', additionalProperties: { type: 'string', maxLength: 8192 }, maxProperties: 128 },
             dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
             timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+            rendezvousTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 },
             registerModel: {
               type: 'object',
               required: ['name', 'output'],
@@ -98,13 +99,13 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
       },
     },
     async (request, reply) => {
-      const { timeoutSeconds, federated, ...rest } = request.body;
+      const { timeoutSeconds, rendezvousTimeoutSeconds, federated, ...rest } = request.body;
       if (federated?.deploy) checkLabels(federated.deploy.selector);
       for (const key of Object.keys(rest.env ?? {})) {
         if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) || key.startsWith('OUTPOST_')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--env ${key}: use a variable name that does not start with OUTPOST_`);
       }
       auditTarget(request, rest.target, { bundleSha256: rest.bundleSha256 });
-      const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}), ...(federated ? { federated: toFederatedRequest(federated) } : {}) });
+      const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}), ...(rendezvousTimeoutSeconds ? { rendezvousTimeoutMs: Math.round(rendezvousTimeoutSeconds * 1000) } : {}), ...(federated ? { federated: toFederatedRequest(federated) } : {}) });
       // The command, not its env: env values may be secrets.
       auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}), ...(federated ? { federated: { rounds: federated.rounds, minClients: federated.minClients, initialModel: federated.initialModel.name } } : {}) });
       reply.status(201);

@@ -100,10 +100,11 @@ export function jobsCommand(program: Command): void {
       .argument('<dir>', 'the folder to send (the bundle); the command runs inside it')
       .requiredOption('--target <target>', 'local, a device (id or name), or a selector k=v,... (with --nodes)')
       .requiredOption('--command <command>', 'the shell command to run, e.g. "node train.js"')
-      .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE)', (v) => Number(v), 1)
+      .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE; MASTER_ADDR and MASTER_PORT are rank 0\'s)', (v) => Number(v), 1)
       .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv)
       .option('--dataset <name>', 'a dataset on the target, mounted at OUTPOST_DATA_DIR')
       .option('--timeout <duration>', 'kill the job after this long (e.g. 30m)', parseDurationOption)
+      .option('--rendezvous-timeout <duration>', 'with --nodes: how long the ranks wait to reach rank 0 (MASTER_ADDR:MASTER_PORT) before the job fails (default 1m)', parseDurationOption)
       .option('--register-model <name>', 'register an output file as the next version of this model')
       .option('--output <file>', 'with --register-model: the file, relative to OUTPOST_OUTPUT_DIR')
       .option('--follow', 'stream the logs until the job ends; exit 1 unless it succeeds')
@@ -117,7 +118,7 @@ export function jobsCommand(program: Command): void {
           'outpost-relay jobs submit examples/federated --federated --target pool=edge --rounds 10 --min-clients 3 --fraction 0.5 --round-deadline 5m --strategy fedprox --proximal-mu 0.01 --initial-model fed-classifier:1 --dataset local --command "node train.js" --deploy-selector pool=edge --deploy-strategy rolling --deploy-batch 25%',
         ),
       ),
-  ).action(async (dir: string, opts: ClientOptions & FederatedFlags & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+  ).action(async (dir: string, opts: ClientOptions & FederatedFlags & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; rendezvousTimeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
     const federated = federatedBody(opts);
@@ -142,6 +143,7 @@ export function jobsCommand(program: Command): void {
       env: opts.env ?? {},
       ...(opts.dataset ? { dataset: opts.dataset } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
+      ...(opts.rendezvousTimeout ? { rendezvousTimeoutSeconds: opts.rendezvousTimeout / 1000 } : {}),
       ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output ?? 'model.onnx' } } : {}),
       ...(federated ? { federated } : {}),
     });

@@ -21,9 +21,11 @@ export class DeviceJobs {
       if (mine.length === 0) continue;
       // A federated client's run trains from its round's global model, for that round's deadline.
       const rounds = job.spec.federated ? await this.#ctx.store.rounds.list(job.id) : [];
+      const master = job.runs.find((x) => x.rank === 0)?.rendezvous;
       for (const r of mine) {
         const round = rounds.find((x) => x.clients.some((c) => c.rank === r.rank));
         if (job.spec.federated && !round) continue;
+        const rendezvous = job.spec.rendezvous && { ...job.spec.rendezvous, ...(r.rank > 0 && master ? { master } : {}) };
         jobs.push({
           jobId: job.id,
           rank: r.rank,
@@ -32,6 +34,7 @@ export class DeviceJobs {
           command: job.spec.command,
           env: job.spec.env,
           ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
+          ...(rendezvous ? { rendezvous } : {}),
           ...(job.spec.federated && round
             ? { timeoutMs: Math.max(1, round.deadlineAt - this.#ctx.now()), federated: { round: round.round, globalModelSha256: round.globalSha256, proximalMu: job.spec.federated.proximalMu } }
             : job.spec.timeoutMs

@@ -2,6 +2,7 @@
 // bundle exists, the target parses and can run it now (attached, consenting, with the dataset),
 // the model to register and its output path are sane. Each refusal names its fix.
 
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { ONNX_FLOAT, OutpostError, parseLabels, readModelWeights, type Labels } from '@outpost/shared';
@@ -26,7 +27,11 @@ export interface SubmitRequest {
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
   federated?: FederatedRequest;
+  /** An N-node job: how long its ranks wait for each other at rank 0 (default a minute). */
+  rendezvousTimeoutMs?: number;
 }
+
+const RENDEZVOUS_TIMEOUT_MS = 60_000;
 
 /** A federated job's settings as asked; checkFederated fills in the defaults. */
 export interface FederatedRequest {
@@ -105,6 +110,8 @@ export async function checkJobRequest({ ctx, artifacts, localDatasets }: JobRequ
     ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     ...(registerModel ? { registerModel } : {}),
     ...(federated ? { federated } : {}),
+    // Ranks on devices meet at rank 0 (MASTER_ADDR/MASTER_PORT), checking in with this secret.
+    ...(!federated && nodes > 1 ? { rendezvous: { secret: randomBytes(24).toString('base64url'), timeoutMs: req.rendezvousTimeoutMs ?? RENDEZVOUS_TIMEOUT_MS } } : {}),
   };
 }
 

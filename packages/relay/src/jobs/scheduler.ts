@@ -236,6 +236,11 @@ export class JobScheduler {
       const job = await this.#ctx.store.jobs.get(r.jobId);
       const run = job?.runs.find((x) => x.rank === r.rank);
       if (!job || run?.target !== deviceId) continue;
+      // Rank 0 says where the others reach it: they are told (their desired jobs), once.
+      if (r.rendezvous && r.rank === 0 && job.spec.rendezvous && job.state === 'running' && (await this.#ctx.store.jobs.setRunRendezvous(job.id, 0, r.rendezvous))) {
+        this.#ctx.log.info({ jobId: job.id, addr: r.rendezvous.addr, port: r.rendezvous.port }, 'rank 0 waits for the other ranks');
+        for (const other of job.runs) if (other.rank > 0 && other.target !== 'local') await this.#devices.publish(other.target);
+      }
       await this.#runUpdate(r.jobId, r.rank, r.state, r.exitCode ?? null, r.error ?? null);
     }
   }

@@ -137,6 +137,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `,
   // Federated jobs: each attempt at each round, with the global model it started from and the
   // average it made (both artifacts), who was asked, who counted and who was dropped, and why.
+  // An N-node job's rank 0 reports where the other ranks reach it (its run's rendezvous).
   `
   CREATE TABLE federated_rounds (
     job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, round INTEGER NOT NULL, attempt INTEGER NOT NULL,
@@ -146,6 +147,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX federated_rounds_global ON federated_rounds (global_sha256);
   CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
+  ALTER TABLE job_runs ADD COLUMN rendezvous TEXT;
   `,
 ];
 

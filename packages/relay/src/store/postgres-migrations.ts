@@ -122,7 +122,7 @@ export const POSTGRES_MIGRATIONS: string[] = [
   INSERT INTO stream_head VALUES (1, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT);
   CREATE TABLE stream_events (seq BIGINT PRIMARY KEY, origin ${T} NOT NULL, message JSON NOT NULL);
   `,
-  // Federated jobs: each attempt at each round (migrations.ts says what the columns hold).
+  // Federated jobs: each attempt at each round, and rank 0's rendezvous (migrations.ts says what the columns hold).
   `
   CREATE TABLE federated_rounds (
     job_id ${T} NOT NULL REFERENCES jobs (id) ON DELETE CASCADE, round BIGINT NOT NULL, attempt BIGINT NOT NULL,
@@ -132,6 +132,7 @@ export const POSTGRES_MIGRATIONS: string[] = [
   );
   CREATE INDEX federated_rounds_global ON federated_rounds (global_sha256);
   CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
+  ALTER TABLE job_runs ADD COLUMN rendezvous JSON;
   `,
 ];
 

@@ -226,6 +226,7 @@ interface RunRow {
   error: string | null;
   started_at: number | null;
   finished_at: number | null;
+  rendezvous: { addr: string; port: number } | null;
 }
 
 interface DeploymentRow {
@@ -316,7 +317,7 @@ const toAudit = (r: AuditRow): AuditEntry => ({
   detail: r.detail ?? null,
 });
 
-const toRun = (x: RunRow): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at });
+const toRun = (x: RunRow): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at, rendezvous: x.rendezvous ?? null });
 
 const toJob = (r: JobRow, runs: JobRunRecord[]): JobRecord => ({
   id: r.id,
@@ -789,6 +790,9 @@ function jobs(db: Db): JobRepository {
         runs.map((r) => r.target),
         at,
       ]);
+    },
+    async setRunRendezvous(jobId, rank, point) {
+      return (await db.run('UPDATE job_runs SET rendezvous = $1 WHERE job_id = $2 AND rank = $3 AND rendezvous IS NULL', [JSON.stringify({ addr: point.addr, port: point.port }), jobId, rank])) > 0;
     },
     async setRunState(jobId, rank, state, at, exitCode = null, error = null) {
       const changed = await db.run(

@@ -150,6 +150,8 @@ export interface JobSpec {
   dataset?: string;
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
+  /** An N-node job on devices: the secret its ranks check in with at rank 0, and how long they wait. */
+  rendezvous?: { secret: string; timeoutMs: number };
   /** A federated job: rounds of training on the selected devices, averaged on the relay. */
   federated?: FederatedSpec;
 }
@@ -198,6 +200,8 @@ export interface JobRunRecord {
   error: string | null;
   startedAt: number | null;
   finishedAt: number | null;
+  /** Rank 0 of an N-node job: where the other ranks reach it, once it said. */
+  rendezvous: { addr: string; port: number } | null;
 }
 
 export interface JobRecord {

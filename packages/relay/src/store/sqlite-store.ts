@@ -276,6 +276,7 @@ class SqliteEngine {
       setJobModel: db.prepare('UPDATE jobs SET model = ? WHERE id = ?'),
       addRun: db.prepare("INSERT INTO job_runs (job_id, rank, target, state, started_at) VALUES (?, ?, ?, 'starting', ?)"),
       runsOf: db.prepare('SELECT * FROM job_runs WHERE job_id = ? ORDER BY rank'),
+      setRendezvous: db.prepare('UPDATE job_runs SET rendezvous = ? WHERE job_id = ? AND rank = ? AND rendezvous IS NULL'),
       setRun: db.prepare(
         "UPDATE job_runs SET state = ?, exit_code = coalesce(?, exit_code), error = coalesce(?, error), finished_at = CASE WHEN ? IN ('succeeded','failed','canceled') THEN ? ELSE finished_at END WHERE job_id = ? AND rank = ? AND state NOT IN ('succeeded','failed','canceled') AND state != ?",
       ),
@@ -549,9 +550,9 @@ class SqliteEngine {
   }
 
   #job(r: JobRow): JobRecord {
-    type RunRow = { rank: number; target: string; state: JobRunState; exit_code: number | null; error: string | null; started_at: number | null; finished_at: number | null };
+    type RunRow = { rank: number; target: string; state: JobRunState; exit_code: number | null; error: string | null; started_at: number | null; finished_at: number | null; rendezvous: string | null };
     const runs = (this.#stmt.runsOf.all(r.id) as RunRow[]).map(
-      (x): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at }),
+      (x): JobRunRecord => ({ rank: x.rank, target: x.target, state: x.state, exitCode: x.exit_code, error: x.error, startedAt: x.started_at, finishedAt: x.finished_at, rendezvous: x.rendezvous ? (JSON.parse(x.rendezvous) as JobRunRecord['rendezvous']) : null }),
     );
     return {
       id: r.id,
@@ -601,6 +602,10 @@ class SqliteEngine {
 
   setJobRunState(jobId: string, rank: number, state: string, at: number, exitCode: number | null = null, error: string | null = null): boolean {
     return this.#stmt.setRun.run(state, exitCode, error, state, at, jobId, rank, state).changes > 0;
+  }
+
+  setJobRunRendezvous(jobId: string, rank: number, point: { addr: string; port: number }): boolean {
+    return this.#stmt.setRendezvous.run(JSON.stringify({ addr: point.addr, port: point.port }), jobId, rank).changes > 0;
   }
 
   appendJobLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): JobLogLine[] {
@@ -810,6 +815,7 @@ function repositories(e: SqliteEngine): SyncRepositories {
       setModel: (id, model) => e.setJobModel(id, model),
       addRuns: (jobId, runs, at) => e.addJobRuns(jobId, runs, at),
       setRunState: (jobId, rank, state, at, exitCode, error) => e.setJobRunState(jobId, rank, state, at, exitCode, error),
+      setRunRendezvous: (jobId, rank, point) => e.setJobRunRendezvous(jobId, rank, point),
       appendLogs: (jobId, lines, maxLines) => e.appendJobLogs(jobId, lines, maxLines),
       logs: (jobId, after, limit) => e.jobLogs(jobId, after, limit),
       addMetrics: (jobId, points) => e.addJobMetrics(jobId, points),

@@ -179,6 +179,8 @@ export interface JobRepository {
   addRuns(jobId: string, runs: Array<{ rank: number; target: string }>, at: number): Promise<void>;
   /** False when the run was in that state already (or does not exist). */
   setRunState(jobId: string, rank: number, state: JobRunState, at: number, exitCode?: number | null, error?: string | null): Promise<boolean>;
+  /** Rank 0's rendezvous point, once: false when it was set already (or the run does not exist). */
+  setRunRendezvous(jobId: string, rank: number, point: { addr: string; port: number }): Promise<boolean>;
   /** Appends lines up to a cap per job; returns the lines kept, with their seq. */
   appendLogs(jobId: string, lines: Array<Omit<JobLogLine, 'seq'>>, maxLines: number): Promise<JobLogLine[]>;
   logs(jobId: string, afterSeq: number, limit: number): Promise<JobLogLine[]>;
