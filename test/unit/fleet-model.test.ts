@@ -38,7 +38,7 @@ t.test('deployments and jobs from the API do not overwrite what the stream said'
   f.apply(msg({ type: 'deployment.state', deploymentId: 'dep_1', state: 'succeeded' }));
   f.addDeployments([deployment(['a'])]);
   t.equal(f.deployments.get('dep_1')!.state, 'succeeded');
-  const job: JobSummary = { id: 'job_1', state: 'queued', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null };
+  const job: JobSummary = { id: 'job_1', state: 'queued', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null, score: null };
   f.addJobs([job]);
   f.apply(msg({ type: 'job.state', jobId: 'job_1', state: 'running', error: null }));
   t.equal(f.jobs.get('job_1')!.startedAt, ts, 'running: started now');
@@ -53,7 +53,7 @@ t.test('deployments and jobs from the API do not overwrite what the stream said'
 
 t.test('job logs and metric points are bounded; best follows the metric rule', async (t) => {
   const f = new FleetModel({ logLines: 3, metricPoints: 4 });
-  f.addJobs([{ id: 'j', state: 'running', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: ts, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null }]);
+  f.addJobs([{ id: 'j', state: 'running', target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: ts, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null, score: null }]);
   for (let i = 1; i <= 5; i++) f.apply(msg({ type: 'job.log', jobId: 'j', lines: [{ seq: i, rank: 0, ts: i, stream: 'stdout', text: `line ${i}` }] }));
   t.same(f.jobLogs.get('j')!.map((l) => l.seq), [3, 4, 5], 'the tail');
   const losses = [0.9, 0.5, 0.7];
@@ -103,7 +103,7 @@ t.test('formatting for people', async (t) => {
 
 t.test('a snapshot after a gap drops active deployments and jobs it does not carry', async (t) => {
   const f = new FleetModel();
-  const job = (id: string, state: JobState): JobSummary => ({ id, state, target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null });
+  const job = (id: string, state: JobState): JobSummary => ({ id, state, target: 'local', command: 'x', nodes: 1, createdAt: ts, startedAt: null, finishedAt: null, error: null, runs: [], metrics: {}, outputs: [], model: null, federated: null, score: null });
   f.addDeployments([{ ...deployment(['a']), id: 'dep_old', state: 'succeeded' }, { ...deployment(['a']), id: 'dep_gone' }]);
   f.addJobs([job('job_old', 'failed'), job('job_gone', 'running'), job('job_live', 'running')]);
   f.apply(msg({ type: 'snapshot', devices: [], deployments: [deployment(['a'])], jobs: [job('job_live', 'running')] }));

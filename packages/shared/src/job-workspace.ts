@@ -22,7 +22,8 @@ export interface JobRunOptions {
   jobId: string;
   rank: number;
   worldSize: number;
-  bundleFile: string;
+  /** The job's bundle, unpacked into the work folder; none for the agent's own programs (scoring). */
+  bundleFile?: string;
   command: string;
   env: Record<string, string>;
   /** A dataset folder on this host, or undefined for an empty data folder. */
@@ -47,7 +48,8 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
   const workDir = join(opts.root, 'work');
   const outputDir = join(opts.root, 'output');
   mkdirSync(outputDir, { recursive: true, mode: 0o700 });
-  await unpackBundle(opts.bundleFile, workDir);
+  if (opts.bundleFile) await unpackBundle(opts.bundleFile, workDir);
+  else mkdirSync(workDir, { recursive: true, mode: 0o700 });
   let dataDir = opts.dataDir;
   if (!dataDir) {
     dataDir = join(opts.root, 'data');

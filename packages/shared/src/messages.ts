@@ -189,6 +189,8 @@ export const JobAssignment = Type.Object({
       proximalMu: Type.Number({ minimum: 0, maximum: 1e6 }),
     }),
   ),
+  /** A scoring job's run: the agent's own runtime over the dataset (no user code); bundleSha256 is the model. */
+  score: Type.Optional(Type.Object({ modelSha256: Sha256, format: Type.Union([Type.Literal('jsonl'), Type.Literal('csv')]) })),
   /**
    * An N-node job's rendezvous (job-rendezvous.ts): the job's secret, how long ranks wait for
    * each other, and, for ranks above 0, rank 0's point once it reported one.

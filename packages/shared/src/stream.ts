@@ -72,6 +72,8 @@ export interface JobSummary {
   model: { name: string; version: number; deploymentId?: string } | null;
   /** A federated job's settings and where it stands; null for other jobs. */
   federated: FederatedSummary | null;
+  /** A scoring job's model and output format; null for other jobs. */
+  score: { model: string; version: number; format: 'jsonl' | 'csv' } | null;
 }
 
 export interface FederatedSummary {

@@ -5,6 +5,7 @@
 
 import { createReadStream, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Readable } from 'node:stream';
 import { background, backoffMs, hostRendezvous, joinRendezvous, listOutputs, localAddressToward, type RendezvousPoint, startJobRun, tlsFetch, type ClientTls, type DesiredJobs, type JobAssignment, type JobLine, type JobLogBatch, type JobProcess, type JobRunReport, type JobsReported, type Logger } from '@outpost/shared';
 import { ArtifactCache } from '../artifact-cache.js';
@@ -36,6 +37,9 @@ interface Run {
   onMaster?: (point: RendezvousPoint) => void;
 }
 
+/** The agent's scorer, run as a scoring job's process (built next to this file). */
+const SCORE_PROGRAM = fileURLToPath(new URL('./score-child.js', import.meta.url));
+
 /** MQTT payloads stay well under the broker's 256 KiB cap. */
 const MAX_BATCH_BYTES = 64 * 1024;
 const KEEP_FINISHED = 50;
@@ -43,14 +47,14 @@ const KEEP_FINISHED = 50;
 export class JobRunner {
   readonly #opts: JobRunnerOptions;
   readonly #bundles: ArtifactCache;
-  /** Federated rounds' global models, fetched as bundles are (only the ones of this device's runs). */
-  readonly #globalModels: ArtifactCache;
+  /** Federated rounds' global models and scoring jobs' models, fetched as bundles are (only those of this device's runs). */
+  readonly #jobModels: ArtifactCache;
   readonly #runs = new Map<string, Run>();
 
   constructor(opts: JobRunnerOptions) {
     this.#opts = opts;
     this.#bundles = new ArtifactCache(join(opts.dataDir, 'job-bundles'), () => opts.tls?.());
-    this.#globalModels = new ArtifactCache(join(opts.dataDir, 'job-models'), () => opts.tls?.());
+    this.#jobModels = new ArtifactCache(join(opts.dataDir, 'job-models'), () => opts.tls?.());
   }
 
   get reported(): JobsReported {
@@ -73,8 +77,8 @@ export class JobRunner {
     }
     for (const a of desired.jobs) if (!this.#runs.has(`${a.jobId}:${a.rank}`)) background(this.#opts.log, `job ${a.jobId} rank ${a.rank}`, this.#start(a));
     this.#prune();
-    // A global model is one round's: those of rounds over go (a run copies its own before it starts).
-    background(this.#opts.log, 'removing old global models', this.#globalModels.prune(new Set(desired.jobs.flatMap((a) => (a.federated ? [a.federated.globalModelSha256] : [])))));
+    // A global model is one round's, a scoring model one job's: those of runs over go (a run copies its global model before it starts).
+    background(this.#opts.log, 'removing old job models', this.#jobModels.prune(new Set(desired.jobs.flatMap((a) => (a.federated ? [a.federated.globalModelSha256] : a.score ? [a.score.modelSha256] : [])))));
   }
 
   #update(key: string, report: JobRunReport): void {
@@ -97,9 +101,12 @@ export class JobRunner {
     const auth: Record<string, string> = this.#opts.tls?.()?.cert ? {} : { authorization: `Bearer ${this.#opts.secret}` };
     try {
       this.#opts.report(this.reported);
-      const bundle = await this.#bundles.ensure(`${this.#opts.relayUrl}/v1/artifacts/${a.bundleSha256}`, a.bundleSha256, auth);
+      const fetchModel = (sha: string) => this.#jobModels.ensure(`${this.#opts.relayUrl}/v1/artifacts/${sha}`, sha, auth);
+      // A scoring job runs the agent's own scorer on the model: no bundle, no user code.
+      const scoreModel = a.score && (await fetchModel(a.score.modelSha256));
+      const bundle = a.score ? undefined : await this.#bundles.ensure(`${this.#opts.relayUrl}/v1/artifacts/${a.bundleSha256}`, a.bundleSha256, auth);
       const f = a.federated;
-      const globalModel = f && (await this.#globalModels.ensure(`${this.#opts.relayUrl}/v1/artifacts/${f.globalModelSha256}`, f.globalModelSha256, auth));
+      const globalModel = f && (await fetchModel(f.globalModelSha256));
       const run = this.#runs.get(key)!;
       if (!run.assigned) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
       const meeting = a.rendezvous ? await this.#meet(a, key, run) : {};
@@ -109,9 +116,9 @@ export class JobRunner {
         jobId: a.jobId,
         rank: a.rank,
         worldSize: a.worldSize,
-        bundleFile: bundle,
-        command: a.command,
-        env: { ...a.env, ...meeting },
+        ...(bundle ? { bundleFile: bundle } : {}),
+        command: scoreModel ? `${JSON.stringify(process.execPath)} ${JSON.stringify(SCORE_PROGRAM)}` : a.command,
+        env: { ...a.env, ...meeting, ...(scoreModel ? { OUTPOST_SCORE_MODEL: scoreModel, OUTPOST_SCORE_FORMAT: a.score!.format } : {}) },
         dataDir,
         timeoutMs: a.timeoutMs,
         ...(f && globalModel ? { federated: { globalModelFile: globalModel, round: f.round, proximalMu: f.proximalMu } } : {}),

@@ -113,6 +113,44 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
   );
 
+  // Batch scoring where the data lives: the agents' own runtime over their local dataset.
+  app.post<{ Body: { model: string; version?: number; target: string; dataset: string; outputFormat?: 'jsonl' | 'csv'; timeoutSeconds?: number } }>(
+    '/v1/jobs/score',
+    {
+      config: { access: 'deployer', audit: 'job.score' },
+      schema: {
+        body: {
+          type: 'object',
+          required: ['model', 'target', 'dataset'],
+          additionalProperties: false,
+          properties: {
+            model: { type: 'string', pattern: MODEL_NAME_PATTERN },
+            version: { type: 'integer', minimum: 1 },
+            target: { type: 'string', minLength: 1, maxLength: 512 },
+            dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            outputFormat: { type: 'string', enum: ['jsonl', 'csv'] },
+            timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+          },
+        },
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      auditTarget(request, b.target, { model: `${b.model}${b.version ? `:${b.version}` : ''}`, dataset: b.dataset });
+      const job = await scheduler.submit({
+        bundleSha256: '',
+        command: '',
+        target: b.target,
+        dataset: b.dataset,
+        ...(b.timeoutSeconds ? { timeoutMs: Math.round(b.timeoutSeconds * 1000) } : {}),
+        score: { model: { name: b.model, ...(b.version ? { version: b.version } : {}) }, ...(b.outputFormat ? { format: b.outputFormat } : {}) },
+      });
+      auditTarget(request, job.id, { target: b.target, model: `${job.spec.score!.model.name}:${job.spec.score!.model.version}`, dataset: b.dataset, nodes: job.spec.nodes });
+      reply.status(201);
+      return scheduler.summary(job.id);
+    },
+  );
+
   app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: await Promise.all((await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id))) }));
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));

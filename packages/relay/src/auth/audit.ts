@@ -28,6 +28,7 @@ export const AUDIT_ACTIONS = [
   'deployment.cancel',
   'deployment.rollback',
   'job.submit',
+  'job.score',
   'job.cancel',
   'token.create',
   'token.revoke',

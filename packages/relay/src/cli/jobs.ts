@@ -1,4 +1,4 @@
-// outpost-relay jobs submit DIR … | list | show ID | logs ID [--follow] | cancel ID | outputs ID | download ID [FILE]
+// outpost-relay jobs submit DIR … | score MODEL … | list | show ID | logs ID [--follow] | cancel ID | outputs ID | download ID [FILE]
 
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,13 @@ import { examples, formatBytes, packBundle, type JobSummary } from '@outpost/sha
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
-import { parseDurationOption, parseNonNegativeInt } from './parse.js';
+import { parseDurationOption, parseModelRef, parseNonNegativeInt } from './parse.js';
+import { InvalidArgumentError } from 'commander';
+
+function parseOutputFormat(v: string): 'jsonl' | 'csv' {
+  if (v === 'jsonl' || v === 'csv') return v;
+  throw new InvalidArgumentError('use jsonl or csv.');
+}
 import { UnsafeOutputPath, checkTarget, downloadOutput, outputFile, printablePath, type JobOutput } from './job-outputs.js';
 import { openUpload, uploadFile } from './upload.js';
 import { federatedBody, federatedOptions, printFederated, roundNotes, type FederatedFlags, type JobWithRounds } from './federated.js';
@@ -61,6 +67,27 @@ async function printLogs(api: RelayApi, id: string, follow: boolean, multiRank: 
   }
 }
 
+interface MetricPoint {
+  rank: number;
+  name: string;
+  value: number;
+}
+
+/** A scoring job's result per device: the latest records, failures and throughput each rank reported. */
+async function printScores(api: RelayApi, j: JobSummary, toStderr = false): Promise<void> {
+  const { points } = await api.request<{ points: MetricPoint[] }>('GET', `/v1/jobs/${j.id}/metrics`);
+  const byRank = new Map<number, Record<string, number>>();
+  for (const p of points) byRank.set(p.rank, { ...byRank.get(p.rank), [p.name]: p.value });
+  const rows = j.runs.map((r) => {
+    const m = byRank.get(r.rank) ?? {};
+    const out = j.outputs.find((o) => o.rank === r.rank);
+    return [r.target, r.state, m.records ?? '', m.failures ?? '', m.records_per_s ?? '', out ? `${printablePath(out.path)} (${formatBytes(out.size)})` : '', r.error ?? ''];
+  });
+  const text = `\nscored ${j.score!.model}:${j.score!.version} per device\n${table(['DEVICE', 'STATE', 'RECORDS', 'FAILED', 'RECORDS/S', 'PREDICTIONS', 'ERROR'], rows)}`;
+  if (toStderr) process.stderr.write(`${text}\n`);
+  else print(text);
+}
+
 function printJob(j: JobWithRounds): void {
   print(`${j.id}  ${j.state}  on ${j.target}${j.nodes > 1 ? ` (${j.nodes} nodes)` : ''}\ncommand  ${j.command}\ncreated  ${j.createdAt}${j.startedAt ? `  started ${j.startedAt}` : ''}${j.finishedAt ? `  finished ${j.finishedAt}` : ''}`);
   if (j.error) print(`error    ${j.error}`);
@@ -90,6 +117,7 @@ export function jobsCommand(program: Command): void {
       examples(
         'outpost-relay jobs submit ./trainer --target local --command "node train.js" --follow',
         'outpost-relay jobs list',
+        'outpost-relay jobs score classifier --target site=lab --dataset frames --follow',
         'outpost-relay jobs download job_1a2b3c4d5e6f -o ./results',
       ),
     );
@@ -155,6 +183,46 @@ export function jobsCommand(program: Command): void {
     if (done.state !== 'succeeded') process.exitCode = 1;
   });
 
+  clientOptions(
+    jobs
+      .command('score')
+      .argument('<model>', 'NAME or NAME:VERSION (default: the latest)')
+      .requiredOption('--target <target>', 'a device (id or name), or every device matching k=v,...')
+      .requiredOption('--dataset <name>', "the local dataset to score on each device: .npy or raw tensor files, or .jsonl lines of KServe requests")
+      .option('--output-format <format>', 'jsonl (default: a line per record with its outputs or error) or csv (a row per record)', parseOutputFormat)
+      .option('--timeout <duration>', 'stop scoring after this long (e.g. 1h)', parseDurationOption)
+      .option('--follow', 'wait until every device is done and print what each scored; exit 1 unless the job succeeds')
+      .description("run a model over every record of a dataset on the devices that hold it (the agent's runtime, no code to write); the predictions come back as job outputs")
+      .addHelpText(
+        'after',
+        examples(
+          'outpost-relay jobs score classifier --target site=lab --dataset camera-frames --follow',
+          'outpost-relay jobs score classifier:3 --target gateway-7 --dataset readings --output-format csv',
+          'outpost-relay jobs download job_1a2b3c4d5e6f -o ./predictions     # predictions.jsonl per device',
+        ),
+      ),
+  ).action(async (ref: string, opts: ClientOptions & { target: string; dataset: string; outputFormat?: 'jsonl' | 'csv'; timeout?: number; follow?: boolean }) => {
+    const { name, version } = parseModelRef(ref);
+    const api = relayApi(opts);
+    const job = await api.request<JobSummary>('POST', '/v1/jobs/score', {
+      model: name,
+      ...(version ? { version } : {}),
+      target: opts.target,
+      dataset: opts.dataset,
+      ...(opts.outputFormat ? { outputFormat: opts.outputFormat } : {}),
+      ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
+    });
+    if (!opts.follow) return opts.json ? printJson(job) : print(job.id);
+    note(`job ${job.id}: scoring ${job.score!.model}:${job.score!.version} on ${job.nodes} device(s) with dataset ${opts.dataset}`);
+    const done = await printLogs(api, job.id, true, true, true);
+    if (opts.json) printJson(done);
+    else {
+      await printScores(api, done);
+      note(`job ${done.id} ${done.state}${done.error ? `: ${done.error}` : ''}; download the predictions: outpost-relay jobs download ${done.id}`);
+    }
+    if (done.state !== 'succeeded') process.exitCode = 1;
+  });
+
   clientOptions(jobs.command('list').description('list jobs, newest first').addHelpText('after', examples('outpost-relay jobs list', 'outpost-relay jobs list --json'))).action(async (opts: ClientOptions) => {
     const { jobs: list } = await relayApi(opts).request<{ jobs: JobSummary[] }>('GET', '/v1/jobs');
     if (opts.json) return printJson(list);
@@ -169,8 +237,11 @@ export function jobsCommand(program: Command): void {
       .description('state, runs, latest and best metrics, outputs')
       .addHelpText('after', examples('outpost-relay jobs show job_1a2b3c4d5e6f', 'outpost-relay jobs show job_1a2b3c4d5e6f --json | jq .metrics')),
   ).action(async (id: string, opts: ClientOptions) => {
-    const j = await relayApi(opts).request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
-    return opts.json ? printJson(j) : printJob(j);
+    const api = relayApi(opts);
+    const j = await api.request<JobSummary>('GET', `/v1/jobs/${encodeURIComponent(id)}`);
+    if (opts.json) return printJson(j);
+    printJob(j);
+    if (j.score) await printScores(api, j);
   });
 
   clientOptions(

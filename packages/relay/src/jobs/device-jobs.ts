@@ -35,6 +35,7 @@ export class DeviceJobs {
           env: job.spec.env,
           ...(job.spec.dataset ? { dataset: job.spec.dataset } : {}),
           ...(rendezvous ? { rendezvous } : {}),
+          ...(job.spec.score ? { score: { modelSha256: job.spec.score.model.sha256, format: job.spec.score.format } } : {}),
           ...(job.spec.federated && round
             ? { timeoutMs: Math.max(1, round.deadlineAt - this.#ctx.now()), federated: { round: round.round, globalModelSha256: round.globalSha256, proximalMu: job.spec.federated.proximalMu } }
             : job.spec.timeoutMs

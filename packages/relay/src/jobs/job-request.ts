@@ -29,6 +29,8 @@ export interface SubmitRequest {
   federated?: FederatedRequest;
   /** An N-node job: how long its ranks wait for each other at rank 0 (default a minute). */
   rendezvousTimeoutMs?: number;
+  /** A scoring job (no bundle, no command): this model over the dataset on every matching device. */
+  score?: { model: { name: string; version?: number }; format?: 'jsonl' | 'csv' };
 }
 
 const RENDEZVOUS_TIMEOUT_MS = 60_000;
@@ -66,7 +68,11 @@ export function parseTarget(text: string): JobTarget {
   }
 }
 
-export async function checkJobRequest({ ctx, artifacts, localDatasets }: JobRequestContext, req: SubmitRequest): Promise<JobSpec> {
+export async function checkJobRequest(c: JobRequestContext, request: SubmitRequest): Promise<JobSpec> {
+  const { ctx, artifacts, localDatasets } = c;
+  const score = request.score ? await checkScore(c, request) : undefined;
+  // A scoring job's "bundle" is its model's file, its command what it does (shown, never run).
+  const req = score ? { ...request, bundleSha256: score.spec.model.sha256, command: `score ${score.spec.model.name}:${score.spec.model.version}`, nodes: score.nodes } : request;
   const bundleSize = await artifacts.size(req.bundleSha256);
   if (bundleSize === undefined) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `no bundle ${req.bundleSha256}: upload it first (POST /v1/bundles)`);
   if (!req.command.trim()) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a job needs a command (--command "...")');
@@ -110,9 +116,29 @@ export async function checkJobRequest({ ctx, artifacts, localDatasets }: JobRequ
     ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     ...(registerModel ? { registerModel } : {}),
     ...(federated ? { federated } : {}),
+    ...(score ? { score: score.spec } : {}),
     // Ranks on devices meet at rank 0 (MASTER_ADDR/MASTER_PORT), checking in with this secret.
-    ...(!federated && nodes > 1 ? { rendezvous: { secret: randomBytes(24).toString('base64url'), timeoutMs: req.rendezvousTimeoutMs ?? RENDEZVOUS_TIMEOUT_MS } } : {}),
+    ...(!federated && !score && nodes > 1 ? { rendezvous: { secret: randomBytes(24).toString('base64url'), timeoutMs: req.rendezvousTimeoutMs ?? RENDEZVOUS_TIMEOUT_MS } } : {}),
   };
+}
+
+/**
+ * A scoring job: a model version on devices (one, or every one a selector matches that can run
+ * jobs and has the dataset), as many runs as devices.
+ */
+async function checkScore({ ctx }: JobRequestContext, req: SubmitRequest): Promise<{ spec: NonNullable<JobSpec['score']>; nodes: number }> {
+  const s = req.score!;
+  const target = parseTarget(req.target);
+  if (target.kind === 'local') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'scoring runs where the data lives: give a device or a selector k=v,..., not local');
+  if (!req.dataset) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', 'a scoring job needs the dataset to score (--dataset NAME, as the agents offer it)');
+  const model = s.model.version === undefined ? await ctx.store.models.get(s.model.name) : await ctx.store.models.get(s.model.name, s.model.version);
+  if (!model) throw await modelNotFound(ctx, s.model.name, s.model.version, `push it first (outpost-relay models push FILE --name ${s.model.name})`);
+  let nodes = 1;
+  if (target.kind === 'selector') {
+    const able = (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, target.selector) && trainingProblem(d) === null && d.datasets.includes(req.dataset!));
+    nodes = Math.max(1, able.length);
+  }
+  return { spec: { model: { name: model.name, version: model.version, sha256: model.sha256 }, format: s.format ?? 'jsonl' }, nodes };
 }
 
 /**

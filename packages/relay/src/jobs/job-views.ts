@@ -74,5 +74,6 @@ export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobO
     outputs,
     model: j.model,
     federated,
+    score: j.spec.score ? { model: j.spec.score.model.name, version: j.spec.score.model.version, format: j.spec.score.format } : null,
   };
 }

@@ -154,6 +154,8 @@ export interface JobSpec {
   rendezvous?: { secret: string; timeoutMs: number };
   /** A federated job: rounds of training on the selected devices, averaged on the relay. */
   federated?: FederatedSpec;
+  /** A scoring job: the model the agents run over their dataset (its file is the job's bundle). */
+  score?: { model: { name: string; version: number; sha256: string }; format: 'jsonl' | 'csv' };
 }
 
 export interface FederatedSpec {

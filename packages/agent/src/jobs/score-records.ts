@@ -1,0 +1,135 @@
+// The records of a local dataset as model inputs, for batch scoring (`jobs score`): a folder of
+// `.npy` files or raw tensor files (`.bin`, `.raw`: one record each, for a model of one input),
+// and JSON-lines files (`.jsonl`, `.ndjson`) whose every line is a KServe v2 request body. Every
+// record is checked against the model's signature as an inference request is; a bad record costs
+// that record (named with why), never the job.
+
+import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { createInterface } from 'node:readline';
+import { validateInputs, type Datatype, type ModelSignature, type RequestTensor } from '@outpost/shared';
+
+export interface ScoreRecord {
+  /** `file` or `file:line`, relative to the dataset folder. */
+  id: string;
+  inputs?: RequestTensor[];
+  error?: string;
+}
+
+/** A record file larger than this is refused (a record is one request, not a dataset). */
+export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
+/** A JSON line longer than this is refused without parsing it. */
+const MAX_LINE_CHARS = 64 * 1024 * 1024;
+
+const NPY_DTYPES: Record<string, Datatype> = {
+  '<f4': 'FP32',
+  '<f8': 'FP64',
+  '<f2': 'FP16',
+  '<i8': 'INT64',
+  '<i4': 'INT32',
+  '<i2': 'INT16',
+  '|i1': 'INT8',
+  '|u1': 'UINT8',
+  '<u2': 'UINT16',
+  '<u4': 'UINT32',
+  '<u8': 'UINT64',
+  '|b1': 'BOOL',
+};
+
+/** A `.npy` file's dtype, shape and data bytes (format versions 1–3, little-endian, C order). */
+export function parseNpy(buf: Buffer): { datatype: Datatype; shape: number[]; data: Uint8Array } {
+  if (buf.length < 10 || buf.readUInt32BE(0) !== 0x934e554d || buf.toString('latin1', 4, 6) !== 'PY') throw new Error('not a .npy file (no \\x93NUMPY magic)');
+  const major = buf[6]!;
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  const start = major === 1 ? 10 : 12;
+  if (![1, 2, 3].includes(major) || start + headerLen > buf.length) throw new Error(`a .npy file of version ${major}, or a cut one`);
+  const header = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + headerLen);
+  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
+  const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
+  if (!descr || !fortran || shapeText === undefined) throw new Error('a .npy header without descr, fortran_order and shape');
+  if (fortran === 'True') throw new Error('a .npy file in Fortran order: save it in C order (np.ascontiguousarray)');
+  const datatype = NPY_DTYPES[descr];
+  if (!datatype) throw new Error(`.npy dtype ${descr} is not one this reads (little-endian numbers or bool)`);
+  const shape = shapeText
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw new Error(`a .npy shape (${shapeText}) that is not whole numbers`);
+  return { datatype, shape, data: buf.subarray(start + headerLen) };
+}
+
+/** A one-record tensor for the model's single input: the file's shape, with a batch of one added when the model has one. */
+function fileRecord(id: string, signature: ModelSignature, datatype: Datatype | undefined, shape: number[] | undefined, data: Uint8Array): ScoreRecord {
+  if (signature.inputs.length !== 1) return { id, error: `the model takes ${signature.inputs.length} inputs (${signature.inputs.map((i) => i.name).join(', ')}): a file holds one; use a .jsonl file of KServe requests` };
+  const spec = signature.inputs[0]!;
+  if (datatype && datatype !== spec.datatype) return { id, error: `the file holds ${datatype}, the model's input ${spec.name} takes ${spec.datatype}` };
+  let dims = shape;
+  if (!dims) {
+    // A raw file says nothing of its shape: the model's, with a batch of one.
+    const fixed = spec.shape.map((d, i) => (d === -1 && i === 0 ? 1 : d));
+    if (fixed.includes(-1)) return { id, error: `a raw file cannot say its shape for input ${spec.name} [${spec.shape.join(', ')}]: use a .npy file` };
+    dims = fixed;
+  } else if (dims.length === spec.shape.length - 1) dims = [1, ...dims];
+  try {
+    return { id, inputs: validateInputs(signature, [{ name: spec.name, datatype: spec.datatype, shape: dims, raw: data }]) };
+  } catch (err) {
+    return { id, error: (err as Error).message };
+  }
+}
+
+function files(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+/** Every record of the dataset, in file and line order; files of other kinds are reported in `skipped`. */
+export async function* datasetRecords(dir: string, signature: ModelSignature, skipped: string[] = []): AsyncGenerator<ScoreRecord> {
+  for (const file of files(dir)) {
+    const id = relative(dir, file);
+    const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
+    if (ext === '.jsonl' || ext === '.ndjson') {
+      const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Number.POSITIVE_INFINITY });
+      let n = 0;
+      for await (const line of lines) {
+        n++;
+        if (!line.trim()) continue;
+        const rid = `${id}:${n}`;
+        if (line.length > MAX_LINE_CHARS) {
+          yield { id: rid, error: `a line of ${line.length} characters, over ${MAX_LINE_CHARS}` };
+          continue;
+        }
+        try {
+          const body = JSON.parse(line) as { inputs?: unknown };
+          yield { id: rid, inputs: validateInputs(signature, body?.inputs) };
+        } catch (err) {
+          yield { id: rid, error: err instanceof SyntaxError ? `not JSON: ${err.message}` : (err as Error).message };
+        }
+      }
+    } else if (ext === '.npy' || ext === '.bin' || ext === '.raw') {
+      const size = statSync(file).size;
+      if (size > MAX_RECORD_BYTES) {
+        yield { id, error: `${size} bytes, over ${MAX_RECORD_BYTES} for one record` };
+        continue;
+      }
+      const buf = readFileSync(file);
+      if (ext === '.npy') {
+        try {
+          const npy = parseNpy(buf);
+          yield fileRecord(id, signature, npy.datatype, npy.shape, npy.data);
+        } catch (err) {
+          yield { id, error: (err as Error).message };
+        }
+      } else yield fileRecord(id, signature, undefined, undefined, buf);
+    } else skipped.push(id);
+  }
+}

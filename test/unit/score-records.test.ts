@@ -1,0 +1,52 @@
+// Reading a dataset's records for batch scoring: .npy headers (and the files this refuses),
+// raw files for fixed shapes, JSON lines, sizes; every bad record named, never a throw.
+
+import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { datasetRecords, parseNpy } from '../../packages/agent/dist/jobs/score-records.js';
+
+function npy(header: string, data = Buffer.alloc(0), version = 1): Buffer {
+  const padded = header + ' '.repeat(63 - (((version === 1 ? 10 : 12) + header.length) % 64)) + '\n';
+  const head = Buffer.alloc(version === 1 ? 10 : 12);
+  head.write('\x93NUMPY', 0, 'latin1');
+  head[6] = version;
+  if (version === 1) head.writeUInt16LE(padded.length, 8);
+  else head.writeUInt32LE(padded.length, 8);
+  return Buffer.concat([head, Buffer.from(padded, 'latin1'), data]);
+}
+
+t.test('parseNpy reads versions 1-3 and refuses what it cannot read', async (t) => {
+  const data = Buffer.from(Float32Array.of(1, 2).buffer);
+  t.match(parseNpy(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", data)), { datatype: 'FP32', shape: [2] });
+  t.match(parseNpy(npy("{'descr': '<i8', 'fortran_order': False, 'shape': (), }", Buffer.alloc(8), 2)), { datatype: 'INT64', shape: [] });
+  t.match(parseNpy(npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3, 1), }", Buffer.alloc(3), 3)), { datatype: 'BOOL', shape: [3, 1] });
+  t.throws(() => parseNpy(Buffer.from('not numpy at all')), /not a \.npy file/);
+  t.throws(() => parseNpy(npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }")), /dtype >f4 is not one this reads/);
+  t.throws(() => parseNpy(npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }")), /Fortran order/);
+  t.throws(() => parseNpy(npy("{'descr': '<f4', 'shape': (2,), }")), /without descr, fortran_order and shape/);
+  t.throws(() => parseNpy(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (x,), }")), /not whole numbers/);
+  const cut = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }").subarray(0, 20);
+  t.throws(() => parseNpy(cut), /cut one/);
+});
+
+t.test('datasetRecords: fixed shapes from raw files, models of several inputs, data sizes', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'outpost-records-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, '1.raw'), Buffer.from(Float32Array.of(1, 2, 3, 4).buffer));
+  writeFileSync(join(dir, '2.raw'), Buffer.from(Float32Array.of(1).buffer));
+  writeFileSync(join(dir, '3.npy'), npy("{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", Buffer.from(Float32Array.of(1, 2, 3).buffer)));
+  writeFileSync(join(dir, 'x.ndjson'), '{"inputs": 5}\n');
+  const fixed = { inputs: [{ name: 'x', datatype: 'FP32' as const, shape: [-1, 4] }], outputs: [] };
+  const skipped: string[] = [];
+  const records = [];
+  for await (const r of datasetRecords(dir, fixed, skipped)) records.push(r);
+  t.match(records[0], { id: '1.raw', inputs: [{ name: 'x', shape: [1, 4] }] }, 'a raw file takes the model\'s shape with a batch of one');
+  t.match(records[1], { id: '2.raw', error: /needs 4 elements|4 elements|bytes/ });
+  t.match(records[2], { id: '3.npy', error: /.+/ }, 'an .npy whose data is shorter than its shape');
+  t.match(records[3], { id: 'x.ndjson:1', error: /"inputs" must be an array/ });
+  t.same(skipped, []);
+  const two = { inputs: [{ name: 'a', datatype: 'FP32' as const, shape: [-1] }, { name: 'b', datatype: 'FP32' as const, shape: [-1] }], outputs: [] };
+  for await (const r of datasetRecords(dir, two)) if (r.id.endsWith('.raw')) t.match(r.error, /the model takes 2 inputs \(a, b\): a file holds one; use a \.jsonl file/);
+});
