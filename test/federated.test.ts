@@ -13,9 +13,20 @@ import { enrollDevice, startAgent, startRelay, tempDir, type Device, type TestAg
 import { waitFor } from './helpers/wait.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/federated', import.meta.url));
-// A client of the example, with test hooks read from its own data folder: `fault` (an update the
-// relay must refuse, see train.js) and `hang` (seconds to wait first: a slow or stuck client).
-const COMMAND = 'if [ -f "$OUTPOST_DATA_DIR/hang" ]; then sleep "$(cat "$OUTPOST_DATA_DIR/hang")"; fi; FAULT="$(cat "$OUTPOST_DATA_DIR/fault" 2>/dev/null)" node train.js';
+// A client of the example, with test hooks read from its own data folder: `hang` (seconds to
+// wait first: a slow or stuck client) and `fault`, an update the relay must refuse: nan and shape
+// (train.js's own hooks), garbage (not a model), huge (past the size bound), silent (no
+// num_examples).
+const COMMAND = [
+  'if [ -f "$OUTPOST_DATA_DIR/hang" ]; then sleep "$(cat "$OUTPOST_DATA_DIR/hang")"; fi',
+  'f="$(cat "$OUTPOST_DATA_DIR/fault" 2>/dev/null)"',
+  'case "$f" in',
+  '  garbage) echo nope > "$OUTPOST_OUTPUT_DIR/model.onnx"; echo "outpost:metric num_examples=5";;',
+  '  huge) head -c 3000000 /dev/zero > "$OUTPOST_OUTPUT_DIR/model.onnx"; echo "outpost:metric num_examples=5";;',
+  '  silent) node train.js | grep -v num_examples;;',
+  '  *) FAULT="$f" node train.js;;',
+  'esac',
+].join('\n');
 
 interface Round {
   round: number;
@@ -148,6 +159,23 @@ t.test('federated jobs', async (t) => {
     t.match(reasons[ids[1]!], /update refused: initializer W has a non-finite value \(NaN\)/);
     t.match(reasons[ids[2]!], /update refused: initializer W has shape \[3, 4\], the global model \[4, 3\]/);
     t.equal(r.resultSha256 && readWeights(artifact(r.resultSha256)).W.values.every(Number.isFinite), true, 'nothing of the NaN update got in');
+  });
+
+  await t.test('an update that is no model, too large, or without its examples is refused, each named', async (t) => {
+    hook(0, 'fault', 'garbage');
+    hook(1, 'fault', 'huge');
+    hook(2, 'fault', 'silent');
+    t.teardown(() => {
+      for (const i of [0, 1, 2]) hook(i, 'fault', null);
+    });
+    const res = await submit(['--rounds', '1', '--min-clients', '1', '--round-attempts', '1', '--json']);
+    const j = await ended((JSON.parse(res.stdout) as Job).id);
+    t.equal(j.state, 'failed');
+    const reasons = Object.fromEntries(j.rounds[0]!.dropped.map((d) => [d.client, d.reason]));
+    t.match(reasons[ids[0]!], /update refused: its model\.onnx cannot be read as an ONNX model/);
+    t.match(reasons[ids[1]!], /update refused: its model\.onnx is 3000000 bytes, over \d+ \(twice the global model's \d+ and 1 MiB\)/);
+    t.match(reasons[ids[2]!], /update refused: the run reported no num_examples \(print "outpost:metric num_examples=N"\)/);
+    t.equal(j.rounds[0]!.resultSha256, null, 'nothing was averaged');
   });
 
   await t.test('too few good updates: the round is tried again, then the job fails saying why', async (t) => {

@@ -46,7 +46,8 @@ export class FederatedRounds {
   readonly #waiting = new Map<string, string>();
   /** Answers already decided, by `job:rank` (a run's end does not change). */
   readonly #answers = new Map<string, ClientAnswer>();
-  #stopped = false;
+  /** Until resume(): a relay that does not lead drives no round (another does). */
+  #stopped = true;
 
   constructor(o: FederatedRoundsOptions) {
     this.#o = o;
