@@ -2,6 +2,7 @@
 // from the browser through the same HTTP API as the CLI. Routes are hash paths; each page is
 // one file in pages/, told of stream changes while it is open.
 
+import type { JobWithRounds } from './answers.js';
 import { get } from './api.js';
 import { $, el } from './dom.js';
 import type { Page } from './page.js';
@@ -10,9 +11,10 @@ import { DeploymentPage, DeploymentsPage } from './pages/deployments.js';
 import { DevicePage } from './pages/device.js';
 import { FleetPage } from './pages/fleet.js';
 import { JobPage, JobsPage } from './pages/jobs.js';
+import { mergeRounds } from './pages/rounds.js';
 import { session, type Whoami } from './session.js';
 import { connect, disconnect, fleet, onChange, onConnection, snapshotOrTimeout } from './stream.js';
-import type { DeploymentSummary, JobSummary } from '@outpost/shared/browser';
+import type { DeploymentSummary } from '@outpost/shared/browser';
 
 let page: Page | null = null;
 
@@ -59,9 +61,11 @@ let snapshots = 0;
 /** Deployments and jobs older than the stream's snapshot carries. */
 async function loadHistory(): Promise<void> {
   try {
-    const [{ deployments }, { jobs }] = await Promise.all([get<{ deployments: DeploymentSummary[] }>('/v1/deployments?limit=200'), get<{ jobs: JobSummary[] }>('/v1/jobs')]);
+    const [{ deployments }, { jobs }] = await Promise.all([get<{ deployments: DeploymentSummary[] }>('/v1/deployments?limit=200'), get<{ jobs: JobWithRounds[] }>('/v1/jobs')]);
     fleet.addDeployments(deployments);
-    fleet.addJobs(jobs);
+    fleet.addJobs(jobs.map(({ rounds, ...job }) => job));
+    // A federated job's rounds so far: the stream brings only those that begin or end from now on.
+    for (const j of jobs) if (j.rounds) mergeRounds(j.id, j.rounds);
     page?.change({ kind: 'reset' }, { type: 'snapshot', devices: [], deployments: [], jobs: [], seq: fleet.lastSeq, ts: new Date().toISOString() });
   } catch {
     // Refused: logged out, saying why; unreachable: the stream reconnects and asks again.

@@ -81,4 +81,5 @@ export function disconnect(): void {
   socket = null;
   s?.close();
   fleet.clear();
+  fleet.jobRounds.clear(); // FleetModel.clear() leaves them
 }
