@@ -13,12 +13,12 @@ import { enrollDevice, startAgent, startRelay, tempDir, type Device, type TestAg
 import { waitFor } from './helpers/wait.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/federated', import.meta.url));
-// A client of the example, with test hooks read from its own data folder: `hang` (seconds to
-// wait first: a slow or stuck client) and `fault`, an update the relay must refuse: nan and shape
+// A client of the example, with test hooks read from its own data folder: `hang` (it waits while
+// the file is there: a slow or stuck client, released by the test) and `fault`, an update the relay must refuse: nan and shape
 // (train.js's own hooks), garbage (not a model), huge (past the size bound), silent (no
 // num_examples).
 const COMMAND = [
-  'if [ -f "$OUTPOST_DATA_DIR/hang" ]; then sleep "$(cat "$OUTPOST_DATA_DIR/hang")"; fi',
+  'while [ -f "$OUTPOST_DATA_DIR/hang" ]; do sleep 0.1; done',
   'f="$(cat "$OUTPOST_DATA_DIR/fault" 2>/dev/null)"',
   'case "$f" in',
   '  garbage) echo nope > "$OUTPOST_OUTPUT_DIR/model.onnx"; echo "outpost:metric num_examples=5";;',
@@ -191,7 +191,7 @@ t.test('federated jobs', async (t) => {
   });
 
   await t.test('a client killed mid-round is dropped at the deadline; the round completes with the rest', async (t) => {
-    hook(2, 'hang', '30');
+    hook(2, 'hang', '');
     const res = await submit(['--rounds', '1', '--min-clients', '2', '--round-deadline', '8s', '--json']);
     const id = (JSON.parse(res.stdout) as Job).id;
     await waitFor('the stuck client running', async () => (await job(id)).runs.some((r) => r.target === ids[2] && r.state === 'running') || undefined, 30_000);
@@ -209,7 +209,7 @@ t.test('federated jobs', async (t) => {
   });
 
   await t.test('a relay killed mid-round resumes the round; the final model is registered and rolled out', async (t) => {
-    for (const i of [0, 1, 2]) hook(i, 'hang', '3');
+    for (const i of [0, 1, 2]) hook(i, 'hang', '');
     t.teardown(() => {
       for (const i of [0, 1, 2]) hook(i, 'hang', null);
     });

@@ -59,14 +59,12 @@ t.test('multi-node rendezvous', async (t) => {
   });
 
   await t.test('ranks that cannot reach rank 0 fail saying so, before the job\'s timeout', async (t) => {
-    const started = Date.now();
     const res = await relay.cli('jobs', 'submit', bundle, '--target', 'pool=far', '--nodes', '2', '--command', 'node exchange.mjs', '--rendezvous-timeout', '3s', '--timeout', '10m', '--json');
     t.equal(res.code, 0, res.stderr);
     const id = (JSON.parse(res.stdout) as Job).id;
     const done = await waitFor('the job to fail', async () => ((j) => (j.state === 'failed' ? j : undefined))(await job(id)), 60_000, 200);
     t.match(done.error, /(cannot reach rank 0|did not reach rank 0) at 192\.0\.2\.1:\d+/);
     t.match(done.error, /the nodes must reach each other directly/);
-    t.ok(Date.now() - started < 60_000, 'long before the 10 minute timeout');
     const logs = (await relay.api<{ lines: Array<{ text: string }> }>('GET', `/v1/jobs/${id}/logs`)).body.lines;
     t.notOk(logs.some((l) => l.text.includes('master')), 'no rank ran its command');
     // The rank still waiting is told to stop (its desired jobs) and says so.

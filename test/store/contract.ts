@@ -746,8 +746,8 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     await store.jobs.create('job_1', jobSpec({ nodes: 2 }), 1_000);
     await store.jobs.addRuns('job_1', [{ rank: 1, target: 'dev_b' }, { rank: 0, target: 'dev_a' }], 2_000);
     t.strictSame((await store.jobs.get('job_1'))!.runs, [
-      { rank: 0, target: 'dev_a', state: 'starting', exitCode: null, error: null, startedAt: 2_000, finishedAt: null },
-      { rank: 1, target: 'dev_b', state: 'starting', exitCode: null, error: null, startedAt: 2_000, finishedAt: null },
+      { rank: 0, target: 'dev_a', state: 'starting', exitCode: null, error: null, startedAt: 2_000, finishedAt: null, rendezvous: null },
+      { rank: 1, target: 'dev_b', state: 'starting', exitCode: null, error: null, startedAt: 2_000, finishedAt: null, rendezvous: null },
     ], 'by rank, starting');
     t.equal(await store.jobs.setRunState('job_1', 0, 'running', 2_100), true);
     t.equal(await store.jobs.setRunState('job_1', 0, 'running', 2_200), false, 'running already');
@@ -756,10 +756,35 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.equal(await store.jobs.setRunState('job_1', 0, 'failed', 3_000, 2, 'exit 2'), true);
     t.equal(await store.jobs.setRunState('job_1', 1, 'succeeded', 3_500, 0), true);
     t.strictSame((await store.jobs.get('job_1'))!.runs, [
-      { rank: 0, target: 'dev_a', state: 'failed', exitCode: 2, error: 'exit 2', startedAt: 2_000, finishedAt: 3_000 },
-      { rank: 1, target: 'dev_b', state: 'succeeded', exitCode: 0, error: null, startedAt: 2_000, finishedAt: 3_500 },
+      { rank: 0, target: 'dev_a', state: 'failed', exitCode: 2, error: 'exit 2', startedAt: 2_000, finishedAt: 3_000, rendezvous: null },
+      { rank: 1, target: 'dev_b', state: 'succeeded', exitCode: 0, error: null, startedAt: 2_000, finishedAt: 3_500, rendezvous: null },
     ]);
     t.equal(await store.jobs.setRunState('job_1', 0, 'failed', 4_000, 3, 'again'), false, 'failed already');
+  });
+
+  test('jobs: rank 0\'s rendezvous point is set once; latestMetrics and outputs of some ranks', async (t, store) => {
+    await store.jobs.create('job_1', jobSpec({ nodes: 3 }), 1_000);
+    await store.jobs.addRuns('job_1', [{ rank: 0, target: 'dev_a' }, { rank: 1, target: 'dev_b' }, { rank: 2, target: 'dev_c' }], 2_000);
+    t.equal(await store.jobs.setRunRendezvous('job_1', 0, { addr: '10.0.0.5', port: 29500 }), true);
+    t.equal(await store.jobs.setRunRendezvous('job_1', 0, { addr: '10.0.0.6', port: 1 }), false, 'once');
+    t.equal(await store.jobs.setRunRendezvous('job_1', 9, { addr: '10.0.0.6', port: 1 }), false, 'no such rank');
+    t.strictSame((await store.jobs.get('job_1'))!.runs.map((r) => r.rendezvous), [{ addr: '10.0.0.5', port: 29500 }, null, null]);
+    await store.jobs.addMetrics('job_1', [
+      { rank: 0, name: 'num_examples', value: 10, step: null, ts: 1 },
+      { rank: 1, name: 'num_examples', value: 20, step: null, ts: 1 },
+      { rank: 1, name: 'num_examples', value: 25, step: null, ts: 2 },
+      { rank: 1, name: 'loss', value: 0.5, step: 1, ts: 2 },
+      { rank: 2, name: 'loss', value: 0.9, step: 1, ts: 2 },
+    ]);
+    t.strictSame(await store.jobs.latestMetrics('job_1', [1, 2]), [
+      { rank: 1, name: 'loss', value: 0.5 },
+      { rank: 1, name: 'num_examples', value: 25 },
+      { rank: 2, name: 'loss', value: 0.9 },
+    ], 'the latest of each name, only the ranks asked, by rank and name');
+    t.strictSame(await store.jobs.latestMetrics('job_1', []), []);
+    for (const rank of [0, 1, 2]) await store.jobs.addOutput('job_1', { rank, path: 'model.onnx', sha256: sha(50 + rank), size: 1 });
+    t.strictSame((await store.jobs.outputs('job_1', [2, 0])).map((o) => o.rank), [0, 2]);
+    t.equal((await store.jobs.outputs('job_1')).length, 3);
   });
 
   test('jobs: a finished run stays finished', async (t, store) => {

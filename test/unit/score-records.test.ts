@@ -2,7 +2,7 @@
 // raw files for fixed shapes, JSON lines, sizes; every bad record named, never a throw.
 
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { datasetRecords, parseNpy } from '../../packages/agent/dist/jobs/score-records.js';
@@ -29,6 +29,7 @@ t.test('parseNpy reads versions 1-3 and refuses what it cannot read', async (t) 
   t.throws(() => parseNpy(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (x,), }")), /not whole numbers/);
   const cut = npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }").subarray(0, 20);
   t.throws(() => parseNpy(cut), /cut one/);
+  t.throws(() => parseNpy(npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", Buffer.alloc(0), 2).subarray(0, 10)), /a \.npy file of version 2, or a cut one/, 'a v2 file cut inside its header length');
 });
 
 t.test('datasetRecords: fixed shapes from raw files, models of several inputs, data sizes', async (t) => {
@@ -43,10 +44,19 @@ t.test('datasetRecords: fixed shapes from raw files, models of several inputs, d
   const records = [];
   for await (const r of datasetRecords(dir, fixed, skipped)) records.push(r);
   t.match(records[0], { id: '1.raw', inputs: [{ name: 'x', shape: [1, 4] }] }, 'a raw file takes the model\'s shape with a batch of one');
-  t.match(records[1], { id: '2.raw', error: /needs 4 elements|4 elements|bytes/ });
-  t.match(records[2], { id: '3.npy', error: /.+/ }, 'an .npy whose data is shorter than its shape');
+  t.match(records[1], { id: '2.raw', error: /input "x": the shape needs 16 bytes of FP32, binary_data_size is 4/ });
+  t.match(records[2], { id: '3.npy', error: /input "x": the shape needs 16 bytes of FP32, binary_data_size is 12/ }, 'an .npy whose data is shorter than its shape');
   t.match(records[3], { id: 'x.ndjson:1', error: /"inputs" must be an array/ });
   t.same(skipped, []);
+  // A dataset kept as links (DVC, git-annex): followed, each folder once.
+  const linked = mkdtempSync(join(tmpdir(), 'outpost-linked-'));
+  t.teardown(() => rmSync(linked, { recursive: true, force: true }));
+  symlinkSync(join(dir, '1.raw'), join(linked, 'a.raw'));
+  symlinkSync(dir, join(linked, 'more'));
+  symlinkSync(linked, join(linked, 'loop'));
+  const ids = [];
+  for await (const r of datasetRecords(linked, fixed)) ids.push(r.id);
+  t.same(ids, ['a.raw', 'more/1.raw', 'more/2.raw', 'more/3.npy', 'more/x.ndjson:1'], 'links to files and folders followed; a loop read once');
   const two = { inputs: [{ name: 'a', datatype: 'FP32' as const, shape: [-1] }, { name: 'b', datatype: 'FP32' as const, shape: [-1] }], outputs: [] };
   for await (const r of datasetRecords(dir, two)) if (r.id.endsWith('.raw')) t.match(r.error, /the model takes 2 inputs \(a, b\): a file holds one; use a \.jsonl file/);
 });

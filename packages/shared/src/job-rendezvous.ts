@@ -61,10 +61,12 @@ function readLine(socket: Socket): Promise<string> {
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onEnd);
+      socket.off('close', onEnd);
     };
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('error', onEnd);
+    socket.once('close', onEnd);
   });
 }
 
@@ -85,7 +87,8 @@ export async function hostRendezvous(o: { addr: string; secret: string; worldSiz
   const ready = new Promise<void>((resolve, reject) => (settle = { resolve, reject }));
   ready.catch(() => undefined);
   const server: Server = createServer((socket) => {
-    socket.setTimeout(10_000, () => socket.destroy());
+    // A check-in is one short line: a connection that says nothing soon is dropped.
+    socket.setTimeout(2_000, () => socket.destroy());
     socket.on('error', () => undefined);
     readLine(socket)
       .then((line) => {
@@ -101,6 +104,8 @@ export async function hostRendezvous(o: { addr: string; secret: string; worldSiz
       })
       .catch(() => socket.destroy());
   });
+  // Every rank once, with room for retries: a flood of connections cannot hold the device's descriptors.
+  server.maxConnections = 2 * o.worldSize + 4;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, () => resolve());

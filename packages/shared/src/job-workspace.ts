@@ -2,7 +2,8 @@
 // a fresh work folder holding the unpacked bundle, an output folder, and the OUTPOST_*
 // variables that let the same bundle run unchanged on any target.
 
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { unpackBundle } from './bundle.js';
 import { runJobProcess, type JobProcess } from './job-process.js';
@@ -59,7 +60,7 @@ export async function startJobRun(opts: JobRunOptions): Promise<JobRun> {
   if (opts.federated) {
     // A copy: the client may write over its input, the cached file stays whole.
     const globalModel = join(opts.root, 'global-model.onnx');
-    copyFileSync(opts.federated.globalModelFile, globalModel);
+    await copyFile(opts.federated.globalModelFile, globalModel);
     Object.assign(federatedEnv, { OUTPOST_GLOBAL_MODEL: globalModel, OUTPOST_ROUND: String(opts.federated.round), OUTPOST_PROXIMAL_MU: String(opts.federated.proximalMu) });
   }
   let batch: JobLine[] = [];

@@ -172,9 +172,12 @@ export const RendezvousPoint = Type.Object({
   port: Type.Integer({ minimum: 1, maximum: 65535 }),
 });
 
+/** A run's rank: federated jobs number every client run of every round, so it can pass the world size. */
+const Rank = Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1 });
+
 export const JobAssignment = Type.Object({
   jobId: Id,
-  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
+  rank: Rank,
   worldSize: Type.Integer({ minimum: 1, maximum: 10000 }),
   bundleSha256: Sha256,
   command: Type.String({ maxLength: 8192 }),
@@ -216,7 +219,7 @@ export { JOB_RUN_STATES, type JobRunState } from './states.js';
 
 export const JobRunReport = Type.Object({
   jobId: Id,
-  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
+  rank: Rank,
   state: Type.Union(JOB_RUN_STATES.map((s) => Type.Literal(s))),
   exitCode: Type.Optional(Type.Union([Type.Integer({ minimum: -(2 ** 31), maximum: 2 ** 31 }), Type.Null()])),
   error: Type.Optional(Type.String({ maxLength: 2000 })),
@@ -232,7 +235,7 @@ export type JobsReported = Static<typeof JobsReported>;
 /** `outpost/v1/devices/{id}/job-log`: a batch of output lines of one run. */
 export const JobLogBatch = Type.Object({
   jobId: Id,
-  rank: Type.Integer({ minimum: 0, maximum: 9999 }),
+  rank: Rank,
   lines: Type.Array(Type.Object({ ts: Timestamp, stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]), text: Type.String({ maxLength: 10_000 }) }), { maxItems: 1000 }),
 });
 export type JobLogBatch = Static<typeof JobLogBatch>;

@@ -144,7 +144,10 @@ export function updateProblem(globalBuf: Uint8Array, global: ModelWeights, updat
       if (bad >= 0) return `initializer ${g.name} has a non-finite value (${values[bad]}) at index ${bad}`;
     } else if (!sameBytes(globalBuf, g, updateBuf, u)) return `initializer ${g.name} (not float) changed: only float weights are averaged`;
   }
-  if (update.initializers.length !== global.initializers.length) return `it has initializers the global model does not (${update.initializers.map((i) => i.name).filter((n) => !global.initializers.some((g) => g.name === n)).join(', ')})`;
+  if (update.initializers.length !== global.initializers.length) {
+    const extra = update.initializers.map((i) => i.name).filter((n) => !global.initializers.some((g) => g.name === n)).join(', ');
+    return `it has initializers the global model does not (${extra.length > 300 ? `${extra.slice(0, 300)}…` : extra})`;
+  }
   return null;
 }
 

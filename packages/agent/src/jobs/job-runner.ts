@@ -33,6 +33,8 @@ interface Run {
   abort: AbortController;
   /** Rank 0's point, kept in each report of the run. */
   rendezvous?: RendezvousPoint;
+  /** For a rank above 0: rank 0's point once the relay sent it (it may come while the bundle downloads). */
+  master?: RendezvousPoint;
   /** A rank above 0 waiting for rank 0's point: called when the relay sends it. */
   onMaster?: (point: RendezvousPoint) => void;
 }
@@ -65,7 +67,11 @@ export class JobRunner {
     const wanted = new Set(desired.jobs.map((a) => `${a.jobId}:${a.rank}`));
     for (const a of desired.jobs) {
       const master = a.rendezvous?.master;
-      if (master) this.#runs.get(`${a.jobId}:${a.rank}`)?.onMaster?.(master);
+      const run = master && this.#runs.get(`${a.jobId}:${a.rank}`);
+      if (run && !run.master) {
+        run.master = master;
+        run.onMaster?.(master);
+      }
     }
     for (const [key, run] of this.#runs) {
       run.assigned = wanted.has(key);
@@ -136,6 +142,8 @@ export class JobRunner {
       this.#update(key, { ...base, state: result.state, exitCode: result.exitCode, ...(result.error ? { error: result.error } : {}) });
       this.#opts.log.info({ jobId: a.jobId, rank: a.rank, state: result.state }, 'job run ended');
     } catch (err) {
+      // Stopped while meeting the other ranks or fetching: the relay ended it, not a failure here.
+      if (this.#runs.get(key)?.abort.signal.aborted) return this.#update(key, { ...base, state: 'canceled', error: 'canceled before it started' });
       this.#update(key, { ...base, state: 'failed', error: (err as Error).message.slice(0, 2000) });
       this.#opts.log.warn({ jobId: a.jobId, rank: a.rank, err: (err as Error).message }, 'job run failed');
     } finally {
@@ -166,6 +174,7 @@ export class JobRunner {
       }
     } else {
       point =
+        run.master ??
         r.master ??
         (await new Promise<RendezvousPoint>((resolve, reject) => {
           run.onMaster = resolve;

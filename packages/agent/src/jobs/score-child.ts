@@ -23,7 +23,7 @@ function jsonValues(t: ort.Tensor): Array<number | string | boolean> {
 
 const csvCell = (v: unknown) => {
   const s = String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 
 async function main(): Promise<void> {
@@ -38,7 +38,13 @@ async function main(): Promise<void> {
   const write = async (line: string) => {
     if (!out.write(`${line}\n`)) await once(out, 'drain');
   };
-  let csvColumns: Array<{ name: string; size: number }> | undefined;
+  // CSV columns from the signature when its outputs' sizes are fixed (a batch of one), else from
+  // the first good record (failures before it are written after it).
+  const fixed = signature.outputs.every((o) => o.shape.slice(1).every((d) => d >= 0) && (o.shape[0] ?? 1) !== 0);
+  let csvColumns: Array<{ name: string; size: number }> | undefined = fixed ? signature.outputs.map((o) => ({ name: o.name, size: o.shape.slice(1).reduce((n, d) => n * d, 1) })) : undefined;
+  const pendingCsv: string[][] = [];
+  const csvHeader = (cols: Array<{ name: string; size: number }>) => ['record', 'error', ...cols.flatMap((c) => Array.from({ length: c.size }, (_, i) => `${c.name}_${i}`))].map(csvCell).join(',');
+  if (format === 'csv' && csvColumns) await write(csvHeader(csvColumns));
   let records = 0;
   let failures = 0;
   const started = Date.now();
@@ -68,7 +74,7 @@ async function main(): Promise<void> {
       // One row per record, one column per output element; the first good record sets the columns.
       if (outputs && !csvColumns) {
         csvColumns = outputs.map((o) => ({ name: o.name, size: o.data.length }));
-        await write(['record', 'error', ...csvColumns.flatMap((c) => Array.from({ length: c.size }, (_, i) => `${c.name}_${i}`))].map(csvCell).join(','));
+        await write(csvHeader(csvColumns));
       }
       if (outputs && csvColumns && outputs.some((o, i) => o.data.length !== csvColumns![i]!.size)) {
         outputs = undefined;
@@ -99,7 +105,6 @@ async function main(): Promise<void> {
   if (failures === records) throw new Error(`every one of the ${records} records failed; see predictions.${format}`);
 }
 
-const pendingCsv: string[][] = [];
 
 main().catch((err: unknown) => {
   console.error(`scoring failed: ${err instanceof Error ? err.message : String(err)}`);

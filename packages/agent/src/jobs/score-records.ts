@@ -4,7 +4,7 @@
 // record is checked against the model's signature as an inference request is; a bad record costs
 // that record (named with why), never the job.
 
-import { createReadStream, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createReadStream, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { createInterface } from 'node:readline';
 import { validateInputs, type Datatype, type ModelSignature, type RequestTensor } from '@outpost/shared';
@@ -40,9 +40,10 @@ const NPY_DTYPES: Record<string, Datatype> = {
 export function parseNpy(buf: Buffer): { datatype: Datatype; shape: number[]; data: Uint8Array } {
   if (buf.length < 10 || buf.readUInt32BE(0) !== 0x934e554d || buf.toString('latin1', 4, 6) !== 'PY') throw new Error('not a .npy file (no \\x93NUMPY magic)');
   const major = buf[6]!;
-  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
   const start = major === 1 ? 10 : 12;
-  if (![1, 2, 3].includes(major) || start + headerLen > buf.length) throw new Error(`a .npy file of version ${major}, or a cut one`);
+  if (![1, 2, 3].includes(major) || buf.length < start) throw new Error(`a .npy file of version ${major}, or a cut one`);
+  const headerLen = major === 1 ? buf.readUInt16LE(8) : buf.readUInt32LE(8);
+  if (start + headerLen > buf.length) throw new Error(`a .npy file of version ${major}, or a cut one`);
   const header = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + headerLen);
   const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
@@ -79,13 +80,19 @@ function fileRecord(id: string, signature: ModelSignature, datatype: Datatype | 
   }
 }
 
+/** The dataset's files, links followed (datasets kept by DVC or git-annex are links), each folder once. */
 function files(dir: string): string[] {
   const out: string[] = [];
+  const seen = new Set<string>();
   const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
-      const p = join(d, e.name);
-      if (e.isDirectory()) walk(p);
-      else if (e.isFile()) out.push(p);
+    const real = realpathSync(d);
+    if (seen.has(real)) return;
+    seen.add(real);
+    for (const name of readdirSync(d).sort((a, b) => a.localeCompare(b))) {
+      const p = join(d, name);
+      const s = statSync(p, { throwIfNoEntry: false });
+      if (s?.isDirectory()) walk(p);
+      else if (s?.isFile()) out.push(p);
     }
   };
   walk(dir);

@@ -65,7 +65,8 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
             command: { type: 'string', minLength: 1, maxLength: 8192 },
             env: { type: 'object', additionalProperties: { type: 'string', maxLength: 8192 }, maxProperties: 128 },
             dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
-            timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+            // A timer's longest wait (2^31 ms, about 24 days) bounds a job's.
+            timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 2_000_000 },
             rendezvousTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 },
             registerModel: {
               type: 'object',
@@ -129,7 +130,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
             target: { type: 'string', minLength: 1, maxLength: 512 },
             dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
             outputFormat: { type: 'string', enum: ['jsonl', 'csv'] },
-            timeoutSeconds: { type: 'number', exclusiveMinimum: 0 },
+            timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 2_000_000 },
           },
         },
       },
@@ -151,7 +152,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     },
   );
 
-  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: await Promise.all((await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id))) }));
+  app.get('/v1/jobs', { config: { access: 'viewer' } }, async () => ({ jobs: await Promise.all((await ctx.store.jobs.list(200)).map((j) => scheduler.summary(j.id, false))) }));
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', { config: { access: 'viewer' }, schema: { params: idParams } }, async (request) => scheduler.summary(request.params.id));
 
@@ -181,7 +182,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
   // A device uploads what its run wrote to OUTPOST_OUTPUT_DIR, one file per request.
   app.post<{ Params: { id: string }; Querystring: { rank: string; path: string }; Body: Readable }>(
     '/v1/jobs/:id/outputs',
-    { config: { access: 'device' }, schema: { params: idParams, querystring: { type: 'object', required: ['rank', 'path'], properties: { rank: { type: 'string', pattern: '^[0-9]{1,4}$' }, path: { type: 'string', minLength: 1, maxLength: 512 } } } } },
+    { config: { access: 'device' }, schema: { params: idParams, querystring: { type: 'object', required: ['rank', 'path'], properties: { rank: { type: 'string', pattern: '^[0-9]{1,10}$' }, path: { type: 'string', minLength: 1, maxLength: 512 } } } } },
     async (request, reply) => {
       const caller = request.caller as DeviceCaller;
       try {

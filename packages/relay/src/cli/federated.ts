@@ -68,6 +68,10 @@ const FEDERATED_ONLY: Array<[keyof FederatedFlags, string]> = [
   ['roundAttempts', '--round-attempts'],
   ['initialModel', '--initial-model'],
   ['deploySelector', '--deploy-selector'],
+  ['deployStrategy', '--deploy-strategy'],
+  ['deployBatch', '--deploy-batch'],
+  ['deployCanary', '--deploy-canary'],
+  ['deployHealthWindow', '--deploy-health-window'],
 ];
 
 /** The request's `federated` part, or undefined for another job; a flag out of place is an error. */

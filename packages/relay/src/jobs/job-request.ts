@@ -12,7 +12,7 @@ import { matchesSelector } from '../fleet/deployments.js';
 import { requireDevice } from '../fleet/devices.js';
 import type { FederatedSpec, JobSpec, JobTarget, RolloutStrategy } from '../store/records.js';
 import { modelNotFound } from '../fleet/model-lookup.js';
-import { UPDATE_FILE } from '../federated/federated-rounds.js';
+import { UPDATE_FILE } from '../federated/updates.js';
 import { trainingProblem } from './job-queue.js';
 
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -135,7 +135,8 @@ async function checkScore({ ctx }: JobRequestContext, req: SubmitRequest): Promi
   if (!model) throw await modelNotFound(ctx, s.model.name, s.model.version, `push it first (outpost-relay models push FILE --name ${s.model.name})`);
   let nodes = 1;
   if (target.kind === 'selector') {
-    const able = (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, target.selector) && trainingProblem(d) === null && d.datasets.includes(req.dataset!));
+    // The devices that can score now: one offline would hold the whole job until it is back.
+    const able = (await ctx.store.devices.list()).filter((d) => d.online && matchesSelector(d.labels, target.selector) && trainingProblem(d) === null && d.datasets.includes(req.dataset!));
     nodes = Math.max(1, able.length);
   }
   return { spec: { model: { name: model.name, version: model.version, sha256: model.sha256 }, format: s.format ?? 'jsonl' }, nodes };

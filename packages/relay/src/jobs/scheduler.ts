@@ -20,7 +20,7 @@ import type { ArtifactStore } from '../artifacts/artifact-store.js';
 import { DeferredWrites } from './deferred-writes.js';
 import type { FleetContext } from '../fleet/context.js';
 import type { JobRecord, JobState } from '../store/records.js';
-import { jobView, roundView, summarizeMetrics, describeTarget } from './job-views.js';
+import { federatedView, jobView, roundView, summarizeMetrics, describeTarget } from './job-views.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
 import { placeQueued } from './job-queue.js';
 import { checkJobRequest, type SubmitRequest } from './job-request.js';
@@ -28,8 +28,7 @@ import { DeviceJobs } from './device-jobs.js';
 import { LocalRuns } from './local-runs.js';
 import { registerModelVersion } from '../fleet/model-registration.js';
 import { FederatedRounds } from '../federated/federated-rounds.js';
-import { federatedView } from './job-views.js';
-
+import { KeyedMutex } from '../store/keyed-mutex.js';
 
 export interface SchedulerOptions {
   ctx: FleetContext;
@@ -49,6 +48,8 @@ export class JobScheduler {
   readonly #local: LocalRuns;
   readonly #devices: DeviceJobs;
   readonly #federated: FederatedRounds;
+  /** Placing jobs on targets, one at a time (the queue's passes and federated rounds): a device takes one job. */
+  readonly #placement = new KeyedMutex();
   readonly #watchdogs = new Map<string, NodeJS.Timeout>();
   readonly #ingest: RunIngest;
   readonly #deferred: DeferredWrites;
@@ -84,12 +85,15 @@ export class JobScheduler {
       publish: (deviceId) => this.#devices.publish(deviceId),
       runUpdate: (jobId, rank, state, error) => this.#runUpdate(jobId, rank, state, null, error),
       end: (job, state, error) => this.#endJob(job, state, error),
+      placing: (work) => this.#placing(work),
     });
     // A device came online, or changed labels or capabilities; a job was queued or ended (here
     // or, with several relays, on another): queued jobs may fit now, and federated rounds
     // waiting for clients may start.
     opts.ctx.events.on((e) => {
       if (e.type === 'device.status' || e.type === 'device.updated' || e.type === 'job.created' || e.type === 'job.state') this.tick();
+      // A federated client's run or metrics, reported to whichever relay: the leader's round looks again.
+      if (e.type === 'job.run' || e.type === 'job.metric') this.#federated.touched(e.jobId);
     });
   }
 
@@ -114,11 +118,17 @@ export class JobScheduler {
     return this.#devices.republish();
   }
 
-  async summary(id: string) {
+  /** A job as the API shows it; a federated one with each round's attempts unless `withRounds` is false (lists). */
+  async summary(id: string, withRounds = true) {
     const { store } = this.#ctx;
     const job = await this.require(id);
     const rounds = job.spec.federated ? await store.rounds.list(id) : [];
-    return { ...jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id), federatedView(job, rounds, this.#federated.waiting(id))), ...(job.spec.federated ? { rounds: rounds.map(roundView) } : {}) };
+    const view = jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id), federatedView(job, rounds, this.#federated.waiting(id)));
+    return job.spec.federated && withRounds ? { ...view, rounds: rounds.map(roundView) } : view;
+  }
+
+  #placing<T>(work: () => Promise<T>): Promise<T> {
+    return this.#placement.run('placement', work);
   }
 
   async require(id: string): Promise<JobRecord> {
@@ -168,10 +178,14 @@ export class JobScheduler {
   }
 
   async #pass(): Promise<void> {
+    this.#federated.devicesChanged();
+    await this.#placing(() => this.#place());
+  }
+
+  async #place(): Promise<void> {
     const { store } = this.#ctx;
     // Called on every device status change: with nothing queued, do nothing (10k devices connecting).
     const queued = await store.jobs.inState('queued');
-    this.#federated.devicesChanged();
     if (queued.length === 0) return;
     // A federated job runs at once: its rounds wait for clients themselves (federated-rounds.ts).
     for (const job of queued.filter((j) => j.spec.federated)) {

@@ -868,8 +868,12 @@ function jobs(db: Db): JobRepository {
         o.size,
       ]);
     },
-    outputs(jobId) {
+    outputs(jobId, ranks) {
+      if (ranks) return db.rows<JobOutputRecord>('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = $1 AND rank = ANY($2::bigint[]) ORDER BY rank, path', [jobId, [...ranks]]);
       return db.rows<JobOutputRecord>('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = $1 ORDER BY rank, path', [jobId]);
+    },
+    latestMetrics(jobId, ranks) {
+      return db.rows<{ rank: number; name: string; value: number }>('SELECT DISTINCT ON (rank, name) rank, name, value FROM job_metrics WHERE job_id = $1 AND rank = ANY($2::bigint[]) ORDER BY rank, name, id DESC', [jobId, [...ranks]]);
     },
     async busyTargets() {
       const rows = await db.rows<{ target: string }>("SELECT DISTINCT r.target FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'running' AND r.state IN ('starting', 'running')");

@@ -293,6 +293,10 @@ class SqliteEngine {
       countRunOutputs: db.prepare('SELECT count(*) AS n FROM job_outputs WHERE job_id = ? AND rank = ?'),
       addOutput: db.prepare('INSERT OR REPLACE INTO job_outputs (job_id, rank, path, sha256, size) VALUES (?, ?, ?, ?, ?)'),
       outputs: db.prepare('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = ? ORDER BY rank, path'),
+      outputsOfRanks: db.prepare('SELECT rank, path, sha256, size FROM job_outputs WHERE job_id = ? AND rank IN (SELECT value FROM json_each(?)) ORDER BY rank, path'),
+      latestMetrics: db.prepare(
+        'SELECT m.rank, m.name, m.value FROM job_metrics m JOIN (SELECT max(rowid) AS last FROM job_metrics WHERE job_id = ? AND rank IN (SELECT value FROM json_each(?)) GROUP BY rank, name) g ON m.rowid = g.last ORDER BY m.rank, m.name',
+      ),
       putRound: db.prepare(`INSERT OR REPLACE INTO federated_rounds (${ROUND_COLUMNS}) VALUES (${ROUND_COLUMNS.split(',').map(() => '?').join(', ')})`),
       listRounds: db.prepare('SELECT * FROM federated_rounds WHERE job_id = ? ORDER BY round, attempt'),
       busy: db.prepare("SELECT DISTINCT r.target FROM job_runs r JOIN jobs j ON j.id = r.job_id WHERE j.state = 'running' AND r.state IN ('starting', 'running')"),
@@ -649,6 +653,14 @@ class SqliteEngine {
     this.#stmt.addOutput.run(jobId, o.rank, o.path, o.sha256, o.size);
   }
 
+  jobOutputsOfRanks(jobId: string, ranks: readonly number[]): JobOutputRecord[] {
+    return this.#stmt.outputsOfRanks.all(jobId, JSON.stringify(ranks)) as JobOutputRecord[];
+  }
+
+  latestJobMetrics(jobId: string, ranks: readonly number[]): Array<{ rank: number; name: string; value: number }> {
+    return this.#stmt.latestMetrics.all(jobId, JSON.stringify(ranks)) as Array<{ rank: number; name: string; value: number }>;
+  }
+
   jobOutputs(jobId: string): JobOutputRecord[] {
     return this.#stmt.outputs.all(jobId) as JobOutputRecord[];
   }
@@ -823,7 +835,8 @@ function repositories(e: SqliteEngine): SyncRepositories {
       metricSummary: (jobId) => e.jobMetricSummary(jobId),
       countRunRecords: (jobId, rank) => e.countRunRecords(jobId, rank),
       addOutput: (jobId, output) => e.addJobOutput(jobId, output),
-      outputs: (jobId) => e.jobOutputs(jobId),
+      outputs: (jobId, ranks) => (ranks ? e.jobOutputsOfRanks(jobId, ranks) : e.jobOutputs(jobId)),
+      latestMetrics: (jobId, ranks) => e.latestJobMetrics(jobId, ranks),
       busyTargets: () => e.busyTargets(),
     },
     rounds: {

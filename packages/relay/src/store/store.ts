@@ -191,7 +191,10 @@ export interface JobRepository {
   /** What one run has stored so far, for its quotas. */
   countRunRecords(jobId: string, rank: number): Promise<{ logs: number; metrics: number; outputs: number }>;
   addOutput(jobId: string, output: JobOutputRecord): Promise<void>;
-  outputs(jobId: string): Promise<JobOutputRecord[]>;
+  /** A job's outputs (only those of `ranks` when given), by rank and path. */
+  outputs(jobId: string, ranks?: readonly number[]): Promise<JobOutputRecord[]>;
+  /** The latest value of each metric of each of these ranks (a federated round reads its clients'). */
+  latestMetrics(jobId: string, ranks: readonly number[]): Promise<Array<{ rank: number; name: string; value: number }>>;
   /** Device ids with a run of a running job, for the scheduler. */
   busyTargets(): Promise<Set<string>>;
 }
