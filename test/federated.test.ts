@@ -38,6 +38,8 @@ interface Round {
   metrics: Record<string, number>;
   globalSha256: string;
   resultSha256: string | null;
+  startedAt: string;
+  finishedAt: string | null;
 }
 
 interface Job {
@@ -188,6 +190,36 @@ t.test('federated jobs', async (t) => {
     t.equal(j.state, 'failed');
     t.same(j.rounds.map((r) => [r.round, r.attempt, r.state]), [[1, 1, 'retried'], [1, 2, 'retried']]);
     t.match(j.error, /round 1 had too few good updates 2 times \(last: 0 good updates of 3 asked; the round needs 2\)/);
+  });
+
+  await t.test('a job canceled mid-round ends there: its round canceled, its clients stopped, no model made', async (t) => {
+    for (const i of [0, 1, 2]) hook(i, 'hang', '');
+    t.teardown(() => {
+      for (const i of [0, 1, 2]) hook(i, 'hang', null);
+    });
+    const versions = async () => (JSON.parse((await relay.cli('models', 'show', 'fed', '--json')).stdout) as { versions?: unknown[] }).versions?.length;
+    const before = await versions();
+    t.ok(before! > 0, `fed has versions (${before})`);
+    const res = await submit(['--rounds', '2', '--min-clients', '3', '--json']);
+    const id = (JSON.parse(res.stdout) as Job).id;
+    await waitFor('round 1 running on every client', async () => (await job(id)).runs.filter((r) => r.state === 'running').length === 3 || undefined, 30_000);
+    t.equal((await relay.cli('jobs', 'cancel', id)).code, 0);
+    const j = await waitFor('every client stopped', async () => ((x) => (x.runs.every((r) => ['canceled', 'failed'].includes(r.state)) ? x : undefined))(await job(id)), 30_000);
+    t.equal(j.state, 'canceled');
+    t.same(j.rounds.map((r) => [r.round, r.state]), [[1, 'canceled']]);
+    t.equal(j.model, null);
+    t.equal(await versions(), before, 'no version registered');
+  });
+
+  await t.test('two federated jobs on one pool take turns: a device trains for one job at a time', async (t) => {
+    const first = JSON.parse((await submit(['--rounds', '1', '--min-clients', '3', '--json'])).stdout) as Job;
+    const second = JSON.parse((await submit(['--rounds', '1', '--min-clients', '3', '--json'])).stdout) as Job;
+    const [a, b] = [await ended(first.id), await ended(second.id)];
+    t.equal(a.state, 'succeeded', a.error ?? '');
+    t.equal(b.state, 'succeeded', b.error ?? '');
+    const span = (j: Job) => [Date.parse(j.rounds[0]!.startedAt), Date.parse(j.rounds[0]!.finishedAt!)] as const;
+    const [[s1, e1], [s2, e2]] = [span(a), span(b)];
+    t.ok(e1 <= s2 || e2 <= s1, 'one round began after the other ended (every client was busy with the first)');
   });
 
   await t.test('a client killed mid-round is dropped at the deadline; the round completes with the rest', async (t) => {
