@@ -48,7 +48,7 @@ import { RelayMetrics } from './metrics/relay-metrics.js';
 import { JobScheduler } from './jobs/scheduler.js';
 import type { RunQuotas } from './jobs/run-ingest.js';
 import { RolloutController } from './fleet/rollout-controller.js';
-import { jobView } from './jobs/job-views.js';
+import { federatedView, jobView } from './jobs/job-views.js';
 import { RELAY_CLIENT_LIFETIME, loadRelayTls, serverContextOptions, type RelayTls } from './tls/relay-tls.js';
 import { advertisedNames } from './tls/advertised-names.js';
 import { certificateStands } from './fleet/device-certificates.js';
@@ -322,7 +322,8 @@ async function startRelay(opts: RelayOptions, log: Logger, undo: StartUndo): Pro
       return {
         devices: devices.map((d) => deviceView(d, duplicates.problem(d.id, Date.now()))),
         deployments: deployments.map(deploymentView),
-        jobs: await Promise.all(jobs.map(async (j) => jobView(j, await store.jobs.metricSummary(j.id), await store.jobs.outputs(j.id)))),
+        // A federated job's progress counts its rounds (how many were averaged).
+        jobs: await Promise.all(jobs.map(async (j) => jobView(j, await store.jobs.metricSummary(j.id), await store.jobs.outputs(j.id), federatedView(j, j.spec.federated ? await store.rounds.list(j.id) : [], null)))),
       };
     },
     onSnapshotError: (err) => log.error({ err }, 'could not read the fleet for a stream snapshot'),
