@@ -85,7 +85,7 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
     const { body } = await relay.api<{ devices: Array<{ online: boolean }> }>('GET', '/v1/devices');
     return body.devices.filter((d) => d.online).length === 2 || undefined;
   };
-  await waitFor('both devices online through NATS', onlineBoth, 30_000);
+  await waitFor('both devices online through NATS', onlineBoth, 60_000);
   // Each tries its first node first; on a new cluster a first connect may be refused while the
   // account's MQTT streams are made, and then it is on its next node: still apart.
   t.ok(connectedTo(agentA) && connectedTo(agentB) && connectedTo(agentA) !== connectedTo(agentB), `alpha and beta are on different nodes (${connectedTo(agentA)}, ${connectedTo(agentB)})`);
