@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { enrollDevice, startAgent, startRelay, tempDir, type Device, type TestAgent, type TestRelay } from './helpers/programs.js';
+import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir, type Device, type TestAgent, type TestRelay } from './helpers/programs.js';
 import { waitFor } from './helpers/wait.js';
 
 const EXAMPLE = fileURLToPath(new URL('../examples/federated', import.meta.url));
@@ -104,6 +104,16 @@ t.test('federated jobs', async (t) => {
     t.match(stray.stderr, /--rounds goes with --federated/);
     const missing = await relay.cli('jobs', 'submit', EXAMPLE, '--federated', '--target', 'pool=fed', '--command', 'true');
     t.match(missing.stderr, /a federated job needs --rounds R, --min-clients K, --initial-model NAME\[:VERSION\]/);
+    const muWithoutProx = await submit(['--rounds', '1', '--min-clients', '1', '--proximal-mu', '0.1']);
+    t.match(muWithoutProx.stderr, /--proximal-mu 0\.1 is FedProx's: add --strategy fedprox/);
+    t.equal((await relay.cli('models', 'push', join(FIXTURES, 'rowsum.onnx'), '--name', 'no-weights')).code, 0);
+    const noWeights = await relay.cli('jobs', 'submit', EXAMPLE, '--federated', '--target', 'pool=fed', '--rounds', '1', '--min-clients', '1', '--initial-model', 'no-weights', '--command', 'true');
+    t.match(noWeights.stderr, /OUTPOST_ERR_MODEL_INVALID: no-weights has no float weights \(initializers\) to train and average/);
+    const otherOutput = await submit(['--rounds', '1', '--min-clients', '1', '--register-model', 'fed', '--output', 'other.onnx']);
+    t.match(otherOutput.stderr, /a federated job registers its averaged model\.onnx: drop --output/);
+    const listed = (await relay.api<{ jobs: Array<{ id: string }> }>('GET', '/v1/jobs')).body;
+    t.ok(Array.isArray(listed.jobs), 'the jobs list answers');
+    t.equal(listed.jobs.length, 0, 'nothing was queued by the refusals');
   });
 
   await t.test('each round averages the clients\' updates weighted by their examples', async (t) => {
