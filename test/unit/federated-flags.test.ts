@@ -9,7 +9,7 @@ const base = { federated: true, nodes: 1, rounds: 3, minClients: 2, initialModel
 t.test('the request a federated job makes', async (t) => {
   t.equal(federatedBody({ nodes: 1 }), undefined, 'not federated: no part');
   t.same(federatedBody(base), { rounds: 3, minClients: 2, initialModel: { name: 'fed', version: 2 } });
-  t.same(federatedBody({ ...base, initialModel: 'fed' }).initialModel, { name: 'fed' }, 'the latest version when none is named');
+  t.same(federatedBody({ ...base, initialModel: 'fed' })!.initialModel, { name: 'fed' }, 'the latest version when none is named');
   t.same(
     federatedBody({ ...base, fraction: 0.5, roundDeadline: 90_000, strategy: 'fedprox', proximalMu: 0.01, roundAttempts: 2, deploySelector: { pool: 'edge' }, deployStrategy: 'rolling', deployBatch: '25%', deployCanary: 1, deployHealthWindow: 30_000 }),
     {
@@ -24,7 +24,7 @@ t.test('the request a federated job makes', async (t) => {
       deploy: { selector: { pool: 'edge' }, strategy: { kind: 'rolling', batch: '25%', canary: 1, healthWindowSeconds: 30 } },
     },
   );
-  t.same(federatedBody({ ...base, deploySelector: { pool: 'edge' } }).deploy, { selector: { pool: 'edge' } }, 'a rollout with the default strategy');
+  t.same(federatedBody({ ...base, deploySelector: { pool: 'edge' } })!.deploy, { selector: { pool: 'edge' } }, 'a rollout with the default strategy');
 });
 
 t.test('each mistake names its flag', async (t) => {
