@@ -5,6 +5,7 @@
 // mid-round resumes that round; the final model is registered with its lineage and rolled out.
 
 import t from 'tap';
+import type { RoundSummary } from '@outpost/shared';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,19 +29,8 @@ const COMMAND = [
   'esac',
 ].join('\n');
 
-interface Round {
-  round: number;
-  attempt: number;
-  state: string;
-  clients: Array<{ deviceId: string; rank: number }>;
-  participants: Array<{ deviceId: string; numExamples: number }>;
-  dropped: Array<{ client: string; reason: string }>;
-  metrics: Record<string, number>;
-  globalSha256: string;
-  resultSha256: string | null;
-  startedAt: string;
-  finishedAt: string | null;
-}
+/** A round's attempt as GET /v1/jobs/{id} answers it. */
+type Round = RoundSummary;
 
 interface Job {
   id: string;
@@ -227,7 +217,7 @@ t.test('federated jobs', async (t) => {
     const [a, b] = [await ended(first.id), await ended(second.id)];
     t.equal(a.state, 'succeeded', a.error ?? '');
     t.equal(b.state, 'succeeded', b.error ?? '');
-    const span = (j: Job) => [Date.parse(j.rounds[0]!.startedAt), Date.parse(j.rounds[0]!.finishedAt!)] as const;
+    const span = (j: Job) => [Date.parse(j.rounds[0]!.startedAt!), Date.parse(j.rounds[0]!.finishedAt!)] as const;
     const [[s1, e1], [s2, e2]] = [span(a), span(b)];
     t.ok(e1 <= s2 || e2 <= s1, 'one round began after the other ended (every client was busy with the first)');
   });

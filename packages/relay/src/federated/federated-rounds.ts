@@ -220,7 +220,8 @@ export class FederatedRounds {
       const outputs = await this.#ctx.store.jobs.outputs(job.id, participants.map((p) => p.rank));
       const resultSha256 = await averageUpdates(global, this.#o.artifacts, participants.map((p) => ({ sha256: outputs.find((o) => o.rank === p.rank && o.path === UPDATE_FILE)!.sha256, numExamples: p.numExamples })));
       const metrics = roundMetrics(await this.#ctx.store.jobs.latestMetrics(job.id, participants.map((p) => p.rank)), participants);
-      next = { ...closed, state: 'aggregated', participants: participants.map(({ deviceId, numExamples }) => ({ deviceId, numExamples })), metrics, resultSha256 };
+      // The round ends when its average is made, not when its verdict came (averaging takes seconds).
+      next = { ...closed, state: 'aggregated', participants: participants.map(({ deviceId, numExamples }) => ({ deviceId, numExamples })), metrics, resultSha256, finishedAt: this.#ctx.now() };
     }
     if (!(await this.#moveOn(next))) return false;
     if (verdict.kind === 'retry') this.#ctx.log.warn({ jobId: job.id, round: round.round, attempt: round.attempt, dropped: verdict.dropped }, `federated round ${round.round} tried again: ${verdict.reason}`);
