@@ -1,12 +1,13 @@
-// Why a federated round takes 60-90 ms per client to hand out (docs/benchmarks.md, "Federated
+// Why a federated round took 60-90 ms per client to hand out (docs/benchmarks.md, "Federated
 // rounds"): the latency of sequential QoS 1 retained publishes through aedes, the way the relay
 // publishes each client's desired jobs, on loopback TCP with
 //   bare:     the sockets handed to aedes as they are;
-//   guard:    each socket behind the relay's PacketGuard (packages/relay/dist), as the embedded
-//             broker runs it;
-//   nodelay:  the same with TCP_NODELAY on the accepted sockets;
-//   writev:   the same with Nagle on, and a PacketGuard._writev that writes a corked batch to
-//             the socket corked (an experiment: the relay's own PacketGuard has none).
+//   before:   each socket behind a PacketGuard without _writev (the relay's until Dec 2026): a
+//             packet aedes corked reached the socket chunk by chunk, its payload held back by
+//             Nagle until the peer's delayed ACK;
+//   guard:    the relay's PacketGuard (packages/relay/dist), which hands a corked packet to the
+//             socket as one write;
+//   relay:    the same with TCP_NODELAY on the accepted sockets, as the embedded broker runs it.
 //
 //   node bench/federated/publish-latency.mjs
 import { createRequire } from 'node:module';
@@ -21,29 +22,18 @@ const DEVICES = 20;
 const ROUNDS = 3;
 const payload = JSON.stringify({ revision: Date.now(), jobs: [{ jobId: 'job_x', rank: 1, worldSize: 100, bundleSha256: 'a'.repeat(64), command: 'sh train.sh', env: {}, federated: { round: 1, globalModelSha256: 'b'.repeat(64), proximalMu: 0 } }] });
 
-/** A guard whose _writev hands the socket the whole batch corked. */
-class CorkingGuard extends PacketGuard {
-  constructor(socket, ...rest) {
-    super(socket, ...rest);
-    this.socket = socket;
-  }
-  _writev(chunks, done) {
-    this.socket.cork();
-    let ok = true;
-    for (const c of chunks) ok = this.socket.write(c.chunk);
-    this.socket.uncork();
-    if (ok) done();
-    else this.socket.once('drain', () => done());
-  }
+/** The guard as it was: no _writev, so Writable hands it a corked batch one chunk at a time. */
+class ChunkByChunkGuard extends PacketGuard {
+  _writev = null;
 }
 
 async function measure(mode) {
   const broker = await Aedes.createBroker();
   const budget = new PreAuthBudget(1 << 24);
   const server = net.createServer((socket) => {
-    if (mode === 'nodelay') socket.setNoDelay(true);
+    if (mode === 'relay') socket.setNoDelay(true);
     if (mode === 'bare') return broker.handle(socket);
-    const Guard = mode === 'writev' ? CorkingGuard : PacketGuard;
+    const Guard = mode === 'before' ? ChunkByChunkGuard : PacketGuard;
     const guard = new Guard(socket, { preAuthPacketBytes: 16 * 1024, preAuthBytes: 64 * 1024 }, budget);
     guard.authenticated(1 << 20);
     broker.handle(guard);
@@ -74,7 +64,7 @@ async function measure(mode) {
   return { p50: ms[Math.floor(ms.length / 2)], p90: ms[Math.floor(ms.length * 0.9)], max: ms.at(-1) };
 }
 
-for (const mode of ['bare', 'guard', 'nodelay', 'writev']) {
+for (const mode of ['bare', 'before', 'guard', 'relay']) {
   const r = await measure(mode);
   process.stdout.write(`${mode.padEnd(8)} ${DEVICES * ROUNDS} sequential QoS 1 retained publishes: p50 ${r.p50.toFixed(2)} ms, p90 ${r.p90.toFixed(2)} ms, max ${r.max.toFixed(2)} ms\n`);
 }

@@ -245,6 +245,8 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   broker.on('connectionError', (client, err) => log.debug({ clientId: client.id, err: err.message }, 'mqtt connection error'));
 
   const accept = guarded(log, 'accepting an mqtt connection', (socket: Socket) => {
+    // Packets leave whole (PacketGuard._writev); none should wait for an ACK of the one before.
+    socket.setNoDelay(true);
     const conn = new PacketGuard(socket, packetLimits, budget);
     if (opts.tls) tlsSockets.set(conn, socket as TLSSocket);
     conn.once('refused', (why: string) => {
