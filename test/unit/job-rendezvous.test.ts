@@ -3,7 +3,8 @@
 // missing ranks are named at the timeout; a joining rank that finds nothing says where it looked.
 
 import t from 'tap';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { waitFor } from '../helpers/wait.js';
 import { hostRendezvous, joinRendezvous, localAddressToward } from '@outpost/shared';
 
 const SECRET = 'a-secret-of-enough-length';
@@ -34,6 +35,27 @@ t.test('rank 0 is ready once every other rank checked in with the secret', async
   await joinRendezvous({ point: host, rank: 2, secret: SECRET, timeoutMs: 5_000 });
   await host.ready;
   t.pass('ready with ranks 1 and 2');
+});
+
+t.test('a flood of silent connections neither holds the port nor keeps the ranks apart', async (t) => {
+  const host = await hostRendezvous({ addr: '127.0.0.1', secret: SECRET, worldSize: 3, timeoutMs: 20_000 });
+  t.teardown(() => host.close());
+  // 40 connections that never say a word: four times the cap of 2 × 3 + 4.
+  let closedByRank0 = 0;
+  const flood = await Promise.all(
+    Array.from({ length: 40 }, () => new Promise<Socket>((resolve) => {
+      const s = connect(host.port, '127.0.0.1', () => resolve(s));
+      s.on('error', () => undefined);
+      s.on('close', () => closedByRank0++);
+    })),
+  );
+  t.teardown(() => flood.forEach((s) => s.destroy()));
+  await joinRendezvous({ point: host, rank: 1, secret: SECRET, timeoutMs: 15_000 });
+  await joinRendezvous({ point: host, rank: 2, secret: SECRET, timeoutMs: 15_000 });
+  await host.ready;
+  t.pass('both ranks checked in past the flood');
+  await waitFor('every silent connection closed by rank 0', () => closedByRank0 === 40, 15_000);
+  t.equal(closedByRank0, 40, 'none is kept: past the cap at once, the rest after 2 s of silence');
 });
 
 t.test('at the timeout rank 0 names the ranks that never came', async (t) => {

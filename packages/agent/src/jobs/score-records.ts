@@ -6,7 +6,6 @@
 
 import { createReadStream, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { createInterface } from 'node:readline';
 import { validateInputs, type Datatype, type ModelSignature, type RequestTensor } from '@outpost/shared';
 
 export interface ScoreRecord {
@@ -18,8 +17,49 @@ export interface ScoreRecord {
 
 /** A record file larger than this is refused (a record is one request, not a dataset). */
 export const MAX_RECORD_BYTES = 256 * 1024 * 1024;
-/** A JSON line longer than this is refused without parsing it. */
-const MAX_LINE_CHARS = 64 * 1024 * 1024;
+/** A JSON line longer than this is refused without parsing it, or holding more of it than this. */
+export const MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The lines of a file (split at \n, a trailing \r dropped), numbered from 1. A line past
+ * `maxBytes` is skipped to its end as it streams, and yielded as its size alone: readline
+ * would hold the whole of it, however long, before anyone could look at its length.
+ */
+export async function* boundedLines(file: string, maxBytes: number): AsyncGenerator<{ n: number; line?: string; tooLong?: number }> {
+  let n = 0;
+  let parts: Buffer[] = [];
+  let held = 0;
+  let skipped = -1; // bytes of the line being skipped, or -1 when keeping it
+  const end = () => {
+    n++;
+    const out = skipped >= 0 ? { n, tooLong: skipped } : { n, line: Buffer.concat(parts, held).toString('utf8').replace(/\r$/, '') };
+    parts = [];
+    held = 0;
+    skipped = -1;
+    return out;
+  };
+  const take = (piece: Buffer) => {
+    if (skipped >= 0) skipped += piece.length;
+    else if (held + piece.length > maxBytes) {
+      skipped = held + piece.length;
+      parts = [];
+      held = 0;
+    } else {
+      parts.push(piece);
+      held += piece.length;
+    }
+  };
+  for await (const chunk of createReadStream(file) as AsyncIterable<Buffer>) {
+    let from = 0;
+    for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
+      take(chunk.subarray(from, nl));
+      yield end();
+      from = nl + 1;
+    }
+    if (from < chunk.length) take(chunk.subarray(from));
+  }
+  if (held > 0 || skipped >= 0) yield end();
+}
 
 const NPY_DTYPES: Record<string, Datatype> = {
   '<f4': 'FP32',
@@ -100,23 +140,20 @@ function files(dir: string): string[] {
 }
 
 /** Every record of the dataset, in file and line order; files of other kinds are reported in `skipped`. */
-export async function* datasetRecords(dir: string, signature: ModelSignature, skipped: string[] = []): AsyncGenerator<ScoreRecord> {
+export async function* datasetRecords(dir: string, signature: ModelSignature, skipped: string[] = [], limits = { lineBytes: MAX_LINE_BYTES }): AsyncGenerator<ScoreRecord> {
   for (const file of files(dir)) {
     const id = relative(dir, file);
     const ext = file.slice(file.lastIndexOf('.')).toLowerCase();
     if (ext === '.jsonl' || ext === '.ndjson') {
-      const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Number.POSITIVE_INFINITY });
-      let n = 0;
-      for await (const line of lines) {
-        n++;
-        if (!line.trim()) continue;
+      for await (const { n, line, tooLong } of boundedLines(file, limits.lineBytes)) {
         const rid = `${id}:${n}`;
-        if (line.length > MAX_LINE_CHARS) {
-          yield { id: rid, error: `a line of ${line.length} characters, over ${MAX_LINE_CHARS}` };
+        if (tooLong !== undefined) {
+          yield { id: rid, error: `a line of ${tooLong} bytes, over ${limits.lineBytes}` };
           continue;
         }
+        if (!line!.trim()) continue;
         try {
-          const body = JSON.parse(line) as { inputs?: unknown };
+          const body = JSON.parse(line!) as { inputs?: unknown };
           yield { id: rid, inputs: validateInputs(signature, body?.inputs) };
         } catch (err) {
           yield { id: rid, error: err instanceof SyntaxError ? `not JSON: ${err.message}` : (err as Error).message };
