@@ -167,9 +167,12 @@ t.test('serving: batching, binary tensors, overload, session settings', async (t
     const image = [{ name: 'image', datatype: 'FP32' as const, shape: [1, 3, 48, 192], data: floats(3 * 48 * 192) }];
     t.equal((await infer(agent.httpUrl, 'cnn', image, { binaryInputs: true })).status, 200);
 
+    // A provider onnxruntime knows nowhere is refused by the relay (400 naming the known ones); one this
+    // device lacks (cuda here) falls back to cpu on the device instead (test/accelerators.test.ts).
     const bad = await relay.cli('deploy', 'cnn', '--device', device.deviceId, '--execution-provider', 'nosuchep', '--wait');
     t.equal(bad.code, 1, 'deploy --wait fails');
     t.match(bad.stderr + bad.stdout, /nosuchep/i, 'naming the execution provider');
+    t.match(bad.stderr, /unknown to onnxruntime: use cpu, cuda/, 'and the known ones');
     t.equal((await infer(agent.httpUrl, 'cnn', image, { binaryInputs: true })).status, 200, 'the previous load keeps serving');
 
     const flags = await relay.cli('deploy', 'cnn', '--device', device.deviceId, '--graph-optimization', 'fastest');

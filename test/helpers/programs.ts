@@ -205,6 +205,8 @@ export async function enrollDevice(t: Test, relay: TestRelay, name: string, labe
 
 export interface TestAgent extends RunningProgram {
   httpUrl: string;
+  /** host:port of the KServe v2 gRPC port (undefined with --grpc-port off). */
+  grpcAddress: string | undefined;
   deviceId: string;
   infer<T = unknown>(model: string, body: unknown): Promise<{ status: number; body: T }>;
 }
@@ -213,7 +215,7 @@ export async function startAgent(t: Test, device: Device, extraArgs: string[] = 
   const { program, ready } = await startProgram(
     t,
     bin,
-    ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--heartbeat', '1', ...extraArgs],
+    ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--grpc-port', '0', '--heartbeat', '1', ...extraArgs],
     'agent ready',
     30_000,
     env,
@@ -222,6 +224,7 @@ export async function startAgent(t: Test, device: Device, extraArgs: string[] = 
   return {
     ...program,
     httpUrl,
+    grpcAddress: ready.grpcAddress as string | undefined,
     deviceId: device.deviceId,
     async infer<T>(model: string, body: unknown) {
       const res = await fetch(`${httpUrl}/v2/models/${model}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: typeof body === 'string' ? body : JSON.stringify(body) });

@@ -121,6 +121,8 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
       trainingAttached: false,
       acceptsTraining: false,
       datasets: [],
+      accelerators: [],
+      executionProviders: [],
     });
     t.equal(await store.devices.secretHash('dev_a'), 'sh');
     t.strictSame(await store.devices.count(), { online: 0, total: 1 });
@@ -198,6 +200,12 @@ export function storeContract(name: string, open: OpenStore, options: ContractOp
     t.match(await store.devices.get('dev_b'), { acceptsTraining: true, datasets: ['mnist', 'cifar'] });
     await store.devices.setCapabilities('dev_b', false, []);
     t.match(await store.devices.get('dev_b'), { acceptsTraining: false, datasets: [] });
+    // What the device computes on, from its status: kept in order, replaced whole, cleared by a status without it.
+    await store.devices.setCapabilities('dev_b', true, ['mnist'], { accelerators: ['cuda', 'gpu'], executionProviders: ['cpu', 'webgpu'] });
+    t.strictSame(((d) => ({ a: d.accelerators, e: d.executionProviders, datasets: d.datasets }))((await store.devices.get('dev_b'))!), { a: ['cuda', 'gpu'], e: ['cpu', 'webgpu'], datasets: ['mnist'] });
+    t.strictSame((await store.devices.list()).find((d) => d.id === 'dev_b')!.accelerators, ['cuda', 'gpu'], 'in lists too');
+    await store.devices.setCapabilities('dev_b', true, ['mnist']);
+    t.match(await store.devices.get('dev_b'), { accelerators: [], executionProviders: [] }, 'an agent from before accelerators reports none');
   });
 
   test('devices: certificates, the previous serial and renewBefore', async (t, store) => {

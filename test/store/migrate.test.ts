@@ -84,7 +84,7 @@ async function populate(store: Store, now: number, odd: { name?: string; label?:
   const reported: ReportedState = { revision: 2, models: [{ name: 'detector', version: 1, sha256: sha(1), state: 'serving' }] };
   await store.devices.setReported(DEVICES[1]!, reported, now - 3_300);
   await store.devices.setTrainingAttached(DEVICES[1]!, true);
-  await store.devices.setCapabilities(DEVICES[1]!, true, ['mnist', 'cifar']);
+  await store.devices.setCapabilities(DEVICES[1]!, true, ['mnist', 'cifar'], { accelerators: ['cuda', 'gpu'], executionProviders: ['cpu', 'cuda'] });
   await store.devices.setCertificate(DEVICES[0]!, { serial: 's1', issuedAt: now - 2_000, expiresAt: now + 9_000 }, null);
   await store.devices.setCertificate(DEVICES[0]!, { serial: 's2', issuedAt: now - 1_000, expiresAt: now + 10_000 }, 's1');
   await store.devices.setCertificateRenewBefore(DEVICES[0]!, now - 500);

@@ -74,7 +74,7 @@ async function flow(store: Store): Promise<Array<[string, unknown]>> {
   const reported: ReportedState = { revision: 2, models: [{ name: 'm', version: 1, sha256: sha(1), state: 'serving' }] };
   await store.devices.setReported('dev_b', reported, 3_300);
   await store.devices.setTrainingAttached('dev_b', true);
-  await store.devices.setCapabilities('dev_b', true, ['mnist', 'cifar']);
+  await store.devices.setCapabilities('dev_b', true, ['mnist', 'cifar'], { accelerators: ['cuda', 'gpu'], executionProviders: ['cpu', 'cuda'] });
   await store.devices.setCertificate('dev_a', { serial: 's1', issuedAt: 1_000, expiresAt: 9_000 }, null);
   await store.devices.setCertificate('dev_a', { serial: 's2', issuedAt: 2_000, expiresAt: 10_000 }, 's1');
   await store.devices.setCertificateRenewBefore('dev_a', 2_500);

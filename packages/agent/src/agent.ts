@@ -11,6 +11,8 @@ import { ModelTable } from './runtime/model-table.js';
 import type { SessionSettings } from './runtime/served-model.js';
 import { HealthSampler } from './health.js';
 import { buildInferenceServer } from './serve/server.js';
+import { InferenceService } from './serve/inference-service.js';
+import { openGrpcPort, type GrpcPort } from './serve/grpc-port.js';
 import { removeStateFile, writeStateFile } from './state-file.js';
 import { AGENT_VERSION } from './version.js';
 import { AgentMetrics } from './serve/agent-metrics.js';
@@ -22,12 +24,15 @@ import type { Server as TlsServer } from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import { CertificateRenewal } from './certificate-renewal.js';
 import { RelayState } from './relay-state.js';
+import { detectAccelerators } from './accelerators.js';
 
 
 export interface AgentOptions {
   dataDir: string;
   host?: string;
   port?: number;
+  /** The KServe v2 gRPC port (0 picks a free one); none when not given (the CLI's default is 8001). */
+  grpcPort?: number | null;
   heartbeatMs?: number;
   /** Require this bearer token on the inference port. */
   inferenceToken?: string;
@@ -41,6 +46,10 @@ export interface AgentOptions {
   acceptTraining?: boolean;
   /** Local datasets jobs may ask for, by name. */
   datasets?: Record<string, string>;
+  /** Accelerators the device has that detection misses (`--accelerator NAME`). */
+  accelerators?: string[];
+  /** Where detection looks for /dev and /etc (default `/`; tests give a temp dir). */
+  acceleratorRoot?: string;
   /** The address the other ranks of an N-node job reach this device at. */
   advertiseAddress?: string;
   log?: Logger;
@@ -51,6 +60,8 @@ export interface AgentOptions {
 export interface Agent {
   deviceId: string;
   httpUrl: string;
+  /** host:port of the KServe v2 gRPC port (undefined when it is off). */
+  grpcAddress?: string;
   /** Resolves when reconciling has settled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -80,12 +91,14 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const cache = new ArtifactCache(join(opts.dataDir, 'models'), () => tls.current);
   let connection: Connection | undefined;
   let httpUrl = '';
+  let grpcAddress: string | undefined;
 
   const writeState = () => {
     writeStateFile(opts.dataDir, {
       pid: process.pid,
       deviceId: device.deviceId,
       httpUrl,
+      ...(grpcAddress ? { grpcAddress } : {}),
       connected: connection?.connected ?? false,
       updatedAt: new Date().toISOString(),
       models: reconciler.reported.models,
@@ -133,11 +146,16 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   });
 
   const servingTls = opts.inferenceTls ? inferenceCertificate(tls) : undefined;
-  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory, tls: servingTls });
+  const service = new InferenceService({ table, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
+  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory, tls: servingTls, service });
+  let grpcServer: GrpcPort | undefined;
   if (servingTls) {
     // A renewed certificate is served to new connections; open ones keep theirs.
     tls.onReplace(
-      (pair) => (server as TlsServer).setSecureContext({ ...pair, minVersion: 'TLSv1.2' }),
+      (pair) => {
+        (server as TlsServer).setSecureContext({ ...pair, minVersion: 'TLSv1.2' });
+        grpcServer?.renew(pair);
+      },
       (err) => log.error({ err: err.message }, 'the inference port could not take the renewed certificate; it serves the previous one'),
     );
   }
@@ -152,6 +170,17 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   const port = typeof address === 'object' && address ? address.port : opts.port;
   const host = opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1';
   httpUrl = `${servingTls ? 'https' : 'http'}://${host}:${port}`;
+  const grpcPort = opts.grpcPort ?? null;
+  if (grpcPort !== null) {
+    // grpc-js and the parsed proto load at the port's first connection (grpc-port.ts).
+    try {
+      grpcServer = await openGrpcPort({ service, log, host: opts.host ?? '0.0.0.0', port: grpcPort, tls: servingTls, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory });
+    } catch (err) {
+      await new Promise((resolve) => server.close(resolve));
+      throw err;
+    }
+    grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${grpcServer.port}`;
+  }
 
   const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, secret: device.secret, log }) : undefined;
   const applyDesired = (desired: DesiredState) => {
@@ -167,6 +196,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     onDesired: applyDesired,
     onDesiredJobs: (desired) => jobs.setDesired(desired),
   });
+  const hardware = await detectAccelerators({ declared: opts.accelerators ?? [], ...(opts.acceleratorRoot ? { root: opts.acceleratorRoot } : {}) });
+  log.info({ accelerators: hardware.accelerators, executionProviders: hardware.executionProviders, found: hardware.evidence }, 'accelerators and execution providers');
+  for (const u of hardware.unavailable) log.info({ executionProvider: u.name, reason: u.reason }, 'execution provider not available here');
   connection = connect({
     url: device.mqttUrl,
     ...(device.mqttUrls ? { urls: device.mqttUrls } : {}),
@@ -188,6 +220,8 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     agentVersion: AGENT_VERSION,
     training: opts.acceptTraining ?? false,
     datasets: Object.keys(opts.datasets ?? {}),
+    accelerators: hardware.accelerators,
+    executionProviders: hardware.executionProviders,
     onDesired: (desired) => relayState.accept('desired', desired.revision) && applyDesired(desired),
     onDesiredJobs: (desired) => relayState.accept('jobs', desired.revision) && jobs.setDesired(desired),
     onSubscribed: () => background(log, 'reading the desired state from the relay', relayState.refresh()),
@@ -204,12 +238,13 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
     connection?.publishHealth(certificate ? { ...health, certificate } : health);
   });
   writeState();
-  log.info({ deviceId: device.deviceId, httpUrl, relay: device.relayUrl }, 'agent ready');
+  log.info({ deviceId: device.deviceId, httpUrl, ...(grpcAddress ? { grpcAddress } : {}), relay: device.relayUrl }, 'agent ready');
 
   let closed = false;
   return {
     deviceId: device.deviceId,
     httpUrl,
+    ...(grpcAddress ? { grpcAddress } : {}),
     idle: () => reconciler.idle(),
     async close() {
       if (closed) return;
@@ -220,7 +255,7 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
       jobs.close();
       await reconciler.close();
       await connection?.close();
-      await new Promise((resolve) => server.close(resolve));
+      await Promise.all([new Promise((resolve) => server.close(resolve)), grpcServer?.close()]);
       await table.clear();
       removeStateFile(opts.dataDir);
     },

@@ -46,6 +46,9 @@ export interface ConnectionOptions {
   /** Told to the relay in the status message: consent to training, and local dataset names. */
   training: boolean;
   datasets: string[];
+  /** Told to the relay too: accelerators (found and declared) and usable execution providers (accelerators.ts). */
+  accelerators?: string[];
+  executionProviders?: string[];
   onDesired(desired: Desired): void;
   onDesiredJobs(jobs: DesiredJobs): void;
   /** The relay asks for the agent's recent log lines (answered with publishLogs). */
@@ -94,7 +97,7 @@ export function connect(opts: ConnectionOptions): Connection {
   // This process, whatever its connections: another agent with this identity has another one.
   const instance = randomBytes(8).toString('hex');
   const status = (online: boolean): string =>
-    JSON.stringify({ online, ts: Date.now(), session, instance, agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets } satisfies StatusMessage);
+    JSON.stringify({ online, ts: Date.now(), session, instance, agentVersion: opts.agentVersion, training: opts.training, datasets: opts.datasets, ...(opts.accelerators ? { accelerators: opts.accelerators } : {}), ...(opts.executionProviders ? { executionProviders: opts.executionProviders } : {}) } satisfies StatusMessage);
   const will = () => ({ topic: deviceTopic(deviceId, 'status'), payload: Buffer.from(status(false)), qos: 1 as const, retain: true });
   let lastReported: string | undefined;
   let lastJobsReported: string | undefined;

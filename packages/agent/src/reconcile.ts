@@ -203,6 +203,7 @@ export class Reconciler {
       ...(reason ? { reason: reason.slice(0, 2000), at: Date.now() } : {}),
       ...(state === 'serving' && serving?.sha256 === m.sha256 && this.#selfTests.has(m.name) ? { selfTest: this.#selfTests.get(m.name)! } : {}),
       ...(serving ? { serving: { version: serving.version, sha256: serving.sha256 } } : {}),
+      ...(state === 'serving' && serving?.sha256 === m.sha256 ? providerReport(serving) : {}),
     };
   }
 
@@ -255,6 +256,7 @@ export class Reconciler {
       await table.swap(model);
       this.#opts.lastGood?.record(m);
       this.#opts.onLoaded?.(m.name, (performance.now() - loadStarted) / 1000);
+      if (model.providersSkipped.length) log.warn({ model: m.name, version: m.version, executionProvider: model.executionProvider, skipped: model.providersSkipped.map((p) => `${p.provider}: ${p.reason}`).join('; ') }, `execution providers skipped; serving on ${model.executionProvider}`);
       this.#set(this.#entry(m, 'serving'));
       this.#retries.delete(m.name);
       log.info({ model: m.name, version: m.version, ms: Date.now() - started }, 'model serving');
@@ -289,4 +291,10 @@ export class Reconciler {
     this.#retries.set(m.name, { failures, timer, key: this.#attemptKey(m) });
     return Math.max(1, Math.round(delay / 1000));
   }
+}
+
+/** The execution provider a served model got, and the ones skipped before it (bounded as ReportedModel's are). */
+function providerReport(model: ServedModel): Pick<ReportedModel, 'executionProvider' | 'providersSkipped'> {
+  const skipped = model.providersSkipped.slice(0, 8).map((p) => ({ provider: p.provider, reason: p.reason.slice(0, 500) }));
+  return { executionProvider: model.executionProvider, ...(skipped.length ? { providersSkipped: skipped } : {}) };
 }

@@ -10,6 +10,8 @@ export interface AgentStateFile {
   pid: number;
   deviceId: string;
   httpUrl: string;
+  /** host:port of the KServe v2 gRPC port, when it is on. */
+  grpcAddress?: string;
   connected: boolean;
   updatedAt: string;
   models: Array<{ name: string; version: number; state: string; reason?: string; serving?: { version: number } }>;

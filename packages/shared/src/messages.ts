@@ -23,6 +23,20 @@ const LatencyMs = Type.Number({ minimum: 0, maximum: 86_400_000 });
 const Revision = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const Id = Type.String({ minLength: 1, maxLength: 64 });
 
+/** An accelerator name (`cuda`, `tegra`, `gpu`, or one an operator declares): lower case, at most 32 characters. */
+export const ACCELERATOR_PATTERN = '^[a-z][a-z0-9_-]{0,31}$';
+/** Accelerators (and execution providers) one device may report. */
+export const MAX_ACCELERATORS = 16;
+/** An onnxruntime execution provider name as deployments and devices give it. */
+export const EXECUTION_PROVIDER_PATTERN = '^[a-z][a-z0-9_]{0,31}$';
+const ExecutionProviderName = Type.String({ pattern: EXECUTION_PROVIDER_PATTERN });
+/**
+ * The execution providers onnxruntime-node knows on some platform (its listSupportedBackends()
+ * on Linux, Windows and macOS). A deployment naming another is refused; one of these that a
+ * device cannot use is skipped there for the next (finally `cpu`).
+ */
+export const KNOWN_EXECUTION_PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu', 'dml', 'coreml', 'qnn'] as const;
+
 /** `outpost/v1/devices/{id}/status` (retained; the agent's last will publishes `online: false`). */
 export const StatusMessage = Type.Object({
   online: Type.Boolean(),
@@ -44,6 +58,13 @@ export const StatusMessage = Type.Object({
   training: Type.Optional(Type.Boolean()),
   /** Named local datasets a job may ask for (`--dataset NAME=PATH`); paths stay on the device. */
   datasets: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 64 })),
+  /**
+   * Accelerators the device has (found, e.g. `cuda` for /dev/nvidia0, or declared with
+   * `--accelerator NAME`): selectors (`accelerator=cuda`) and `jobs submit --require` match them.
+   */
+  accelerators: Type.Optional(Type.Array(Type.String({ pattern: ACCELERATOR_PATTERN }), { maxItems: MAX_ACCELERATORS })),
+  /** onnxruntime execution providers the agent can use here (the binding has them and the hardware is there), `cpu` first. */
+  executionProviders: Type.Optional(Type.Array(ExecutionProviderName, { maxItems: MAX_ACCELERATORS })),
 });
 export type StatusMessage = Static<typeof StatusMessage>;
 
@@ -64,7 +85,7 @@ export const ServingConfig = Type.Object({
   interOpThreads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256 })),
   graphOptimization: Type.Optional(Type.Union([Type.Literal('disabled'), Type.Literal('basic'), Type.Literal('extended'), Type.Literal('all')])),
   /** onnxruntime execution providers in order of preference (default ["cpu"]). */
-  executionProviders: Type.Optional(Type.Array(Type.String({ pattern: '^[a-z][a-z0-9_]{0,31}$' }), { minItems: 1, maxItems: 8 })),
+  executionProviders: Type.Optional(Type.Array(ExecutionProviderName, { minItems: 1, maxItems: 8 })),
   /** Inference runs on sample inputs at load, before the model takes traffic (default 1). */
   warmup: Type.Optional(Type.Integer({ minimum: 0, maximum: 100 })),
   /** "off": the device does not run the model on a sample before it serves (for a model no sample exercises). */
@@ -121,6 +142,10 @@ export const ReportedModel = Type.Object({
   selfTest: Type.Optional(Type.Union([Type.Literal('sample'), Type.Literal('synthetic'), Type.Literal('off')])),
   /** The version answering requests right now; an older one while a new one loads or after it failed. */
   serving: Type.Optional(Type.Object({ version: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }), sha256: Sha256 })),
+  /** The execution provider the loaded session runs on: the first of the deployment's that worked here, else `cpu`. */
+  executionProvider: Type.Optional(ExecutionProviderName),
+  /** The deployment's providers tried before that one, each with why it could not be used here. */
+  providersSkipped: Type.Optional(Type.Array(Type.Object({ provider: ExecutionProviderName, reason: Type.String({ maxLength: 500 }) }), { maxItems: 8 })),
 });
 export type ReportedModel = Static<typeof ReportedModel>;
 

@@ -29,6 +29,10 @@ export interface DeviceSummary {
   health: HealthMessage | null;
   /** Null while nothing is wrong (absent from relays before it). */
   problem?: DeviceProblem | null;
+  /** Accelerators its agent reports (found or `--accelerator`); absent from relays before them. */
+  accelerators?: string[];
+  /** onnxruntime execution providers its agent can use. */
+  executionProviders?: string[];
 }
 
 export interface RolloutSummary {
@@ -74,6 +78,10 @@ export interface JobSummary {
   federated: FederatedSummary | null;
   /** A scoring job's model and output format; null for other jobs. */
   score: { model: string; version: number; format: 'jsonl' | 'csv' } | null;
+  /** Accelerators a device must report to run it (`--require`); absent from relays before it. */
+  require?: string[];
+  /** Why a queued job has not started (e.g. "waiting: no target reports cuda"), else null. */
+  waiting?: string | null;
 }
 
 export interface FederatedSummary {

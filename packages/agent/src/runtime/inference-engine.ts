@@ -58,9 +58,9 @@ class SessionThread {
     this.worker.on('exit', (code) => die(new Error(`the session thread exited (${code})`)));
   }
 
-  ready(): Promise<ModelSignature> {
+  ready(): Promise<SessionReady> {
     return new Promise((resolve, reject) => {
-      const settle = (err: Error | undefined, signature?: ModelSignature) => {
+      const settle = (err: Error | undefined, signature?: SessionReady) => {
         this.worker.off('message', onMessage);
         this.worker.off('error', settle);
         this.worker.off('exit', onExit);
@@ -68,7 +68,7 @@ class SessionThread {
         else resolve(signature!);
       };
       const onMessage = (msg: WorkerReply) => {
-        if (msg.kind === 'ready') settle(undefined, msg.signature);
+        if (msg.kind === 'ready') settle(undefined, { signature: msg.signature, executionProvider: msg.executionProvider ?? 'cpu', skipped: msg.skipped ?? [] });
         else if (msg.kind === 'failed') settle(new Error(msg.message));
       };
       const onExit = (code: number) => settle(new Error(`the session thread exited (${code}) before its session was ready`));
@@ -97,6 +97,13 @@ class SessionThread {
   }
 }
 
+/** A session thread's session: its model's signature, and the execution provider it got (see session-worker.ts). */
+interface SessionReady {
+  signature: ModelSignature;
+  executionProvider: string;
+  skipped: Array<{ provider: string; reason: string }>;
+}
+
 export interface EngineEvents {
   /** A session thread died (an exit nobody asked for); `replacing` tells whether a new one starts. */
   onThreadLost?(err: Error, replacing: boolean): void;
@@ -107,6 +114,10 @@ const MAX_RESTARTS_PER_MINUTE = 3;
 
 export class InferenceEngine {
   readonly signature: ModelSignature;
+  /** The execution provider the sessions run on: the first of the settings' that worked, else `cpu`. */
+  readonly executionProvider: string;
+  /** The settings' providers skipped before it, with onnxruntime's reason. */
+  readonly providersSkipped: ReadonlyArray<{ provider: string; reason: string }>;
   readonly #file: string;
   readonly #settings: ServingConfig;
   readonly #events: EngineEvents;
@@ -119,8 +130,10 @@ export class InferenceEngine {
   #lastLoss: Error | undefined;
   #released: Promise<void> | undefined;
 
-  private constructor(signature: ModelSignature, file: string, settings: ServingConfig, events: EngineEvents) {
-    this.signature = signature;
+  private constructor(ready: SessionReady, file: string, settings: ServingConfig, events: EngineEvents) {
+    this.signature = ready.signature;
+    this.executionProvider = ready.executionProvider;
+    this.providersSkipped = ready.skipped;
     this.#file = file;
     this.#settings = settings;
     this.#events = events;
@@ -135,8 +148,8 @@ export class InferenceEngine {
       threads.push(thread);
     }
     try {
-      const [signature] = await Promise.all(threads.map((t) => t.ready()));
-      engine = new InferenceEngine(signature!, file, settings, events);
+      const [ready] = await Promise.all(threads.map((t) => t.ready()));
+      engine = new InferenceEngine(ready!, file, settings, events);
       for (const t of threads) engine.#add(t);
       return engine;
     } catch (err) {

@@ -69,6 +69,16 @@ export class ServedModel {
     return new ServedModel(id, await InferenceEngine.start(file, settings, hooks), stats, settings, hooks.onBatch, true);
   }
 
+  /** The execution provider its sessions run on (see InferenceEngine.executionProvider). */
+  get executionProvider(): string {
+    return this.#engine.executionProvider;
+  }
+
+  /** The deployment's providers skipped before that one, with why. */
+  get providersSkipped(): ReadonlyArray<{ provider: string; reason: string }> {
+    return this.#engine.providersSkipped;
+  }
+
   /** Requests waiting for a run. */
   get queueDepth(): number {
     return this.#queue.depth;

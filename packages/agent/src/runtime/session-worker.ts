@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import { signatureFromSession, type ServingConfig } from '@outpost/shared';
 import type { WireTensor, WorkerReply, WorkerRequest } from './worker-protocol.js';
+import { providerOrder } from '../accelerators.js';
 
 const { file, settings } = workerData as { file: string; settings: ServingConfig };
 const port = parentPort!;
@@ -15,16 +16,37 @@ function toWire(t: ort.Tensor): WireTensor {
   return { type: t.type, dims: [...t.dims], data: t.data as WireTensor['data'] };
 }
 
+/**
+ * A session on the first of the deployment's execution providers that works here, `cpu` last
+ * (providerOrder): a provider this device lacks (no GPU, no provider library, a name this
+ * platform's onnxruntime does not know) is skipped with onnxruntime's reason. When even `cpu`
+ * fails, the model is at fault: that error is the one given.
+ */
+async function createSession(): Promise<{ session: ort.InferenceSession; executionProvider: string; skipped: Array<{ provider: string; reason: string }> }> {
+  const skipped: Array<{ provider: string; reason: string }> = [];
+  const order = providerOrder(settings.executionProviders);
+  for (const [i, provider] of order.entries()) {
+    try {
+      const session = await ort.InferenceSession.create(file, {
+        intraOpNumThreads: settings.intraOpThreads ?? 1,
+        interOpNumThreads: settings.interOpThreads ?? 1,
+        graphOptimizationLevel: settings.graphOptimization ?? 'all',
+        executionProviders: [provider],
+        // Idle intra-op threads spin by default, burning an idle device's CPU (microsoft/onnxruntime#2741).
+        extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
+      });
+      return { session, executionProvider: provider, skipped };
+    } catch (err) {
+      if (i === order.length - 1) throw err;
+      skipped.push({ provider, reason: String((err as Error).message).split('\n')[0]!.slice(0, 300) });
+    }
+  }
+  throw new Error('no execution provider to try');
+}
+
 try {
-  const session = await ort.InferenceSession.create(file, {
-    intraOpNumThreads: settings.intraOpThreads ?? 1,
-    interOpNumThreads: settings.interOpThreads ?? 1,
-    graphOptimizationLevel: settings.graphOptimization ?? 'all',
-    executionProviders: settings.executionProviders ?? ['cpu'],
-    // Idle intra-op threads spin by default, burning an idle device's CPU (microsoft/onnxruntime#2741).
-    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  });
-  port.postMessage({ kind: 'ready', signature: signatureFromSession(session) } satisfies WorkerReply);
+  const { session, executionProvider, skipped } = await createSession();
+  port.postMessage({ kind: 'ready', signature: signatureFromSession(session), executionProvider, skipped } satisfies WorkerReply);
   port.on('message', (msg: WorkerRequest) => {
     if (msg.kind === 'release') {
       void session.release().finally(() => port.close());

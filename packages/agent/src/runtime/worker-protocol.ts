@@ -12,7 +12,7 @@ export interface WireTensor {
 export type WorkerRequest = { kind: 'run'; id: number; feeds: Record<string, WireTensor>; outputs: string[] } | { kind: 'release' };
 
 export type WorkerReply =
-  | { kind: 'ready'; signature: ModelSignature }
+  | { kind: 'ready'; signature: ModelSignature; executionProvider?: string; skipped?: Array<{ provider: string; reason: string }> }
   | { kind: 'failed'; message: string }
   | { kind: 'result'; id: number; outputs: Record<string, WireTensor> }
   | { kind: 'error'; id: number; message: string };

@@ -2,13 +2,11 @@
 // (see @outpost/shared kserve-binary). Errors follow KServe's shape, `{ "error": "message" }`,
 // with Outpost's stable `code` beside it.
 
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import type { ModelTable } from '../runtime/model-table.js';
-import type { ServedModel } from '../runtime/served-model.js';
-import type { InferenceOutcome } from '../runtime/model-stats.js';
 import type { AgentMetrics } from './agent-metrics.js';
+import { InferenceService } from './inference-service.js';
 import { Router, type HttpTimeouts, type InferenceServer, type Reply, type Request } from './router.js';
 
 export interface ServeOptions {
@@ -27,6 +25,8 @@ export interface ServeOptions {
   /** Bytes all request bodies may hold at once (default 128 MiB); past it requests get 429. */
   maxBodyMemory?: number;
   timeouts?: Partial<HttpTimeouts>;
+  /** The protocol-independent part, shared with the gRPC port (made from these options when not given). */
+  service?: InferenceService;
 }
 
 export const DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024;
@@ -76,81 +76,42 @@ function parseInferBody(body: Buffer, headerLength: string | string[] | undefine
   return checkInferBody(parsed);
 }
 
-function digest(s: string): Buffer {
-  return createHash('sha256').update(s).digest();
-}
-
 /** The Open Inference Protocol routes, on a node:http server (not listening yet). */
 export function buildInferenceServer(opts: ServeOptions): InferenceServer {
-  const { table } = opts;
-  const expected = opts.token ? digest(opts.token) : undefined;
+  const service = opts.service ?? new InferenceService(opts);
   const router = new Router({
     log: opts.log,
     bodyLimit: opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
     bodyBudget: opts.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY,
     timeouts: opts.timeouts,
-    guard: expected
-      ? (request) => {
-          const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
-          if (!m || !timingSafeEqual(digest(m[1]!), expected)) throw new OutpostError('OUTPOST_ERR_UNAUTHORIZED', 'this agent requires a token: Authorization: Bearer TOKEN');
-        }
-      : undefined,
+    guard: service.guarded ? (request) => service.authorize(request.headers.authorization) : undefined,
   });
-
-  const stateOf = (name: string) => opts.reported().models.find((m) => m.name === name);
-
-  /** The serving model, or a 404 (unknown) / 503 (known, not loaded yet) naming what is wrong. */
-  function requireModel(name: string, version?: string): ServedModel {
-    const model = table.get(name);
-    if (!model) {
-      const state = stateOf(name);
-      if (state) throw new OutpostError('OUTPOST_ERR_MODEL_NOT_READY', `model "${name}" is not serving yet (${state.state}${state.reason ? `: ${state.reason}` : ''})`);
-      const known = table.all().map((m) => `"${m.name}"`);
-      throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `no model "${name}" on this device${known.length ? `; it serves ${known.join(', ')}` : ''}`);
-    }
-    if (version !== undefined && version !== String(model.version)) {
-      throw new OutpostError('OUTPOST_ERR_MODEL_NOT_FOUND', `model "${name}" serves version ${model.version}, not ${version}`);
-    }
-    return model;
-  }
 
   router.on('GET', '/v2/health/live', () => ({ json: { live: true } }));
   router.on('GET', '/v2/health/ready', () => {
-    // Ready: every desired model that can serve, serves. One that failed with no version to fall
-    // back on cannot (until it is deployed again), so it does not hold the device back.
-    const notReady = opts.reported().models.filter((m) => !table.get(m.name) && m.state !== 'failed');
-    if (notReady.length > 0) return { status: 503, json: { ready: false, waiting: notReady.map((m) => m.name) } };
+    const { ready, waiting } = service.readiness();
+    if (!ready) return { status: 503, json: { ready: false, waiting } };
     return { json: { ready: true } };
   });
-  router.on('GET', '/v2', () => ({ json: { name: 'outpost-agent', version: opts.agentVersion, extensions: ['binary_tensor_data'] } }));
+  router.on('GET', '/v2', () => ({ json: service.serverMetadata() }));
 
-  const metadata = ({ params }: Request): Reply => {
-    const m = requireModel(params.name!, params.version);
-    return { json: { name: m.name, versions: [String(m.version)], platform: 'onnxruntime_onnx', inputs: m.signature.inputs, outputs: m.signature.outputs } };
-  };
+  const metadata = ({ params }: Request): Reply => ({ json: service.metadata(params.name!, params.version) });
   router.on('GET', '/v2/models/:name', metadata);
   router.on('GET', '/v2/models/:name/versions/:version', metadata);
 
   const ready = ({ params }: Request): Reply => {
-    const m = table.get(params.name!);
-    if (m && (params.version === undefined || params.version === String(m.version))) return { json: { name: m.name, ready: true } };
-    requireModel(params.name!, params.version); // throws the reason
-    return { status: 503, json: { name: params.name, ready: false } };
+    service.modelReady(params.name!, params.version); // or throws the reason (404, 503)
+    return { json: { name: params.name, ready: true } };
   };
   router.on('GET', '/v2/models/:name/ready', ready);
   router.on('GET', '/v2/models/:name/versions/:version/ready', ready);
 
-  const infer = async (request: Request): Promise<Reply> => {
-    const model = requireModel(request.params.name!, request.params.version);
-    const started = performance.now();
-    let outcome: InferenceOutcome = 'error';
-    let failure: unknown;
-    try {
+  const infer = (request: Request): Promise<Reply> =>
+    service.infer(service.requireModel(request.params.name!, request.params.version), async (model) => {
       const headerLength = request.headers[INFERENCE_HEADER_LENGTH];
       // Binary tensors follow the JSON header: aligned there, they need no copy.
       const body = parseInferBody(await request.body(Number(headerLength) || 0, model.maxRequest ?? undefined), headerLength);
       const outputs = await model.infer(body.inputs, body.outputs?.map((o) => o.name));
-      outcome = 'ok';
       // Binary outputs: all of them with parameters.binary_data_output, or each one asked so.
       const allBinary = body.parameters?.binary_data_output === true;
       const binary = (o: OutputTensor) => body.outputs?.find((r) => r.name === o.name)?.parameters?.binary_data ?? allBinary;
@@ -165,18 +126,7 @@ export function buildInferenceServer(opts: ServeOptions): InferenceServer {
       });
       const { chunks, headerLength: replyHeaderLength } = encodeBinaryBody({ ...head, outputs: described }, blobs);
       return { headers: { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: replyHeaderLength }, chunks };
-    } catch (err) {
-      // The caller's mistakes (4xx) and a full queue (429) are not the model's failures: only
-      // what fails on the device's side counts against it in a rollout's health window.
-      if (err instanceof OutpostError && err.status < 500) outcome = 'rejected';
-      failure = err;
-      throw err;
-    } finally {
-      const ms = performance.now() - started;
-      model.stats.record(ms, outcome, failure);
-      opts.metrics.recordInference(model.name, ms / 1000, outcome);
-    }
-  };
+    });
   router.on('POST', '/v2/models/:name/infer', infer);
   router.on('POST', '/v2/models/:name/versions/:version/infer', infer);
 

@@ -94,11 +94,17 @@ export async function deploymentRoutes(app: FastifyInstance, deps: ApiDeps): Pro
     const view = deploymentView(d);
     const explained = explainRollout(d, (deviceId) => deps.rollouts.windowLeftMs(d.id, deviceId, d.strategy?.healthWindowMs ?? 0));
     // Names from one read of the registry, not one query per device of a big rollout.
-    const names = new Map((await ctx.store.devices.list()).map((dev) => [dev.id, dev.name]));
+    const all = await ctx.store.devices.list();
+    const names = new Map(all.map((dev) => [dev.id, dev.name]));
+    // The execution provider each device runs this version on, as it reported (it may have skipped some of the deployment's).
+    const providers = new Map(all.flatMap((dev) => {
+      const m = dev.reported?.models.find((r) => r.name === d.model && r.sha256 === d.sha256 && r.state === 'serving' && r.executionProvider);
+      return m ? [[dev.id, { executionProvider: m.executionProvider!, ...(m.providersSkipped?.length ? { providersSkipped: m.providersSkipped } : {}) }] as const] : [];
+    }));
     return {
       ...view,
       ...(explained ? { stage: explained.stage, canary: explained.canary } : {}),
-      devices: view.devices.map((x) => ({ ...x, name: names.get(x.deviceId) ?? null, ...(explained?.devices[x.deviceId] ?? {}) })),
+      devices: view.devices.map((x) => ({ ...x, name: names.get(x.deviceId) ?? null, ...(providers.get(x.deviceId) ?? {}), ...(explained?.devices[x.deviceId] ?? {}) })),
     };
   });
 

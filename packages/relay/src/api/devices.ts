@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { MAX_LOGS_REQUEST_LINES, OutpostError, parseDuration } from '@outpost/shared';
 import { labelDevice, removeDevice, requireDevice, viewDevice } from '../fleet/devices.js';
 import { auditTarget } from './audit.js';
-import { checkLabels, deviceParams } from './schemas.js';
+import { checkDeviceLabels, deviceParams } from './schemas.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { explainDevice } from '../fleet/desired-state.js';
 import type { ApiDeps } from './server.js';
@@ -67,7 +67,7 @@ export async function deviceRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     },
     async (request) => {
       const set = Object.fromEntries(Object.entries(request.body.labels).filter((e): e is [string, string] => e[1] !== null));
-      checkLabels(set);
+      checkDeviceLabels(set);
       const device = await labelDevice(ctx, request.params.id, request.body.labels);
       auditTarget(request, device.id, { changes: request.body.labels });
       await syncSelectorMembership(ctx, device.id);

@@ -9,7 +9,7 @@ import { enrollDevice } from '../fleet/enrollment.js';
 import { syncSelectorMembership } from '../fleet/deployments.js';
 import { bearerToken } from './auth.js';
 import { auditTarget } from './audit.js';
-import { checkLabels, labelsSchema } from './schemas.js';
+import { checkDeviceLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
 /**
@@ -45,7 +45,7 @@ export async function enrollRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     async (request, reply) => {
       const token = bearerToken(request);
       if (!token) throw new OutpostError('OUTPOST_ERR_ENROLL_TOKEN_INVALID', 'missing enrollment token: pass --token (from outpost-relay tokens enroll)');
-      const labels = checkLabels(request.body?.labels);
+      const labels = checkDeviceLabels(request.body?.labels);
       const enrollment = await enrollDevice(deps.ctx, token, { name: request.body?.name, labels, csr: request.body?.csr });
       auditTarget(request, enrollment.deviceId, { name: enrollment.name, labels: enrollment.labels, enrollToken: token.split('_')[1] }, { kind: 'device', id: enrollment.deviceId });
       // Selector deployments reach a device that enrolls later.

@@ -2,7 +2,7 @@
 
 import type { FastifyInstance } from 'fastify';
 import type { Readable } from 'node:stream';
-import { OutpostError, checkBundle } from '@outpost/shared';
+import { ACCELERATOR_PATTERN, OutpostError, checkBundle } from '@outpost/shared';
 import type { DeviceCaller } from './auth.js';
 import { auditTarget } from './audit.js';
 import { MODEL_NAME_PATTERN, checkLabels, idParams, labelsSchema } from './schemas.js';
@@ -30,6 +30,9 @@ function toFederatedRequest({ roundDeadlineSeconds, deploy, ...rest }: Federated
   };
 }
 
+/** `require`: accelerators a device must report (names as agents report them), at most 8. */
+const REQUIRE_SCHEMA = { type: 'array', maxItems: 8, uniqueItems: true, items: { type: 'string', pattern: ACCELERATOR_PATTERN } } as const;
+
 export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<void> {
   const { ctx, artifacts, scheduler } = deps;
   app.addContentTypeParser('application/octet-stream', (_request, payload, done) => done(null, payload));
@@ -49,7 +52,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
     }
   });
 
-  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; timeoutSeconds?: number; rendezvousTimeoutSeconds?: number; registerModel?: { name: string; output: string }; federated?: FederatedBody } }>(
+  app.post<{ Body: { bundleSha256: string; target: string; nodes?: number; command: string; env?: Record<string, string>; dataset?: string; require?: string[]; timeoutSeconds?: number; rendezvousTimeoutSeconds?: number; registerModel?: { name: string; output: string }; federated?: FederatedBody } }>(
     '/v1/jobs',
     {
       config: { access: 'deployer', audit: 'job.submit' },
@@ -65,6 +68,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
             command: { type: 'string', minLength: 1, maxLength: 8192 },
             env: { type: 'object', additionalProperties: { type: 'string', maxLength: 8192 }, maxProperties: 128 },
             dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            require: REQUIRE_SCHEMA,
             // A timer's longest wait (2^31 ms, about 24 days) bounds a job's.
             timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 2_000_000 },
             rendezvousTimeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 86400 },
@@ -108,14 +112,14 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
       auditTarget(request, rest.target, { bundleSha256: rest.bundleSha256 });
       const job = await scheduler.submit({ ...rest, ...(timeoutSeconds ? { timeoutMs: Math.round(timeoutSeconds * 1000) } : {}), ...(rendezvousTimeoutSeconds ? { rendezvousTimeoutMs: Math.round(rendezvousTimeoutSeconds * 1000) } : {}), ...(federated ? { federated: toFederatedRequest(federated) } : {}) });
       // The command, not its env: env values may be secrets.
-      auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}), ...(federated ? { federated: { rounds: federated.rounds, minClients: federated.minClients, initialModel: federated.initialModel.name } } : {}) });
+      auditTarget(request, job.id, { target: rest.target, nodes: rest.nodes ?? 1, ...(rest.require?.length ? { require: rest.require } : {}), command: rest.command.slice(0, 300), ...(rest.registerModel ? { registerModel: rest.registerModel.name } : {}), ...(federated ? { federated: { rounds: federated.rounds, minClients: federated.minClients, initialModel: federated.initialModel.name } } : {}) });
       reply.status(201);
       return scheduler.summary(job.id);
     },
   );
 
   // Batch scoring where the data lives: the agents' own runtime over their local dataset.
-  app.post<{ Body: { model: string; version?: number; target: string; dataset: string; outputFormat?: 'jsonl' | 'csv'; timeoutSeconds?: number } }>(
+  app.post<{ Body: { model: string; version?: number; target: string; dataset: string; require?: string[]; outputFormat?: 'jsonl' | 'csv'; timeoutSeconds?: number } }>(
     '/v1/jobs/score',
     {
       config: { access: 'deployer', audit: 'job.score' },
@@ -129,6 +133,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
             version: { type: 'integer', minimum: 1 },
             target: { type: 'string', minLength: 1, maxLength: 512 },
             dataset: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' },
+            require: REQUIRE_SCHEMA,
             outputFormat: { type: 'string', enum: ['jsonl', 'csv'] },
             timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 2_000_000 },
           },
@@ -143,6 +148,7 @@ export async function jobRoutes(app: FastifyInstance, deps: ApiDeps): Promise<vo
         command: '',
         target: b.target,
         dataset: b.dataset,
+        ...(b.require ? { require: b.require } : {}),
         ...(b.timeoutSeconds ? { timeoutMs: Math.round(b.timeoutSeconds * 1000) } : {}),
         score: { model: { name: b.model, ...(b.version ? { version: b.version } : {}) }, ...(b.outputFormat ? { format: b.outputFormat } : {}) },
       });

@@ -1,6 +1,7 @@
 // JSON schemas shared by several routes.
 
 import { OutpostError, checkLabel, type Labels } from '@outpost/shared';
+import { RESERVED_SELECTOR_KEYS } from '../fleet/deployments.js';
 
 export const MODEL_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 
@@ -34,4 +35,15 @@ export function checkLabels(labels: Labels | undefined): Labels {
     }
   }
   return labels ?? {};
+}
+
+/**
+ * Checks labels a device is to carry: also refuses the selector keys the relay fills itself
+ * (`accelerator` matches what the agent reports), so a label cannot fake an accelerator.
+ */
+export function checkDeviceLabels(labels: Labels | undefined): Labels {
+  for (const k of Object.keys(labels ?? {})) {
+    if (RESERVED_SELECTOR_KEYS.includes(k)) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `"${k}" is reserved: selectors match ${k}=NAME against the accelerators the device's agent reports (outpost-agent start --accelerator NAME), not labels`);
+  }
+  return checkLabels(labels);
 }

@@ -25,6 +25,8 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     attached: d.trainingAttached,
     acceptsTraining: d.acceptsTraining,
     datasets: d.datasets,
+    accelerators: d.accelerators,
+    executionProviders: d.executionProviders,
     running: busy.get(d.id) ?? null,
   });
 
@@ -32,7 +34,7 @@ export async function targetRoutes(app: FastifyInstance, deps: ApiDeps): Promise
     const busy = await running();
     return {
       targets: [
-        { name: 'local', kind: 'local', online: true, deploys: false, trains: true, attached: true, acceptsTraining: true, datasets: Object.keys(deps.localDatasets), running: busy.get('local') ?? null },
+        { name: 'local', kind: 'local', online: true, deploys: false, trains: true, attached: true, acceptsTraining: true, datasets: Object.keys(deps.localDatasets), accelerators: [], executionProviders: [], running: busy.get('local') ?? null },
         ...(await ctx.store.devices.list()).map((d) => deviceTarget(d, busy)),
       ],
     };

@@ -7,7 +7,7 @@ import { createEnrollToken } from '../fleet/enrollment.js';
 import { MAX_TOKEN_TTL_MS } from '../auth/api-tokens.js';
 import { ROLES, type Role } from '../auth/roles.js';
 import { auditTarget } from './audit.js';
-import { checkLabels, labelsSchema } from './schemas.js';
+import { checkDeviceLabels, labelsSchema } from './schemas.js';
 import type { ApiDeps } from './server.js';
 
 const DAY_S = 86_400;
@@ -28,7 +28,7 @@ export async function tokenRoutes(app: FastifyInstance, deps: ApiDeps): Promise<
       },
     },
     async (request, reply) => {
-      const labels = checkLabels(request.body?.labels);
+      const labels = checkDeviceLabels(request.body?.labels);
       const token = await createEnrollToken(deps.ctx, { ttlMs: (request.body?.ttlSeconds ?? 900) * 1000, labels, allowDeviceLabels: request.body?.allowDeviceLabels });
       auditTarget(request, token.token.split('_')[1]!, { labels: token.labels, expiresAt: new Date(token.expiresAt).toISOString(), allowDeviceLabels: token.allowDeviceLabels });
       reply.status(201);

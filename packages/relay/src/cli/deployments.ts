@@ -11,7 +11,7 @@ import { print, printJson, table } from './output.js';
 type DeploymentDetail = Omit<DeploymentView, 'devices'> & {
   stage?: string;
   canary?: string[];
-  devices: Array<DeploymentView['devices'][number] & { name: string | null; why?: string; healthWindowLeftMs?: number }>;
+  devices: Array<DeploymentView['devices'][number] & { name: string | null; why?: string; healthWindowLeftMs?: number; executionProvider?: string; providersSkipped?: Array<{ provider: string; reason: string }> }>;
 };
 
 export function deploymentsCommand(program: Command): void {
@@ -52,7 +52,8 @@ export function deploymentsCommand(program: Command): void {
       print(`${d.id}  ${d.model}:${d.version}  ${d.state}  created ${d.createdAt}\nsha256 ${d.sha256}${d.selector ? `\nselector ${formatLabels(d.selector)} (devices that match later join it)` : ''}${serving ? `\nserving ${serving}` : ''}${strategy ? `\nstrategy ${strategy}` : ''}${d.stage ? `\nstage    ${d.stage}${d.canary?.length ? ` (canary: ${d.canary.join(', ')})` : ''}` : ''}\n`);
       const detail = (x: (typeof d.devices)[number]) =>
         [x.reason, x.why, x.healthWindowLeftMs !== undefined ? `${Math.ceil(x.healthWindowLeftMs / 1000)}s of its health window left` : undefined].filter(Boolean).join('; ');
-      print(table(['DEVICE', 'NAME', 'STATE', 'UPDATED', 'WHY'], d.devices.map((x) => [x.deviceId, x.name ?? '-', x.state, x.updatedAt, detail(x)])));
+      const provider = (x: (typeof d.devices)[number]) => (x.executionProvider ? `${x.executionProvider}${x.providersSkipped?.length ? ` (skipped ${x.providersSkipped.map((p) => `${p.provider}: ${p.reason}`).join('; ')})` : ''}` : '-');
+      print(table(['DEVICE', 'NAME', 'STATE', 'PROVIDER', 'UPDATED', 'WHY'], d.devices.map((x) => [x.deviceId, x.name ?? '-', x.state, provider(x), x.updatedAt, detail(x)])));
     },
   );
 }

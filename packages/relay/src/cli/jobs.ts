@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { examples, formatBytes, packBundle, type JobSummary } from '@outpost/shared';
+import { ACCELERATOR_PATTERN, examples, formatBytes, packBundle, type JobSummary } from '@outpost/shared';
 import { relayApi, type ClientOptions, type RelayApi } from './client.js';
 import { clientOptions } from './options.js';
 import { CliError, note, print, printJson, table } from './output.js';
@@ -25,6 +25,12 @@ function collectEnv(value: string, previous: Record<string, string> = {}): Recor
   const eq = value.indexOf('=');
   if (eq <= 0) throw new CliError(`--env ${value}: use KEY=VALUE`);
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+}
+
+/** `--require NAME`, repeatable: an accelerator name as agents report them. */
+function collectRequire(value: string, previous: string[] = []): string[] {
+  if (!new RegExp(ACCELERATOR_PATTERN).test(value)) throw new InvalidArgumentError("use an accelerator name as devices report it (lower-case letters, digits, '_', '-'), e.g. cuda.");
+  return previous.includes(value) ? previous : [...previous, value];
 }
 
 interface LogLine {
@@ -90,6 +96,8 @@ async function printScores(api: RelayApi, j: JobSummary, toStderr = false): Prom
 
 function printJob(j: JobWithRounds): void {
   print(`${j.id}  ${j.state}  on ${j.target}${j.nodes > 1 ? ` (${j.nodes} nodes)` : ''}\ncommand  ${j.command}\ncreated  ${j.createdAt}${j.startedAt ? `  started ${j.startedAt}` : ''}${j.finishedAt ? `  finished ${j.finishedAt}` : ''}`);
+  if (j.require?.length) print(`requires ${j.require.join(', ')}`);
+  if (j.waiting) print(`${j.waiting}`);
   if (j.error) print(`error    ${j.error}`);
   if (j.runs.length) {
     print('\nruns');
@@ -131,6 +139,7 @@ export function jobsCommand(program: Command): void {
       .option('--nodes <n>', 'run on N matching devices at once (OUTPOST_RANK, OUTPOST_WORLD_SIZE; MASTER_ADDR and MASTER_PORT are rank 0\'s)', (v) => Number(v), 1)
       .option('--env <KEY=VALUE>', 'an environment variable for the job (repeat for several)', collectEnv)
       .option('--dataset <name>', 'a dataset on the target, mounted at OUTPOST_DATA_DIR')
+      .option('--require <accelerator>', 'run only on devices that report this accelerator (e.g. cuda; see targets list); the job waits until one is free (repeat for several)', collectRequire)
       .option('--timeout <duration>', 'kill the job after this long (e.g. 30m)', parseDurationOption)
       .option('--rendezvous-timeout <duration>', 'with --nodes: how long the ranks wait to reach rank 0 (MASTER_ADDR:MASTER_PORT) before the job fails (default 1m)', parseDurationOption)
       .option('--register-model <name>', 'register an output file as the next version of this model')
@@ -142,11 +151,12 @@ export function jobsCommand(program: Command): void {
         examples(
           'outpost-relay jobs submit examples/classifier --target local --command "node train.js" --register-model classifier --output model.onnx --follow',
           'outpost-relay jobs submit ./trainer --target site=lab --nodes 2 --dataset images --command "python3 train.py" --env EPOCHS=20 --timeout 30m',
+          'outpost-relay jobs submit ./trainer --target site=lab --require cuda --command "python3 train.py --device cuda"',
           'outpost-relay jobs submit examples/federated --federated --target pool=edge --rounds 5 --min-clients 2 --initial-model fed-classifier --dataset local --command "node train.js" --follow',
           'outpost-relay jobs submit examples/federated --federated --target pool=edge --rounds 10 --min-clients 3 --fraction 0.5 --round-deadline 5m --strategy fedprox --proximal-mu 0.01 --initial-model fed-classifier:1 --dataset local --command "node train.js" --deploy-selector pool=edge --deploy-strategy rolling --deploy-batch 25%',
         ),
       ),
-  ).action(async (dir: string, opts: ClientOptions & FederatedFlags & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; timeout?: number; rendezvousTimeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
+  ).action(async (dir: string, opts: ClientOptions & FederatedFlags & { target: string; command: string; nodes: number; env?: Record<string, string>; dataset?: string; require?: string[]; timeout?: number; rendezvousTimeout?: number; registerModel?: string; output?: string; follow?: boolean }) => {
     if (!statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${dir} is not a folder`);
     if (!Number.isInteger(opts.nodes) || opts.nodes < 1) throw new CliError('--nodes takes a whole number of at least 1');
     const federated = federatedBody(opts);
@@ -170,6 +180,7 @@ export function jobsCommand(program: Command): void {
       ...(opts.nodes > 1 ? { nodes: opts.nodes } : {}),
       env: opts.env ?? {},
       ...(opts.dataset ? { dataset: opts.dataset } : {}),
+      ...(opts.require ? { require: opts.require } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
       ...(opts.rendezvousTimeout ? { rendezvousTimeoutSeconds: opts.rendezvousTimeout / 1000 } : {}),
       ...(opts.registerModel ? { registerModel: { name: opts.registerModel, output: opts.output ?? 'model.onnx' } } : {}),
@@ -189,6 +200,7 @@ export function jobsCommand(program: Command): void {
       .argument('<model>', 'NAME or NAME:VERSION (default: the latest)')
       .requiredOption('--target <target>', 'a device (id or name), or every device matching k=v,...')
       .requiredOption('--dataset <name>', "the local dataset to score on each device: .npy or raw tensor files, or .jsonl lines of KServe requests")
+      .option('--require <accelerator>', 'score only on devices that report this accelerator (e.g. cuda; repeat for several)', collectRequire)
       .option('--output-format <format>', 'jsonl (default: a line per record with its outputs or error) or csv (a row per record)', parseOutputFormat)
       .option('--timeout <duration>', 'stop scoring after this long (e.g. 1h)', parseDurationOption)
       .option('--follow', 'wait until every device is done and print what each scored; exit 1 unless the job succeeds')
@@ -201,7 +213,7 @@ export function jobsCommand(program: Command): void {
           'outpost-relay jobs download job_1a2b3c4d5e6f -o ./predictions     # predictions.jsonl per device',
         ),
       ),
-  ).action(async (ref: string, opts: ClientOptions & { target: string; dataset: string; outputFormat?: 'jsonl' | 'csv'; timeout?: number; follow?: boolean }) => {
+  ).action(async (ref: string, opts: ClientOptions & { target: string; dataset: string; require?: string[]; outputFormat?: 'jsonl' | 'csv'; timeout?: number; follow?: boolean }) => {
     const { name, version } = parseModelRef(ref);
     const api = relayApi(opts);
     const job = await api.request<JobSummary>('POST', '/v1/jobs/score', {
@@ -209,6 +221,7 @@ export function jobsCommand(program: Command): void {
       ...(version ? { version } : {}),
       target: opts.target,
       dataset: opts.dataset,
+      ...(opts.require ? { require: opts.require } : {}),
       ...(opts.outputFormat ? { outputFormat: opts.outputFormat } : {}),
       ...(opts.timeout ? { timeoutSeconds: opts.timeout / 1000 } : {}),
     });

@@ -16,6 +16,9 @@ interface TargetView {
   attached: boolean;
   acceptsTraining: boolean;
   datasets: string[];
+  /** Absent from relays before accelerators. */
+  accelerators?: string[];
+  executionProviders?: string[];
   running: string | null;
 }
 
@@ -33,13 +36,13 @@ export function targetsCommand(program: Command): void {
     .description('compute targets: the relay host (local) and devices')
     .addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets attach dev_1a2b3c4d5e6f --training'));
 
-  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, running').addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets list --json'))).action(async (opts: ClientOptions) => {
+  clientOptions(targets.command('list').description('list targets: kind, online, deploys, trains, datasets, accelerators, execution providers, running').addHelpText('after', examples('outpost-relay targets list', 'outpost-relay targets list --json'))).action(async (opts: ClientOptions) => {
     const { targets: list } = await relayApi(opts).request<{ targets: TargetView[] }>('GET', '/v1/targets');
     if (opts.json) return printJson(list);
     print(
       table(
-        ['TARGET', 'KIND', 'ONLINE', 'DEPLOYS', 'TRAINS', 'DATASETS', 'RUNNING'],
-        list.map((t) => [t.deviceName ? `${t.name} (${t.deviceName})` : t.name, t.kind, yesNo(t.online), yesNo(t.deploys), trainsCell(t), t.datasets.join(',') || '-', t.running ?? '-']),
+        ['TARGET', 'KIND', 'ONLINE', 'DEPLOYS', 'TRAINS', 'DATASETS', 'ACCELERATORS', 'PROVIDERS', 'RUNNING'],
+        list.map((t) => [t.deviceName ? `${t.name} (${t.deviceName})` : t.name, t.kind, yesNo(t.online), yesNo(t.deploys), trainsCell(t), t.datasets.join(',') || '-', t.accelerators?.join(',') || '-', t.executionProviders?.join(',') || '-', t.running ?? '-']),
       ),
     );
   });

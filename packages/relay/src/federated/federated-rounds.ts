@@ -156,7 +156,7 @@ export class FederatedRounds {
       const available = candidateTargets(job, await store.devices.list()).filter((d) => !busy.has(d));
       const clients = selectClients(available, { fraction: spec.fraction, minClients: spec.minClients }, Math.random);
       if (!clients) {
-        const why = `round ${next.round} waits for clients: ${available.length} of the ${spec.minClients} it needs are free (attached for training, consenting, online${job.spec.dataset ? `, with dataset ${job.spec.dataset}` : ''}, not running another job)`;
+        const why = `round ${next.round} waits for clients: ${available.length} of the ${spec.minClients} it needs are free (attached for training, consenting, online${job.spec.dataset ? `, with dataset ${job.spec.dataset}` : ''}${job.spec.require?.length ? `, reporting ${job.spec.require.join(' and ')}` : ''}, not running another job)`;
         if (this.#waiting.get(job.id) !== why) log.info({ jobId: job.id, round: next.round, available: available.length, needed: spec.minClients }, why);
         this.#waiting.set(job.id, why);
         return undefined;

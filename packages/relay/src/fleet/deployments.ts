@@ -2,7 +2,7 @@
 // new desired state to each device.
 
 import { randomBytes } from 'node:crypto';
-import { OutpostError, background, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
+import { KNOWN_EXECUTION_PROVIDERS, OutpostError, background, formatLabels, type Labels, type ServingConfig } from '@outpost/shared';
 import type { FleetContext } from './context.js';
 import { MEMBER_STATES, type DeploymentRecord, type ModelVersionRecord, type RolloutStrategy } from '../store/records.js';
 import { publishDesiredState } from './desired-state.js';
@@ -33,8 +33,18 @@ export interface CreatedDeployment {
   notice?: string;
 }
 
-export function matchesSelector(labels: Labels, selector: Labels): boolean {
-  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+/** The selector key matched against the accelerators a device's agent reports, never against its labels. */
+export const ACCELERATOR_KEY = 'accelerator';
+/** Selector keys the relay fills itself; devices cannot carry them as labels (api/schemas.ts). */
+export const RESERVED_SELECTOR_KEYS: readonly string[] = [ACCELERATOR_KEY];
+
+/**
+ * Whether a device is one a selector picks: every `k=v` is a label of it, except
+ * `accelerator=X`, which its agent must report (a label named so, from before it was
+ * reserved, does not count).
+ */
+export function matchesSelector(device: { labels: Labels; accelerators?: readonly string[] }, selector: Labels): boolean {
+  return Object.entries(selector).every(([k, v]) => (k === ACCELERATOR_KEY ? (device.accelerators ?? []).includes(v) : device.labels[k] === v));
 }
 
 /**
@@ -65,6 +75,11 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   if (model.selfTest && !model.selfTest.ok && req.serving?.selfTest !== 'off' && !req.force) {
     throw new OutpostError('OUTPOST_ERR_SELF_TEST_FAILED', `${model.name}:${model.version} failed its self-test at push (${model.selfTest.error}); push it again with --sample REQUEST.json, or deploy with --self-test off (devices skip the test) or --force (devices run it themselves)`);
   }
+  const unknown = (req.serving?.executionProviders ?? []).filter((p) => !(KNOWN_EXECUTION_PROVIDERS as readonly string[]).includes(p));
+  if (unknown.length) {
+    // A provider some device lacks is skipped there (cpu is the fallback); a name onnxruntime has nowhere is a mistake.
+    throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `execution provider${unknown.length > 1 ? 's' : ''} ${unknown.map((p) => `"${p}"`).join(', ')} unknown to onnxruntime: use ${KNOWN_EXECUTION_PROVIDERS.join(', ')} (devices without one skip it for the next, finally cpu)`);
+  }
   const file = ctx.artifactFile?.(model.sha256);
   if (file?.state === 'quarantined') throw corruptArtifact(model.sha256);
   if (file?.state === 'missing') throw new OutpostError('OUTPOST_ERR_ARTIFACT_NOT_FOUND', `the relay has no file for ${model.name}:${model.version} (${model.sha256}); push it again (outpost-relay models push FILE --name ${model.name})`);
@@ -79,10 +94,10 @@ export async function createDeployment(ctx: FleetContext, req: DeployRequest): P
   const deviceIds = await ctx.store.transaction(async (tx) => {
     // Devices named by id or name; the same device twice is one row.
     const ids = req.selector
-      ? (await tx.devices.list()).filter((d) => matchesSelector(d.labels, req.selector!)).map((d) => d.id)
+      ? (await tx.devices.list()).filter((d) => matchesSelector(d, req.selector!)).map((d) => d.id)
       : [...new Set((await requireDevices(ctx, req.devices!)).map((d) => d.id))];
     if (req.selector && ids.length === 0 && !req.allowEmpty) {
-      throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list, or deploy with --allow-empty to wait for devices that will match`);
+      throw new OutpostError('OUTPOST_ERR_NO_MATCHING_DEVICES', `no device has the labels ${formatLabels(req.selector)}: check them with outpost-relay devices list (accelerators: outpost-relay targets list), or deploy with --allow-empty to wait for devices that will match`);
     }
     await tx.deployments.create(
       { id, model: model.name, version: model.version, sha256: model.sha256, deviceIds: ids, selector: req.selector, strategy: staged ? req.strategy : undefined, serving: req.serving && Object.keys(req.serving).length > 0 ? req.serving : undefined, initialState: staged ? 'waiting' : 'pending' },
@@ -163,7 +178,7 @@ async function syncMembership(ctx: FleetContext, deviceId: string): Promise<bool
   for (const d of await ctx.store.deployments.withSelector(deviceId)) {
     const row = d.rollout;
     const member = row !== null && MEMBER_STATES.has(row.state);
-    const matches = matchesSelector(device.labels, d.selector!);
+    const matches = matchesSelector(device, d.selector!);
     if (matches && !member && row?.state !== 'canceled' && row?.state !== 'rolled-back') {
       await ctx.store.deployments.addRollout(d.id, deviceId, now);
       ctx.events.emit({ type: 'deployment.progress', deploymentId: d.id, deviceId, state: 'pending', reason: null });

@@ -36,7 +36,7 @@ export async function explainDevice(ctx: FleetContext, deviceId: string): Promis
   const all = await ctx.store.deployments.forDevice(deviceId);
   return effectiveDeployments(all).map((d) => {
     const others = all.filter((x) => x.model === d.model && x.id !== d.id).length;
-    const how = d.selector ? `its labels match ${formatLabels(d.selector)}` : 'it was named';
+    const how = d.selector ? `${'accelerator' in d.selector ? 'it matches' : 'its labels match'} ${formatLabels(d.selector)}` : 'it was named';
     return {
       model: d.model,
       deploymentId: d.id,

@@ -4,6 +4,7 @@
 import { HealthMessage, JobLogBatch, JobsReported, LogThrottle, LogsAnswer, isDiskFull, ReportedState, StatusMessage, messageParser, parseDeviceTopic, type MessageParser } from '@outpost/shared';
 import type { FleetContext, JobMessages } from './context.js';
 import { applyReportedState } from './rollout-progress.js';
+import { syncSelectorMembership } from './deployments.js';
 import { checkNotice, noteAgentInstance } from './duplicate-connections.js';
 import { SerialQueues } from './serial-queues.js';
 import { KnownDevices } from './known-devices.js';
@@ -41,8 +42,16 @@ const HANDLERS: Record<string, Handler> = {
     // A late will of an earlier connection is not news (see fleet/presence.ts).
     if (!ctx.presence.status(deviceId, m)) return;
     // Capabilities first: the status event wakes the scheduler, which reads them.
-    if (m.online) await ctx.store.devices.setCapabilities(deviceId, m.training === true, m.datasets ?? []);
+    let acceleratorsChanged = false;
+    if (m.online) {
+      const accelerators = [...new Set(m.accelerators ?? [])].sort();
+      const before = (await ctx.store.devices.get(deviceId))?.accelerators ?? [];
+      acceleratorsChanged = before.join(',') !== accelerators.join(',');
+      await ctx.store.devices.setCapabilities(deviceId, m.training === true, m.datasets ?? [], { accelerators, executionProviders: [...new Set(m.executionProviders ?? [])] });
+    }
     await setOnline(ctx, deviceId, m.online, m.online ? 'device online' : 'device offline');
+    // Selectors match accelerators (accelerator=cuda): the device joins or leaves deployments as its report changes.
+    if (acceleratorsChanged) await syncSelectorMembership(ctx, deviceId);
   }),
   'jobs-reported': handler(messageParser(JobsReported), async (ctx, deviceId, m) => {
     await ctx.jobs.onRunReports(deviceId, m.runs);

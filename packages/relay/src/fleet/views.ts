@@ -18,6 +18,8 @@ export function deviceView(d: DeviceRecord, problem: DeviceProblem | null = null
     models: d.reported?.models ?? [],
     health: d.health,
     problem,
+    accelerators: d.accelerators,
+    executionProviders: d.executionProviders,
   };
 }
 

@@ -14,13 +14,18 @@ export function trainingProblem(d: DeviceRecord): string | null {
   return missing.length ? `device ${d.id} cannot train: ${missing.join('; and ')}` : null;
 }
 
-/** The targets that could run `job` now (online, able to train, with its dataset), busy or not. */
+/** Whether a device reports every accelerator the job requires. */
+export function hasRequired(job: JobRecord, d: DeviceRecord): boolean {
+  return (job.spec.require ?? []).every((a) => d.accelerators.includes(a));
+}
+
+/** The targets that could run `job` now (online, able to train, with its dataset and required accelerators), busy or not. */
 export function candidateTargets(job: JobRecord, devices: readonly DeviceRecord[]): string[] {
   const t = job.spec.target;
   if (t.kind === 'local') return ['local'];
-  const ok = (d: DeviceRecord) => d.online && trainingProblem(d) === null && (!job.spec.dataset || d.datasets.includes(job.spec.dataset));
+  const ok = (d: DeviceRecord) => d.online && trainingProblem(d) === null && (!job.spec.dataset || d.datasets.includes(job.spec.dataset)) && hasRequired(job, d);
   if (t.kind === 'device') return devices.filter((d) => d.id === t.deviceId && ok(d)).map((d) => d.id);
-  return devices.filter((d) => matchesSelector(d.labels, t.selector) && ok(d)).map((d) => d.id);
+  return devices.filter((d) => matchesSelector(d, t.selector) && ok(d)).map((d) => d.id);
 }
 
 export interface Placement {
@@ -47,4 +52,33 @@ export function placeQueued(queued: readonly JobRecord[], busy: ReadonlySet<stri
     }
   }
   return placements;
+}
+
+/**
+ * Why a queued job has not started, in a line (`jobs show`): no target reports what it requires,
+ * too few targets can run it, all of them busy, or earlier jobs ahead of it. Null for jobs
+ * that are not queued, and for federated ones (their rounds say why: federated-rounds.ts).
+ */
+export function waitingReason(job: JobRecord, busy: ReadonlySet<string>, devices: readonly DeviceRecord[]): string | null {
+  if (job.state !== 'queued' || job.spec.federated) return null;
+  const t = job.spec.target;
+  const need = job.spec.nodes;
+  if (t.kind === 'local') return busy.has('local') ? 'waiting: local is busy' : 'waiting: jobs ahead of it in the queue go first';
+  const require = job.spec.require ?? [];
+  const what = require.join(' and ');
+  const inTarget = t.kind === 'device' ? devices.filter((d) => d.id === t.deviceId) : devices.filter((d) => matchesSelector(d, t.selector));
+  const named = t.kind === 'device' ? `device ${t.deviceId}` : `${inTarget.length} device(s) match the selector`;
+  if (require.length && !inTarget.some((d) => hasRequired(job, d))) return `waiting: no target reports ${what} (${named}; on a device: outpost-agent start --accelerator NAME)`;
+  const candidates = candidateTargets(job, devices);
+  const withWhat = require.length ? ` with ${what}` : '';
+  if (candidates.length < need) {
+    return `waiting: ${candidates.length} target(s)${withWhat} online and able to run it, it needs ${need}${t.kind === 'selector' ? ` (${named})` : ''}`;
+  }
+  const freeCount = candidates.filter((c) => !busy.has(c)).length;
+  if (freeCount < need) {
+    const n = candidates.length;
+    const counts = `${n} match, ${n === 2 && freeCount === 0 ? 'both' : n - freeCount} busy`;
+    return freeCount === 0 ? `waiting: no free target${withWhat} (${counts})` : `waiting: ${freeCount} free target(s)${withWhat}, it needs ${need} (${counts})`;
+  }
+  return 'waiting: jobs ahead of it in the queue hold its targets';
 }

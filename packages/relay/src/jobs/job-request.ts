@@ -24,6 +24,8 @@ export interface SubmitRequest {
   command: string;
   env?: Record<string, string>;
   dataset?: string;
+  /** Accelerators the device must report (checked by the API's schema: names, at most 8). */
+  require?: string[];
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
   federated?: FederatedRequest;
@@ -88,6 +90,9 @@ export async function checkJobRequest(c: JobRequestContext, request: SubmitReque
     if (posix.isAbsolute(out) || out.startsWith('..')) throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--output must be a path inside OUTPOST_OUTPUT_DIR, not ${registerModel.output}`);
     registerModel = { name: registerModel.name, output: out };
   }
+  const require = [...new Set(req.require ?? [])].sort();
+  // The relay host reports no accelerators: a job that needs one would wait forever.
+  if (require.length && target.kind === 'local') throw new OutpostError('OUTPOST_ERR_BAD_REQUEST', `--require ${require.join(',')} needs devices that report it: give a device or a selector k=v,... (not local)`);
   if (target.kind === 'local') {
     if (req.dataset && !localDatasets?.[req.dataset]) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `the relay host has no dataset "${req.dataset}" (outpost-relay start --dataset ${req.dataset}=PATH)`);
   } else if (target.kind === 'device') {
@@ -98,7 +103,7 @@ export async function checkJobRequest(c: JobRequestContext, request: SubmitReque
     if (problem) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', problem);
     if (req.dataset && !d.datasets.includes(req.dataset)) throw new OutpostError('OUTPOST_ERR_TARGET_NOT_READY', `device ${d.id} has no dataset "${req.dataset}" (outpost-agent start --dataset ${req.dataset}=PATH)`);
   } else {
-    const matching = (await ctx.store.devices.list()).filter((d) => matchesSelector(d.labels, target.selector));
+    const matching = (await ctx.store.devices.list()).filter((d) => matchesSelector(d, target.selector));
     const able = matching.filter((d) => trainingProblem(d) === null && (!req.dataset || d.datasets.includes(req.dataset)));
     if (able.length < nodes) {
       const why = matching.map((d) => trainingProblem(d) ?? (req.dataset && !d.datasets.includes(req.dataset) ? `device ${d.id} has no dataset "${req.dataset}"` : null)).filter(Boolean);
@@ -113,6 +118,7 @@ export async function checkJobRequest(c: JobRequestContext, request: SubmitReque
     command: req.command,
     env: req.env ?? {},
     ...(req.dataset ? { dataset: req.dataset } : {}),
+    ...(require.length ? { require } : {}),
     ...(req.timeoutMs ? { timeoutMs: req.timeoutMs } : {}),
     ...(registerModel ? { registerModel } : {}),
     ...(federated ? { federated } : {}),
@@ -136,7 +142,7 @@ async function checkScore({ ctx }: JobRequestContext, req: SubmitRequest): Promi
   let nodes = 1;
   if (target.kind === 'selector') {
     // The devices that can score now: one offline would hold the whole job until it is back.
-    const able = (await ctx.store.devices.list()).filter((d) => d.online && matchesSelector(d.labels, target.selector) && trainingProblem(d) === null && d.datasets.includes(req.dataset!));
+    const able = (await ctx.store.devices.list()).filter((d) => d.online && matchesSelector(d, target.selector) && trainingProblem(d) === null && d.datasets.includes(req.dataset!) && (req.require ?? []).every((a) => d.accelerators.includes(a)));
     nodes = Math.max(1, able.length);
   }
   return { spec: { model: { name: model.name, version: model.version, sha256: model.sha256 }, format: s.format ?? 'jsonl' }, nodes };

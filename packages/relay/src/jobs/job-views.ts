@@ -75,5 +75,7 @@ export function jobView(j: JobRecord, metrics: MetricSummaryRow[], outputs: JobO
     model: j.model,
     federated,
     score: j.spec.score ? { model: j.spec.score.model.name, version: j.spec.score.model.version, format: j.spec.score.format } : null,
+    require: j.spec.require ?? [],
+    waiting: null,
   };
 }

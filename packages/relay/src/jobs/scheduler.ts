@@ -22,7 +22,7 @@ import type { FleetContext } from '../fleet/context.js';
 import type { JobRecord, JobState } from '../store/records.js';
 import { federatedView, jobView, roundView, summarizeMetrics, describeTarget } from './job-views.js';
 import { RunIngest, type RunQuotas } from './run-ingest.js';
-import { placeQueued } from './job-queue.js';
+import { placeQueued, waitingReason } from './job-queue.js';
 import { checkJobRequest, type SubmitRequest } from './job-request.js';
 import { DeviceJobs } from './device-jobs.js';
 import { LocalRuns } from './local-runs.js';
@@ -124,6 +124,7 @@ export class JobScheduler {
     const job = await this.require(id);
     const rounds = job.spec.federated ? await store.rounds.list(id) : [];
     const view = jobView(job, await store.jobs.metricSummary(id), await store.jobs.outputs(id), federatedView(job, rounds, this.#federated.waiting(id)));
+    if (job.state === 'queued' && !job.spec.federated) view.waiting = waitingReason(job, await store.jobs.busyTargets(), await store.devices.list());
     return job.spec.federated && withRounds ? { ...view, rounds: rounds.map(roundView) } : view;
   }
 

@@ -149,6 +149,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
   ALTER TABLE job_runs ADD COLUMN rendezvous TEXT;
   `,
+  // What devices compute on, as their agents' status says (JSON arrays of names).
+  `
+  ALTER TABLE devices ADD COLUMN accelerators TEXT NOT NULL DEFAULT '[]';
+  ALTER TABLE devices ADD COLUMN execution_providers TEXT NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** The version a database migrated by this relay is at (its `user_version`). */

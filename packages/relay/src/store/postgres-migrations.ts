@@ -134,6 +134,11 @@ export const POSTGRES_MIGRATIONS: string[] = [
   CREATE INDEX federated_rounds_result ON federated_rounds (result_sha256);
   ALTER TABLE job_runs ADD COLUMN rendezvous JSON;
   `,
+  // What devices compute on, as their agents' status says.
+  `
+  ALTER TABLE devices ADD COLUMN accelerators JSON NOT NULL DEFAULT '[]';
+  ALTER TABLE devices ADD COLUMN execution_providers JSON NOT NULL DEFAULT '[]';
+  `,
 ];
 
 /** Held while migrating, so that two relays opening one database at once take turns. */

@@ -190,6 +190,8 @@ interface DeviceRow {
   training_attached: boolean;
   accepts_training: boolean;
   datasets: string[];
+  accelerators: string[];
+  execution_providers: string[];
 }
 
 interface ModelRow {
@@ -291,6 +293,8 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
   trainingAttached: r.training_attached,
   acceptsTraining: r.accepts_training,
   datasets: r.datasets,
+  accelerators: r.accelerators,
+  executionProviders: r.execution_providers,
 });
 
 const toModel = (r: ModelRow): ModelVersionRecord => ({
@@ -445,8 +449,8 @@ function devices(db: Db): DeviceRepository {
     async setTrainingAttached(id, attached) {
       await db.run('UPDATE devices SET training_attached = $1 WHERE id = $2', [attached, id]);
     },
-    async setCapabilities(id, acceptsTraining, datasets) {
-      await db.run('UPDATE devices SET accepts_training = $1, datasets = $2 WHERE id = $3', [acceptsTraining, JSON.stringify(datasets), id]);
+    async setCapabilities(id, acceptsTraining, datasets, hardware) {
+      await db.run('UPDATE devices SET accepts_training = $1, datasets = $2, accelerators = $3, execution_providers = $4 WHERE id = $5', [acceptsTraining, JSON.stringify(datasets), JSON.stringify(hardware?.accelerators ?? []), JSON.stringify(hardware?.executionProviders ?? []), id]);
     },
   };
 }

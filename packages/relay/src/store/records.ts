@@ -17,6 +17,16 @@ export interface DeviceRecord {
   /** Its agent runs with --accept-training. */
   acceptsTraining: boolean;
   datasets: string[];
+  /** Accelerators its agent reports (found or declared): selectors' `accelerator=X` and jobs' `require` match them. */
+  accelerators: string[];
+  /** onnxruntime execution providers its agent can use. */
+  executionProviders: string[];
+}
+
+/** What an agent's status says it computes on (see StatusMessage). */
+export interface DeviceHardware {
+  accelerators: string[];
+  executionProviders: string[];
 }
 
 export interface ModelVersionRecord {
@@ -148,6 +158,8 @@ export interface JobSpec {
   command: string;
   env: Record<string, string>;
   dataset?: string;
+  /** Accelerators a device must report to run it (`jobs submit --require cuda`); it waits until one that does is free. */
+  require?: string[];
   timeoutMs?: number;
   registerModel?: { name: string; output: string };
   /** An N-node job on devices: the secret its ranks check in with at rank 0, and how long they wait. */

@@ -13,6 +13,7 @@ import { MEMBER_STATES } from './records.js';
 import type { DeviceCertificateRecord, NewDeployment, NewDevice, Repositories, Synchronous } from './store.js';
 import { RepositoryStore } from './repository-store.js';
 import type {
+  DeviceHardware,
   ModelVersionExtras,
   ApiTokenRecord,
   AuditEntry,
@@ -55,6 +56,8 @@ interface DeviceRow {
   training_attached: number;
   accepts_training: number;
   datasets: string;
+  accelerators: string;
+  execution_providers: string;
 }
 
 interface ModelRow {
@@ -124,6 +127,8 @@ const toDevice = (r: DeviceRow): DeviceRecord => ({
   trainingAttached: r.training_attached === 1,
   acceptsTraining: r.accepts_training === 1,
   datasets: JSON.parse(r.datasets) as string[],
+  accelerators: JSON.parse(r.accelerators) as string[],
+  executionProviders: JSON.parse(r.execution_providers) as string[],
 });
 
 const toModel = (r: ModelRow): ModelVersionRecord => ({
@@ -265,7 +270,7 @@ class SqliteEngine {
       // A federated job's global models go to the devices that are its clients.
       mayFetchGlobalModel: db.prepare('SELECT 1 FROM federated_rounds f JOIN job_runs r ON r.job_id = f.job_id WHERE r.target = ? AND f.global_sha256 = ? LIMIT 1'),
       setAttached: db.prepare('UPDATE devices SET training_attached = ? WHERE id = ?'),
-      setCapabilities: db.prepare('UPDATE devices SET accepts_training = ?, datasets = ? WHERE id = ?'),
+      setCapabilities: db.prepare('UPDATE devices SET accepts_training = ?, datasets = ?, accelerators = ?, execution_providers = ? WHERE id = ?'),
       addJob: db.prepare("INSERT INTO jobs (id, state, spec, created_at) VALUES (?, 'queued', ?, ?)"),
       getJob: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       listJobs: db.prepare('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?'),
@@ -549,8 +554,8 @@ class SqliteEngine {
     this.#stmt.setAttached.run(attached ? 1 : 0, id);
   }
 
-  setDeviceCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): void {
-    this.#stmt.setCapabilities.run(acceptsTraining ? 1 : 0, JSON.stringify(datasets), id);
+  setDeviceCapabilities(id: string, acceptsTraining: boolean, datasets: string[], hardware?: DeviceHardware): void {
+    this.#stmt.setCapabilities.run(acceptsTraining ? 1 : 0, JSON.stringify(datasets), JSON.stringify(hardware?.accelerators ?? []), JSON.stringify(hardware?.executionProviders ?? []), id);
   }
 
   #job(r: JobRow): JobRecord {
@@ -781,7 +786,7 @@ function repositories(e: SqliteEngine): SyncRepositories {
       setOnline: (id, online, at) => e.setDeviceOnline(id, online, at),
       setReported: (id, reported, at) => e.setDeviceReported(id, reported, at),
       setTrainingAttached: (id, attached) => e.setDeviceTrainingAttached(id, attached),
-      setCapabilities: (id, accepts, datasets) => e.setDeviceCapabilities(id, accepts, datasets),
+      setCapabilities: (id, accepts, datasets, hardware) => e.setDeviceCapabilities(id, accepts, datasets, hardware),
     },
     models: {
       addVersion: (name, sha256, size, signature, extras) => e.addModelVersion(name, sha256, size, signature, extras),

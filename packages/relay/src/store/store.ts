@@ -4,6 +4,7 @@
 
 import type { HealthMessage, Labels, ModelSignature, ReportedState, ServingConfig } from '@outpost/shared';
 import type {
+  DeviceHardware,
   ModelVersionExtras,
   ApiTokenRecord,
   AuditEntry,
@@ -98,7 +99,8 @@ export interface DeviceRepository {
   setOnline(id: string, online: boolean, at: number): Promise<void>;
   setReported(id: string, reported: ReportedState, at: number): Promise<void>;
   setTrainingAttached(id: string, attached: boolean): Promise<void>;
-  setCapabilities(id: string, acceptsTraining: boolean, datasets: string[]): Promise<void>;
+  /** What the agent's status says; `hardware` omitted: none (an agent from before accelerators). */
+  setCapabilities(id: string, acceptsTraining: boolean, datasets: string[], hardware?: DeviceHardware): Promise<void>;
 }
 
 export interface ModelRepository {

@@ -162,6 +162,8 @@ export class DevicePage implements Page {
         el('dd', {}, formatAgo(d.lastSeen)),
         el('dt', {}, 'models'),
         el('dd', {}, modelsCell(d)),
+        el('dt', {}, 'accelerators'),
+        el('dd', { id: 'device-accelerators' }, `${d.accelerators?.join(', ') || '-'}${d.executionProviders?.length ? ` (execution providers: ${d.executionProviders.join(', ')})` : ''}`),
         el('dt', {}, 'training'),
         el('dd', { id: 'device-training' }, this.#attached === null ? '-' : this.#attached ? 'attached' : 'not attached'),
         el('dt', {}, 'agent'),
