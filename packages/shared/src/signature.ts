@@ -2,7 +2,7 @@
 // before it reaches onnxruntime. KServe v2 datatype names are the public vocabulary.
 
 import { OutpostError } from './errors.js';
-import { fromTensorBytes, type TensorArray } from './kserve-binary.js';
+import { TYPED_ARRAY, fromTensorBytes, type TensorArray } from './kserve-binary.js';
 
 export const DATATYPES = ['BOOL', 'UINT8', 'INT8', 'UINT16', 'INT16', 'UINT32', 'INT32', 'INT64', 'UINT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
 export type Datatype = (typeof DATATYPES)[number];
@@ -128,11 +128,19 @@ export function validateInputs(signature: ModelSignature, inputs: unknown): Requ
       byName.set(t.name, { name: t.name, datatype: spec.datatype, shape: t.shape, data: fromTensorBytes(t.name, spec.datatype, raw, expected) });
       continue;
     }
-    if (!Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
-    if (t.data.length !== expected) {
-      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${t.data.length}`);
+    // JSON data its parser already read into the datatype's typed array (the agent's
+    // parseJsonInferBody does so only for elements checkElements accepts): the same checks.
+    const typed = ArrayBuffer.isView(t.data) && spec.datatype !== 'BYTES' && t.data instanceof TYPED_ARRAY[spec.datatype];
+    if (!typed && !Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
+    const data = t.data as unknown[] | TensorArray;
+    if (data.length !== expected) {
+      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${data.length}`);
     }
-    checkElements(t.name, t.data, spec.datatype);
+    if (typed) {
+      byName.set(t.name, t as RequestTensor);
+      continue;
+    }
+    checkElements(t.name, data as unknown[], spec.datatype);
     byName.set(t.name, t as RequestTensor);
   }
   return signature.inputs.map((spec) => {

@@ -4,6 +4,8 @@
 
 import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
+import { parseJsonInferBody } from './json-infer-body.js';
+import { jsonInferReply } from './json-reply.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { AgentMetrics } from './agent-metrics.js';
 import { InferenceService } from './inference-service.js';
@@ -67,7 +69,8 @@ function parseInferBody(body: Buffer, headerLength: string | string[] | undefine
     parsed = parseBinaryBody(body, Number(headerLength), 'inputs');
   } else {
     try {
-      parsed = JSON.parse(body.toString('utf8'));
+      // JSON.parse's result, with each input's numbers read straight into its datatype's typed array.
+      parsed = parseJsonInferBody(body);
     } catch (err) {
       throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `the body is not valid JSON (${(err as Error).message}); binary tensors need an Inference-Header-Content-Length header`);
     }
@@ -116,7 +119,7 @@ export function buildInferenceServer(opts: ServeOptions): InferenceServer {
       const allBinary = body.parameters?.binary_data_output === true;
       const binary = (o: OutputTensor) => body.outputs?.find((r) => r.name === o.name)?.parameters?.binary_data ?? allBinary;
       const head = { model_name: model.name, model_version: String(model.version), ...(body.id !== undefined ? { id: body.id } : {}) };
-      if (!outputs.some((o) => binary(o) === true)) return { json: { ...head, outputs: outputs.map(toJsonTensor) } };
+      if (!outputs.some((o) => binary(o) === true)) return jsonInferReply(head, outputs);
       const blobs: Uint8Array[] = [];
       const described = outputs.map((o) => {
         if (binary(o) !== true) return toJsonTensor(o);
