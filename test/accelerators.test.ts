@@ -1,6 +1,6 @@
 // CPU and GPU targets, with a real relay and two real agents on loopback: one declares a CUDA
 // GPU (--accelerator cuda), the other has none. Targets list both with what they compute on; a
-// selector accelerator=cuda reaches only the first (a label cannot fake it); a deployment's
+// selector accelerator=cuda reaches only the first (no label of that name can be set); a deployment's
 // execution providers are tried in order on the device and fall back to cpu, which the device
 // reports with why cuda was skipped; jobs that require an accelerator run only where it is, and
 // one nobody has waits, saying so.
@@ -53,7 +53,7 @@ t.test('accelerators: targets, selectors, execution provider fallback, job requi
   t.match(text.stdout, new RegExp(`${gpu.deviceId} \\(gpu-box\\).*\\bcuda\\b`));
   t.match((await relay.cli('devices', 'show', 'gpu-box')).stdout, /accelerators cuda\s+\(execution providers cpu/);
 
-  await t.test('a label cannot fake an accelerator', async (t) => {
+  await t.test('the accelerator key is reserved: no label of that name can be set', async (t) => {
     const res = await relay.cli('devices', 'label', 'cpu-box', 'accelerator=cuda');
     t.equal(res.code, 1);
     t.match(res.stderr, /"accelerator" is reserved/);

@@ -5,12 +5,14 @@
 
 import t, { type Test } from 'tap';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { openSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import * as ort from 'onnxruntime-node';
 import onnxProto from 'onnx-proto';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { FIXTURES, enrollDevice, startAgent, startRelay, tempDir } from './helpers/programs.js';
+import { AGENT_BIN, FIXTURES, enrollDevice, runCli, startAgent, startRelay, tempDir } from './helpers/programs.js';
+import { createAgent } from '../packages/agent/dist/agent.js';
+import { createLogger } from '@outpost/shared';
 import { infer, type Tensor } from './helpers/kserve.js';
 import { grpcClient } from './helpers/kserve-grpc.js';
 import { waitFor } from './helpers/wait.js';
@@ -288,4 +290,27 @@ t.test('--grpc-port off: no gRPC port', async (t) => {
   const agent = await startAgent(t, device, ['--grpc-port', 'off']);
   t.equal(agent.grpcAddress, undefined);
   t.equal((await fetch(`${agent.httpUrl}/v2/health/live`)).status, 200);
+});
+
+t.test('a gRPC port that is taken: a failure to start when asked for, left out when it was the default', async (t) => {
+  const relay = await startRelay(t);
+  const device = await enrollDevice(t, relay, 'squatted');
+  const squatter = createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  const taken = (squatter.address() as { port: number }).port;
+  const asked = await runCli(AGENT_BIN, ['start', '--data-dir', device.dataDir, '--host', '127.0.0.1', '--port', '0', '--grpc-port', String(taken)]);
+  t.not(asked.code, 0, 'asked for with --grpc-port, it stops the start');
+  t.match(asked.stderr, new RegExp(`gRPC port 127\\.0\\.0\\.1:${taken} cannot be opened`));
+  // The CLI's default (8001, perhaps a Triton's): the agent serves HTTP alone, saying why.
+  const lines: string[] = [];
+  const log = createLogger({ name: 'agent', level: 'info', fd: openSync('/dev/null', 'w'), tee: { write: (line: string) => lines.push(line) } });
+  const agent = await createAgent({ dataDir: device.dataDir, host: '127.0.0.1', port: 0, grpcPort: taken, grpcPortRequired: false, log });
+  try {
+    t.equal(agent.grpcAddress, undefined, 'no gRPC address');
+    t.equal((await fetch(`${agent.httpUrl}/v2/health/live`)).status, 200, 'HTTP serves');
+    t.ok(lines.some((l) => /no gRPC port: serving KServe v2 over HTTP only/.test(l)), 'the log says why');
+  } finally {
+    await agent.close(); // before the device's folder goes
+  }
 });

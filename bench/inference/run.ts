@@ -12,6 +12,7 @@
 //   (a) in-process onnxruntime, batch 1, the agent's session options and instances
 //   (b) the agent over HTTP, JSON tensors
 //   (c) the agent over HTTP, binary tensors (KServe binary extension)
+//   (g) the agent over gRPC (inference.GRPCInferenceService), raw_input_contents
 //   (h) a bare node:http server answering the agent's reply without a model (on the agent's core)
 //
 // each at concurrency 1 and 16, for --seconds each, in rounds. Prints items/s, p50 and p99
@@ -30,6 +31,7 @@ import { cpus } from 'node:os';
 import { createInterface } from 'node:readline';
 import { memory, quantile } from '../proc-stats.js';
 import { infer, type Tensor } from '../../test/helpers/kserve.js';
+import { grpcClient } from '../../test/helpers/kserve-grpc.js';
 import { seededRandom } from '../../test/fixtures/onnx-builder.js';
 // The agent runs with the V8 flags its systemd unit and launcher use.
 import { AGENT_NODE_FLAGS } from '../../packages/agent/dist/cli/install.js';
@@ -120,10 +122,10 @@ const relayArgs = ['--relay', relay.httpUrl, '--token', readFileSync(join(dir, '
 const { token } = JSON.parse(await cli(RELAY_BIN, ['tokens', 'enroll', ...relayArgs])) as { token: string };
 await cli(AGENT_BIN, ['enroll', '--relay', relay.httpUrl, '--token', token, '--name', 'bench', '--data-dir', join(dir, 'agent')]);
 const { deviceId } = JSON.parse(readFileSync(join(dir, 'agent', 'device.json'), 'utf8')) as { deviceId: string };
-const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--threads', String(THREADS)], [...(process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(" ").filter(Boolean) : AGENT_NODE_FLAGS), ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])], SERVE);
-const agentUrl = await until('the agent', () => {
-  const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; connected: boolean };
-  return s.connected && s.httpUrl ? s.httpUrl : undefined;
+const agent = run(AGENT_BIN, ['start', '--data-dir', join(dir, 'agent'), '--host', '127.0.0.1', '--port', '0', '--grpc-port', '0', '--threads', String(THREADS)], [...(process.env.BENCH_AGENT_FLAGS !== undefined ? process.env.BENCH_AGENT_FLAGS.split(" ").filter(Boolean) : AGENT_NODE_FLAGS), ...(values.profile ? ['--cpu-prof', '--cpu-prof-dir', values.profile] : [])], SERVE);
+const { httpUrl: agentUrl, grpcAddress } = await until('the agent', () => {
+  const s = JSON.parse(readFileSync(join(dir, 'agent', 'agent-state.json'), 'utf8')) as { httpUrl: string; grpcAddress: string; connected: boolean };
+  return s.connected && s.httpUrl && s.grpcAddress ? s : undefined;
 });
 await new Promise((r) => setTimeout(r, 2000)); // let start-up garbage settle before reading RSS
 const idle = memory(agent.pid!);
@@ -184,6 +186,12 @@ async function measure(concurrency: number, once: (i: number) => Promise<void>):
   return { itemsPerS: latencies.length / SECONDS, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99) };
 }
 
+// (g): the same inputs over gRPC, raw_input_contents, one HTTP/2 connection (as tritonclient).
+const grpcClientOf = grpcClient(grpcAddress);
+const grpcInfer = async (i: number) => {
+  await grpcClientOf.infer(NAME, inputFor(i), { raw: true });
+};
+
 const http = (url: string, binary: boolean) => async (i: number) => {
   const res = await infer(url, NAME, inputFor(i), { binaryInputs: binary, binaryOutputs: binary });
   if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${JSON.stringify(res.body)}`);
@@ -203,10 +211,12 @@ type Path = [string, (concurrency: number) => Promise<Figures>];
 const A = '(a) in-process onnxruntime';
 const JSON_PATH = '(b) agent, HTTP + JSON';
 const BINARY = '(c) agent, HTTP + binary';
+const GRPC = '(g) agent, gRPC, raw contents';
 const PATHS: Path[] = [
   [A, inProcess],
   [JSON_PATH, (c) => measure(c, http(agentUrl, false))],
   [BINARY, (c) => measure(c, http(agentUrl, true))],
+  [GRPC, (c) => measure(c, grpcInfer)],
   ['(h) bare node:http, same requests, no model', (c) => measure(c, http(floorUrl, true))],
 ];
 const rounds: Array<Map<string, Figures>> = [];
@@ -235,6 +245,7 @@ for (const c of [1, 16]) {
 say('');
 say(`binary @16 ÷ in-process @16: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}× (goal ≥ 0.9×)`);
 say(`binary @1 p50 over in-process @1: ${signed(each((r) => at(r, BINARY, 1).p50 - at(r, A, 1).p50))} (goal ≤ 0.3 ms)`);
+say(`gRPC @16 ÷ in-process @16: ${each((r) => at(r, GRPC, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}×; gRPC @1 p50 over in-process @1: ${signed(each((r) => at(r, GRPC, 1).p50 - at(r, A, 1).p50))}`);
 say(`JSON @1 p50 ÷ binary @1 p50: ${each((r) => at(r, JSON_PATH, 1).p50 / at(r, BINARY, 1).p50).toFixed(2)}× (goal ≤ 3×)`);
 say(`binary @16 with batching up to ${MAX_BATCH} ÷ in-process sequential batch 1: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 1).itemsPerS).toFixed(2)}× (goal ≥ 2× on the mlp)`);
 const batches = await (await fetch(`${agentUrl}/metrics`)).text();

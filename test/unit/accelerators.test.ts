@@ -53,6 +53,9 @@ t.test('usable execution providers: the binding has them and the hardware is the
   t.same(usableProviders(BACKENDS, ['cuda', 'gpu'], (n) => n === 'cuda').executionProviders, ['cpu', 'webgpu', 'cuda'], 'with the library installed');
   t.same(usableProviders([{ name: 'cuda', bundled: true }], [], none).unavailable, [{ name: 'cuda', reason: 'the device has no NVIDIA GPU (/dev/nvidia0, /dev/nvidiactl or a Jetson)' }], 'bundled, but no GPU');
   t.same(usableProviders([], [], none).executionProviders, ['cpu'], 'cpu always');
+  const odd = usableProviders([{ name: 'Vitis-AI', bundled: true }, { name: `x${'y'.repeat(40)}`, bundled: true }], [], none);
+  t.same(odd.executionProviders, ['cpu'], "names the relay's schema would refuse are not reported (they would cost the whole status message)");
+  t.match(odd.unavailable, [{ name: 'Vitis-AI', reason: /cannot report/ }, { reason: /cannot report/ }]);
 });
 
 t.test('declared accelerators, and the names allowed', async (t) => {

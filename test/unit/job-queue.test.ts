@@ -70,13 +70,14 @@ t.test('a placement never uses a busy target, one target twice, or more nodes th
   t.pass('placements are sound');
 });
 
-t.test('selectors match reported accelerators with accelerator=X, never a label of that name', async (t) => {
+t.test('selectors match reported accelerators with accelerator=X, and a label of that name only from before it was reserved', async (t) => {
   const gpu = device('g', { accelerators: ['cuda', 'gpu'] });
   const faker = device('f', { labels: { site: 'lab', accelerator: 'cuda' } });
   t.ok(matchesSelector(gpu, { accelerator: 'cuda' }));
   t.ok(matchesSelector(gpu, { site: 'lab', accelerator: 'gpu' }), 'with labels too');
   t.notOk(matchesSelector(gpu, { accelerator: 'tensorrt' }));
-  t.notOk(matchesSelector(faker, { accelerator: 'cuda' }), 'a label named accelerator does not fake one');
+  t.ok(matchesSelector(faker, { accelerator: 'cuda' }), 'a label named accelerator (an admin set it before the key was reserved) still matches');
+  t.notOk(matchesSelector(faker, { accelerator: 'tensorrt' }), 'only its own value');
   t.notOk(matchesSelector({ labels: { site: 'lab' } }, { accelerator: 'cuda' }), 'a device that reports none');
 });
 

@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { ACCELERATOR_PATTERN, MAX_ACCELERATORS } from '@outpost/shared';
+import { ACCELERATOR_PATTERN, EXECUTION_PROVIDER_PATTERN, MAX_ACCELERATORS } from '@outpost/shared';
 
 /** One entry of onnxruntime-node's listSupportedBackends(). */
 export interface BackendInfo {
@@ -100,7 +100,13 @@ const NEEDS: Record<string, string> = { cuda: 'cuda', tensorrt: 'cuda', webgpu: 
 export function usableProviders(backends: readonly BackendInfo[], accelerators: readonly string[], libraryInstalled: (name: string) => boolean): Pick<AcceleratorReport, 'executionProviders' | 'unavailable'> {
   const usable = ['cpu'];
   const unavailable: AcceleratorReport['unavailable'] = [];
+  const named = new RegExp(EXECUTION_PROVIDER_PATTERN);
   for (const b of backends) {
+    // A name the relay's schema would refuse (a later onnxruntime's) would cost the whole status message.
+    if (!named.test(b.name)) {
+      unavailable.push({ name: b.name.slice(0, 64), reason: 'a name Outpost cannot report (lower case letters, digits and _, up to 32)' });
+      continue;
+    }
     if (b.name === 'cpu' || usable.includes(b.name) || unavailable.some((u) => u.name === b.name)) continue;
     const needs = NEEDS[b.name];
     const why: string[] = [];

@@ -10,7 +10,8 @@ import { Reconciler } from './reconcile.js';
 import { ModelTable } from './runtime/model-table.js';
 import type { SessionSettings } from './runtime/served-model.js';
 import { HealthSampler } from './health.js';
-import { buildInferenceServer } from './serve/server.js';
+import { DEFAULT_MAX_BODY_MEMORY, buildInferenceServer } from './serve/server.js';
+import { BodyBudget } from './serve/router.js';
 import { InferenceService } from './serve/inference-service.js';
 import { openGrpcPort, type GrpcPort } from './serve/grpc-port.js';
 import { removeStateFile, writeStateFile } from './state-file.js';
@@ -33,6 +34,10 @@ export interface AgentOptions {
   port?: number;
   /** The KServe v2 gRPC port (0 picks a free one); none when not given (the CLI's default is 8001). */
   grpcPort?: number | null;
+  /** The gRPC port's largest message (default 4 MiB); each call in flight reserves it from maxBodyMemory. */
+  grpcMaxMessageBytes?: number;
+  /** False: a gRPC port that cannot be opened is logged and left out, not a failure to start (the CLI's default port). */
+  grpcPortRequired?: boolean;
   heartbeatMs?: number;
   /** Require this bearer token on the inference port. */
   inferenceToken?: string;
@@ -147,7 +152,9 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
 
   const servingTls = opts.inferenceTls ? inferenceCertificate(tls) : undefined;
   const service = new InferenceService({ table, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics });
-  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory, tls: servingTls, service });
+  // One budget for the bodies both ports hold: --max-body-memory bounds HTTP and gRPC together.
+  const budget = new BodyBudget(opts.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY);
+  const server = buildInferenceServer({ table, log, agentVersion: AGENT_VERSION, reported: () => reconciler.reported, token: opts.inferenceToken, metrics, maxRequestBytes: opts.maxRequestBytes, budget, tls: servingTls, service });
   let grpcServer: GrpcPort | undefined;
   if (servingTls) {
     // A renewed certificate is served to new connections; open ones keep theirs.
@@ -174,12 +181,15 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   if (grpcPort !== null) {
     // grpc-js and the parsed proto load at the port's first connection (grpc-port.ts).
     try {
-      grpcServer = await openGrpcPort({ service, log, host: opts.host ?? '0.0.0.0', port: grpcPort, tls: servingTls, maxRequestBytes: opts.maxRequestBytes, maxBodyMemory: opts.maxBodyMemory });
+      grpcServer = await openGrpcPort({ service, log, host: opts.host ?? '0.0.0.0', port: grpcPort, tls: servingTls, maxMessageBytes: opts.grpcMaxMessageBytes, budget });
     } catch (err) {
-      await new Promise((resolve) => server.close(resolve));
-      throw err;
+      if (opts.grpcPortRequired !== false) {
+        await new Promise((resolve) => server.close(resolve));
+        throw err;
+      }
+      log.error({ err: (err as Error).message }, 'no gRPC port: serving KServe v2 over HTTP only (choose another with --grpc-port N, or --grpc-port off)');
     }
-    grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${grpcServer.port}`;
+    if (grpcServer) grpcAddress = `${host.includes(':') ? `[${host}]` : host}:${grpcServer.port}`;
   }
 
   const renewal = tls.hasCertificate ? new CertificateRenewal({ tls, relayUrl: device.relayUrl, secret: device.secret, log }) : undefined;

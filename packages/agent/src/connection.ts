@@ -171,6 +171,9 @@ export function connect(opts: ConnectionOptions): Connection {
     });
   };
   client.on('connect', () => {
+    // A CONNACK that lands after close() began (a stop right at start): the client's stores are
+    // closed, and a publish now would throw out of MQTT.js's handler.
+    if (closing) return;
     failures = 0;
     duplicate = undefined;
     log.info({ url: opts.urls && opts.urls.length > 1 ? `${(client.options as { protocol?: string }).protocol}://${client.options.host}:${client.options.port}` : opts.url }, 'connected to the relay broker');

@@ -18,6 +18,7 @@ export function startCommand(program: Command): void {
     .option('--https', "serve the inference API over HTTPS with this device's certificate (clients trust the relay's CA and check the name DEVICE_ID)")
     .option('--token <token>', 'deprecated: visible to every user in the process list; use --token-file or OUTPOST_AGENT_TOKEN')
     .addOption(sizeOption('--max-request-size <size>', "largest inference request body (a model's own signature may allow less)", 64 * 1024 * 1024))
+    .addOption(sizeOption('--grpc-max-message-size <size>', "largest gRPC message (gRPC's default); each call in flight reserves this much of --max-body-memory", 4 * 1024 * 1024))
     .addOption(sizeOption('--max-body-memory <size>', 'memory all inference request bodies may hold at once; past it requests get 429', 128 * 1024 * 1024))
     .addOption(durationOption('--heartbeat <duration>', 'time between health reports (a bare number is seconds)', parseHeartbeat, 10_000))
     .option('--threads <n>', 'onnxruntime intra-op threads per model', parsePositiveInt, 1)
@@ -36,7 +37,7 @@ Examples:
   outpost-agent start --https --token-file /etc/outpost/inference.token
     # then: curl --cacert relay-ca.pem --connect-to DEVICE_ID:8000:HOST:8000 https://DEVICE_ID:8000/v2/health/ready
 `)
-    .action(async (opts: { dataDir: string; host: string; port: number; grpcPort: number | 'off'; https?: boolean; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; accelerator?: string[]; advertiseAddress?: string; maxRequestSize: number; maxBodyMemory: number }) => {
+    .action(async (opts: { dataDir: string; host: string; port: number; grpcPort: number | 'off'; https?: boolean; token?: string; tokenFile?: string; heartbeat: number; threads: number; acceptTraining?: boolean; dataset?: Record<string, string>; accelerator?: string[]; advertiseAddress?: string; maxRequestSize: number; grpcMaxMessageSize: number; maxBodyMemory: number }, command: Command) => {
       // Loaded here so the other commands start fast (no onnxruntime for `status`).
       const { createAgent } = await import('../agent.js');
       const agent = await createAgent({
@@ -44,11 +45,14 @@ Examples:
         host: opts.host,
         port: opts.port,
         grpcPort: opts.grpcPort === 'off' ? null : opts.grpcPort,
+        // 8001 by default: taken by something else (a Triton beside it), the agent serves HTTP alone.
+        grpcPortRequired: command.getOptionValueSource('grpcPort') !== 'default',
         heartbeatMs: opts.heartbeat,
         inferenceToken: inferenceToken(opts),
         inferenceTls: opts.https,
         maxRequestBytes: opts.maxRequestSize,
         maxBodyMemory: opts.maxBodyMemory,
+        grpcMaxMessageBytes: opts.grpcMaxMessageSize,
         session: { intraOpThreads: opts.threads },
         acceptTraining: opts.acceptTraining,
         datasets: opts.dataset ?? {},

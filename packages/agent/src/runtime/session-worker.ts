@@ -25,13 +25,22 @@ function toWire(t: ort.Tensor): WireTensor {
 async function createSession(): Promise<{ session: ort.InferenceSession; executionProvider: string; skipped: Array<{ provider: string; reason: string }> }> {
   const skipped: Array<{ provider: string; reason: string }> = [];
   const order = providerOrder(settings.executionProviders);
+  // onnxruntime-node drops a provider it has no backend for without a word (and the session
+  // would run on the next): such a name is skipped here, so the provider reported is the one used.
+  const known = new Set(ort.listSupportedBackends().map((b) => b.name));
   for (const [i, provider] of order.entries()) {
+    if (!known.has(provider) && provider !== 'cpu') {
+      skipped.push({ provider, reason: `this onnxruntime-node has no provider "${provider}" (it has ${[...known].join(', ')})` });
+      continue;
+    }
     try {
       const session = await ort.InferenceSession.create(file, {
         intraOpNumThreads: settings.intraOpThreads ?? 1,
         interOpNumThreads: settings.interOpThreads ?? 1,
         graphOptimizationLevel: settings.graphOptimization ?? 'all',
-        executionProviders: [provider],
+        // The rest of the list stays behind it: nodes this provider cannot run go to the next
+        // (TensorRT's to CUDA), as onnxruntime places them.
+        executionProviders: [provider, ...order.slice(i + 1).filter((p) => known.has(p))],
         // Idle intra-op threads spin by default, burning an idle device's CPU (microsoft/onnxruntime#2741).
         extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
       });

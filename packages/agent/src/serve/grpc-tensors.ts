@@ -161,20 +161,6 @@ export function requestInputs(request: GrpcInferRequest): Array<{ name: string; 
   });
 }
 
-/** Bytes the request's tensors take (what it holds in memory while queued). */
-export function requestBytes(request: GrpcInferRequest): number {
-  let n = 0;
-  for (const r of request.raw_input_contents ?? []) n += r.byteLength;
-  for (const t of request.inputs ?? []) {
-    if (!t.contents) continue;
-    for (const f of filledFields(t.contents)) {
-      const v = t.contents[f] as unknown[];
-      n += f === 'bytes_contents' ? (v as Uint8Array[]).reduce((s, b) => s + 4 + b.byteLength, 0) : v.length * 8;
-    }
-  }
-  return n;
-}
-
 /** The response's outputs and their raw bytes (views of onnxruntime's buffers, no copy). */
 export function responseOutputs(outputs: OutputTensor[]): { outputs: GrpcOutputTensor[]; raw: Buffer[] } {
   return {

@@ -330,7 +330,7 @@ class Scanner {
       // true / false
       kind = 'bool';
       for (;;) {
-        if (count === values.length) values = grow(values, count === 1024 ? estimate(start, p, this.lastClose, count) : 0);
+        if (count === values.length) values = grow(values, count === 1024 ? estimate(start, p, b.indexOf(RBRACKET, p), count) : 0);
         if (c === 0x74 && b[p + 1] === 0x72 && b[p + 2] === 0x75 && b[p + 3] === 0x65) {
           values[count++] = 1;
           p += 4;
@@ -349,7 +349,7 @@ class Scanner {
     } else {
       kind = 'number';
       for (;;) {
-        if (count === values.length) values = grow(values, count === 1024 ? estimate(start, p, this.lastClose, count) : 0);
+        if (count === values.length) values = grow(values, count === 1024 ? estimate(start, p, b.indexOf(RBRACKET, p), count) : 0);
         // Inline fast path: -?(0|[1-9][0-9]*)(\.[0-9]+)? with at most 19 significant digits and
         // 22 decimals, no exponent; anything else goes to scanNumber.
         let to = p;
@@ -690,7 +690,11 @@ function exactDouble(b: Uint8Array, p: number): number {
   return v < 0 ? -y : y;
 }
 
-/** Room for the elements of an array whose first `count` took p - start bytes, up to the body's last "]" (at least 2 bytes each). */
+/**
+ * Room for the elements of an array whose first `count` took p - start bytes, up to `end`, the
+ * first "]" after them (a flat array of numbers or booleans holds none before its own end), at
+ * least 2 bytes each: sized by the array, not by what follows it in the body.
+ */
 function estimate(start: number, p: number, end: number, count: number): number {
   const most = Math.ceil((end - start) / 2) + 1;
   return Math.min(most, Math.ceil(((end - start) / (p - start)) * count * 1.05) + 16);

@@ -43,7 +43,7 @@ export interface RouterOptions {
   /** Largest body of any request. */
   bodyLimit: number;
   /** Bytes all request bodies being read or used may hold together. */
-  bodyBudget: number;
+  bodyBudget: number | BodyBudget;
   /** Time to receive a request's headers, the whole request, and between two body chunks (ms). */
   timeouts?: Partial<HttpTimeouts>;
   /** Runs before routing (authorization); throw an OutpostError to refuse the request. */
@@ -83,7 +83,8 @@ export class Router {
 
   constructor(opts: RouterOptions) {
     this.#opts = opts;
-    this.budget = new BodyBudget(opts.bodyBudget);
+    // One budget may be shared with the gRPC port: --max-body-memory bounds both together.
+    this.budget = typeof opts.bodyBudget === 'number' ? new BodyBudget(opts.bodyBudget) : opts.bodyBudget;
     this.#timeouts = { ...DEFAULT_HTTP_TIMEOUTS, ...opts.timeouts };
   }
 

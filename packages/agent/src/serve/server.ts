@@ -9,7 +9,7 @@ import { jsonInferReply } from './json-reply.js';
 import type { ModelTable } from '../runtime/model-table.js';
 import type { AgentMetrics } from './agent-metrics.js';
 import { InferenceService } from './inference-service.js';
-import { Router, type HttpTimeouts, type InferenceServer, type Reply, type Request } from './router.js';
+import { Router, type BodyBudget, type HttpTimeouts, type InferenceServer, type Reply, type Request } from './router.js';
 
 export interface ServeOptions {
   /** Serve HTTPS with this certificate and key (the device's). */
@@ -26,6 +26,8 @@ export interface ServeOptions {
   maxRequestBytes?: number;
   /** Bytes all request bodies may hold at once (default 128 MiB); past it requests get 429. */
   maxBodyMemory?: number;
+  /** The budget itself, when the gRPC port shares it (then maxBodyMemory is not used). */
+  budget?: BodyBudget;
   timeouts?: Partial<HttpTimeouts>;
   /** The protocol-independent part, shared with the gRPC port (made from these options when not given). */
   service?: InferenceService;
@@ -85,7 +87,7 @@ export function buildInferenceServer(opts: ServeOptions): InferenceServer {
   const router = new Router({
     log: opts.log,
     bodyLimit: opts.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES,
-    bodyBudget: opts.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY,
+    bodyBudget: opts.budget ?? opts.maxBodyMemory ?? DEFAULT_MAX_BODY_MEMORY,
     timeouts: opts.timeouts,
     guard: service.guarded ? (request) => service.authorize(request.headers.authorization) : undefined,
   });

@@ -39,7 +39,7 @@ export function checkLabels(labels: Labels | undefined): Labels {
 
 /**
  * Checks labels a device is to carry: also refuses the selector keys the relay fills itself
- * (`accelerator` matches what the agent reports), so a label cannot fake an accelerator.
+ * (`accelerator` matches what the agent reports), so what a selector of that key means stays one thing.
  */
 export function checkDeviceLabels(labels: Labels | undefined): Labels {
   for (const k of Object.keys(labels ?? {})) {

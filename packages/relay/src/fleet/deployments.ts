@@ -40,11 +40,13 @@ export const RESERVED_SELECTOR_KEYS: readonly string[] = [ACCELERATOR_KEY];
 
 /**
  * Whether a device is one a selector picks: every `k=v` is a label of it, except
- * `accelerator=X`, which its agent must report (a label named so, from before it was
- * reserved, does not count).
+ * `accelerator=X`, which its agent reports. A label named so can only be from before the key
+ * was reserved, set by an admin (labels of that key are refused now): it still counts, so a
+ * fleet that labelled its GPUs keeps its selector deployments. What an agent reports is the
+ * device's own claim, as its datasets are (README, "GPUs and accelerators").
  */
 export function matchesSelector(device: { labels: Labels; accelerators?: readonly string[] }, selector: Labels): boolean {
-  return Object.entries(selector).every(([k, v]) => (k === ACCELERATOR_KEY ? (device.accelerators ?? []).includes(v) : device.labels[k] === v));
+  return Object.entries(selector).every(([k, v]) => device.labels[k] === v || (k === ACCELERATOR_KEY && (device.accelerators ?? []).includes(v)));
 }
 
 /**

@@ -3,6 +3,7 @@
 
 import { deviceTopic, formatLabels, type DesiredModel, type DesiredState } from '@outpost/shared';
 import type { FleetContext } from './context.js';
+import { ACCELERATOR_KEY } from './deployments.js';
 import type { DeploymentInfo } from '../store/records.js';
 
 /** The deployment each model name on the device follows: the newest one per name. */
@@ -36,7 +37,7 @@ export async function explainDevice(ctx: FleetContext, deviceId: string): Promis
   const all = await ctx.store.deployments.forDevice(deviceId);
   return effectiveDeployments(all).map((d) => {
     const others = all.filter((x) => x.model === d.model && x.id !== d.id).length;
-    const how = d.selector ? `${'accelerator' in d.selector ? 'it matches' : 'its labels match'} ${formatLabels(d.selector)}` : 'it was named';
+    const how = d.selector ? `${ACCELERATOR_KEY in d.selector ? 'it matches' : 'its labels match'} ${formatLabels(d.selector)}` : 'it was named';
     return {
       model: d.model,
       deploymentId: d.id,
