@@ -57,7 +57,7 @@ Examples:
     if (opts.json) return printJson(d);
     print(`id         ${d.id}\nname       ${d.name}\nonline     ${d.online ? 'yes' : 'no'} (last seen ${ago(d.lastSeen)})\nlabels     ${formatLabels(d.labels) || '-'}\nenrolled   ${d.createdAt}`);
     if (d.problem) print(`problem    ${d.problem.kind}: ${d.problem.message} (since ${d.problem.since})`);
-    if (d.accelerators) print(`accelerators ${d.accelerators.join(',') || '-'}  (execution providers ${d.executionProviders?.join(',') || '-'})`);
+    if (d.accelerators) print(`compute    accelerators ${d.accelerators.join(',') || '-'} (execution providers ${d.executionProviders?.join(',') || '-'})`);
     if (d.health) {
       const h = d.health;
       print(`health     cpu ${h.cpuPercent.toFixed(0)}%, memory ${formatBytes(h.memory.usedBytes)}/${formatBytes(h.memory.totalBytes)}, disk free ${formatBytes(h.disk.freeBytes)}, agent up ${Math.round(h.uptimeS)}s`);
@@ -70,8 +70,9 @@ Examples:
       const extra = stats ? `, ${stats.requests} requests, ${stats.errors} errors, p50 ${stats.p50Ms ?? '-'} ms` : '';
       // An offline device's states are what it said last, not what it does now.
       const state = d.online ? m.state : `last reported ${m.state}, last seen ${d.lastSeen ?? "never"} (${ago(d.lastSeen)})`;
-      print(`  ${m.name}:${m.version} ${state}${serving}${m.reason ? `: ${m.reason}${m.at ? ` (${new Date(m.at).toISOString()})` : ''}` : ''}${extra}`);
-      if (m.executionProvider && m.state === 'serving') print(`    on ${m.executionProvider}${m.providersSkipped?.length ? `; skipped ${m.providersSkipped.map((p) => `${p.provider} (${p.reason})`).join(', ')}` : ''}`);
+      const on = m.executionProvider && m.state === 'serving' ? ` on ${m.executionProvider}` : '';
+      print(`  ${m.name}:${m.version} ${state}${on}${serving}${m.reason ? `: ${m.reason}${m.at ? ` (${new Date(m.at).toISOString()})` : ''}` : ''}${extra}`);
+      if (on && m.providersSkipped?.length) print(`    skipped ${m.providersSkipped.map((p) => `${p.provider} (${p.reason})`).join(', ')}`);
       if (stats?.lastError) print(`    last inference error ${new Date(stats.lastError.at).toISOString()}: ${stats.lastError.message}`);
     }
     if (d.follows?.length) {
