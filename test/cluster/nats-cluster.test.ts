@@ -79,6 +79,18 @@ t.test('a 3-node NATS cluster carries the fleet, MQTT over TLS', { skip }, async
   for (const urls of given) t.same([...urls].sort(), cluster.nodes.map((n) => n.mqttUrl).sort(), 'and every node to fail over through (in an order of its own, so a fleet spreads)');
   useNodes(a, [n1.mqttUrl, n2.mqttUrl, n3.mqttUrl]);
   useNodes(b, [n2.mqttUrl, n3.mqttUrl, n1.mqttUrl]);
+  // A new cluster refuses MQTT logins while it makes the account's MQTT streams (over 30 s on a
+  // loaded machine): an agent refused by its first node goes to its next, and the two would
+  // share one. Every node takes a login first.
+  for (const [i, node] of cluster.nodes.entries()) {
+    await waitFor(`node ${i + 1} takes MQTT logins`, () =>
+      new Promise<true | undefined>((resolve) => {
+        const c = mqttAs(node.mqttUrl, { clientId: `${a.deviceId}-ready`, username: a.deviceId, password: devicePassword(a), connectTimeout: 5_000 });
+        c.once('connect', () => (c.end(true), resolve(true)));
+        c.once('error', () => (c.end(true), resolve(undefined)));
+        c.once('close', () => resolve(undefined));
+      }), 90_000, 500);
+  }
   const agentA = await startAgent(t, a);
   const agentB = await startAgent(t, b);
   const onlineBoth = async () => {

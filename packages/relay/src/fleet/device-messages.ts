@@ -28,8 +28,9 @@ export async function setOnline(ctx: FleetContext, deviceId: string, online: boo
   const now = ctx.now();
   await ctx.store.devices.setOnline(deviceId, online, now);
   ctx.events.emit({ type: 'device.status', deviceId, online, lastSeen: new Date(now).toISOString(), ...(silent ? { silent: true } : {}) });
-  // Two agents on one identity go offline and online every few seconds; the problem was logged once.
-  if (ctx.duplicates.problem(deviceId, now)) ctx.log.debug({ deviceId, online }, message);
+  // Two agents on one identity go offline and online every few seconds; the problem was logged
+  // once. The silence sweep's verdict comes once a window and says why: always told.
+  if (!silent && ctx.duplicates.problem(deviceId, now)) ctx.log.debug({ deviceId, online }, message);
   else ctx.log.info({ deviceId, online }, message);
 }
 
