@@ -17,9 +17,9 @@ type Counts = Record<Measure, { total: number; covered: number }>;
  * The agent's branches are the lowest: its tests are the place to raise them.
  */
 const FLOORS: Record<string, Record<Measure, number>> = {
-  shared: { lines: 95.5, branches: 86.5, functions: 98.5, statements: 95.5 },
+  shared: { lines: 96, branches: 88.5, functions: 98.5, statements: 96 },
   relay: { lines: 97, branches: 89.5, functions: 96, statements: 97 },
-  agent: { lines: 94.5, branches: 85, functions: 95, statements: 94.5 },
+  agent: { lines: 95.5, branches: 87, functions: 95, statements: 95.5 },
 };
 const MEASURES: Measure[] = ['lines', 'branches', 'functions', 'statements'];
 
