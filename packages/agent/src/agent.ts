@@ -97,17 +97,25 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   let connection: Connection | undefined;
   let httpUrl = '';
   let grpcAddress: string | undefined;
+  let closed = false;
 
+  // For `outpost-agent status` and tests. Not after close (the file is removed then), and never
+  // a throw out of an event handler: a data dir gone or full costs this file, not the agent.
   const writeState = () => {
-    writeStateFile(opts.dataDir, {
-      pid: process.pid,
-      deviceId: device.deviceId,
-      httpUrl,
-      ...(grpcAddress ? { grpcAddress } : {}),
-      connected: connection?.connected ?? false,
-      updatedAt: new Date().toISOString(),
-      models: reconciler.reported.models,
-    });
+    if (closed) return;
+    try {
+      writeStateFile(opts.dataDir, {
+        pid: process.pid,
+        deviceId: device.deviceId,
+        httpUrl,
+        ...(grpcAddress ? { grpcAddress } : {}),
+        connected: connection?.connected ?? false,
+        updatedAt: new Date().toISOString(),
+        models: reconciler.reported.models,
+      });
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'agent-state.json could not be written');
+    }
   };
 
   const metrics = new AgentMetrics(() => table.all().map((m) => ({ model: m.name, depth: m.queueDepth })));
@@ -250,7 +258,6 @@ export async function createAgent(opts: AgentOptions): Promise<Agent> {
   writeState();
   log.info({ deviceId: device.deviceId, httpUrl, ...(grpcAddress ? { grpcAddress } : {}), relay: device.relayUrl }, 'agent ready');
 
-  let closed = false;
   return {
     deviceId: device.deviceId,
     httpUrl,
