@@ -54,6 +54,7 @@ export {
   TYPED_ARRAY,
   fromTensorBytes,
   toTensorBytes,
+  lengthPrefixed,
   parseBinaryBody,
   encodeBinaryBody,
   type NumericArray,

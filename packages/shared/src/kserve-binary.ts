@@ -63,13 +63,17 @@ export function fromTensorBytes(name: string, datatype: Datatype, bytes: Uint8Ar
 /** A tensor's data as the extension's raw bytes. */
 export function toTensorBytes(data: TensorArray): Uint8Array {
   if (!Array.isArray(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-  const parts = data.map((s) => Buffer.from(s, 'utf8'));
-  const out = Buffer.alloc(parts.reduce((n, p) => n + 4 + p.length, 0));
+  return lengthPrefixed(data.map((s) => Buffer.from(s, 'utf8')));
+}
+
+/** BYTES elements as the binary extension and gRPC's raw contents carry them: each after its 4-byte little-endian length. */
+export function lengthPrefixed(elements: readonly Uint8Array[]): Buffer {
+  const out = Buffer.alloc(elements.reduce((n, e) => n + 4 + e.byteLength, 0));
   let at = 0;
-  for (const p of parts) {
-    out.writeUInt32LE(p.length, at);
-    p.copy(out, at + 4);
-    at += 4 + p.length;
+  for (const e of elements) {
+    out.writeUInt32LE(e.byteLength, at);
+    out.set(e, at + 4);
+    at += 4 + e.byteLength;
   }
   return out;
 }

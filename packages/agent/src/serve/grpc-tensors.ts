@@ -6,7 +6,7 @@
 // so a wrong byte count gets the same message as over HTTP. Outputs always go back in
 // `raw_output_contents`, as Triton's server does, and tritonclient reads them from there.
 
-import { OutpostError, TYPED_ARRAY, elementCount, toTensorBytes, type Datatype } from '@outpost/shared';
+import { OutpostError, TYPED_ARRAY, elementCount, lengthPrefixed, toTensorBytes, type Datatype } from '@outpost/shared';
 import type { OutputTensor } from '../runtime/tensors.js';
 
 /** InferTensorContents as proto-loader decodes it (longs as strings). */
@@ -78,18 +78,6 @@ function filledFields(contents: GrpcContents): Array<keyof GrpcContents> {
 /** A shape of int64s (strings from proto-loader) as numbers; past 2^53 they are not exact, and validation refuses them anyway. */
 function shapeOf(t: GrpcInputTensor): number[] {
   return (t.shape ?? []).map(Number);
-}
-
-/** BYTES elements as raw_input_contents carries them: each after its 4-byte little-endian length. */
-function lengthPrefixed(elements: Uint8Array[]): Uint8Array {
-  const out = Buffer.alloc(elements.reduce((n, e) => n + 4 + e.byteLength, 0));
-  let at = 0;
-  for (const e of elements) {
-    out.writeUInt32LE(e.byteLength, at);
-    out.set(e, at + 4);
-    at += 4 + e.byteLength;
-  }
-  return out;
 }
 
 /** One input's `contents` as raw bytes. */
