@@ -161,10 +161,15 @@ for (const target of brokerTargets()) {
         const d = await broker.device();
         const c = await connectAs(d);
         await c.publishAcked(d.topic('reported'), 'state', { qos: 1, retain: true });
+        // A PUBACK does not mean stored: aedes acks a QoS 1 PUBLISH before it stores and forwards
+        // it, so this first copy may come live (RETAIN 0). Once it arrived, it was stored: both
+        // brokers store a retained message before forwarding it.
         await c.subscribe([d.topic('reported'), 1]);
-        t.equal((await c.message(d.topic('reported'), 'state')).retain, true);
+        await c.message(d.topic('reported'), 'state');
         await c.subscribe([d.topic('reported'), 1]);
         t.equal((await c.message(d.topic('reported'), 'state')).retain, true, 're-sent for the repeated subscription');
+        await c.subscribe([d.topic('reported'), 1]);
+        t.equal((await c.message(d.topic('reported'), 'state')).retain, true, 're-sent again for the next one');
         await c.publishAcked(d.topic('reported'), 'next', { qos: 1 });
         await c.message(d.topic('reported'), 'next');
         await c.ping();
