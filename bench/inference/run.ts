@@ -20,6 +20,7 @@
 // the goals as ratios, and the agent's RSS idle (no model) and with the model loaded.
 //
 //   npx tsx bench/inference/run.ts [--model cls|cnn|mlp] [--seconds 5] [--rounds 3] [--max-batch-size 16] [--max-queue-delay 0] [--instances 2] [--threads 1] [--no-pin]
+//     [--paths abcgh] [--concurrency 1,16] [--profile DIR]
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -51,6 +52,10 @@ const { values } = parseArgs({
     'no-pin': { type: 'boolean', default: false },
     /** Writes a V8 CPU profile of the agent into this folder. */
     profile: { type: 'string' },
+    /** The rows to run, by letter (default all: abcgh); (a) always runs, the ratios need it. */
+    paths: { type: 'string', default: 'abcgh' },
+    /** The concurrencies to run (default 1,16). */
+    concurrency: { type: 'string', default: '1,16' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -219,10 +224,13 @@ const PATHS: Path[] = [
   [GRPC, (c) => measure(c, grpcInfer)],
   ['(h) bare node:http, same requests, no model', (c) => measure(c, http(floorUrl, true))],
 ];
+const CONCURRENCIES = values.concurrency!.split(',').map(Number);
+if (CONCURRENCIES.some((c) => !Number.isInteger(c) || c < 1)) throw new Error('--concurrency: whole numbers ≥ 1, comma-separated (e.g. 1,16)');
+for (let i = PATHS.length - 1; i > 0; i--) if (!values.paths!.includes(PATHS[i]![0][1]!)) PATHS.splice(i, 1);
 const rounds: Array<Map<string, Figures>> = [];
 for (let r = 0; r < ROUNDS; r++) {
   const round = new Map<string, Figures>();
-  for (const concurrency of [1, 16]) for (const [name, cell] of PATHS) round.set(`${name}@${concurrency}`, await cell(concurrency));
+  for (const concurrency of CONCURRENCIES) for (const [name, cell] of PATHS) round.set(`${name}@${concurrency}`, await cell(concurrency));
   rounds.push(round);
 }
 const median = (xs: number[]) => quantile([...xs].sort((x, y) => x - y), 0.5);
@@ -233,21 +241,22 @@ say(`medians over ${ROUNDS} round(s); ratios taken within each round`);
 say('| path | concurrency | items/s | p50 ms | p99 ms | ÷ (a) at this concurrency | ÷ (a)@1 | p50 over (a)@1 | p99 over (a)@1 |');
 say('|---|---|---|---|---|---|---|---|---|');
 const signed = (ms: number) => `${ms >= 0 ? '+' : ''}${ms.toFixed(2)} ms`;
-for (const c of [1, 16]) {
+for (const c of CONCURRENCIES) {
   for (const [name] of PATHS) {
     const f = (g: (x: Figures) => number) => each((r) => g(at(r, name, c)));
-    const ratio = (bc: number) => `${each((r) => at(r, name, c).itemsPerS / at(r, A, bc).itemsPerS).toFixed(2)}×`;
+    const ratio = (bc: number) => (rounds[0]!.has(`${A}@${bc}`) ? `${each((r) => at(r, name, c).itemsPerS / at(r, A, bc).itemsPerS).toFixed(2)}×` : '—');
     const over = (q: 'p50' | 'p99') => signed(each((r) => at(r, name, c)[q] - at(r, A, 1)[q]));
     say(`| ${name} | ${c} | ${f((x) => x.itemsPerS).toFixed(0)} | ${f((x) => x.p50).toFixed(2)} | ${f((x) => x.p99).toFixed(2)} | ${ratio(c)} | ${ratio(1)} | ${c === 1 ? `${over('p50')} | ${over('p99')}` : '— | —'} |`);
   }
 }
 // The goals of issue 20, each a ratio within a round.
 say('');
-say(`binary @16 ÷ in-process @16: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}× (goal ≥ 0.9×)`);
-say(`binary @1 p50 over in-process @1: ${signed(each((r) => at(r, BINARY, 1).p50 - at(r, A, 1).p50))} (goal ≤ 0.3 ms)`);
-say(`gRPC @16 ÷ in-process @16: ${each((r) => at(r, GRPC, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}×; gRPC @1 p50 over in-process @1: ${signed(each((r) => at(r, GRPC, 1).p50 - at(r, A, 1).p50))}`);
-say(`JSON @1 p50 ÷ binary @1 p50: ${each((r) => at(r, JSON_PATH, 1).p50 / at(r, BINARY, 1).p50).toFixed(2)}× (goal ≤ 3×)`);
-say(`binary @16 with batching up to ${MAX_BATCH} ÷ in-process sequential batch 1: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 1).itemsPerS).toFixed(2)}× (goal ≥ 2× on the mlp)`);
+const ran = (...cells: Array<[string, number]>) => cells.every(([name, c]) => rounds[0]!.has(`${name}@${c}`));
+if (ran([BINARY, 16], [A, 16])) say(`binary @16 ÷ in-process @16: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}× (goal ≥ 0.9×)`);
+if (ran([BINARY, 1], [A, 1])) say(`binary @1 p50 over in-process @1: ${signed(each((r) => at(r, BINARY, 1).p50 - at(r, A, 1).p50))} (goal ≤ 0.3 ms)`);
+if (ran([GRPC, 16], [GRPC, 1], [A, 16], [A, 1])) say(`gRPC @16 ÷ in-process @16: ${each((r) => at(r, GRPC, 16).itemsPerS / at(r, A, 16).itemsPerS).toFixed(2)}×; gRPC @1 p50 over in-process @1: ${signed(each((r) => at(r, GRPC, 1).p50 - at(r, A, 1).p50))}`);
+if (ran([JSON_PATH, 1], [BINARY, 1])) say(`JSON @1 p50 ÷ binary @1 p50: ${each((r) => at(r, JSON_PATH, 1).p50 / at(r, BINARY, 1).p50).toFixed(2)}× (goal ≤ 3×)`);
+if (ran([BINARY, 16], [A, 1])) say(`binary @16 with batching up to ${MAX_BATCH} ÷ in-process sequential batch 1: ${each((r) => at(r, BINARY, 16).itemsPerS / at(r, A, 1).itemsPerS).toFixed(2)}× (goal ≥ 2× on the mlp)`);
 const batches = await (await fetch(`${agentUrl}/metrics`)).text();
 const count = Number(new RegExp(`^outpost_agent_batch_size_count\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
 const sum = Number(new RegExp(`^outpost_agent_batch_size_sum\\{model="${NAME}"\\} (\\S+)$`, 'm').exec(batches)?.[1] ?? 0);
