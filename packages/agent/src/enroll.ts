@@ -6,7 +6,6 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
-import { Agent } from 'undici';
 import { caCertificates, caFingerprint, isErrorBody, splitEnrollToken, tlsFetch, type ClientTls, type Labels } from '@outpost/shared';
 import { DEVICE_FILE, writeDeviceFile, type DeviceFile } from './device-file.js';
 import { DeviceTls } from './device-tls.js';
@@ -33,6 +32,7 @@ function unreachable(relayUrl: string, err: unknown): Error {
  * only if its fingerprint is the one the token carries.
  */
 async function fetchTrustedCa(relayUrl: string, expected: string): Promise<string> {
+  const { Agent } = await import('undici'); // on enrollment only, not in the running agent
   const blind = new Agent({ connect: { rejectUnauthorized: false } });
   let body: unknown;
   try {

@@ -3,7 +3,7 @@
 // own certificate when it has one. One dispatcher per set of options, for fetch.
 
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 
 export interface ClientTls {
   /** The relay CA's PEM (from the agent's data dir, the relay's, or --ca). */
@@ -47,17 +47,21 @@ export function tlsConnectOptions(t: ClientTls | undefined): TlsClientOptions {
   return { secureContext };
 }
 
-const dispatchers = new WeakMap<ClientTls, Agent>();
+const dispatchers = new WeakMap<ClientTls, Promise<Agent>>();
 
-/** fetch, trusting the relay's CA and presenting the device's certificate when given. */
+/**
+ * fetch, trusting the relay's CA and presenting the device's certificate when given. undici is
+ * loaded on the first such fetch, not with this module: a process that never fetches over TLS
+ * (an idle agent on a plain relay, most CLI commands) does not carry it (~2.5 MiB).
+ */
 export function tlsFetch(t: ClientTls | undefined): typeof fetch {
   if (!t || (!t.ca && !t.cert)) return fetch;
   let dispatcher = dispatchers.get(t);
   if (!dispatcher) {
-    dispatcher = new Agent({ connect: tlsConnectOptions(t) as object });
+    dispatcher = import('undici').then(({ Agent }) => new Agent({ connect: tlsConnectOptions(t) as object }));
     dispatchers.set(t, dispatcher);
   }
   const d = dispatcher;
   // Node's fetch is undici: it takes a dispatcher of the same major version.
-  return ((input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, dispatcher: d } as RequestInit)) as typeof fetch;
+  return (async (input: string | URL | Request, init?: RequestInit) => fetch(input, { ...init, dispatcher: await d } as RequestInit)) as typeof fetch;
 }
