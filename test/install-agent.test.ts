@@ -35,6 +35,11 @@ t.test('the packaged agent runs on its own and installs as a service', async (t)
   t.match(unit, /^Restart=on-failure$/m);
   t.match(unit, new RegExp(`^ExecStart=\\S*node --max-semi-space-size=1 --no-concurrent-recompilation ${pkg.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/dist/cli/main.js start --data-dir /var/lib/outpost-agent --port 8000$`, 'm'));
   t.match(unit, /^ProtectSystem=strict$/m);
+  const chosen = execFileSync(bin, ['install', '--systemd', '--dry-run', '--grpc-port', 'off', '--accelerator', 'npu', '--accelerator', 'cuda'], { encoding: 'utf8' });
+  t.match(chosen, /^ExecStart=.* start --data-dir \/var\/lib\/outpost-agent --port 8000 --grpc-port off --accelerator npu --accelerator cuda$/m, 'the unit starts the agent with the chosen gRPC port and accelerators');
+  const badAccelerator = spawnSync(bin, ['install', '--systemd', '--dry-run', '--accelerator', 'NPU!'], { encoding: 'utf8' });
+  t.not(badAccelerator.status, 0);
+  t.match(badAccelerator.stderr, /--accelerator.*lower-case letters/);
   const unitPath = join(device, 'outpost-agent.service');
   const wrote = execFileSync(bin, ['install', '--systemd', '--unit-path', unitPath], { encoding: 'utf8' });
   t.match(wrote, /systemctl daemon-reload && systemctl enable --now outpost-agent/);

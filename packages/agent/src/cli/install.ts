@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { OutpostError, collectDataset, examples, parsePort } from '@outpost/shared';
+import { collectAccelerator, parseGrpcPort } from './start.js';
 
 export interface UnitOptions {
   user: string;
@@ -145,6 +146,8 @@ export function installCommand(program: Command): void {
     .option('--user <user>', 'system user the agent runs as', 'outpost')
     .option('--data-dir <dir>', 'the agent\'s data dir', '/var/lib/outpost-agent')
     .option('--port <port>', 'inference API port', parsePort, 8000)
+    .option('--grpc-port <port>', 'KServe v2 gRPC port ("off": none)', parseGrpcPort, 8001)
+    .option('--accelerator <name>', 'an accelerator detection misses, as start --accelerator (repeat for several)', collectAccelerator)
     .option('--accept-training', 'the service runs with --accept-training: the relay may run training jobs here')
     .option('--dataset <name=path>', 'the service offers this local dataset to jobs (repeat for several)', collectDataset)
     .option('--token-file <file>', `the inference API's bearer token: a root-only file systemd hands to the service; with OUTPOST_AGENT_TOKEN set, install writes it (default ${DEFAULT_TOKEN_FILE})`)
@@ -156,9 +159,10 @@ export function installCommand(program: Command): void {
         'outpost-agent install --systemd --accept-training --dataset images=/srv/images',
         `OUTPOST_AGENT_TOKEN=… outpost-agent install --systemd     # the token goes to ${DEFAULT_TOKEN_FILE}, 0600`,
         'outpost-agent install --systemd --token-file /etc/outpost-agent/inference.token',
+        'outpost-agent install --systemd --grpc-port off --accelerator npu   # no gRPC port; an NPU detection cannot see',
       ),
     )
-    .action((opts: { dryRun?: boolean; user: string; dataDir: string; port: number; unitPath: string; acceptTraining?: boolean; dataset?: Record<string, string>; tokenFile?: string }) => {
+    .action((opts: { dryRun?: boolean; user: string; dataDir: string; port: number; unitPath: string; acceptTraining?: boolean; dataset?: Record<string, string>; tokenFile?: string; grpcPort: number | 'off'; accelerator?: string[] }) => {
       checkDatasets(opts.dataset ?? {});
       const tokenFile = tokenFileFor(opts);
       const unit = renderUnit({
@@ -170,6 +174,8 @@ export function installCommand(program: Command): void {
         acceptTraining: opts.acceptTraining,
         datasets: opts.dataset ?? {},
         tokenFile,
+        // start's defaults are left out, so a unit shows only what was chosen
+        extraArgs: [...(opts.grpcPort !== 8001 ? ['--grpc-port', String(opts.grpcPort)] : []), ...(opts.accelerator ?? []).flatMap((a) => ['--accelerator', a])],
       });
       if (opts.dryRun) {
         process.stdout.write(unit);

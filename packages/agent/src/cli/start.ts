@@ -64,7 +64,7 @@ Examples:
 }
 
 /** `--accelerator NAME`, repeatable: a name as the status message allows. */
-function collectAccelerator(value: string, previous: string[] = []): string[] {
+export function collectAccelerator(value: string, previous: string[] = []): string[] {
   if (!new RegExp(ACCELERATOR_PATTERN).test(value)) throw new InvalidArgumentError("use lower-case letters, digits, '_' and '-', starting with a letter (at most 32), e.g. cuda.");
   if (!previous.includes(value) && previous.length >= MAX_ACCELERATORS) throw new InvalidArgumentError(`at most ${MAX_ACCELERATORS} accelerators.`);
   return previous.includes(value) ? previous : [...previous, value];
@@ -77,7 +77,7 @@ function parseAdvertiseAddress(value: string): string {
 }
 
 /** A port, or "off" (no gRPC port; commander turns a parser's null into ''). */
-function parseGrpcPort(value: string): number | 'off' {
+export function parseGrpcPort(value: string): number | 'off' {
   if (value === 'off') return 'off';
   return parsePort(value);
 }
