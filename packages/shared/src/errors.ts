@@ -72,3 +72,8 @@ export function isErrorBody(value: unknown): value is ErrorBody {
   const error = (value as ErrorBody | null)?.error;
   return typeof error === 'object' && error !== null && typeof error.code === 'string' && typeof error.message === 'string';
 }
+
+/** The 400 a malformed or mismatched tensor gets (KServe v2 HTTP and gRPC alike). */
+export function invalidTensor(message: string): OutpostError {
+  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
+}

@@ -1,4 +1,4 @@
-export { ERRORS, OutpostError, isErrorBody, type ErrorBody, type ErrorCode } from './errors.js';
+export { ERRORS, OutpostError, invalidTensor, isErrorBody, type ErrorBody, type ErrorCode } from './errors.js';
 export { TOPIC_ROOT, DEVICE_TOPICS, DEVICE_WRITTEN_LEAVES, DEVICE_RETAINED_LEAVES, ALL_DEVICES_FILTER, devicePrefix, deviceTopic, parseDeviceTopic, isWithinDevicePrefix, type DeviceTopic } from './topics.js';
 export {
   StatusMessage,

@@ -4,7 +4,7 @@
 // the order of the tensors that carry `parameters.binary_data_size`. A client asks for binary
 // outputs with `outputs[].parameters.binary_data` or `parameters.binary_data_output`.
 
-import { OutpostError } from './errors.js';
+import { invalidTensor } from './errors.js';
 import type { Datatype } from './signature.js';
 
 export const INFERENCE_HEADER_LENGTH = 'inference-header-content-length';
@@ -31,9 +31,6 @@ export const TYPED_ARRAY: Record<Exclude<Datatype, 'BYTES'>, ArrayCtor> = {
   FP64: Float64Array,
 } as unknown as Record<Exclude<Datatype, 'BYTES'>, ArrayCtor>;
 
-function invalid(message: string): OutpostError {
-  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
-}
 
 /** Raw tensor bytes as a typed array (a copy when the bytes are not aligned for the type). */
 export function fromTensorBytes(name: string, datatype: Datatype, bytes: Uint8Array, count: number): TensorArray {
@@ -41,19 +38,19 @@ export function fromTensorBytes(name: string, datatype: Datatype, bytes: Uint8Ar
     const out: string[] = [];
     let at = 0;
     while (at < bytes.length) {
-      if (at + 4 > bytes.length) throw invalid(`input "${name}": BYTES element ${out.length} is cut off before its 4-byte length`);
+      if (at + 4 > bytes.length) throw invalidTensor(`input "${name}": BYTES element ${out.length} is cut off before its 4-byte length`);
       const len = bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 24);
       at += 4;
-      if (len < 0 || at + len > bytes.length) throw invalid(`input "${name}": BYTES element ${out.length} claims ${len} bytes, more than are left`);
+      if (len < 0 || at + len > bytes.length) throw invalidTensor(`input "${name}": BYTES element ${out.length} claims ${len} bytes, more than are left`);
       out.push(Buffer.from(bytes.buffer, bytes.byteOffset + at, len).toString('utf8'));
       at += len;
     }
-    if (out.length !== count) throw invalid(`input "${name}": the shape needs ${count} BYTES elements, the binary data has ${out.length}`);
+    if (out.length !== count) throw invalidTensor(`input "${name}": the shape needs ${count} BYTES elements, the binary data has ${out.length}`);
     return out;
   }
   const Ctor = TYPED_ARRAY[datatype];
   const size = Ctor.BYTES_PER_ELEMENT;
-  if (bytes.length !== count * size) throw invalid(`input "${name}": the shape needs ${count * size} bytes of ${datatype}, binary_data_size is ${bytes.length}`);
+  if (bytes.length !== count * size) throw invalidTensor(`input "${name}": the shape needs ${count * size} bytes of ${datatype}, binary_data_size is ${bytes.length}`);
   if (bytes.byteOffset % size === 0) return new Ctor(bytes.buffer, bytes.byteOffset, count);
   const copy = new Uint8Array(bytes.length);
   copy.set(bytes);
@@ -90,28 +87,28 @@ interface BinaryTensor {
  */
 export function parseBinaryBody(body: Buffer, headerLength: number, field: 'inputs' | 'outputs'): Record<string, unknown> {
   if (!Number.isInteger(headerLength) || headerLength < 0 || headerLength > body.length) {
-    throw invalid(`Inference-Header-Content-Length is ${headerLength}, but the body has ${body.length} bytes`);
+    throw invalidTensor(`Inference-Header-Content-Length is ${headerLength}, but the body has ${body.length} bytes`);
   }
   let header: unknown;
   try {
     header = JSON.parse(body.subarray(0, headerLength).toString('utf8'));
   } catch (err) {
-    throw invalid(`the JSON header (the first ${headerLength} bytes) is not valid JSON: ${(err as Error).message}`);
+    throw invalidTensor(`the JSON header (the first ${headerLength} bytes) is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalid('the JSON header must be an object');
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) throw invalidTensor('the JSON header must be an object');
   let at = headerLength;
   const tensors = (header as Record<string, unknown>)[field];
   if (Array.isArray(tensors)) {
     for (const t of tensors as BinaryTensor[]) {
       const size = t?.parameters?.binary_data_size;
       if (size === undefined) continue;
-      if (!Number.isInteger(size) || (size as number) < 0) throw invalid(`${String(t.name)}: binary_data_size must be a non-negative integer`);
-      if (at + (size as number) > body.length) throw invalid(`${String(t.name)}: binary_data_size ${String(size)} runs past the end of the body (${body.length - at} bytes left)`);
+      if (!Number.isInteger(size) || (size as number) < 0) throw invalidTensor(`${String(t.name)}: binary_data_size must be a non-negative integer`);
+      if (at + (size as number) > body.length) throw invalidTensor(`${String(t.name)}: binary_data_size ${String(size)} runs past the end of the body (${body.length - at} bytes left)`);
       t.raw = body.subarray(at, at + (size as number));
       at += size as number;
     }
   }
-  if (at !== body.length) throw invalid(`the body has ${body.length - at} bytes after the last binary tensor`);
+  if (at !== body.length) throw invalidTensor(`the body has ${body.length - at} bytes after the last binary tensor`);
   return header as Record<string, unknown>;
 }
 

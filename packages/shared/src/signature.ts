@@ -1,7 +1,7 @@
 // Model signatures (input/output tensors) and the check every inference request passes
 // before it reaches onnxruntime. KServe v2 datatype names are the public vocabulary.
 
-import { OutpostError } from './errors.js';
+import { invalidTensor } from './errors.js';
 import { TYPED_ARRAY, fromTensorBytes, type TensorArray } from './kserve-binary.js';
 
 export const DATATYPES = ['BOOL', 'UINT8', 'INT8', 'UINT16', 'INT16', 'UINT32', 'INT32', 'INT64', 'UINT64', 'FP16', 'FP32', 'FP64', 'BYTES'] as const;
@@ -66,9 +66,6 @@ const INTEGER_RANGES: Partial<Record<Datatype, [number, number]>> = {
   UINT64: [0, Number.MAX_SAFE_INTEGER],
 };
 
-function invalid(message: string): OutpostError {
-  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
-}
 
 export function elementCount(shape: readonly number[]): number {
   let n = 1;
@@ -81,13 +78,13 @@ function checkElements(name: string, data: unknown[], datatype: Datatype): void 
   for (let i = 0; i < data.length; i++) {
     const v = data[i];
     if (datatype === 'BOOL') {
-      if (typeof v !== 'boolean') throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, BOOL data must be true or false`);
+      if (typeof v !== 'boolean') throw invalidTensor(`input "${name}": element ${i} is ${JSON.stringify(v)}, BOOL data must be true or false`);
     } else if (datatype === 'BYTES') {
-      if (typeof v !== 'string') throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, BYTES data must be strings`);
+      if (typeof v !== 'string') throw invalidTensor(`input "${name}": element ${i} is ${JSON.stringify(v)}, BYTES data must be strings`);
     } else if (typeof v !== 'number') {
-      throw invalid(`input "${name}": element ${i} is ${JSON.stringify(v)}, ${datatype} data must be numbers`);
+      throw invalidTensor(`input "${name}": element ${i} is ${JSON.stringify(v)}, ${datatype} data must be numbers`);
     } else if (range && (!Number.isInteger(v) || v < range[0] || v > range[1])) {
-      throw invalid(`input "${name}": element ${i} is ${v}, not an integer in the ${datatype} range`);
+      throw invalidTensor(`input "${name}": element ${i} is ${v}, not an integer in the ${datatype} range`);
     }
   }
 }
@@ -97,44 +94,44 @@ function checkElements(name: string, data: unknown[], datatype: Datatype): void 
  * Throws OUTPOST_ERR_TENSOR_INVALID with a message naming the tensor and the problem.
  */
 export function validateInputs(signature: ModelSignature, inputs: unknown): RequestTensor[] {
-  if (!Array.isArray(inputs)) throw invalid('"inputs" must be an array of tensors');
+  if (!Array.isArray(inputs)) throw invalidTensor('"inputs" must be an array of tensors');
   const byName = new Map<string, RequestTensor>();
   for (const input of inputs) {
     const t = input as Partial<RequestTensor> | null;
-    if (typeof t !== 'object' || t === null || typeof t.name !== 'string') throw invalid('every input needs a "name"');
+    if (typeof t !== 'object' || t === null || typeof t.name !== 'string') throw invalidTensor('every input needs a "name"');
     const spec = signature.inputs.find((s) => s.name === t.name);
-    if (!spec) throw invalid(`unknown input "${t.name}": the model takes ${signature.inputs.map((s) => `"${s.name}"`).join(', ')}`);
-    if (byName.has(t.name)) throw invalid(`input "${t.name}" is given twice`);
-    if (t.datatype !== spec.datatype) throw invalid(`input "${t.name}": datatype ${JSON.stringify(t.datatype)} does not match the model's ${spec.datatype}`);
+    if (!spec) throw invalidTensor(`unknown input "${t.name}": the model takes ${signature.inputs.map((s) => `"${s.name}"`).join(', ')}`);
+    if (byName.has(t.name)) throw invalidTensor(`input "${t.name}" is given twice`);
+    if (t.datatype !== spec.datatype) throw invalidTensor(`input "${t.name}": datatype ${JSON.stringify(t.datatype)} does not match the model's ${spec.datatype}`);
     if (!Array.isArray(t.shape) || !t.shape.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw invalid(`input "${t.name}": "shape" must be an array of non-negative integers ([] for a scalar)`);
+      throw invalidTensor(`input "${t.name}": "shape" must be an array of non-negative integers ([] for a scalar)`);
     }
     if (t.shape.length !== spec.shape.length) {
-      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has rank ${t.shape.length}, the model expects [${spec.shape.join(',')}]`);
+      throw invalidTensor(`input "${t.name}": shape [${t.shape.join(',')}] has rank ${t.shape.length}, the model expects [${spec.shape.join(',')}]`);
     }
     spec.shape.forEach((d, i) => {
       if (d !== -1 && t.shape![i] !== d) {
-        throw invalid(`input "${t.name}": shape [${t.shape!.join(',')}] does not match the model's [${spec.shape.join(',')}] at dimension ${i}`);
+        throw invalidTensor(`input "${t.name}": shape [${t.shape!.join(',')}] does not match the model's [${spec.shape.join(',')}] at dimension ${i}`);
       }
     });
     const expected = elementCount(t.shape);
     // onnxruntime fails (500) on many models given an empty tensor: it is the caller's mistake.
-    if (expected === 0 && t.shape.length > 0) throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has no elements`);
-    if (!Number.isSafeInteger(expected)) throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] has more elements than any request can carry`);
+    if (expected === 0 && t.shape.length > 0) throw invalidTensor(`input "${t.name}": shape [${t.shape.join(',')}] has no elements`);
+    if (!Number.isSafeInteger(expected)) throw invalidTensor(`input "${t.name}": shape [${t.shape.join(',')}] has more elements than any request can carry`);
     // Binary extension: the bytes after the JSON header (see kserve-binary.ts).
     const raw = (t as { raw?: unknown }).raw;
     if (raw instanceof Uint8Array) {
-      if (t.data !== undefined) throw invalid(`input "${t.name}": give "data" or binary_data_size, not both`);
+      if (t.data !== undefined) throw invalidTensor(`input "${t.name}": give "data" or binary_data_size, not both`);
       byName.set(t.name, { name: t.name, datatype: spec.datatype, shape: t.shape, data: fromTensorBytes(t.name, spec.datatype, raw, expected) });
       continue;
     }
     // JSON data its parser already read into the datatype's typed array (the agent's
     // parseJsonInferBody does so only for elements checkElements accepts): the same checks.
     const typed = ArrayBuffer.isView(t.data) && spec.datatype !== 'BYTES' && t.data instanceof TYPED_ARRAY[spec.datatype];
-    if (!typed && !Array.isArray(t.data)) throw invalid(`input "${t.name}": "data" must be a flat, row-major array`);
+    if (!typed && !Array.isArray(t.data)) throw invalidTensor(`input "${t.name}": "data" must be a flat, row-major array`);
     const data = t.data as unknown[] | TensorArray;
     if (data.length !== expected) {
-      throw invalid(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${data.length}`);
+      throw invalidTensor(`input "${t.name}": shape [${t.shape.join(',')}] needs ${expected} elements, got ${data.length}`);
     }
     if (typed) {
       byName.set(t.name, t as RequestTensor);
@@ -145,7 +142,7 @@ export function validateInputs(signature: ModelSignature, inputs: unknown): Requ
   }
   return signature.inputs.map((spec) => {
     const t = byName.get(spec.name);
-    if (!t) throw invalid(`missing input "${spec.name}" (${spec.datatype} [${spec.shape.join(',')}])`);
+    if (!t) throw invalidTensor(`missing input "${spec.name}" (${spec.datatype} [${spec.shape.join(',')}])`);
     return t;
   });
 }

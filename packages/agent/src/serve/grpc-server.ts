@@ -11,7 +11,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { fileURLToPath } from 'node:url';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { OutpostError, type Logger } from '@outpost/shared';
+import { OutpostError, type Logger, invalidTensor } from '@outpost/shared';
 import type { InferenceService } from './inference-service.js';
 import { BodyBudget } from './router.js';
 import { DEFAULT_MAX_BODY_MEMORY } from './server.js';
@@ -109,9 +109,6 @@ class RenewableCredentials extends grpc.ServerCredentials {
 
 type Call = grpc.ServerUnaryCall<Record<string, unknown>, unknown>;
 
-function invalid(message: string): OutpostError {
-  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
-}
 
 /** The gRPC KServe v2 service, for connections grpc-port.ts accepts. */
 export function createGrpcService(opts: GrpcServeOptions): GrpcService {
@@ -188,10 +185,10 @@ export function createGrpcService(opts: GrpcServeOptions): GrpcService {
   const version = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
 
   const infer = (request: GrpcInferRequest | RefusedOnTheWire) => {
-    if (request instanceof RefusedOnTheWire) throw invalid(request.why);
+    if (request instanceof RefusedOnTheWire) throw invalidTensor(request.why);
     return service.infer(service.requireModel(request.model_name ?? '', version(request.model_version)), async (model) => {
       const id = request.id ?? '';
-      if (id.length > 256) throw invalid('"id" must be a string of at most 256 characters');
+      if (id.length > 256) throw invalidTensor('"id" must be a string of at most 256 characters');
       const requested = request.outputs?.length ? request.outputs.map((o) => o.name ?? '') : undefined;
       const outputs = await model.infer(requestInputs(request), requested);
       const reply = responseOutputs(outputs);

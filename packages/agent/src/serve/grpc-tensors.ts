@@ -6,7 +6,7 @@
 // so a wrong byte count gets the same message as over HTTP. Outputs always go back in
 // `raw_output_contents`, as Triton's server does, and tritonclient reads them from there.
 
-import { OutpostError, TYPED_ARRAY, elementCount, lengthPrefixed, toTensorBytes, type Datatype } from '@outpost/shared';
+import { TYPED_ARRAY, elementCount, lengthPrefixed, toTensorBytes, type Datatype, invalidTensor } from '@outpost/shared';
 import type { OutputTensor } from '../runtime/tensors.js';
 
 /** InferTensorContents as proto-loader decodes it (longs as strings). */
@@ -43,9 +43,6 @@ export interface GrpcOutputTensor {
   shape: number[];
 }
 
-function invalid(message: string): OutpostError {
-  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
-}
 
 /** Which `contents` field carries each datatype (Triton's mapping; FP16 and BF16 only travel raw). */
 const CONTENTS_FIELD: Partial<Record<Datatype, keyof GrpcContents>> = {
@@ -84,20 +81,20 @@ function shapeOf(t: GrpcInputTensor): number[] {
 function contentsBytes(name: string, datatype: Datatype, shape: number[], contents: GrpcContents): Uint8Array {
   const field = CONTENTS_FIELD[datatype];
   const given = filledFields(contents);
-  if (!field) throw invalid(`input "${name}": ${datatype} data travels in raw_input_contents only`);
+  if (!field) throw invalidTensor(`input "${name}": ${datatype} data travels in raw_input_contents only`);
   const other = given.find((f) => f !== field);
-  if (other) throw invalid(`input "${name}": ${datatype} data goes in contents.${field}, not contents.${other}`);
+  if (other) throw invalidTensor(`input "${name}": ${datatype} data goes in contents.${field}, not contents.${other}`);
   const values = (contents[field] ?? []) as unknown[];
   const expected = elementCount(shape);
   if (Number.isSafeInteger(expected) && values.length !== expected) {
-    throw invalid(`input "${name}": shape [${shape.join(',')}] needs ${expected} elements, got ${values.length}`);
+    throw invalidTensor(`input "${name}": shape [${shape.join(',')}] needs ${expected} elements, got ${values.length}`);
   }
   if (datatype === 'BYTES') return lengthPrefixed(values as Uint8Array[]);
   if (datatype === 'BOOL') return Uint8Array.from(values as boolean[], (v) => (v ? 1 : 0));
   const range = RANGES[datatype];
   if (range) {
     const i = (values as number[]).findIndex((v) => v < range[0] || v > range[1]);
-    if (i !== -1) throw invalid(`input "${name}": element ${i} is ${String(values[i])}, not an integer in the ${datatype} range`);
+    if (i !== -1) throw invalidTensor(`input "${name}": element ${i} is ${String(values[i])}, not an integer in the ${datatype} range`);
   }
   const Ctor = TYPED_ARRAY[datatype];
   let typed;
@@ -120,9 +117,9 @@ export function requestInputs(request: GrpcInferRequest): Array<{ name: string; 
   const inputs = request.inputs ?? [];
   const raw = request.raw_input_contents ?? [];
   if (raw.length > 0) {
-    if (raw.length !== inputs.length) throw invalid(`raw_input_contents has ${raw.length} entries for ${inputs.length} inputs: give one per input, in the order of "inputs"`);
+    if (raw.length !== inputs.length) throw invalidTensor(`raw_input_contents has ${raw.length} entries for ${inputs.length} inputs: give one per input, in the order of "inputs"`);
     const withContents = inputs.find((t) => t.contents && filledFields(t.contents).length > 0);
-    if (withContents) throw invalid(`input "${withContents.name ?? ''}": give its data in contents or in raw_input_contents, not both`);
+    if (withContents) throw invalidTensor(`input "${withContents.name ?? ''}": give its data in contents or in raw_input_contents, not both`);
   }
   const bytes = inputs.map((t, i): Uint8Array => {
     if (raw.length > 0) return raw[i]!;
@@ -133,7 +130,7 @@ export function requestInputs(request: GrpcInferRequest): Array<{ name: string; 
     if (!t.contents || filledFields(t.contents).length === 0) {
       const shape = shapeOf(t);
       if (elementCount(shape) === 0) return new Uint8Array(0);
-      throw invalid(`input "${name}": no data: give it in raw_input_contents or in contents`);
+      throw invalidTensor(`input "${name}": no data: give it in raw_input_contents or in contents`);
     }
     return contentsBytes(name, datatype, shapeOf(t), t.contents);
   });

@@ -2,7 +2,7 @@
 // (see @outpost/shared kserve-binary). Errors follow KServe's shape, `{ "error": "message" }`,
 // with Outpost's stable `code` beside it.
 
-import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState } from '@outpost/shared';
+import { INFERENCE_HEADER_LENGTH, OutpostError, encodeBinaryBody, parseBinaryBody, toTensorBytes, type Logger, type ReportedState, invalidTensor } from '@outpost/shared';
 import { toJsonTensor, type OutputTensor } from '../runtime/tensors.js';
 import { parseJsonInferBody } from './json-infer-body.js';
 import { jsonInferReply } from './json-reply.js';
@@ -43,22 +43,19 @@ interface InferBody {
   parameters?: { binary_data_output?: unknown };
 }
 
-function invalid(message: string): OutpostError {
-  return new OutpostError('OUTPOST_ERR_TENSOR_INVALID', message);
-}
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The parts of a request body that are not tensors, checked so that no shape of them reaches a 500. */
 function checkInferBody(body: Record<string, unknown>): InferBody {
   const { id, outputs, parameters } = body;
-  if (id !== undefined && (typeof id !== 'string' || id.length > 256)) throw invalid('"id" must be a string of at most 256 characters');
-  if (parameters !== undefined && !isObject(parameters)) throw invalid('"parameters" must be an object');
+  if (id !== undefined && (typeof id !== 'string' || id.length > 256)) throw invalidTensor('"id" must be a string of at most 256 characters');
+  if (parameters !== undefined && !isObject(parameters)) throw invalidTensor('"parameters" must be an object');
   if (outputs !== undefined) {
-    if (!Array.isArray(outputs)) throw invalid('"outputs" must be an array of { "name": ... }');
+    if (!Array.isArray(outputs)) throw invalidTensor('"outputs" must be an array of { "name": ... }');
     for (const o of outputs as unknown[]) {
-      if (!isObject(o) || typeof o.name !== 'string') throw invalid('every entry of "outputs" needs a "name"');
-      if (o.parameters !== undefined && !isObject(o.parameters)) throw invalid(`output "${o.name}": "parameters" must be an object`);
+      if (!isObject(o) || typeof o.name !== 'string') throw invalidTensor('every entry of "outputs" needs a "name"');
+      if (o.parameters !== undefined && !isObject(o.parameters)) throw invalidTensor(`output "${o.name}": "parameters" must be an object`);
     }
   }
   return body as unknown as InferBody;
@@ -77,7 +74,7 @@ function parseInferBody(body: Buffer, headerLength: string | string[] | undefine
       throw new OutpostError('OUTPOST_ERR_TENSOR_INVALID', `the body is not valid JSON (${(err as Error).message}); binary tensors need an Inference-Header-Content-Length header`);
     }
   }
-  if (!isObject(parsed)) throw invalid('the body must be a JSON object with "inputs"');
+  if (!isObject(parsed)) throw invalidTensor('the body must be a JSON object with "inputs"');
   return checkInferBody(parsed);
 }
 
