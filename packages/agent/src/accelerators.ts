@@ -144,7 +144,7 @@ export async function listBackends(timeoutMs = 30_000): Promise<BackendInfo[]> {
   }
   const code = `process.stdout.write(JSON.stringify(require(${JSON.stringify(binding)}).listSupportedBackends()))`;
   return new Promise((resolve) => {
-    execFile(process.execPath, ['-e', code], { timeout: timeoutMs, maxBuffer: 64 * 1024 }, (err, stdout) => {
+    execFile(process.execPath, ['-e', code], { timeout: timeoutMs, maxBuffer: 64 * 1024, env: probeEnv() }, (err, stdout) => {
       if (err) return resolve(cpuOnly);
       try {
         const list = JSON.parse(stdout) as unknown;
@@ -154,6 +154,16 @@ export async function listBackends(timeoutMs = 30_000): Promise<BackendInfo[]> {
       }
     });
   });
+}
+
+/**
+ * The probe's environment: what the loader needs to find onnxruntime's libraries, nothing of the
+ * agent's own (its inference token may be in OUTPOST_AGENT_TOKEN; NODE_OPTIONS could load code).
+ */
+function probeEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const key of ['PATH', 'LD_LIBRARY_PATH']) if (process.env[key] !== undefined) env[key] = process.env[key];
+  return env;
 }
 
 export interface DetectOptions {
