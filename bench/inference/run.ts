@@ -211,9 +211,8 @@ const binaryBodies = images.map((_, i) => {
 });
 const http = (url: string, binary: boolean) => async (i: number) => {
   const k = i % images.length;
-  const { chunks, headerLength } = binaryBodies[k]!;
   const res = binary
-    ? await post(`${url}/v2/models/${NAME}/infer`, chunks, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: headerLength })
+    ? await post(`${url}/v2/models/${NAME}/infer`, binaryBodies[k]!.chunks, { 'content-type': 'application/octet-stream', [INFERENCE_HEADER_LENGTH]: binaryBodies[k]!.headerLength })
     : await post(`${url}/v2/models/${NAME}/infer`, jsonBodies[k]!, { 'content-type': 'application/json' });
   if (res.status !== 200) throw new Error(`${url} answered ${res.status}: ${res.body.toString('utf8', 0, 200)}`);
   const length = res.headers[INFERENCE_HEADER_LENGTH];

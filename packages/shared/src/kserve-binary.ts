@@ -31,7 +31,6 @@ export const TYPED_ARRAY: Record<Exclude<Datatype, 'BYTES'>, ArrayCtor> = {
   FP64: Float64Array,
 } as unknown as Record<Exclude<Datatype, 'BYTES'>, ArrayCtor>;
 
-
 /** Raw tensor bytes as a typed array (a copy when the bytes are not aligned for the type). */
 export function fromTensorBytes(name: string, datatype: Datatype, bytes: Uint8Array, count: number): TensorArray {
   if (datatype === 'BYTES') {

@@ -109,7 +109,6 @@ class RenewableCredentials extends grpc.ServerCredentials {
 
 type Call = grpc.ServerUnaryCall<Record<string, unknown>, unknown>;
 
-
 /** The gRPC KServe v2 service, for connections grpc-port.ts accepts. */
 export function createGrpcService(opts: GrpcServeOptions): GrpcService {
   const { service, log } = opts;

@@ -43,7 +43,6 @@ export interface GrpcOutputTensor {
   shape: number[];
 }
 
-
 /** Which `contents` field carries each datatype (Triton's mapping; FP16 and BF16 only travel raw). */
 const CONTENTS_FIELD: Partial<Record<Datatype, keyof GrpcContents>> = {
   BOOL: 'bool_contents',

@@ -43,7 +43,6 @@ interface InferBody {
   parameters?: { binary_data_output?: unknown };
 }
 
-
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The parts of a request body that are not tensors, checked so that no shape of them reaches a 500. */
