@@ -27,7 +27,14 @@ for (const target of brokerTargets()) {
         await first.disconnect();
         const second = await connectAs(d);
         t.equal(second.connack!.sessionPresent, false, 'session present 0');
+        // A PUBACK does not mean routed (aedes acks first): 'before' could still reach the
+        // subscription made after it. A message on another topic, published after 'before' and
+        // received, shows the broker routed 'before' while no subscription of this connection
+        // matched it.
+        await second.subscribe([d.topic('status'), 1]);
         await second.publishAcked(d.topic('health'), 'before', { qos: 1 });
+        await second.publishAcked(d.topic('status'), 'routed', { qos: 1 });
+        await second.message(d.topic('status'), 'routed');
         await second.subscribe([d.topic('health'), 1]);
         await second.publishAcked(d.topic('health'), 'after', { qos: 1 });
         await second.message(d.topic('health'), 'after');
